@@ -1,0 +1,73 @@
+//! Errors of the log layer. Expected outcomes (a version conflict, a conflicting
+//! duplicate, a limit) are variants with their figures, never strings to parse.
+
+use crate::ExpectedVersion;
+
+/// Result alias for the log crate.
+pub type Result<T, E = LogError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the log.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// A field of a proposed event or request is invalid (syntax, emptiness).
+    #[error("invalid {field}: {reason}")]
+    InvalidArgument { field: String, reason: String },
+
+    /// A configured limit was exceeded.
+    #[error("{what} is {actual}, over the limit of {limit}")]
+    LimitExceeded { what: String, limit: u64, actual: u64 },
+
+    /// The stream is not at the expected version; nothing was written.
+    #[error("wrong expected version for stream {stream:?}: expected {expected}, actual {}", fmt_actual(.actual))]
+    WrongExpectedVersion {
+        stream: String,
+        expected: ExpectedVersion,
+        /// `None` when the stream does not exist.
+        actual: Option<u64>,
+    },
+
+    /// The same `(source, id)` was already recorded with different content.
+    #[error("event (source {event_source:?}, id {id:?}) is already recorded at position {position} with different content{}", detail_suffix(.detail))]
+    DuplicateConflict { event_source: String, id: String, position: u64, detail: String },
+
+    /// Stored bytes do not decode; the log may be damaged.
+    #[error("corrupt record at {at}: {reason}")]
+    Corrupt { at: String, reason: String },
+
+    /// The stored format is newer or older than this build understands.
+    #[error("stored format version {found} is not supported (this build reads version {supported})")]
+    UnsupportedFormat { found: u32, supported: u32 },
+
+    /// A previous fsync failed; the log refuses writes until restarted.
+    #[error("the log stopped accepting writes after a storage failure: {0}")]
+    Poisoned(String),
+
+    /// The log is shutting down or closed.
+    #[error("the event log is closed")]
+    Closed,
+
+    /// sled or the file system failed.
+    #[error("storage error: {0}")]
+    Storage(#[from] sled::Error),
+}
+
+fn fmt_actual(actual: &Option<u64>) -> String {
+    match actual {
+        Some(v) => v.to_string(),
+        None => "no stream".to_owned(),
+    }
+}
+
+fn detail_suffix(detail: &str) -> String {
+    if detail.is_empty() { String::new() } else { format!(" ({detail})") }
+}
+
+impl LogError {
+    pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        LogError::InvalidArgument { field: field.into(), reason: reason.into() }
+    }
+
+    pub(crate) fn corrupt(at: impl Into<String>, reason: impl Into<String>) -> Self {
+        LogError::Corrupt { at: at.into(), reason: reason.into() }
+    }
+}

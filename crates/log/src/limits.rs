@@ -1,0 +1,215 @@
+//! Limits and name syntax, checked before anything reaches the writer.
+
+use crate::{LogError, ProposedEvent, Result, StreamAppend};
+
+/// Configurable limits. Defaults: 1 MiB per event, 10,000 events and 16 MiB per append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest encoded event (data, metadata and attributes), in bytes.
+    pub max_event_bytes: u64,
+    /// Most events in one append.
+    pub max_append_events: u64,
+    /// Largest append, in bytes (sum of its events).
+    pub max_append_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_event_bytes: 1 << 20, max_append_events: 10_000, max_append_bytes: 16 << 20 }
+    }
+}
+
+pub(crate) const MAX_STREAM_LEN: usize = 256;
+pub(crate) const MAX_TYPE_LEN: usize = 128;
+pub(crate) const MAX_ID_LEN: usize = 256;
+pub(crate) const MAX_SOURCE_LEN: usize = 1024;
+pub(crate) const MAX_ATTRIBUTE_LEN: usize = 256;
+
+/// Checks a stream name: 1-256 characters of `[A-Za-z0-9._:@/-]`, segments
+/// separated by `/`, none empty.
+pub fn validate_stream_name(stream: &str) -> Result<()> {
+    let field = "stream";
+    if stream.is_empty() {
+        return Err(LogError::invalid(field, "must not be empty"));
+    }
+    if stream.len() > MAX_STREAM_LEN {
+        return Err(LogError::invalid(
+            field,
+            format!("is {} bytes long, over the limit of {MAX_STREAM_LEN}", stream.len()),
+        ));
+    }
+    if let Some(c) = stream.chars().find(|c| !(c.is_ascii_alphanumeric() || "._:@/-".contains(*c))) {
+        return Err(LogError::invalid(
+            field,
+            format!("{stream:?} contains {c:?}; allowed are letters, digits and . _ : @ / -"),
+        ));
+    }
+    if stream.split('/').any(str::is_empty) {
+        return Err(LogError::invalid(
+            field,
+            format!("{stream:?} has an empty segment (leading, trailing or double '/')"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an event type: dot-separated tokens of `[A-Za-z0-9_-]`, at most 128 bytes
+/// (each token is a valid NATS subject token).
+pub fn validate_event_type(event_type: &str) -> Result<()> {
+    let field = "type";
+    if event_type.is_empty() {
+        return Err(LogError::invalid(field, "must not be empty"));
+    }
+    if event_type.len() > MAX_TYPE_LEN {
+        return Err(LogError::invalid(
+            field,
+            format!("is {} bytes long, over the limit of {MAX_TYPE_LEN}", event_type.len()),
+        ));
+    }
+    for token in event_type.split('.') {
+        if token.is_empty() {
+            return Err(LogError::invalid(field, format!("{event_type:?} has an empty dot-separated token")));
+        }
+        if let Some(c) = token.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
+            return Err(LogError::invalid(
+                field,
+                format!("{event_type:?} contains {c:?}; allowed are letters, digits, _ and - between dots"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_text(field: &str, value: &str, max: usize) -> Result<()> {
+    if value.len() > max {
+        return Err(LogError::invalid(field, format!("is {} bytes long, over the limit of {max}", value.len())));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(LogError::invalid(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// Encoded size of an event as counted against `max_event_bytes`.
+pub fn event_size(event: &ProposedEvent) -> u64 {
+    let meta: usize = event.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+    (event.id.len()
+        + event.source.len()
+        + event.event_type.len()
+        + event.content_type.len()
+        + event.correlation_id.len()
+        + event.causation_id.len()
+        + meta
+        + event.data.len()) as u64
+}
+
+impl Limits {
+    /// Checks one multi-stream append. `index` names the offending event.
+    pub fn validate(&self, parts: &[StreamAppend]) -> Result<()> {
+        let mut total_events = 0u64;
+        let mut total_bytes = 0u64;
+        if parts.is_empty() {
+            return Err(LogError::invalid("events", "an append needs at least one event"));
+        }
+        for part in parts {
+            validate_stream_name(&part.stream)?;
+            if part.events.is_empty() {
+                return Err(LogError::invalid(
+                    "events",
+                    format!("the append to stream {:?} has no events", part.stream),
+                ));
+            }
+            for (i, event) in part.events.iter().enumerate() {
+                let at = |f: &str| format!("events[{i}].{f}");
+                validate_event_type(&event.event_type).map_err(|e| rename_field(e, &at("type")))?;
+                if event.id.is_empty() {
+                    return Err(LogError::invalid(at("id"), "must not be empty"));
+                }
+                if event.source.is_empty() {
+                    return Err(LogError::invalid(at("source"), "must not be empty"));
+                }
+                validate_text(&at("id"), &event.id, MAX_ID_LEN)?;
+                validate_text(&at("source"), &event.source, MAX_SOURCE_LEN)?;
+                validate_text(&at("content_type"), &event.content_type, MAX_ATTRIBUTE_LEN)?;
+                validate_text(&at("correlation_id"), &event.correlation_id, MAX_ATTRIBUTE_LEN)?;
+                validate_text(&at("causation_id"), &event.causation_id, MAX_ATTRIBUTE_LEN)?;
+                for key in event.metadata.keys() {
+                    if key.is_empty() {
+                        return Err(LogError::invalid(at("metadata"), "keys must not be empty"));
+                    }
+                    validate_text(&at("metadata"), key, MAX_ATTRIBUTE_LEN)?;
+                }
+                let size = event_size(event);
+                if size > self.max_event_bytes {
+                    return Err(LogError::LimitExceeded {
+                        what: format!("size of {} (bytes)", at("")).replace(".)", ")"),
+                        limit: self.max_event_bytes,
+                        actual: size,
+                    });
+                }
+                total_bytes += size;
+            }
+            total_events += part.events.len() as u64;
+        }
+        if total_events > self.max_append_events {
+            return Err(LogError::LimitExceeded {
+                what: "number of events in the append".into(),
+                limit: self.max_append_events,
+                actual: total_events,
+            });
+        }
+        if total_bytes > self.max_append_bytes {
+            return Err(LogError::LimitExceeded {
+                what: "size of the append (bytes)".into(),
+                limit: self.max_append_bytes,
+                actual: total_bytes,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn rename_field(err: LogError, field: &str) -> LogError {
+    match err {
+        LogError::InvalidArgument { reason, .. } => LogError::InvalidArgument { field: field.into(), reason },
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_names() {
+        for ok in ["order/PO-1001", "incident/INC-7", "a", "x.y:z@w/1_2"] {
+            assert!(validate_stream_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "/a", "a/", "a//b", "a b", "a\0b", "é"] {
+            assert!(validate_stream_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_stream_name(&"a".repeat(257)).is_err());
+    }
+
+    #[test]
+    fn event_types() {
+        for ok in ["order.placed", "x", "a-b.c_d"] {
+            assert!(validate_event_type(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".a", "a.", "a..b", "a*", "a>", "a b"] {
+            assert!(validate_event_type(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn oversized_event_names_limit_and_size() {
+        let limits = Limits { max_event_bytes: 10, ..Limits::default() };
+        let event = ProposedEvent::json("t", vec![0u8; 100]).with_identity("s", "1");
+        let err = limits
+            .validate(&[StreamAppend { stream: "s".into(), expected: Default::default(), events: vec![event] }])
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("events[0]") && text.contains("limit of 10"), "{text}");
+    }
+}

@@ -1,0 +1,535 @@
+//! [`EventLog`]: the async handle over the store, the writer and the flusher.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::codec::chain_hash;
+use crate::store::{GENESIS, Head, META_HEAD, META_INDEXED, Store, decode_from, tail_hash};
+use crate::writer::{AppendJob, Command, Writer};
+use crate::{
+    AppendOutcome, BrokenLink, Direction, EventFilter, ExpectedVersion, Limits, LogError, ProposedEvent, RecordedEvent,
+    Result, StreamAppend, StreamInfo, Subscription, VerifyReport,
+};
+
+/// Source given to events proposed without one.
+pub const DEFAULT_SOURCE: &str = "opsflow:unspecified";
+/// The JSON media type, the default content type of events with data.
+pub const JSON: &str = "application/json";
+
+/// Options for [`EventLog::open`].
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    pub limits: Limits,
+    /// sled page cache size in bytes.
+    pub cache_bytes: u64,
+    /// Appends that may wait for the writer before `append` itself waits (back-pressure).
+    pub queue_depth: usize,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions { limits: Limits::default(), cache_bytes: 256 << 20, queue_depth: 4096 }
+    }
+}
+
+/// The durable, hash-chained event log. Cheap to clone; every clone is the same log.
+///
+/// ```no_run
+/// # async fn demo() -> opsflow_log::Result<()> {
+/// use opsflow_log::{EventLog, ExpectedVersion, LogOptions, ProposedEvent};
+/// let log = EventLog::open("/tmp/opsflow-doc", LogOptions::default())?;
+/// let event = ProposedEvent::json("order.placed", r#"{"order_id":"PO-1"}"#).with_identity("shop", "e-1");
+/// let outcome = log.append("order/PO-1", ExpectedVersion::NoStream, vec![event]).await?;
+/// assert_eq!(outcome.stream_version, 0);
+/// log.close().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct EventLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    path: PathBuf,
+    tx: mpsc::Sender<Command>,
+    committed: watch::Receiver<u64>,
+    limits: Limits,
+    poison: Arc<OnceLock<String>>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for EventLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLog").field("path", &self.inner.path).field("head", &self.head()).finish()
+    }
+}
+
+impl EventLog {
+    /// Opens (or creates) the log in `path`, recovering indexes if needed. Blocking:
+    /// call it before the runtime starts or through [`EventLog::open_async`].
+    pub fn open(path: impl AsRef<Path>, options: LogOptions) -> Result<EventLog> {
+        let path = path.as_ref().to_path_buf();
+        let store = Store::open(&path, options.cache_bytes)?;
+        let head = recover(&store)?;
+        let last_recorded_at = match head.position {
+            0 => 0,
+            p => store.event_at(p)?.map_or(0, |e| e.recorded_at),
+        };
+        let (tx, rx) = mpsc::channel(options.queue_depth.max(1));
+        let (committed_tx, committed) = watch::channel(head.position);
+        let poison = Arc::new(OnceLock::new());
+        let threads = Writer::new(store.clone(), head, last_recorded_at, poison.clone())
+            .spawn(rx, committed_tx)
+            .map_err(|e| LogError::Storage(sled::Error::Io(e)))?;
+        tracing::info!(path = %path.display(), head = head.position, "event log opened");
+        Ok(EventLog {
+            inner: Arc::new(Inner {
+                store,
+                path,
+                tx,
+                committed,
+                limits: options.limits,
+                poison,
+                threads: Mutex::new(threads),
+                closed: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// [`EventLog::open`] off the async runtime.
+    pub async fn open_async(path: impl AsRef<Path>, options: LogOptions) -> Result<EventLog> {
+        let path = path.as_ref().to_path_buf();
+        blocking(move || EventLog::open(path, options)).await
+    }
+
+    /// The limits this log enforces.
+    pub fn limits(&self) -> Limits {
+        self.inner.limits
+    }
+
+    /// Position of the last durable event (0 when empty).
+    pub fn head(&self) -> u64 {
+        *self.inner.committed.borrow()
+    }
+
+    /// Watches the durable head.
+    pub fn watch_head(&self) -> watch::Receiver<u64> {
+        self.inner.committed.clone()
+    }
+
+    /// Why the log refuses writes, if it does.
+    pub fn failure(&self) -> Option<String> {
+        self.inner.poison.get().cloned()
+    }
+
+    /// Whether [`EventLog::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
+    /// Appends `events` to `stream` atomically; returns once they are durable.
+    pub async fn append(&self, stream: &str, expected: ExpectedVersion, events: Vec<ProposedEvent>) -> Result<AppendOutcome> {
+        let parts = vec![StreamAppend { stream: stream.to_owned(), expected, events }];
+        self.append_many(parts).await?.pop().ok_or(LogError::Closed)
+    }
+
+    /// Appends to several streams atomically (all parts or none); one outcome per part.
+    pub async fn append_many(&self, mut parts: Vec<StreamAppend>) -> Result<Vec<AppendOutcome>> {
+        let started = Instant::now();
+        for part in &mut parts {
+            for event in &mut part.events {
+                normalize(event);
+            }
+        }
+        self.inner.limits.validate(&parts)?;
+        if let Some(reason) = self.failure() {
+            return Err(LogError::Poisoned(reason));
+        }
+        let (reply, rx) = oneshot::channel();
+        self.inner.tx.send(Command::Append(AppendJob { parts, reply })).await.map_err(|_| LogError::Closed)?;
+        let outcome = rx.await.map_err(|_| LogError::Closed)?;
+        metrics::histogram!("opsflow_append_latency_seconds").record(started.elapsed().as_secs_f64());
+        metrics::counter!("opsflow_appends_total", "result" => if outcome.is_ok() { "ok" } else { "error" }).increment(1);
+        outcome
+    }
+
+    /// Reads the whole log from a position (see [`EventLog::read_all_blocking`]).
+    pub async fn read_all(&self, from: Option<u64>, direction: Direction, limit: usize) -> Result<Vec<RecordedEvent>> {
+        let log = self.clone();
+        blocking(move || log.read_all_blocking(from, direction, limit)).await
+    }
+
+    /// Up to `limit` durable events from position `from` (inclusive; default: the start
+    /// forwards, the head backwards).
+    pub fn read_all_blocking(&self, from: Option<u64>, direction: Direction, limit: usize) -> Result<Vec<RecordedEvent>> {
+        let head = self.head();
+        let store = &self.inner.store;
+        let mut out = Vec::new();
+        match direction {
+            Direction::Forward => {
+                let from = from.unwrap_or(1).max(1);
+                if from > head || limit == 0 {
+                    return Ok(out);
+                }
+                for chunk in store.chunks_from(from)? {
+                    let chunk = chunk?;
+                    if chunk.first_position > head {
+                        break;
+                    }
+                    for event in decode_from(&chunk, from, limit - out.len())? {
+                        if event.position > head {
+                            return Ok(out);
+                        }
+                        out.push(event);
+                    }
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+            }
+            Direction::Backward => {
+                let mut at = from.unwrap_or(head).min(head);
+                while at >= 1 && out.len() < limit {
+                    let Some(chunk) = store.chunk_at(at)? else {
+                        return Err(LogError::corrupt(format!("position {at}"), "missing below the head"));
+                    };
+                    let events = decode_from(&chunk, chunk.first_position, usize::MAX)?;
+                    out.extend(events.into_iter().filter(|e| e.position <= at).rev().take(limit - out.len()));
+                    at = chunk.first_position - 1;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Iterates durable events from `from` up to the head as it is now (blocking).
+    pub fn iter_all(&self, from: u64) -> impl Iterator<Item = Result<RecordedEvent>> + use<> {
+        let head = self.head();
+        let mut chunks = match self.inner.store.chunks_from(from.max(1)) {
+            Ok(c) => Some(c),
+            Err(e) => return EventIter { chunks: None, buffer: Vec::new().into_iter(), pending_err: Some(e), head, from },
+        };
+        let _ = &mut chunks;
+        EventIter { chunks: chunks.map(|c| Box::new(c) as _), buffer: Vec::new().into_iter(), pending_err: None, head, from }
+    }
+
+    /// Reads one stream from version `from` (inclusive; default: first forwards, last backwards).
+    pub async fn read_stream(&self, stream: &str, from: Option<u64>, direction: Direction, limit: usize) -> Result<Vec<RecordedEvent>> {
+        crate::limits::validate_stream_name(stream)?;
+        let log = self.clone();
+        let stream = stream.to_owned();
+        blocking(move || log.read_stream_blocking(&stream, from, direction, limit)).await
+    }
+
+    fn read_stream_blocking(&self, stream: &str, from: Option<u64>, direction: Direction, limit: usize) -> Result<Vec<RecordedEvent>> {
+        let head = self.head();
+        let store = &self.inner.store;
+        let mut out = Vec::new();
+        let backward = direction == Direction::Backward;
+        let from_version = from.unwrap_or(if backward { u64::MAX } else { 0 });
+        let mut chunk: Option<crate::codec::Chunk> = None;
+        for run in store.runs(stream, from_version, backward)? {
+            let run = run?;
+            let versions: Box<dyn Iterator<Item = u64>> = if backward {
+                Box::new((run.first_version..=run.last_version().min(from_version)).rev())
+            } else {
+                Box::new(run.first_version.max(from_version)..=run.last_version())
+            };
+            for version in versions {
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+                let position = run.first_position + (version - run.first_version);
+                if position > head {
+                    if backward {
+                        continue;
+                    }
+                    return Ok(out);
+                }
+                let cached = chunk.as_ref().is_some_and(|c| c.first_position <= position && position <= c.last_position());
+                if !cached {
+                    chunk = store.chunk_at(position)?;
+                }
+                let Some(c) = chunk.as_ref() else {
+                    return Err(LogError::corrupt(format!("position {position}"), "indexed but missing"));
+                };
+                out.extend(decode_from(c, position, 1)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// What the log knows of one stream.
+    pub async fn stream_info(&self, stream: &str) -> Result<StreamInfo> {
+        crate::limits::validate_stream_name(stream)?;
+        let log = self.clone();
+        let stream = stream.to_owned();
+        blocking(move || {
+            let head = log.head();
+            let store = &log.inner.store;
+            let mut info = StreamInfo { stream: stream.clone(), ..Default::default() };
+            // Last durable run (a run past the head is not acknowledged yet).
+            let mut last = None;
+            for run in store.runs(&stream, u64::MAX, true)? {
+                let run = run?;
+                if run.first_position <= head {
+                    let durable = (head - run.first_position + 1).min(run.count);
+                    last = Some((run.first_version + durable - 1, run.first_position + durable - 1));
+                    break;
+                }
+            }
+            let Some((last_version, last_position)) = last else { return Ok(info) };
+            let first = store.runs(&stream, 0, false)?.next().transpose()?;
+            info.last_version = Some(last_version);
+            info.event_count = last_version + 1;
+            info.last_position = last_position;
+            info.first_position = first.map_or(last_position, |r| r.first_position);
+            info.created_at = store.event_at(info.first_position)?.map(|e| e.recorded_at);
+            info.updated_at = store.event_at(last_position)?.map(|e| e.recorded_at);
+            Ok(info)
+        })
+        .await
+    }
+
+    /// Catch-up from `from` (first position to deliver), then live.
+    pub fn subscribe(&self, from: u64, filter: EventFilter) -> Subscription {
+        Subscription::new(self.clone(), from.max(1), filter)
+    }
+
+    /// Recomputes the hash chain over positions `[from, to]` (default: all).
+    pub async fn verify(&self, from: Option<u64>, to: Option<u64>) -> Result<VerifyReport> {
+        let log = self.clone();
+        blocking(move || log.verify_blocking(from, to)).await
+    }
+
+    /// See [`EventLog::verify`].
+    pub fn verify_blocking(&self, from: Option<u64>, to: Option<u64>) -> Result<VerifyReport> {
+        let head = self.head();
+        let store = &self.inner.store;
+        let to = to.unwrap_or(head).min(head);
+        let from = from.unwrap_or(1).max(1);
+        let mut report = VerifyReport { events_checked: 0, head_position: head, head_hash: GENESIS, broken: None };
+        let mut expected = from;
+        let mut running: Option<[u8; 32]> = (from == 1).then_some(GENESIS);
+        let broken = |position: u64, reason: String| Some(BrokenLink { position, reason });
+        if from <= to {
+            'chunks: for chunk in store.chunks_from(from)? {
+                let chunk = match chunk {
+                    Ok(c) => c,
+                    Err(e) => {
+                        report.broken = broken(expected, e.to_string());
+                        break;
+                    }
+                };
+                if chunk.first_position > expected {
+                    report.broken = broken(expected, format!("missing: the next stored event is at {}", chunk.first_position));
+                    break;
+                }
+                let mut prev = chunk.prev_hash;
+                if chunk.first_position == expected && running.is_some_and(|r| r != prev) {
+                    report.broken = broken(expected, "the previous-hash link does not match the preceding event".into());
+                    break;
+                }
+                for record in chunk.records() {
+                    let (position, raw) = match record {
+                        Ok(r) => r,
+                        Err(e) => {
+                            report.broken = broken(expected, e.to_string());
+                            break 'chunks;
+                        }
+                    };
+                    let stored = tail_hash(raw, position)?;
+                    if position < expected {
+                        prev = stored;
+                        continue;
+                    }
+                    if position > to {
+                        break 'chunks;
+                    }
+                    let body = &raw[..raw.len() - 32];
+                    let mut r = crate::codec::Reader::new(body, "verify");
+                    if r.varint().ok() != Some(position) {
+                        report.broken = broken(position, "the record does not carry its own position".into());
+                        break 'chunks;
+                    }
+                    if chain_hash(&prev, body) != stored {
+                        report.broken = broken(position, "the hash does not match the content (altered or damaged)".into());
+                        break 'chunks;
+                    }
+                    prev = stored;
+                    running = Some(stored);
+                    report.events_checked += 1;
+                    expected = position + 1;
+                }
+            }
+            if report.broken.is_none() && expected <= to {
+                report.broken = broken(expected, format!("the log ends at {} but its head is {to}", expected - 1));
+            }
+        }
+        report.head_hash = running.unwrap_or(GENESIS);
+        if report.broken.is_none() && to == head {
+            if let Some(meta) = store.db.get(META_HEAD)? {
+                let recorded = crate::store::be_u64(&meta, "meta head")?;
+                if recorded == head && meta.get(8..40) != Some(&report.head_hash[..]) && head > 0 {
+                    report.broken = broken(head, "the recorded head hash does not match the chain".into());
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Stops accepting appends, commits and flushes what was queued, and waits for
+    /// the writer threads. Idempotent.
+    pub async fn close(&self) -> Result<()> {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let (done, rx) = oneshot::channel();
+        if self.inner.tx.send(Command::Close(done)).await.is_ok() {
+            let _ = rx.await;
+        }
+        let threads = std::mem::take(&mut *self.inner.threads.lock().map_err(|_| LogError::Closed)?);
+        let db = self.inner.store.db.clone();
+        blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+            db.flush()?;
+            Ok(())
+        })
+        .await?;
+        tracing::info!(path = %self.inner.path.display(), "event log closed");
+        Ok(())
+    }
+
+    /// Rebuilds the stream and identity indexes from the stored events. Used by
+    /// recovery; exposed for operators and tests.
+    pub fn reindex(path: impl AsRef<Path>) -> Result<u64> {
+        let store = Store::open(path.as_ref(), 64 << 20)?;
+        store.db.insert(META_INDEXED, &0u64.to_be_bytes())?;
+        let head = recover(&store)?;
+        store.db.flush()?;
+        Ok(head.position)
+    }
+}
+
+/// Fills defaults: a ULID id, the default source, the JSON content type.
+fn normalize(event: &mut ProposedEvent) {
+    if event.id.is_empty() {
+        event.id = ulid::Ulid::new().to_string();
+    }
+    if event.source.is_empty() {
+        event.source = DEFAULT_SOURCE.to_owned();
+    }
+    if event.content_type.is_empty() && !event.data.is_empty() {
+        event.content_type = JSON.to_owned();
+    }
+}
+
+/// Makes the indexes cover every stored event; returns the head.
+fn recover(store: &Store) -> Result<Head> {
+    let head = store.head_from_chunks()?;
+    let indexed = store.meta_position(META_INDEXED)?.unwrap_or(0);
+    if indexed >= head.position {
+        return Ok(head);
+    }
+    tracing::warn!(indexed, head = head.position, "re-deriving indexes from the events");
+    // Drop runs that start past the indexed point; they are rebuilt below.
+    let mut batch = sled::Batch::default();
+    for item in store.db.scan_prefix(b"s") {
+        let (k, v) = item?;
+        if crate::store::be_u64(&v, "stream index")? > indexed {
+            batch.remove(k);
+        }
+    }
+    store.db.apply_batch(batch)?;
+    let mut batch = sled::Batch::default();
+    let mut run: Option<(String, u64, u64, u64)> = None; // stream, first_version, first_position, count
+    let flush_run = |batch: &mut sled::Batch, run: &Option<(String, u64, u64, u64)>| {
+        if let Some((s, v, p, n)) = run {
+            batch.insert(crate::store::stream_key(s, *v), &crate::store::run_value(*p, *n));
+        }
+    };
+    for chunk in store.chunks_from(indexed + 1)? {
+        let chunk = chunk?;
+        for event in decode_from(&chunk, indexed + 1, usize::MAX)? {
+            batch.insert(&crate::store::identity_key(&event.source, &event.id), &event.position.to_be_bytes());
+            let extends = run.as_ref().is_some_and(|(s, v, p, n)| {
+                *s == event.stream && v + n == event.version && p + n == event.position
+            });
+            if extends {
+                if let Some(r) = run.as_mut() {
+                    r.3 += 1;
+                }
+            } else {
+                flush_run(&mut batch, &run);
+                run = Some((event.stream.clone(), event.version, event.position, 1));
+            }
+        }
+    }
+    flush_run(&mut batch, &run);
+    batch.insert(META_HEAD, &head.encode()[..]);
+    batch.insert(META_INDEXED, &head.position.to_be_bytes());
+    store.db.apply_batch(batch)?;
+    store.db.flush()?;
+    Ok(head)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| LogError::corrupt("blocking task", e.to_string()))?
+}
+
+type ChunkIter = Box<dyn Iterator<Item = Result<crate::codec::Chunk>>>;
+
+struct EventIter {
+    chunks: Option<ChunkIter>,
+    buffer: std::vec::IntoIter<RecordedEvent>,
+    pending_err: Option<LogError>,
+    head: u64,
+    from: u64,
+}
+
+impl Iterator for EventIter {
+    type Item = Result<RecordedEvent>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(e) = self.pending_err.take() {
+            self.chunks = None;
+            return Some(Err(e));
+        }
+        loop {
+            if let Some(event) = self.buffer.next() {
+                if event.position > self.head {
+                    self.chunks = None;
+                    self.buffer = Vec::new().into_iter();
+                    return None;
+                }
+                return Some(Ok(event));
+            }
+            let chunk = match self.chunks.as_mut()?.next()? {
+                Ok(c) => c,
+                Err(e) => {
+                    self.chunks = None;
+                    return Some(Err(e));
+                }
+            };
+            if chunk.first_position > self.head {
+                self.chunks = None;
+                return None;
+            }
+            match decode_from(&chunk, self.from, usize::MAX) {
+                Ok(events) => self.buffer = events.into_iter(),
+                Err(e) => {
+                    self.chunks = None;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! The sled layout. Everything lives in one tree so that one `Batch` commits a
+//! whole group atomically (sled batches do not span trees):
+//!
+//! | key | value |
+//! |---|---|
+//! | `e` position(BE) | chunk of records starting at that position |
+//! | `s` stream `\0` first_version(BE) | first_position(BE), count(BE): one run of an append |
+//! | `i` fingerprint(16) | position of the event with that (source, id) |
+//! | `m` name | meta: `format`, `head` (position, hash), `indexed` (position) |
+//!
+//! All functions here are synchronous: callers keep them off the async runtime.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use crate::codec::{Chunk, ZERO_HASH, decode_record};
+use crate::{LogError, RecordedEvent, Result};
+
+/// Version of the stored layout; written once, checked on every open.
+pub const STORE_FORMAT: u32 = 1;
+
+pub(crate) const META_FORMAT: &[u8] = b"mformat";
+pub(crate) const META_HEAD: &[u8] = b"mhead";
+pub(crate) const META_INDEXED: &[u8] = b"mindexed";
+
+pub(crate) fn chunk_key(position: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = b'e';
+    k[1..].copy_from_slice(&position.to_be_bytes());
+    k
+}
+
+pub(crate) fn stream_prefix(stream: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(stream.len() + 10);
+    k.push(b's');
+    k.extend_from_slice(stream.as_bytes());
+    k.push(0);
+    k
+}
+
+pub(crate) fn stream_key(stream: &str, first_version: u64) -> Vec<u8> {
+    let mut k = stream_prefix(stream);
+    k.extend_from_slice(&first_version.to_be_bytes());
+    k
+}
+
+pub(crate) fn run_value(first_position: u64, count: u64) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v[..8].copy_from_slice(&first_position.to_be_bytes());
+    v[8..].copy_from_slice(&count.to_be_bytes());
+    v
+}
+
+/// Fingerprint of a CloudEvents identity: SHA-256 over the length-prefixed source and id.
+pub(crate) fn identity_key(source: &str, id: &str) -> [u8; 17] {
+    let mut h = Sha256::new();
+    h.update((source.len() as u64).to_be_bytes());
+    h.update(source.as_bytes());
+    h.update(id.as_bytes());
+    let d = h.finalize();
+    let mut k = [0u8; 17];
+    k[0] = b'i';
+    k[1..].copy_from_slice(&d[..16]);
+    k
+}
+
+pub(crate) fn be_u64(bytes: &[u8], at: &str) -> Result<u64> {
+    let a: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| LogError::corrupt(at, "expected an 8-byte big-endian number"))?;
+    Ok(u64::from_be_bytes(a))
+}
+
+/// One append run of a stream: versions `first_version..first_version+count`
+/// at positions `first_position..first_position+count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Run {
+    pub first_version: u64,
+    pub first_position: u64,
+    pub count: u64,
+}
+
+impl Run {
+    pub(crate) fn last_version(&self) -> u64 {
+        self.first_version + self.count - 1
+    }
+}
+
+/// The durable head: last position and its hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Head {
+    pub position: u64,
+    pub hash: [u8; 32],
+}
+
+impl Head {
+    pub(crate) fn encode(&self) -> [u8; 40] {
+        let mut v = [0u8; 40];
+        v[..8].copy_from_slice(&self.position.to_be_bytes());
+        v[8..].copy_from_slice(&self.hash);
+        v
+    }
+}
+
+/// The sled database behind the log.
+#[derive(Clone)]
+pub(crate) struct Store {
+    pub db: sled::Db,
+}
+
+impl Store {
+    pub(crate) fn open(path: &Path, cache_bytes: u64) -> Result<Store> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_bytes)
+            .flush_every_ms(None)
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        let store = Store { db };
+        match store.db.get(META_FORMAT)? {
+            Some(v) => {
+                let found = u32::from_be_bytes(
+                    v.as_ref().try_into().map_err(|_| LogError::corrupt("meta format", "not 4 bytes"))?,
+                );
+                if found != STORE_FORMAT {
+                    return Err(LogError::UnsupportedFormat { found, supported: STORE_FORMAT });
+                }
+            }
+            None => {
+                if store.db.iter().next().is_some() {
+                    return Err(LogError::corrupt("meta format", "the data directory has data but no format marker"));
+                }
+                store.db.insert(META_FORMAT, &STORE_FORMAT.to_be_bytes())?;
+                store.db.flush()?;
+            }
+        }
+        Ok(store)
+    }
+
+    pub(crate) fn meta_position(&self, key: &[u8]) -> Result<Option<u64>> {
+        self.db.get(key)?.map(|v| be_u64(&v, "meta")).transpose()
+    }
+
+    /// The head as recorded by the last chunk (the source of truth).
+    pub(crate) fn head_from_chunks(&self) -> Result<Head> {
+        let last = self.db.range(chunk_key(0)..=chunk_key(u64::MAX)).next_back().transpose()?;
+        let Some((k, v)) = last else { return Ok(Head::default()) };
+        let chunk = Chunk::parse(be_u64(&k[1..], "chunk key")?, Bytes::from_owner(v))?;
+        let mut hash = chunk.prev_hash;
+        let mut position = chunk.first_position.saturating_sub(1);
+        for rec in chunk.records() {
+            let (p, raw) = rec?;
+            position = p;
+            hash = tail_hash(raw, p)?;
+        }
+        Ok(Head { position, hash })
+    }
+
+    /// The chunk holding `position`, if any.
+    pub(crate) fn chunk_at(&self, position: u64) -> Result<Option<Chunk>> {
+        let found = self.db.range(chunk_key(0)..=chunk_key(position)).next_back().transpose()?;
+        let Some((k, v)) = found else { return Ok(None) };
+        let chunk = Chunk::parse(be_u64(&k[1..], "chunk key")?, Bytes::from_owner(v))?;
+        Ok((chunk.last_position() >= position && chunk.count > 0).then_some(chunk))
+    }
+
+    /// Chunks in position order starting with the one that holds `position`.
+    pub(crate) fn chunks_from(&self, position: u64) -> Result<impl Iterator<Item = Result<Chunk>> + use<>> {
+        let start = match self.db.range(chunk_key(0)..=chunk_key(position)).next_back().transpose()? {
+            Some((k, _)) => be_u64(&k[1..], "chunk key")?,
+            None => 0,
+        };
+        Ok(self.db.range(chunk_key(start)..=chunk_key(u64::MAX)).map(|item| {
+            let (k, v) = item?;
+            Chunk::parse(be_u64(&k[1..], "chunk key")?, Bytes::from_owner(v))
+        }))
+    }
+
+    /// One event by position.
+    pub(crate) fn event_at(&self, position: u64) -> Result<Option<RecordedEvent>> {
+        let Some(chunk) = self.chunk_at(position)? else { return Ok(None) };
+        decode_from(&chunk, position, 1).map(|mut v| v.pop())
+    }
+
+    pub(crate) fn identity(&self, source: &str, id: &str) -> Result<Option<u64>> {
+        self.db.get(identity_key(source, id))?.map(|v| be_u64(&v, "identity index")).transpose()
+    }
+
+    /// The last run of a stream.
+    pub(crate) fn last_run(&self, stream: &str) -> Result<Option<Run>> {
+        self.runs(stream, 0, true)?.next().transpose()
+    }
+
+    /// Runs of a stream from the one holding `from_version`, forwards or backwards.
+    pub(crate) fn runs(&self, stream: &str, from_version: u64, backward: bool) -> Result<Box<dyn Iterator<Item = Result<Run>>>> {
+        let prefix = stream_prefix(stream);
+        let plen = prefix.len();
+        let decode = move |item: sled::Result<(sled::IVec, sled::IVec)>| -> Result<Run> {
+            let (k, v) = item?;
+            Ok(Run {
+                first_version: be_u64(&k[plen..], "stream index key")?,
+                first_position: be_u64(&v, "stream index")?,
+                count: be_u64(&v[8.min(v.len())..], "stream index")?,
+            })
+        };
+        let lo = stream_key(stream, 0);
+        let hi = stream_key(stream, u64::MAX);
+        if backward {
+            let top = stream_key(stream, from_version);
+            Ok(Box::new(self.db.range(lo..=top).rev().map(decode)))
+        } else {
+            let start = match self.db.range(lo..=stream_key(stream, from_version)).next_back().transpose()? {
+                Some((k, _)) => be_u64(&k[plen..], "stream index key")?,
+                None => 0,
+            };
+            Ok(Box::new(self.db.range(stream_key(stream, start)..=hi).map(decode)))
+        }
+    }
+}
+
+/// The hash stored at the end of a raw record.
+pub(crate) fn tail_hash(raw: &[u8], position: u64) -> Result<[u8; 32]> {
+    raw.len()
+        .checked_sub(32)
+        .and_then(|s| raw[s..].try_into().ok())
+        .ok_or_else(|| LogError::corrupt(format!("position {position}"), "record shorter than its hash"))
+}
+
+/// Decodes up to `limit` events of `chunk` starting at `position` (skipped records
+/// cost only their hash).
+pub(crate) fn decode_from(chunk: &Chunk, position: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
+    let mut prev = chunk.prev_hash;
+    let mut out = Vec::new();
+    for rec in chunk.records() {
+        let (p, raw) = rec?;
+        if out.len() >= limit {
+            break;
+        }
+        if p < position {
+            prev = tail_hash(raw, p)?;
+            continue;
+        }
+        let event = decode_record(&chunk.bytes, raw, prev, &format!("position {p}"))?;
+        if event.position != p {
+            return Err(LogError::corrupt(
+                format!("position {p}"),
+                format!("record says position {}", event.position),
+            ));
+        }
+        prev = event.hash;
+        out.push(event);
+    }
+    Ok(out)
+}
+
+pub(crate) const GENESIS: [u8; 32] = ZERO_HASH;

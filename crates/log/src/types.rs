@@ -1,0 +1,212 @@
+//! The values that flow through the log: proposed and recorded events, expected
+//! versions, append outcomes, stream information.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use bytes::Bytes;
+
+/// Nanoseconds since the Unix epoch (UTC).
+pub type UnixNanos = i64;
+
+/// The expected version of a stream before an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpectedVersion {
+    /// No check.
+    #[default]
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream must have at least one event.
+    StreamExists,
+    /// The stream's last event must have exactly this version.
+    Exact(u64),
+}
+
+impl ExpectedVersion {
+    /// Whether a stream whose last version is `actual` (None: no stream) satisfies this.
+    pub fn accepts(self, actual: Option<u64>) -> bool {
+        match self {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => actual.is_none(),
+            ExpectedVersion::StreamExists => actual.is_some(),
+            ExpectedVersion::Exact(v) => actual == Some(v),
+        }
+    }
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectedVersion::Any => f.write_str("any"),
+            ExpectedVersion::NoStream => f.write_str("no_stream"),
+            ExpectedVersion::StreamExists => f.write_str("stream_exists"),
+            ExpectedVersion::Exact(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+impl std::str::FromStr for ExpectedVersion {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "any" | "" => Ok(ExpectedVersion::Any),
+            "no_stream" | "no-stream" => Ok(ExpectedVersion::NoStream),
+            "stream_exists" | "stream-exists" => Ok(ExpectedVersion::StreamExists),
+            n => n.parse().map(ExpectedVersion::Exact).map_err(|_| {
+                format!("expected version {n:?} is not one of any, no_stream, stream_exists or a version number")
+            }),
+        }
+    }
+}
+
+/// An event as a producer proposes it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProposedEvent {
+    /// CloudEvents id; a ULID is generated when empty.
+    pub id: String,
+    /// CloudEvents source; [`DEFAULT_SOURCE`](crate::DEFAULT_SOURCE) when empty.
+    pub source: String,
+    pub event_type: String,
+    /// When it happened; the engine clock when `None`.
+    pub time: Option<UnixNanos>,
+    /// Empty means `application/json` when there is data.
+    pub content_type: String,
+    pub data: Bytes,
+    pub correlation_id: String,
+    pub causation_id: String,
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl ProposedEvent {
+    /// A JSON event of `event_type` with `data`.
+    pub fn json(event_type: impl Into<String>, data: impl Into<Bytes>) -> Self {
+        ProposedEvent {
+            event_type: event_type.into(),
+            content_type: crate::JSON.to_owned(),
+            data: data.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Sets the CloudEvents identity.
+    pub fn with_identity(mut self, source: impl Into<String>, id: impl Into<String>) -> Self {
+        self.source = source.into();
+        self.id = id.into();
+        self
+    }
+}
+
+/// One stream's part of an append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamAppend {
+    pub stream: String,
+    pub expected: ExpectedVersion,
+    pub events: Vec<ProposedEvent>,
+}
+
+/// What an append did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// Position of each event, in request order.
+    pub positions: Vec<u64>,
+    /// Version of the stream's last event after the append.
+    pub stream_version: u64,
+    /// Every event was already recorded with the same content; nothing was written.
+    pub duplicate: bool,
+}
+
+impl AppendOutcome {
+    pub fn first_position(&self) -> u64 {
+        self.positions.first().copied().unwrap_or(0)
+    }
+    pub fn last_position(&self) -> u64 {
+        self.positions.last().copied().unwrap_or(0)
+    }
+}
+
+/// A recorded event, as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedEvent {
+    pub position: u64,
+    pub stream: String,
+    pub version: u64,
+    pub id: String,
+    pub source: String,
+    pub event_type: String,
+    pub time: UnixNanos,
+    pub recorded_at: UnixNanos,
+    pub content_type: String,
+    pub data: Bytes,
+    pub correlation_id: String,
+    pub causation_id: String,
+    pub metadata: BTreeMap<String, String>,
+    pub prev_hash: [u8; 32],
+    pub hash: [u8; 32],
+}
+
+/// Read direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    #[default]
+    Forward,
+    Backward,
+}
+
+/// What the log knows of one stream.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StreamInfo {
+    pub stream: String,
+    /// Version of the last event; `None` when the stream does not exist.
+    pub last_version: Option<u64>,
+    pub event_count: u64,
+    pub first_position: u64,
+    pub last_position: u64,
+    pub created_at: Option<UnixNanos>,
+    pub updated_at: Option<UnixNanos>,
+}
+
+/// The result of checking the hash chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub events_checked: u64,
+    pub head_position: u64,
+    pub head_hash: [u8; 32],
+    /// `None` when everything verified.
+    pub broken: Option<BrokenLink>,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.broken.is_none()
+    }
+}
+
+/// The first place where the chain does not verify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokenLink {
+    pub position: u64,
+    pub reason: String,
+}
+
+/// Which events a subscription delivers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Any of these stream prefixes (all streams when empty).
+    pub stream_prefixes: Vec<String>,
+    /// Any of these types (all types when empty).
+    pub types: Vec<String>,
+}
+
+impl EventFilter {
+    pub fn is_empty(&self) -> bool {
+        self.stream_prefixes.is_empty() && self.types.is_empty()
+    }
+
+    pub fn matches(&self, event: &RecordedEvent) -> bool {
+        (self.stream_prefixes.is_empty()
+            || self.stream_prefixes.iter().any(|p| event.stream.starts_with(p.as_str())))
+            && (self.types.is_empty() || self.types.iter().any(|t| *t == event.event_type))
+    }
+}

@@ -1,0 +1,476 @@
+//! Group commit: one writer thread and one flusher thread.
+//!
+//! The writer takes every queued append, checks identities and expected versions,
+//! assigns positions, encodes and hashes, and applies the whole group to sled as one
+//! atomic `Batch`. The flusher then calls `flush()` (fsync) once for every group
+//! that queued up meanwhile, and only then publishes the new durable head and
+//! answers the appenders. While the flusher waits on the disk, the writer already
+//! prepares the next group. A failed flush poisons the log: no later write is
+//! acknowledged, because sled's in-memory state may be ahead of the disk.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::codec::{ChunkBuilder, EventFields, encode_record};
+use crate::store::{Head, META_HEAD, META_INDEXED, Run, Store, identity_key, run_value, stream_key};
+use crate::{AppendOutcome, LogError, ProposedEvent, RecordedEvent, Result, StreamAppend};
+
+/// Close a chunk once it holds this many bytes.
+const CHUNK_TARGET_BYTES: usize = 64 * 1024;
+/// Stop gathering a group at this many events.
+const MAX_GROUP_EVENTS: usize = 20_000;
+/// Forget cached stream versions beyond this many streams (checked between groups).
+const STREAM_CACHE_LIMIT: usize = 200_000;
+
+pub(crate) type Reply = oneshot::Sender<Result<Vec<AppendOutcome>>>;
+
+pub(crate) struct AppendJob {
+    pub parts: Vec<StreamAppend>,
+    pub reply: Reply,
+}
+
+pub(crate) enum Command {
+    Append(AppendJob),
+    Close(oneshot::Sender<()>),
+}
+
+enum FlushItem {
+    Group { head: Head, events: u64, bytes: u64, replies: Vec<(Reply, Result<Vec<AppendOutcome>>)> },
+    Close(oneshot::Sender<()>),
+}
+
+/// Where an identity appended earlier in the current group came from.
+#[derive(Clone, Copy)]
+struct Pending {
+    position: u64,
+    version: u64,
+    job: usize,
+    part: usize,
+    event: usize,
+    time: i64,
+}
+
+pub(crate) struct Writer {
+    store: Store,
+    head: Head,
+    last_recorded_at: i64,
+    streams: HashMap<String, Option<u64>>,
+    poison: Arc<OnceLock<String>>,
+}
+
+struct Group {
+    batch: sled::Batch,
+    chunk: Option<ChunkBuilder>,
+    pending: HashMap<[u8; 17], Pending>,
+    events: u64,
+    bytes: u64,
+    recorded_at: i64,
+}
+
+pub(crate) fn now_nanos() -> i64 {
+    jiff::Timestamp::now().as_nanosecond() as i64
+}
+
+impl Writer {
+    pub(crate) fn new(store: Store, head: Head, last_recorded_at: i64, poison: Arc<OnceLock<String>>) -> Self {
+        Writer { store, head, last_recorded_at, streams: HashMap::new(), poison }
+    }
+
+    /// Spawns the writer and flusher threads.
+    pub(crate) fn spawn(
+        self,
+        rx: mpsc::Receiver<Command>,
+        committed: watch::Sender<u64>,
+    ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+        let (ftx, frx) = std_mpsc::channel();
+        let db = self.store.db.clone();
+        let poison = self.poison.clone();
+        let flusher = std::thread::Builder::new()
+            .name("opsflow-log-flusher".into())
+            .spawn(move || flusher_loop(db, frx, committed, poison))?;
+        let writer = std::thread::Builder::new()
+            .name("opsflow-log-writer".into())
+            .spawn(move || self.run(rx, ftx))?;
+        Ok(vec![writer, flusher])
+    }
+
+    fn run(mut self, mut rx: mpsc::Receiver<Command>, ftx: std_mpsc::Sender<FlushItem>) {
+        let mut closing = None;
+        while closing.is_none() {
+            let Some(first) = rx.blocking_recv() else { break };
+            let mut jobs = Vec::new();
+            let mut count = 0usize;
+            let mut next = Some(first);
+            while let Some(cmd) = next.take() {
+                match cmd {
+                    Command::Append(job) => {
+                        count += job.parts.iter().map(|p| p.events.len()).sum::<usize>();
+                        jobs.push(job);
+                    }
+                    Command::Close(done) => {
+                        closing = Some(done);
+                        break;
+                    }
+                }
+                if count < MAX_GROUP_EVENTS {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !jobs.is_empty() {
+                let item = self.commit_group(jobs);
+                if ftx.send(item).is_err() {
+                    tracing::error!("log flusher stopped; the writer stops");
+                    return;
+                }
+            }
+        }
+        if let Some(done) = closing {
+            // Refuse whatever is still queued, then let the flusher finish.
+            rx.close();
+            while let Ok(cmd) = rx.try_recv() {
+                if let Command::Append(job) = cmd {
+                    let _ = job.reply.send(Err(LogError::Closed));
+                }
+            }
+            let _ = ftx.send(FlushItem::Close(done));
+        }
+        tracing::debug!("log writer stopped");
+    }
+
+    fn commit_group(&mut self, jobs: Vec<AppendJob>) -> FlushItem {
+        if self.streams.len() > STREAM_CACHE_LIMIT {
+            self.streams.clear();
+        }
+        let recorded_at = now_nanos().max(self.last_recorded_at);
+        self.last_recorded_at = recorded_at;
+        let mut group = Group {
+            batch: sled::Batch::default(),
+            chunk: None,
+            pending: HashMap::new(),
+            events: 0,
+            bytes: 0,
+            recorded_at,
+        };
+        let start_head = self.head;
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        if let Some(reason) = self.poison.get() {
+            for _ in &jobs {
+                outcomes.push(Err(LogError::Poisoned(reason.clone())));
+            }
+        } else {
+            for index in 0..jobs.len() {
+                let outcome = self.process(index, &jobs, &mut group);
+                outcomes.push(outcome);
+            }
+        }
+        if let Some(chunk) = group.chunk.take() {
+            let first = chunk.first_position;
+            group.batch.insert(&crate::store::chunk_key(first), chunk.finish());
+        }
+        let mut outcomes_result = outcomes;
+        if self.head != start_head {
+            group.batch.insert(META_HEAD, &self.head.encode()[..]);
+            group.batch.insert(META_INDEXED, &self.head.position.to_be_bytes());
+            metrics::histogram!("opsflow_group_commit_events").record(group.events as f64);
+            if let Err(e) = self.store.db.apply_batch(group.batch) {
+                // Nothing of this group is durable; the log cannot vouch for its
+                // in-memory state any more.
+                let reason = format!("applying a group failed: {e}");
+                tracing::error!(error = %e, "log write failed; refusing further writes");
+                let _ = self.poison.set(reason.clone());
+                outcomes_result = outcomes_result.into_iter().map(|_| Err(LogError::Poisoned(reason.clone()))).collect();
+            }
+        }
+        let replies = jobs.into_iter().map(|j| j.reply).zip(outcomes_result).collect();
+        FlushItem::Group { head: self.head, events: group.events, bytes: group.bytes, replies }
+    }
+
+    fn stream_version(&mut self, stream: &str) -> Result<Option<u64>> {
+        if let Some(v) = self.streams.get(stream) {
+            return Ok(*v);
+        }
+        let v = self.store.last_run(stream)?.map(|r: Run| r.last_version());
+        self.streams.insert(stream.to_owned(), v);
+        Ok(v)
+    }
+
+    /// Checks and applies one append (all its parts or nothing).
+    fn process(&mut self, index: usize, jobs: &[AppendJob], group: &mut Group) -> Result<Vec<AppendOutcome>> {
+        let parts = &jobs[index].parts;
+        // 1. Identities: an append is either all new or an exact retry.
+        let mut seen = HashSet::new();
+        let mut originals: Vec<Option<Original>> = Vec::new();
+        let mut keys = Vec::new();
+        for part in parts {
+            for (i, event) in part.events.iter().enumerate() {
+                let key = identity_key(&event.source, &event.id);
+                if !seen.insert(key) {
+                    return Err(LogError::invalid(
+                        format!("events[{i}].id"),
+                        format!("(source {:?}, id {:?}) appears twice in the same append", event.source, event.id),
+                    ));
+                }
+                let original = match group.pending.get(&key) {
+                    Some(p) => Some(Original::Pending(*p)),
+                    None => self.store.identity(&event.source, &event.id)?.map(Original::Stored),
+                };
+                originals.push(original);
+                keys.push(key);
+            }
+        }
+        let dups = originals.iter().filter(|o| o.is_some()).count();
+        if dups > 0 {
+            return self.retry_outcome(parts, &originals, jobs, group, dups == originals.len());
+        }
+        // 2. Expected versions, against the stream as it stands (this group included).
+        let mut versions: HashMap<&str, Option<u64>> = HashMap::new();
+        let mut firsts = Vec::with_capacity(parts.len());
+        for part in parts {
+            let current = match versions.get(part.stream.as_str()) {
+                Some(v) => *v,
+                None => self.stream_version(&part.stream)?,
+            };
+            if !part.expected.accepts(current) {
+                return Err(LogError::WrongExpectedVersion {
+                    stream: part.stream.clone(),
+                    expected: part.expected,
+                    actual: current,
+                });
+            }
+            let first = current.map_or(0, |v| v + 1);
+            versions.insert(part.stream.as_str(), Some(first + part.events.len() as u64 - 1));
+            firsts.push(first);
+        }
+        // 3. Apply: nothing below can fail.
+        let mut keys = keys.into_iter();
+        let mut outcomes = Vec::with_capacity(parts.len());
+        for (part_index, (part, first_version)) in parts.iter().zip(firsts).enumerate() {
+            let first_position = self.head.position + 1;
+            let mut positions = Vec::with_capacity(part.events.len());
+            let mut record = Vec::with_capacity(512);
+            for (i, event) in part.events.iter().enumerate() {
+                let position = self.head.position + 1;
+                let version = first_version + i as u64;
+                let time = event.time.unwrap_or(group.recorded_at);
+                record.clear();
+                let hash = encode_record(
+                    &mut record,
+                    &EventFields {
+                        position,
+                        stream: &part.stream,
+                        version,
+                        id: &event.id,
+                        source: &event.source,
+                        event_type: &event.event_type,
+                        time,
+                        recorded_at: group.recorded_at,
+                        content_type: &event.content_type,
+                        correlation_id: &event.correlation_id,
+                        causation_id: &event.causation_id,
+                        metadata: &event.metadata,
+                        data: &event.data,
+                    },
+                    &self.head.hash,
+                );
+                let chunk = group.chunk.get_or_insert_with(|| ChunkBuilder::new(position, self.head.hash));
+                chunk.push(&record);
+                if chunk.len() >= CHUNK_TARGET_BYTES {
+                    if let Some(full) = group.chunk.take() {
+                        let first = full.first_position;
+                        group.batch.insert(&crate::store::chunk_key(first), full.finish());
+                    }
+                }
+                if let Some(key) = keys.next() {
+                    group.batch.insert(&key, &position.to_be_bytes());
+                    group.pending.insert(key, Pending { position, version, job: index, part: part_index, event: i, time });
+                }
+                group.events += 1;
+                group.bytes += record.len() as u64;
+                self.head = Head { position, hash };
+                positions.push(position);
+            }
+            let count = part.events.len() as u64;
+            group.batch.insert(stream_key(&part.stream, first_version), &run_value(first_position, count));
+            let last_version = first_version + count - 1;
+            self.streams.insert(part.stream.clone(), Some(last_version));
+            outcomes.push(AppendOutcome { positions, stream_version: last_version, duplicate: false });
+        }
+        Ok(outcomes)
+    }
+
+    /// An append some of whose identities are already recorded: an exact retry
+    /// answers with the original positions; anything else is refused.
+    fn retry_outcome(
+        &self,
+        parts: &[StreamAppend],
+        originals: &[Option<Original>],
+        jobs: &[AppendJob],
+        group: &Group,
+        all: bool,
+    ) -> Result<Vec<AppendOutcome>> {
+        let mut outcomes = Vec::with_capacity(parts.len());
+        let mut originals = originals.iter();
+        for part in parts {
+            let mut positions = Vec::with_capacity(part.events.len());
+            let mut stream_version = 0;
+            for event in &part.events {
+                let original = originals.next().copied().flatten();
+                let Some(original) = original else { continue };
+                let (position, version, mismatch) = match original {
+                    Original::Pending(p) => {
+                        let orig = &jobs[p.job].parts[p.part];
+                        let mismatch = differs_proposed(&part.stream, event, &orig.stream, &orig.events[p.event], p.time);
+                        (p.position, p.version, mismatch)
+                    }
+                    Original::Stored(position) => {
+                        let recorded = self.store.event_at(position)?.ok_or_else(|| {
+                            LogError::corrupt(format!("position {position}"), "identity index points at a missing event")
+                        })?;
+                        (position, recorded.version, differs_recorded(&part.stream, event, &recorded))
+                    }
+                };
+                if let Some(what) = mismatch {
+                    return Err(LogError::DuplicateConflict {
+                        event_source: event.source.clone(),
+                        id: event.id.clone(),
+                        position,
+                        detail: format!("{what} differs"),
+                    });
+                }
+                if !all {
+                    return Err(LogError::DuplicateConflict {
+                        event_source: event.source.clone(),
+                        id: event.id.clone(),
+                        position,
+                        detail: "an append must be all new events or an exact retry of recorded ones".into(),
+                    });
+                }
+                positions.push(position);
+                stream_version = version;
+            }
+            let _ = group;
+            outcomes.push(AppendOutcome { positions, stream_version, duplicate: true });
+        }
+        Ok(outcomes)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Original {
+    Pending(Pending),
+    Stored(u64),
+}
+
+fn differs_common(
+    stream_a: &str,
+    a: &ProposedEvent,
+    stream_b: &str,
+    b_type: &str,
+    b_ct: &str,
+    b_data: &[u8],
+    b_corr: &str,
+    b_caus: &str,
+    b_meta: &std::collections::BTreeMap<String, String>,
+    b_time: i64,
+) -> Option<&'static str> {
+    if stream_a != stream_b {
+        Some("stream")
+    } else if a.event_type != b_type {
+        Some("type")
+    } else if a.content_type != b_ct {
+        Some("content type")
+    } else if a.data[..] != *b_data {
+        Some("data")
+    } else if a.correlation_id != b_corr || a.causation_id != b_caus {
+        Some("correlation or causation id")
+    } else if a.metadata != *b_meta {
+        Some("metadata")
+    } else if a.time.is_some_and(|t| t != b_time) {
+        Some("time")
+    } else {
+        None
+    }
+}
+
+fn differs_recorded(stream: &str, a: &ProposedEvent, b: &RecordedEvent) -> Option<&'static str> {
+    differs_common(
+        stream,
+        a,
+        &b.stream,
+        &b.event_type,
+        &b.content_type,
+        &b.data,
+        &b.correlation_id,
+        &b.causation_id,
+        &b.metadata,
+        b.time,
+    )
+}
+
+fn differs_proposed(stream: &str, a: &ProposedEvent, b_stream: &str, b: &ProposedEvent, b_time: i64) -> Option<&'static str> {
+    differs_common(
+        stream,
+        a,
+        b_stream,
+        &b.event_type,
+        &b.content_type,
+        &b.data,
+        &b.correlation_id,
+        &b.causation_id,
+        &b.metadata,
+        b_time,
+    )
+}
+
+fn flusher_loop(
+    db: sled::Db,
+    rx: std_mpsc::Receiver<FlushItem>,
+    committed: watch::Sender<u64>,
+    poison: Arc<OnceLock<String>>,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut items = vec![first];
+        items.extend(rx.try_iter());
+        let started = Instant::now();
+        let flushed = db.flush();
+        metrics::histogram!("opsflow_fsync_seconds").record(started.elapsed().as_secs_f64());
+        if let Err(e) = &flushed {
+            tracing::error!(error = %e, "fsync failed; refusing further writes");
+            let _ = poison.set(format!("fsync failed: {e}"));
+        }
+        let mut close = None;
+        for item in items {
+            match item {
+                FlushItem::Group { head, events, bytes, replies } => {
+                    if flushed.is_ok() {
+                        committed.send_if_modified(|h| {
+                            let changed = *h != head.position;
+                            *h = head.position;
+                            changed
+                        });
+                        metrics::counter!("opsflow_appended_events_total").increment(events);
+                        metrics::counter!("opsflow_appended_bytes_total").increment(bytes);
+                    }
+                    for (reply, outcome) in replies {
+                        let outcome = match (&flushed, outcome) {
+                            (Ok(_), o) => o,
+                            (Err(e), Ok(_)) => Err(LogError::Poisoned(format!("fsync failed: {e}"))),
+                            (Err(_), Err(e)) => Err(e),
+                        };
+                        let _ = reply.send(outcome);
+                    }
+                }
+                FlushItem::Close(done) => close = Some(done),
+            }
+        }
+        if let Some(done) = close {
+            let _ = done.send(());
+            break;
+        }
+    }
+    tracing::debug!("log flusher stopped");
+}
