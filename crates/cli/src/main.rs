@@ -1,1 +1,171 @@
-fn main() {}
+//! The `opsflow` binary: `dev` (embedded default), `serve` (production), and the
+//! client subcommands (`append`, `read`, `tail`, `stream`, `audit verify`).
+
+mod client;
+mod demo;
+mod output;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use opsflow_server::{Config, Server};
+
+#[derive(Parser)]
+#[command(name = "opsflow", version, about = "Event-sourced workflow orchestration for business operations")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the embedded default: sled under ./.opsflow, gRPC + HTTP on 127.0.0.1:7070.
+    Dev(DevArgs),
+    /// Run for production from a TOML config (OPSFLOW_* variables override it).
+    Serve {
+        /// The config file (see deploy/opsflow.toml).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Append one event to a stream.
+    Append(client::AppendArgs),
+    /// Read events from the whole log or one stream.
+    Read(client::ReadArgs),
+    /// Follow the log live (catch-up first with --from).
+    Tail(client::TailArgs),
+    /// Show what the log knows of one stream.
+    Stream(client::StreamArgs),
+    /// Auditing.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the hash chain over the whole log; exits with 2 when it does not verify.
+    Verify(client::VerifyArgs),
+}
+
+#[derive(Args)]
+struct DevArgs {
+    /// Data directory.
+    #[arg(long, default_value = ".opsflow")]
+    data: PathBuf,
+    /// Address for gRPC and HTTP (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    listen: SocketAddr,
+    /// Also run the built-in generator of operational events.
+    #[arg(long)]
+    demo: bool,
+    /// Demo events per second.
+    #[arg(long, default_value_t = 20)]
+    demo_rate: u32,
+    /// Demo random seed (the same seed gives the same events).
+    #[arg(long, default_value_t = 42)]
+    demo_seed: u64,
+}
+
+/// How client subcommands print.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+/// Options every client subcommand takes.
+#[derive(Args, Clone)]
+pub struct ClientOpts {
+    /// The opsflow server.
+    #[arg(long, env = "OPSFLOW_SERVER", default_value = "http://127.0.0.1:7070", global = true)]
+    pub server: String,
+    /// Output format.
+    #[arg(long, short, value_enum, env = "OPSFLOW_OUTPUT", default_value = "table", global = true)]
+    pub output: OutputFormat,
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OPSFLOW_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Dev(args) => {
+                init_tracing("info");
+                dev(args).await.map(|()| ExitCode::SUCCESS)
+            }
+            Command::Serve { config } => {
+                init_tracing("info");
+                let config = Config::load(Some(&config), std::env::vars())?;
+                serve(config).await.map(|()| ExitCode::SUCCESS)
+            }
+            command => {
+                init_tracing("warn");
+                match command {
+                    Command::Append(a) => client::append(a).await,
+                    Command::Read(a) => client::read(a).await,
+                    Command::Tail(a) => client::tail(a).await,
+                    Command::Stream(a) => client::stream(a).await,
+                    Command::Audit { command: AuditCommand::Verify(a) } => client::verify(a).await,
+                    Command::Dev(_) | Command::Serve { .. } => unreachable_command(),
+                }
+            }
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn unreachable_command() -> anyhow::Result<ExitCode> {
+    anyhow::bail!("internal: command dispatched twice")
+}
+
+async fn dev(args: DevArgs) -> anyhow::Result<()> {
+    let mut config = Config::load(None, std::env::vars())?;
+    config.data_dir = args.data;
+    config.listen = args.listen;
+    config.demo.enabled = args.demo;
+    config.demo.rate = args.demo_rate;
+    config.demo.seed = args.demo_seed;
+    config.validate()?;
+    serve(config).await
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let server = Server::start(&config).await?;
+    let url = format!("http://{}", server.addr());
+    println!("opsflow is running");
+    println!("  data      {}", config.data_dir.display());
+    println!("  gRPC      {url}  (opsflow.v1.EventLog, opsflow.v1.Audit, health, reflection)");
+    println!("  HTTP      {url}/v1/events  {url}/v1/streams/{{stream}}");
+    println!("  health    {url}/healthz  {url}/readyz  {url}/metrics");
+    println!("  try       opsflow tail --server {url}");
+    if config.demo.enabled {
+        println!("  demo      {} events/s, seed {}", config.demo.rate, config.demo.seed);
+        let token = server.shutdown_token();
+        server.tasks().spawn("demo", demo::run(url.clone(), config.demo.rate, config.demo.seed, token));
+    }
+    println!("press Ctrl-C to stop");
+    server.run_until_signal().await?;
+    println!("opsflow stopped cleanly");
+    Ok(())
+}

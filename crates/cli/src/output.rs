@@ -1,0 +1,97 @@
+//! Printing events and reports as tables or JSON.
+
+use opsflow_proto::v1;
+use serde_json::Value;
+
+use crate::OutputFormat;
+
+pub fn nanos(ts: Option<&prost_types::Timestamp>) -> i64 {
+    ts.map_or(0, |t| t.seconds.saturating_mul(1_000_000_000).saturating_add(i64::from(t.nanos)))
+}
+
+pub fn rfc3339(nanos: i64) -> String {
+    jiff::Timestamp::from_nanosecond(i128::from(nanos))
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_else(|_| nanos.to_string())
+}
+
+/// Prints a line; a closed stdout (`opsflow tail | head`) ends the program quietly.
+pub fn emit(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(line).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// The wire event as the log's type, to share the JSON representation.
+pub fn to_log(e: &v1::RecordedEvent) -> opsflow_log::RecordedEvent {
+    let hash = |b: &[u8]| <[u8; 32]>::try_from(b).unwrap_or([0; 32]);
+    opsflow_log::RecordedEvent {
+        position: e.position,
+        stream: e.stream.clone(),
+        version: e.version,
+        id: e.id.clone(),
+        source: e.source.clone(),
+        event_type: e.r#type.clone(),
+        time: nanos(e.time.as_ref()),
+        recorded_at: nanos(e.recorded_at.as_ref()),
+        content_type: e.content_type.clone(),
+        data: e.data.clone(),
+        correlation_id: e.correlation_id.clone(),
+        causation_id: e.causation_id.clone(),
+        metadata: e.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        prev_hash: hash(&e.prev_hash),
+        hash: hash(&e.hash),
+    }
+}
+
+pub fn event_json(e: &v1::RecordedEvent) -> Value {
+    opsflow_cloudevents::recorded_to_json(&to_log(e))
+}
+
+fn data_preview(e: &v1::RecordedEvent, width: usize) -> String {
+    let text = if e.content_type.contains("json") || e.content_type.is_empty() {
+        String::from_utf8_lossy(&e.data).into_owned()
+    } else {
+        format!("<{} bytes {}>", e.data.len(), e.content_type)
+    };
+    let text: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if text.chars().count() > width {
+        format!("{}…", text.chars().take(width - 1).collect::<String>())
+    } else {
+        text
+    }
+}
+
+pub const EVENT_HEADER: &str = "POSITION  STREAM                    VER  TYPE                  TIME                      DATA";
+
+pub fn print_event(e: &v1::RecordedEvent, format: OutputFormat) {
+    match format {
+        OutputFormat::Json => emit(format_args!("{}", event_json(e))),
+        OutputFormat::Table => emit(format_args!(
+            "{:<8}  {:<24}  {:>3}  {:<20}  {:<24}  {}",
+            e.position,
+            e.stream,
+            e.version,
+            e.r#type,
+            rfc3339(nanos(e.time.as_ref())),
+            data_preview(e, 60)
+        )),
+    }
+}
+
+pub fn print_pairs(pairs: &[(&str, String)], json: &Value, format: OutputFormat) {
+    match format {
+        OutputFormat::Json => emit(format_args!("{json}")),
+        OutputFormat::Table => {
+            for (k, v) in pairs {
+                emit(format_args!("{k:<16} {v}"));
+            }
+        }
+    }
+}

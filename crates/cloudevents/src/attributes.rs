@@ -1,0 +1,367 @@
+//! The core both bindings share: the attributes a binding collected (JSON members
+//! or `ce-` headers) plus the payload, checked in a fixed order and turned into an
+//! [`Incoming`] event. Collecting first and checking after keeps the first error
+//! reported independent of member or header order.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use bytes::Bytes;
+use opsflow_log::{ExpectedVersion, JSON, ProposedEvent, UnixNanos};
+
+use crate::error::{CloudEventError, Result};
+use crate::json::{compact_json, json_kind};
+use crate::{Incoming, media, stream};
+
+/// An attribute value as the binding carried it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AttributeValue {
+    String(String),
+    /// A JSON number, as its original text.
+    Number(String),
+    Boolean(bool),
+    /// A JSON object or array, which no attribute may be; holds its description.
+    Composite(&'static str),
+}
+
+impl AttributeValue {
+    fn kind(&self) -> &'static str {
+        match self {
+            AttributeValue::String(_) => "a string",
+            AttributeValue::Number(_) => "a number",
+            AttributeValue::Boolean(_) => "a boolean",
+            AttributeValue::Composite(kind) => kind,
+        }
+    }
+}
+
+/// The event data as the binding carried it.
+#[derive(Debug)]
+pub(crate) enum Payload<'a> {
+    Absent,
+    /// The `data` member of a JSON event, as its original JSON text.
+    Json(&'a str),
+    /// The `data_base64` member of a JSON event.
+    Base64(String),
+    /// The body of a binary-mode message.
+    Body(Bytes),
+}
+
+/// Whether `name` is a CloudEvents attribute name: lower-case ASCII letters and digits.
+pub(crate) fn is_attribute_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// Attributes collected from one event, not yet checked.
+#[derive(Debug, Default)]
+pub(crate) struct Attributes {
+    values: BTreeMap<String, AttributeValue>,
+}
+
+impl Attributes {
+    /// Adds one attribute; refuses invalid names and repeats.
+    pub(crate) fn insert(&mut self, name: String, value: AttributeValue) -> Result<()> {
+        if !is_attribute_name(&name) {
+            return Err(CloudEventError::InvalidAttributeName { name });
+        }
+        if self.values.contains_key(&name) {
+            return Err(CloudEventError::DuplicateAttribute { attribute: name });
+        }
+        self.values.insert(name, value);
+        Ok(())
+    }
+
+    /// Checks the attributes and the payload and maps them to the log.
+    pub(crate) fn into_incoming(mut self, payload: Payload<'_>) -> Result<Incoming> {
+        let specversion = self
+            .take_string("specversion")?
+            .ok_or_else(|| missing("specversion"))?;
+        if specversion != "1.0" {
+            return Err(CloudEventError::UnsupportedSpecVersion {
+                actual: specversion,
+            });
+        }
+        let id = self.required("id")?;
+        let source = self.required("source")?;
+        let event_type = self.required("type")?;
+        let subject = self.non_empty("subject")?;
+        let time = self
+            .non_empty("time")?
+            .map(|time| parse_time(&time))
+            .transpose()?;
+        let declared_content_type = self.non_empty("datacontenttype")?;
+        let expected = self
+            .values
+            .remove("expectedversion")
+            .map(parse_expected)
+            .transpose()?;
+        let correlation_id = self.take_string("correlationid")?.unwrap_or_default();
+        let causation_id = self.take_string("causationid")?.unwrap_or_default();
+        let mut metadata = BTreeMap::new();
+        if let Some(schema) = self.non_empty("dataschema")? {
+            metadata.insert("dataschema".to_owned(), schema);
+        }
+        for (name, value) in std::mem::take(&mut self.values) {
+            let text = extension_text(&name, value)?;
+            metadata.insert(name, text);
+        }
+        let (content_type, data) = resolve_payload(payload, declared_content_type)?;
+        let event = ProposedEvent {
+            id,
+            source,
+            event_type,
+            time,
+            content_type,
+            data,
+            correlation_id,
+            causation_id,
+            metadata,
+        };
+        let stream = stream::stream_for(subject.as_deref(), &event)?;
+        Ok(Incoming {
+            stream,
+            expected,
+            event,
+        })
+    }
+
+    fn take_string(&mut self, name: &str) -> Result<Option<String>> {
+        match self.values.remove(name) {
+            None => Ok(None),
+            Some(AttributeValue::String(text)) => Ok(Some(text)),
+            Some(other) => Err(CloudEventError::wrong_type(name, "a string", other.kind())),
+        }
+    }
+
+    /// An optional string attribute that, when present, must not be empty.
+    fn non_empty(&mut self, name: &str) -> Result<Option<String>> {
+        match self.take_string(name)? {
+            Some(text) if text.is_empty() => Err(CloudEventError::EmptyAttribute {
+                attribute: name.to_owned(),
+            }),
+            other => Ok(other),
+        }
+    }
+
+    fn required(&mut self, name: &str) -> Result<String> {
+        self.non_empty(name)?.ok_or_else(|| missing(name))
+    }
+}
+
+fn missing(name: &str) -> CloudEventError {
+    CloudEventError::MissingAttribute {
+        attribute: name.to_owned(),
+    }
+}
+
+/// RFC 3339 to nanoseconds since the epoch.
+fn parse_time(text: &str) -> Result<UnixNanos> {
+    let timestamp: jiff::Timestamp = text.parse().map_err(|e| {
+        CloudEventError::invalid("time", text, format!("not an RFC 3339 timestamp ({e})"))
+    })?;
+    UnixNanos::try_from(timestamp.as_nanosecond()).map_err(|_| {
+        CloudEventError::invalid(
+            "time",
+            text,
+            "outside the years 1677 to 2262 that the log can represent",
+        )
+    })
+}
+
+/// `any`, `no_stream`, `stream_exists` or a version, as a string or a JSON integer.
+fn parse_expected(value: AttributeValue) -> Result<ExpectedVersion> {
+    const ATTRIBUTE: &str = "expectedversion";
+    const ALLOWED: &str = "must be any, no_stream, stream_exists or a version number";
+    match value {
+        AttributeValue::String(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| CloudEventError::invalid(ATTRIBUTE, &text, ALLOWED)),
+        AttributeValue::Number(text) => text
+            .parse()
+            .map(ExpectedVersion::Exact)
+            .map_err(|_| CloudEventError::invalid(ATTRIBUTE, &text, ALLOWED)),
+        other => Err(CloudEventError::wrong_type(
+            ATTRIBUTE,
+            "a string or an integer",
+            other.kind(),
+        )),
+    }
+}
+
+/// An extension attribute as a metadata value.
+fn extension_text(name: &str, value: AttributeValue) -> Result<String> {
+    match value {
+        AttributeValue::String(text) | AttributeValue::Number(text) => Ok(text),
+        AttributeValue::Boolean(flag) => Ok(flag.to_string()),
+        AttributeValue::Composite(kind) => Err(CloudEventError::wrong_type(
+            name,
+            "a string, number or boolean",
+            kind,
+        )),
+    }
+}
+
+/// The content type and bytes to store, from the payload and `datacontenttype`.
+fn resolve_payload(payload: Payload<'_>, declared: Option<String>) -> Result<(String, Bytes)> {
+    match payload {
+        Payload::Absent => Ok((declared.unwrap_or_default(), Bytes::new())),
+        Payload::Json(raw) => {
+            let content_type = declared.unwrap_or_else(|| JSON.to_owned());
+            if media::is_json(&content_type) {
+                return Ok((content_type, Bytes::from(compact_json(raw))));
+            }
+            match serde_json::from_str::<String>(raw) {
+                Ok(text) => Ok((content_type, Bytes::from(text))),
+                Err(_) => Err(CloudEventError::wrong_type(
+                    "data",
+                    format!("a string (datacontenttype {content_type:?} is not JSON)"),
+                    json_kind(raw),
+                )),
+            }
+        }
+        Payload::Base64(text) => {
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(text.as_bytes())
+                .map_err(|e| {
+                    CloudEventError::invalid(
+                        "data_base64",
+                        &text,
+                        format!("not standard base64 ({e})"),
+                    )
+                })?;
+            Ok((
+                declared.unwrap_or_else(|| media::OCTET_STREAM.to_owned()),
+                Bytes::from(data),
+            ))
+        }
+        Payload::Body(body) => {
+            let content_type = match declared {
+                Some(declared) => declared,
+                None if body.is_empty() => String::new(),
+                None => media::OCTET_STREAM.to_owned(),
+            };
+            Ok((content_type, body))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn string(text: &str) -> AttributeValue {
+        AttributeValue::String(text.to_owned())
+    }
+
+    fn base() -> Attributes {
+        let mut attributes = Attributes::default();
+        for (name, value) in [
+            ("specversion", "1.0"),
+            ("id", "1"),
+            ("source", "shop"),
+            ("type", "t"),
+            ("subject", "s"),
+        ] {
+            attributes
+                .insert(name.to_owned(), string(value))
+                .expect("valid attribute");
+        }
+        attributes
+    }
+
+    #[test]
+    fn attribute_names_are_lower_case_letters_and_digits() {
+        assert!(is_attribute_name("traceparent2"));
+        for bad in ["", "Id", "my_ext", "my-ext", "é"] {
+            assert!(!is_attribute_name(bad), "{bad:?}");
+            let err = Attributes::default()
+                .insert(bad.to_owned(), string("x"))
+                .expect_err(bad);
+            assert!(
+                matches!(err, CloudEventError::InvalidAttributeName { .. }),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn repeated_attribute_is_refused() {
+        let err = base()
+            .insert("id".to_owned(), string("2"))
+            .expect_err("duplicate");
+        assert_eq!(err.to_string(), "attribute `id` is given more than once");
+    }
+
+    #[test]
+    fn expected_version_from_string_or_integer() {
+        for (value, expected) in [
+            (string("any"), ExpectedVersion::Any),
+            (string("no_stream"), ExpectedVersion::NoStream),
+            (string("stream_exists"), ExpectedVersion::StreamExists),
+            (string("7"), ExpectedVersion::Exact(7)),
+            (
+                AttributeValue::Number("3".into()),
+                ExpectedVersion::Exact(3),
+            ),
+        ] {
+            let mut attributes = base();
+            attributes
+                .insert("expectedversion".into(), value)
+                .expect("valid attribute");
+            let incoming = attributes
+                .into_incoming(Payload::Absent)
+                .expect("valid event");
+            assert_eq!(incoming.expected, Some(expected));
+        }
+        for bad in [
+            string("soon"),
+            AttributeValue::Number("-1".into()),
+            AttributeValue::Number("1.5".into()),
+        ] {
+            let mut attributes = base();
+            attributes
+                .insert("expectedversion".into(), bad)
+                .expect("valid attribute");
+            let err = attributes
+                .into_incoming(Payload::Absent)
+                .expect_err("invalid expected version");
+            assert_eq!(err.attribute(), Some("expectedversion"), "{err}");
+        }
+        let mut attributes = base();
+        attributes
+            .insert("expectedversion".into(), AttributeValue::Boolean(true))
+            .expect("valid attribute");
+        let err = attributes
+            .into_incoming(Payload::Absent)
+            .expect_err("wrong type");
+        assert!(matches!(err, CloudEventError::WrongType { .. }), "{err}");
+    }
+
+    #[test]
+    fn time_outside_the_log_range_is_refused() {
+        let mut attributes = base();
+        attributes
+            .insert("time".into(), string("2300-01-01T00:00:00Z"))
+            .expect("valid attribute");
+        let err = attributes
+            .into_incoming(Payload::Absent)
+            .expect_err("out of range");
+        assert!(err.to_string().contains("1677 to 2262"), "{err}");
+    }
+
+    #[test]
+    fn binary_body_without_content_type_is_octet_stream() {
+        let incoming = base()
+            .into_incoming(Payload::Body(Bytes::from_static(b"\x00\x01")))
+            .expect("valid");
+        assert_eq!(incoming.event.content_type, "application/octet-stream");
+        let incoming = base()
+            .into_incoming(Payload::Body(Bytes::new()))
+            .expect("valid");
+        assert_eq!(incoming.event.content_type, "");
+    }
+}

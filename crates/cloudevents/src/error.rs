@@ -1,0 +1,191 @@
+//! Why a CloudEvent was refused. Every variant names the attribute (or JSON
+//! position) at fault, so a producer can fix the event without reading our code.
+
+/// Result alias for the CloudEvents bindings.
+pub type Result<T, E = CloudEventError> = std::result::Result<T, E>;
+
+/// A CloudEvent that cannot be mapped to the log.
+#[derive(Debug, thiserror::Error)]
+pub enum CloudEventError {
+    /// The body is not JSON, or not JSON of the right shape (serde's message
+    /// carries the line and column).
+    #[error("invalid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+
+    /// A required attribute (`specversion`, `id`, `source`, `type`) is absent or null.
+    #[error("missing required attribute `{attribute}`")]
+    MissingAttribute { attribute: String },
+
+    /// An attribute has the wrong JSON type, e.g. `"id": 5`.
+    #[error("attribute `{attribute}` must be {expected}, found {found}")]
+    WrongType {
+        attribute: String,
+        expected: String,
+        found: String,
+    },
+
+    /// An attribute that must not be empty is the empty string.
+    #[error("attribute `{attribute}` must not be empty")]
+    EmptyAttribute { attribute: String },
+
+    /// `specversion` is not `1.0`.
+    #[error("unsupported `specversion`: expected \"1.0\", found {actual:?}")]
+    UnsupportedSpecVersion { actual: String },
+
+    /// An attribute's value does not parse (time, expected version, base64, stream name).
+    #[error("attribute `{attribute}` has an invalid value {value:?}: {reason}")]
+    InvalidValue {
+        attribute: String,
+        value: String,
+        reason: String,
+    },
+
+    /// A member or `ce-` header whose name is not a CloudEvents attribute name.
+    #[error(
+        "`{name}` is not a valid CloudEvents attribute name (lower-case ASCII letters and digits only)"
+    )]
+    InvalidAttributeName { name: String },
+
+    /// The same attribute appears twice in one event.
+    #[error("attribute `{attribute}` is given more than once")]
+    DuplicateAttribute { attribute: String },
+
+    /// An attribute that this binding does not allow, e.g. `ce-datacontenttype` in binary mode.
+    #[error("attribute `{attribute}` is not allowed here: {reason}")]
+    NotAllowed { attribute: String, reason: String },
+
+    /// Both `data` and `data_base64` are present.
+    #[error("an event carries either `data` or `data_base64`, not both")]
+    DataConflict,
+
+    /// No `subject`, and the stream could not be derived from the data.
+    #[error(
+        "missing subject: the stream is taken from the CloudEvents `subject` attribute (or, for JSON data, from the {} field)",
+        list_fields(.fields)
+    )]
+    MissingSubject {
+        /// The data fields that were looked for, in order.
+        fields: Vec<String>,
+    },
+
+    /// An event of a batch is invalid; `index` counts from 0.
+    #[error("event [{index}]: {error}")]
+    InBatch {
+        index: usize,
+        error: Box<CloudEventError>,
+    },
+}
+
+impl CloudEventError {
+    /// The attribute at fault, when there is one (`data` for payload errors,
+    /// `subject` when the stream is missing). Looks through batch wrapping.
+    pub fn attribute(&self) -> Option<&str> {
+        match self {
+            CloudEventError::Json(_) => None,
+            CloudEventError::MissingAttribute { attribute }
+            | CloudEventError::WrongType { attribute, .. }
+            | CloudEventError::EmptyAttribute { attribute }
+            | CloudEventError::InvalidValue { attribute, .. }
+            | CloudEventError::DuplicateAttribute { attribute }
+            | CloudEventError::NotAllowed { attribute, .. } => Some(attribute),
+            CloudEventError::InvalidAttributeName { name } => Some(name),
+            CloudEventError::UnsupportedSpecVersion { .. } => Some("specversion"),
+            CloudEventError::DataConflict => Some("data"),
+            CloudEventError::MissingSubject { .. } => Some("subject"),
+            CloudEventError::InBatch { error, .. } => error.attribute(),
+        }
+    }
+
+    /// The index of the offending event in a batch.
+    pub fn batch_index(&self) -> Option<usize> {
+        match self {
+            CloudEventError::InBatch { index, .. } => Some(*index),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn in_batch(self, index: usize) -> Self {
+        CloudEventError::InBatch {
+            index,
+            error: Box::new(self),
+        }
+    }
+
+    pub(crate) fn invalid(attribute: &str, value: &str, reason: impl Into<String>) -> Self {
+        CloudEventError::InvalidValue {
+            attribute: attribute.to_owned(),
+            value: excerpt(value),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn wrong_type(attribute: &str, expected: impl Into<String>, found: &str) -> Self {
+        CloudEventError::WrongType {
+            attribute: attribute.to_owned(),
+            expected: expected.into(),
+            found: found.to_owned(),
+        }
+    }
+}
+
+/// Values quoted in errors are cut to this many bytes (a bad `data_base64` can be megabytes).
+const MAX_QUOTED: usize = 80;
+
+fn excerpt(value: &str) -> String {
+    if value.len() <= MAX_QUOTED {
+        return value.to_owned();
+    }
+    let mut end = MAX_QUOTED;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &value[..end])
+}
+
+fn list_fields(fields: &[String]) -> String {
+    let quoted: Vec<String> = fields.iter().map(|f| format!("`{f}`")).collect();
+    quoted.join(" or ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_errors_name_the_index_and_keep_the_attribute() {
+        let err = CloudEventError::MissingAttribute {
+            attribute: "id".into(),
+        }
+        .in_batch(3);
+        assert_eq!(
+            err.to_string(),
+            "event [3]: missing required attribute `id`"
+        );
+        assert_eq!(err.attribute(), Some("id"));
+        assert_eq!(err.batch_index(), Some(3));
+    }
+
+    #[test]
+    fn long_values_are_cut_on_a_char_boundary() {
+        let err = CloudEventError::invalid("data_base64", &"é".repeat(100), "bad");
+        let CloudEventError::InvalidValue { value, .. } = err else {
+            panic!("wrong variant")
+        };
+        assert!(
+            value.ends_with("...") && value.len() <= MAX_QUOTED + 3,
+            "{value}"
+        );
+    }
+
+    #[test]
+    fn missing_subject_lists_the_fields_tried() {
+        let err = CloudEventError::MissingSubject {
+            fields: vec!["goods_id".into(), "po_id".into()],
+        };
+        assert!(
+            err.to_string()
+                .ends_with("from the `goods_id` or `po_id` field)"),
+            "{err}"
+        );
+    }
+}

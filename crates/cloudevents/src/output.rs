@@ -1,0 +1,363 @@
+//! Recorded events as JSON: the read representation (HTTP reads, the CLI) and
+//! structured-mode CloudEvents (outbound publishing, exports).
+
+use base64::Engine;
+use opsflow_log::{JSON, RecordedEvent, UnixNanos};
+use serde_json::{Map, Value, json};
+
+use crate::attributes::is_attribute_name;
+use crate::media;
+
+/// Attribute names `recorded_to_cloudevent` sets itself (or must never take from
+/// metadata); metadata entries with these names are not copied.
+const RESERVED: &[&str] = &[
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "subject",
+    "time",
+    "datacontenttype",
+    "data",
+    "position",
+    "streamversion",
+    "recordedat",
+    "correlationid",
+    "causationid",
+    "expectedversion",
+];
+
+/// The JSON read representation of a recorded event (HTTP reads, the CLI).
+///
+/// Members: `position`, `stream`, `version`, `id`, `source`, `type`, `time` and
+/// `recorded_at` (RFC 3339), `content_type`, then `data` (the parsed value when the
+/// content type is JSON and the bytes parse) or `data_base64` (otherwise; neither
+/// when there is no data), `correlation_id`, `causation_id` and `metadata` (only
+/// when not empty), `prev_hash` and `hash` (lowercase hex).
+pub fn recorded_to_json(event: &RecordedEvent) -> Value {
+    let mut members = object(json!({
+        "position": event.position,
+        "stream": event.stream,
+        "version": event.version,
+        "id": event.id,
+        "source": event.source,
+        "type": event.event_type,
+        "time": rfc3339(event.time),
+        "recorded_at": rfc3339(event.recorded_at),
+        "content_type": event.content_type,
+        "prev_hash": hex(&event.prev_hash),
+        "hash": hex(&event.hash),
+    }));
+    if !event.data.is_empty() {
+        match parsed_json(event) {
+            Some(data) => members.insert("data".into(), data),
+            None => members.insert("data_base64".into(), base64(&event.data)),
+        };
+    }
+    insert_non_empty(&mut members, "correlation_id", &event.correlation_id);
+    insert_non_empty(&mut members, "causation_id", &event.causation_id);
+    if !event.metadata.is_empty() {
+        members.insert("metadata".into(), json!(event.metadata));
+    }
+    Value::Object(members)
+}
+
+/// A recorded event as a structured-mode CloudEvent (JSON format).
+///
+/// `specversion` 1.0, `id`, `source`, `type`, `subject` (the stream), `time`,
+/// `datacontenttype` (when known), then `data` as a JSON value (JSON content
+/// types), as a string (text and XML content types that are UTF-8) or
+/// `data_base64` (anything else). Extensions: `position` and `streamversion` (as
+/// strings: CloudEvents integers are 32-bit), `recordedat` (RFC 3339),
+/// `correlationid` and `causationid` (when not empty), and every metadata entry
+/// whose name is a valid attribute name not already used (so a `dataschema`
+/// recorded from an incoming event is given back as `dataschema`).
+pub fn recorded_to_cloudevent(event: &RecordedEvent) -> Value {
+    let mut members = object(json!({
+        "specversion": "1.0",
+        "id": event.id,
+        "source": event.source,
+        "type": event.event_type,
+        "subject": event.stream,
+        "time": rfc3339(event.time),
+        "position": event.position.to_string(),
+        "streamversion": event.version.to_string(),
+        "recordedat": rfc3339(event.recorded_at),
+    }));
+    let content_type = effective_content_type(event);
+    insert_non_empty(&mut members, "datacontenttype", content_type);
+    if !event.data.is_empty() {
+        let text = std::str::from_utf8(&event.data)
+            .ok()
+            .filter(|_| media::is_text(content_type));
+        match (parsed_json(event), text) {
+            (Some(data), _) => members.insert("data".into(), data),
+            (None, Some(text)) => members.insert("data".into(), Value::String(text.to_owned())),
+            (None, None) => members.insert("data_base64".into(), base64(&event.data)),
+        };
+    }
+    insert_non_empty(&mut members, "correlationid", &event.correlation_id);
+    insert_non_empty(&mut members, "causationid", &event.causation_id);
+    for (name, value) in &event.metadata {
+        if is_attribute_name(name) && !RESERVED.contains(&name.as_str()) {
+            members.insert(name.clone(), Value::String(value.clone()));
+        }
+    }
+    Value::Object(members)
+}
+
+/// The members of an object literal built with `json!`.
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(members) => members,
+        _ => Map::new(),
+    }
+}
+
+/// The log records events with data and no content type as JSON.
+fn effective_content_type(event: &RecordedEvent) -> &str {
+    if event.content_type.is_empty() && !event.data.is_empty() {
+        JSON
+    } else {
+        &event.content_type
+    }
+}
+
+/// The data as a JSON value, when its content type is JSON and it parses.
+fn parsed_json(event: &RecordedEvent) -> Option<Value> {
+    if !media::is_json(effective_content_type(event)) {
+        return None;
+    }
+    serde_json::from_slice(&event.data).ok()
+}
+
+fn insert_non_empty(members: &mut Map<String, Value>, name: &str, value: &str) {
+    if !value.is_empty() {
+        members.insert(name.to_owned(), Value::String(value.to_owned()));
+    }
+}
+
+/// RFC 3339 in UTC, with as many fractional digits as needed.
+fn rfc3339(nanos: UnixNanos) -> String {
+    // Every i64 of nanoseconds is within jiff's range; the fallback is never taken.
+    jiff::Timestamp::from_nanosecond(i128::from(nanos))
+        .map_or_else(|_| nanos.to_string(), |t| t.to_string())
+}
+
+fn base64(data: &[u8]) -> Value {
+    Value::String(base64::engine::general_purpose::STANDARD.encode(data))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::parse_structured;
+
+    fn recorded() -> RecordedEvent {
+        RecordedEvent {
+            position: 42,
+            stream: "order/PO-1".into(),
+            version: 3,
+            id: "e-1".into(),
+            source: "/shop".into(),
+            event_type: "order.placed".into(),
+            time: 1_714_557_600_500_000_000,
+            recorded_at: 1_714_557_601_000_000_000,
+            content_type: "application/json".into(),
+            data: Bytes::from_static(br#"{"order_id":"PO-1","total":12}"#),
+            correlation_id: String::new(),
+            causation_id: String::new(),
+            metadata: BTreeMap::new(),
+            prev_hash: [0; 32],
+            hash: [0xab; 32],
+        }
+    }
+
+    #[test]
+    fn read_representation() {
+        let value = recorded_to_json(&recorded());
+        assert_eq!(
+            value,
+            json!({
+                "position": 42,
+                "stream": "order/PO-1",
+                "version": 3,
+                "id": "e-1",
+                "source": "/shop",
+                "type": "order.placed",
+                "time": "2024-05-01T10:00:00.5Z",
+                "recorded_at": "2024-05-01T10:00:01Z",
+                "content_type": "application/json",
+                "data": {"order_id": "PO-1", "total": 12},
+                "prev_hash": "0".repeat(64),
+                "hash": "ab".repeat(32),
+            })
+        );
+    }
+
+    #[test]
+    fn read_representation_includes_ids_and_metadata_when_set() {
+        let event = RecordedEvent {
+            correlation_id: "c".into(),
+            causation_id: "k".into(),
+            metadata: BTreeMap::from([("tenant".to_owned(), "acme".to_owned())]),
+            ..recorded()
+        };
+        let value = recorded_to_json(&event);
+        assert_eq!(value["correlation_id"], "c");
+        assert_eq!(value["causation_id"], "k");
+        assert_eq!(value["metadata"], json!({"tenant": "acme"}));
+    }
+
+    #[test]
+    fn read_representation_of_binary_and_broken_json_data_is_base64() {
+        let event = RecordedEvent {
+            content_type: "application/protobuf".into(),
+            data: Bytes::from_static(&[0, 1, 255]),
+            ..recorded()
+        };
+        let value = recorded_to_json(&event);
+        assert_eq!(value["data_base64"], "AAH/");
+        assert!(value.get("data").is_none());
+        let broken = RecordedEvent {
+            data: Bytes::from_static(b"{nope"),
+            ..recorded()
+        };
+        assert_eq!(recorded_to_json(&broken)["data_base64"], "e25vcGU=");
+        let empty = RecordedEvent {
+            data: Bytes::new(),
+            ..recorded()
+        };
+        let value = recorded_to_json(&empty);
+        assert!(value.get("data").is_none() && value.get("data_base64").is_none());
+    }
+
+    #[test]
+    fn cloudevent_carries_the_log_attributes_as_extensions() {
+        let event = RecordedEvent {
+            correlation_id: "c".into(),
+            metadata: BTreeMap::from([
+                ("tenant".to_owned(), "acme".to_owned()),
+                ("dataschema".to_owned(), "https://example.com/s".to_owned()),
+                ("Bad_Name".to_owned(), "skipped".to_owned()),
+                ("position".to_owned(), "forged".to_owned()),
+                ("expectedversion".to_owned(), "0".to_owned()),
+            ]),
+            ..recorded()
+        };
+        assert_eq!(
+            recorded_to_cloudevent(&event),
+            json!({
+                "specversion": "1.0",
+                "id": "e-1",
+                "source": "/shop",
+                "type": "order.placed",
+                "subject": "order/PO-1",
+                "time": "2024-05-01T10:00:00.5Z",
+                "datacontenttype": "application/json",
+                "data": {"order_id": "PO-1", "total": 12},
+                "position": "42",
+                "streamversion": "3",
+                "recordedat": "2024-05-01T10:00:01Z",
+                "correlationid": "c",
+                "tenant": "acme",
+                "dataschema": "https://example.com/s",
+            })
+        );
+    }
+
+    #[test]
+    fn cloudevent_data_forms() {
+        let text = RecordedEvent {
+            content_type: "text/plain".into(),
+            data: Bytes::from_static("héllo".as_bytes()),
+            ..recorded()
+        };
+        assert_eq!(recorded_to_cloudevent(&text)["data"], "héllo");
+        let binary = RecordedEvent {
+            content_type: "application/protobuf".into(),
+            data: Bytes::from_static(b"\x08\x01"),
+            ..recorded()
+        };
+        let value = recorded_to_cloudevent(&binary);
+        assert_eq!(
+            (&value["data_base64"], &value["datacontenttype"]),
+            (&json!("CAE="), &json!("application/protobuf"))
+        );
+        let untyped = RecordedEvent {
+            content_type: String::new(),
+            ..recorded()
+        };
+        let value = recorded_to_cloudevent(&untyped);
+        assert_eq!(value["datacontenttype"], "application/json");
+        assert_eq!(value["data"]["order_id"], "PO-1");
+        let empty = RecordedEvent {
+            content_type: String::new(),
+            data: Bytes::new(),
+            ..recorded()
+        };
+        let value = recorded_to_cloudevent(&empty);
+        assert!(value.get("datacontenttype").is_none() && value.get("data").is_none());
+    }
+
+    #[test]
+    fn cloudevent_parses_back_to_the_same_event() {
+        for event in [
+            RecordedEvent {
+                correlation_id: "c".into(),
+                causation_id: "k".into(),
+                ..recorded()
+            },
+            RecordedEvent {
+                content_type: "text/plain".into(),
+                data: Bytes::from_static(b"hi"),
+                ..recorded()
+            },
+            RecordedEvent {
+                content_type: "application/protobuf".into(),
+                data: Bytes::from_static(&[9, 0]),
+                ..recorded()
+            },
+        ] {
+            let body = serde_json::to_vec(&recorded_to_cloudevent(&event)).expect("serializable");
+            let incoming = parse_structured(&body).expect("parses back");
+            assert_eq!(incoming.stream, event.stream);
+            let back = incoming.event;
+            assert_eq!(
+                (back.id, back.source, back.event_type),
+                (event.id, event.source, event.event_type)
+            );
+            assert_eq!(back.time, Some(event.time));
+            assert_eq!(
+                (back.content_type, back.data),
+                (event.content_type, event.data)
+            );
+            assert_eq!(
+                (back.correlation_id, back.causation_id),
+                (event.correlation_id, event.causation_id)
+            );
+            assert_eq!(back.metadata["position"], "42");
+        }
+    }
+
+    #[test]
+    fn extreme_times_format() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert!(rfc3339(i64::MIN).starts_with("1677-"));
+        assert!(rfc3339(i64::MAX).starts_with("2262-"));
+    }
+}

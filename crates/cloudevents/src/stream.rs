@@ -1,0 +1,238 @@
+//! The stream rule: which stream of the log a CloudEvent is appended to.
+//!
+//! 1. The CloudEvents `subject` attribute, when present, is the stream, verbatim.
+//! 2. Otherwise, when the data is a JSON object, the type's first dot-separated
+//!    token `T` names the business object: the field `T_id` (a non-empty string or
+//!    a number) gives the stream `T/<value>`. `order.placed` with
+//!    `{"order_id": "PO-1001"}` goes to `order/PO-1001`.
+//! 3. Procurement events about an object that has no id of its own join the stream
+//!    of the object they belong to, tried after `T_id`:
+//!
+//!    | type prefix                           | field            | stream                   |
+//!    |---------------------------------------|------------------|--------------------------|
+//!    | `approval`                            | `requisition_id` | `requisition/<value>`    |
+//!    | `purchase_order`, `goods`, `invoice`  | `po_id`          | `purchase_order/<value>` |
+//!
+//!    So `goods.received` with `{"po_id": "PO-7"}` goes to `purchase_order/PO-7`,
+//!    while an `invoice.received` that carries its own `invoice_id` goes to
+//!    `invoice/<invoice_id>`.
+//! 4. Otherwise the event is refused with [`CloudEventError::MissingSubject`],
+//!    naming the fields that were looked for.
+//!
+//! The stream must be a valid log stream name
+//! ([`validate_stream_name`](opsflow_log::validate_stream_name)); an invalid one is
+//! refused naming `subject` or `data`.
+
+use opsflow_log::{LogError, ProposedEvent, validate_stream_name};
+
+use crate::error::{CloudEventError, Result};
+use crate::json::Members;
+use crate::media;
+
+/// Procurement events keyed by the object they belong to: (type prefix, field,
+/// stream prefix), tried after the type's own `T_id`.
+const PARENT_KEYS: &[(&str, &str, &str)] = &[
+    ("approval", "requisition_id", "requisition"),
+    ("purchase_order", "po_id", "purchase_order"),
+    ("goods", "po_id", "purchase_order"),
+    ("invoice", "po_id", "purchase_order"),
+];
+
+/// The stream for `event` under the stream rule (see the module docs): `subject`
+/// when given, else derived from the event's JSON data.
+///
+/// Transports that carry CloudEvents in other encodings (protobuf) use this to
+/// route exactly as the JSON and binary bindings do.
+pub fn stream_for(subject: Option<&str>, event: &ProposedEvent) -> Result<String> {
+    if let Some(subject) = subject {
+        return validate_stream_name(subject)
+            .map(|()| subject.to_owned())
+            .map_err(|e| CloudEventError::invalid("subject", subject, reason(e)));
+    }
+    let keys = key_fields(&event.event_type);
+    let json_data = event.content_type.is_empty() || media::is_json(&event.content_type);
+    // Data that is not a JSON object has no key fields.
+    let members = if json_data {
+        serde_json::from_slice::<Members<'_>>(&event.data)
+            .map(|Members(m)| m)
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    for (field, stream_prefix) in &keys {
+        let value = members
+            .iter()
+            .find(|(name, _)| name == field)
+            .and_then(|(_, raw)| key_value(raw.get()));
+        if let Some(value) = value {
+            let stream = format!("{stream_prefix}/{value}");
+            return match validate_stream_name(&stream) {
+                Ok(()) => Ok(stream),
+                Err(e) => Err(CloudEventError::invalid(
+                    "data",
+                    &stream,
+                    format!(
+                        "field `{field}` gives an invalid stream name: {}",
+                        reason(e)
+                    ),
+                )),
+            };
+        }
+    }
+    Err(CloudEventError::MissingSubject {
+        fields: keys.into_iter().map(|(field, _)| field).collect(),
+    })
+}
+
+/// The (field, stream prefix) pairs tried for `event_type`, in order.
+fn key_fields(event_type: &str) -> Vec<(String, String)> {
+    let prefix = event_type
+        .split_once('.')
+        .map_or(event_type, |(first, _)| first);
+    let mut keys = vec![(format!("{prefix}_id"), prefix.to_owned())];
+    keys.extend(
+        PARENT_KEYS
+            .iter()
+            .filter(|(type_prefix, _, _)| *type_prefix == prefix)
+            .map(|(_, field, stream_prefix)| ((*field).to_owned(), (*stream_prefix).to_owned())),
+    );
+    keys
+}
+
+/// A key field's value: a non-empty string, or a number as written.
+fn key_value(raw: &str) -> Option<String> {
+    match raw.trim_start().as_bytes().first()? {
+        b'"' => serde_json::from_str::<String>(raw)
+            .ok()
+            .filter(|text| !text.is_empty()),
+        b'-' | b'0'..=b'9' => Some(raw.trim().to_owned()),
+        _ => None,
+    }
+}
+
+fn reason(error: LogError) -> String {
+    match error {
+        LogError::InvalidArgument { reason, .. } => reason,
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(event_type: &str, data: &str) -> ProposedEvent {
+        ProposedEvent::json(event_type, data.to_owned())
+    }
+
+    fn stream(event_type: &str, data: &str) -> Result<String> {
+        stream_for(None, &event(event_type, data))
+    }
+
+    #[test]
+    fn subject_wins_over_data() {
+        let got = stream_for(
+            Some("custom/1"),
+            &event("order.placed", r#"{"order_id":"PO-1"}"#),
+        );
+        assert_eq!(got.expect("valid subject"), "custom/1");
+    }
+
+    #[test]
+    fn type_prefix_id_field_names_the_stream() {
+        assert_eq!(
+            stream("order.placed", r#"{"order_id":"PO-1001"}"#).expect("stream"),
+            "order/PO-1001"
+        );
+        assert_eq!(
+            stream("incident.opened", r#"{"incident_id":7}"#).expect("stream"),
+            "incident/7"
+        );
+        assert_eq!(
+            stream(
+                "shipment.delayed",
+                r#"{"x":{"shipment_id":"inner"},"shipment_id":"S-1"}"#
+            )
+            .expect("stream"),
+            "shipment/S-1"
+        );
+        assert_eq!(
+            stream("custom", r#"{"custom_id":"c"}"#).expect("stream"),
+            "custom/c"
+        );
+    }
+
+    #[test]
+    fn procurement_events_join_their_parent_stream() {
+        assert_eq!(
+            stream("goods.received", r#"{"po_id":"PO-7"}"#).expect("stream"),
+            "purchase_order/PO-7"
+        );
+        assert_eq!(
+            stream(
+                "purchase_order.issued",
+                r#"{"po_id":"PO-7","requisition_id":"R-1"}"#
+            )
+            .expect("stream"),
+            "purchase_order/PO-7"
+        );
+        assert_eq!(
+            stream("invoice.received", r#"{"po_id":"PO-7"}"#).expect("stream"),
+            "purchase_order/PO-7"
+        );
+        assert_eq!(
+            stream(
+                "invoice.received",
+                r#"{"po_id":"PO-7","invoice_id":"INV-3"}"#
+            )
+            .expect("stream"),
+            "invoice/INV-3"
+        );
+        assert_eq!(
+            stream("approval.granted", r#"{"requisition_id":"R-1"}"#).expect("stream"),
+            "requisition/R-1"
+        );
+        assert_eq!(
+            stream("requisition.created", r#"{"requisition_id":"R-1"}"#).expect("stream"),
+            "requisition/R-1"
+        );
+    }
+
+    #[test]
+    fn missing_key_names_the_fields_looked_for() {
+        let err = stream("goods.received", r#"{"sku":"A"}"#).expect_err("no key");
+        assert_eq!(
+            err.to_string(),
+            "missing subject: the stream is taken from the CloudEvents `subject` attribute \
+             (or, for JSON data, from the `goods_id` or `po_id` field)"
+        );
+        assert_eq!(err.attribute(), Some("subject"));
+        for (event_type, data) in [
+            ("order.placed", r#"{"order_id":""}"#),
+            ("order.placed", r#"{"order_id":null}"#),
+            ("order.placed", r#"{"order_id":{"a":1}}"#),
+            ("order.placed", r#"["order_id"]"#),
+            ("order.placed", "not json"),
+        ] {
+            let err = stream(event_type, data).expect_err(data);
+            assert!(
+                matches!(err, CloudEventError::MissingSubject { .. }),
+                "{data}: {err}"
+            );
+        }
+        let binary = ProposedEvent {
+            content_type: "text/plain".into(),
+            ..event("order.placed", r#"{"order_id":"1"}"#)
+        };
+        assert!(stream_for(None, &binary).is_err());
+    }
+
+    #[test]
+    fn invalid_stream_names_are_refused_naming_the_source() {
+        let err = stream_for(Some("a b"), &event("t", "{}")).expect_err("space");
+        assert_eq!(err.attribute(), Some("subject"));
+        let err = stream("order.placed", r#"{"order_id":"PO 1"}"#).expect_err("space");
+        assert_eq!(err.attribute(), Some("data"));
+        assert!(err.to_string().contains("`order_id`"), "{err}");
+    }
+}

@@ -1,0 +1,225 @@
+//! One typed config tree: defaults, then a TOML file, then `OPSFLOW_*` environment
+//! variables, then flags (applied by the binary). Unknown keys are rejected;
+//! everything is validated once, with errors that name the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use opsflow_log::Limits;
+use serde::{Deserialize, Serialize};
+
+/// Environment variables the client subcommands use; not server config keys.
+const CLIENT_ENV: &[&str] = &["OPSFLOW_SERVER", "OPSFLOW_OUTPUT", "OPSFLOW_LOG"];
+
+/// The server configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the sled data lives.
+    pub data_dir: PathBuf,
+    /// gRPC and HTTP are served on this one address.
+    pub listen: SocketAddr,
+    pub log: LogConfig,
+    pub demo: DemoConfig,
+}
+
+/// Event log settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Largest event (data, metadata and attributes), in bytes.
+    pub max_event_bytes: u64,
+    /// Most events in one append.
+    pub max_append_events: u64,
+    /// Largest append, in bytes.
+    pub max_append_bytes: u64,
+    /// sled page cache, in MiB.
+    pub cache_mib: u64,
+}
+
+impl LogConfig {
+    /// The limits the log enforces.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_event_bytes: self.max_event_bytes,
+            max_append_events: self.max_append_events,
+            max_append_bytes: self.max_append_bytes,
+        }
+    }
+}
+
+/// The built-in demo event generator (`opsflow dev --demo`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DemoConfig {
+    pub enabled: bool,
+    /// Events per second.
+    pub rate: u32,
+    pub seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from(".opsflow"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            log: LogConfig::default(),
+            demo: DemoConfig::default(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        let limits = Limits::default();
+        LogConfig {
+            max_event_bytes: limits.max_event_bytes,
+            max_append_events: limits.max_append_events,
+            max_append_bytes: limits.max_append_bytes,
+            cache_mib: 256,
+        }
+    }
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        DemoConfig { enabled: false, rate: 20, seed: 42 }
+    }
+}
+
+/// A configuration that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if any), then the `OPSFLOW_*` variables of `env`
+    /// (`OPSFLOW_LOG__MAX_EVENT_BYTES=2048` sets `log.max_event_bytes`).
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let mut tree = toml::Table::new();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+            tree = text.parse::<toml::Table>().map_err(|e| ConfigError::File { path: path.into(), message: e.to_string() })?;
+            Config::from_table(tree.clone()).map_err(|e| ConfigError::File { path: path.into(), message: e })?;
+        }
+        for (var, value) in env {
+            let Some(rest) = var.strip_prefix("OPSFLOW_") else { continue };
+            if CLIENT_ENV.contains(&var.as_str()) || rest.is_empty() {
+                continue;
+            }
+            let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
+            let parsed = parse_env_value(&value);
+            insert(&mut tree, &path, parsed);
+            Config::from_table(tree.clone()).map_err(|message| ConfigError::Env { var: var.clone(), message })?;
+        }
+        let config = Config::from_table(tree).map_err(|message| ConfigError::Invalid { key: "(root)".into(), message })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn from_table(table: toml::Table) -> Result<Config, String> {
+        Config::deserialize(toml::Value::Table(table)).map_err(|e| e.to_string().trim().to_owned())
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| Err(ConfigError::Invalid { key: key.into(), message });
+        let limits = self.log.limits();
+        if limits.max_event_bytes == 0 {
+            return invalid("log.max_event_bytes", "must be at least 1".into());
+        }
+        if limits.max_append_events == 0 {
+            return invalid("log.max_append_events", "must be at least 1".into());
+        }
+        if limits.max_append_bytes < limits.max_event_bytes {
+            return invalid(
+                "log.max_append_bytes",
+                format!("is {}, smaller than log.max_event_bytes ({})", limits.max_append_bytes, limits.max_event_bytes),
+            );
+        }
+        if self.demo.rate == 0 {
+            return invalid("demo.rate", "must be at least 1 event per second".into());
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return invalid("data_dir", "must not be empty".into());
+        }
+        Ok(())
+    }
+}
+
+fn parse_env_value(value: &str) -> toml::Value {
+    // Numbers and booleans as such; everything else (paths, addresses) as a string.
+    if let Ok(i) = value.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    match value {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        _ => toml::Value::String(value.to_owned()),
+    }
+}
+
+fn insert(table: &mut toml::Table, path: &[String], value: toml::Value) {
+    match path {
+        [] => {}
+        [last] => {
+            table.insert(last.clone(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = table.entry(first.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !entry.is_table() {
+                *entry = toml::Value::Table(toml::Table::new());
+            }
+            if let toml::Value::Table(t) = entry {
+                insert(t, rest, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_file_then_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("opsflow.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\n[log]\nmax_event_bytes = 4096\n").unwrap();
+        let config = Config::load(Some(&path), env(&[("OPSFLOW_LOG__MAX_EVENT_BYTES", "2048"), ("OPSFLOW_SERVER", "x")])).unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.log.max_event_bytes, 2048);
+        assert_eq!(config.data_dir, PathBuf::from(".opsflow"));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("opsflow.toml");
+        std::fs::write(&path, "[log]\nmax_evnt_bytes = 1\n").unwrap();
+        let err = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("max_evnt_bytes"), "{err}");
+        let err = Config::load(None, env(&[("OPSFLOW_LISTN", "x")])).unwrap_err().to_string();
+        assert!(err.contains("OPSFLOW_LISTN") && err.contains("listn"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let err = Config::load(None, env(&[("OPSFLOW_LOG__MAX_EVENT_BYTES", "0")])).unwrap_err().to_string();
+        assert!(err.contains("log.max_event_bytes"), "{err}");
+        let err = Config::load(None, env(&[("OPSFLOW_LISTEN", "nowhere")])).unwrap_err().to_string();
+        assert!(err.contains("OPSFLOW_LISTEN"), "{err}");
+    }
+}

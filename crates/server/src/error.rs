@@ -1,0 +1,142 @@
+//! The one place where errors become gRPC status codes and HTTP statuses.
+//!
+//! | error | gRPC | HTTP |
+//! |---|---|---|
+//! | invalid argument, limit exceeded, bad CloudEvent | `INVALID_ARGUMENT` | 400 |
+//! | wrong expected version | `FAILED_PRECONDITION` | 409 |
+//! | duplicate `(source, id)` with other content | `ALREADY_EXISTS` | 409 |
+//! | not found | `NOT_FOUND` | 404 |
+//! | unsupported media type | `INVALID_ARGUMENT` | 415 |
+//! | closed / storage failure (poisoned) | `UNAVAILABLE` | 503 |
+//! | corrupt data, storage error | `INTERNAL` | 500 |
+
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use opsflow_cloudevents::CloudEventError;
+use opsflow_log::LogError;
+use serde_json::{Value, json};
+
+/// An error of the API layer, from any lower layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    CloudEvent(#[from] CloudEventError),
+    #[error("invalid {field}: {reason}")]
+    InvalidArgument { field: String, reason: String },
+    #[error("unsupported content type {0:?}: use application/cloudevents+json, application/cloudevents-batch+json, or binary mode with ce-* headers")]
+    UnsupportedMediaType(String),
+    #[error("{0} not found")]
+    NotFound(String),
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        ApiError::InvalidArgument { field: field.into(), reason: reason.into() }
+    }
+
+    /// The gRPC code, the HTTP status, and a short machine-readable name.
+    fn class(&self) -> (tonic::Code, StatusCode, &'static str) {
+        use tonic::Code;
+        match self {
+            ApiError::Log(e) => match e {
+                LogError::InvalidArgument { .. } => (Code::InvalidArgument, StatusCode::BAD_REQUEST, "invalid_argument"),
+                LogError::LimitExceeded { .. } => (Code::InvalidArgument, StatusCode::BAD_REQUEST, "limit_exceeded"),
+                LogError::WrongExpectedVersion { .. } => {
+                    (Code::FailedPrecondition, StatusCode::CONFLICT, "wrong_expected_version")
+                }
+                LogError::DuplicateConflict { .. } => (Code::AlreadyExists, StatusCode::CONFLICT, "duplicate_conflict"),
+                LogError::Closed | LogError::Poisoned(_) => {
+                    (Code::Unavailable, StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+                }
+                LogError::Corrupt { .. } | LogError::UnsupportedFormat { .. } | LogError::Storage(_) => {
+                    (Code::Internal, StatusCode::INTERNAL_SERVER_ERROR, "internal")
+                }
+            },
+            ApiError::CloudEvent(_) | ApiError::InvalidArgument { .. } => {
+                (Code::InvalidArgument, StatusCode::BAD_REQUEST, "invalid_argument")
+            }
+            ApiError::UnsupportedMediaType(_) => {
+                (Code::InvalidArgument, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::NotFound(_) => (Code::NotFound, StatusCode::NOT_FOUND, "not_found"),
+        }
+    }
+
+    /// Structured detail: the field, limit, expected and actual values.
+    pub fn details(&self) -> Value {
+        let (_, _, code) = self.class();
+        let mut body = json!({ "code": code, "message": self.to_string() });
+        let extra = match self {
+            ApiError::Log(LogError::InvalidArgument { field, .. }) | ApiError::InvalidArgument { field, .. } => {
+                json!({ "field": field })
+            }
+            ApiError::Log(LogError::LimitExceeded { what, limit, actual }) => {
+                json!({ "field": what, "limit": limit, "actual": actual })
+            }
+            ApiError::Log(LogError::WrongExpectedVersion { stream, expected, actual }) => {
+                json!({ "stream": stream, "expected": expected.to_string(), "actual": actual })
+            }
+            ApiError::Log(LogError::DuplicateConflict { event_source, id, position, .. }) => {
+                json!({ "source": event_source, "id": id, "position": position })
+            }
+            ApiError::CloudEvent(e) => json!({ "field": e.attribute() }),
+            _ => json!({}),
+        };
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        body
+    }
+
+    fn log(&self) {
+        let (code, _, _) = self.class();
+        if matches!(code, tonic::Code::Internal | tonic::Code::Unavailable) {
+            tracing::error!(error = %self, "request failed");
+        } else {
+            tracing::debug!(error = %self, "request refused");
+        }
+    }
+}
+
+impl From<ApiError> for tonic::Status {
+    fn from(err: ApiError) -> Self {
+        err.log();
+        let (code, _, _) = err.class();
+        let mut status = tonic::Status::new(code, err.to_string());
+        if let Ok(value) = err.details().to_string().parse() {
+            status.metadata_mut().insert("opsflow-error", value);
+        }
+        status
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.log();
+        let (_, status, _) = self.class();
+        (status, axum::Json(json!({ "error": self.details() }))).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opsflow_log::ExpectedVersion;
+
+    #[test]
+    fn version_conflict_maps_to_failed_precondition_with_figures() {
+        let err = ApiError::from(LogError::WrongExpectedVersion {
+            stream: "s".into(),
+            expected: ExpectedVersion::Exact(3),
+            actual: Some(5),
+        });
+        let details = err.details();
+        assert_eq!(details["expected"], "3");
+        assert_eq!(details["actual"], 5);
+        let status = tonic::Status::from(err);
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+        assert!(status.message().contains("expected 3, actual 5"));
+    }
+}

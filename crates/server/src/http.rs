@@ -1,0 +1,189 @@
+//! The HTTP API: the CloudEvents HTTP binding on `POST /v1/events`, JSON reads,
+//! audit, health, readiness and metrics.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode, header};
+use opsflow_cloudevents::{Incoming, parse_batch, parse_binary, parse_structured, recorded_to_json};
+use opsflow_log::{Direction, EventLog, ExpectedVersion, StreamAppend};
+use serde_json::{Value, json};
+
+use crate::health::{Tasks, readiness};
+use crate::{ApiError, grpc};
+
+/// Header that carries the expected version for binary and structured modes
+/// (the `expectedversion` extension attribute does the same).
+pub const EXPECTED_VERSION_HEADER: &str = "opsflow-expected-version";
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub log: EventLog,
+    pub tasks: Tasks,
+}
+
+/// The HTTP routes.
+pub fn router(state: HttpState) -> axum::Router {
+    let body_limit = usize::try_from(state.log.limits().max_append_bytes.saturating_mul(2)).unwrap_or(usize::MAX);
+    axum::Router::new()
+        .route("/v1/events", post(post_events).get(get_events))
+        .route("/v1/streams/{*stream}", get(get_stream))
+        .route("/v1/audit/verify", get(verify))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+fn content_type(headers: &HeaderMap) -> Option<String> {
+    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+fn media_type(ct: &str) -> String {
+    ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
+
+async fn post_events(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let ct = content_type(&headers);
+    let media = ct.as_deref().map(media_type).unwrap_or_default();
+    let header_expected = headers
+        .get(EXPECTED_VERSION_HEADER)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::invalid(EXPECTED_VERSION_HEADER, "is not ASCII"))
+                .and_then(|s| s.parse::<ExpectedVersion>().map_err(|e| ApiError::invalid(EXPECTED_VERSION_HEADER, e)))
+        })
+        .transpose()?;
+    let (incoming, batch) = if media == "application/cloudevents-batch+json" {
+        (parse_batch(&body)?, true)
+    } else if media == "application/cloudevents+json" {
+        (vec![parse_structured(&body)?], false)
+    } else if headers.contains_key("ce-specversion") {
+        let pairs = headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes()));
+        (vec![parse_binary(pairs, ct.as_deref(), body)?], false)
+    } else {
+        return Err(ApiError::UnsupportedMediaType(ct.unwrap_or_default()));
+    };
+    if incoming.is_empty() {
+        return Err(ApiError::invalid("batch", "the batch has no events"));
+    }
+    let streams: Vec<String> = incoming.iter().map(|i| i.stream.clone()).collect();
+    let parts = incoming
+        .into_iter()
+        .map(|Incoming { stream, expected, event }| StreamAppend {
+            stream,
+            expected: expected.or(header_expected).unwrap_or_default(),
+            events: vec![event],
+        })
+        .collect();
+    let outcomes = state.log.append_many(parts).await?;
+    let results: Vec<Value> = outcomes
+        .iter()
+        .zip(&streams)
+        .map(|(o, stream)| {
+            json!({
+                "stream": stream,
+                "position": o.first_position(),
+                "stream_version": o.stream_version,
+                "duplicate": o.duplicate,
+            })
+        })
+        .collect();
+    let duplicate = outcomes.iter().all(|o| o.duplicate);
+    let status = if duplicate { StatusCode::OK } else { StatusCode::CREATED };
+    let body = if batch {
+        json!({ "results": results, "duplicate": duplicate })
+    } else {
+        results.into_iter().next().unwrap_or(Value::Null)
+    };
+    Ok((status, Json(body)).into_response())
+}
+
+struct ReadParams {
+    from: Option<u64>,
+    limit: usize,
+    direction: Direction,
+}
+
+fn read_params(q: &HashMap<String, String>) -> Result<ReadParams, ApiError> {
+    for key in q.keys() {
+        if !["from", "limit", "direction"].contains(&key.as_str()) {
+            return Err(ApiError::invalid(key, "unknown query parameter; known are from, limit, direction"));
+        }
+    }
+    let number = |key: &str| -> Result<Option<u64>, ApiError> {
+        q.get(key)
+            .map(|v| v.parse::<u64>().map_err(|_| ApiError::invalid(key, format!("{v:?} is not a non-negative integer"))))
+            .transpose()
+    };
+    let limit = number("limit")?.unwrap_or(u64::from(grpc::DEFAULT_READ_LIMIT));
+    if limit > u64::from(grpc::MAX_READ_LIMIT) {
+        return Err(ApiError::invalid("limit", format!("is {limit}, over the maximum of {}", grpc::MAX_READ_LIMIT)));
+    }
+    let direction = match q.get("direction").map(String::as_str) {
+        None | Some("forward") => Direction::Forward,
+        Some("backward") => Direction::Backward,
+        Some(other) => {
+            return Err(ApiError::invalid("direction", format!("{other:?} is not forward or backward")));
+        }
+    };
+    Ok(ReadParams { from: number("from")?, limit: limit as usize, direction })
+}
+
+async fn get_events(State(state): State<HttpState>, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
+    let p = read_params(&q)?;
+    let events = state.log.read_all(p.from, p.direction, p.limit).await?;
+    let next = events.last().map(|e| match p.direction {
+        Direction::Forward => e.position + 1,
+        Direction::Backward => e.position.saturating_sub(1),
+    });
+    let events: Vec<Value> = events.iter().map(recorded_to_json).collect();
+    Ok(Json(json!({ "head": state.log.head(), "next": next, "events": events })))
+}
+
+async fn get_stream(
+    State(state): State<HttpState>,
+    Path(stream): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let p = read_params(&q)?;
+    let info = state.log.stream_info(&stream).await?;
+    let events = state.log.read_stream(&stream, p.from, p.direction, p.limit).await?;
+    let events: Vec<Value> = events.iter().map(recorded_to_json).collect();
+    Ok(Json(json!({
+        "stream": stream,
+        "exists": info.last_version.is_some(),
+        "last_version": info.last_version,
+        "event_count": info.event_count,
+        "first_position": info.first_position,
+        "last_position": info.last_position,
+        "events": events,
+    })))
+}
+
+async fn verify(State(state): State<HttpState>) -> Result<Json<Value>, ApiError> {
+    let r = state.log.verify(None, None).await?;
+    Ok(Json(json!({
+        "ok": r.ok(),
+        "events_checked": r.events_checked,
+        "head_position": r.head_position,
+        "head_hash": hex::encode(r.head_hash),
+        "first_broken_position": r.broken.as_ref().map(|b| b.position),
+        "reason": r.broken.map(|b| b.reason),
+    })))
+}
+
+async fn readyz(State(state): State<HttpState>) -> Response {
+    let (ready, report) = readiness(&state.log, &state.tasks);
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(report)).into_response()
+}
+
+async fn metrics() -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render()).into_response()
+}
