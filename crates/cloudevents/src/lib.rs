@@ -79,9 +79,9 @@
 //! # Errors
 //!
 //! [`CloudEventError`] names the attribute ([`CloudEventError::attribute`]) and, in
-//! a batch, the index of the first invalid event (`event [2]: missing required
-//! attribute `id``). Malformed JSON carries serde's line and column. No input
-//! panics.
+//! a batch, the index of the first invalid event, as in
+//! ``event [2]: missing required attribute `id` ``. Malformed JSON carries serde's
+//! line and column. No input panics.
 //!
 //! # Output
 //!
@@ -89,7 +89,9 @@
 //! CLI; [`recorded_to_cloudevent`] renders a recorded event as a structured-mode
 //! CloudEvent with `subject` = stream and the log's own attributes as extensions
 //! (`position`, `streamversion`, `recordedat`). Feeding that back to
-//! [`parse_structured`] gives the same stream, identity and data.
+//! [`parse_structured`] gives the same stream, identity, time and ids, and the
+//! same data (JSON data as an equivalent document: keys sorted, numbers as
+//! `serde_json` prints them).
 
 mod attributes;
 mod binary;

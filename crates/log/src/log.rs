@@ -533,3 +533,30 @@ impl Iterator for EventIter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: &str) -> ProposedEvent {
+        ProposedEvent::json("order.placed", "{}").with_identity("test", id)
+    }
+
+    /// Regression: after a reopen, a stream written by several appends reported the
+    /// version of its first run (the backward scan started at version 0).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stream_version_after_reopen_with_several_runs() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| LogError::Storage(e.into()))?;
+        let log = EventLog::open_async(dir.path(), LogOptions::default()).await?;
+        log.append("order/1", ExpectedVersion::NoStream, vec![event("a")]).await?;
+        log.append("order/1", ExpectedVersion::Exact(0), vec![event("b"), event("c")]).await?;
+        log.close().await?;
+        drop(log); // the directory is released with the last handle
+        let log = EventLog::open_async(dir.path(), LogOptions::default()).await?;
+        let info = log.stream_info("order/1").await?;
+        assert_eq!(info.last_version, Some(2));
+        let outcome = log.append("order/1", ExpectedVersion::Exact(2), vec![event("d")]).await?;
+        assert_eq!(outcome.stream_version, 3);
+        log.close().await
+    }
+}

@@ -191,7 +191,7 @@ impl Store {
 
     /// The last run of a stream.
     pub(crate) fn last_run(&self, stream: &str) -> Result<Option<Run>> {
-        self.runs(stream, 0, true)?.next().transpose()
+        self.runs(stream, u64::MAX, true)?.next().transpose()
     }
 
     /// Runs of a stream from the one holding `from_version`, forwards or backwards.
