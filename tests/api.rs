@@ -7,7 +7,12 @@ use serde_json::{Value, json};
 use tonic::Code;
 
 async fn post(url: &str, content_type: &str, body: String) -> anyhow::Result<(u16, Value)> {
-    let r = reqwest::Client::new().post(format!("{url}/v1/events")).header("content-type", content_type).body(body).send().await?;
+    let r = reqwest::Client::new()
+        .post(format!("{url}/v1/events"))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await?;
     let status = r.status().as_u16();
     Ok((status, r.json().await?))
 }
@@ -26,12 +31,24 @@ async fn grpc_appends_are_readable_over_http_and_back() -> anyhow::Result<()> {
     let mut grpc = client(&url).await?;
 
     let placed = event("shop", "o-1", "order.placed", &order_json("PO-1", 12_000));
-    let approved = event("shop", "o-2", "order.approved", r#"{"order_id":"PO-1","approver":"alice"}"#);
+    let approved = event(
+        "shop",
+        "o-2",
+        "order.approved",
+        r#"{"order_id":"PO-1","approver":"alice"}"#,
+    );
     let r = grpc
-        .append(v1::AppendRequest { stream: "order/PO-1".into(), expected: no_stream(), events: vec![placed, approved] })
+        .append(v1::AppendRequest {
+            stream: "order/PO-1".into(),
+            expected: no_stream(),
+            events: vec![placed, approved],
+        })
         .await?
         .into_inner();
-    assert_eq!((r.first_position, r.last_position, r.stream_version, r.duplicate), (1, 2, 1, false));
+    assert_eq!(
+        (r.first_position, r.last_position, r.stream_version, r.duplicate),
+        (1, 2, 1, false)
+    );
 
     let (status, body) = post(
         &url,
@@ -47,9 +64,17 @@ async fn grpc_appends_are_readable_over_http_and_back() -> anyhow::Result<()> {
 
     let (status, stream) = get(&format!("{url}/v1/streams/order/PO-1")).await?;
     assert_eq!(status, 200);
-    let types: Vec<&str> = stream["events"].as_array().into_iter().flatten().filter_map(|e| e["type"].as_str()).collect();
+    let types: Vec<&str> = stream["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
     assert_eq!(types, ["order.placed", "order.approved", "order.shipped"]);
-    assert_eq!(stream["events"][0]["data"]["amount"], 12_000, "JSON data comes back as JSON");
+    assert_eq!(
+        stream["events"][0]["data"]["amount"], 12_000,
+        "JSON data comes back as JSON"
+    );
     assert_eq!(stream["last_version"], 2);
 
     let (_, all) = get(&format!("{url}/v1/events?from=2&limit=1")).await?;
@@ -61,9 +86,22 @@ async fn grpc_appends_are_readable_over_http_and_back() -> anyhow::Result<()> {
     assert_eq!(events.len(), 3);
     assert_eq!(events[2].r#type, "order.shipped");
     assert_eq!(events[1].prev_hash, events[0].hash, "hash chain links");
-    let info = grpc.get_stream(v1::GetStreamRequest { stream: "order/PO-1".into() }).await?.into_inner();
+    let info = grpc
+        .get_stream(v1::GetStreamRequest {
+            stream: "order/PO-1".into(),
+        })
+        .await?
+        .into_inner();
     assert!(info.exists);
-    assert_eq!((info.last_version, info.event_count, info.first_position, info.last_position), (2, 3, 1, 3));
+    assert_eq!(
+        (
+            info.last_version,
+            info.event_count,
+            info.first_position,
+            info.last_position
+        ),
+        (2, 3, 1, 3)
+    );
 
     // Binary mode with non-JSON data comes back base64.
     let r = reqwest::Client::new()
@@ -88,9 +126,15 @@ async fn grpc_appends_are_readable_over_http_and_back() -> anyhow::Result<()> {
     ]);
     let (status, body) = post(&url, "application/cloudevents-batch+json", batch.to_string()).await?;
     assert_eq!(status, 201, "{body}");
-    assert_eq!(body["results"][1]["stream"], "order/PO-3", "stream derived from order_id");
+    assert_eq!(
+        body["results"][1]["stream"], "order/PO-3",
+        "stream derived from order_id"
+    );
 
-    let verify = reqwest::get(format!("{url}/v1/audit/verify")).await?.json::<Value>().await?;
+    let verify = reqwest::get(format!("{url}/v1/audit/verify"))
+        .await?
+        .json::<Value>()
+        .await?;
     assert_eq!(verify["ok"], true);
     assert_eq!(verify["events_checked"], 6);
     server.shutdown().await
@@ -102,23 +146,40 @@ async fn bad_input_gets_a_clear_error_and_writes_nothing() -> anyhow::Result<()>
     let url = server.url();
     let mut grpc = client(&url).await?;
     let ok = event("shop", "good-1", "order.placed", &order_json("PO-1", 1));
-    grpc.append(v1::AppendRequest { stream: "order/PO-1".into(), expected: None, events: vec![ok.clone()] }).await?;
+    grpc.append(v1::AppendRequest {
+        stream: "order/PO-1".into(),
+        expected: None,
+        events: vec![ok.clone()],
+    })
+    .await?;
     let head = || server.server.log().head();
     assert_eq!(head(), 1);
 
     let cases: Vec<(v1::AppendRequest, Code, &[&str])> = vec![
         (
-            v1::AppendRequest { stream: "order/PO-1".into(), expected: exact(7), events: vec![event("s", "x1", "a.b", "{}")] },
+            v1::AppendRequest {
+                stream: "order/PO-1".into(),
+                expected: exact(7),
+                events: vec![event("s", "x1", "a.b", "{}")],
+            },
             Code::FailedPrecondition,
             &["expected 7", "actual 0"],
         ),
         (
-            v1::AppendRequest { stream: "order//bad".into(), expected: None, events: vec![event("s", "x2", "a.b", "{}")] },
+            v1::AppendRequest {
+                stream: "order//bad".into(),
+                expected: None,
+                events: vec![event("s", "x2", "a.b", "{}")],
+            },
             Code::InvalidArgument,
             &["stream", "empty segment"],
         ),
         (
-            v1::AppendRequest { stream: "s/1".into(), expected: None, events: vec![event("s", "x3", "", "{}")] },
+            v1::AppendRequest {
+                stream: "s/1".into(),
+                expected: None,
+                events: vec![event("s", "x3", "", "{}")],
+            },
             Code::InvalidArgument,
             &["events[0].type", "empty"],
         ),
@@ -140,30 +201,74 @@ async fn bad_input_gets_a_clear_error_and_writes_nothing() -> anyhow::Result<()>
             Code::AlreadyExists,
             &["good-1", "position 1", "data differs"],
         ),
-        (v1::AppendRequest { stream: "s/1".into(), expected: None, events: vec![] }, Code::InvalidArgument, &["has no events"]),
+        (
+            v1::AppendRequest {
+                stream: "s/1".into(),
+                expected: None,
+                events: vec![],
+            },
+            Code::InvalidArgument,
+            &["has no events"],
+        ),
     ];
     for (request, code, needles) in cases {
         let status = grpc.append(request.clone()).await.expect_err("must be refused");
         assert_eq!(status.code(), code, "{request:?}: {}", status.message());
         for needle in needles {
-            assert!(status.message().contains(needle), "{:?} lacks {needle:?}", status.message());
+            assert!(
+                status.message().contains(needle),
+                "{:?} lacks {needle:?}",
+                status.message()
+            );
         }
         assert_eq!(head(), 1, "nothing written for {request:?}");
     }
 
     // The exact retry is idempotent.
-    let r = grpc.append(v1::AppendRequest { stream: "order/PO-1".into(), expected: None, events: vec![ok] }).await?.into_inner();
+    let r = grpc
+        .append(v1::AppendRequest {
+            stream: "order/PO-1".into(),
+            expected: None,
+            events: vec![ok],
+        })
+        .await?
+        .into_inner();
     assert!(r.duplicate);
     assert_eq!(r.first_position, 1);
 
     // HTTP: malformed JSON, missing attributes, wrong specversion, unsupported media type.
     let http_cases = [
         ("application/cloudevents+json", "{not json".to_owned(), 400, "line 1"),
-        ("application/cloudevents+json", json!({"specversion":"1.0","source":"s","type":"a.b","subject":"s/1"}).to_string(), 400, "id"),
-        ("application/cloudevents+json", json!({"specversion":"1.0","id":"1","type":"a.b","subject":"s/1"}).to_string(), 400, "source"),
-        ("application/cloudevents+json", json!({"specversion":"1.0","id":"1","source":"s","subject":"s/1"}).to_string(), 400, "type"),
-        ("application/cloudevents+json", json!({"id":"1","source":"s","type":"a.b","subject":"s/1"}).to_string(), 400, "specversion"),
-        ("application/cloudevents+json", json!({"specversion":"0.3","id":"1","source":"s","type":"a.b","subject":"s/1"}).to_string(), 400, "1.0"),
+        (
+            "application/cloudevents+json",
+            json!({"specversion":"1.0","source":"s","type":"a.b","subject":"s/1"}).to_string(),
+            400,
+            "id",
+        ),
+        (
+            "application/cloudevents+json",
+            json!({"specversion":"1.0","id":"1","type":"a.b","subject":"s/1"}).to_string(),
+            400,
+            "source",
+        ),
+        (
+            "application/cloudevents+json",
+            json!({"specversion":"1.0","id":"1","source":"s","subject":"s/1"}).to_string(),
+            400,
+            "type",
+        ),
+        (
+            "application/cloudevents+json",
+            json!({"id":"1","source":"s","type":"a.b","subject":"s/1"}).to_string(),
+            400,
+            "specversion",
+        ),
+        (
+            "application/cloudevents+json",
+            json!({"specversion":"0.3","id":"1","source":"s","type":"a.b","subject":"s/1"}).to_string(),
+            400,
+            "1.0",
+        ),
         ("application/cloudevents-batch+json", "[{}]".to_owned(), 400, "[0]"),
         ("text/plain", "hello".to_owned(), 415, "content type"),
     ];
@@ -177,7 +282,8 @@ async fn bad_input_gets_a_clear_error_and_writes_nothing() -> anyhow::Result<()>
     let (status, err) = post(
         &url,
         "application/cloudevents+json",
-        json!({"specversion":"1.0","id":"v","source":"s","type":"a.b","subject":"order/PO-1","expectedversion":"5"}).to_string(),
+        json!({"specversion":"1.0","id":"v","source":"s","type":"a.b","subject":"order/PO-1","expectedversion":"5"})
+            .to_string(),
     )
     .await?;
     assert_eq!(status, 409);
@@ -190,7 +296,11 @@ async fn bad_input_gets_a_clear_error_and_writes_nothing() -> anyhow::Result<()>
 
     // Still serving, nothing lost.
     let r = grpc
-        .append(v1::AppendRequest { stream: "order/PO-9".into(), expected: no_stream(), events: vec![event("s", "ok-9", "a.b", "{}")] })
+        .append(v1::AppendRequest {
+            stream: "order/PO-9".into(),
+            expected: no_stream(),
+            events: vec![event("s", "ok-9", "a.b", "{}")],
+        })
         .await?
         .into_inner();
     assert_eq!(r.first_position, 2);
@@ -204,11 +314,19 @@ async fn subscribe_catches_up_then_follows_http_appends() -> anyhow::Result<()> 
     let mut grpc = client(&url).await?;
     for i in 0..50 {
         let stream = if i % 2 == 0 { "order/A" } else { "incident/B" };
-        grpc.append(v1::AppendRequest { stream: stream.into(), expected: None, events: vec![event("s", &format!("e{i}"), "x.y", "{}")] })
-            .await?;
+        grpc.append(v1::AppendRequest {
+            stream: stream.into(),
+            expected: None,
+            events: vec![event("s", &format!("e{i}"), "x.y", "{}")],
+        })
+        .await?;
     }
     let mut sub = grpc
-        .subscribe(v1::SubscribeRequest { from_position: Some(1), stream_prefixes: vec!["order/".into()], ..Default::default() })
+        .subscribe(v1::SubscribeRequest {
+            from_position: Some(1),
+            stream_prefixes: vec!["order/".into()],
+            ..Default::default()
+        })
         .await?
         .into_inner();
     let writer = tokio::spawn({
@@ -216,7 +334,8 @@ async fn subscribe_catches_up_then_follows_http_appends() -> anyhow::Result<()> 
         async move {
             for i in 50..100 {
                 let subject = if i % 2 == 0 { "order/A" } else { "incident/B" };
-                let body = json!({"specversion":"1.0","id":format!("e{i}"),"source":"s","type":"x.y","subject":subject});
+                let body =
+                    json!({"specversion":"1.0","id":format!("e{i}"),"source":"s","type":"x.y","subject":subject});
                 post(&url, "application/cloudevents+json", body.to_string()).await?;
             }
             anyhow::Ok(())
@@ -243,15 +362,26 @@ async fn subscribe_catches_up_then_follows_http_appends() -> anyhow::Result<()> 
     let channel = tonic::transport::Channel::from_shared(url.clone())?.connect().await?;
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
     let status = health
-        .check(tonic_health::pb::HealthCheckRequest { service: "opsflow.v1.EventLog".into() })
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "opsflow.v1.EventLog".into(),
+        })
         .await?
         .into_inner()
         .status;
-    assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
     let ready = reqwest::get(format!("{url}/readyz")).await?;
     assert_eq!(ready.status().as_u16(), 200);
     let metrics = reqwest::get(format!("{url}/metrics")).await?.text().await?;
-    for name in ["opsflow_appended_events_total", "opsflow_append_latency_seconds_bucket", "opsflow_group_commit_events_bucket", "opsflow_fsync_seconds_bucket", "opsflow_appended_bytes_total"] {
+    for name in [
+        "opsflow_appended_events_total",
+        "opsflow_append_latency_seconds_bucket",
+        "opsflow_group_commit_events_bucket",
+        "opsflow_fsync_seconds_bucket",
+        "opsflow_appended_bytes_total",
+    ] {
         assert!(metrics.contains(name), "/metrics lacks {name}");
     }
     server.shutdown().await

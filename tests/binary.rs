@@ -8,11 +8,19 @@ use opsflow_testkit::{OpsflowProcess, opsflow_binary};
 use serde_json::Value;
 
 fn cli(server: &str, args: &[&str]) -> anyhow::Result<Output> {
-    Ok(Command::new(opsflow_binary()?).args(args).arg("--server").arg(server).env("OPSFLOW_LOG", "warn").output()?)
+    Ok(Command::new(opsflow_binary()?)
+        .args(args)
+        .arg("--server")
+        .arg(server)
+        .env("OPSFLOW_LOG", "warn")
+        .output()?)
 }
 
 fn json_lines(out: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 #[test]
@@ -21,14 +29,39 @@ fn cli_round_trip_survives_a_clean_restart() -> anyhow::Result<()> {
     let mut server = OpsflowProcess::start(dir.path())?;
     let url = server.url();
 
-    let out = cli(&url, &["append", "order/PO-1", "order.placed", r#"{"order_id":"PO-1","amount":10}"#, "--expected", "no_stream", "--output", "json"])?;
+    let out = cli(
+        &url,
+        &[
+            "append",
+            "order/PO-1",
+            "order.placed",
+            r#"{"order_id":"PO-1","amount":10}"#,
+            "--expected",
+            "no_stream",
+            "--output",
+            "json",
+        ],
+    )?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(json_lines(&out)[0]["position"], 1);
-    let out = cli(&url, &["append", "order/PO-1", "order.approved", r#"{"order_id":"PO-1"}"#, "--expected", "0"])?;
+    let out = cli(
+        &url,
+        &[
+            "append",
+            "order/PO-1",
+            "order.approved",
+            r#"{"order_id":"PO-1"}"#,
+            "--expected",
+            "0",
+        ],
+    )?;
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("position 2"));
 
-    let out = cli(&url, &["append", "order/PO-1", "order.shipped", "{}", "--expected", "no_stream"])?;
+    let out = cli(
+        &url,
+        &["append", "order/PO-1", "order.shipped", "{}", "--expected", "no_stream"],
+    )?;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("expected no_stream, actual 1"), "{err}");
@@ -40,7 +73,10 @@ fn cli_round_trip_survives_a_clean_restart() -> anyhow::Result<()> {
     let events = json_lines(&out);
     assert_eq!(events.len(), 2);
     assert_eq!(events[1]["type"], "order.approved");
-    let out = cli(&url, &["read", "order/PO-1", "--backward", "--limit", "1", "--output", "json"])?;
+    let out = cli(
+        &url,
+        &["read", "order/PO-1", "--backward", "--limit", "1", "--output", "json"],
+    )?;
     assert_eq!(json_lines(&out)[0]["version"], 1);
     let out = cli(&url, &["stream", "order/PO-1", "--output", "json"])?;
     assert_eq!(json_lines(&out)[0]["event_count"], 2);
@@ -54,7 +90,10 @@ fn cli_round_trip_survives_a_clean_restart() -> anyhow::Result<()> {
     let server = OpsflowProcess::start(dir.path())?;
     let out = cli(&server.url(), &["read", "--output", "json"])?;
     assert_eq!(json_lines(&out).len(), 2, "events survive the restart");
-    let out = cli(&server.url(), &["append", "order/PO-1", "order.shipped", "{}", "--expected", "1"])?;
+    let out = cli(
+        &server.url(),
+        &["append", "order/PO-1", "order.shipped", "{}", "--expected", "1"],
+    )?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     Ok(())
 }
@@ -78,7 +117,10 @@ fn demo_moves_the_log_and_tail_follows() -> anyhow::Result<()> {
     assert!(events.len() >= 20, "the demo appended {} events", events.len());
     let types: std::collections::BTreeSet<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
     for prefix in ["order.", "incident.", "approval."] {
-        assert!(types.iter().any(|t| t.starts_with(prefix)), "no {prefix} events in {types:?}");
+        assert!(
+            types.iter().any(|t| t.starts_with(prefix)),
+            "no {prefix} events in {types:?}"
+        );
     }
     let out = cli(&url, &["audit", "verify", "--output", "json"])?;
     assert_eq!(json_lines(&out)[0]["ok"], true);
@@ -90,7 +132,10 @@ fn serve_rejects_unknown_config_keys_by_name() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("opsflow.toml");
     std::fs::write(&config, "listen = \"127.0.0.1:0\"\n[log]\nmax_event_byte = 10\n")?;
-    let out = Command::new(opsflow_binary()?).args(["serve", "--config"]).arg(&config).output()?;
+    let out = Command::new(opsflow_binary()?)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()?;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("max_event_byte"), "{err}");

@@ -34,7 +34,14 @@ async fn acknowledged_events_survive_sigkill() -> anyhow::Result<()> {
                         .map(|i| event("crash-test", &format!("{id}-{i}"), "order.placed", &order_json(&id, n)))
                         .collect();
                     let stream = format!("order/w{w}-{}", n % 5);
-                    match c.append(v1::AppendRequest { stream, expected: None, events }).await {
+                    match c
+                        .append(v1::AppendRequest {
+                            stream,
+                            expected: None,
+                            events,
+                        })
+                        .await
+                    {
                         Ok(r) => {
                             let r = r.into_inner();
                             if let Ok(mut a) = acked.lock() {
@@ -64,11 +71,19 @@ async fn acknowledged_events_survive_sigkill() -> anyhow::Result<()> {
         assert!(!acked.is_empty() || round > 0);
         for (position, id) in &acked {
             let e = events.get(*position as usize - 1);
-            assert_eq!(e.map(|e| e.id.as_str()), Some(id.as_str()), "round {round}: acknowledged {id} at {position} is lost");
+            assert_eq!(
+                e.map(|e| e.id.as_str()),
+                Some(id.as_str()),
+                "round {round}: acknowledged {id} at {position} is lost"
+            );
         }
         let mut audit = v1::audit_client::AuditClient::connect(server.url()).await?;
         let report = audit.verify(v1::VerifyRequest::default()).await?.into_inner();
-        assert!(report.ok, "round {round}: chain broken at {}: {}", report.first_broken_position, report.reason);
+        assert!(
+            report.ok,
+            "round {round}: chain broken at {}: {}",
+            report.first_broken_position, report.reason
+        );
         assert_eq!(report.events_checked, events.len() as u64);
         drop(server);
     }

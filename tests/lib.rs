@@ -31,11 +31,15 @@ pub fn event(source: &str, id: &str, event_type: &str, data: &str) -> v1::Propos
 }
 
 pub fn exact(v: u64) -> Option<v1::ExpectedVersion> {
-    Some(v1::ExpectedVersion { kind: Some(Kind::Exact(v)) })
+    Some(v1::ExpectedVersion {
+        kind: Some(Kind::Exact(v)),
+    })
 }
 
 pub fn no_stream() -> Option<v1::ExpectedVersion> {
-    Some(v1::ExpectedVersion { kind: Some(Kind::NoStream(v1::expected_version::NoStream {})) })
+    Some(v1::ExpectedVersion {
+        kind: Some(Kind::NoStream(v1::expected_version::NoStream {})),
+    })
 }
 
 /// Reads the whole log over gRPC.
@@ -43,7 +47,11 @@ pub async fn read_all(client: &mut EventLogClient<Channel>) -> anyhow::Result<Ve
     let mut out = Vec::new();
     let mut from = 1;
     loop {
-        let request = v1::ReadRequest { from: Some(from), limit: 100_000, ..Default::default() };
+        let request = v1::ReadRequest {
+            from: Some(from),
+            limit: 100_000,
+            ..Default::default()
+        };
         let mut stream = client.read(request).await?.into_inner();
         let before = out.len();
         while let Some(r) = stream.message().await? {

@@ -77,13 +77,18 @@ pub async fn append(a: AppendArgs) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(|t| {
             t.parse::<jiff::Timestamp>()
-                .map(|ts| prost_types::Timestamp { seconds: ts.as_second(), nanos: ts.subsec_nanosecond() })
+                .map(|ts| prost_types::Timestamp {
+                    seconds: ts.as_second(),
+                    nanos: ts.subsec_nanosecond(),
+                })
                 .with_context(|| format!("--time {t:?} is not an RFC 3339 time like 2026-11-21T10:00:00Z"))
         })
         .transpose()?;
     let mut metadata = std::collections::HashMap::new();
     for m in &a.metadata {
-        let Some((k, v)) = m.split_once('=') else { bail!("--meta {m:?} is not KEY=VALUE") };
+        let Some((k, v)) = m.split_once('=') else {
+            bail!("--meta {m:?} is not KEY=VALUE")
+        };
         metadata.insert(k.to_owned(), v.to_owned());
     }
     let kind = match a.expected {
@@ -116,7 +121,11 @@ pub async fn append(a: AppendArgs) -> anyhow::Result<ExitCode> {
         OutputFormat::Json => println!("{json}"),
         OutputFormat::Table => println!(
             "{} position {} (stream {} version {})",
-            if r.duplicate { "already recorded at" } else { "appended at" },
+            if r.duplicate {
+                "already recorded at"
+            } else {
+                "appended at"
+            },
             r.first_position,
             a.stream,
             r.stream_version
@@ -143,9 +152,17 @@ pub struct ReadArgs {
 
 pub async fn read(a: ReadArgs) -> anyhow::Result<ExitCode> {
     let mut client = EventLogClient::new(channel(&a.opts.server).await?);
-    let direction = if a.backward { v1::Direction::Backward } else { v1::Direction::Forward };
-    let request =
-        v1::ReadRequest { stream: a.stream.unwrap_or_default(), direction: direction as i32, from: a.from, limit: a.limit };
+    let direction = if a.backward {
+        v1::Direction::Backward
+    } else {
+        v1::Direction::Forward
+    };
+    let request = v1::ReadRequest {
+        stream: a.stream.unwrap_or_default(),
+        direction: direction as i32,
+        from: a.from,
+        limit: a.limit,
+    };
     let mut stream = client.read(request).await.map_err(status)?.into_inner();
     if a.opts.output == OutputFormat::Table {
         crate::output::emit(format_args!("{EVENT_HEADER}"));
@@ -212,7 +229,11 @@ pub struct StreamArgs {
 
 pub async fn stream(a: StreamArgs) -> anyhow::Result<ExitCode> {
     let mut client = EventLogClient::new(channel(&a.opts.server).await?);
-    let i = client.get_stream(v1::GetStreamRequest { stream: a.stream }).await.map_err(status)?.into_inner();
+    let i = client
+        .get_stream(v1::GetStreamRequest { stream: a.stream })
+        .await
+        .map_err(status)?
+        .into_inner();
     let time = |t: &Option<prost_types::Timestamp>| t.as_ref().map(|t| rfc3339(crate::output::nanos(Some(t))));
     let json = json!({
         "stream": i.stream, "exists": i.exists, "last_version": i.exists.then_some(i.last_version),
@@ -243,7 +264,11 @@ pub struct VerifyArgs {
 
 pub async fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let mut client = AuditClient::new(channel(&a.opts.server).await?);
-    let r = client.verify(v1::VerifyRequest::default()).await.map_err(status)?.into_inner();
+    let r = client
+        .verify(v1::VerifyRequest::default())
+        .await
+        .map_err(status)?
+        .into_inner();
     let json = json!({
         "ok": r.ok, "events_checked": r.events_checked, "head_position": r.head_position,
         "head_hash": hex::encode(&r.head_hash),
@@ -251,7 +276,14 @@ pub async fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         "reason": (!r.ok).then_some(r.reason.clone()),
     });
     let mut pairs = vec![
-        ("result", if r.ok { "ok: the hash chain verifies".to_owned() } else { "BROKEN".to_owned() }),
+        (
+            "result",
+            if r.ok {
+                "ok: the hash chain verifies".to_owned()
+            } else {
+                "BROKEN".to_owned()
+            },
+        ),
         ("events checked", r.events_checked.to_string()),
         ("head position", r.head_position.to_string()),
         ("head hash", hex::encode(&r.head_hash)),

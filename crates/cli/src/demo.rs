@@ -42,7 +42,12 @@ struct Generator {
 
 impl Generator {
     fn new(seed: u64) -> Self {
-        Generator { rng: SmallRng::seed_from_u64(seed), live: Vec::new(), counter: 0, clock: jiff::Timestamp::now() }
+        Generator {
+            rng: SmallRng::seed_from_u64(seed),
+            live: Vec::new(),
+            counter: 0,
+            clock: jiff::Timestamp::now(),
+        }
     }
 
     fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
@@ -63,9 +68,19 @@ impl Generator {
                 _ => (Kind_::Incident, format!("INC-{}", 100 + n)),
             };
             let amount = self.rng.random_range(50..25_000);
-            self.live.push(Entity { kind, id, step: 0, version: None, amount });
+            self.live.push(Entity {
+                kind,
+                id,
+                step: 0,
+                version: None,
+                amount,
+            });
         }
-        let index = if spawn { self.live.len() - 1 } else { self.rng.random_range(0..self.live.len()) };
+        let index = if spawn {
+            self.live.len() - 1
+        } else {
+            self.rng.random_range(0..self.live.len())
+        };
         let (kind, id, step, version, amount) = {
             let e = &self.live[index];
             (e.kind, e.id.clone(), e.step, e.version, e.amount)
@@ -103,12 +118,22 @@ impl Generator {
                     false,
                 )
             }
-            1 if self.rng.random_bool(0.05) => {
-                ("order.cancelled", json!({ "order_id": id, "reason": "customer request" }), true)
-            }
-            1 => ("order.approved", json!({ "order_id": id, "approver": self.pick(PEOPLE) }), false),
+            1 if self.rng.random_bool(0.05) => (
+                "order.cancelled",
+                json!({ "order_id": id, "reason": "customer request" }),
+                true,
+            ),
+            1 => (
+                "order.approved",
+                json!({ "order_id": id, "approver": self.pick(PEOPLE) }),
+                false,
+            ),
             2 => ("order.picked", json!({ "order_id": id, "warehouse": "AMS-1" }), false),
-            3 => ("order.shipped", json!({ "order_id": id, "carrier": carrier, "shipment_id": format!("SH-{id}") }), false),
+            3 => (
+                "order.shipped",
+                json!({ "order_id": id, "carrier": carrier, "shipment_id": format!("SH-{id}") }),
+                false,
+            ),
             4 if self.rng.random_bool(0.15) => (
                 "shipment.delayed",
                 json!({ "order_id": id, "shipment_id": format!("SH-{id}"), "carrier": carrier, "reason": "hub congestion" }),
@@ -121,11 +146,21 @@ impl Generator {
     fn approval(&mut self, id: &str, step: u32, amount: u64) -> (&'static str, Value, bool) {
         let requester = self.pick(PEOPLE);
         match step {
-            0 => ("approval.requested", json!({ "request_id": id, "requester": requester, "amount": amount, "currency": "EUR" }), false),
-            _ if self.rng.random_bool(0.1) => {
-                ("approval.rejected", json!({ "request_id": id, "approver": self.pick(PEOPLE), "reason": "over budget" }), true)
-            }
-            _ => ("approval.granted", json!({ "request_id": id, "approver": self.pick(PEOPLE) }), true),
+            0 => (
+                "approval.requested",
+                json!({ "request_id": id, "requester": requester, "amount": amount, "currency": "EUR" }),
+                false,
+            ),
+            _ if self.rng.random_bool(0.1) => (
+                "approval.rejected",
+                json!({ "request_id": id, "approver": self.pick(PEOPLE), "reason": "over budget" }),
+                true,
+            ),
+            _ => (
+                "approval.granted",
+                json!({ "request_id": id, "approver": self.pick(PEOPLE) }),
+                true,
+            ),
         }
     }
 
@@ -134,11 +169,23 @@ impl Generator {
             0 => {
                 let severity = format!("sev{}", self.rng.random_range(1..4));
                 let service = self.pick(SERVICES);
-                ("incident.opened", json!({ "incident_id": id, "severity": severity, "service": service }), false)
+                (
+                    "incident.opened",
+                    json!({ "incident_id": id, "severity": severity, "service": service }),
+                    false,
+                )
             }
-            1 => ("incident.acknowledged", json!({ "incident_id": id, "by": self.pick(PEOPLE) }), false),
+            1 => (
+                "incident.acknowledged",
+                json!({ "incident_id": id, "by": self.pick(PEOPLE) }),
+                false,
+            ),
             2 => ("incident.mitigated", json!({ "incident_id": id }), false),
-            _ => ("incident.resolved", json!({ "incident_id": id, "by": self.pick(PEOPLE) }), true),
+            _ => (
+                "incident.resolved",
+                json!({ "incident_id": id, "by": self.pick(PEOPLE) }),
+                true,
+            ),
         }
     }
 }

@@ -13,7 +13,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use opsflow_server::{Config, Server};
 
 #[derive(Parser)]
-#[command(name = "opsflow", version, about = "Event-sourced workflow orchestration for business operations")]
+#[command(
+    name = "opsflow",
+    version,
+    about = "Event-sourced workflow orchestration for business operations"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -83,14 +87,24 @@ pub struct ClientOpts {
     #[arg(long, env = "OPSFLOW_SERVER", default_value = "http://127.0.0.1:7070", global = true)]
     pub server: String,
     /// Output format.
-    #[arg(long, short, value_enum, env = "OPSFLOW_OUTPUT", default_value = "table", global = true)]
+    #[arg(
+        long,
+        short,
+        value_enum,
+        env = "OPSFLOW_OUTPUT",
+        default_value = "table",
+        global = true
+    )]
     pub output: OutputFormat,
 }
 
 fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("OPSFLOW_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn main() -> ExitCode {
@@ -120,7 +134,9 @@ fn main() -> ExitCode {
                     Command::Read(a) => client::read(a).await,
                     Command::Tail(a) => client::tail(a).await,
                     Command::Stream(a) => client::stream(a).await,
-                    Command::Audit { command: AuditCommand::Verify(a) } => client::verify(a).await,
+                    Command::Audit {
+                        command: AuditCommand::Verify(a),
+                    } => client::verify(a).await,
                     Command::Dev(_) | Command::Serve { .. } => unreachable_command(),
                 }
             }
@@ -162,7 +178,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if config.demo.enabled {
         println!("  demo      {} events/s, seed {}", config.demo.rate, config.demo.seed);
         let token = server.shutdown_token();
-        server.tasks().spawn("demo", demo::run(url.clone(), config.demo.rate, config.demo.seed, token));
+        server.tasks().spawn(
+            "demo",
+            demo::run(url.clone(), config.demo.rate, config.demo.seed, token),
+        );
     }
     println!("press Ctrl-C to stop");
     server.run_until_signal().await?;

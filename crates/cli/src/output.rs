@@ -6,7 +6,11 @@ use serde_json::Value;
 use crate::OutputFormat;
 
 pub fn nanos(ts: Option<&prost_types::Timestamp>) -> i64 {
-    ts.map_or(0, |t| t.seconds.saturating_mul(1_000_000_000).saturating_add(i64::from(t.nanos)))
+    ts.map_or(0, |t| {
+        t.seconds
+            .saturating_mul(1_000_000_000)
+            .saturating_add(i64::from(t.nanos))
+    })
 }
 
 pub fn rfc3339(nanos: i64) -> String {
@@ -19,7 +23,11 @@ pub fn rfc3339(nanos: i64) -> String {
 pub fn emit(line: std::fmt::Arguments<'_>) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_fmt(line).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush()) {
+    if let Err(e) = out
+        .write_fmt(line)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush())
+    {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(0);
         }
@@ -68,7 +76,8 @@ fn data_preview(e: &v1::RecordedEvent, width: usize) -> String {
     }
 }
 
-pub const EVENT_HEADER: &str = "POSITION  STREAM                    VER  TYPE                  TIME                      DATA";
+pub const EVENT_HEADER: &str =
+    "POSITION  STREAM                    VER  TYPE                  TIME                      DATA";
 
 pub fn print_event(e: &v1::RecordedEvent, format: OutputFormat) {
     match format {

@@ -49,10 +49,7 @@ pub(crate) enum Payload<'a> {
 
 /// Whether `name` is a CloudEvents attribute name: lower-case ASCII letters and digits.
 pub(crate) fn is_attribute_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 /// Attributes collected from one event, not yet checked.
@@ -76,28 +73,17 @@ impl Attributes {
 
     /// Checks the attributes and the payload and maps them to the log.
     pub(crate) fn into_incoming(mut self, payload: Payload<'_>) -> Result<Incoming> {
-        let specversion = self
-            .take_string("specversion")?
-            .ok_or_else(|| missing("specversion"))?;
+        let specversion = self.take_string("specversion")?.ok_or_else(|| missing("specversion"))?;
         if specversion != "1.0" {
-            return Err(CloudEventError::UnsupportedSpecVersion {
-                actual: specversion,
-            });
+            return Err(CloudEventError::UnsupportedSpecVersion { actual: specversion });
         }
         let id = self.required("id")?;
         let source = self.required("source")?;
         let event_type = self.required("type")?;
         let subject = self.non_empty("subject")?;
-        let time = self
-            .non_empty("time")?
-            .map(|time| parse_time(&time))
-            .transpose()?;
+        let time = self.non_empty("time")?.map(|time| parse_time(&time)).transpose()?;
         let declared_content_type = self.non_empty("datacontenttype")?;
-        let expected = self
-            .values
-            .remove("expectedversion")
-            .map(parse_expected)
-            .transpose()?;
+        let expected = self.values.remove("expectedversion").map(parse_expected).transpose()?;
         let correlation_id = self.take_string("correlationid")?.unwrap_or_default();
         let causation_id = self.take_string("causationid")?.unwrap_or_default();
         let mut metadata = BTreeMap::new();
@@ -159,9 +145,9 @@ fn missing(name: &str) -> CloudEventError {
 
 /// RFC 3339 to nanoseconds since the epoch.
 fn parse_time(text: &str) -> Result<UnixNanos> {
-    let timestamp: jiff::Timestamp = text.parse().map_err(|e| {
-        CloudEventError::invalid("time", text, format!("not an RFC 3339 timestamp ({e})"))
-    })?;
+    let timestamp: jiff::Timestamp = text
+        .parse()
+        .map_err(|e| CloudEventError::invalid("time", text, format!("not an RFC 3339 timestamp ({e})")))?;
     UnixNanos::try_from(timestamp.as_nanosecond()).map_err(|_| {
         CloudEventError::invalid(
             "time",
@@ -197,11 +183,7 @@ fn extension_text(name: &str, value: AttributeValue) -> Result<String> {
     match value {
         AttributeValue::String(text) | AttributeValue::Number(text) => Ok(text),
         AttributeValue::Boolean(flag) => Ok(flag.to_string()),
-        AttributeValue::Composite(kind) => Err(CloudEventError::wrong_type(
-            name,
-            "a string, number or boolean",
-            kind,
-        )),
+        AttributeValue::Composite(kind) => Err(CloudEventError::wrong_type(name, "a string, number or boolean", kind)),
     }
 }
 
@@ -226,13 +208,7 @@ fn resolve_payload(payload: Payload<'_>, declared: Option<String>) -> Result<(St
         Payload::Base64(text) => {
             let data = base64::engine::general_purpose::STANDARD
                 .decode(text.as_bytes())
-                .map_err(|e| {
-                    CloudEventError::invalid(
-                        "data_base64",
-                        &text,
-                        format!("not standard base64 ({e})"),
-                    )
-                })?;
+                .map_err(|e| CloudEventError::invalid("data_base64", &text, format!("not standard base64 ({e})")))?;
             Ok((
                 declared.unwrap_or_else(|| media::OCTET_STREAM.to_owned()),
                 Bytes::from(data),
@@ -281,18 +257,13 @@ mod tests {
             let err = Attributes::default()
                 .insert(bad.to_owned(), string("x"))
                 .expect_err(bad);
-            assert!(
-                matches!(err, CloudEventError::InvalidAttributeName { .. }),
-                "{err}"
-            );
+            assert!(matches!(err, CloudEventError::InvalidAttributeName { .. }), "{err}");
         }
     }
 
     #[test]
     fn repeated_attribute_is_refused() {
-        let err = base()
-            .insert("id".to_owned(), string("2"))
-            .expect_err("duplicate");
+        let err = base().insert("id".to_owned(), string("2")).expect_err("duplicate");
         assert_eq!(err.to_string(), "attribute `id` is given more than once");
     }
 
@@ -303,18 +274,13 @@ mod tests {
             (string("no_stream"), ExpectedVersion::NoStream),
             (string("stream_exists"), ExpectedVersion::StreamExists),
             (string("7"), ExpectedVersion::Exact(7)),
-            (
-                AttributeValue::Number("3".into()),
-                ExpectedVersion::Exact(3),
-            ),
+            (AttributeValue::Number("3".into()), ExpectedVersion::Exact(3)),
         ] {
             let mut attributes = base();
             attributes
                 .insert("expectedversion".into(), value)
                 .expect("valid attribute");
-            let incoming = attributes
-                .into_incoming(Payload::Absent)
-                .expect("valid event");
+            let incoming = attributes.into_incoming(Payload::Absent).expect("valid event");
             assert_eq!(incoming.expected, Some(expected));
         }
         for bad in [
@@ -335,9 +301,7 @@ mod tests {
         attributes
             .insert("expectedversion".into(), AttributeValue::Boolean(true))
             .expect("valid attribute");
-        let err = attributes
-            .into_incoming(Payload::Absent)
-            .expect_err("wrong type");
+        let err = attributes.into_incoming(Payload::Absent).expect_err("wrong type");
         assert!(matches!(err, CloudEventError::WrongType { .. }), "{err}");
     }
 
@@ -347,9 +311,7 @@ mod tests {
         attributes
             .insert("time".into(), string("2300-01-01T00:00:00Z"))
             .expect("valid attribute");
-        let err = attributes
-            .into_incoming(Payload::Absent)
-            .expect_err("out of range");
+        let err = attributes.into_incoming(Payload::Absent).expect_err("out of range");
         assert!(err.to_string().contains("1677 to 2262"), "{err}");
     }
 
@@ -359,9 +321,7 @@ mod tests {
             .into_incoming(Payload::Body(Bytes::from_static(b"\x00\x01")))
             .expect("valid");
         assert_eq!(incoming.event.content_type, "application/octet-stream");
-        let incoming = base()
-            .into_incoming(Payload::Body(Bytes::new()))
-            .expect("valid");
+        let incoming = base().into_incoming(Payload::Body(Bytes::new())).expect("valid");
         assert_eq!(incoming.event.content_type, "");
     }
 }

@@ -29,8 +29,7 @@ pub fn parse_binary<'a>(
         if attribute == "datacontenttype" {
             return Err(CloudEventError::NotAllowed {
                 attribute,
-                reason: "in binary mode the Content-Type header carries the data content type"
-                    .into(),
+                reason: "in binary mode the Content-Type header carries the data content type".into(),
             });
         }
         let value = decode_header_value(&attribute, raw)?;
@@ -49,15 +48,12 @@ pub fn parse_binary<'a>(
 fn ce_attribute(header: &str) -> Option<String> {
     let prefix = header.get(..3)?;
     let name = header.get(3..)?;
-    prefix
-        .eq_ignore_ascii_case("ce-")
-        .then(|| name.to_ascii_lowercase())
+    prefix.eq_ignore_ascii_case("ce-").then(|| name.to_ascii_lowercase())
 }
 
 /// Unquotes an HTTP quoted-string, then percent-decodes once into UTF-8.
 fn decode_header_value(attribute: &str, raw: &[u8]) -> Result<String> {
-    let invalid =
-        |reason: &str| CloudEventError::invalid(attribute, &String::from_utf8_lossy(raw), reason);
+    let invalid = |reason: &str| CloudEventError::invalid(attribute, &String::from_utf8_lossy(raw), reason);
     let unquoted = unquote(raw.trim_ascii());
     let mut decoded = Vec::with_capacity(unquoted.len());
     let mut bytes = unquoted.iter().copied();
@@ -66,10 +62,7 @@ fn decode_header_value(attribute: &str, raw: &[u8]) -> Result<String> {
             decoded.push(byte);
             continue;
         }
-        match (
-            bytes.next().and_then(hex_digit),
-            bytes.next().and_then(hex_digit),
-        ) {
+        match (bytes.next().and_then(hex_digit), bytes.next().and_then(hex_digit)) {
             (Some(high), Some(low)) => decoded.push(high << 4 | low),
             _ => return Err(invalid("a `%` is not followed by two hex digits")),
         }
@@ -80,10 +73,7 @@ fn decode_header_value(attribute: &str, raw: &[u8]) -> Result<String> {
 /// The content of an HTTP quoted-string (RFC 7230 §3.2.6), backslash escapes
 /// resolved; other values unchanged.
 fn unquote(value: &[u8]) -> Cow<'_, [u8]> {
-    let Some(inner) = value
-        .strip_prefix(b"\"")
-        .and_then(|v| v.strip_suffix(b"\""))
-    else {
+    let Some(inner) = value.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\"")) else {
         return Cow::Borrowed(value);
     };
     let mut out = Vec::with_capacity(inner.len());
@@ -98,9 +88,7 @@ fn unquote(value: &[u8]) -> Cow<'_, [u8]> {
 }
 
 fn hex_digit(byte: u8) -> Option<u8> {
-    char::from(byte)
-        .to_digit(16)
-        .and_then(|d| u8::try_from(d).ok())
+    char::from(byte).to_digit(16).and_then(|d| u8::try_from(d).ok())
 }
 
 #[cfg(test)]
@@ -108,10 +96,7 @@ mod tests {
     use super::*;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static [u8])> {
-        pairs
-            .iter()
-            .map(|(name, value)| (*name, value.as_bytes()))
-            .collect()
+        pairs.iter().map(|(name, value)| (*name, value.as_bytes())).collect()
     }
 
     const REQUIRED: [(&str, &str); 4] = [
@@ -149,27 +134,17 @@ mod tests {
         )
         .expect("valid event");
         assert_eq!(incoming.stream, "order/PO-1");
-        assert_eq!(
-            incoming.expected,
-            Some(opsflow_log::ExpectedVersion::NoStream)
-        );
+        assert_eq!(incoming.expected, Some(opsflow_log::ExpectedVersion::NoStream));
         let event = incoming.event;
         assert_eq!((event.id.as_str(), event.source.as_str()), ("e-1", "/shop"));
         assert_eq!(event.time, Some(1_714_557_600_000_000_000));
         assert_eq!(event.content_type, "application/json; charset=utf-8");
-        assert_eq!(
-            &event.data[..],
-            br#"{"total": 10}"#,
-            "binary data is stored as sent"
-        );
+        assert_eq!(&event.data[..], br#"{"total": 10}"#, "binary data is stored as sent");
         assert_eq!(
             (event.correlation_id.as_str(), event.causation_id.as_str()),
             ("c-1", "k-1")
         );
-        assert_eq!(
-            event.metadata.get("tenant").map(String::as_str),
-            Some("acme")
-        );
+        assert_eq!(event.metadata.get("tenant").map(String::as_str), Some("acme"));
         assert_eq!(
             event.metadata.get("dataschema").map(String::as_str),
             Some("https://example.com/order.json")
@@ -196,10 +171,7 @@ mod tests {
     #[test]
     fn quoted_header_values_are_unquoted_first() {
         let incoming = parse(
-            &[
-                ("ce-subject", "order/PO-1"),
-                ("ce-note", r#" "a \"b\" %41" "#),
-            ],
+            &[("ce-subject", "order/PO-1"), ("ce-note", r#" "a \"b\" %41" "#)],
             None,
             b"",
         )
@@ -210,8 +182,7 @@ mod tests {
     #[test]
     fn bad_percent_encoding_is_refused_naming_the_attribute() {
         for bad in ["50%", "%G1", "%4", "%C0%A0", "%FF"] {
-            let err =
-                parse(&[("ce-subject", "order/PO-1"), ("ce-note", bad)], None, b"").expect_err(bad);
+            let err = parse(&[("ce-subject", "order/PO-1"), ("ce-note", bad)], None, b"").expect_err(bad);
             assert_eq!(err.attribute(), Some("note"), "{bad}: {err}");
         }
     }
@@ -219,10 +190,7 @@ mod tests {
     #[test]
     fn ce_datacontenttype_is_not_allowed() {
         let err = parse(
-            &[
-                ("ce-subject", "s"),
-                ("ce-datacontenttype", "application/json"),
-            ],
+            &[("ce-subject", "s"), ("ce-datacontenttype", "application/json")],
             None,
             b"{}",
         )
@@ -248,38 +216,20 @@ mod tests {
 
     #[test]
     fn stream_rule_applies_to_json_bodies() {
-        let incoming =
-            parse(&[], Some("application/json"), br#"{"order_id": "PO-9"}"#).expect("valid event");
+        let incoming = parse(&[], Some("application/json"), br#"{"order_id": "PO-9"}"#).expect("valid event");
         assert_eq!(incoming.stream, "order/PO-9");
-        let err = parse(
-            &[],
-            Some("application/octet-stream"),
-            br#"{"order_id": "PO-9"}"#,
-        )
-        .expect_err("not JSON");
-        assert!(
-            matches!(err, CloudEventError::MissingSubject { .. }),
-            "{err}"
-        );
+        let err = parse(&[], Some("application/octet-stream"), br#"{"order_id": "PO-9"}"#).expect_err("not JSON");
+        assert!(matches!(err, CloudEventError::MissingSubject { .. }), "{err}");
     }
 
     #[test]
     fn invalid_header_names_and_repeats_are_refused() {
-        let err =
-            parse(&[("ce-subject", "s"), ("ce-my_ext", "x")], None, b"").expect_err("bad name");
-        assert!(
-            matches!(err, CloudEventError::InvalidAttributeName { .. }),
-            "{err}"
-        );
+        let err = parse(&[("ce-subject", "s"), ("ce-my_ext", "x")], None, b"").expect_err("bad name");
+        assert!(matches!(err, CloudEventError::InvalidAttributeName { .. }), "{err}");
         let err = parse(&[("ce-subject", "s"), ("CE-ID", "again")], None, b"").expect_err("repeat");
+        assert!(matches!(err, CloudEventError::DuplicateAttribute { .. }), "{err}");
         assert!(
-            matches!(err, CloudEventError::DuplicateAttribute { .. }),
-            "{err}"
-        );
-        assert!(
-            ce_attribute("ce").is_none()
-                && ce_attribute("cé-x").is_none()
-                && ce_attribute("content-type").is_none()
+            ce_attribute("ce").is_none() && ce_attribute("cé-x").is_none() && ce_attribute("content-type").is_none()
         );
     }
 }

@@ -41,9 +41,7 @@ pub enum CloudEventError {
     },
 
     /// A member or `ce-` header whose name is not a CloudEvents attribute name.
-    #[error(
-        "`{name}` is not a valid CloudEvents attribute name (lower-case ASCII letters and digits only)"
-    )]
+    #[error("`{name}` is not a valid CloudEvents attribute name (lower-case ASCII letters and digits only)")]
     InvalidAttributeName { name: String },
 
     /// The same attribute appears twice in one event.
@@ -70,10 +68,7 @@ pub enum CloudEventError {
 
     /// An event of a batch is invalid; `index` counts from 0.
     #[error("event [{index}]: {error}")]
-    InBatch {
-        index: usize,
-        error: Box<CloudEventError>,
-    },
+    InBatch { index: usize, error: Box<CloudEventError> },
 }
 
 impl CloudEventError {
@@ -153,14 +148,8 @@ mod tests {
 
     #[test]
     fn batch_errors_name_the_index_and_keep_the_attribute() {
-        let err = CloudEventError::MissingAttribute {
-            attribute: "id".into(),
-        }
-        .in_batch(3);
-        assert_eq!(
-            err.to_string(),
-            "event [3]: missing required attribute `id`"
-        );
+        let err = CloudEventError::MissingAttribute { attribute: "id".into() }.in_batch(3);
+        assert_eq!(err.to_string(), "event [3]: missing required attribute `id`");
         assert_eq!(err.attribute(), Some("id"));
         assert_eq!(err.batch_index(), Some(3));
     }
@@ -171,10 +160,7 @@ mod tests {
         let CloudEventError::InvalidValue { value, .. } = err else {
             panic!("wrong variant")
         };
-        assert!(
-            value.ends_with("...") && value.len() <= MAX_QUOTED + 3,
-            "{value}"
-        );
+        assert!(value.ends_with("...") && value.len() <= MAX_QUOTED + 3, "{value}");
     }
 
     #[test]
@@ -183,8 +169,7 @@ mod tests {
             fields: vec!["goods_id".into(), "po_id".into()],
         };
         assert!(
-            err.to_string()
-                .ends_with("from the `goods_id` or `po_id` field)"),
+            err.to_string().ends_with("from the `goods_id` or `po_id` field)"),
             "{err}"
         );
     }

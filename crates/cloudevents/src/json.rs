@@ -231,11 +231,7 @@ mod tests {
         assert_eq!(incoming.expected, Some(ExpectedVersion::Exact(4)));
         let event = incoming.event;
         assert_eq!(
-            (
-                event.id.as_str(),
-                event.source.as_str(),
-                event.event_type.as_str()
-            ),
+            (event.id.as_str(), event.source.as_str(), event.event_type.as_str()),
             ("e-1", "/shop", "order.placed")
         );
         assert_eq!(event.time, Some(1_714_557_600_500_000_000));
@@ -243,11 +239,7 @@ mod tests {
             (event.correlation_id.as_str(), event.causation_id.as_str()),
             ("corr-1", "cause-1")
         );
-        let metadata: Vec<(&str, &str)> = event
-            .metadata
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let metadata: Vec<(&str, &str)> = event.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         assert_eq!(
             metadata,
             [
@@ -273,10 +265,7 @@ mod tests {
         for attribute in ["specversion", "id", "source", "type"] {
             for absent in [json!("<remove>"), Value::Null] {
                 let err = parse(json!({ attribute: absent })).expect_err(attribute);
-                assert_eq!(
-                    err.to_string(),
-                    format!("missing required attribute `{attribute}`")
-                );
+                assert_eq!(err.to_string(), format!("missing required attribute `{attribute}`"));
                 assert_eq!(err.attribute(), Some(attribute));
             }
         }
@@ -286,25 +275,16 @@ mod tests {
     fn empty_required_attribute_is_refused() {
         for attribute in ["id", "source", "type", "subject", "datacontenttype"] {
             let err = parse(json!({ attribute: "" })).expect_err(attribute);
-            assert_eq!(
-                err.to_string(),
-                format!("attribute `{attribute}` must not be empty")
-            );
+            assert_eq!(err.to_string(), format!("attribute `{attribute}` must not be empty"));
         }
     }
 
     #[test]
     fn wrong_json_type_names_attribute_and_expected_type() {
         let err = parse(json!({"id": 5})).expect_err("number id");
-        assert_eq!(
-            err.to_string(),
-            "attribute `id` must be a string, found a number"
-        );
+        assert_eq!(err.to_string(), "attribute `id` must be a string, found a number");
         let err = parse(json!({"source": {"a": 1}})).expect_err("object source");
-        assert_eq!(
-            err.to_string(),
-            "attribute `source` must be a string, found an object"
-        );
+        assert_eq!(err.to_string(), "attribute `source` must be a string, found an object");
         let err = parse(json!({"time": true})).expect_err("boolean time");
         assert_eq!(err.attribute(), Some("time"));
         let err = parse(json!({"tenant": ["a"]})).expect_err("array extension");
@@ -333,12 +313,7 @@ mod tests {
 
     #[test]
     fn invalid_time_names_attribute_and_value() {
-        for bad in [
-            "yesterday",
-            "2024-05-01",
-            "2024-05-01T10:00:00",
-            "2024-13-01T00:00:00Z",
-        ] {
+        for bad in ["yesterday", "2024-05-01", "2024-05-01T10:00:00", "2024-13-01T00:00:00Z"] {
             let err = parse(json!({"time": bad})).expect_err(bad);
             assert_eq!(err.attribute(), Some("time"), "{err}");
             assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
@@ -363,8 +338,7 @@ mod tests {
 
     #[test]
     fn repeated_member_is_refused() {
-        let body =
-            br#"{"specversion":"1.0","id":"1","id":"2","source":"s","type":"t","subject":"s"}"#;
+        let body = br#"{"specversion":"1.0","id":"1","id":"2","source":"s","type":"t","subject":"s"}"#;
         assert!(matches!(
             parse_structured(body),
             Err(CloudEventError::DuplicateAttribute { .. })
@@ -381,10 +355,7 @@ mod tests {
         let err = parse(json!({"my_ext": "x"})).expect_err("underscore");
         assert_eq!(err.attribute(), Some("my_ext"));
         let err = parse(json!({"Tenant": "x"})).expect_err("upper case");
-        assert!(
-            matches!(err, CloudEventError::InvalidAttributeName { .. }),
-            "{err}"
-        );
+        assert!(matches!(err, CloudEventError::InvalidAttributeName { .. }), "{err}");
     }
 
     #[test]
@@ -404,11 +375,7 @@ mod tests {
         let event = parse(json!({"datacontenttype": "application/vnd.order+json", "data": "text"}))
             .expect("valid")
             .event;
-        assert_eq!(
-            &event.data[..],
-            br#""text""#,
-            "a JSON string stays a JSON document"
-        );
+        assert_eq!(&event.data[..], br#""text""#, "a JSON string stays a JSON document");
         assert_eq!(event.content_type, "application/vnd.order+json");
         let event = parse(json!({"data": null})).expect("valid").event;
         assert_eq!(&event.data[..], b"null");
@@ -421,8 +388,7 @@ mod tests {
             .event;
         assert_eq!(&event.data[..], "héllo \"world\"".as_bytes());
         assert_eq!(event.content_type, "text/plain");
-        let err = parse(json!({"datacontenttype": "text/plain", "data": {"a": 1}}))
-            .expect_err("object as text");
+        let err = parse(json!({"datacontenttype": "text/plain", "data": {"a": 1}})).expect_err("object as text");
         assert_eq!(
             err.to_string(),
             r#"attribute `data` must be a string (datacontenttype "text/plain" is not JSON), found an object"#
@@ -436,9 +402,10 @@ mod tests {
             .event;
         assert_eq!(&event.data[..], [0, 1, 255]);
         assert_eq!(event.content_type, "application/octet-stream");
-        let event = parse(json!({"data": "<remove>", "data_base64": "AAH/", "datacontenttype": "application/protobuf"}))
-            .expect("valid")
-            .event;
+        let event =
+            parse(json!({"data": "<remove>", "data_base64": "AAH/", "datacontenttype": "application/protobuf"}))
+                .expect("valid")
+                .event;
         assert_eq!(event.content_type, "application/protobuf");
         let event = parse(json!({"data": "<remove>", "data_base64": null}))
             .expect("valid")
@@ -505,29 +472,16 @@ mod tests {
             with(json!({"id": "e-2"})),
             with(json!({"id": "<remove>"})),
         ];
-        let body = [
-            &b"["[..],
-            &events[0],
-            b",",
-            &events[1],
-            b",",
-            &events[2],
-            b"]",
-        ]
-        .concat();
+        let body = [&b"["[..], &events[0], b",", &events[1], b",", &events[2], b"]"].concat();
         let err = parse_batch(&body).expect_err("third event has no id");
-        assert_eq!(
-            err.to_string(),
-            "event [2]: missing required attribute `id`"
-        );
+        assert_eq!(err.to_string(), "event [2]: missing required attribute `id`");
         assert_eq!((err.batch_index(), err.attribute()), (Some(2), Some("id")));
         let err = parse_batch(br#"[{"specversion":"1.0"}, 5]"#).expect_err("first invalid");
         assert_eq!(err.batch_index(), Some(0));
         let err = parse_batch(br#"[5]"#).expect_err("not an object");
         assert!(
-            err.to_string().starts_with(
-                "event [0]: invalid JSON: invalid type: integer `5`, expected a JSON object"
-            ),
+            err.to_string()
+                .starts_with("event [0]: invalid JSON: invalid type: integer `5`, expected a JSON object"),
             "{err}"
         );
     }
@@ -536,8 +490,7 @@ mod tests {
     fn batch_must_be_an_array() {
         let err = parse_batch(&with(json!({}))).expect_err("an object");
         assert!(
-            err.to_string()
-                .contains("expected a JSON array of CloudEvents"),
+            err.to_string().contains("expected a JSON array of CloudEvents"),
             "{err}"
         );
         assert_eq!(err.batch_index(), None);
@@ -547,18 +500,13 @@ mod tests {
     #[test]
     fn deep_nesting_is_an_error_not_a_crash() {
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-        let body =
-            format!(r#"{{"specversion":"1.0","id":"1","source":"s","type":"t","data":{deep}}}"#);
+        let body = format!(r#"{{"specversion":"1.0","id":"1","source":"s","type":"t","data":{deep}}}"#);
         let err = parse_structured(body.as_bytes()).expect_err("no stream in a deep array");
         assert!(
-            matches!(
-                err,
-                CloudEventError::MissingSubject { .. } | CloudEventError::Json(_)
-            ),
+            matches!(err, CloudEventError::MissingSubject { .. } | CloudEventError::Json(_)),
             "{err}"
         );
-        let body =
-            format!(r#"{{"specversion":"1.0","id":"1","source":"s","type":"t","x":{deep}}}"#);
+        let body = format!(r#"{{"specversion":"1.0","id":"1","source":"s","type":"t","x":{deep}}}"#);
         assert!(parse_structured(body.as_bytes()).is_err());
     }
 

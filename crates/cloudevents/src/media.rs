@@ -13,15 +13,12 @@ fn essence(content_type: &str) -> Option<(String, String)> {
 /// Whether `content_type` declares JSON data: subtype `json` or a `+json` suffix,
 /// parameters ignored (CloudEvents JSON format §3.1.1).
 pub(crate) fn is_json(content_type: &str) -> bool {
-    essence(content_type)
-        .is_some_and(|(_, subtype)| subtype == "json" || subtype.ends_with("+json"))
+    essence(content_type).is_some_and(|(_, subtype)| subtype == "json" || subtype.ends_with("+json"))
 }
 
 /// Whether `content_type` declares text (`text/*`, XML), written as a `data` string.
 pub(crate) fn is_text(content_type: &str) -> bool {
-    essence(content_type).is_some_and(|(kind, subtype)| {
-        kind == "text" || subtype == "xml" || subtype.ends_with("+xml")
-    })
+    essence(content_type).is_some_and(|(kind, subtype)| kind == "text" || subtype == "xml" || subtype.ends_with("+xml"))
 }
 
 #[cfg(test)]

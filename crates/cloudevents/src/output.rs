@@ -140,8 +140,7 @@ fn insert_non_empty(members: &mut Map<String, Value>, name: &str, value: &str) {
 /// RFC 3339 in UTC, with as many fractional digits as needed.
 fn rfc3339(nanos: UnixNanos) -> String {
     // Every i64 of nanoseconds is within jiff's range; the fallback is never taken.
-    jiff::Timestamp::from_nanosecond(i128::from(nanos))
-        .map_or_else(|_| nanos.to_string(), |t| t.to_string())
+    jiff::Timestamp::from_nanosecond(i128::from(nanos)).map_or_else(|_| nanos.to_string(), |t| t.to_string())
 }
 
 fn base64(data: &[u8]) -> Value {
@@ -342,10 +341,7 @@ mod tests {
                 (event.id, event.source, event.event_type)
             );
             assert_eq!(back.time, Some(event.time));
-            assert_eq!(
-                (back.content_type, back.data),
-                (event.content_type, event.data)
-            );
+            assert_eq!((back.content_type, back.data), (event.content_type, event.data));
             assert_eq!(
                 (back.correlation_id, back.causation_id),
                 (event.correlation_id, event.causation_id)

@@ -71,10 +71,7 @@ pub fn stream_for(subject: Option<&str>, event: &ProposedEvent) -> Result<String
                 Err(e) => Err(CloudEventError::invalid(
                     "data",
                     &stream,
-                    format!(
-                        "field `{field}` gives an invalid stream name: {}",
-                        reason(e)
-                    ),
+                    format!("field `{field}` gives an invalid stream name: {}", reason(e)),
                 )),
             };
         }
@@ -86,9 +83,7 @@ pub fn stream_for(subject: Option<&str>, event: &ProposedEvent) -> Result<String
 
 /// The (field, stream prefix) pairs tried for `event_type`, in order.
 fn key_fields(event_type: &str) -> Vec<(String, String)> {
-    let prefix = event_type
-        .split_once('.')
-        .map_or(event_type, |(first, _)| first);
+    let prefix = event_type.split_once('.').map_or(event_type, |(first, _)| first);
     let mut keys = vec![(format!("{prefix}_id"), prefix.to_owned())];
     keys.extend(
         PARENT_KEYS
@@ -102,9 +97,7 @@ fn key_fields(event_type: &str) -> Vec<(String, String)> {
 /// A key field's value: a non-empty string, or a number as written.
 fn key_value(raw: &str) -> Option<String> {
     match raw.trim_start().as_bytes().first()? {
-        b'"' => serde_json::from_str::<String>(raw)
-            .ok()
-            .filter(|text| !text.is_empty()),
+        b'"' => serde_json::from_str::<String>(raw).ok().filter(|text| !text.is_empty()),
         b'-' | b'0'..=b'9' => Some(raw.trim().to_owned()),
         _ => None,
     }
@@ -131,10 +124,7 @@ mod tests {
 
     #[test]
     fn subject_wins_over_data() {
-        let got = stream_for(
-            Some("custom/1"),
-            &event("order.placed", r#"{"order_id":"PO-1"}"#),
-        );
+        let got = stream_for(Some("custom/1"), &event("order.placed", r#"{"order_id":"PO-1"}"#));
         assert_eq!(got.expect("valid subject"), "custom/1");
     }
 
@@ -156,10 +146,7 @@ mod tests {
             .expect("stream"),
             "shipment/S-1"
         );
-        assert_eq!(
-            stream("custom", r#"{"custom_id":"c"}"#).expect("stream"),
-            "custom/c"
-        );
+        assert_eq!(stream("custom", r#"{"custom_id":"c"}"#).expect("stream"), "custom/c");
     }
 
     #[test]
@@ -169,11 +156,7 @@ mod tests {
             "purchase_order/PO-7"
         );
         assert_eq!(
-            stream(
-                "purchase_order.issued",
-                r#"{"po_id":"PO-7","requisition_id":"R-1"}"#
-            )
-            .expect("stream"),
+            stream("purchase_order.issued", r#"{"po_id":"PO-7","requisition_id":"R-1"}"#).expect("stream"),
             "purchase_order/PO-7"
         );
         assert_eq!(
@@ -181,11 +164,7 @@ mod tests {
             "purchase_order/PO-7"
         );
         assert_eq!(
-            stream(
-                "invoice.received",
-                r#"{"po_id":"PO-7","invoice_id":"INV-3"}"#
-            )
-            .expect("stream"),
+            stream("invoice.received", r#"{"po_id":"PO-7","invoice_id":"INV-3"}"#).expect("stream"),
             "invoice/INV-3"
         );
         assert_eq!(
@@ -215,10 +194,7 @@ mod tests {
             ("order.placed", "not json"),
         ] {
             let err = stream(event_type, data).expect_err(data);
-            assert!(
-                matches!(err, CloudEventError::MissingSubject { .. }),
-                "{data}: {err}"
-            );
+            assert!(matches!(err, CloudEventError::MissingSubject { .. }), "{data}: {err}");
         }
         let binary = ProposedEvent {
             content_type: "text/plain".into(),

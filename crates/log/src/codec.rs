@@ -125,7 +125,11 @@ impl<'a, 'b> Reader<'a, 'b> {
     }
 
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self.pos.checked_add(n).filter(|e| *e <= self.buf.len()).ok_or_else(|| self.err("truncated field"))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|e| *e <= self.buf.len())
+            .ok_or_else(|| self.err("truncated field"))?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -139,7 +143,9 @@ impl<'a, 'b> Reader<'a, 'b> {
 
     fn string(&mut self) -> Result<String> {
         let b = self.len_prefixed()?;
-        std::str::from_utf8(b).map(str::to_owned).map_err(|_| self.err("invalid UTF-8"))
+        std::str::from_utf8(b)
+            .map(str::to_owned)
+            .map_err(|_| self.err("invalid UTF-8"))
     }
 
     fn i64(&mut self) -> Result<i64> {
@@ -218,7 +224,12 @@ pub(crate) struct ChunkBuilder {
 
 impl ChunkBuilder {
     pub(crate) fn new(first_position: u64, prev_hash: [u8; 32]) -> Self {
-        ChunkBuilder { first_position, count: 0, body: Vec::with_capacity(64 * 1024), prev_hash }
+        ChunkBuilder {
+            first_position,
+            count: 0,
+            body: Vec::with_capacity(64 * 1024),
+            prev_hash,
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -262,12 +273,22 @@ impl Chunk {
         let prev_hash = r.hash()?;
         let count = r.varint()?;
         let body_start = r.offset();
-        Ok(Chunk { first_position, prev_hash, count, body_start, bytes })
+        Ok(Chunk {
+            first_position,
+            prev_hash,
+            count,
+            body_start,
+            bytes,
+        })
     }
 
     /// The raw records in order: `(position, record bytes)`.
     pub(crate) fn records(&self) -> RawRecords<'_> {
-        RawRecords { chunk: self, offset: self.body_start, index: 0 }
+        RawRecords {
+            chunk: self,
+            offset: self.body_start,
+            index: 0,
+        }
     }
 
     pub(crate) fn last_position(&self) -> u64 {

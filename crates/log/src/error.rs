@@ -28,7 +28,12 @@ pub enum LogError {
 
     /// The same `(source, id)` was already recorded with different content.
     #[error("event (source {event_source:?}, id {id:?}) is already recorded at position {position} with different content{}", detail_suffix(.detail))]
-    DuplicateConflict { event_source: String, id: String, position: u64, detail: String },
+    DuplicateConflict {
+        event_source: String,
+        id: String,
+        position: u64,
+        detail: String,
+    },
 
     /// Stored bytes do not decode; the log may be damaged.
     #[error("corrupt record at {at}: {reason}")]
@@ -59,15 +64,25 @@ fn fmt_actual(actual: &Option<u64>) -> String {
 }
 
 fn detail_suffix(detail: &str) -> String {
-    if detail.is_empty() { String::new() } else { format!(" ({detail})") }
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(" ({detail})")
+    }
 }
 
 impl LogError {
     pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        LogError::InvalidArgument { field: field.into(), reason: reason.into() }
+        LogError::InvalidArgument {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 
     pub(crate) fn corrupt(at: impl Into<String>, reason: impl Into<String>) -> Self {
-        LogError::Corrupt { at: at.into(), reason: reason.into() }
+        LogError::Corrupt {
+            at: at.into(),
+            reason: reason.into(),
+        }
     }
 }

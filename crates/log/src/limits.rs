@@ -16,7 +16,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_event_bytes: 1 << 20, max_append_events: 10_000, max_append_bytes: 16 << 20 }
+        Limits {
+            max_event_bytes: 1 << 20,
+            max_append_events: 10_000,
+            max_append_bytes: 16 << 20,
+        }
     }
 }
 
@@ -39,7 +43,10 @@ pub fn validate_stream_name(stream: &str) -> Result<()> {
             format!("is {} bytes long, over the limit of {MAX_STREAM_LEN}", stream.len()),
         ));
     }
-    if let Some(c) = stream.chars().find(|c| !(c.is_ascii_alphanumeric() || "._:@/-".contains(*c))) {
+    if let Some(c) = stream
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "._:@/-".contains(*c)))
+    {
         return Err(LogError::invalid(
             field,
             format!("{stream:?} contains {c:?}; allowed are letters, digits and . _ : @ / -"),
@@ -69,9 +76,15 @@ pub fn validate_event_type(event_type: &str) -> Result<()> {
     }
     for token in event_type.split('.') {
         if token.is_empty() {
-            return Err(LogError::invalid(field, format!("{event_type:?} has an empty dot-separated token")));
+            return Err(LogError::invalid(
+                field,
+                format!("{event_type:?} has an empty dot-separated token"),
+            ));
         }
-        if let Some(c) = token.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
+        if let Some(c) = token
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+        {
             return Err(LogError::invalid(
                 field,
                 format!("{event_type:?} contains {c:?}; allowed are letters, digits, _ and - between dots"),
@@ -83,7 +96,10 @@ pub fn validate_event_type(event_type: &str) -> Result<()> {
 
 fn validate_text(field: &str, value: &str, max: usize) -> Result<()> {
     if value.len() > max {
-        return Err(LogError::invalid(field, format!("is {} bytes long, over the limit of {max}", value.len())));
+        return Err(LogError::invalid(
+            field,
+            format!("is {} bytes long, over the limit of {max}", value.len()),
+        ));
     }
     if value.chars().any(char::is_control) {
         return Err(LogError::invalid(field, "must not contain control characters"));
@@ -172,7 +188,10 @@ impl Limits {
 
 fn rename_field(err: LogError, field: &str) -> LogError {
     match err {
-        LogError::InvalidArgument { reason, .. } => LogError::InvalidArgument { field: field.into(), reason },
+        LogError::InvalidArgument { reason, .. } => LogError::InvalidArgument {
+            field: field.into(),
+            reason,
+        },
         other => other,
     }
 }
@@ -204,10 +223,17 @@ mod tests {
 
     #[test]
     fn oversized_event_names_limit_and_size() {
-        let limits = Limits { max_event_bytes: 10, ..Limits::default() };
+        let limits = Limits {
+            max_event_bytes: 10,
+            ..Limits::default()
+        };
         let event = ProposedEvent::json("t", vec![0u8; 100]).with_identity("s", "1");
         let err = limits
-            .validate(&[StreamAppend { stream: "s".into(), expected: Default::default(), events: vec![event] }])
+            .validate(&[StreamAppend {
+                stream: "s".into(),
+                expected: Default::default(),
+                events: vec![event],
+            }])
             .unwrap_err();
         let text = err.to_string();
         assert!(text.contains("events[0]") && text.contains("limit of 10"), "{text}");

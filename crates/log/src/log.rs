@@ -32,7 +32,11 @@ pub struct LogOptions {
 
 impl Default for LogOptions {
     fn default() -> Self {
-        LogOptions { limits: Limits::default(), cache_bytes: 256 << 20, queue_depth: 4096 }
+        LogOptions {
+            limits: Limits::default(),
+            cache_bytes: 256 << 20,
+            queue_depth: 4096,
+        }
     }
 }
 
@@ -66,7 +70,10 @@ struct Inner {
 
 impl std::fmt::Debug for EventLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventLog").field("path", &self.inner.path).field("head", &self.head()).finish()
+        f.debug_struct("EventLog")
+            .field("path", &self.inner.path)
+            .field("head", &self.head())
+            .finish()
     }
 }
 
@@ -134,8 +141,17 @@ impl EventLog {
     }
 
     /// Appends `events` to `stream` atomically; returns once they are durable.
-    pub async fn append(&self, stream: &str, expected: ExpectedVersion, events: Vec<ProposedEvent>) -> Result<AppendOutcome> {
-        let parts = vec![StreamAppend { stream: stream.to_owned(), expected, events }];
+    pub async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<ProposedEvent>,
+    ) -> Result<AppendOutcome> {
+        let parts = vec![StreamAppend {
+            stream: stream.to_owned(),
+            expected,
+            events,
+        }];
         self.append_many(parts).await?.pop().ok_or(LogError::Closed)
     }
 
@@ -152,10 +168,15 @@ impl EventLog {
             return Err(LogError::Poisoned(reason));
         }
         let (reply, rx) = oneshot::channel();
-        self.inner.tx.send(Command::Append(AppendJob { parts, reply })).await.map_err(|_| LogError::Closed)?;
+        self.inner
+            .tx
+            .send(Command::Append(AppendJob { parts, reply }))
+            .await
+            .map_err(|_| LogError::Closed)?;
         let outcome = rx.await.map_err(|_| LogError::Closed)?;
         metrics::histogram!("opsflow_append_latency_seconds").record(started.elapsed().as_secs_f64());
-        metrics::counter!("opsflow_appends_total", "result" => if outcome.is_ok() { "ok" } else { "error" }).increment(1);
+        metrics::counter!("opsflow_appends_total", "result" => if outcome.is_ok() { "ok" } else { "error" })
+            .increment(1);
         outcome
     }
 
@@ -167,7 +188,12 @@ impl EventLog {
 
     /// Up to `limit` durable events from position `from` (inclusive; default: the start
     /// forwards, the head backwards).
-    pub fn read_all_blocking(&self, from: Option<u64>, direction: Direction, limit: usize) -> Result<Vec<RecordedEvent>> {
+    pub fn read_all_blocking(
+        &self,
+        from: Option<u64>,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>> {
         let head = self.head();
         let store = &self.inner.store;
         let mut out = Vec::new();
@@ -200,7 +226,13 @@ impl EventLog {
                         return Err(LogError::corrupt(format!("position {at}"), "missing below the head"));
                     };
                     let events = decode_from(&chunk, chunk.first_position, usize::MAX)?;
-                    out.extend(events.into_iter().filter(|e| e.position <= at).rev().take(limit - out.len()));
+                    out.extend(
+                        events
+                            .into_iter()
+                            .filter(|e| e.position <= at)
+                            .rev()
+                            .take(limit - out.len()),
+                    );
                     at = chunk.first_position - 1;
                 }
             }
@@ -213,21 +245,47 @@ impl EventLog {
         let head = self.head();
         let mut chunks = match self.inner.store.chunks_from(from.max(1)) {
             Ok(c) => Some(c),
-            Err(e) => return EventIter { chunks: None, buffer: Vec::new().into_iter(), pending_err: Some(e), head, from },
+            Err(e) => {
+                return EventIter {
+                    chunks: None,
+                    buffer: Vec::new().into_iter(),
+                    pending_err: Some(e),
+                    head,
+                    from,
+                };
+            }
         };
         let _ = &mut chunks;
-        EventIter { chunks: chunks.map(|c| Box::new(c) as _), buffer: Vec::new().into_iter(), pending_err: None, head, from }
+        EventIter {
+            chunks: chunks.map(|c| Box::new(c) as _),
+            buffer: Vec::new().into_iter(),
+            pending_err: None,
+            head,
+            from,
+        }
     }
 
     /// Reads one stream from version `from` (inclusive; default: first forwards, last backwards).
-    pub async fn read_stream(&self, stream: &str, from: Option<u64>, direction: Direction, limit: usize) -> Result<Vec<RecordedEvent>> {
+    pub async fn read_stream(
+        &self,
+        stream: &str,
+        from: Option<u64>,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>> {
         crate::limits::validate_stream_name(stream)?;
         let log = self.clone();
         let stream = stream.to_owned();
         blocking(move || log.read_stream_blocking(&stream, from, direction, limit)).await
     }
 
-    fn read_stream_blocking(&self, stream: &str, from: Option<u64>, direction: Direction, limit: usize) -> Result<Vec<RecordedEvent>> {
+    fn read_stream_blocking(
+        &self,
+        stream: &str,
+        from: Option<u64>,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>> {
         let head = self.head();
         let store = &self.inner.store;
         let mut out = Vec::new();
@@ -252,7 +310,9 @@ impl EventLog {
                     }
                     return Ok(out);
                 }
-                let cached = chunk.as_ref().is_some_and(|c| c.first_position <= position && position <= c.last_position());
+                let cached = chunk
+                    .as_ref()
+                    .is_some_and(|c| c.first_position <= position && position <= c.last_position());
                 if !cached {
                     chunk = store.chunk_at(position)?;
                 }
@@ -273,7 +333,10 @@ impl EventLog {
         blocking(move || {
             let head = log.head();
             let store = &log.inner.store;
-            let mut info = StreamInfo { stream: stream.clone(), ..Default::default() };
+            let mut info = StreamInfo {
+                stream: stream.clone(),
+                ..Default::default()
+            };
             // Last durable run (a run past the head is not acknowledged yet).
             let mut last = None;
             for run in store.runs(&stream, u64::MAX, true)? {
@@ -284,7 +347,9 @@ impl EventLog {
                     break;
                 }
             }
-            let Some((last_version, last_position)) = last else { return Ok(info) };
+            let Some((last_version, last_position)) = last else {
+                return Ok(info);
+            };
             let first = store.runs(&stream, 0, false)?.next().transpose()?;
             info.last_version = Some(last_version);
             info.event_count = last_version + 1;
@@ -314,7 +379,12 @@ impl EventLog {
         let store = &self.inner.store;
         let to = to.unwrap_or(head).min(head);
         let from = from.unwrap_or(1).max(1);
-        let mut report = VerifyReport { events_checked: 0, head_position: head, head_hash: GENESIS, broken: None };
+        let mut report = VerifyReport {
+            events_checked: 0,
+            head_position: head,
+            head_hash: GENESIS,
+            broken: None,
+        };
         let mut expected = from;
         let mut running: Option<[u8; 32]> = (from == 1).then_some(GENESIS);
         let broken = |position: u64, reason: String| Some(BrokenLink { position, reason });
@@ -328,12 +398,18 @@ impl EventLog {
                     }
                 };
                 if chunk.first_position > expected {
-                    report.broken = broken(expected, format!("missing: the next stored event is at {}", chunk.first_position));
+                    report.broken = broken(
+                        expected,
+                        format!("missing: the next stored event is at {}", chunk.first_position),
+                    );
                     break;
                 }
                 let mut prev = chunk.prev_hash;
                 if chunk.first_position == expected && running.is_some_and(|r| r != prev) {
-                    report.broken = broken(expected, "the previous-hash link does not match the preceding event".into());
+                    report.broken = broken(
+                        expected,
+                        "the previous-hash link does not match the preceding event".into(),
+                    );
                     break;
                 }
                 for record in chunk.records() {
@@ -359,7 +435,10 @@ impl EventLog {
                         break 'chunks;
                     }
                     if chain_hash(&prev, body) != stored {
-                        report.broken = broken(position, "the hash does not match the content (altered or damaged)".into());
+                        report.broken = broken(
+                            position,
+                            "the hash does not match the content (altered or damaged)".into(),
+                        );
                         break 'chunks;
                     }
                     prev = stored;
@@ -369,17 +448,21 @@ impl EventLog {
                 }
             }
             if report.broken.is_none() && expected <= to {
-                report.broken = broken(expected, format!("the log ends at {} but its head is {to}", expected - 1));
+                report.broken = broken(
+                    expected,
+                    format!("the log ends at {} but its head is {to}", expected - 1),
+                );
             }
         }
         report.head_hash = running.unwrap_or(GENESIS);
-        if report.broken.is_none() && to == head {
-            if let Some(meta) = store.db.get(META_HEAD)? {
-                let recorded = crate::store::be_u64(&meta, "meta head")?;
-                if recorded == head && meta.get(8..40) != Some(&report.head_hash[..]) && head > 0 {
-                    report.broken = broken(head, "the recorded head hash does not match the chain".into());
-                }
-            }
+        if report.broken.is_none()
+            && to == head
+            && head > 0
+            && let Some(meta) = store.db.get(META_HEAD)?
+            && crate::store::be_u64(&meta, "meta head")? == head
+            && meta.get(8..40) != Some(&report.head_hash[..])
+        {
+            report.broken = broken(head, "the recorded head hash does not match the chain".into());
         }
         Ok(report)
     }
@@ -459,10 +542,13 @@ fn recover(store: &Store) -> Result<Head> {
     for chunk in store.chunks_from(indexed + 1)? {
         let chunk = chunk?;
         for event in decode_from(&chunk, indexed + 1, usize::MAX)? {
-            batch.insert(&crate::store::identity_key(&event.source, &event.id), &event.position.to_be_bytes());
-            let extends = run.as_ref().is_some_and(|(s, v, p, n)| {
-                *s == event.stream && v + n == event.version && p + n == event.position
-            });
+            batch.insert(
+                &crate::store::identity_key(&event.source, &event.id),
+                &event.position.to_be_bytes(),
+            );
+            let extends = run
+                .as_ref()
+                .is_some_and(|(s, v, p, n)| *s == event.stream && v + n == event.version && p + n == event.position);
             if extends {
                 if let Some(r) = run.as_mut() {
                     r.3 += 1;
@@ -482,7 +568,9 @@ fn recover(store: &Store) -> Result<Head> {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| LogError::corrupt("blocking task", e.to_string()))?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| LogError::corrupt("blocking task", e.to_string()))?
 }
 
 type ChunkIter = Box<dyn Iterator<Item = Result<crate::codec::Chunk>>>;
@@ -548,14 +636,18 @@ mod tests {
     async fn stream_version_after_reopen_with_several_runs() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| LogError::Storage(e.into()))?;
         let log = EventLog::open_async(dir.path(), LogOptions::default()).await?;
-        log.append("order/1", ExpectedVersion::NoStream, vec![event("a")]).await?;
-        log.append("order/1", ExpectedVersion::Exact(0), vec![event("b"), event("c")]).await?;
+        log.append("order/1", ExpectedVersion::NoStream, vec![event("a")])
+            .await?;
+        log.append("order/1", ExpectedVersion::Exact(0), vec![event("b"), event("c")])
+            .await?;
         log.close().await?;
         drop(log); // the directory is released with the last handle
         let log = EventLog::open_async(dir.path(), LogOptions::default()).await?;
         let info = log.stream_info("order/1").await?;
         assert_eq!(info.last_version, Some(2));
-        let outcome = log.append("order/1", ExpectedVersion::Exact(2), vec![event("d")]).await?;
+        let outcome = log
+            .append("order/1", ExpectedVersion::Exact(2), vec![event("d")])
+            .await?;
         assert_eq!(outcome.stream_version, 3);
         log.close().await
     }

@@ -123,15 +123,23 @@ impl Store {
         match store.db.get(META_FORMAT)? {
             Some(v) => {
                 let found = u32::from_be_bytes(
-                    v.as_ref().try_into().map_err(|_| LogError::corrupt("meta format", "not 4 bytes"))?,
+                    v.as_ref()
+                        .try_into()
+                        .map_err(|_| LogError::corrupt("meta format", "not 4 bytes"))?,
                 );
                 if found != STORE_FORMAT {
-                    return Err(LogError::UnsupportedFormat { found, supported: STORE_FORMAT });
+                    return Err(LogError::UnsupportedFormat {
+                        found,
+                        supported: STORE_FORMAT,
+                    });
                 }
             }
             None => {
                 if store.db.iter().next().is_some() {
-                    return Err(LogError::corrupt("meta format", "the data directory has data but no format marker"));
+                    return Err(LogError::corrupt(
+                        "meta format",
+                        "the data directory has data but no format marker",
+                    ));
                 }
                 store.db.insert(META_FORMAT, &STORE_FORMAT.to_be_bytes())?;
                 store.db.flush()?;
@@ -146,7 +154,11 @@ impl Store {
 
     /// The head as recorded by the last chunk (the source of truth).
     pub(crate) fn head_from_chunks(&self) -> Result<Head> {
-        let last = self.db.range(chunk_key(0)..=chunk_key(u64::MAX)).next_back().transpose()?;
+        let last = self
+            .db
+            .range(chunk_key(0)..=chunk_key(u64::MAX))
+            .next_back()
+            .transpose()?;
         let Some((k, v)) = last else { return Ok(Head::default()) };
         let chunk = Chunk::parse(be_u64(&k[1..], "chunk key")?, Bytes::from_owner(v))?;
         let mut hash = chunk.prev_hash;
@@ -161,7 +173,11 @@ impl Store {
 
     /// The chunk holding `position`, if any.
     pub(crate) fn chunk_at(&self, position: u64) -> Result<Option<Chunk>> {
-        let found = self.db.range(chunk_key(0)..=chunk_key(position)).next_back().transpose()?;
+        let found = self
+            .db
+            .range(chunk_key(0)..=chunk_key(position))
+            .next_back()
+            .transpose()?;
         let Some((k, v)) = found else { return Ok(None) };
         let chunk = Chunk::parse(be_u64(&k[1..], "chunk key")?, Bytes::from_owner(v))?;
         Ok((chunk.last_position() >= position && chunk.count > 0).then_some(chunk))
@@ -169,7 +185,12 @@ impl Store {
 
     /// Chunks in position order starting with the one that holds `position`.
     pub(crate) fn chunks_from(&self, position: u64) -> Result<impl Iterator<Item = Result<Chunk>> + use<>> {
-        let start = match self.db.range(chunk_key(0)..=chunk_key(position)).next_back().transpose()? {
+        let start = match self
+            .db
+            .range(chunk_key(0)..=chunk_key(position))
+            .next_back()
+            .transpose()?
+        {
             Some((k, _)) => be_u64(&k[1..], "chunk key")?,
             None => 0,
         };
@@ -181,12 +202,17 @@ impl Store {
 
     /// One event by position.
     pub(crate) fn event_at(&self, position: u64) -> Result<Option<RecordedEvent>> {
-        let Some(chunk) = self.chunk_at(position)? else { return Ok(None) };
+        let Some(chunk) = self.chunk_at(position)? else {
+            return Ok(None);
+        };
         decode_from(&chunk, position, 1).map(|mut v| v.pop())
     }
 
     pub(crate) fn identity(&self, source: &str, id: &str) -> Result<Option<u64>> {
-        self.db.get(identity_key(source, id))?.map(|v| be_u64(&v, "identity index")).transpose()
+        self.db
+            .get(identity_key(source, id))?
+            .map(|v| be_u64(&v, "identity index"))
+            .transpose()
     }
 
     /// The last run of a stream.
@@ -195,7 +221,12 @@ impl Store {
     }
 
     /// Runs of a stream from the one holding `from_version`, forwards or backwards.
-    pub(crate) fn runs(&self, stream: &str, from_version: u64, backward: bool) -> Result<Box<dyn Iterator<Item = Result<Run>>>> {
+    pub(crate) fn runs(
+        &self,
+        stream: &str,
+        from_version: u64,
+        backward: bool,
+    ) -> Result<Box<dyn Iterator<Item = Result<Run>>>> {
         let prefix = stream_prefix(stream);
         let plen = prefix.len();
         let decode = move |item: sled::Result<(sled::IVec, sled::IVec)>| -> Result<Run> {
@@ -212,7 +243,12 @@ impl Store {
             let top = stream_key(stream, from_version);
             Ok(Box::new(self.db.range(lo..=top).rev().map(decode)))
         } else {
-            let start = match self.db.range(lo..=stream_key(stream, from_version)).next_back().transpose()? {
+            let start = match self
+                .db
+                .range(lo..=stream_key(stream, from_version))
+                .next_back()
+                .transpose()?
+            {
                 Some((k, _)) => be_u64(&k[plen..], "stream index key")?,
                 None => 0,
             };

@@ -17,6 +17,7 @@ const PAGE: usize = 512;
 const CHECKPOINT_EVERY: u64 = 4096;
 
 /// What a subscription yields.
+#[allow(clippy::large_enum_variant)] // events are the common case; boxing each costs an allocation
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SubscriptionItem {
     Event(RecordedEvent),
@@ -39,14 +40,25 @@ pub struct Subscription {
 
 impl std::fmt::Debug for Subscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subscription").field("next", &self.next).field("filter", &self.filter).finish()
+        f.debug_struct("Subscription")
+            .field("next", &self.next)
+            .field("filter", &self.filter)
+            .finish()
     }
 }
 
 impl Subscription {
     pub(crate) fn new(log: EventLog, from: u64, filter: EventFilter) -> Self {
         let head = log.watch_head();
-        Subscription { log, next: from, filter, buffer: VecDeque::new(), head, caught_up: false, last_checkpoint: from - 1 }
+        Subscription {
+            log,
+            next: from,
+            filter,
+            buffer: VecDeque::new(),
+            head,
+            caught_up: false,
+            last_checkpoint: from - 1,
+        }
     }
 
     /// The next position this subscription will consider.
@@ -64,7 +76,10 @@ impl Subscription {
             if self.next <= head {
                 let page = self.log.read_all(Some(self.next), Direction::Forward, PAGE).await?;
                 let Some(last) = page.last().map(|e| e.position) else {
-                    return Err(LogError::corrupt(format!("position {}", self.next), "missing below the head"));
+                    return Err(LogError::corrupt(
+                        format!("position {}", self.next),
+                        "missing below the head",
+                    ));
                 };
                 self.next = last + 1;
                 self.buffer.extend(page.into_iter().filter(|e| self.filter.matches(e)));

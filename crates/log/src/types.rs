@@ -206,7 +206,10 @@ impl EventFilter {
 
     pub fn matches(&self, event: &RecordedEvent) -> bool {
         (self.stream_prefixes.is_empty()
-            || self.stream_prefixes.iter().any(|p| event.stream.starts_with(p.as_str())))
-            && (self.types.is_empty() || self.types.iter().any(|t| *t == event.event_type))
+            || self
+                .stream_prefixes
+                .iter()
+                .any(|p| event.stream.starts_with(p.as_str())))
+            && (self.types.is_empty() || self.types.contains(&event.event_type))
     }
 }

@@ -39,7 +39,12 @@ pub(crate) enum Command {
 }
 
 enum FlushItem {
-    Group { head: Head, events: u64, bytes: u64, replies: Vec<(Reply, Result<Vec<AppendOutcome>>)> },
+    Group {
+        head: Head,
+        events: u64,
+        bytes: u64,
+        replies: Vec<(Reply, Result<Vec<AppendOutcome>>)>,
+    },
     Close(oneshot::Sender<()>),
 }
 
@@ -77,7 +82,13 @@ pub(crate) fn now_nanos() -> i64 {
 
 impl Writer {
     pub(crate) fn new(store: Store, head: Head, last_recorded_at: i64, poison: Arc<OnceLock<String>>) -> Self {
-        Writer { store, head, last_recorded_at, streams: HashMap::new(), poison }
+        Writer {
+            store,
+            head,
+            last_recorded_at,
+            streams: HashMap::new(),
+            poison,
+        }
     }
 
     /// Spawns the writer and flusher threads.
@@ -182,11 +193,19 @@ impl Writer {
                 let reason = format!("applying a group failed: {e}");
                 tracing::error!(error = %e, "log write failed; refusing further writes");
                 let _ = self.poison.set(reason.clone());
-                outcomes_result = outcomes_result.into_iter().map(|_| Err(LogError::Poisoned(reason.clone()))).collect();
+                outcomes_result = outcomes_result
+                    .into_iter()
+                    .map(|_| Err(LogError::Poisoned(reason.clone())))
+                    .collect();
             }
         }
         let replies = jobs.into_iter().map(|j| j.reply).zip(outcomes_result).collect();
-        FlushItem::Group { head: self.head, events: group.events, bytes: group.bytes, replies }
+        FlushItem::Group {
+            head: self.head,
+            events: group.events,
+            bytes: group.bytes,
+            replies,
+        }
     }
 
     fn stream_version(&mut self, stream: &str) -> Result<Option<u64>> {
@@ -211,7 +230,10 @@ impl Writer {
                 if !seen.insert(key) {
                     return Err(LogError::invalid(
                         format!("events[{i}].id"),
-                        format!("(source {:?}, id {:?}) appears twice in the same append", event.source, event.id),
+                        format!(
+                            "(source {:?}, id {:?}) appears twice in the same append",
+                            event.source, event.id
+                        ),
                     ));
                 }
                 let original = match group.pending.get(&key) {
@@ -224,7 +246,7 @@ impl Writer {
         }
         let dups = originals.iter().filter(|o| o.is_some()).count();
         if dups > 0 {
-            return self.retry_outcome(parts, &originals, jobs, group, dups == originals.len());
+            return self.retry_outcome(parts, &originals, jobs, dups == originals.len());
         }
         // 2. Expected versions, against the stream as it stands (this group included).
         let mut versions: HashMap<&str, Option<u64>> = HashMap::new();
@@ -276,17 +298,29 @@ impl Writer {
                     },
                     &self.head.hash,
                 );
-                let chunk = group.chunk.get_or_insert_with(|| ChunkBuilder::new(position, self.head.hash));
+                let chunk = group
+                    .chunk
+                    .get_or_insert_with(|| ChunkBuilder::new(position, self.head.hash));
                 chunk.push(&record);
-                if chunk.len() >= CHUNK_TARGET_BYTES {
-                    if let Some(full) = group.chunk.take() {
-                        let first = full.first_position;
-                        group.batch.insert(&crate::store::chunk_key(first), full.finish());
-                    }
+                if chunk.len() >= CHUNK_TARGET_BYTES
+                    && let Some(full) = group.chunk.take()
+                {
+                    let first = full.first_position;
+                    group.batch.insert(&crate::store::chunk_key(first), full.finish());
                 }
                 if let Some(key) = keys.next() {
                     group.batch.insert(&key, &position.to_be_bytes());
-                    group.pending.insert(key, Pending { position, version, job: index, part: part_index, event: i, time });
+                    group.pending.insert(
+                        key,
+                        Pending {
+                            position,
+                            version,
+                            job: index,
+                            part: part_index,
+                            event: i,
+                            time,
+                        },
+                    );
                 }
                 group.events += 1;
                 group.bytes += record.len() as u64;
@@ -294,10 +328,17 @@ impl Writer {
                 positions.push(position);
             }
             let count = part.events.len() as u64;
-            group.batch.insert(stream_key(&part.stream, first_version), &run_value(first_position, count));
+            group.batch.insert(
+                stream_key(&part.stream, first_version),
+                &run_value(first_position, count),
+            );
             let last_version = first_version + count - 1;
             self.streams.insert(part.stream.clone(), Some(last_version));
-            outcomes.push(AppendOutcome { positions, stream_version: last_version, duplicate: false });
+            outcomes.push(AppendOutcome {
+                positions,
+                stream_version: last_version,
+                duplicate: false,
+            });
         }
         Ok(outcomes)
     }
@@ -309,7 +350,6 @@ impl Writer {
         parts: &[StreamAppend],
         originals: &[Option<Original>],
         jobs: &[AppendJob],
-        group: &Group,
         all: bool,
     ) -> Result<Vec<AppendOutcome>> {
         let mut outcomes = Vec::with_capacity(parts.len());
@@ -323,14 +363,22 @@ impl Writer {
                 let (position, version, mismatch) = match original {
                     Original::Pending(p) => {
                         let orig = &jobs[p.job].parts[p.part];
-                        let mismatch = differs_proposed(&part.stream, event, &orig.stream, &orig.events[p.event], p.time);
+                        let mismatch =
+                            differs_proposed(&part.stream, event, &orig.stream, &orig.events[p.event], p.time);
                         (p.position, p.version, mismatch)
                     }
                     Original::Stored(position) => {
                         let recorded = self.store.event_at(position)?.ok_or_else(|| {
-                            LogError::corrupt(format!("position {position}"), "identity index points at a missing event")
+                            LogError::corrupt(
+                                format!("position {position}"),
+                                "identity index points at a missing event",
+                            )
                         })?;
-                        (position, recorded.version, differs_recorded(&part.stream, event, &recorded))
+                        (
+                            position,
+                            recorded.version,
+                            differs_recorded(&part.stream, event, &recorded),
+                        )
                     }
                 };
                 if let Some(what) = mismatch {
@@ -352,8 +400,11 @@ impl Writer {
                 positions.push(position);
                 stream_version = version;
             }
-            let _ = group;
-            outcomes.push(AppendOutcome { positions, stream_version, duplicate: true });
+            outcomes.push(AppendOutcome {
+                positions,
+                stream_version,
+                duplicate: true,
+            });
         }
         Ok(outcomes)
     }
@@ -365,31 +416,34 @@ enum Original {
     Stored(u64),
 }
 
-fn differs_common(
-    stream_a: &str,
-    a: &ProposedEvent,
-    stream_b: &str,
-    b_type: &str,
-    b_ct: &str,
-    b_data: &[u8],
-    b_corr: &str,
-    b_caus: &str,
-    b_meta: &std::collections::BTreeMap<String, String>,
-    b_time: i64,
-) -> Option<&'static str> {
-    if stream_a != stream_b {
+/// The parts of an event that an exact retry must repeat.
+struct Content<'a> {
+    stream: &'a str,
+    event_type: &'a str,
+    content_type: &'a str,
+    data: &'a [u8],
+    correlation_id: &'a str,
+    causation_id: &'a str,
+    metadata: &'a std::collections::BTreeMap<String, String>,
+    time: i64,
+}
+
+/// The first attribute in which `a` (proposed for `stream`) differs from `b`. The
+/// time counts only when the retry states one.
+fn first_difference(stream: &str, a: &ProposedEvent, b: Content<'_>) -> Option<&'static str> {
+    if stream != b.stream {
         Some("stream")
-    } else if a.event_type != b_type {
+    } else if a.event_type != b.event_type {
         Some("type")
-    } else if a.content_type != b_ct {
+    } else if a.content_type != b.content_type {
         Some("content type")
-    } else if a.data[..] != *b_data {
+    } else if a.data[..] != *b.data {
         Some("data")
-    } else if a.correlation_id != b_corr || a.causation_id != b_caus {
+    } else if a.correlation_id != b.correlation_id || a.causation_id != b.causation_id {
         Some("correlation or causation id")
-    } else if a.metadata != *b_meta {
+    } else if a.metadata != *b.metadata {
         Some("metadata")
-    } else if a.time.is_some_and(|t| t != b_time) {
+    } else if a.time.is_some_and(|t| t != b.time) {
         Some("time")
     } else {
         None
@@ -397,33 +451,37 @@ fn differs_common(
 }
 
 fn differs_recorded(stream: &str, a: &ProposedEvent, b: &RecordedEvent) -> Option<&'static str> {
-    differs_common(
-        stream,
-        a,
-        &b.stream,
-        &b.event_type,
-        &b.content_type,
-        &b.data,
-        &b.correlation_id,
-        &b.causation_id,
-        &b.metadata,
-        b.time,
-    )
+    let content = Content {
+        stream: &b.stream,
+        event_type: &b.event_type,
+        content_type: &b.content_type,
+        data: &b.data,
+        correlation_id: &b.correlation_id,
+        causation_id: &b.causation_id,
+        metadata: &b.metadata,
+        time: b.time,
+    };
+    first_difference(stream, a, content)
 }
 
-fn differs_proposed(stream: &str, a: &ProposedEvent, b_stream: &str, b: &ProposedEvent, b_time: i64) -> Option<&'static str> {
-    differs_common(
-        stream,
-        a,
-        b_stream,
-        &b.event_type,
-        &b.content_type,
-        &b.data,
-        &b.correlation_id,
-        &b.causation_id,
-        &b.metadata,
-        b_time,
-    )
+fn differs_proposed(
+    stream: &str,
+    a: &ProposedEvent,
+    b_stream: &str,
+    b: &ProposedEvent,
+    b_time: i64,
+) -> Option<&'static str> {
+    let content = Content {
+        stream: b_stream,
+        event_type: &b.event_type,
+        content_type: &b.content_type,
+        data: &b.data,
+        correlation_id: &b.correlation_id,
+        causation_id: &b.causation_id,
+        metadata: &b.metadata,
+        time: b_time,
+    };
+    first_difference(stream, a, content)
 }
 
 fn flusher_loop(
@@ -445,7 +503,12 @@ fn flusher_loop(
         let mut close = None;
         for item in items {
             match item {
-                FlushItem::Group { head, events, bytes, replies } => {
+                FlushItem::Group {
+                    head,
+                    events,
+                    bytes,
+                    replies,
+                } => {
                     if flushed.is_ok() {
                         committed.send_if_modified(|h| {
                             let changed = *h != head.position;

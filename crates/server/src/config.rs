@@ -83,7 +83,11 @@ impl Default for LogConfig {
 
 impl Default for DemoConfig {
     fn default() -> Self {
-        DemoConfig { enabled: false, rate: 20, seed: 42 }
+        DemoConfig {
+            enabled: false,
+            rate: 20,
+            seed: 42,
+        }
     }
 }
 
@@ -106,21 +110,38 @@ impl Config {
     pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
         let mut tree = toml::Table::new();
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-            tree = text.parse::<toml::Table>().map_err(|e| ConfigError::File { path: path.into(), message: e.to_string() })?;
-            Config::from_table(tree.clone()).map_err(|e| ConfigError::File { path: path.into(), message: e })?;
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.into(),
+                source,
+            })?;
+            tree = text.parse::<toml::Table>().map_err(|e| ConfigError::File {
+                path: path.into(),
+                message: e.to_string(),
+            })?;
+            Config::from_table(tree.clone()).map_err(|e| ConfigError::File {
+                path: path.into(),
+                message: e,
+            })?;
         }
         for (var, value) in env {
-            let Some(rest) = var.strip_prefix("OPSFLOW_") else { continue };
+            let Some(rest) = var.strip_prefix("OPSFLOW_") else {
+                continue;
+            };
             if CLIENT_ENV.contains(&var.as_str()) || rest.is_empty() {
                 continue;
             }
             let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
             let parsed = parse_env_value(&value);
             insert(&mut tree, &path, parsed);
-            Config::from_table(tree.clone()).map_err(|message| ConfigError::Env { var: var.clone(), message })?;
+            Config::from_table(tree.clone()).map_err(|message| ConfigError::Env {
+                var: var.clone(),
+                message,
+            })?;
         }
-        let config = Config::from_table(tree).map_err(|message| ConfigError::Invalid { key: "(root)".into(), message })?;
+        let config = Config::from_table(tree).map_err(|message| ConfigError::Invalid {
+            key: "(root)".into(),
+            message,
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -131,7 +152,12 @@ impl Config {
 
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, message: String| Err(ConfigError::Invalid { key: key.into(), message });
+        let invalid = |key: &str, message: String| {
+            Err(ConfigError::Invalid {
+                key: key.into(),
+                message,
+            })
+        };
         let limits = self.log.limits();
         if limits.max_event_bytes == 0 {
             return invalid("log.max_event_bytes", "must be at least 1".into());
@@ -142,7 +168,10 @@ impl Config {
         if limits.max_append_bytes < limits.max_event_bytes {
             return invalid(
                 "log.max_append_bytes",
-                format!("is {}, smaller than log.max_event_bytes ({})", limits.max_append_bytes, limits.max_event_bytes),
+                format!(
+                    "is {}, smaller than log.max_event_bytes ({})",
+                    limits.max_append_bytes, limits.max_event_bytes
+                ),
             );
         }
         if self.demo.rate == 0 {
@@ -174,7 +203,9 @@ fn insert(table: &mut toml::Table, path: &[String], value: toml::Value) {
             table.insert(last.clone(), value);
         }
         [first, rest @ ..] => {
-            let entry = table.entry(first.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             if !entry.is_table() {
                 *entry = toml::Value::Table(toml::Table::new());
             }
@@ -198,7 +229,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("opsflow.toml");
         std::fs::write(&path, "listen = \"127.0.0.1:9000\"\n[log]\nmax_event_bytes = 4096\n").unwrap();
-        let config = Config::load(Some(&path), env(&[("OPSFLOW_LOG__MAX_EVENT_BYTES", "2048"), ("OPSFLOW_SERVER", "x")])).unwrap();
+        let config = Config::load(
+            Some(&path),
+            env(&[("OPSFLOW_LOG__MAX_EVENT_BYTES", "2048"), ("OPSFLOW_SERVER", "x")]),
+        )
+        .unwrap();
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.log.max_event_bytes, 2048);
         assert_eq!(config.data_dir, PathBuf::from(".opsflow"));
@@ -211,15 +246,21 @@ mod tests {
         std::fs::write(&path, "[log]\nmax_evnt_bytes = 1\n").unwrap();
         let err = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
         assert!(err.contains("max_evnt_bytes"), "{err}");
-        let err = Config::load(None, env(&[("OPSFLOW_LISTN", "x")])).unwrap_err().to_string();
+        let err = Config::load(None, env(&[("OPSFLOW_LISTN", "x")]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("OPSFLOW_LISTN") && err.contains("listn"), "{err}");
     }
 
     #[test]
     fn invalid_values_name_the_key() {
-        let err = Config::load(None, env(&[("OPSFLOW_LOG__MAX_EVENT_BYTES", "0")])).unwrap_err().to_string();
+        let err = Config::load(None, env(&[("OPSFLOW_LOG__MAX_EVENT_BYTES", "0")]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("log.max_event_bytes"), "{err}");
-        let err = Config::load(None, env(&[("OPSFLOW_LISTEN", "nowhere")])).unwrap_err().to_string();
+        let err = Config::load(None, env(&[("OPSFLOW_LISTEN", "nowhere")]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("OPSFLOW_LISTEN"), "{err}");
     }
 }

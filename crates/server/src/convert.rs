@@ -7,12 +7,18 @@ use opsflow_proto::v1::expected_version::Kind;
 use crate::ApiError;
 
 pub fn timestamp(nanos: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: nanos.div_euclid(1_000_000_000), nanos: nanos.rem_euclid(1_000_000_000) as i32 }
+    prost_types::Timestamp {
+        seconds: nanos.div_euclid(1_000_000_000),
+        nanos: nanos.rem_euclid(1_000_000_000) as i32,
+    }
 }
 
 pub fn from_timestamp(ts: &prost_types::Timestamp, field: &str) -> Result<i64, ApiError> {
     if !(0..1_000_000_000).contains(&ts.nanos) {
-        return Err(ApiError::invalid(field, format!("nanos {} is outside 0..1e9", ts.nanos)));
+        return Err(ApiError::invalid(
+            field,
+            format!("nanos {} is outside 0..1e9", ts.nanos),
+        ));
     }
     ts.seconds
         .checked_mul(1_000_000_000)
@@ -29,12 +35,19 @@ pub fn expected(e: Option<v1::ExpectedVersion>) -> ExpectedVersion {
     }
 }
 
-
 pub fn proposed(index: usize, e: v1::ProposedEvent) -> Result<ProposedEvent, ApiError> {
-    let time = e.time.as_ref().map(|t| from_timestamp(t, &format!("events[{index}].time"))).transpose()?;
+    let time = e
+        .time
+        .as_ref()
+        .map(|t| from_timestamp(t, &format!("events[{index}].time")))
+        .transpose()?;
     Ok(ProposedEvent {
         id: e.id,
-        source: if e.source.is_empty() { "opsflow:grpc".to_owned() } else { e.source },
+        source: if e.source.is_empty() {
+            "opsflow:grpc".to_owned()
+        } else {
+            e.source
+        },
         event_type: e.r#type,
         time,
         content_type: e.content_type,
@@ -60,8 +73,8 @@ pub fn recorded(e: RecordedEvent) -> v1::RecordedEvent {
         correlation_id: e.correlation_id,
         causation_id: e.causation_id,
         metadata: e.metadata.into_iter().collect(),
-        prev_hash: e.prev_hash.to_vec().into(),
-        hash: e.hash.to_vec().into(),
+        prev_hash: e.prev_hash.to_vec(),
+        hash: e.hash.to_vec(),
     }
 }
 
@@ -83,7 +96,7 @@ pub fn verify_report(r: VerifyReport) -> v1::VerifyResponse {
         ok: r.ok(),
         events_checked: r.events_checked,
         head_position: r.head_position,
-        head_hash: r.head_hash.to_vec().into(),
+        head_hash: r.head_hash.to_vec(),
         first_broken_position: r.broken.as_ref().map_or(0, |b| b.position),
         reason: r.broken.map(|b| b.reason).unwrap_or_default(),
     }

@@ -25,7 +25,9 @@ pub enum ApiError {
     CloudEvent(#[from] CloudEventError),
     #[error("invalid {field}: {reason}")]
     InvalidArgument { field: String, reason: String },
-    #[error("unsupported content type {0:?}: use application/cloudevents+json, application/cloudevents-batch+json, or binary mode with ce-* headers")]
+    #[error(
+        "unsupported content type {0:?}: use application/cloudevents+json, application/cloudevents-batch+json, or binary mode with ce-* headers"
+    )]
     UnsupportedMediaType(String),
     #[error("{0} not found")]
     NotFound(String),
@@ -33,7 +35,10 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        ApiError::InvalidArgument { field: field.into(), reason: reason.into() }
+        ApiError::InvalidArgument {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 
     /// The gRPC code, the HTTP status, and a short machine-readable name.
@@ -41,7 +46,9 @@ impl ApiError {
         use tonic::Code;
         match self {
             ApiError::Log(e) => match e {
-                LogError::InvalidArgument { .. } => (Code::InvalidArgument, StatusCode::BAD_REQUEST, "invalid_argument"),
+                LogError::InvalidArgument { .. } => {
+                    (Code::InvalidArgument, StatusCode::BAD_REQUEST, "invalid_argument")
+                }
                 LogError::LimitExceeded { .. } => (Code::InvalidArgument, StatusCode::BAD_REQUEST, "limit_exceeded"),
                 LogError::WrongExpectedVersion { .. } => {
                     (Code::FailedPrecondition, StatusCode::CONFLICT, "wrong_expected_version")
@@ -57,9 +64,11 @@ impl ApiError {
             ApiError::CloudEvent(_) | ApiError::InvalidArgument { .. } => {
                 (Code::InvalidArgument, StatusCode::BAD_REQUEST, "invalid_argument")
             }
-            ApiError::UnsupportedMediaType(_) => {
-                (Code::InvalidArgument, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
-            }
+            ApiError::UnsupportedMediaType(_) => (
+                Code::InvalidArgument,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+            ),
             ApiError::NotFound(_) => (Code::NotFound, StatusCode::NOT_FOUND, "not_found"),
         }
     }
@@ -75,10 +84,19 @@ impl ApiError {
             ApiError::Log(LogError::LimitExceeded { what, limit, actual }) => {
                 json!({ "field": what, "limit": limit, "actual": actual })
             }
-            ApiError::Log(LogError::WrongExpectedVersion { stream, expected, actual }) => {
+            ApiError::Log(LogError::WrongExpectedVersion {
+                stream,
+                expected,
+                actual,
+            }) => {
                 json!({ "stream": stream, "expected": expected.to_string(), "actual": actual })
             }
-            ApiError::Log(LogError::DuplicateConflict { event_source, id, position, .. }) => {
+            ApiError::Log(LogError::DuplicateConflict {
+                event_source,
+                id,
+                position,
+                ..
+            }) => {
                 json!({ "source": event_source, "id": id, "position": position })
             }
             ApiError::CloudEvent(e) => json!({ "field": e.attribute() }),

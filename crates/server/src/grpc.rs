@@ -36,10 +36,18 @@ impl v1::event_log_server::EventLog for EventLogService {
             .enumerate()
             .map(|(i, e)| convert::proposed(i, e))
             .collect::<Result<Vec<_>, _>>()?;
-        let part = StreamAppend { stream: req.stream, expected: convert::expected(req.expected), events };
-        let outcome = self.log.append_many(vec![part]).await.map_err(ApiError::from)?.pop().ok_or_else(|| {
-            Status::internal("the log returned no outcome")
-        })?;
+        let part = StreamAppend {
+            stream: req.stream,
+            expected: convert::expected(req.expected),
+            events,
+        };
+        let outcome = self
+            .log
+            .append_many(vec![part])
+            .await
+            .map_err(ApiError::from)?
+            .pop()
+            .ok_or_else(|| Status::internal("the log returned no outcome"))?;
         Ok(Response::new(v1::AppendResponse {
             first_position: outcome.first_position(),
             last_position: outcome.last_position(),
@@ -89,18 +97,31 @@ impl v1::event_log_server::EventLog for EventLogService {
                 };
                 let n = page.len();
                 let Some(last) = page.last() else { return };
-                let cursor = if req.stream.is_empty() { last.position } else { last.version };
+                let cursor = if req.stream.is_empty() {
+                    last.position
+                } else {
+                    last.version
+                };
                 from = match direction {
                     Direction::Forward => cursor.checked_add(1),
                     Direction::Backward => cursor.checked_sub(1),
                 };
                 for event in page {
-                    if tx.send(Ok(v1::ReadResponse { event: Some(convert::recorded(event)) })).await.is_err() {
+                    if tx
+                        .send(Ok(v1::ReadResponse {
+                            event: Some(convert::recorded(event)),
+                        }))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
                 sent += n;
-                if n < want || from.is_none() || (direction == Direction::Backward && from == Some(0) && req.stream.is_empty()) {
+                if n < want
+                    || from.is_none()
+                    || (direction == Direction::Backward && from == Some(0) && req.stream.is_empty())
+                {
                     return;
                 }
             }
@@ -110,7 +131,10 @@ impl v1::event_log_server::EventLog for EventLogService {
 
     type SubscribeStream = EventStream<v1::SubscribeResponse>;
 
-    async fn subscribe(&self, request: Request<v1::SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
+    async fn subscribe(
+        &self,
+        request: Request<v1::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
         let req = request.into_inner();
         for (i, t) in req.types.iter().enumerate() {
             opsflow_log::validate_event_type(t).map_err(|e| match e {
@@ -118,8 +142,15 @@ impl v1::event_log_server::EventLog for EventLogService {
                 other => ApiError::from(other),
             })?;
         }
-        let from = if req.from_end { self.log.head() + 1 } else { req.from_position.unwrap_or(1) };
-        let filter = EventFilter { stream_prefixes: req.stream_prefixes, types: req.types };
+        let from = if req.from_end {
+            self.log.head() + 1
+        } else {
+            req.from_position.unwrap_or(1)
+        };
+        let filter = EventFilter {
+            stream_prefixes: req.stream_prefixes,
+            types: req.types,
+        };
         let mut subscription = self.log.subscribe(from, filter);
         let (tx, rx) = mpsc::channel(64);
         let shutdown = self.shutdown.clone();
@@ -147,7 +178,11 @@ impl v1::event_log_server::EventLog for EventLogService {
                     }
                 };
                 // Back-pressure: a slow client makes this send wait; nothing is dropped.
-                if tx.send(Ok(v1::SubscribeResponse { message: Some(message) })).await.is_err() {
+                if tx
+                    .send(Ok(v1::SubscribeResponse { message: Some(message) }))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -156,7 +191,11 @@ impl v1::event_log_server::EventLog for EventLogService {
     }
 
     async fn get_stream(&self, request: Request<v1::GetStreamRequest>) -> Result<Response<v1::StreamInfo>, Status> {
-        let info = self.log.stream_info(&request.into_inner().stream).await.map_err(ApiError::from)?;
+        let info = self
+            .log
+            .stream_info(&request.into_inner().stream)
+            .await
+            .map_err(ApiError::from)?;
         Ok(Response::new(convert::stream_info(info)))
     }
 }

@@ -41,7 +41,10 @@ pub fn router(state: HttpState) -> axum::Router {
 }
 
 fn content_type(headers: &HeaderMap) -> Option<String> {
-    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 fn media_type(ct: &str) -> String {
@@ -56,7 +59,10 @@ async fn post_events(State(state): State<HttpState>, headers: HeaderMap, body: B
         .map(|v| {
             v.to_str()
                 .map_err(|_| ApiError::invalid(EXPECTED_VERSION_HEADER, "is not ASCII"))
-                .and_then(|s| s.parse::<ExpectedVersion>().map_err(|e| ApiError::invalid(EXPECTED_VERSION_HEADER, e)))
+                .and_then(|s| {
+                    s.parse::<ExpectedVersion>()
+                        .map_err(|e| ApiError::invalid(EXPECTED_VERSION_HEADER, e))
+                })
         })
         .transpose()?;
     let (incoming, batch) = if media == "application/cloudevents-batch+json" {
@@ -75,11 +81,17 @@ async fn post_events(State(state): State<HttpState>, headers: HeaderMap, body: B
     let streams: Vec<String> = incoming.iter().map(|i| i.stream.clone()).collect();
     let parts = incoming
         .into_iter()
-        .map(|Incoming { stream, expected, event }| StreamAppend {
-            stream,
-            expected: expected.or(header_expected).unwrap_or_default(),
-            events: vec![event],
-        })
+        .map(
+            |Incoming {
+                 stream,
+                 expected,
+                 event,
+             }| StreamAppend {
+                stream,
+                expected: expected.or(header_expected).unwrap_or_default(),
+                events: vec![event],
+            },
+        )
         .collect();
     let outcomes = state.log.append_many(parts).await?;
     let results: Vec<Value> = outcomes
@@ -113,29 +125,48 @@ struct ReadParams {
 fn read_params(q: &HashMap<String, String>) -> Result<ReadParams, ApiError> {
     for key in q.keys() {
         if !["from", "limit", "direction"].contains(&key.as_str()) {
-            return Err(ApiError::invalid(key, "unknown query parameter; known are from, limit, direction"));
+            return Err(ApiError::invalid(
+                key,
+                "unknown query parameter; known are from, limit, direction",
+            ));
         }
     }
     let number = |key: &str| -> Result<Option<u64>, ApiError> {
         q.get(key)
-            .map(|v| v.parse::<u64>().map_err(|_| ApiError::invalid(key, format!("{v:?} is not a non-negative integer"))))
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| ApiError::invalid(key, format!("{v:?} is not a non-negative integer")))
+            })
             .transpose()
     };
     let limit = number("limit")?.unwrap_or(u64::from(grpc::DEFAULT_READ_LIMIT));
     if limit > u64::from(grpc::MAX_READ_LIMIT) {
-        return Err(ApiError::invalid("limit", format!("is {limit}, over the maximum of {}", grpc::MAX_READ_LIMIT)));
+        return Err(ApiError::invalid(
+            "limit",
+            format!("is {limit}, over the maximum of {}", grpc::MAX_READ_LIMIT),
+        ));
     }
     let direction = match q.get("direction").map(String::as_str) {
         None | Some("forward") => Direction::Forward,
         Some("backward") => Direction::Backward,
         Some(other) => {
-            return Err(ApiError::invalid("direction", format!("{other:?} is not forward or backward")));
+            return Err(ApiError::invalid(
+                "direction",
+                format!("{other:?} is not forward or backward"),
+            ));
         }
     };
-    Ok(ReadParams { from: number("from")?, limit: limit as usize, direction })
+    Ok(ReadParams {
+        from: number("from")?,
+        limit: limit as usize,
+        direction,
+    })
 }
 
-async fn get_events(State(state): State<HttpState>, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
+async fn get_events(
+    State(state): State<HttpState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
     let p = read_params(&q)?;
     let events = state.log.read_all(p.from, p.direction, p.limit).await?;
     let next = events.last().map(|e| match p.direction {
@@ -143,7 +174,9 @@ async fn get_events(State(state): State<HttpState>, Query(q): Query<HashMap<Stri
         Direction::Backward => e.position.saturating_sub(1),
     });
     let events: Vec<Value> = events.iter().map(recorded_to_json).collect();
-    Ok(Json(json!({ "head": state.log.head(), "next": next, "events": events })))
+    Ok(Json(
+        json!({ "head": state.log.head(), "next": next, "events": events }),
+    ))
 }
 
 async fn get_stream(
@@ -180,10 +213,18 @@ async fn verify(State(state): State<HttpState>) -> Result<Json<Value>, ApiError>
 
 async fn readyz(State(state): State<HttpState>) -> Response {
     let (ready, report) = readiness(&state.log, &state.tasks);
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(report)).into_response()
 }
 
 async fn metrics() -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::render(),
+    )
+        .into_response()
 }

@@ -6,9 +6,12 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
-const LATENCY_BUCKETS: &[f64] =
-    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
-const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 20000.0];
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 20000.0,
+];
 
 /// Installs the recorder (once per process) and returns its handle.
 pub fn install() -> Option<PrometheusHandle> {
@@ -16,8 +19,10 @@ pub fn install() -> Option<PrometheusHandle> {
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
-                .and_then(|b| b.set_buckets_for_metric(Matcher::Full("opsflow_group_commit_events".into()), BATCH_BUCKETS));
-            match builder.and_then(|b| b.install_recorder().map_err(Into::into)) {
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full("opsflow_group_commit_events".into()), BATCH_BUCKETS)
+                });
+            match builder.and_then(|b| b.install_recorder()) {
                 Ok(handle) => {
                     describe();
                     Some(handle)
@@ -35,8 +40,16 @@ fn describe() {
     use metrics::{Unit, describe_counter, describe_histogram};
     describe_counter!("opsflow_appends_total", "Append requests, by result");
     describe_counter!("opsflow_appended_events_total", "Events made durable");
-    describe_counter!("opsflow_appended_bytes_total", Unit::Bytes, "Encoded bytes made durable");
-    describe_histogram!("opsflow_append_latency_seconds", Unit::Seconds, "Append latency until durable");
+    describe_counter!(
+        "opsflow_appended_bytes_total",
+        Unit::Bytes,
+        "Encoded bytes made durable"
+    );
+    describe_histogram!(
+        "opsflow_append_latency_seconds",
+        Unit::Seconds,
+        "Append latency until durable"
+    );
     describe_histogram!("opsflow_group_commit_events", "Events per group commit");
     describe_histogram!("opsflow_fsync_seconds", Unit::Seconds, "Time of one flush + fsync");
 }

@@ -50,7 +50,9 @@ impl Server {
         let shutdown = CancellationToken::new();
         let tasks = Tasks::default();
 
-        let max_message = usize::try_from(config.log.max_append_bytes.saturating_mul(2)).unwrap_or(usize::MAX).max(4 << 20);
+        let max_message = usize::try_from(config.log.max_append_bytes.saturating_mul(2))
+            .unwrap_or(usize::MAX)
+            .max(4 << 20);
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter.set_serving::<EventLogServer<EventLogService>>().await;
         health_reporter.set_serving::<AuditServer<AuditService>>().await;
@@ -64,9 +66,12 @@ impl Server {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()
             .context("cannot build the gRPC reflection service")?;
-        let event_log = EventLogServer::new(EventLogService { log: log.clone(), shutdown: shutdown.clone() })
-            .max_decoding_message_size(max_message)
-            .max_encoding_message_size(max_message);
+        let event_log = EventLogServer::new(EventLogService {
+            log: log.clone(),
+            shutdown: shutdown.clone(),
+        })
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
         let audit = AuditServer::new(AuditService { log: log.clone() });
         let grpc = tonic::service::Routes::new(event_log)
             .add_service(audit)
@@ -74,15 +79,26 @@ impl Server {
             .add_service(reflection)
             .add_service(reflection_alpha)
             .into_axum_router();
-        let app = grpc.merge(router(HttpState { log: log.clone(), tasks: tasks.clone() }));
+        let app = grpc.merge(router(HttpState {
+            log: log.clone(),
+            tasks: tasks.clone(),
+        }));
 
         let token = shutdown.clone();
         let serving = tokio::spawn(async move {
-            axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned()).await?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(token.cancelled_owned())
+                .await?;
             Ok(())
         });
         tracing::info!(%addr, "serving gRPC and HTTP");
-        Ok(Server { addr, log, tasks, shutdown, serving })
+        Ok(Server {
+            addr,
+            log,
+            tasks,
+            shutdown,
+            serving,
+        })
     }
 
     /// The address gRPC and HTTP are served on.

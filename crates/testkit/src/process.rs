@@ -75,7 +75,11 @@ impl OpsflowProcess {
             let line = line?;
             if let Some(rest) = line.trim().strip_prefix("gRPC") {
                 let url = rest.split_whitespace().next().unwrap_or_default();
-                addr = Some(url.trim_start_matches("http://").parse::<SocketAddr>().with_context(|| format!("bad address line {line:?}"))?);
+                addr = Some(
+                    url.trim_start_matches("http://")
+                        .parse::<SocketAddr>()
+                        .with_context(|| format!("bad address line {line:?}"))?,
+                );
             }
         }
         let rest = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -88,7 +92,12 @@ impl OpsflowProcess {
             }
         });
         let addr = addr.context("no address")?;
-        Ok(OpsflowProcess { child, addr, data: data.to_path_buf(), stdout_rest: rest })
+        Ok(OpsflowProcess {
+            child,
+            addr,
+            data: data.to_path_buf(),
+            stdout_rest: rest,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -138,7 +147,10 @@ impl OpsflowProcess {
 
 /// Sends a signal with the `kill` command (keeps this crate free of unsafe code).
 fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
-    let status = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status()?;
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()?;
     if !status.success() {
         bail!("kill -{sig} {pid} failed: {status}");
     }

@@ -18,7 +18,11 @@ impl TestServer {
     /// Starts a server after `tweak` adjusts the config.
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let mut config = Config { data_dir: dir.path().to_path_buf(), listen: "127.0.0.1:0".parse()?, ..Config::default() };
+        let mut config = Config {
+            data_dir: dir.path().to_path_buf(),
+            listen: "127.0.0.1:0".parse()?,
+            ..Config::default()
+        };
         tweak(&mut config);
         let server = Server::start(&config).await?;
         Ok(TestServer { server, dir })
