@@ -128,6 +128,7 @@ impl Limits {
         if parts.is_empty() {
             return Err(LogError::invalid("events", "an append needs at least one event"));
         }
+        let mut index = 0usize; // events are numbered across all parts, in request order
         for part in parts {
             validate_stream_name(&part.stream)?;
             if part.events.is_empty() {
@@ -136,7 +137,9 @@ impl Limits {
                     format!("the append to stream {:?} has no events", part.stream),
                 ));
             }
-            for (i, event) in part.events.iter().enumerate() {
+            for event in &part.events {
+                let i = index;
+                index += 1;
                 let at = |f: &str| format!("events[{i}].{f}");
                 validate_event_type(&event.event_type).map_err(|e| rename_field(e, &at("type")))?;
                 if event.id.is_empty() {
@@ -159,7 +162,7 @@ impl Limits {
                 let size = event_size(event);
                 if size > self.max_event_bytes {
                     return Err(LogError::LimitExceeded {
-                        what: format!("size of {} (bytes)", at("")).replace(".)", ")"),
+                        what: format!("size of events[{i}] (bytes)"),
                         limit: self.max_event_bytes,
                         actual: size,
                     });

@@ -113,12 +113,24 @@ pub(crate) struct Store {
 
 impl Store {
     pub(crate) fn open(path: &Path, cache_bytes: u64) -> Result<Store> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes)
             .flush_every_ms(None)
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+            .mode(sled::Mode::HighThroughput);
+        // sled's background threads may hold the directory lock for a moment after
+        // the previous handle in this process was dropped: retry briefly.
+        let mut attempts = 0;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") && attempts < 50 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let store = Store { db };
         match store.db.get(META_FORMAT)? {
             Some(v) => {

@@ -224,8 +224,8 @@ impl Writer {
         let mut seen = HashSet::new();
         let mut originals: Vec<Option<Original>> = Vec::new();
         let mut keys = Vec::new();
-        for part in parts {
-            for (i, event) in part.events.iter().enumerate() {
+        for (i, event) in parts.iter().flat_map(|p| &p.events).enumerate() {
+            {
                 let key = identity_key(&event.source, &event.id);
                 if !seen.insert(key) {
                     return Err(LogError::invalid(
