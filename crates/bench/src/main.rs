@@ -1,1 +1,124 @@
-fn main() {}
+//! `opsflow-bench`: measures the event log and its gRPC front end and prints a
+//! markdown table of figures next to their targets.
+//!
+//! ```text
+//! opsflow-bench --quick               # smoke run, under a minute
+//! opsflow-bench                       # full run: 5 s per level, a 1,000,000-event log
+//! opsflow-bench --only grpc-single    # one section
+//! ```
+//!
+//! Sections, in the order they run:
+//!
+//! - `grpc-single` ([`grpc::single`]): one event per append over gRPC, 1/16/256 clients.
+//! - `grpc-batch` ([`grpc::batch`]): 100-event appends over gRPC.
+//! - `library` ([`library::run`]): the same loads through `EventLog::append` directly.
+//! - `read` ([`read::run`]): a full scan of a big log built by [`big_log::build`].
+//! - `disk` ([`disk::measure`]): bytes on disk per event of that same log.
+//!
+//! Progress goes to stderr, the report to stdout.
+
+mod big_log;
+mod disk;
+mod event;
+mod grpc;
+mod latency;
+mod library;
+mod load;
+mod probe;
+mod read;
+mod report;
+
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::load::Phases;
+use crate::report::Report;
+
+/// Measures opsflow and prints a markdown table of figures and targets.
+#[derive(Debug, Parser)]
+#[command(name = "opsflow-bench", version)]
+struct Args {
+    /// Small sizes and short runs: a smoke test that finishes in well under a minute.
+    #[arg(long)]
+    quick: bool,
+    /// Events in the log that `read` and `disk` build [default: 1000000, 20000 with --quick].
+    #[arg(long, value_name = "N")]
+    events: Option<u64>,
+    /// Run only this section.
+    #[arg(long, value_enum, value_name = "NAME")]
+    only: Option<Section>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Section {
+    GrpcSingle,
+    GrpcBatch,
+    Library,
+    Read,
+    Disk,
+}
+
+/// Sizes of one run.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    /// Warm-up and measurement window of every load level.
+    pub phases: Phases,
+    /// Events in the big log of `read` and `disk`.
+    pub events: u64,
+}
+
+impl Args {
+    fn plan(&self) -> Plan {
+        let (warmup, measure, events) = if self.quick {
+            (0.2, 1.0, 20_000)
+        } else {
+            (1.0, 5.0, 1_000_000)
+        };
+        Plan {
+            phases: Phases {
+                warmup: Duration::from_secs_f64(warmup),
+                measure: Duration::from_secs_f64(measure),
+            },
+            events: self.events.unwrap_or(events).max(1),
+        }
+    }
+
+    fn runs(&self, section: Section) -> bool {
+        self.only.is_none_or(|only| only == section)
+    }
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let plan = args.plan();
+    // The server installs the Prometheus recorder; install it up front so the
+    // library sections pay the same metrics cost whichever sections run.
+    opsflow_server::metrics::install();
+    let mut report = Report::new(&plan, args.quick);
+
+    if args.runs(Section::GrpcSingle) {
+        report.extend(grpc::single(plan.phases).await?);
+    }
+    if args.runs(Section::GrpcBatch) {
+        report.extend(grpc::batch(plan.phases).await?);
+    }
+    if args.runs(Section::Library) {
+        report.extend(library::run(plan.phases).await?);
+    }
+    if args.runs(Section::Read) || args.runs(Section::Disk) {
+        let log = big_log::build(plan.events).await?;
+        report.push(log.build_row());
+        if args.runs(Section::Read) {
+            report.push(read::run(&log).await?);
+        }
+        let disk = disk::measure(log).await?;
+        if args.runs(Section::Disk) {
+            report.push(disk);
+        }
+    }
+
+    report.print();
+    Ok(())
+}
