@@ -261,8 +261,8 @@ mod tests {
         let mut seen = std::collections::HashMap::new();
         for _ in 0..500 {
             let (stream, version, _, _) = g.next();
-            let prev = seen.insert(stream.clone(), version.map_or(0, |v| v + 1));
-            assert_eq!(prev.map(|p: u64| p), version.map(|v| v), "{stream}");
+            let prev: Option<u64> = seen.insert(stream.clone(), version.map_or(0, |v| v + 1));
+            assert_eq!(prev, version, "{stream}");
         }
     }
 }
