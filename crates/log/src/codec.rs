@@ -325,13 +325,17 @@ impl<'a> Iterator for RawRecords<'a> {
         }
         let position = self.chunk.first_position + self.index;
         let buf: &'a [u8] = &self.chunk.bytes[self.offset.min(self.chunk.bytes.len())..];
-        let at = format!("position {position}");
-        let mut r = Reader::new(buf, &at);
+        let mut r = Reader::new(buf, "record");
         let result = (|| {
-            let n = usize::try_from(r.varint()?).map_err(|_| LogError::corrupt(&at, "length overflows"))?;
+            let n = usize::try_from(r.varint()?).map_err(|_| LogError::corrupt("record", "length overflows"))?;
             let rec = r.take(n)?;
             Ok((r.offset(), rec))
-        })();
+        })()
+        .map_err(|e| match e {
+            // Name the position only on failure: formatting it per record costs an allocation.
+            LogError::Corrupt { reason, .. } => LogError::corrupt(format!("position {position}"), reason),
+            other => other,
+        });
         self.index += 1;
         match result {
             Ok((consumed, rec)) => {

@@ -32,6 +32,7 @@
 
 mod codec;
 mod error;
+mod identity;
 mod limits;
 mod log;
 mod store;

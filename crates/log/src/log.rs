@@ -8,6 +8,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::codec::chain_hash;
+use crate::identity::{IdentityIndex, SegmentBuilder, fingerprint, segment_key};
 use crate::store::{GENESIS, Head, META_HEAD, META_INDEXED, Store, decode_from, tail_hash};
 use crate::writer::{AppendJob, Command, Writer};
 use crate::{
@@ -91,7 +92,10 @@ impl EventLog {
         let (tx, rx) = mpsc::channel(options.queue_depth.max(1));
         let (committed_tx, committed) = watch::channel(head.position);
         let poison = Arc::new(OnceLock::new());
-        let threads = Writer::new(store.clone(), head, last_recorded_at, poison.clone())
+        let started = Instant::now();
+        let identities = load_identities(&store)?;
+        tracing::debug!(identities = identities.len(), elapsed = ?started.elapsed(), "identity index loaded");
+        let threads = Writer::new(store.clone(), identities, head, last_recorded_at, poison.clone())
             .spawn(rx, committed_tx)
             .map_err(|e| LogError::Storage(sled::Error::Io(e)))?;
         tracing::info!(path = %path.display(), head = head.position, "event log opened");
@@ -531,6 +535,10 @@ fn recover(store: &Store) -> Result<Head> {
             batch.remove(k);
         }
     }
+    for item in store.db.range(segment_key(indexed + 1)..=segment_key(u64::MAX)) {
+        let (k, _) = item?;
+        batch.remove(k);
+    }
     store.db.apply_batch(batch)?;
     let mut batch = sled::Batch::default();
     let mut run: Option<(String, u64, u64, u64)> = None; // stream, first_version, first_position, count
@@ -541,11 +549,11 @@ fn recover(store: &Store) -> Result<Head> {
     };
     for chunk in store.chunks_from(indexed + 1)? {
         let chunk = chunk?;
+        let mut segment: Option<SegmentBuilder> = None;
         for event in decode_from(&chunk, indexed + 1, usize::MAX)? {
-            batch.insert(
-                &crate::store::identity_key(&event.source, &event.id),
-                &event.position.to_be_bytes(),
-            );
+            segment
+                .get_or_insert_with(|| SegmentBuilder::new(event.position))
+                .push(&fingerprint(&event.source, &event.id), event.position);
             let extends = run
                 .as_ref()
                 .is_some_and(|(s, v, p, n)| *s == event.stream && v + n == event.version && p + n == event.position);
@@ -558,6 +566,9 @@ fn recover(store: &Store) -> Result<Head> {
                 run = Some((event.stream.clone(), event.version, event.position, 1));
             }
         }
+        if let Some(segment) = segment {
+            batch.insert(&segment_key(segment.first_position), segment.finish());
+        }
     }
     flush_run(&mut batch, &run);
     batch.insert(META_HEAD, &head.encode()[..]);
@@ -565,6 +576,16 @@ fn recover(store: &Store) -> Result<Head> {
     store.db.apply_batch(batch)?;
     store.db.flush()?;
     Ok(head)
+}
+
+/// Loads every identity segment into memory.
+fn load_identities(store: &Store) -> Result<IdentityIndex> {
+    let mut index = IdentityIndex::default();
+    for item in store.db.range(segment_key(0)..=segment_key(u64::MAX)) {
+        let (k, v) = item?;
+        index.load_segment(crate::store::be_u64(&k[1..], "identity segment key")?, &v)?;
+    }
+    Ok(index)
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {

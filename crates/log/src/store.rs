@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `e` position(BE) | chunk of records starting at that position |
 //! | `s` stream `\0` first_version(BE) | first_position(BE), count(BE): one run of an append |
-//! | `i` fingerprint(16) | position of the event with that (source, id) |
+//! | `i` position(BE) | identity segment of the commit group starting there (see `identity.rs`) |
 //! | `m` name | meta: `format`, `head` (position, hash), `indexed` (position) |
 //!
 //! All functions here are synchronous: callers keep them off the async runtime.
@@ -13,7 +13,6 @@
 use std::path::Path;
 
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 
 use crate::codec::{Chunk, ZERO_HASH, decode_record};
 use crate::{LogError, RecordedEvent, Result};
@@ -51,19 +50,6 @@ pub(crate) fn run_value(first_position: u64, count: u64) -> [u8; 16] {
     v[..8].copy_from_slice(&first_position.to_be_bytes());
     v[8..].copy_from_slice(&count.to_be_bytes());
     v
-}
-
-/// Fingerprint of a CloudEvents identity: SHA-256 over the length-prefixed source and id.
-pub(crate) fn identity_key(source: &str, id: &str) -> [u8; 17] {
-    let mut h = Sha256::new();
-    h.update((source.len() as u64).to_be_bytes());
-    h.update(source.as_bytes());
-    h.update(id.as_bytes());
-    let d = h.finalize();
-    let mut k = [0u8; 17];
-    k[0] = b'i';
-    k[1..].copy_from_slice(&d[..16]);
-    k
 }
 
 pub(crate) fn be_u64(bytes: &[u8], at: &str) -> Result<u64> {
@@ -220,13 +206,6 @@ impl Store {
         decode_from(&chunk, position, 1).map(|mut v| v.pop())
     }
 
-    pub(crate) fn identity(&self, source: &str, id: &str) -> Result<Option<u64>> {
-        self.db
-            .get(identity_key(source, id))?
-            .map(|v| be_u64(&v, "identity index"))
-            .transpose()
-    }
-
     /// The last run of a stream.
     pub(crate) fn last_run(&self, stream: &str) -> Result<Option<Run>> {
         self.runs(stream, u64::MAX, true)?.next().transpose()
@@ -291,7 +270,11 @@ pub(crate) fn decode_from(chunk: &Chunk, position: u64, limit: usize) -> Result<
             prev = tail_hash(raw, p)?;
             continue;
         }
-        let event = decode_record(&chunk.bytes, raw, prev, &format!("position {p}"))?;
+        // Name the position only on failure: formatting it per event costs an allocation.
+        let event = decode_record(&chunk.bytes, raw, prev, "record").map_err(|e| match e {
+            LogError::Corrupt { reason, .. } => LogError::corrupt(format!("position {p}"), reason),
+            other => other,
+        })?;
         if event.position != p {
             return Err(LogError::corrupt(
                 format!("position {p}"),

@@ -16,7 +16,8 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::codec::{ChunkBuilder, EventFields, encode_record};
-use crate::store::{Head, META_HEAD, META_INDEXED, Run, Store, identity_key, run_value, stream_key};
+use crate::identity::{Fingerprint, IdentityIndex, SegmentBuilder, fingerprint, segment_key};
+use crate::store::{Head, META_HEAD, META_INDEXED, Run, Store, run_value, stream_key};
 use crate::{AppendOutcome, LogError, ProposedEvent, RecordedEvent, Result, StreamAppend};
 
 /// Close a chunk once it holds this many bytes.
@@ -61,6 +62,7 @@ struct Pending {
 
 pub(crate) struct Writer {
     store: Store,
+    identities: IdentityIndex,
     head: Head,
     last_recorded_at: i64,
     streams: HashMap<String, Option<u64>>,
@@ -70,7 +72,8 @@ pub(crate) struct Writer {
 struct Group {
     batch: sled::Batch,
     chunk: Option<ChunkBuilder>,
-    pending: HashMap<[u8; 17], Pending>,
+    pending: HashMap<Fingerprint, Pending>,
+    segment: Option<SegmentBuilder>,
     events: u64,
     bytes: u64,
     recorded_at: i64,
@@ -81,9 +84,16 @@ pub(crate) fn now_nanos() -> i64 {
 }
 
 impl Writer {
-    pub(crate) fn new(store: Store, head: Head, last_recorded_at: i64, poison: Arc<OnceLock<String>>) -> Self {
+    pub(crate) fn new(
+        store: Store,
+        identities: IdentityIndex,
+        head: Head,
+        last_recorded_at: i64,
+        poison: Arc<OnceLock<String>>,
+    ) -> Self {
         Writer {
             store,
+            identities,
             head,
             last_recorded_at,
             streams: HashMap::new(),
@@ -162,6 +172,7 @@ impl Writer {
             batch: sled::Batch::default(),
             chunk: None,
             pending: HashMap::new(),
+            segment: None,
             events: 0,
             bytes: 0,
             recorded_at,
@@ -181,6 +192,11 @@ impl Writer {
         if let Some(chunk) = group.chunk.take() {
             let first = chunk.first_position;
             group.batch.insert(&crate::store::chunk_key(first), chunk.finish());
+        }
+        if let Some(segment) = group.segment.take().filter(|s| !s.is_empty()) {
+            group
+                .batch
+                .insert(&segment_key(segment.first_position), segment.finish());
         }
         let mut outcomes_result = outcomes;
         if self.head != start_head {
@@ -226,7 +242,7 @@ impl Writer {
         let mut keys = Vec::new();
         for (i, event) in parts.iter().flat_map(|p| &p.events).enumerate() {
             {
-                let key = identity_key(&event.source, &event.id);
+                let key = fingerprint(&event.source, &event.id);
                 if !seen.insert(key) {
                     return Err(LogError::invalid(
                         format!("events[{i}].id"),
@@ -238,7 +254,15 @@ impl Writer {
                 }
                 let original = match group.pending.get(&key) {
                     Some(p) => Some(Original::Pending(*p)),
-                    None => self.store.identity(&event.source, &event.id)?.map(Original::Stored),
+                    None => match self.identities.get(&key) {
+                        // Confirm against the stored event: a fingerprint is not the identity.
+                        Some(position) => self
+                            .store
+                            .event_at(position)?
+                            .filter(|e| e.source == event.source && e.id == event.id)
+                            .map(|_| Original::Stored(position)),
+                        None => None,
+                    },
                 };
                 originals.push(original);
                 keys.push(key);
@@ -309,7 +333,11 @@ impl Writer {
                     group.batch.insert(&crate::store::chunk_key(first), full.finish());
                 }
                 if let Some(key) = keys.next() {
-                    group.batch.insert(&key, &position.to_be_bytes());
+                    group
+                        .segment
+                        .get_or_insert_with(|| SegmentBuilder::new(position))
+                        .push(&key, position);
+                    self.identities.insert(key, position);
                     group.pending.insert(
                         key,
                         Pending {

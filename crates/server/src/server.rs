@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use opsflow_log::{EventLog, LogOptions};
 use opsflow_proto::v1::audit_server::AuditServer;
 use opsflow_proto::v1::event_log_server::EventLogServer;
@@ -86,6 +87,13 @@ impl Server {
 
         let token = shutdown.clone();
         let serving = tokio::spawn(async move {
+            // gRPC and HTTP answers are small writes: disable Nagle, or delayed ACKs
+            // add tens of milliseconds to replies.
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                }
+            });
             axum::serve(listener, app)
                 .with_graceful_shutdown(token.cancelled_owned())
                 .await?;
