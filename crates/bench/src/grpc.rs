@@ -63,9 +63,18 @@ async fn level(clients: usize, batch: usize, phases: Phases) -> anyhow::Result<M
         data_dir: data_dir.path().to_path_buf(),
         ..Config::default()
     };
-    let server = Server::start(&config).await.context("cannot start the server")?;
-
-    let uri = format!("http://{}", server.addr());
+    // OPSFLOW_BENCH_SERVER=http://host:port loads a server that is already running
+    // (another process or machine), so the load generator does not share its CPU.
+    let external = std::env::var("OPSFLOW_BENCH_SERVER").ok();
+    let server = match external {
+        Some(_) => None,
+        None => Some(Server::start(&config).await.context("cannot start the server")?),
+    };
+    let uri = match (&external, &server) {
+        (Some(url), _) => url.clone(),
+        (None, Some(server)) => format!("http://{}", server.addr()),
+        (None, None) => anyhow::bail!("no server to load"),
+    };
     let mut channels = Vec::new();
     for _ in 0..clients.min(CONNECTIONS) {
         let channel = Endpoint::from_shared(uri.clone())?
@@ -75,16 +84,22 @@ async fn level(clients: usize, batch: usize, phases: Phases) -> anyhow::Result<M
             .with_context(|| format!("cannot connect to {uri}"))?;
         channels.push(channel);
     }
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     let appenders = (0..clients)
         .map(|client| GrpcAppender {
             client: EventLogClient::new(channels[client % channels.len()].clone()),
             client_id: client,
             batch,
+            run,
         })
         .collect();
     let measured = closed_loop(appenders, phases).await;
     drop(channels);
-    server.shutdown().await.context("server shutdown")?;
+    if let Some(server) = server {
+        server.shutdown().await.context("server shutdown")?;
+    }
     measured
 }
 
@@ -92,6 +107,8 @@ struct GrpcAppender {
     client: EventLogClient<Channel>,
     client_id: usize,
     batch: usize,
+    /// Distinguishes runs against a server that outlives them.
+    run: u128,
 }
 
 impl Appender for GrpcAppender {
@@ -102,7 +119,7 @@ impl Appender for GrpcAppender {
     async fn append(&mut self, seq: u64) -> anyhow::Result<()> {
         let c = self.client_id;
         let events = (0..self.batch)
-            .map(|i| event::proto("opsflow-bench/grpc", format!("c{c}-{seq}-{i}"), seq))
+            .map(|i| event::proto("opsflow-bench/grpc", format!("{:x}-c{c}-{seq}-{i}", self.run), seq))
             .collect();
         let request = v1::AppendRequest {
             stream: format!("bench/c{c}-{}", seq % STREAMS_PER_CLIENT),

@@ -5,6 +5,8 @@
 //! opsflow-bench --quick               # smoke run, under a minute
 //! opsflow-bench                       # full run: 5 s per level, a 1,000,000-event log
 //! opsflow-bench --only grpc-single    # one section
+//! OPSFLOW_BENCH_SERVER=http://127.0.0.1:7070 opsflow-bench --only grpc-single
+//!                                     # load a server running elsewhere (its own CPU)
 //! ```
 //!
 //! Sections, in the order they run:

@@ -94,15 +94,16 @@ pub fn validate_event_type(event_type: &str) -> Result<()> {
     Ok(())
 }
 
-fn validate_text(field: &str, value: &str, max: usize) -> Result<()> {
+/// Checks a free-text attribute; `field` is only formatted when there is an error.
+fn validate_text(field: impl Fn() -> String, value: &str, max: usize) -> Result<()> {
     if value.len() > max {
         return Err(LogError::invalid(
-            field,
+            field(),
             format!("is {} bytes long, over the limit of {max}", value.len()),
         ));
     }
     if value.chars().any(char::is_control) {
-        return Err(LogError::invalid(field, "must not contain control characters"));
+        return Err(LogError::invalid(field(), "must not contain control characters"));
     }
     Ok(())
 }
@@ -148,16 +149,16 @@ impl Limits {
                 if event.source.is_empty() {
                     return Err(LogError::invalid(at("source"), "must not be empty"));
                 }
-                validate_text(&at("id"), &event.id, MAX_ID_LEN)?;
-                validate_text(&at("source"), &event.source, MAX_SOURCE_LEN)?;
-                validate_text(&at("content_type"), &event.content_type, MAX_ATTRIBUTE_LEN)?;
-                validate_text(&at("correlation_id"), &event.correlation_id, MAX_ATTRIBUTE_LEN)?;
-                validate_text(&at("causation_id"), &event.causation_id, MAX_ATTRIBUTE_LEN)?;
+                validate_text(|| at("id"), &event.id, MAX_ID_LEN)?;
+                validate_text(|| at("source"), &event.source, MAX_SOURCE_LEN)?;
+                validate_text(|| at("content_type"), &event.content_type, MAX_ATTRIBUTE_LEN)?;
+                validate_text(|| at("correlation_id"), &event.correlation_id, MAX_ATTRIBUTE_LEN)?;
+                validate_text(|| at("causation_id"), &event.causation_id, MAX_ATTRIBUTE_LEN)?;
                 for key in event.metadata.keys() {
                     if key.is_empty() {
                         return Err(LogError::invalid(at("metadata"), "keys must not be empty"));
                     }
-                    validate_text(&at("metadata"), key, MAX_ATTRIBUTE_LEN)?;
+                    validate_text(|| at("metadata"), key, MAX_ATTRIBUTE_LEN)?;
                 }
                 let size = event_size(event);
                 if size > self.max_event_bytes {
