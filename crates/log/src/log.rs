@@ -184,6 +184,72 @@ impl EventLog {
         outcome
     }
 
+    /// Appends each part independently (each atomic on its own), in order, in one
+    /// group commit: one result per part. For transports that ingest many unrelated
+    /// messages at once, where one bad message must not fail its neighbours.
+    pub async fn append_each(&self, mut parts: Vec<StreamAppend>) -> Vec<Result<AppendOutcome>> {
+        let started = Instant::now();
+        let mut results: Vec<Option<Result<AppendOutcome>>> = Vec::with_capacity(parts.len());
+        let mut jobs = Vec::with_capacity(parts.len());
+        let mut waiting = Vec::with_capacity(parts.len());
+        let poisoned = self.failure();
+        for part in &mut parts {
+            for event in &mut part.events {
+                normalize(event);
+            }
+        }
+        for part in parts {
+            let parts = vec![part];
+            if let Some(reason) = &poisoned {
+                results.push(Some(Err(LogError::Poisoned(reason.clone()))));
+            } else if let Err(e) = self.inner.limits.validate(&parts) {
+                results.push(Some(Err(e)));
+            } else {
+                let (reply, rx) = oneshot::channel();
+                jobs.push(AppendJob { parts, reply });
+                waiting.push((results.len(), rx));
+                results.push(None);
+            }
+        }
+        if !jobs.is_empty() && self.inner.tx.send(Command::Many(jobs)).await.is_err() {
+            return results
+                .into_iter()
+                .map(|r| r.unwrap_or(Err(LogError::Closed)))
+                .collect();
+        }
+        for (index, rx) in waiting {
+            let outcome = rx
+                .await
+                .unwrap_or(Err(LogError::Closed))
+                .and_then(|mut v| v.pop().ok_or(LogError::Closed));
+            metrics::counter!("opsflow_appends_total", "result" => if outcome.is_ok() { "ok" } else { "error" })
+                .increment(1);
+            results[index] = Some(outcome);
+        }
+        metrics::histogram!("opsflow_append_latency_seconds").record(started.elapsed().as_secs_f64());
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(LogError::Closed)))
+            .collect()
+    }
+
+    /// The position a named consumer (a projection, a publisher) has processed up
+    /// to, as last saved with [`EventLog::save_checkpoint`].
+    pub fn checkpoint(&self, name: &str) -> Result<Option<u64>> {
+        self.inner.store.meta_position(&checkpoint_key(name))
+    }
+
+    /// Saves a named consumer's checkpoint. It becomes durable with the next group
+    /// commit or [`EventLog::close`]: after a crash a consumer may resume from an
+    /// older checkpoint, so what it does must be idempotent. Blocking (microseconds).
+    pub fn save_checkpoint(&self, name: &str, position: u64) -> Result<()> {
+        self.inner
+            .store
+            .db
+            .insert(checkpoint_key(name), &position.to_be_bytes())?;
+        Ok(())
+    }
+
     /// Reads the whole log from a position (see [`EventLog::read_all_blocking`]).
     pub async fn read_all(&self, from: Option<u64>, direction: Direction, limit: usize) -> Result<Vec<RecordedEvent>> {
         let log = self.clone();
@@ -506,6 +572,12 @@ impl EventLog {
     }
 }
 
+fn checkpoint_key(name: &str) -> Vec<u8> {
+    let mut k = b"c".to_vec();
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
 /// Fills defaults: a ULID id, the default source, the JSON content type.
 fn normalize(event: &mut ProposedEvent) {
     if event.id.is_empty() {
@@ -670,6 +742,56 @@ mod tests {
             .append("order/1", ExpectedVersion::Exact(2), vec![event("d")])
             .await?;
         assert_eq!(outcome.stream_version, 3);
+        log.close().await
+    }
+
+    /// One bad message must not fail its neighbours; order is kept.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn append_each_isolates_failures_and_keeps_order() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| LogError::Storage(e.into()))?;
+        let log = EventLog::open_async(dir.path(), LogOptions::default()).await?;
+        log.append("s/1", ExpectedVersion::Any, vec![event("dup")]).await?;
+        let part = |stream: &str, expected, e| StreamAppend {
+            stream: stream.into(),
+            expected,
+            events: vec![e],
+        };
+        let results = log
+            .append_each(vec![
+                part("s/2", ExpectedVersion::NoStream, event("a")),
+                part("s/2", ExpectedVersion::NoStream, event("b")), // conflict: s/2 exists by now
+                part("bad//stream", ExpectedVersion::Any, event("c")),
+                part("s/1", ExpectedVersion::Any, event("dup")), // exact retry
+                part("s/2", ExpectedVersion::Exact(0), event("d")),
+            ])
+            .await;
+        assert_eq!(results[0].as_ref().map(|o| o.first_position()).ok(), Some(2));
+        assert!(matches!(results[1], Err(LogError::WrongExpectedVersion { .. })));
+        assert!(matches!(results[2], Err(LogError::InvalidArgument { .. })));
+        assert!(
+            results[3]
+                .as_ref()
+                .is_ok_and(|o| o.duplicate && o.first_position() == 1)
+        );
+        assert_eq!(
+            results[4].as_ref().map(|o| (o.first_position(), o.stream_version)).ok(),
+            Some((3, 1))
+        );
+        assert_eq!(log.head(), 3);
+        log.close().await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn checkpoints_survive_close() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| LogError::Storage(e.into()))?;
+        let log = EventLog::open_async(dir.path(), LogOptions::default()).await?;
+        assert_eq!(log.checkpoint("outbound")?, None);
+        log.save_checkpoint("outbound", 42)?;
+        log.close().await?;
+        drop(log);
+        let log = EventLog::open_async(dir.path(), LogOptions::default()).await?;
+        assert_eq!(log.checkpoint("outbound")?, Some(42));
+        assert_eq!(log.checkpoint("other")?, None);
         log.close().await
     }
 }

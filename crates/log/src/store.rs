@@ -7,6 +7,7 @@
 //! | `s` stream `\0` first_version(BE) | first_position(BE), count(BE): one run of an append |
 //! | `i` position(BE) | identity segment of the commit group starting there (see `identity.rs`) |
 //! | `m` name | meta: `format`, `head` (position, hash), `indexed` (position) |
+//! | `c` name | checkpoint of a named consumer (position) |
 //!
 //! All functions here are synchronous: callers keep them off the async runtime.
 

@@ -36,6 +36,8 @@ pub(crate) struct AppendJob {
 
 pub(crate) enum Command {
     Append(AppendJob),
+    /// Independent appends, in order, sent together (see `EventLog::append_each`).
+    Many(Vec<AppendJob>),
     Close(oneshot::Sender<()>),
 }
 
@@ -132,6 +134,14 @@ impl Writer {
                         count += job.parts.iter().map(|p| p.events.len()).sum::<usize>();
                         jobs.push(job);
                     }
+                    Command::Many(many) => {
+                        count += many
+                            .iter()
+                            .flat_map(|j| &j.parts)
+                            .map(|p| p.events.len())
+                            .sum::<usize>();
+                        jobs.extend(many);
+                    }
                     Command::Close(done) => {
                         closing = Some(done);
                         break;
@@ -153,7 +163,12 @@ impl Writer {
             // Refuse whatever is still queued, then let the flusher finish.
             rx.close();
             while let Ok(cmd) = rx.try_recv() {
-                if let Command::Append(job) = cmd {
+                let jobs = match cmd {
+                    Command::Append(job) => vec![job],
+                    Command::Many(jobs) => jobs,
+                    Command::Close(_) => Vec::new(),
+                };
+                for job in jobs {
                     let _ = job.reply.send(Err(LogError::Closed));
                 }
             }
