@@ -65,3 +65,21 @@ pub async fn read_all(client: &mut EventLogClient<Channel>) -> anyhow::Result<Ve
         }
     }
 }
+
+/// Waits until `GET /readyz` answers 200 (every configured part is serving).
+pub async fn wait_ready(url: &str) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(r) = reqwest::get(format!("{url}/readyz")).await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                anyhow::bail!("{url} not ready after 30 s: {}", r.text().await.unwrap_or_default());
+            }
+        } else if std::time::Instant::now() > deadline {
+            anyhow::bail!("{url} not answering /readyz after 30 s");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

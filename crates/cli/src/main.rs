@@ -71,6 +71,10 @@ struct DevArgs {
     /// Demo random seed (the same seed gives the same events).
     #[arg(long, default_value_t = 42)]
     demo_seed: u64,
+    /// Also ingest from, answer requests on, and publish to this NATS server
+    /// (JetStream enabled), e.g. nats://127.0.0.1:4222.
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
 }
 
 /// How client subcommands print.
@@ -162,6 +166,9 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     config.demo.enabled = args.demo;
     config.demo.rate = args.demo_rate;
     config.demo.seed = args.demo_seed;
+    if let Some(url) = args.nats {
+        config.nats = Some(opsflow_server::NatsConfig::url(url));
+    }
     config.validate()?;
     serve(config).await
 }
@@ -174,6 +181,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     println!("  gRPC      {url}  (opsflow.v1.EventLog, opsflow.v1.Audit, health, reflection)");
     println!("  HTTP      {url}/v1/events  {url}/v1/streams/{{stream}}");
     println!("  health    {url}/healthz  {url}/readyz  {url}/metrics");
+    if let Some(nats) = &config.nats {
+        println!(
+            "  NATS      {}  ingest {} -> stream {}",
+            nats.urls.join(","),
+            nats.ingest.subjects.join(","),
+            nats.ingest.stream
+        );
+        println!(
+            "            requests {}  outbound {}.<type>  dead letters {}.<reason>",
+            nats.request_reply.subject, nats.outbound.subject_prefix, nats.dead_letters.subject_prefix
+        );
+    }
     println!("  try       opsflow tail --server {url}");
     if config.demo.enabled {
         println!("  demo      {} events/s, seed {}", config.demo.rate, config.demo.seed);

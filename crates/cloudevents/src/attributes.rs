@@ -1,7 +1,7 @@
-//! The core both bindings share: the attributes a binding collected (JSON members
-//! or `ce-` headers) plus the payload, checked in a fixed order and turned into an
-//! [`Incoming`] event. Collecting first and checking after keeps the first error
-//! reported independent of member or header order.
+//! The core every binding shares: the attributes a binding collected (JSON members,
+//! `ce-` headers or protobuf fields and map entries) plus the payload, checked in a
+//! fixed order and turned into an [`Incoming`] event. Collecting first and checking
+//! after keeps the first error reported independent of member or header order.
 
 use std::collections::BTreeMap;
 
@@ -45,6 +45,12 @@ pub(crate) enum Payload<'a> {
     Base64(String),
     /// The body of a binary-mode message.
     Body(Bytes),
+    /// Data the format marks as binary (protobuf `binary_data`).
+    Binary(Bytes),
+    /// Data the format marks as text (protobuf `text_data`).
+    Text(String),
+    /// A serialized protobuf message (the value of protobuf `proto_data`).
+    Protobuf(Bytes),
 }
 
 /// Whether `name` is a CloudEvents attribute name: lower-case ASCII letters and digits.
@@ -69,6 +75,11 @@ impl Attributes {
         }
         self.values.insert(name, value);
         Ok(())
+    }
+
+    /// Whether the attribute `name` has been added.
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        self.values.contains_key(name)
     }
 
     /// Checks the attributes and the payload and maps them to the log.
@@ -209,11 +220,31 @@ fn resolve_payload(payload: Payload<'_>, declared: Option<String>) -> Result<(St
             let data = base64::engine::general_purpose::STANDARD
                 .decode(text.as_bytes())
                 .map_err(|e| CloudEventError::invalid("data_base64", &text, format!("not standard base64 ({e})")))?;
-            Ok((
-                declared.unwrap_or_else(|| media::OCTET_STREAM.to_owned()),
-                Bytes::from(data),
-            ))
+            resolve_payload(Payload::Binary(Bytes::from(data)), declared)
         }
+        Payload::Binary(data) => Ok((declared.unwrap_or_else(|| media::OCTET_STREAM.to_owned()), data)),
+        Payload::Text(text) => {
+            let content_type = declared.unwrap_or_else(|| media::TEXT_PLAIN.to_owned());
+            if media::is_json(&content_type)
+                && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&text)
+            {
+                return Err(CloudEventError::invalid(
+                    "data",
+                    &text,
+                    format!("not JSON, although datacontenttype {content_type:?} says it is ({e})"),
+                ));
+            }
+            Ok((content_type, Bytes::from(text)))
+        }
+        Payload::Protobuf(data) => match declared {
+            None => Ok((media::PROTOBUF.to_owned(), data)),
+            Some(declared) if media::is_protobuf(&declared) => Ok((declared, data)),
+            Some(declared) => Err(CloudEventError::invalid(
+                "datacontenttype",
+                &declared,
+                "the data is a protobuf message (`proto_data`): datacontenttype must be application/protobuf or absent",
+            )),
+        },
         Payload::Body(body) => {
             let content_type = match declared {
                 Some(declared) => declared,

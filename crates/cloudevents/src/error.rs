@@ -12,6 +12,25 @@ pub enum CloudEventError {
     #[error("invalid JSON: {0}")]
     Json(#[from] serde_json::Error),
 
+    /// The body does not decode as the protobuf message of its format
+    /// (`CloudEvent` or `CloudEventBatch`); prost's message names the field.
+    #[error("invalid protobuf: {0}")]
+    Protobuf(#[from] prost::DecodeError),
+
+    /// [`parse_any`](crate::parse_any) cannot tell the content mode: the content
+    /// type is not a CloudEvents format, there is no `ce-specversion` header, and
+    /// (without a content type) the body is not a JSON object.
+    #[error(
+        "cannot tell the CloudEvents content mode: {}; send one of {} (structured or batch), \
+         or binary mode with a `ce-specversion` header",
+        describe_content_type(.content_type.as_deref()),
+        crate::mode::SUPPORTED.join(", ")
+    )]
+    UnsupportedContentMode {
+        /// The content type as given; `None` when there was none.
+        content_type: Option<String>,
+    },
+
     /// A required attribute (`specversion`, `id`, `source`, `type`) is absent or null.
     #[error("missing required attribute `{attribute}`")]
     MissingAttribute { attribute: String },
@@ -76,7 +95,9 @@ impl CloudEventError {
     /// `subject` when the stream is missing). Looks through batch wrapping.
     pub fn attribute(&self) -> Option<&str> {
         match self {
-            CloudEventError::Json(_) => None,
+            CloudEventError::Json(_)
+            | CloudEventError::Protobuf(_)
+            | CloudEventError::UnsupportedContentMode { .. } => None,
             CloudEventError::MissingAttribute { attribute }
             | CloudEventError::WrongType { attribute, .. }
             | CloudEventError::EmptyAttribute { attribute }
@@ -135,6 +156,13 @@ fn excerpt(value: &str) -> String {
         end -= 1;
     }
     format!("{}...", &value[..end])
+}
+
+fn describe_content_type(content_type: Option<&str>) -> String {
+    match content_type {
+        Some(content_type) => format!("content type {:?} is not a CloudEvents format", excerpt(content_type)),
+        None => "there is no content type and the body is not a JSON object".to_owned(),
+    }
 }
 
 fn list_fields(fields: &[String]) -> String {

@@ -1,15 +1,20 @@
 //! CloudEvents 1.0 bindings for the opsflow log: the JSON event format
-//! (structured mode and batches) and the HTTP binary mode in, recorded events as
-//! JSON out. No network code: transports hand bytes and headers to these
-//! functions and append what they return.
+//! (structured mode and batches), the protobuf event format (one event and
+//! batches) and the HTTP binary mode in; recorded events as JSON or protobuf
+//! out. No network code: transports hand bytes and headers to these functions
+//! and append what they return.
 //!
 //! | mode | media type | function |
 //! |---|---|---|
+//! | any of the below, picked from content type and headers | | [`parse_any`] |
 //! | structured | `application/cloudevents+json` | [`parse_structured`] |
 //! | batch | `application/cloudevents-batch+json` | [`parse_batch`] |
+//! | structured, protobuf | `application/cloudevents+protobuf` | [`parse_protobuf`] |
+//! | batch, protobuf | `application/cloudevents-batch+protobuf` | [`parse_protobuf_batch`] |
 //! | binary | `ce-*` headers, data in the body | [`parse_binary`] |
 //! | read representation | `application/json` | [`recorded_to_json`] |
 //! | structured, outbound | `application/cloudevents+json` | [`recorded_to_cloudevent`] |
+//! | structured, outbound, protobuf | `application/cloudevents+protobuf` | [`recorded_to_protobuf`] |
 //!
 //! ```
 //! use opsflow_cloudevents::{parse_structured, Incoming};
@@ -28,6 +33,16 @@
 //! assert_eq!(event.metadata["tenant"], "acme");
 //! # Ok::<(), opsflow_cloudevents::CloudEventError>(())
 //! ```
+//!
+//! # Choosing the mode
+//!
+//! [`parse_any`] picks the mode as an HTTP or NATS transport should: the four
+//! CloudEvents media types above (any case, parameters ignored) select their
+//! format; otherwise a `ce-specversion` header (any case) means binary mode;
+//! otherwise a message with no content type whose body starts with `{` is
+//! structured JSON (the NATS binding's structured mode, which may arrive without
+//! headers); anything else is [`CloudEventError::UnsupportedContentMode`], naming
+//! the content type and the supported modes.
 //!
 //! # Attributes
 //!
@@ -61,6 +76,28 @@
 //!   (`application/octet-stream` when a non-empty body has none). Header values are
 //!   percent-decoded per the HTTP binding (§3.1.3.2); `ce-datacontenttype` is refused.
 //!
+//! # The protobuf format
+//!
+//! The message is `io.cloudevents.v1.CloudEvent` (or `CloudEventBatch`) from
+//! [`opsflow_proto::cloudevents`]; bytes that do not decode are
+//! [`CloudEventError::Protobuf`]. The required attributes are the fields `id`,
+//! `source`, `spec_version` and `type` (empty counts as missing; as map entries
+//! they are refused), the others are entries of `attributes`. Each typed value
+//! is taken in the form the JSON format carries it: `ce_string`, `ce_uri` and
+//! `ce_uri_ref` as strings, `ce_integer` as a number, `ce_boolean` as a boolean,
+//! `ce_bytes` as base64 text and `ce_timestamp` as RFC 3339 text (so `time` may
+//! be a timestamp or a string); an entry with no value set is absent. Then every
+//! rule above applies unchanged. The data:
+//!
+//! - `binary_data`: the bytes; content type `datacontenttype`, else
+//!   `application/octet-stream`.
+//! - `text_data`: the UTF-8 text as sent; content type `datacontenttype`, else
+//!   `text/plain`. With a JSON content type the text must parse as JSON.
+//! - `proto_data` (`google.protobuf.Any`): its `value` bytes with content type
+//!   `application/protobuf` (a declared `datacontenttype` must be that media
+//!   type); its `type_url` is recorded as the `dataschema` metadata unless a
+//!   `dataschema` attribute is given.
+//!
 //! # The stream rule
 //!
 //! 1. `subject`, when present, is the stream.
@@ -91,7 +128,10 @@
 //! (`position`, `streamversion`, `recordedat`). Feeding that back to
 //! [`parse_structured`] gives the same stream, identity, time and ids, and the
 //! same data (JSON data as an equivalent document: keys sorted, numbers as
-//! `serde_json` prints them).
+//! `serde_json` prints them). [`recorded_to_protobuf`] gives the same event in the
+//! protobuf format (timestamps as `ce_timestamp`, JSON and text data as
+//! `text_data`, other data as `binary_data`); [`parse_protobuf`] gives its data
+//! back byte for byte.
 
 mod attributes;
 mod binary;
@@ -99,12 +139,16 @@ mod error;
 mod incoming;
 mod json;
 mod media;
+mod mode;
 mod output;
+mod protobuf;
 mod stream;
 
 pub use binary::parse_binary;
 pub use error::{CloudEventError, Result};
 pub use incoming::Incoming;
 pub use json::{parse_batch, parse_structured};
+pub use mode::parse_any;
 pub use output::{recorded_to_cloudevent, recorded_to_json};
+pub use protobuf::{parse_protobuf, parse_protobuf_batch, recorded_to_protobuf};
 pub use stream::stream_for;

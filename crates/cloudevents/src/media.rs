@@ -3,6 +3,24 @@
 /// The content type given to data whose type nobody declared (RFC 9110 §8.3).
 pub(crate) const OCTET_STREAM: &str = "application/octet-stream";
 
+/// The content type given to protobuf `text_data` whose type nobody declared.
+pub(crate) const TEXT_PLAIN: &str = "text/plain";
+
+/// The content type of protobuf message data (protobuf format §1.2).
+pub(crate) const PROTOBUF: &str = "application/protobuf";
+
+/// One CloudEvent in the JSON format (structured mode).
+pub(crate) const CLOUDEVENTS_JSON: &str = "application/cloudevents+json";
+
+/// A batch of CloudEvents in the JSON format.
+pub(crate) const CLOUDEVENTS_BATCH_JSON: &str = "application/cloudevents-batch+json";
+
+/// One CloudEvent in the protobuf format.
+pub(crate) const CLOUDEVENTS_PROTOBUF: &str = "application/cloudevents+protobuf";
+
+/// A batch of CloudEvents in the protobuf format.
+pub(crate) const CLOUDEVENTS_BATCH_PROTOBUF: &str = "application/cloudevents-batch+protobuf";
+
 /// Splits `type/subtype; params` into lower-cased `(type, subtype)`.
 fn essence(content_type: &str) -> Option<(String, String)> {
     let media = content_type.split(';').next()?.trim().to_ascii_lowercase();
@@ -14,6 +32,22 @@ fn essence(content_type: &str) -> Option<(String, String)> {
 /// parameters ignored (CloudEvents JSON format §3.1.1).
 pub(crate) fn is_json(content_type: &str) -> bool {
     essence(content_type).is_some_and(|(_, subtype)| subtype == "json" || subtype.ends_with("+json"))
+}
+
+/// Whether `content_type` is the media type `expected` (lower-case `type/subtype`),
+/// in any case and with any parameters.
+pub(crate) fn is_media_type(content_type: &str, expected: &str) -> bool {
+    essence(content_type).is_some_and(|(kind, subtype)| {
+        expected
+            .split_once('/')
+            .is_some_and(|(want_kind, want_subtype)| kind == want_kind && subtype == want_subtype)
+    })
+}
+
+/// Whether `content_type` declares a serialized protobuf message
+/// (`application/protobuf`, or the older `application/x-protobuf`).
+pub(crate) fn is_protobuf(content_type: &str) -> bool {
+    is_media_type(content_type, PROTOBUF) || is_media_type(content_type, "application/x-protobuf")
 }
 
 /// Whether `content_type` declares text (`text/*`, XML), written as a `data` string.
@@ -46,6 +80,19 @@ mod tests {
         ] {
             assert!(!is_json(other), "{other}");
         }
+    }
+
+    #[test]
+    fn media_types_ignore_case_and_parameters() {
+        assert!(is_media_type(
+            " Application/CloudEvents+JSON ; charset=utf-8",
+            CLOUDEVENTS_JSON
+        ));
+        assert!(!is_media_type("application/cloudevents+json", CLOUDEVENTS_BATCH_JSON));
+        assert!(!is_media_type("application", CLOUDEVENTS_JSON));
+        assert!(is_protobuf("application/protobuf; messageType=\"x.Y\""));
+        assert!(is_protobuf("application/x-protobuf"));
+        assert!(!is_protobuf("application/json"));
     }
 
     #[test]

@@ -8,9 +8,10 @@ use serde_json::{Map, Value, json};
 use crate::attributes::is_attribute_name;
 use crate::media;
 
-/// Attribute names `recorded_to_cloudevent` sets itself (or must never take from
-/// metadata); metadata entries with these names are not copied.
-const RESERVED: &[&str] = &[
+/// Attribute names `recorded_to_cloudevent` and `recorded_to_protobuf` set
+/// themselves (or must never take from metadata); metadata entries with these
+/// names are not copied.
+pub(crate) const RESERVED: &[&str] = &[
     "specversion",
     "id",
     "source",
@@ -115,7 +116,7 @@ fn object(value: Value) -> Map<String, Value> {
 }
 
 /// The log records events with data and no content type as JSON.
-fn effective_content_type(event: &RecordedEvent) -> &str {
+pub(crate) fn effective_content_type(event: &RecordedEvent) -> &str {
     if event.content_type.is_empty() && !event.data.is_empty() {
         JSON
     } else {

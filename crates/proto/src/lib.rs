@@ -16,5 +16,16 @@ pub mod v1 {
     tonic::include_proto!("opsflow.v1");
 }
 
+/// Package `io.cloudevents.v1`: the CloudEvents Protobuf Event Format, from the
+/// CloudEvents specification (`proto/io/cloudevents/v1/cloudevents.proto`).
+#[allow(clippy::all, missing_docs)]
+pub mod cloudevents {
+    tonic::include_proto!("io.cloudevents.v1");
+}
+
+/// Conversions to and from the log's types.
+#[cfg(feature = "log")]
+pub mod convert;
+
 /// Encoded `FileDescriptorSet` of every opsflow proto, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/opsflow_descriptor.bin"));

@@ -21,6 +21,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub log: LogConfig,
     pub demo: DemoConfig,
+    /// NATS transport; absent means no NATS (the embedded default).
+    pub nats: Option<opsflow_nats::NatsConfig>,
 }
 
 /// Event log settings.
@@ -65,6 +67,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
             log: LogConfig::default(),
             demo: DemoConfig::default(),
+            nats: None,
         }
     }
 }
@@ -177,6 +180,10 @@ impl Config {
         if self.demo.rate == 0 {
             return invalid("demo.rate", "must be at least 1 event per second".into());
         }
+        if let Some(nats) = &self.nats {
+            nats.validate()
+                .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
+        }
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir", "must not be empty".into());
         }
@@ -185,6 +192,13 @@ impl Config {
 }
 
 fn parse_env_value(value: &str) -> toml::Value {
+    // TOML arrays (`["nats://a:4222","nats://b:4222"]`) as such.
+    if value.trim_start().starts_with('[')
+        && let Ok(t) = format!("v = {value}").parse::<toml::Table>()
+        && let Some(v) = t.get("v")
+    {
+        return v.clone();
+    }
     // Numbers and booleans as such; everything else (paths, addresses) as a string.
     if let Ok(i) = value.parse::<i64>() {
         return toml::Value::Integer(i);
@@ -250,6 +264,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("OPSFLOW_LISTN") && err.contains("listn"), "{err}");
+    }
+
+    #[test]
+    fn nats_section_and_array_env() {
+        let config = Config::load(None, env(&[("OPSFLOW_NATS__URLS", r#"["nats://127.0.0.1:4333"]"#)])).unwrap();
+        let nats = config.nats.unwrap();
+        assert_eq!(nats.urls, ["nats://127.0.0.1:4333"]);
+        assert_eq!(nats.ingest.stream, "OPS_EVENTS");
+        let err = Config::load(None, env(&[("OPSFLOW_NATS__INGEST__RETENTION", "forever")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nats.ingest.retention"), "{err}");
+        assert!(Config::load(None, env(&[])).unwrap().nats.is_none());
     }
 
     #[test]

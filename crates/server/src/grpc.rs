@@ -3,14 +3,16 @@
 use std::pin::Pin;
 
 use futures::Stream;
-use opsflow_log::{Direction, EventFilter, EventLog, LogError, StreamAppend, SubscriptionItem};
+use opsflow_log::{Direction, EventFilter, EventLog, LogError, SubscriptionItem};
 use opsflow_proto::v1::{self, subscribe_response};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::{ApiError, convert};
+use opsflow_proto::convert;
+
+use crate::ApiError;
 
 /// Default and maximum number of events a `Read` returns.
 pub const DEFAULT_READ_LIMIT: u32 = 1000;
@@ -29,18 +31,7 @@ pub struct EventLogService {
 #[tonic::async_trait]
 impl v1::event_log_server::EventLog for EventLogService {
     async fn append(&self, request: Request<v1::AppendRequest>) -> Result<Response<v1::AppendResponse>, Status> {
-        let req = request.into_inner();
-        let events = req
-            .events
-            .into_iter()
-            .enumerate()
-            .map(|(i, e)| convert::proposed(i, e))
-            .collect::<Result<Vec<_>, _>>()?;
-        let part = StreamAppend {
-            stream: req.stream,
-            expected: convert::expected(req.expected),
-            events,
-        };
+        let part = convert::stream_append(request.into_inner(), "opsflow:grpc").map_err(ApiError::from)?;
         let outcome = self
             .log
             .append_many(vec![part])
@@ -48,13 +39,7 @@ impl v1::event_log_server::EventLog for EventLogService {
             .map_err(ApiError::from)?
             .pop()
             .ok_or_else(|| Status::internal("the log returned no outcome"))?;
-        Ok(Response::new(v1::AppendResponse {
-            first_position: outcome.first_position(),
-            last_position: outcome.last_position(),
-            stream_version: outcome.stream_version,
-            duplicate: outcome.duplicate,
-            positions: outcome.positions,
-        }))
+        Ok(Response::new(convert::append_response(&outcome)))
     }
 
     type ReadStream = EventStream<v1::ReadResponse>;

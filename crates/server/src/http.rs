@@ -24,6 +24,7 @@ pub const EXPECTED_VERSION_HEADER: &str = "opsflow-expected-version";
 pub struct HttpState {
     pub log: EventLog,
     pub tasks: Tasks,
+    pub nats: Option<crate::server::NatsState>,
 }
 
 /// The HTTP routes.
@@ -212,7 +213,27 @@ async fn verify(State(state): State<HttpState>) -> Result<Json<Value>, ApiError>
 }
 
 async fn readyz(State(state): State<HttpState>) -> Response {
-    let (ready, report) = readiness(&state.log, &state.tasks);
+    let (mut ready, mut report) = readiness(&state.log, &state.tasks);
+    if let Some(nats) = &state.nats {
+        let connected = opsflow_nats::is_connected(&nats.client);
+        let part = |wanted: bool, flag: &opsflow_nats::Flag| match (wanted, flag.get()) {
+            (false, _) => "disabled",
+            (true, true) => "ready",
+            (true, false) => "starting or recovering",
+        };
+        let ingest = part(nats.wanted.ingest, &nats.ready.ingest);
+        let requests = part(nats.wanted.requests, &nats.ready.requests);
+        let outbound = part(nats.wanted.outbound, &nats.ready.outbound);
+        ready &= connected
+            && [ingest, requests, outbound]
+                .iter()
+                .all(|s| *s != "starting or recovering");
+        report["nats"] = json!({
+            "status": if connected { "connected" } else { "disconnected" },
+            "ingest": ingest, "requests": requests, "outbound": outbound,
+        });
+        report["ready"] = json!(ready);
+    }
     let status = if ready {
         StatusCode::OK
     } else {

@@ -13,7 +13,6 @@
 //! ```
 
 mod config;
-mod convert;
 mod error;
 mod grpc;
 mod health;
@@ -25,4 +24,5 @@ pub use config::{Config, ConfigError, DemoConfig, LogConfig};
 pub use error::ApiError;
 pub use health::{TaskState, Tasks, readiness};
 pub use http::EXPECTED_VERSION_HEADER;
+pub use opsflow_nats::NatsConfig;
 pub use server::{Server, wait_for_signal};

@@ -22,6 +22,9 @@ pub struct Server {
     tasks: Tasks,
     shutdown: CancellationToken,
     serving: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// Transport tasks that append to the log: stopped before it closes.
+    ingest: Vec<tokio::task::JoinHandle<()>>,
+    nats: Option<NatsState>,
 }
 
 impl std::fmt::Debug for Server {
@@ -80,10 +83,19 @@ impl Server {
             .add_service(reflection)
             .add_service(reflection_alpha)
             .into_axum_router();
-        let app = grpc.merge(router(HttpState {
+        let (nats, ingest) = match &config.nats {
+            Some(nats_config) => {
+                let (client, handles) = start_nats(nats_config, &log, &tasks, &shutdown).await?;
+                (Some(client), handles)
+            }
+            None => (None, Vec::new()),
+        };
+        let http_state = HttpState {
             log: log.clone(),
             tasks: tasks.clone(),
-        }));
+            nats: nats.clone(),
+        };
+        let app = grpc.merge(router(http_state));
 
         let token = shutdown.clone();
         let serving = tokio::spawn(async move {
@@ -106,6 +118,8 @@ impl Server {
             tasks,
             shutdown,
             serving,
+            ingest,
+            nats,
         })
     }
 
@@ -134,7 +148,20 @@ impl Server {
     pub async fn shutdown(self) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         self.shutdown.cancel();
+        // Order: stop ingest and publishing, stop serving (in-flight appends finish),
+        // then close the log, which commits and flushes everything acknowledged.
+        for task in self.ingest {
+            if tokio::time::timeout(std::time::Duration::from_secs(10), task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("a transport task did not stop within 10 s");
+            }
+        }
         let served = self.serving.await.context("the server task panicked")?;
+        if let Some(nats) = self.nats {
+            let _ = nats.client.flush().await;
+        }
         self.log.close().await.context("closing the event log")?;
         served
     }
@@ -144,6 +171,82 @@ impl Server {
         wait_for_signal().await;
         self.shutdown().await
     }
+}
+
+/// The NATS client and whether each enabled task is doing its job.
+#[derive(Clone)]
+pub(crate) struct NatsState {
+    pub client: async_nats::Client,
+    pub ready: opsflow_nats::Readiness,
+    pub wanted: NatsWanted,
+}
+
+#[derive(Clone, Copy)]
+pub(crate) struct NatsWanted {
+    pub ingest: bool,
+    pub requests: bool,
+    pub outbound: bool,
+}
+
+/// Connects to NATS (in the background) and starts the transport tasks.
+async fn start_nats(
+    config: &opsflow_nats::NatsConfig,
+    log: &EventLog,
+    tasks: &Tasks,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(NatsState, Vec<tokio::task::JoinHandle<()>>)> {
+    let client = opsflow_nats::connect(config).await?;
+    let mut handles = Vec::new();
+    let ready = opsflow_nats::Readiness::default();
+    if config.ingest.enabled {
+        let run = opsflow_nats::run_ingest(
+            client.clone(),
+            config.clone(),
+            log.clone(),
+            shutdown.clone(),
+            ready.clone(),
+        );
+        handles.push(tasks.spawn("nats-ingest", run));
+    }
+    if config.request_reply.enabled {
+        let run = opsflow_nats::run_request_reply(
+            client.clone(),
+            config.request_reply.clone(),
+            log.clone(),
+            shutdown.clone(),
+            ready.clone(),
+        );
+        handles.push(tasks.spawn("nats-request-reply", run));
+    }
+    if config.outbound.enabled {
+        let run = opsflow_nats::run_outbound(
+            client.clone(),
+            config.outbound.clone(),
+            log.clone(),
+            shutdown.clone(),
+            ready.clone(),
+        );
+        handles.push(tasks.spawn("nats-outbound", run));
+    }
+    let monitor = client.clone();
+    let token = shutdown.clone();
+    tasks.spawn("nats-monitor", async move {
+        loop {
+            let up = if opsflow_nats::is_connected(&monitor) { 1.0 } else { 0.0 };
+            ::metrics::gauge!("opsflow_nats_connected").set(up);
+            tokio::select! {
+                _ = token.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            }
+        }
+    });
+    tracing::info!(urls = ?config.urls, "nats transport started");
+    let wanted = NatsWanted {
+        ingest: config.ingest.enabled,
+        requests: config.request_reply.enabled,
+        outbound: config.outbound.enabled,
+    };
+    Ok((NatsState { client, ready, wanted }, handles))
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

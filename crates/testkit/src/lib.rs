@@ -1,6 +1,6 @@
-//! Test support for opsflow: temp data directories, in-process servers, and the
+//! Test support for opsflow: temp data directories, in-process servers, the
 //! real `opsflow` binary as a child process that can be stopped, killed and
-//! restarted.
+//! restarted, and a real `nats-server` with JetStream ([`NatsServer`]).
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -11,9 +11,11 @@
 //! # Ok(()) }
 //! ```
 
+mod nats;
 mod process;
 mod server;
 
+pub use nats::{NatsServer, nats_server_binary};
 pub use process::{OpsflowProcess, opsflow_binary};
 pub use server::TestServer;
 

@@ -1,11 +1,13 @@
-//! Conversions between the wire types (`opsflow.v1`) and the log's types.
+//! Conversions between the wire types (`opsflow.v1`) and the log's types
+//! (feature `log`), shared by every transport.
 
+use opsflow_log::LogError;
 use opsflow_log::{ExpectedVersion, ProposedEvent, RecordedEvent, StreamInfo, VerifyReport};
-use opsflow_proto::v1;
-use opsflow_proto::v1::expected_version::Kind;
 
-use crate::ApiError;
+use crate::v1;
+use crate::v1::expected_version::Kind;
 
+/// Unix nanoseconds as a protobuf timestamp.
 pub fn timestamp(nanos: i64) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: nanos.div_euclid(1_000_000_000),
@@ -13,19 +15,18 @@ pub fn timestamp(nanos: i64) -> prost_types::Timestamp {
     }
 }
 
-pub fn from_timestamp(ts: &prost_types::Timestamp, field: &str) -> Result<i64, ApiError> {
+/// A protobuf timestamp as Unix nanoseconds; `field` names it in errors.
+pub fn from_timestamp(ts: &prost_types::Timestamp, field: &str) -> Result<i64, LogError> {
     if !(0..1_000_000_000).contains(&ts.nanos) {
-        return Err(ApiError::invalid(
-            field,
-            format!("nanos {} is outside 0..1e9", ts.nanos),
-        ));
+        return Err(invalid(field, format!("nanos {} is outside 0..1e9", ts.nanos)));
     }
     ts.seconds
         .checked_mul(1_000_000_000)
         .and_then(|s| s.checked_add(i64::from(ts.nanos)))
-        .ok_or_else(|| ApiError::invalid(field, format!("{} seconds is out of range", ts.seconds)))
+        .ok_or_else(|| invalid(field, format!("{} seconds is out of range", ts.seconds)))
 }
 
+/// The expected version from the wire; absent means `any`.
 pub fn expected(e: Option<v1::ExpectedVersion>) -> ExpectedVersion {
     match e.and_then(|e| e.kind) {
         None | Some(Kind::Any(_)) => ExpectedVersion::Any,
@@ -35,7 +36,9 @@ pub fn expected(e: Option<v1::ExpectedVersion>) -> ExpectedVersion {
     }
 }
 
-pub fn proposed(index: usize, e: v1::ProposedEvent) -> Result<ProposedEvent, ApiError> {
+/// A proposed event from the wire; `index` names it in errors; `default_source`
+/// fills an empty source.
+pub fn proposed(index: usize, e: v1::ProposedEvent, default_source: &str) -> Result<ProposedEvent, LogError> {
     let time = e
         .time
         .as_ref()
@@ -44,7 +47,7 @@ pub fn proposed(index: usize, e: v1::ProposedEvent) -> Result<ProposedEvent, Api
     Ok(ProposedEvent {
         id: e.id,
         source: if e.source.is_empty() {
-            "opsflow:grpc".to_owned()
+            default_source.to_owned()
         } else {
             e.source
         },
@@ -58,6 +61,7 @@ pub fn proposed(index: usize, e: v1::ProposedEvent) -> Result<ProposedEvent, Api
     })
 }
 
+/// A recorded event for the wire.
 pub fn recorded(e: RecordedEvent) -> v1::RecordedEvent {
     v1::RecordedEvent {
         position: e.position,
@@ -99,5 +103,49 @@ pub fn verify_report(r: VerifyReport) -> v1::VerifyResponse {
         head_hash: r.head_hash.to_vec(),
         first_broken_position: r.broken.as_ref().map_or(0, |b| b.position),
         reason: r.broken.map(|b| b.reason).unwrap_or_default(),
+    }
+}
+
+fn invalid(field: &str, reason: String) -> LogError {
+    LogError::InvalidArgument {
+        field: field.to_owned(),
+        reason,
+    }
+}
+
+/// The expected version for the wire.
+pub fn to_expected(e: ExpectedVersion) -> v1::ExpectedVersion {
+    let kind = match e {
+        ExpectedVersion::Any => Kind::Any(v1::expected_version::Any {}),
+        ExpectedVersion::NoStream => Kind::NoStream(v1::expected_version::NoStream {}),
+        ExpectedVersion::StreamExists => Kind::StreamExists(v1::expected_version::StreamExists {}),
+        ExpectedVersion::Exact(v) => Kind::Exact(v),
+    };
+    v1::ExpectedVersion { kind: Some(kind) }
+}
+
+/// A request to append to one stream, as the log's type.
+pub fn stream_append(request: v1::AppendRequest, default_source: &str) -> Result<opsflow_log::StreamAppend, LogError> {
+    let events = request
+        .events
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| proposed(i, e, default_source))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(opsflow_log::StreamAppend {
+        stream: request.stream,
+        expected: expected(request.expected),
+        events,
+    })
+}
+
+/// The answer to an append.
+pub fn append_response(outcome: &opsflow_log::AppendOutcome) -> v1::AppendResponse {
+    v1::AppendResponse {
+        first_position: outcome.first_position(),
+        last_position: outcome.last_position(),
+        stream_version: outcome.stream_version,
+        duplicate: outcome.duplicate,
+        positions: outcome.positions.clone(),
     }
 }

@@ -1,0 +1,197 @@
+//! The `[nats]` section of the opsflow config. Present means NATS is used.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How opsflow connects to NATS and what it does there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsConfig {
+    /// Server URLs, e.g. `["nats://127.0.0.1:4222"]`.
+    pub urls: Vec<String>,
+    /// Connection name shown by the server.
+    pub name: String,
+    /// A `.creds` file (JWT + nkey seed).
+    pub credentials_file: Option<PathBuf>,
+    /// A file holding an nkey seed (`SU...`).
+    pub nkey_seed_file: Option<PathBuf>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+    pub tls: TlsConfig,
+    pub ingest: IngestConfig,
+    pub dead_letters: DeadLetterConfig,
+    pub request_reply: RequestReplyConfig,
+    pub outbound: OutboundConfig,
+}
+
+/// TLS to the NATS servers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub required: bool,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+/// JetStream ingest: the stream producers publish to and opsflow's durable consumer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    pub enabled: bool,
+    /// JetStream stream name (created, or adopted when its subjects and storage fit).
+    pub stream: String,
+    pub subjects: Vec<String>,
+    /// `limits`, `interest` or `workqueue`.
+    pub retention: String,
+    pub replicas: usize,
+    /// Durable pull consumer name.
+    pub consumer: String,
+    /// Messages fetched and appended per batch at most.
+    pub batch: usize,
+    /// Seconds JetStream waits for an ack before redelivering.
+    pub ack_wait_secs: u64,
+}
+
+/// Where bad messages go: `<subject_prefix>.<reason>`, captured by a JetStream stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeadLetterConfig {
+    pub subject_prefix: String,
+    /// JetStream stream that keeps dead letters (created when missing).
+    pub stream: String,
+}
+
+/// Request/reply appends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestReplyConfig {
+    pub enabled: bool,
+    pub subject: String,
+    /// Queue group, so several opsflow nodes share the requests.
+    pub queue_group: String,
+}
+
+/// Publishing committed events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundConfig {
+    pub enabled: bool,
+    /// Events go to `<subject_prefix>.<type>`.
+    pub subject_prefix: String,
+    /// Name of the checkpoint kept in the log.
+    pub checkpoint: String,
+    /// JetStream publishes awaiting their ack at most.
+    pub max_in_flight: usize,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        NatsConfig {
+            urls: vec!["nats://127.0.0.1:4222".into()],
+            name: "opsflow".into(),
+            credentials_file: None,
+            nkey_seed_file: None,
+            user: None,
+            password: None,
+            token: None,
+            tls: TlsConfig::default(),
+            ingest: IngestConfig::default(),
+            dead_letters: DeadLetterConfig::default(),
+            request_reply: RequestReplyConfig::default(),
+            outbound: OutboundConfig::default(),
+        }
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            enabled: true,
+            stream: "OPS_EVENTS".into(),
+            subjects: vec!["ops.events.>".into()],
+            retention: "limits".into(),
+            replicas: 1,
+            consumer: "opsflow-ingest".into(),
+            batch: 1000,
+            ack_wait_secs: 30,
+        }
+    }
+}
+
+impl Default for DeadLetterConfig {
+    fn default() -> Self {
+        DeadLetterConfig {
+            subject_prefix: "opsflow.dlq".into(),
+            stream: "OPSFLOW_DLQ".into(),
+        }
+    }
+}
+
+impl Default for RequestReplyConfig {
+    fn default() -> Self {
+        RequestReplyConfig {
+            enabled: true,
+            subject: "opsflow.api.append".into(),
+            queue_group: "opsflow".into(),
+        }
+    }
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        OutboundConfig {
+            enabled: true,
+            subject_prefix: "opsflow.log".into(),
+            checkpoint: "nats-outbound".into(),
+            max_in_flight: 512,
+        }
+    }
+}
+
+impl NatsConfig {
+    /// A config for one server URL with every default.
+    pub fn url(url: impl Into<String>) -> Self {
+        NatsConfig {
+            urls: vec![url.into()],
+            ..NatsConfig::default()
+        }
+    }
+
+    /// Checks values that parse but make no sense; errors name the key.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let err = |k: &str, m: String| Err((format!("nats.{k}"), m));
+        if self.urls.is_empty() {
+            return err("urls", "needs at least one server URL".into());
+        }
+        if !["limits", "interest", "workqueue"].contains(&self.ingest.retention.as_str()) {
+            return err(
+                "ingest.retention",
+                format!("{:?} is not one of limits, interest, workqueue", self.ingest.retention),
+            );
+        }
+        if self.ingest.batch == 0 || self.ingest.batch > 10_000 {
+            return err("ingest.batch", format!("is {}, expected 1 to 10000", self.ingest.batch));
+        }
+        if self.ingest.subjects.is_empty() {
+            return err("ingest.subjects", "needs at least one subject".into());
+        }
+        if self.ingest.replicas == 0 {
+            return err("ingest.replicas", "must be at least 1".into());
+        }
+        if self.outbound.max_in_flight == 0 {
+            return err("outbound.max_in_flight", "must be at least 1".into());
+        }
+        if self.user.is_some() != self.password.is_some() {
+            return err("password", "user and password go together".into());
+        }
+        Ok(())
+    }
+
+    pub(crate) fn ack_wait(&self) -> Duration {
+        Duration::from_secs(self.ingest.ack_wait_secs.max(1))
+    }
+}

@@ -1,0 +1,80 @@
+//! Connecting to NATS: credentials, TLS, reconnects with backoff, and state.
+
+use std::time::Duration;
+
+use async_nats::{Client, ConnectOptions};
+
+use crate::{NatsConfig, NatsError};
+
+/// Connects with retries in the background: the client is returned at once and
+/// reconnects forever with capped exponential backoff.
+pub async fn connect(config: &NatsConfig) -> Result<Client, NatsError> {
+    let mut options = ConnectOptions::new()
+        .name(&config.name)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .reconnect_delay_callback(|attempts| {
+            let exp = u32::try_from(attempts.min(8)).unwrap_or(8);
+            Duration::from_millis(100 * 2u64.pow(exp)).min(Duration::from_secs(10))
+        })
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::Connected => tracing::info!("nats connected"),
+                async_nats::Event::Disconnected => tracing::warn!("nats disconnected; reconnecting"),
+                other => tracing::info!(event = %other, "nats event"),
+            }
+        });
+    if let Some(path) = &config.credentials_file {
+        options = options.credentials_file(path).await.map_err(|e| NatsError::Config {
+            key: "nats.credentials_file".into(),
+            message: e.to_string(),
+        })?;
+    }
+    if let Some(path) = &config.nkey_seed_file {
+        let seed = std::fs::read_to_string(path).map_err(|e| NatsError::Config {
+            key: "nats.nkey_seed_file".into(),
+            message: e.to_string(),
+        })?;
+        options = options.nkey(seed.trim().to_owned());
+    }
+    if let (Some(user), Some(password)) = (&config.user, &config.password) {
+        options = options.user_and_password(user.clone(), password.clone());
+    }
+    if let Some(token) = &config.token {
+        options = options.token(token.clone());
+    }
+    if config.tls.required {
+        options = options.require_tls(true);
+    }
+    if let Some(ca) = &config.tls.ca_file {
+        options = options.add_root_certificates(ca.clone());
+    }
+    match (&config.tls.cert_file, &config.tls.key_file) {
+        (Some(cert), Some(key)) => options = options.add_client_certificate(cert.clone(), key.clone()),
+        (None, None) => {}
+        _ => {
+            return Err(NatsError::Config {
+                key: "nats.tls.cert_file".into(),
+                message: "cert_file and key_file go together".into(),
+            });
+        }
+    }
+    let addrs = config
+        .urls
+        .iter()
+        .map(|u| u.parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| NatsError::Config {
+            key: "nats.urls".into(),
+            message: e.to_string(),
+        })?;
+    let client = async_nats::connect_with_options(addrs, options)
+        .await
+        .map_err(|e| NatsError::Connect(e.to_string()))?;
+    Ok(client)
+}
+
+/// Whether the client is connected now (for `/readyz` and metrics).
+pub fn is_connected(client: &Client) -> bool {
+    matches!(client.connection_state(), async_nats::connection::State::Connected)
+}

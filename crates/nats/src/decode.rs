@@ -1,0 +1,107 @@
+//! From a NATS message to a proposed append, or to a dead-letter reason.
+
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use opsflow_cloudevents::{CloudEventError, Incoming};
+use opsflow_log::{LogError, StreamAppend};
+
+/// Why a message cannot be recorded; the suffix of its dead-letter subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadReason {
+    /// Not a CloudEvent opsflow can read (bad JSON or protobuf, missing attributes).
+    Decode,
+    /// A well-formed event the log refuses (names, syntax).
+    Invalid,
+    /// Over a configured limit.
+    Limit,
+    /// The expected version did not match.
+    VersionConflict,
+    /// The same (source, id) was recorded with other content.
+    DuplicateConflict,
+}
+
+impl DeadReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadReason::Decode => "decode",
+            DeadReason::Invalid => "invalid",
+            DeadReason::Limit => "limit",
+            DeadReason::VersionConflict => "version_conflict",
+            DeadReason::DuplicateConflict => "duplicate_conflict",
+        }
+    }
+
+    /// The reason for a refused append, or `None` when the failure is the log's
+    /// (closed, storage) and the message must be retried rather than dead-lettered.
+    pub fn of(error: &LogError) -> Option<DeadReason> {
+        match error {
+            LogError::InvalidArgument { .. } => Some(DeadReason::Invalid),
+            LogError::LimitExceeded { .. } => Some(DeadReason::Limit),
+            LogError::WrongExpectedVersion { .. } => Some(DeadReason::VersionConflict),
+            LogError::DuplicateConflict { .. } => Some(DeadReason::DuplicateConflict),
+            LogError::Corrupt { .. }
+            | LogError::UnsupportedFormat { .. }
+            | LogError::Poisoned(_)
+            | LogError::Closed
+            | LogError::Storage(_) => None,
+        }
+    }
+}
+
+/// Header pairs of a NATS message (names as sent).
+pub fn header_pairs(headers: Option<&HeaderMap>) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    if let Some(headers) = headers {
+        for (name, values) in headers.iter() {
+            for value in values {
+                out.push((name.to_string(), value.as_str().as_bytes().to_vec()));
+            }
+        }
+    }
+    out
+}
+
+fn content_type(headers: &[(String, Vec<u8>)]) -> Option<String> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        .map(str::to_owned)
+}
+
+/// Decodes one message into one single-event append. The mode follows the
+/// CloudEvents NATS binding: `Content-Type: application/cloudevents+json` (or no
+/// headers and a JSON body) is structured mode, `ce-*` headers are binary mode,
+/// `application/cloudevents+protobuf` is the protobuf format.
+pub fn decode(headers: Option<&HeaderMap>, payload: Bytes) -> Result<StreamAppend, (DeadReason, String)> {
+    let pairs = header_pairs(headers);
+    let ct = content_type(&pairs);
+    let refs = pairs.iter().map(|(k, v)| (k.as_str(), v.as_slice()));
+    let mut incoming = opsflow_cloudevents::parse_any(ct.as_deref(), refs, payload).map_err(decode_error)?;
+    if incoming.len() != 1 {
+        return Err((
+            DeadReason::Decode,
+            format!(
+                "a NATS message carries one event; this one has {} (batch mode is HTTP only)",
+                incoming.len()
+            ),
+        ));
+    }
+    let Some(Incoming {
+        stream,
+        expected,
+        event,
+    }) = incoming.pop()
+    else {
+        return Err((DeadReason::Decode, "no event in the message".into()));
+    };
+    Ok(StreamAppend {
+        stream,
+        expected: expected.unwrap_or_default(),
+        events: vec![event],
+    })
+}
+
+fn decode_error(e: CloudEventError) -> (DeadReason, String) {
+    (DeadReason::Decode, e.to_string())
+}

@@ -1,0 +1,71 @@
+//! Dead letters: `opsflow.dlq.<reason>` with the original payload and headers plus
+//! `Opsflow-Error`, `Opsflow-Error-Reason` and `Opsflow-Original-Subject`, kept by
+//! a JetStream stream so that nothing is lost even when nobody listens.
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, stream};
+
+use crate::decode::DeadReason;
+use crate::{DeadLetterConfig, NatsError};
+
+/// Publishes dead letters with JetStream acknowledgement.
+#[derive(Clone)]
+pub struct DeadLetters {
+    js: jetstream::Context,
+    prefix: String,
+}
+
+impl DeadLetters {
+    /// Makes sure a stream keeps `<prefix>.>`.
+    pub async fn ensure(js: jetstream::Context, config: &DeadLetterConfig) -> Result<DeadLetters, NatsError> {
+        let subject = format!("{}.>", config.subject_prefix);
+        if js.stream_by_subject(subject.clone()).await.is_err() {
+            js.get_or_create_stream(stream::Config {
+                name: config.stream.clone(),
+                subjects: vec![subject],
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| NatsError::JetStream(e.to_string()))?;
+        }
+        Ok(DeadLetters {
+            js,
+            prefix: config.subject_prefix.clone(),
+        })
+    }
+
+    /// Publishes a dead letter for `message` and waits for JetStream to keep it.
+    pub async fn publish(&self, message: &async_nats::Message, reason: DeadReason, error: &str) -> anyhow::Result<()> {
+        // Keep the original headers, except Nats-Msg-Id: a dead letter is not a
+        // duplicate of anything and JetStream must not drop it as one.
+        let mut headers = HeaderMap::new();
+        if let Some(original) = &message.headers {
+            for (name, values) in original.iter() {
+                if name.to_string().eq_ignore_ascii_case("nats-msg-id") {
+                    continue;
+                }
+                for value in values {
+                    headers.append(name.clone(), value.clone());
+                }
+            }
+        }
+        insert(&mut headers, "Opsflow-Error", error);
+        insert(&mut headers, "Opsflow-Error-Reason", reason.as_str());
+        insert(&mut headers, "Opsflow-Original-Subject", message.subject.as_str());
+        let subject = format!("{}.{}", self.prefix, reason.as_str());
+        self.js
+            .publish_with_headers(subject, headers, message.payload.clone())
+            .await?
+            .await?;
+        metrics::counter!("opsflow_nats_dead_letters_total", "reason" => reason.as_str()).increment(1);
+        tracing::warn!(reason = reason.as_str(), subject = %message.subject, error, "message dead-lettered");
+        Ok(())
+    }
+}
+
+fn insert(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    // Header values cannot hold line breaks.
+    let clean: String = value.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    headers.insert(name, clean.as_str());
+}

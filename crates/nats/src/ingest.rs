@@ -1,0 +1,203 @@
+//! JetStream ingest: a durable pull consumer over `ops.events.>`, batches appended
+//! with [`EventLog::append_each`], each message acknowledged only once its event is
+//! durable. Redeliveries are absorbed by the log's idempotent `(source, id)`, so
+//! each event is recorded exactly once. Bad messages go to the dead-letter subject
+//! and are terminated, never redelivered forever.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
+use futures::{FutureExt, StreamExt};
+use opsflow_log::{EventLog, LogError};
+use tokio_util::sync::CancellationToken;
+
+use crate::decode::{DeadReason, decode};
+use crate::{DeadLetters, IngestConfig, NatsConfig, NatsError};
+
+/// Runs ingest until `shutdown`; reconnects and re-creates the consumer after
+/// transient failures (NATS restarts) with backoff. Fails only when the log does.
+pub async fn run_ingest(
+    client: async_nats::Client,
+    config: NatsConfig,
+    log: EventLog,
+    shutdown: CancellationToken,
+    ready: crate::Readiness,
+) -> anyhow::Result<()> {
+    let js = jetstream::new(client);
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let outcome = session(&js, &config, &log, &shutdown, &ready.ingest).await;
+        ready.ingest.set(false);
+        match outcome {
+            Ok(()) => return Ok(()),
+            Err(Stop::Log(e)) => return Err(anyhow::anyhow!("the event log refused ingest: {e}")),
+            Err(Stop::Transient(e)) => {
+                metrics::counter!("opsflow_nats_ingest_interruptions_total").increment(1);
+                tracing::warn!(error = %e, retry_in = ?delay, "nats ingest interrupted");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+enum Stop {
+    /// NATS or JetStream trouble: retry.
+    Transient(String),
+    /// The log cannot take writes: stop and report.
+    Log(LogError),
+}
+
+fn transient(e: impl std::fmt::Display) -> Stop {
+    Stop::Transient(e.to_string())
+}
+
+/// Creates the ingest stream, or adopts an existing one whose subjects and storage fit.
+pub async fn ensure_stream(js: &jetstream::Context, config: &IngestConfig) -> Result<stream::Stream, NatsError> {
+    let retention = match config.retention.as_str() {
+        "interest" => stream::RetentionPolicy::Interest,
+        "workqueue" => stream::RetentionPolicy::WorkQueue,
+        _ => stream::RetentionPolicy::Limits,
+    };
+    let wanted = stream::Config {
+        name: config.stream.clone(),
+        subjects: config.subjects.clone(),
+        storage: stream::StorageType::File,
+        retention,
+        num_replicas: config.replicas,
+        ..Default::default()
+    };
+    let mut stream = js
+        .get_or_create_stream(wanted)
+        .await
+        .map_err(|e| NatsError::JetStream(e.to_string()))?;
+    let info = stream.info().await.map_err(|e| NatsError::JetStream(e.to_string()))?;
+    let existing = &info.config;
+    let missing: Vec<&String> = config
+        .subjects
+        .iter()
+        .filter(|s| !existing.subjects.contains(s))
+        .collect();
+    if !missing.is_empty() {
+        return Err(NatsError::IncompatibleStream {
+            stream: config.stream.clone(),
+            reason: format!("its subjects {:?} lack {missing:?}", existing.subjects),
+        });
+    }
+    if existing.storage != stream::StorageType::File {
+        return Err(NatsError::IncompatibleStream {
+            stream: config.stream.clone(),
+            reason: "it uses memory storage; opsflow ingests only from file storage".into(),
+        });
+    }
+    Ok(stream)
+}
+
+async fn session(
+    js: &jetstream::Context,
+    config: &NatsConfig,
+    log: &EventLog,
+    shutdown: &CancellationToken,
+    ready: &crate::ready::Flag,
+) -> Result<(), Stop> {
+    let stream = ensure_stream(js, &config.ingest).await.map_err(transient)?;
+    let dead_letters = DeadLetters::ensure(js.clone(), &config.dead_letters)
+        .await
+        .map_err(transient)?;
+    let batch = config.ingest.batch;
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            &config.ingest.consumer,
+            pull::Config {
+                durable_name: Some(config.ingest.consumer.clone()),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: config.ack_wait(),
+                max_ack_pending: i64::try_from(batch * 4).unwrap_or(i64::MAX),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(transient)?;
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(batch)
+        .messages()
+        .await
+        .map_err(transient)?;
+    tracing::info!(stream = %config.ingest.stream, consumer = %config.ingest.consumer, "nats ingest consuming");
+    ready.set(true);
+    loop {
+        let first = tokio::select! {
+            m = messages.next() => m,
+            _ = shutdown.cancelled() => return Ok(()),
+        };
+        let Some(first) = first else {
+            return Err(transient("the consumer's message stream ended"));
+        };
+        let mut pending = vec![first.map_err(transient)?];
+        while pending.len() < batch {
+            match messages.next().now_or_never() {
+                Some(Some(Ok(m))) => pending.push(m),
+                Some(Some(Err(e))) => {
+                    tracing::debug!(error = %e, "nats consumer stream");
+                    break;
+                }
+                _ => break,
+            }
+        }
+        process(pending, log, &dead_letters).await?;
+    }
+}
+
+/// Appends a batch and acknowledges each message after its event is durable.
+async fn process(messages: Vec<jetstream::Message>, log: &EventLog, dead: &DeadLetters) -> Result<(), Stop> {
+    metrics::histogram!("opsflow_nats_ingest_batch").record(messages.len() as f64);
+    let mut parts = Vec::with_capacity(messages.len());
+    let mut slots = Vec::with_capacity(messages.len());
+    for m in &messages {
+        match decode(m.headers.as_ref(), m.payload.clone()) {
+            Ok(part) => {
+                slots.push(Ok(parts.len()));
+                parts.push(part);
+            }
+            Err(reason) => slots.push(Err(reason)),
+        }
+    }
+    let mut results: Vec<Option<Result<opsflow_log::AppendOutcome, LogError>>> =
+        log.append_each(parts).await.into_iter().map(Some).collect();
+    for (message, slot) in messages.iter().zip(slots) {
+        let outcome = match slot {
+            Err((reason, text)) => Err((reason, text)),
+            Ok(i) => match results.get_mut(i).and_then(Option::take) {
+                Some(Ok(_)) => Ok(()),
+                Some(Err(e)) => match DeadReason::of(&e) {
+                    Some(reason) => Err((reason, e.to_string())),
+                    None => {
+                        // The log's own failure: leave the message for redelivery.
+                        let _ = message.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                        return Err(if matches!(e, LogError::Closed) {
+                            Stop::Transient("the log is closing".into())
+                        } else {
+                            Stop::Log(e)
+                        });
+                    }
+                },
+                None => Err((DeadReason::Decode, "internal: no append result".into())),
+            },
+        };
+        match outcome {
+            Ok(()) => {
+                message.ack().await.map_err(transient)?;
+                metrics::counter!("opsflow_nats_ingested_total").increment(1);
+            }
+            Err((reason, text)) => {
+                dead.publish(message, reason, &text).await.map_err(transient)?;
+                message.ack_with(AckKind::Term).await.map_err(transient)?;
+            }
+        }
+    }
+    Ok(())
+}

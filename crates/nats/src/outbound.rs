@@ -1,0 +1,136 @@
+//! Outbound: every committed event on `opsflow.log.<type>`, in position order, as a
+//! structured CloudEvent with `Nats-Msg-Id` = position. When a JetStream stream
+//! captures the subject, publishes are JetStream publishes (pipelined, each
+//! acknowledged), so a restart that re-publishes is deduplicated by the stream.
+//! A checkpoint in the log makes publishing resume where it stopped, without gaps.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use async_nats::jetstream;
+use futures::stream::FuturesOrdered;
+use futures::{FutureExt, StreamExt};
+use opsflow_log::{EventFilter, EventLog, LogError, RecordedEvent, SubscriptionItem};
+use tokio_util::sync::CancellationToken;
+
+use crate::OutboundConfig;
+
+type Ack = futures::future::BoxFuture<'static, (u64, Result<(), String>)>;
+
+/// Publishes committed events until `shutdown`, resuming from the checkpoint.
+pub async fn run_outbound(
+    client: async_nats::Client,
+    config: OutboundConfig,
+    log: EventLog,
+    shutdown: CancellationToken,
+    ready: crate::Readiness,
+) -> anyhow::Result<()> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let outcome = session(&client, &config, &log, &shutdown, &ready.outbound).await;
+        ready.outbound.set(false);
+        match outcome {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                if matches!(e.downcast_ref::<LogError>(), Some(LogError::Closed)) {
+                    return Ok(());
+                }
+                tracing::warn!(error = %e, retry_in = ?delay, "nats outbound interrupted");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn session(
+    client: &async_nats::Client,
+    config: &OutboundConfig,
+    log: &EventLog,
+    shutdown: &CancellationToken,
+    ready: &crate::Flag,
+) -> anyhow::Result<()> {
+    let js = jetstream::new(client.clone());
+    let mut published = log.checkpoint(&config.checkpoint)?.unwrap_or(0);
+    let mut subscription = log.subscribe(published + 1, EventFilter::default());
+    let mut in_flight: FuturesOrdered<Ack> = FuturesOrdered::new();
+    let mut captured: HashMap<String, bool> = HashMap::new();
+    let mut saved_at = Instant::now();
+    let mut saved = published;
+    tracing::info!(from = published + 1, prefix = %config.subject_prefix, "nats outbound publishing");
+    ready.set(true);
+    let result = loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break Ok(()),
+            Some((position, acked)) = in_flight.next(), if !in_flight.is_empty() => {
+                if let Err(e) = acked {
+                    break Err(anyhow::anyhow!("publish of position {position} not acknowledged: {e}"));
+                }
+                published = position;
+            }
+            item = subscription.next(), if in_flight.len() < config.max_in_flight => {
+                match item {
+                    Ok(SubscriptionItem::Event(event)) => {
+                        let ack = publish(client, &js, &mut captured, &config.subject_prefix, &event).await?;
+                        in_flight.push_back(ack);
+                    }
+                    Ok(_) => {}
+                    Err(e) => break Err(e.into()),
+                }
+            }
+        }
+        if published != saved && (saved_at.elapsed() > Duration::from_millis(100) || in_flight.is_empty()) {
+            log.save_checkpoint(&config.checkpoint, published)?;
+            saved = published;
+            saved_at = Instant::now();
+        }
+    };
+    // Settle what is in flight, then save how far we got.
+    while let Some((position, acked)) = in_flight.next().await {
+        if acked.is_err() {
+            break;
+        }
+        published = position;
+    }
+    let _ = client.flush().await;
+    if published != saved {
+        log.save_checkpoint(&config.checkpoint, published)?;
+    }
+    result
+}
+
+async fn publish(
+    client: &async_nats::Client,
+    js: &jetstream::Context,
+    captured: &mut HashMap<String, bool>,
+    prefix: &str,
+    event: &RecordedEvent,
+) -> anyhow::Result<Ack> {
+    let subject = format!("{prefix}.{}", event.event_type);
+    let position = event.position;
+    let mut headers = HeaderMap::new();
+    headers.insert("Nats-Msg-Id", position.to_string().as_str());
+    headers.insert("Content-Type", "application/cloudevents+json");
+    let body: bytes::Bytes = opsflow_cloudevents::recorded_to_cloudevent(event).to_string().into();
+    let in_stream = match captured.get(&subject) {
+        Some(c) => *c,
+        None => {
+            let c = js.stream_by_subject(subject.clone()).await.is_ok();
+            captured.insert(subject.clone(), c);
+            c
+        }
+    };
+    metrics::counter!("opsflow_nats_published_total").increment(1);
+    if in_stream {
+        let ack = js.publish_with_headers(subject, headers, body).await?;
+        Ok(async move { (position, ack.await.map(|_| ()).map_err(|e| e.to_string())) }.boxed())
+    } else {
+        client.publish_with_headers(subject, headers, body).await?;
+        Ok(futures::future::ready((position, Ok(()))).boxed())
+    }
+}

@@ -1,0 +1,170 @@
+//! Request/reply appends on `opsflow.api.append`, for producers that want the
+//! position back. A JSON body is a CloudEvent (structured or batch; binary mode
+//! with `ce-*` headers works too) and gets a JSON reply; a protobuf body
+//! (`Content-Type: application/protobuf`) is an `opsflow.v1.AppendRequest` and gets
+//! an `opsflow.v1.AppendResponse`. Errors carry `Nats-Service-Error-Code` (an HTTP
+//! status) and `Nats-Service-Error` headers, and a JSON body `{"error": {...}}`.
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use futures::StreamExt;
+use opsflow_log::{EventLog, LogError, StreamAppend};
+use opsflow_proto::{convert, v1};
+use prost::Message as _;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::RequestReplyConfig;
+use crate::decode::header_pairs;
+
+/// Serves append requests until `shutdown`, resubscribing after NATS trouble.
+pub async fn run_request_reply(
+    client: async_nats::Client,
+    config: RequestReplyConfig,
+    log: EventLog,
+    shutdown: CancellationToken,
+    ready: crate::Readiness,
+) -> anyhow::Result<()> {
+    loop {
+        ready.requests.set(false);
+        let mut requests = match client
+            .queue_subscribe(config.subject.clone(), config.queue_group.clone())
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot subscribe to append requests; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        // The subscription is live once the server has seen it.
+        if client.flush().await.is_ok() {
+            ready.requests.set(true);
+        }
+        tracing::info!(subject = %config.subject, "serving append requests");
+        loop {
+            let request = tokio::select! {
+                r = requests.next() => r,
+                _ = shutdown.cancelled() => return Ok(()),
+            };
+            let Some(request) = request else { break };
+            let Some(reply_to) = request.reply.clone() else {
+                tracing::debug!("append request without a reply subject ignored");
+                continue;
+            };
+            let (headers, body) = handle(&log, request.headers.as_ref(), request.payload).await;
+            if let Err(e) = client.publish_with_headers(reply_to, headers, body).await {
+                tracing::warn!(error = %e, "cannot send an append reply");
+            }
+        }
+    }
+}
+
+fn is_protobuf(ct: Option<&str>) -> bool {
+    let media = ct.map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+    matches!(
+        media.as_deref(),
+        Some("application/protobuf" | "application/x-protobuf")
+    )
+}
+
+/// Handles one request; returns the reply's headers and body.
+pub async fn handle(log: &EventLog, headers: Option<&HeaderMap>, payload: Bytes) -> (HeaderMap, Bytes) {
+    let pairs = header_pairs(headers);
+    let ct = pairs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        .map(str::to_owned);
+    if is_protobuf(ct.as_deref()) {
+        let request = match v1::AppendRequest::decode(payload) {
+            Ok(r) => r,
+            Err(e) => return error_reply(400, "invalid_argument", format!("malformed AppendRequest: {e}")),
+        };
+        let part = match convert::stream_append(request, "opsflow:nats") {
+            Ok(p) => p,
+            Err(e) => return log_error_reply(&e),
+        };
+        return match log.append_many(vec![part]).await.map(|mut v| v.pop()) {
+            Ok(Some(outcome)) => {
+                let mut headers = HeaderMap::new();
+                headers.insert("Content-Type", "application/protobuf");
+                (headers, convert::append_response(&outcome).encode_to_vec().into())
+            }
+            Ok(None) => error_reply(500, "internal", "the log returned no outcome".into()),
+            Err(e) => log_error_reply(&e),
+        };
+    }
+    let refs = pairs.iter().map(|(k, v)| (k.as_str(), v.as_slice()));
+    let incoming = match opsflow_cloudevents::parse_any(ct.as_deref(), refs, payload) {
+        Ok(i) if !i.is_empty() => i,
+        Ok(_) => return error_reply(400, "invalid_argument", "the batch has no events".into()),
+        Err(e) => return error_reply(400, "invalid_argument", e.to_string()),
+    };
+    let single = incoming.len() == 1;
+    let streams: Vec<String> = incoming.iter().map(|i| i.stream.clone()).collect();
+    let parts: Vec<StreamAppend> = incoming.into_iter().map(StreamAppend::from).collect();
+    match log.append_many(parts).await {
+        Ok(outcomes) => {
+            let results: Vec<Value> = outcomes
+                .iter()
+                .zip(&streams)
+                .map(|(o, s)| {
+                    json!({ "stream": s, "position": o.first_position(), "stream_version": o.stream_version,
+                            "duplicate": o.duplicate })
+                })
+                .collect();
+            let body = if single {
+                results.into_iter().next().unwrap_or(Value::Null)
+            } else {
+                json!({ "results": results, "duplicate": outcomes.iter().all(|o| o.duplicate) })
+            };
+            let mut headers = HeaderMap::new();
+            headers.insert("Content-Type", "application/json");
+            (headers, body.to_string().into())
+        }
+        Err(e) => log_error_reply(&e),
+    }
+}
+
+fn log_error_reply(e: &LogError) -> (HeaderMap, Bytes) {
+    let (status, code) = match e {
+        LogError::InvalidArgument { .. } => (400, "invalid_argument"),
+        LogError::LimitExceeded { .. } => (400, "limit_exceeded"),
+        LogError::WrongExpectedVersion { .. } => (409, "wrong_expected_version"),
+        LogError::DuplicateConflict { .. } => (409, "duplicate_conflict"),
+        LogError::Closed | LogError::Poisoned(_) => (503, "unavailable"),
+        LogError::Corrupt { .. } | LogError::UnsupportedFormat { .. } | LogError::Storage(_) => (500, "internal"),
+    };
+    let mut reply = error_reply(status, code, e.to_string());
+    if let LogError::WrongExpectedVersion {
+        stream,
+        expected,
+        actual,
+    } = e
+    {
+        let body = json!({ "error": { "code": code, "message": e.to_string(), "stream": stream,
+                                      "expected": expected.to_string(), "actual": actual } });
+        reply.1 = body.to_string().into();
+    }
+    reply
+}
+
+fn error_reply(status: u16, code: &str, message: String) -> (HeaderMap, Bytes) {
+    let mut headers = HeaderMap::new();
+    headers.insert("Content-Type", "application/json");
+    headers.insert("Nats-Service-Error-Code", status.to_string().as_str());
+    let clean: String = message.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    headers.insert("Nats-Service-Error", clean.as_str());
+    (
+        headers,
+        json!({ "error": { "code": code, "message": message } })
+            .to_string()
+            .into(),
+    )
+}

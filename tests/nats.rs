@@ -1,0 +1,440 @@
+//! The NATS transport against a real `nats-server` with JetStream: ingest in the
+//! three CloudEvents modes, exactly once through faults, dead letters,
+//! request/reply and outbound publishing.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, context::PublishAckFuture};
+use futures::StreamExt;
+use opsflow_e2e::{client, read_all, wait_ready};
+use opsflow_nats::NatsConfig;
+use opsflow_proto::cloudevents::CloudEvent;
+use opsflow_proto::cloudevents::cloud_event::{self, CloudEventAttributeValue, cloud_event_attribute_value};
+use opsflow_proto::v1;
+use opsflow_testkit::{NatsServer, OpsflowProcess, TestServer};
+use prost::Message as _;
+use serde_json::json;
+
+/// One producer's event `seq` in one of the three modes.
+fn message(mode: usize, source: &str, seq: u64) -> (HeaderMap, bytes::Bytes) {
+    let id = format!("{source}-{seq}");
+    let subject = format!("order/{source}-{}", seq % 50);
+    let data = json!({ "order_id": format!("{source}-{seq}"), "seq": seq, "amount": seq * 3 });
+    let mut headers = HeaderMap::new();
+    match mode {
+        0 => {
+            headers.insert("Content-Type", "application/cloudevents+json");
+            let ce = json!({ "specversion": "1.0", "id": id, "source": source, "type": "order.placed",
+                             "subject": subject, "data": data });
+            (headers, ce.to_string().into())
+        }
+        1 => {
+            for (k, v) in [
+                ("ce-specversion", "1.0"),
+                ("ce-id", &id),
+                ("ce-source", source),
+                ("ce-type", "order.placed"),
+            ] {
+                headers.insert(k, v);
+            }
+            headers.insert("ce-subject", subject.as_str());
+            headers.insert("Content-Type", "application/json");
+            (headers, data.to_string().into())
+        }
+        _ => {
+            headers.insert("Content-Type", "application/cloudevents+protobuf");
+            let attr = |s: &str| CloudEventAttributeValue {
+                attr: Some(cloud_event_attribute_value::Attr::CeString(s.to_owned())),
+            };
+            let ce = CloudEvent {
+                id,
+                source: source.to_owned(),
+                spec_version: "1.0".into(),
+                r#type: "order.placed".into(),
+                attributes: [
+                    ("subject".to_owned(), attr(&subject)),
+                    ("datacontenttype".to_owned(), attr("application/json")),
+                ]
+                .into_iter()
+                .collect(),
+                data: Some(cloud_event::Data::TextData(data.to_string())),
+            };
+            (headers, ce.encode_to_vec().into())
+        }
+    }
+}
+
+/// Publishes with JetStream acknowledgement, `window` messages in flight, and
+/// resends from the first unacknowledged message while NATS is away. With a window
+/// of 1 the order is strict even through failures.
+async fn publish_all(
+    js: &jetstream::Context,
+    items: Vec<(String, HeaderMap, bytes::Bytes)>,
+    window: usize,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut next = 0;
+    while next < items.len() {
+        anyhow::ensure!(Instant::now() < deadline, "publishing did not finish in 120 s");
+        let end = (next + window).min(items.len());
+        let mut acks: Vec<PublishAckFuture> = Vec::new();
+        for (subject, headers, body) in &items[next..end] {
+            match js
+                .publish_with_headers(subject.clone(), headers.clone(), body.clone())
+                .await
+            {
+                Ok(ack) => acks.push(ack),
+                Err(_) => break,
+            }
+        }
+        let mut acked = next;
+        for ack in acks {
+            if ack.await.is_err() {
+                break;
+            }
+            acked += 1;
+        }
+        if acked < end {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        next = acked;
+    }
+    Ok(())
+}
+
+fn items(producers: &[&str], per_producer: u64, modes: bool) -> Vec<(String, HeaderMap, bytes::Bytes)> {
+    let mut out = Vec::new();
+    for seq in 0..per_producer {
+        for (p, source) in producers.iter().enumerate() {
+            let (headers, body) = message(if modes { p % 3 } else { 0 }, source, seq);
+            out.push(("ops.events.order.placed".to_owned(), headers, body));
+        }
+    }
+    out
+}
+
+async fn wait_for_head(url: &str, at_least: usize, within: Duration) -> anyhow::Result<Vec<v1::RecordedEvent>> {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut c = client(url).await?;
+        let events = read_all(&mut c).await?;
+        if events.len() >= at_least || Instant::now() > deadline {
+            return Ok(events);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every (source, id) exactly once and, when `ordered`, each producer's events in
+/// its order. (After an opsflow crash, JetStream redelivers the messages that were
+/// in flight once their ack wait expires, after newer ones: order holds in normal
+/// operation, exactly-once always.)
+fn assert_exactly_once(events: &[v1::RecordedEvent], producers: &[&str], per_producer: u64, ordered: bool) {
+    let mut seen: HashMap<(String, String), u64> = HashMap::new();
+    let mut last: HashMap<String, i64> = HashMap::new();
+    for e in events {
+        let previous = seen.insert((e.source.clone(), e.id.clone()), e.position);
+        assert!(
+            previous.is_none(),
+            "{}/{} recorded twice (positions {previous:?} and {})",
+            e.source,
+            e.id,
+            e.position
+        );
+        let seq: i64 = e.id.rsplit('-').next().and_then(|s| s.parse().ok()).unwrap_or(-1);
+        let before = last.insert(e.source.clone(), seq).unwrap_or(-1);
+        assert!(
+            !ordered || seq > before,
+            "producer {} out of order: {seq} after {before}",
+            e.source
+        );
+    }
+    for p in producers {
+        for seq in 0..per_producer {
+            assert!(
+                seen.contains_key(&(p.to_string(), format!("{p}-{seq}"))),
+                "{p}-{seq} is missing"
+            );
+        }
+    }
+    assert_eq!(events.len() as u64, producers.len() as u64 * per_producer);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_events_in_three_modes_land_exactly_once_in_order() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let server = TestServer::start_with(|c| c.nats = Some(NatsConfig::url(nats.url()))).await?;
+    wait_ready(&server.url()).await?;
+    let js = jetstream::new(async_nats::connect(nats.url()).await?);
+    let producers = ["json", "binary", "proto", "json2", "binary2", "proto2"];
+    // 6 producers × 1667 = 10,002 events, two per mode.
+    publish_all(&js, items(&producers, 1667, true), 256).await?;
+    let events = wait_for_head(&server.url(), 10_002, Duration::from_secs(90)).await?;
+    assert_exactly_once(&events, &producers, 1667, true);
+    let by_stream = events.iter().filter(|e| e.stream == "order/proto-7").count();
+    assert_eq!(by_stream, 34, "the subject attribute picks the stream");
+    assert_eq!(events[2].content_type, "application/json");
+    server.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_restart_opsflow_kill_and_republish_keep_exactly_once() -> anyhow::Result<()> {
+    let mut nats = NatsServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let args = ["--nats", &nats.url()];
+    let mut opsflow = OpsflowProcess::start_with(dir.path(), &args)?;
+    wait_ready(&opsflow.url()).await?;
+    let producers = ["alpha", "beta"];
+    let all = items(&producers, 1500, false);
+    let js = jetstream::new(async_nats::connect(nats.url()).await?);
+
+    // 1. Restart nats-server in the middle of ingest.
+    publish_all(&js, all[..1000].to_vec(), 1).await?;
+    nats.stop();
+    nats.restart()?;
+    let js = jetstream::new(async_nats::connect(nats.url()).await?);
+    publish_all(&js, all[1000..2000].to_vec(), 1).await?;
+
+    // 2. SIGKILL opsflow while it ingests, then start it again on the same data.
+    let publisher = tokio::spawn({
+        let js = js.clone();
+        let batch = all[2000..].to_vec();
+        async move { publish_all(&js, batch, 1).await }
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    opsflow.kill();
+    publisher.await??;
+    let opsflow = OpsflowProcess::start_with(dir.path(), &args)?;
+
+    // 3. Publish everything again: duplicates must not be recorded twice.
+    publish_all(&js, all.clone(), 1).await?;
+    let events = wait_for_head(&opsflow.url(), 3000, Duration::from_secs(90)).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await; // let any stray redelivery land
+    let events = if events.len() == 3000 {
+        wait_for_head(&opsflow.url(), 3000, Duration::ZERO).await?
+    } else {
+        events
+    };
+    assert_exactly_once(&events, &producers, 1500, false);
+    let mut audit = v1::audit_client::AuditClient::connect(opsflow.url()).await?;
+    assert!(audit.verify(v1::VerifyRequest::default()).await?.into_inner().ok);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_messages_are_dead_lettered_with_a_reason_and_ingest_continues() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let server = TestServer::start_with(|c| c.nats = Some(NatsConfig::url(nats.url()))).await?;
+    wait_ready(&server.url()).await?;
+    let nc = async_nats::connect(nats.url()).await?;
+    let mut dlq = nc.subscribe("opsflow.dlq.>").await?;
+    nc.flush().await?;
+    let js = jetstream::new(nc.clone());
+    let structured = |body: serde_json::Value| {
+        let mut h = HeaderMap::new();
+        h.insert("Content-Type", "application/cloudevents+json");
+        ("ops.events.x".to_owned(), h, bytes::Bytes::from(body.to_string()))
+    };
+    let mut bad_json = HeaderMap::new();
+    bad_json.insert("Content-Type", "application/cloudevents+json");
+    let cases = vec![
+        (
+            (
+                "ops.events.x".to_owned(),
+                bad_json,
+                bytes::Bytes::from_static(b"{not json"),
+            ),
+            "decode",
+        ),
+        (
+            structured(json!({"specversion":"1.0","source":"s","type":"a.b","subject":"s/1"})),
+            "decode",
+        ),
+        (
+            structured(json!({"specversion":"0.3","id":"1","source":"s","type":"a.b","subject":"s/1"})),
+            "decode",
+        ),
+        (
+            structured(
+                json!({"specversion":"1.0","id":"2","source":"s","type":"a.b","subject":"s/9","expectedversion":"5"}),
+            ),
+            "version_conflict",
+        ),
+        // A well-formed CloudEvent whose type the log refuses.
+        (
+            structured(json!({"specversion":"1.0","id":"3","source":"s","type":"a b","subject":"s/1"})),
+            "invalid",
+        ),
+    ];
+    let expected: Vec<&str> = cases.iter().map(|(_, r)| *r).collect();
+    let mut messages: Vec<_> = cases.into_iter().map(|(m, _)| m).collect();
+    messages.push(structured(
+        json!({"specversion":"1.0","id":"ok","source":"s","type":"a.b","subject":"s/1"}),
+    ));
+    publish_all(&js, messages, 1).await?;
+    let mut reasons = Vec::new();
+    while reasons.len() < expected.len() {
+        let m = tokio::time::timeout(Duration::from_secs(20), dlq.next())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("dlq closed"))?;
+        let headers = m.headers.clone().unwrap_or_default();
+        assert!(
+            headers.get("Opsflow-Error").is_some_and(|v| !v.as_str().is_empty()),
+            "error header on {}",
+            m.subject
+        );
+        assert_eq!(
+            headers.get("Opsflow-Original-Subject").map(|v| v.as_str()),
+            Some("ops.events.x")
+        );
+        reasons.push(m.subject.as_str().trim_start_matches("opsflow.dlq.").to_owned());
+    }
+    assert_eq!(reasons, expected);
+    let events = wait_for_head(&server.url(), 1, Duration::from_secs(20)).await?;
+    assert_eq!(events.len(), 1, "only the good event is recorded");
+    assert_eq!(events[0].id, "ok");
+    let metrics = reqwest::get(format!("{}/metrics", server.url())).await?.text().await?;
+    for line in [
+        "opsflow_nats_dead_letters_total{reason=\"decode\"} 3",
+        "opsflow_nats_dead_letters_total{reason=\"invalid\"} 1",
+        "opsflow_nats_dead_letters_total{reason=\"version_conflict\"} 1",
+    ] {
+        assert!(metrics.contains(line), "/metrics lacks {line}");
+    }
+    server.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_reply_returns_positions_and_structured_errors() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let server = TestServer::start_with(|c| c.nats = Some(NatsConfig::url(nats.url()))).await?;
+    wait_ready(&server.url()).await?;
+    let nc = async_nats::connect(nats.url()).await?;
+    let mut headers = HeaderMap::new();
+    headers.insert("Content-Type", "application/cloudevents+json");
+    let ce = json!({"specversion":"1.0","id":"r1","source":"svc","type":"order.placed","data":{"order_id":"PO-1"}});
+    let ask = |h: HeaderMap, body: bytes::Bytes| {
+        let nc = nc.clone();
+        async move {
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                nc.request_with_headers("opsflow.api.append", h, body),
+            )
+            .await
+        }
+    };
+    let reply = ask(headers.clone(), ce.to_string().into()).await??;
+    let body: serde_json::Value = serde_json::from_slice(&reply.payload)?;
+    assert_eq!(
+        (body["position"].as_u64(), body["stream"].as_str()),
+        (Some(1), Some("order/PO-1"))
+    );
+    let reply = ask(headers.clone(), ce.to_string().into()).await??;
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&reply.payload)?["duplicate"],
+        true
+    );
+
+    let mut proto = HeaderMap::new();
+    proto.insert("Content-Type", "application/protobuf");
+    let request = v1::AppendRequest {
+        stream: "order/PO-1".into(),
+        expected: Some(v1::ExpectedVersion {
+            kind: Some(v1::expected_version::Kind::Exact(0)),
+        }),
+        events: vec![v1::ProposedEvent {
+            r#type: "order.approved".into(),
+            data: b"{}".to_vec().into(),
+            ..Default::default()
+        }],
+    };
+    let reply = ask(proto.clone(), request.encode_to_vec().into()).await??;
+    let response = v1::AppendResponse::decode(reply.payload)?;
+    assert_eq!((response.first_position, response.stream_version), (2, 1));
+    let reply = ask(proto, request.encode_to_vec().into()).await??;
+    let h = reply.headers.unwrap_or_default();
+    assert_eq!(h.get("Nats-Service-Error-Code").map(|v| v.as_str()), Some("409"));
+    let err: serde_json::Value = serde_json::from_slice(&reply.payload)?;
+    assert_eq!(
+        (err["error"]["expected"].as_str(), err["error"]["actual"].as_u64()),
+        (Some("0"), Some(1))
+    );
+    let reply = ask(headers, bytes::Bytes::from_static(b"{")).await??;
+    assert_eq!(
+        reply
+            .headers
+            .unwrap_or_default()
+            .get("Nats-Service-Error-Code")
+            .map(|v| v.as_str()),
+        Some("400")
+    );
+    server.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_publishes_in_order_and_resumes_without_gaps_or_duplicates() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let nc = async_nats::connect(nats.url()).await?;
+    let js = jetstream::new(nc.clone());
+    js.create_stream(jetstream::stream::Config {
+        name: "OPSFLOW_LOG".into(),
+        subjects: vec!["opsflow.log.>".into()],
+        ..Default::default()
+    })
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let args = ["--nats", &nats.url()];
+    let append = |url: String, from: u64, n: u64| async move {
+        let mut c = client(&url).await?;
+        for i in from..from + n {
+            let event = opsflow_e2e::event(
+                "out",
+                &format!("e{i}"),
+                if i % 2 == 0 { "order.placed" } else { "order.shipped" },
+                "{}",
+            );
+            c.append(v1::AppendRequest {
+                stream: format!("order/{}", i % 7),
+                expected: None,
+                events: vec![event],
+            })
+            .await?;
+        }
+        anyhow::Ok(())
+    };
+    let mut opsflow = OpsflowProcess::start_with(dir.path(), &args)?;
+    append(opsflow.url(), 0, 300).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(opsflow.terminate(Duration::from_secs(20))?);
+    let opsflow = OpsflowProcess::start_with(dir.path(), &args)?;
+    append(opsflow.url(), 300, 200).await?;
+
+    let mut stream = js.get_stream("OPSFLOW_LOG").await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stream.info().await?.state.messages < 500 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        stream.info().await?.state.messages,
+        500,
+        "no gap and no duplicate across the restart"
+    );
+    for seq in 1..=500u64 {
+        let m = stream.get_raw_message(seq).await?;
+        let id = m.headers.get("Nats-Msg-Id").map(|v| v.as_str().to_owned());
+        assert_eq!(id, Some(seq.to_string()), "in position order");
+        let ce: serde_json::Value = serde_json::from_slice(&m.payload)?;
+        assert_eq!(ce["id"], format!("e{}", seq - 1));
+        let expected_type = if (seq - 1) % 2 == 0 {
+            "order.placed"
+        } else {
+            "order.shipped"
+        };
+        assert_eq!(m.subject.as_str(), format!("opsflow.log.{expected_type}"));
+    }
+    drop(opsflow);
+    Ok(())
+}
