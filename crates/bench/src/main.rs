@@ -15,6 +15,7 @@
 //! - `grpc-batch` ([`grpc::batch`]): 100-event appends over gRPC.
 //! - `library` ([`library::run`]): the same loads through `EventLog::append` directly.
 //! - `read` ([`read::run`]): a full scan of a big log built by [`big_log::build`].
+//! - `nats` ([`nats::run`]): JetStream ingest end to end against raw JetStream publishing.
 //! - `disk` ([`disk::measure`]): bytes on disk per event of that same log.
 //!
 //! Progress goes to stderr, the report to stdout.
@@ -26,6 +27,7 @@ mod grpc;
 mod latency;
 mod library;
 mod load;
+mod nats;
 mod probe;
 mod read;
 mod report;
@@ -59,6 +61,7 @@ enum Section {
     Library,
     Read,
     Disk,
+    Nats,
 }
 
 /// Sizes of one run.
@@ -119,6 +122,10 @@ async fn main() -> anyhow::Result<()> {
         if args.runs(Section::Disk) {
             report.push(disk);
         }
+    }
+
+    if args.runs(Section::Nats) {
+        report.extend(nats::run(if args.quick { 20_000 } else { 200_000 }).await?);
     }
 
     report.print();

@@ -42,8 +42,8 @@ mod writer;
 
 pub use error::{LogError, Result};
 pub use limits::{Limits, event_size, validate_event_type, validate_stream_name};
-pub use log::{DEFAULT_SOURCE, EventLog, JSON, LogOptions};
-pub use store::STORE_FORMAT;
+pub use log::{DEFAULT_SOURCE, EventLog, JSON, LogOptions, PendingAppends};
+pub use store::{SLED_SEGMENT_SIZE, STORE_FORMAT};
 pub use subscription::{Subscription, SubscriptionItem};
 pub use types::{
     AppendOutcome, BrokenLink, Direction, EventFilter, ExpectedVersion, ProposedEvent, RecordedEvent, StreamAppend,

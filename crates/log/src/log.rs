@@ -187,7 +187,14 @@ impl EventLog {
     /// Appends each part independently (each atomic on its own), in order, in one
     /// group commit: one result per part. For transports that ingest many unrelated
     /// messages at once, where one bad message must not fail its neighbours.
-    pub async fn append_each(&self, mut parts: Vec<StreamAppend>) -> Vec<Result<AppendOutcome>> {
+    pub async fn append_each(&self, parts: Vec<StreamAppend>) -> Vec<Result<AppendOutcome>> {
+        self.submit_each(parts).await.wait().await
+    }
+
+    /// The first half of [`EventLog::append_each`]: validates and enqueues the parts
+    /// (in call order, waiting for queue space), without waiting for durability.
+    /// Lets a transport pipeline: enqueue the next batch while earlier ones commit.
+    pub async fn submit_each(&self, mut parts: Vec<StreamAppend>) -> PendingAppends {
         let started = Instant::now();
         let mut results: Vec<Option<Result<AppendOutcome>>> = Vec::with_capacity(parts.len());
         let mut jobs = Vec::with_capacity(parts.len());
@@ -212,25 +219,13 @@ impl EventLog {
             }
         }
         if !jobs.is_empty() && self.inner.tx.send(Command::Many(jobs)).await.is_err() {
-            return results
-                .into_iter()
-                .map(|r| r.unwrap_or(Err(LogError::Closed)))
-                .collect();
+            waiting.clear(); // every unanswered part reports Closed
         }
-        for (index, rx) in waiting {
-            let outcome = rx
-                .await
-                .unwrap_or(Err(LogError::Closed))
-                .and_then(|mut v| v.pop().ok_or(LogError::Closed));
-            metrics::counter!("opsflow_appends_total", "result" => if outcome.is_ok() { "ok" } else { "error" })
-                .increment(1);
-            results[index] = Some(outcome);
+        PendingAppends {
+            results,
+            waiting,
+            started,
         }
-        metrics::histogram!("opsflow_append_latency_seconds").record(started.elapsed().as_secs_f64());
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or(Err(LogError::Closed)))
-            .collect()
     }
 
     /// The position a named consumer (a projection, a publisher) has processed up
@@ -569,6 +564,34 @@ impl EventLog {
         let head = recover(&store)?;
         store.db.flush()?;
         Ok(head.position)
+    }
+}
+
+/// Appends enqueued by [`EventLog::submit_each`], not yet known to be durable.
+#[derive(Debug)]
+pub struct PendingAppends {
+    results: Vec<Option<Result<AppendOutcome>>>,
+    waiting: Vec<(usize, oneshot::Receiver<Result<Vec<AppendOutcome>>>)>,
+    started: Instant,
+}
+
+impl PendingAppends {
+    /// Waits until every part is durable or refused; one result per part, in order.
+    pub async fn wait(mut self) -> Vec<Result<AppendOutcome>> {
+        for (index, rx) in std::mem::take(&mut self.waiting) {
+            let outcome = rx
+                .await
+                .unwrap_or(Err(LogError::Closed))
+                .and_then(|mut v| v.pop().ok_or(LogError::Closed));
+            metrics::counter!("opsflow_appends_total", "result" => if outcome.is_ok() { "ok" } else { "error" })
+                .increment(1);
+            self.results[index] = Some(outcome);
+        }
+        metrics::histogram!("opsflow_append_latency_seconds").record(self.started.elapsed().as_secs_f64());
+        self.results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(LogError::Closed)))
+            .collect()
     }
 }
 

@@ -21,6 +21,10 @@ use crate::{LogError, RecordedEvent, Result};
 /// Version of the stored layout; written once, checked on every open.
 pub const STORE_FORMAT: u32 = 1;
 
+/// sled segment size, fixed when a data directory is created (tools that open the
+/// sled files directly must use it too).
+pub const SLED_SEGMENT_SIZE: usize = 8 << 20;
+
 pub(crate) const META_FORMAT: &[u8] = b"mformat";
 pub(crate) const META_HEAD: &[u8] = b"mhead";
 pub(crate) const META_INDEXED: &[u8] = b"mindexed";
@@ -104,6 +108,10 @@ impl Store {
             .path(path)
             .cache_capacity(cache_bytes)
             .flush_every_ms(None)
+            // sled writes a page larger than segment_size / 4 to its own blob file
+            // (a file creation and fsync per group commit with 64 KiB chunks): 8 MiB
+            // segments keep chunk-holding pages inline in sled's log.
+            .segment_size(SLED_SEGMENT_SIZE)
             .mode(sled::Mode::HighThroughput);
         // sled's background threads may hold the directory lock for a moment after
         // the previous handle in this process was dropped: retry briefly.

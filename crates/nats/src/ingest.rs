@@ -7,12 +7,19 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
+use std::sync::Arc;
+
 use futures::{FutureExt, StreamExt};
 use opsflow_log::{EventLog, LogError};
+use tokio::sync::{Semaphore, oneshot};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::decode::{DeadReason, decode};
 use crate::{DeadLetters, IngestConfig, NatsConfig, NatsError};
+
+/// Batches enqueued in the log and awaiting durability at once.
+const BATCHES_IN_FLIGHT: usize = 8;
 
 /// Runs ingest until `shutdown`; reconnects and re-creates the consumer after
 /// transient failures (NATS restarts) with backoff. Fails only when the log does.
@@ -115,7 +122,7 @@ async fn session(
                 durable_name: Some(config.ingest.consumer.clone()),
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
                 ack_wait: config.ack_wait(),
-                max_ack_pending: i64::try_from(batch * 4).unwrap_or(i64::MAX),
+                max_ack_pending: i64::try_from(batch * (BATCHES_IN_FLIGHT + 2)).unwrap_or(i64::MAX),
                 ..Default::default()
             },
         )
@@ -129,15 +136,33 @@ async fn session(
         .map_err(transient)?;
     tracing::info!(stream = %config.ingest.stream, consumer = %config.ingest.consumer, "nats ingest consuming");
     ready.set(true);
-    loop {
+    // Pipelining: batches are enqueued in order and commit while the next batch is
+    // fetched and decoded; each batch acknowledges after the one before it.
+    let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+    let mut settling: JoinSet<Result<(), Stop>> = JoinSet::new();
+    let mut previous: Option<oneshot::Receiver<()>> = None;
+    let outcome = loop {
+        let mut failed = None;
+        while let Some(done) = settling.try_join_next() {
+            if let Err(stop) = done.unwrap_or_else(|e| Err(transient(e))) {
+                failed = Some(stop);
+            }
+        }
+        if let Some(stop) = failed {
+            break Err(stop);
+        }
         let first = tokio::select! {
             m = messages.next() => m,
-            _ = shutdown.cancelled() => return Ok(()),
+            _ = shutdown.cancelled() => break Ok(()),
         };
         let Some(first) = first else {
-            return Err(transient("the consumer's message stream ended"));
+            break Err(transient("the consumer's message stream ended"));
         };
-        let mut pending = vec![first.map_err(transient)?];
+        let first = match first {
+            Ok(m) => m,
+            Err(e) => break Err(transient(e)),
+        };
+        let mut pending = vec![first];
         while pending.len() < batch {
             match messages.next().now_or_never() {
                 Some(Some(Ok(m))) => pending.push(m),
@@ -148,26 +173,67 @@ async fn session(
                 _ => break,
             }
         }
-        process(pending, log, &dead_letters).await?;
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            break Ok(());
+        };
+        let (parts, decoded) = decode_batch(&pending);
+        let appends = log.submit_each(parts).await;
+        let (done, next) = oneshot::channel();
+        let before = previous.replace(next);
+        let dead = dead_letters.clone();
+        settling.spawn(async move {
+            let results = appends.wait().await;
+            if let Some(before) = before {
+                let _ = before.await;
+            }
+            let outcome = settle(pending, decoded, results, &dead).await;
+            let _ = done.send(());
+            drop(permit);
+            outcome
+        });
+    };
+    // Let every enqueued batch finish: acknowledge what became durable.
+    let mut first_error = None;
+    while let Some(done) = settling.join_next().await {
+        if let Err(stop) = done.unwrap_or_else(|e| Err(transient(e))) {
+            first_error.get_or_insert(stop);
+        }
+    }
+    match (outcome, first_error) {
+        (Err(stop), _) | (Ok(()), Some(stop)) => Err(stop),
+        (Ok(()), None) => Ok(()),
     }
 }
 
-/// Appends a batch and acknowledges each message after its event is durable.
-async fn process(messages: Vec<jetstream::Message>, log: &EventLog, dead: &DeadLetters) -> Result<(), Stop> {
+type Decoded = Result<usize, (DeadReason, String)>;
+
+/// Decodes a batch: the appends to submit, and per message its part index or why not.
+fn decode_batch(messages: &[jetstream::Message]) -> (Vec<opsflow_log::StreamAppend>, Vec<Decoded>) {
     metrics::histogram!("opsflow_nats_ingest_batch").record(messages.len() as f64);
     let mut parts = Vec::with_capacity(messages.len());
-    let mut slots = Vec::with_capacity(messages.len());
-    for m in &messages {
+    let mut decoded = Vec::with_capacity(messages.len());
+    for m in messages {
         match decode(m.headers.as_ref(), m.payload.clone()) {
             Ok(part) => {
-                slots.push(Ok(parts.len()));
+                decoded.push(Ok(parts.len()));
                 parts.push(part);
             }
-            Err(reason) => slots.push(Err(reason)),
+            Err(reason) => decoded.push(Err(reason)),
         }
     }
+    (parts, decoded)
+}
+
+/// Acknowledges each message of a batch whose appends are settled: durable (or an
+/// exact duplicate) → ack; refused → dead letter, then terminate.
+async fn settle(
+    messages: Vec<jetstream::Message>,
+    slots: Vec<Decoded>,
+    results: Vec<Result<opsflow_log::AppendOutcome, LogError>>,
+    dead: &DeadLetters,
+) -> Result<(), Stop> {
     let mut results: Vec<Option<Result<opsflow_log::AppendOutcome, LogError>>> =
-        log.append_each(parts).await.into_iter().map(Some).collect();
+        results.into_iter().map(Some).collect();
     for (message, slot) in messages.iter().zip(slots) {
         let outcome = match slot {
             Err((reason, text)) => Err((reason, text)),

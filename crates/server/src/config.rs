@@ -267,6 +267,35 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_config_loads_with_and_without_nats() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/opsflow.toml");
+        let config = Config::load(Some(&path), env(&[])).unwrap();
+        assert!(config.nats.is_none());
+        let text = std::fs::read_to_string(&path).unwrap();
+        let uncommented: String = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("# [nats") || l.starts_with("# ") && l.contains(" = ") {
+                    &l[2..]
+                } else {
+                    l
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let dir = tempfile::tempdir().unwrap();
+        let with_nats = dir.path().join("opsflow.toml");
+        std::fs::write(&with_nats, uncommented).unwrap();
+        let config = Config::load(Some(&with_nats), env(&[])).unwrap();
+        let nats = config.nats.unwrap();
+        assert_eq!(nats.ingest.stream, "OPS_EVENTS");
+        assert_eq!(
+            nats.credentials_file.as_deref(),
+            Some(std::path::Path::new("/etc/opsflow/opsflow.creds"))
+        );
+    }
+
+    #[test]
     fn nats_section_and_array_env() {
         let config = Config::load(None, env(&[("OPSFLOW_NATS__URLS", r#"["nats://127.0.0.1:4333"]"#)])).unwrap();
         let nats = config.nats.unwrap();

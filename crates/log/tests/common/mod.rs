@@ -85,7 +85,12 @@ pub fn reindex(dir: &Path) -> opsflow_log::Result<u64> {
 pub fn open_raw(dir: &Path) -> sled::Result<sled::Db> {
     let deadline = Instant::now() + LOCK_PATIENCE;
     loop {
-        match sled::Config::new().path(dir).flush_every_ms(None).open() {
+        match sled::Config::new()
+            .path(dir)
+            .segment_size(opsflow_log::SLED_SEGMENT_SIZE)
+            .flush_every_ms(None)
+            .open()
+        {
             Err(e) if is_locked(&e) && Instant::now() < deadline => std::thread::sleep(LOCK_RETRY),
             result => return result,
         }

@@ -1,0 +1,141 @@
+//! `nats`: JetStream ingest end to end (publish → durable in the log → acked) next
+//! to the raw JetStream acked-publish rate on the same `nats-server`, for the
+//! default sync setting and for `sync_interval: always`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, context::PublishAckFuture};
+use opsflow_server::{Config, NatsConfig, Server};
+use opsflow_testkit::NatsServer;
+use serde_json::json;
+
+use crate::event;
+use crate::report::{Row, count};
+
+/// Publishes in flight at once, for both the raw and the ingest runs.
+const WINDOW: usize = 2048;
+
+/// Both sync settings: (label, extra nats-server config).
+const SETTINGS: [(&str, &str); 2] = [
+    ("default sync", ""),
+    ("sync_interval: always", "jetstream { sync_interval: always }"),
+];
+
+pub async fn run(messages: u64) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for (label, extra) in SETTINGS {
+        eprintln!("nats, {label}");
+        let raw = raw_publish(extra, messages).await?;
+        let ingest = ingest(extra, messages).await?;
+        let ratio = ingest / raw;
+        rows.push(Row::new(
+            format!("nats raw JetStream acked publish, {label}"),
+            format!("{} msgs/s", count(raw)),
+        ));
+        rows.push(
+            Row::new(
+                format!("nats ingest publish → durable → acked, {label}"),
+                format!("{} events/s = {ratio:.2}× raw", count(ingest)),
+            )
+            .target("≥ 0.5× raw", ratio >= 0.5),
+        );
+    }
+    Ok(rows)
+}
+
+fn structured(seq: u64) -> (HeaderMap, bytes::Bytes) {
+    let mut headers = HeaderMap::new();
+    headers.insert("Content-Type", "application/cloudevents+json");
+    let data: serde_json::Value = serde_json::from_slice(&event::json_data(seq)).unwrap_or(json!({}));
+    let ce = json!({ "specversion": "1.0", "id": format!("n-{seq}"), "source": "opsflow-bench/nats",
+                     "type": "order.placed", "subject": format!("bench/s-{}", seq % 100), "data": data });
+    (headers, ce.to_string().into())
+}
+
+/// Publishes `messages` with `WINDOW` acks outstanding; returns when all are acked.
+async fn publish(js: &jetstream::Context, subject: &str, messages: u64) -> anyhow::Result<()> {
+    let mut pending: std::collections::VecDeque<PublishAckFuture> = std::collections::VecDeque::new();
+    for seq in 0..messages {
+        let (headers, body) = structured(seq);
+        pending.push_back(js.publish_with_headers(subject.to_owned(), headers, body).await?);
+        if pending.len() >= WINDOW
+            && let Some(ack) = pending.pop_front()
+        {
+            ack.await.context("publish not acknowledged")?;
+        }
+    }
+    for ack in pending {
+        ack.await.context("publish not acknowledged")?;
+    }
+    Ok(())
+}
+
+async fn raw_publish(extra: &str, messages: u64) -> anyhow::Result<f64> {
+    let nats = NatsServer::start_with_config(extra)?;
+    let js = jetstream::new(async_nats::connect(nats.url()).await?);
+    js.create_stream(jetstream::stream::Config {
+        name: "BENCH_RAW".into(),
+        subjects: vec!["bench.raw.>".into()],
+        storage: jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await?;
+    let started = Instant::now();
+    publish(&js, "bench.raw.order.placed", messages).await?;
+    Ok(messages as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn ingest(extra: &str, messages: u64) -> anyhow::Result<f64> {
+    let nats = NatsServer::start_with_config(extra)?;
+    let dir = tempfile::tempdir()?;
+    let config = Config {
+        data_dir: dir.path().to_path_buf(),
+        listen: ([127, 0, 0, 1], 0).into(),
+        nats: Some(NatsConfig::url(nats.url())),
+        ..Config::default()
+    };
+    let server = Server::start(&config).await?;
+    let js = jetstream::new(async_nats::connect(nats.url()).await?);
+    // Wait for opsflow's stream and consumer.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while js.get_stream("OPS_EVENTS").await.is_err() || !consumer_exists(&js).await {
+        anyhow::ensure!(Instant::now() < deadline, "opsflow did not set up its consumer in 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let started = Instant::now();
+    publish(&js, "ops.events.order.placed", messages).await?;
+    // Durable in the log, and every message acknowledged.
+    let mut head = server.log().watch_head();
+    while *head.borrow_and_update() < messages {
+        tokio::time::timeout(Duration::from_secs(60), head.changed())
+            .await
+            .context("ingest stalled")??;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let stream = js.get_stream("OPS_EVENTS").await?;
+        let info = stream.consumer_info("opsflow-ingest").await?;
+        if info.num_ack_pending == 0 && info.num_pending == 0 {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "acks did not settle");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let rate = messages as f64 / started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        server.log().head() == messages,
+        "log has {} events, expected {messages}",
+        server.log().head()
+    );
+    server.shutdown().await?;
+    Ok(rate)
+}
+
+async fn consumer_exists(js: &jetstream::Context) -> bool {
+    match js.get_stream("OPS_EVENTS").await {
+        Ok(s) => s.consumer_info("opsflow-ingest").await.is_ok(),
+        Err(_) => false,
+    }
+}
