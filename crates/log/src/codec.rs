@@ -13,8 +13,14 @@ use sha2::{Digest, Sha256};
 
 use crate::{LogError, RecordedEvent, Result};
 
-/// Version of the record/chunk encoding written by this build.
-pub(crate) const CHUNK_FORMAT: u8 = 1;
+/// Chunk format 1: the records as they are.
+const CHUNK_PLAIN: u8 = 1;
+/// Chunk format 2 (written by this build): the records LZ4-compressed, prefixed
+/// by their uncompressed length. Hashes cover the uncompressed records.
+pub(crate) const CHUNK_FORMAT: u8 = 2;
+/// Largest uncompressed chunk body accepted when reading (a chunk is ~64 KiB, or
+/// one event of up to the event size limit).
+const MAX_CHUNK_BODY: usize = 256 << 20;
 pub(crate) const HASH_LEN: usize = 32;
 pub(crate) const ZERO_HASH: [u8; 32] = [0; 32];
 
@@ -244,11 +250,12 @@ impl ChunkBuilder {
     }
 
     pub(crate) fn finish(self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.body.len() + 48);
+        let compressed = lz4_flex::block::compress_prepend_size(&self.body);
+        let mut out = Vec::with_capacity(compressed.len() + 48);
         out.push(CHUNK_FORMAT);
         out.extend_from_slice(&self.prev_hash);
         put_varint(&mut out, self.count);
-        out.extend_from_slice(&self.body);
+        out.extend_from_slice(&compressed);
         out
     }
 }
@@ -267,19 +274,39 @@ impl Chunk {
         let at = format!("chunk {first_position}");
         let mut r = Reader::new(&bytes, &at);
         let format = r.u8()?;
-        if format != CHUNK_FORMAT {
-            return Err(LogError::corrupt(&at, format!("unknown chunk format {format}")));
-        }
         let prev_hash = r.hash()?;
         let count = r.varint()?;
         let body_start = r.offset();
-        Ok(Chunk {
-            first_position,
-            prev_hash,
-            count,
-            body_start,
-            bytes,
-        })
+        match format {
+            CHUNK_PLAIN => Ok(Chunk {
+                first_position,
+                prev_hash,
+                count,
+                body_start,
+                bytes,
+            }),
+            CHUNK_FORMAT => {
+                let compressed = &bytes[body_start..];
+                let claimed = compressed
+                    .get(..4)
+                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                    .map(|b| u32::from_le_bytes(b) as usize)
+                    .ok_or_else(|| LogError::corrupt(&at, "compressed body shorter than its length"))?;
+                if claimed > MAX_CHUNK_BODY {
+                    return Err(LogError::corrupt(&at, format!("claims {claimed} uncompressed bytes")));
+                }
+                let body = lz4_flex::block::decompress_size_prepended(compressed)
+                    .map_err(|e| LogError::corrupt(&at, format!("cannot decompress: {e}")))?;
+                Ok(Chunk {
+                    first_position,
+                    prev_hash,
+                    count,
+                    body_start: 0,
+                    bytes: Bytes::from(body),
+                })
+            }
+            other => Err(LogError::corrupt(&at, format!("unknown chunk format {other}"))),
+        }
     }
 
     /// The raw records in order: `(position, record bytes)`.

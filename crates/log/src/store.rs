@@ -112,7 +112,7 @@ impl Store {
             // (a file creation and fsync per group commit with 64 KiB chunks): 8 MiB
             // segments keep chunk-holding pages inline in sled's log.
             .segment_size(SLED_SEGMENT_SIZE)
-            .mode(sled::Mode::HighThroughput);
+            .mode(sled::Mode::LowSpace);
         // sled's background threads may hold the directory lock for a moment after
         // the previous handle in this process was dropped: retry briefly.
         let mut attempts = 0;
