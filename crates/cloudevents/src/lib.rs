@@ -136,6 +136,8 @@
 mod attributes;
 mod binary;
 mod error;
+#[cfg(test)]
+mod fixtures;
 mod incoming;
 mod json;
 mod media;

@@ -168,23 +168,7 @@ mod tests {
     use crate::parse_structured;
 
     fn recorded() -> RecordedEvent {
-        RecordedEvent {
-            position: 42,
-            stream: "order/PO-1".into(),
-            version: 3,
-            id: "e-1".into(),
-            source: "/shop".into(),
-            event_type: "order.placed".into(),
-            time: 1_714_557_600_500_000_000,
-            recorded_at: 1_714_557_601_000_000_000,
-            content_type: "application/json".into(),
-            data: Bytes::from_static(br#"{"order_id":"PO-1","total":12}"#),
-            correlation_id: String::new(),
-            causation_id: String::new(),
-            metadata: BTreeMap::new(),
-            prev_hash: [0; 32],
-            hash: [0xab; 32],
-        }
+        crate::fixtures::recorded_order(br#"{"order_id":"PO-1","total":12}"#)
     }
 
     #[test]
