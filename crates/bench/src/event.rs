@@ -2,7 +2,7 @@
 //! `(source, id)`.
 
 use bytes::Bytes;
-use opsflow_log::{ProposedEvent, RecordedEvent};
+use opsflow_log::ProposedEvent;
 use opsflow_proto::v1;
 
 /// Size of every event's data, in bytes.
@@ -44,18 +44,4 @@ pub fn proto(source: &str, id: String, seq: u64) -> v1::ProposedEvent {
         data: json_data(seq),
         ..Default::default()
     }
-}
-
-/// Bytes of data and attributes of a recorded event, counted as
-/// [`opsflow_log::event_size`] counts a proposed one.
-pub fn recorded_size(event: &RecordedEvent) -> u64 {
-    let metadata: usize = event.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
-    (event.id.len()
-        + event.source.len()
-        + event.event_type.len()
-        + event.content_type.len()
-        + event.correlation_id.len()
-        + event.causation_id.len()
-        + metadata
-        + event.data.len()) as u64
 }

@@ -5,8 +5,8 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 
 use crate::big_log::BigLog;
-use crate::event::recorded_size;
 use crate::report::{Row, count};
+use opsflow_log::recorded_event_size;
 
 pub async fn run(big: &BigLog) -> anyhow::Result<Row> {
     eprintln!("read: scanning {} events", count(big.events as f64));
@@ -17,7 +17,7 @@ pub async fn run(big: &BigLog) -> anyhow::Result<Row> {
         for event in log.iter_all(1) {
             let event = event.context("reading the log")?;
             events += 1;
-            bytes += recorded_size(&event);
+            bytes += recorded_event_size(&event);
         }
         anyhow::Ok((events, bytes, started.elapsed()))
     })

@@ -71,7 +71,52 @@ fn detail_suffix(detail: &str) -> String {
     }
 }
 
+/// The class of a [`LogError`]: what a caller can do about it. Transports map
+/// classes (not variants) to their status codes, so a new variant is classified
+/// here once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request is malformed; retrying it unchanged fails again.
+    InvalidArgument,
+    /// The request exceeds a configured limit.
+    LimitExceeded,
+    /// The stream is not at the expected version.
+    WrongExpectedVersion,
+    /// The `(source, id)` is recorded with other content.
+    DuplicateConflict,
+    /// The log cannot take the request now (closing, or stopped after a storage failure).
+    Unavailable,
+    /// Stored data or storage is broken.
+    Internal,
+}
+
+impl ErrorKind {
+    /// A stable machine-readable name, e.g. `wrong_expected_version`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidArgument => "invalid_argument",
+            ErrorKind::LimitExceeded => "limit_exceeded",
+            ErrorKind::WrongExpectedVersion => "wrong_expected_version",
+            ErrorKind::DuplicateConflict => "duplicate_conflict",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
 impl LogError {
+    /// The class of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            LogError::InvalidArgument { .. } => ErrorKind::InvalidArgument,
+            LogError::LimitExceeded { .. } => ErrorKind::LimitExceeded,
+            LogError::WrongExpectedVersion { .. } => ErrorKind::WrongExpectedVersion,
+            LogError::DuplicateConflict { .. } => ErrorKind::DuplicateConflict,
+            LogError::Closed | LogError::Poisoned(_) => ErrorKind::Unavailable,
+            LogError::Corrupt { .. } | LogError::UnsupportedFormat { .. } | LogError::Storage(_) => ErrorKind::Internal,
+        }
+    }
+
     pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         LogError::InvalidArgument {
             field: field.into(),

@@ -40,8 +40,8 @@ mod subscription;
 mod types;
 mod writer;
 
-pub use error::{LogError, Result};
-pub use limits::{Limits, event_size, validate_event_type, validate_stream_name};
+pub use error::{ErrorKind, LogError, Result};
+pub use limits::{Limits, event_size, recorded_event_size, validate_event_type, validate_stream_name};
 pub use log::{DEFAULT_SOURCE, EventLog, JSON, LogOptions, PendingAppends};
 pub use store::{SLED_SEGMENT_SIZE, STORE_FORMAT};
 pub use subscription::{Subscription, SubscriptionItem};

@@ -108,17 +108,42 @@ fn validate_text(field: impl Fn() -> String, value: &str, max: usize) -> Result<
     Ok(())
 }
 
-/// Encoded size of an event as counted against `max_event_bytes`.
+/// Encoded size of an event as counted against `max_event_bytes`: its data,
+/// metadata and attributes.
 pub fn event_size(event: &ProposedEvent) -> u64 {
-    let meta: usize = event.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
-    (event.id.len()
-        + event.source.len()
-        + event.event_type.len()
-        + event.content_type.len()
-        + event.correlation_id.len()
-        + event.causation_id.len()
-        + meta
-        + event.data.len()) as u64
+    counted_size(
+        [
+            &event.id,
+            &event.source,
+            &event.event_type,
+            &event.content_type,
+            &event.correlation_id,
+            &event.causation_id,
+        ],
+        &event.metadata,
+        event.data.len(),
+    )
+}
+
+/// The size of a recorded event counted as [`event_size`] counts a proposed one.
+pub fn recorded_event_size(event: &crate::RecordedEvent) -> u64 {
+    counted_size(
+        [
+            &event.id,
+            &event.source,
+            &event.event_type,
+            &event.content_type,
+            &event.correlation_id,
+            &event.causation_id,
+        ],
+        &event.metadata,
+        event.data.len(),
+    )
+}
+
+fn counted_size(attributes: [&String; 6], metadata: &std::collections::BTreeMap<String, String>, data: usize) -> u64 {
+    let metadata: usize = metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+    (attributes.iter().map(|a| a.len()).sum::<usize>() + metadata + data) as u64
 }
 
 impl Limits {

@@ -308,23 +308,14 @@ impl EventLog {
     /// Iterates durable events from `from` up to the head as it is now (blocking).
     pub fn iter_all(&self, from: u64) -> impl Iterator<Item = Result<RecordedEvent>> + use<> {
         let head = self.head();
-        let mut chunks = match self.inner.store.chunks_from(from.max(1)) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                return EventIter {
-                    chunks: None,
-                    buffer: Vec::new().into_iter(),
-                    pending_err: Some(e),
-                    head,
-                    from,
-                };
-            }
+        let (chunks, pending_err) = match self.inner.store.chunks_from(from.max(1)) {
+            Ok(c) => (Some(Box::new(c) as ChunkIter), None),
+            Err(e) => (None, Some(e)),
         };
-        let _ = &mut chunks;
         EventIter {
-            chunks: chunks.map(|c| Box::new(c) as _),
+            chunks,
             buffer: Vec::new().into_iter(),
-            pending_err: None,
+            pending_err,
             head,
             from,
         }

@@ -3,7 +3,7 @@
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use opsflow_cloudevents::{CloudEventError, Incoming};
-use opsflow_log::{LogError, StreamAppend};
+use opsflow_log::{ErrorKind, LogError, StreamAppend};
 
 /// Why a message cannot be recorded; the suffix of its dead-letter subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,16 +34,12 @@ impl DeadReason {
     /// The reason for a refused append, or `None` when the failure is the log's
     /// (closed, storage) and the message must be retried rather than dead-lettered.
     pub fn of(error: &LogError) -> Option<DeadReason> {
-        match error {
-            LogError::InvalidArgument { .. } => Some(DeadReason::Invalid),
-            LogError::LimitExceeded { .. } => Some(DeadReason::Limit),
-            LogError::WrongExpectedVersion { .. } => Some(DeadReason::VersionConflict),
-            LogError::DuplicateConflict { .. } => Some(DeadReason::DuplicateConflict),
-            LogError::Corrupt { .. }
-            | LogError::UnsupportedFormat { .. }
-            | LogError::Poisoned(_)
-            | LogError::Closed
-            | LogError::Storage(_) => None,
+        match error.kind() {
+            ErrorKind::InvalidArgument => Some(DeadReason::Invalid),
+            ErrorKind::LimitExceeded => Some(DeadReason::Limit),
+            ErrorKind::WrongExpectedVersion => Some(DeadReason::VersionConflict),
+            ErrorKind::DuplicateConflict => Some(DeadReason::DuplicateConflict),
+            ErrorKind::Unavailable | ErrorKind::Internal => None,
         }
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures::StreamExt;
-use opsflow_log::{EventLog, LogError, StreamAppend};
+use opsflow_log::{ErrorKind, EventLog, LogError, StreamAppend};
 use opsflow_proto::{convert, v1};
 use prost::Message as _;
 use serde_json::{Value, json};
@@ -133,14 +133,14 @@ pub async fn handle(log: &EventLog, headers: Option<&HeaderMap>, payload: Bytes)
 }
 
 fn log_error_reply(e: &LogError) -> (HeaderMap, Bytes) {
-    let (status, code) = match e {
-        LogError::InvalidArgument { .. } => (400, "invalid_argument"),
-        LogError::LimitExceeded { .. } => (400, "limit_exceeded"),
-        LogError::WrongExpectedVersion { .. } => (409, "wrong_expected_version"),
-        LogError::DuplicateConflict { .. } => (409, "duplicate_conflict"),
-        LogError::Closed | LogError::Poisoned(_) => (503, "unavailable"),
-        LogError::Corrupt { .. } | LogError::UnsupportedFormat { .. } | LogError::Storage(_) => (500, "internal"),
+    let kind = e.kind();
+    let status = match kind {
+        ErrorKind::InvalidArgument | ErrorKind::LimitExceeded => 400,
+        ErrorKind::WrongExpectedVersion | ErrorKind::DuplicateConflict => 409,
+        ErrorKind::Unavailable => 503,
+        ErrorKind::Internal => 500,
     };
+    let code = kind.as_str();
     let mut reply = error_reply(status, code, e.to_string());
     if let LogError::WrongExpectedVersion {
         stream,

@@ -13,7 +13,7 @@
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use opsflow_cloudevents::CloudEventError;
-use opsflow_log::LogError;
+use opsflow_log::{ErrorKind, LogError};
 use serde_json::{Value, json};
 
 /// An error of the API layer, from any lower layer.
@@ -45,22 +45,19 @@ impl ApiError {
     fn class(&self) -> (tonic::Code, StatusCode, &'static str) {
         use tonic::Code;
         match self {
-            ApiError::Log(e) => match e {
-                LogError::InvalidArgument { .. } => {
-                    (Code::InvalidArgument, StatusCode::BAD_REQUEST, "invalid_argument")
-                }
-                LogError::LimitExceeded { .. } => (Code::InvalidArgument, StatusCode::BAD_REQUEST, "limit_exceeded"),
-                LogError::WrongExpectedVersion { .. } => {
-                    (Code::FailedPrecondition, StatusCode::CONFLICT, "wrong_expected_version")
-                }
-                LogError::DuplicateConflict { .. } => (Code::AlreadyExists, StatusCode::CONFLICT, "duplicate_conflict"),
-                LogError::Closed | LogError::Poisoned(_) => {
-                    (Code::Unavailable, StatusCode::SERVICE_UNAVAILABLE, "unavailable")
-                }
-                LogError::Corrupt { .. } | LogError::UnsupportedFormat { .. } | LogError::Storage(_) => {
-                    (Code::Internal, StatusCode::INTERNAL_SERVER_ERROR, "internal")
-                }
-            },
+            ApiError::Log(e) => {
+                let kind = e.kind();
+                let (grpc, http) = match kind {
+                    ErrorKind::InvalidArgument | ErrorKind::LimitExceeded => {
+                        (Code::InvalidArgument, StatusCode::BAD_REQUEST)
+                    }
+                    ErrorKind::WrongExpectedVersion => (Code::FailedPrecondition, StatusCode::CONFLICT),
+                    ErrorKind::DuplicateConflict => (Code::AlreadyExists, StatusCode::CONFLICT),
+                    ErrorKind::Unavailable => (Code::Unavailable, StatusCode::SERVICE_UNAVAILABLE),
+                    ErrorKind::Internal => (Code::Internal, StatusCode::INTERNAL_SERVER_ERROR),
+                };
+                (grpc, http, kind.as_str())
+            }
             ApiError::CloudEvent(_) | ApiError::InvalidArgument { .. } => {
                 (Code::InvalidArgument, StatusCode::BAD_REQUEST, "invalid_argument")
             }
