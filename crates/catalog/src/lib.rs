@@ -1,0 +1,1 @@
+//! opsflow catalog (in progress).

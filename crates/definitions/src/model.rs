@@ -1,0 +1,198 @@
+//! The validated, compiled form of a definitions directory.
+
+use crate::Expr;
+
+/// A whole definitions directory, validated and compiled.
+#[derive(Debug, Clone, Default)]
+pub struct Definitions {
+    /// `sha256:` + 16 hex digits over the sorted file names and contents.
+    pub version: String,
+    pub kpis: Vec<KpiDef>,
+    pub controls: Vec<ControlDef>,
+}
+
+/// Where a definition was written.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Origin {
+    /// File name relative to the definitions directory.
+    pub file: String,
+    pub line: usize,
+}
+
+/// Selects events: a type, an optional condition, and optional per-match expressions.
+#[derive(Debug, Clone)]
+pub struct Match {
+    pub event_type: String,
+    /// `if:`; a condition that fails to evaluate counts as false.
+    pub condition: Option<Expr>,
+    /// `key:`, overriding the definition's key for this match.
+    pub key: Option<Expr>,
+    /// `value:` (level `set`/`add`/`limit`).
+    pub value: Option<Expr>,
+    /// `actor:` (separation of duties).
+    pub actor: Option<Expr>,
+}
+
+/// A rolling window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    /// As written: `1h`, `24h`, `7d`.
+    pub label: String,
+    pub length_nanos: i64,
+    /// Width of the fixed, epoch-aligned buckets the window is made of.
+    pub bucket_nanos: i64,
+}
+
+/// Calendar buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Buckets {
+    #[default]
+    Day,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Le,
+    Lt,
+    Ge,
+    Gt,
+}
+
+/// `<= 72h`: durations are in seconds, percentages are fractions.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Comparison {
+    pub op: Op,
+    pub value: f64,
+}
+
+impl Comparison {
+    pub fn holds(&self, x: f64) -> bool {
+        match self.op {
+            Op::Le => x <= self.value,
+            Op::Lt => x < self.value,
+            Op::Ge => x >= self.value,
+            Op::Gt => x > self.value,
+        }
+    }
+}
+
+/// Green/amber/red thresholds on one stat.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub stat: String,
+    pub green: Comparison,
+    pub amber: Option<Comparison>,
+}
+
+#[derive(Debug, Clone)]
+pub struct KpiDef {
+    pub name: String,
+    pub description: String,
+    pub origin: Origin,
+    pub kind: KpiKind,
+    pub key: Option<Expr>,
+    /// Label -> expression, in file order.
+    pub group_by: Vec<(String, Expr)>,
+    /// Types whose last event per key is kept as `seen[type]`.
+    pub track: Vec<String>,
+    /// Types that drop a key's state.
+    pub close: Vec<String>,
+    pub windows: Vec<Window>,
+    pub buckets: Buckets,
+    pub target: Option<Target>,
+    /// Hash of this definition's content: a change means its view must be rebuilt.
+    pub fingerprint: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum KpiKind {
+    Duration {
+        start: Match,
+        end: Match,
+    },
+    Ratio {
+        on: Match,
+        good: Expr,
+        keep: bool,
+    },
+    Count {
+        on: Match,
+    },
+    Sum {
+        on: Match,
+        value: Expr,
+    },
+    Level {
+        set: Vec<Match>,
+        add: Vec<Match>,
+        limit: Vec<Match>,
+    },
+    Open {
+        open: Vec<Match>,
+        state: Option<Expr>,
+    },
+}
+
+impl KpiKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            KpiKind::Duration { .. } => "duration",
+            KpiKind::Ratio { .. } => "ratio",
+            KpiKind::Count { .. } => "count",
+            KpiKind::Sum { .. } => "sum",
+            KpiKind::Level { .. } => "level",
+            KpiKind::Open { .. } => "open",
+        }
+    }
+
+    /// The stat the target and the `opsflow_kpi` gauge use by default.
+    pub fn headline(&self) -> &'static str {
+        match self {
+            KpiKind::Duration { .. } => "p90",
+            KpiKind::Ratio { .. } => "ratio",
+            KpiKind::Count { .. } => "count",
+            KpiKind::Sum { .. } => "sum",
+            KpiKind::Level { .. } => "value",
+            KpiKind::Open { .. } => "open",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ControlDef {
+    pub name: String,
+    pub description: String,
+    pub origin: Origin,
+    pub key: Expr,
+    pub track: Vec<String>,
+    pub kind: ControlKind,
+    pub fingerprint: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum ControlKind {
+    Requires {
+        when: Match,
+        requires: Match,
+    },
+    SeparationOfDuties {
+        first: Match,
+        second: Match,
+    },
+    Within {
+        after: Match,
+        expect: Match,
+        within_nanos: i64,
+    },
+}
+
+impl ControlKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ControlKind::Requires { .. } => "requires",
+            ControlKind::SeparationOfDuties { .. } => "separation_of_duties",
+            ControlKind::Within { .. } => "within",
+        }
+    }
+}

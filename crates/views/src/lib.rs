@@ -1,0 +1,1 @@
+//! opsflow views (in progress).
