@@ -72,7 +72,7 @@ async fn grpc_appends_are_readable_over_http_and_back() -> anyhow::Result<()> {
         .collect();
     assert_eq!(types, ["order.placed", "order.approved", "order.shipped"]);
     assert_eq!(
-        stream["events"][0]["data"]["amount"], 12_000,
+        stream["events"][0]["data"]["total"], 12_000,
         "JSON data comes back as JSON"
     );
     assert_eq!(stream["last_version"], 2);
@@ -109,7 +109,7 @@ async fn grpc_appends_are_readable_over_http_and_back() -> anyhow::Result<()> {
         .header("ce-specversion", "1.0")
         .header("ce-id", "bin-1")
         .header("ce-source", "scanner")
-        .header("ce-type", "inventory.counted")
+        .header("ce-type", "scanner.frame")
         .header("ce-subject", "inventory/SKU-1")
         .header("content-type", "application/octet-stream")
         .body(vec![0u8, 159, 146, 150])
@@ -120,9 +120,10 @@ async fn grpc_appends_are_readable_over_http_and_back() -> anyhow::Result<()> {
     assert_eq!(stream["events"][0]["data_base64"], "AJ+Slg==");
 
     // Batch mode is atomic across streams.
+    let order = |id: &str| serde_json::from_str::<Value>(&order_json(id, 99)).unwrap_or_default();
     let batch = json!([
-        {"specversion":"1.0","id":"b-1","source":"shop","type":"order.placed","data":{"order_id":"PO-2"}},
-        {"specversion":"1.0","id":"b-2","source":"shop","type":"order.placed","data":{"order_id":"PO-3"}}
+        {"specversion":"1.0","id":"b-1","source":"shop","type":"order.placed","data":order("PO-2")},
+        {"specversion":"1.0","id":"b-2","source":"shop","type":"order.placed","data":order("PO-3")}
     ]);
     let (status, body) = post(&url, "application/cloudevents-batch+json", batch.to_string()).await?;
     assert_eq!(status, 201, "{body}");
@@ -304,6 +305,141 @@ async fn bad_input_gets_a_clear_error_and_writes_nothing() -> anyhow::Result<()>
         .await?
         .into_inner();
     assert_eq!(r.first_position, 2);
+    server.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_events_are_validated_on_append_over_http_and_grpc() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let url = server.url();
+    let mut grpc = client(&url).await?;
+    let head = || server.server.log().head();
+    let without_id = r#"{"customer":"acme","total":10,"currency":"EUR","promised_by":"2026-11-23T10:00:00Z"}"#;
+
+    // HTTP structured mode: 400 naming the field; nothing written.
+    let (status, err) = post(
+        &url,
+        "application/cloudevents+json",
+        json!({"specversion":"1.0","id":"h-1","source":"shop","type":"order.placed","subject":"order/PO-1",
+               "data": serde_json::from_str::<Value>(without_id)?})
+        .to_string(),
+    )
+    .await?;
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["error"]["code"], "invalid_argument");
+    assert_eq!(err["error"]["field"], "events[0].data.order_id");
+    let message = err["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("data.order_id: required field is missing for order.placed"),
+        "{message}"
+    );
+    // A field of the wrong type: expected and actual are named.
+    let (status, err) = post(
+        &url,
+        "application/cloudevents+json",
+        json!({"specversion":"1.0","id":"h-2","source":"shop","type":"order.placed","subject":"order/PO-1",
+               "data": {"order_id":"PO-1","customer":"acme","total":"12","currency":"EUR",
+                        "promised_by":"2026-11-23T10:00:00Z"}})
+        .to_string(),
+    )
+    .await?;
+    assert_eq!(status, 400, "{err}");
+    let message = err["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(r#"data.total: expected a number >= 0, got "12""#),
+        "{message}"
+    );
+    assert_eq!(head(), 0);
+
+    // gRPC: INVALID_ARGUMENT naming the field; one bad event fails the whole append.
+    let status = grpc
+        .append(v1::AppendRequest {
+            stream: "order/PO-1".into(),
+            expected: None,
+            events: vec![
+                event("shop", "g-1", "order.placed", &order_json("PO-1", 10)),
+                event("shop", "g-2", "order.placed", without_id),
+            ],
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("events[1].data.order_id"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(head(), 0, "nothing written");
+
+    // Valid catalog events and custom types are accepted, JSON or protobuf.
+    let placed = opsflow_proto::v1::OrderPlaced {
+        order_id: "PO-2".into(),
+        customer: "acme".into(),
+        total: Some(12.5),
+        currency: "EUR".into(),
+        promised_by: Some(prost_types::Timestamp {
+            seconds: 1_795_428_000,
+            nanos: 0,
+        }),
+        ..Default::default()
+    };
+    let as_protobuf = v1::ProposedEvent {
+        content_type: "application/protobuf".into(),
+        data: prost::Message::encode_to_vec(&placed).into(),
+        ..event("shop", "g-4", "order.placed", "")
+    };
+    let r = grpc
+        .append(v1::AppendRequest {
+            stream: "order/PO-1".into(),
+            expected: no_stream(),
+            events: vec![
+                event("shop", "g-1", "order.placed", &order_json("PO-1", 10)),
+                event("shop", "g-3", "my.custom_event", r#"{"anything":[1,2,3]}"#),
+                as_protobuf,
+            ],
+        })
+        .await?
+        .into_inner();
+    assert_eq!((r.first_position, r.last_position), (1, 3));
+    let missing_in_protobuf = v1::ProposedEvent {
+        content_type: "application/protobuf".into(),
+        data: prost::Message::encode_to_vec(&opsflow_proto::v1::OrderPlaced {
+            order_id: String::new(),
+            ..placed
+        })
+        .into(),
+        ..event("shop", "g-5", "order.placed", "")
+    };
+    let status = grpc
+        .append(v1::AppendRequest {
+            stream: "order/PO-1".into(),
+            expected: None,
+            events: vec![missing_in_protobuf],
+        })
+        .await
+        .expect_err("refused");
+    assert!(status.message().contains("data.order_id"), "{}", status.message());
+    let (status, body) = post(
+        &url,
+        "application/cloudevents+json",
+        json!({"specversion":"1.0","id":"h-3","source":"shop","type":"order.noted","subject":"order/PO-1",
+               "data": {"note": "custom types take any JSON"}})
+        .to_string(),
+    )
+    .await?;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(head(), 4);
+    server.shutdown().await?;
+
+    // Validation can be turned off.
+    let server = TestServer::start_with(|c| c.log.validate_catalog = false).await?;
+    let mut grpc = client(&server.url()).await?;
+    grpc.append(v1::AppendRequest {
+        stream: "order/PO-1".into(),
+        expected: None,
+        events: vec![event("shop", "g-1", "order.placed", without_id)],
+    })
+    .await?;
     server.shutdown().await
 }
 

@@ -7,6 +7,8 @@ use std::time::Duration;
 use opsflow_testkit::{OpsflowProcess, opsflow_binary};
 use serde_json::Value;
 
+const SHIPPED: &str = r#"{"order_id":"PO-1","carrier":"DHL"}"#;
+
 fn cli(server: &str, args: &[&str]) -> anyhow::Result<Output> {
     Ok(Command::new(opsflow_binary()?)
         .args(args)
@@ -35,7 +37,7 @@ fn cli_round_trip_survives_a_clean_restart() -> anyhow::Result<()> {
             "append",
             "order/PO-1",
             "order.placed",
-            r#"{"order_id":"PO-1","amount":10}"#,
+            r#"{"order_id":"PO-1","customer":"acme","total":10,"currency":"EUR","promised_by":"2026-11-23T10:00:00Z"}"#,
             "--expected",
             "no_stream",
             "--output",
@@ -50,7 +52,7 @@ fn cli_round_trip_survives_a_clean_restart() -> anyhow::Result<()> {
             "append",
             "order/PO-1",
             "order.approved",
-            r#"{"order_id":"PO-1"}"#,
+            r#"{"order_id":"PO-1","approver":"alice"}"#,
             "--expected",
             "0",
         ],
@@ -60,7 +62,14 @@ fn cli_round_trip_survives_a_clean_restart() -> anyhow::Result<()> {
 
     let out = cli(
         &url,
-        &["append", "order/PO-1", "order.shipped", "{}", "--expected", "no_stream"],
+        &[
+            "append",
+            "order/PO-1",
+            "order.shipped",
+            SHIPPED,
+            "--expected",
+            "no_stream",
+        ],
     )?;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -68,6 +77,17 @@ fn cli_round_trip_survives_a_clean_restart() -> anyhow::Result<()> {
     let out = cli(&url, &["append", "order/PO-1", "order.shipped", "{not json"])?;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not valid JSON"));
+    // The server validates catalog types: the missing field is named.
+    let out = cli(
+        &url,
+        &["append", "order/PO-2", "order.placed", r#"{"customer":"acme"}"#],
+    )?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("data.order_id") && err.contains("InvalidArgument"),
+        "{err}"
+    );
 
     let out = cli(&url, &["read", "--output", "json"])?;
     let events = json_lines(&out);
@@ -92,7 +112,7 @@ fn cli_round_trip_survives_a_clean_restart() -> anyhow::Result<()> {
     assert_eq!(json_lines(&out).len(), 2, "events survive the restart");
     let out = cli(
         &server.url(),
-        &["append", "order/PO-1", "order.shipped", "{}", "--expected", "1"],
+        &["append", "order/PO-1", "order.shipped", SHIPPED, "--expected", "1"],
     )?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     Ok(())

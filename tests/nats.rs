@@ -13,7 +13,7 @@ use opsflow_nats::NatsConfig;
 use opsflow_proto::cloudevents::CloudEvent;
 use opsflow_proto::cloudevents::cloud_event::{self, CloudEventAttributeValue, cloud_event_attribute_value};
 use opsflow_proto::v1;
-use opsflow_testkit::{NatsServer, OpsflowProcess, TestServer};
+use opsflow_testkit::{NatsServer, OpsflowProcess, TestServer, order_json};
 use prost::Message as _;
 use serde_json::json;
 
@@ -21,7 +21,8 @@ use serde_json::json;
 fn message(mode: usize, source: &str, seq: u64) -> (HeaderMap, bytes::Bytes) {
     let id = format!("{source}-{seq}");
     let subject = format!("order/{source}-{}", seq % 50);
-    let data = json!({ "order_id": format!("{source}-{seq}"), "seq": seq, "amount": seq * 3 });
+    let data = json!({ "order_id": format!("{source}-{seq}"), "seq": seq, "customer": source, "total": seq * 3,
+                       "currency": "EUR", "promised_by": "2026-11-23T10:00:00Z" });
     let mut headers = HeaderMap::new();
     match mode {
         0 => {
@@ -267,6 +268,15 @@ async fn bad_messages_are_dead_lettered_with_a_reason_and_ingest_continues() -> 
             structured(json!({"specversion":"1.0","id":"3","source":"s","type":"a b","subject":"s/1"})),
             "invalid",
         ),
+        // A catalog event without a required field (docs/catalog.md).
+        (
+            structured(
+                json!({"specversion":"1.0","id":"4","source":"s","type":"order.placed","subject":"order/PO-1",
+                              "data":{"customer":"acme","total":5,"currency":"EUR",
+                                      "promised_by":"2026-11-23T10:00:00Z"}}),
+            ),
+            "invalid",
+        ),
     ];
     let expected: Vec<&str> = cases.iter().map(|(_, r)| *r).collect();
     let mut messages: Vec<_> = cases.into_iter().map(|(m, _)| m).collect();
@@ -275,6 +285,7 @@ async fn bad_messages_are_dead_lettered_with_a_reason_and_ingest_continues() -> 
     ));
     publish_all(&js, messages, 1).await?;
     let mut reasons = Vec::new();
+    let mut errors = Vec::new();
     while reasons.len() < expected.len() {
         let m = tokio::time::timeout(Duration::from_secs(20), dlq.next())
             .await?
@@ -290,15 +301,26 @@ async fn bad_messages_are_dead_lettered_with_a_reason_and_ingest_continues() -> 
             Some("ops.events.x")
         );
         reasons.push(m.subject.as_str().trim_start_matches("opsflow.dlq.").to_owned());
+        errors.push(
+            headers
+                .get("Opsflow-Error")
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_default(),
+        );
     }
     assert_eq!(reasons, expected);
+    let catalog_error = errors.last().cloned().unwrap_or_default();
+    assert!(
+        catalog_error.contains("data.order_id: required field is missing for order.placed"),
+        "{catalog_error}"
+    );
     let events = wait_for_head(&server.url(), 1, Duration::from_secs(20)).await?;
     assert_eq!(events.len(), 1, "only the good event is recorded");
     assert_eq!(events[0].id, "ok");
     let metrics = reqwest::get(format!("{}/metrics", server.url())).await?.text().await?;
     for line in [
         "opsflow_nats_dead_letters_total{reason=\"decode\"} 3",
-        "opsflow_nats_dead_letters_total{reason=\"invalid\"} 1",
+        "opsflow_nats_dead_letters_total{reason=\"invalid\"} 2",
         "opsflow_nats_dead_letters_total{reason=\"version_conflict\"} 1",
     ] {
         assert!(metrics.contains(line), "/metrics lacks {line}");
@@ -314,7 +336,9 @@ async fn request_reply_returns_positions_and_structured_errors() -> anyhow::Resu
     let nc = async_nats::connect(nats.url()).await?;
     let mut headers = HeaderMap::new();
     headers.insert("Content-Type", "application/cloudevents+json");
-    let ce = json!({"specversion":"1.0","id":"r1","source":"svc","type":"order.placed","data":{"order_id":"PO-1"}});
+    let ce = json!({"specversion":"1.0","id":"r1","source":"svc","type":"order.placed",
+                    "data":{"order_id":"PO-1","customer":"acme","total":5,"currency":"EUR",
+                            "promised_by":"2026-11-23T10:00:00Z"}});
     let ask = |h: HeaderMap, body: bytes::Bytes| {
         let nc = nc.clone();
         async move {
@@ -346,7 +370,7 @@ async fn request_reply_returns_positions_and_structured_errors() -> anyhow::Resu
         }),
         events: vec![v1::ProposedEvent {
             r#type: "order.approved".into(),
-            data: b"{}".to_vec().into(),
+            data: br#"{"order_id":"PO-1","approver":"alice"}"#.to_vec().into(),
             ..Default::default()
         }],
     };
@@ -389,12 +413,17 @@ async fn outbound_publishes_in_order_and_resumes_without_gaps_or_duplicates() ->
     let append = |url: String, from: u64, n: u64| async move {
         let mut c = client(&url).await?;
         for i in from..from + n {
-            let event = opsflow_e2e::event(
-                "out",
-                &format!("e{i}"),
-                if i % 2 == 0 { "order.placed" } else { "order.shipped" },
-                "{}",
-            );
+            let event = if i % 2 == 0 {
+                opsflow_e2e::event(
+                    "out",
+                    &format!("e{i}"),
+                    "order.placed",
+                    &order_json(&format!("SO-{i}"), i),
+                )
+            } else {
+                let data = json!({"order_id": format!("SO-{}", i - 1), "carrier": "DHL"}).to_string();
+                opsflow_e2e::event("out", &format!("e{i}"), "order.shipped", &data)
+            };
             c.append(v1::AppendRequest {
                 stream: format!("order/{}", i % 7),
                 expected: None,

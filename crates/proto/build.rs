@@ -4,7 +4,12 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let files = ["opsflow/v1/eventlog.proto", "io/cloudevents/v1/cloudevents.proto"];
+    let files = [
+        "opsflow/v1/eventlog.proto",
+        "opsflow/v1/views.proto",
+        "opsflow/v1/catalog.proto",
+        "io/cloudevents/v1/cloudevents.proto",
+    ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", root.join(file).display());
     }

@@ -50,7 +50,7 @@ fn structured(seq: u64) -> (HeaderMap, bytes::Bytes) {
     headers.insert("Content-Type", "application/cloudevents+json");
     let data: serde_json::Value = serde_json::from_slice(&event::json_data(seq)).unwrap_or(json!({}));
     let ce = json!({ "specversion": "1.0", "id": format!("n-{seq}"), "source": "opsflow-bench/nats",
-                     "type": "order.placed", "subject": format!("bench/s-{}", seq % 100), "data": data });
+                     "type": event::EVENT_TYPE, "subject": format!("bench/s-{}", seq % 100), "data": data });
     (headers, ce.to_string().into())
 }
 

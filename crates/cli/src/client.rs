@@ -13,7 +13,7 @@ use tonic::transport::Channel;
 use crate::output::{EVENT_HEADER, print_event, print_pairs, rfc3339};
 use crate::{ClientOpts, OutputFormat};
 
-async fn channel(server: &str) -> anyhow::Result<Channel> {
+pub async fn channel(server: &str) -> anyhow::Result<Channel> {
     let endpoint = Channel::from_shared(server.to_owned())
         .with_context(|| format!("--server {server:?} is not a URL like http://127.0.0.1:7070"))?;
     endpoint.connect().await.with_context(|| {
@@ -21,7 +21,7 @@ async fn channel(server: &str) -> anyhow::Result<Channel> {
     })
 }
 
-fn status(s: tonic::Status) -> anyhow::Error {
+pub fn status(s: tonic::Status) -> anyhow::Error {
     let code = format!("{:?}", s.code());
     anyhow::anyhow!("{} ({})", s.message(), code)
 }

@@ -1,9 +1,12 @@
 //! The `opsflow` binary: `dev` (embedded default), `serve` (production), and the
-//! client subcommands (`append`, `read`, `tail`, `stream`, `audit verify`).
+//! client subcommands (`append`, `read`, `tail`, `stream`, `kpis`, `compliance`,
+//! `views rebuild`, `audit verify`) and `definitions check`.
 
 mod client;
+mod definitions;
 mod demo;
 mod output;
+mod views;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -41,6 +44,20 @@ enum Command {
     Tail(client::TailArgs),
     /// Show what the log knows of one stream.
     Stream(client::StreamArgs),
+    /// KPIs, live or as of a past moment (--as-of POSITION|TIME).
+    Kpis(views::KpisArgs),
+    /// Compliance controls: status, violations with evidence, pending obligations.
+    Compliance(views::ComplianceArgs),
+    /// Manage views (rebuild).
+    Views {
+        #[command(subcommand)]
+        command: views::ViewsCommand,
+    },
+    /// Definitions (KPIs and controls).
+    Definitions {
+        #[command(subcommand)]
+        command: definitions::DefinitionsCommand,
+    },
     /// Auditing.
     Audit {
         #[command(subcommand)]
@@ -71,6 +88,10 @@ struct DevArgs {
     /// Demo random seed (the same seed gives the same events).
     #[arg(long, default_value_t = 42)]
     demo_seed: u64,
+    /// KPI and control definitions (YAML), reloaded when they change [default:
+    /// ./deploy/definitions when it exists, else the built-in set].
+    #[arg(long, value_name = "DIR")]
+    definitions: Option<PathBuf>,
     /// Also ingest from, answer requests on, and publish to this NATS server
     /// (JetStream enabled), e.g. nats://127.0.0.1:4222.
     #[arg(long, value_name = "URL")]
@@ -112,7 +133,11 @@ fn init_tracing(default: &str) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::parse().command {
+        // Offline and synchronous: no runtime needed.
+        Command::Definitions { command } => return definitions::run(command),
+        command => Cli { command },
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -141,7 +166,10 @@ fn main() -> ExitCode {
                     Command::Audit {
                         command: AuditCommand::Verify(a),
                     } => client::verify(a).await,
-                    Command::Dev(_) | Command::Serve { .. } => unreachable_command(),
+                    Command::Kpis(a) => views::kpis(a).await,
+                    Command::Compliance(a) => views::compliance(a).await,
+                    Command::Views { command } => views::views(command).await,
+                    Command::Dev(_) | Command::Serve { .. } | Command::Definitions { .. } => unreachable_command(),
                 }
             }
         }
@@ -166,6 +194,10 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     config.demo.enabled = args.demo;
     config.demo.rate = args.demo_rate;
     config.demo.seed = args.demo_seed;
+    config.definitions.dir = args.definitions.or_else(|| {
+        let shipped = PathBuf::from("deploy/definitions");
+        shipped.is_dir().then_some(shipped)
+    });
     if let Some(url) = args.nats {
         config.nats = Some(opsflow_server::NatsConfig::url(url));
     }
@@ -178,8 +210,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let url = format!("http://{}", server.addr());
     println!("opsflow is running");
     println!("  data      {}", config.data_dir.display());
-    println!("  gRPC      {url}  (opsflow.v1.EventLog, opsflow.v1.Audit, health, reflection)");
+    println!("  gRPC      {url}  (opsflow.v1.EventLog, opsflow.v1.Views, opsflow.v1.Audit, health, reflection)");
     println!("  HTTP      {url}/v1/events  {url}/v1/streams/{{stream}}");
+    println!("  views     {url}/v1/kpis  {url}/v1/compliance  (opsflow.v1.Views; opsflow kpis, opsflow compliance)");
+    match &config.definitions.dir {
+        Some(dir) => println!("  defs      {} (reloaded on change)", dir.display()),
+        None => println!("  defs      built-in default set (--definitions DIR to use your own)"),
+    }
     println!("  health    {url}/healthz  {url}/readyz  {url}/metrics");
     if let Some(nats) = &config.nats {
         println!(

@@ -5,16 +5,21 @@
 //!    token `T` names the business object: the field `T_id` (a non-empty string or
 //!    a number) gives the stream `T/<value>`. `order.placed` with
 //!    `{"order_id": "PO-1001"}` goes to `order/PO-1001`.
-//! 3. Procurement events about an object that has no id of its own join the stream
-//!    of the object they belong to, tried after `T_id`:
+//! 3. Catalog events about an object that has no id field of its own join the
+//!    stream of the object they belong to (the conventions of `docs/catalog.md`),
+//!    tried after `T_id`:
 //!
-//!    | type prefix                           | field            | stream                   |
-//!    |---------------------------------------|------------------|--------------------------|
-//!    | `approval`                            | `requisition_id` | `requisition/<value>`    |
-//!    | `purchase_order`, `goods`, `invoice`  | `po_id`          | `purchase_order/<value>` |
+//!    | type prefix                           | field(s)            | stream                      |
+//!    |---------------------------------------|---------------------|-----------------------------|
+//!    | `approval`                            | `requisition_id`    | `requisition/<value>`       |
+//!    | `purchase_order`, `goods`, `invoice`  | `po_number`         | `po/<value>`                |
+//!    | `purchase_order`, `goods`, `invoice`  | `po_id`             | `purchase_order/<value>`    |
+//!    | `postmortem`                          | `incident_id`       | `incident/<value>`          |
+//!    | `inventory`, `reorder_point`          | `sku` and `location`| `inventory/<sku>@<location>`|
+//!    | `budget`, `expense`                   | `cost_centre`       | `budget/<value>`            |
 //!
-//!    So `goods.received` with `{"po_id": "PO-7"}` goes to `purchase_order/PO-7`,
-//!    while an `invoice.received` that carries its own `invoice_id` goes to
+//!    So `goods.received` with `{"po_number": "PO-7"}` goes to `po/PO-7`, while an
+//!    `invoice.received` that carries its own `invoice_id` goes to
 //!    `invoice/<invoice_id>`.
 //! 4. Otherwise the event is refused with [`CloudEventError::MissingSubject`],
 //!    naming the fields that were looked for.
@@ -33,10 +38,19 @@ use crate::media;
 /// stream prefix), tried after the type's own `T_id`.
 const PARENT_KEYS: &[(&str, &str, &str)] = &[
     ("approval", "requisition_id", "requisition"),
+    ("purchase_order", "po_number", "po"),
+    ("goods", "po_number", "po"),
+    ("invoice", "po_number", "po"),
     ("purchase_order", "po_id", "purchase_order"),
     ("goods", "po_id", "purchase_order"),
     ("invoice", "po_id", "purchase_order"),
+    ("postmortem", "incident_id", "incident"),
+    ("budget", "cost_centre", "budget"),
+    ("expense", "cost_centre", "budget"),
 ];
+
+/// Stock is kept per SKU and location: these types go to `inventory/<sku>@<location>`.
+const STOCK_PREFIXES: &[&str] = &["inventory", "reorder_point"];
 
 /// The stream for `event` under the stream rule (see the module docs): `subject`
 /// when given, else derived from the event's JSON data.
@@ -76,9 +90,32 @@ pub fn stream_for(subject: Option<&str>, event: &ProposedEvent) -> Result<String
             };
         }
     }
-    Err(CloudEventError::MissingSubject {
-        fields: keys.into_iter().map(|(field, _)| field).collect(),
-    })
+    let prefix = event
+        .event_type
+        .split_once('.')
+        .map_or(event.event_type.as_str(), |(p, _)| p);
+    let mut fields: Vec<String> = keys.into_iter().map(|(field, _)| field).collect();
+    if STOCK_PREFIXES.contains(&prefix) {
+        let get = |name: &str| {
+            members
+                .iter()
+                .find(|(n, _)| n == name)
+                .and_then(|(_, raw)| key_value(raw.get()))
+        };
+        if let (Some(sku), Some(location)) = (get("sku"), get("location")) {
+            let stream = format!("inventory/{sku}@{location}");
+            return validate_stream_name(&stream).map(|()| stream.clone()).map_err(|e| {
+                CloudEventError::invalid(
+                    "data",
+                    &stream,
+                    format!("fields `sku` and `location` give an invalid stream name: {}", reason(e)),
+                )
+            });
+        }
+        fields.push("sku".into());
+        fields.push("location".into());
+    }
+    Err(CloudEventError::MissingSubject { fields })
 }
 
 /// The (field, stream prefix) pairs tried for `event_type`, in order.
@@ -178,12 +215,46 @@ mod tests {
     }
 
     #[test]
+    fn catalog_objects_without_an_id_join_their_stream() {
+        assert_eq!(
+            stream("goods.received", r#"{"po_number":"PO-7"}"#).expect("stream"),
+            "po/PO-7"
+        );
+        assert_eq!(
+            stream("inventory.adjusted", r#"{"sku":"SKU-1","location":"AMS","delta":-2}"#).expect("stream"),
+            "inventory/SKU-1@AMS"
+        );
+        assert_eq!(
+            stream(
+                "reorder_point.set",
+                r#"{"sku":"SKU-1","location":"AMS","reorder_point":5}"#
+            )
+            .expect("stream"),
+            "inventory/SKU-1@AMS"
+        );
+        assert_eq!(
+            stream(
+                "expense.recorded",
+                r#"{"cost_centre":"CC-IT","period":"2026-11","amount":5}"#
+            )
+            .expect("stream"),
+            "budget/CC-IT"
+        );
+        assert_eq!(
+            stream("postmortem.published", r#"{"incident_id":"INC-1","author":"a"}"#).expect("stream"),
+            "incident/INC-1"
+        );
+        let err = stream("inventory.counted", r#"{"sku":"SKU-1"}"#).expect_err("no location");
+        assert!(err.to_string().contains("`location`"), "{err}");
+    }
+
+    #[test]
     fn missing_key_names_the_fields_looked_for() {
         let err = stream("goods.received", r#"{"sku":"A"}"#).expect_err("no key");
         assert_eq!(
             err.to_string(),
             "missing subject: the stream is taken from the CloudEvents `subject` attribute \
-             (or, for JSON data, from the `goods_id` or `po_id` field)"
+             (or, for JSON data, from the `goods_id` or `po_number` or `po_id` field)"
         );
         assert_eq!(err.attribute(), Some("subject"));
         for (event_type, data) in [

@@ -1,10 +1,19 @@
 //! Expressions over an event: simple field paths are evaluated directly, anything
 //! else by the CEL interpreter.
 
+mod cel;
+mod path;
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+
+use self::cel::CelProgram;
+use self::path::FieldPath;
 
 /// One event as expressions see it: decoded once, shared by every view.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -70,22 +79,104 @@ pub enum EvalError {
     Cel(String),
 }
 
+/// Why an expression does not compile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompileError {
+    pub message: String,
+    /// 1-based column in the expression, when known.
+    pub column: Option<usize>,
+}
+
+impl fmt::Display for CompileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.column {
+            Some(c) => write!(f, "{} (column {c} of the expression)", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for CompileError {}
+
 /// A compiled expression. Cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Expr {
     source: Arc<str>,
-    // The helper implementing CEL fills this in: a fast path for plain field paths
-    // (`event.data.a.b`, `seen['t'].data.x`, `start.data.x`) and a compiled CEL program.
+    compiled: Compiled,
+}
+
+/// Shows the source, not the compiled program.
+impl fmt::Debug for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Expr").field(&&*self.source).finish()
+    }
+}
+
+#[derive(Clone)]
+enum Compiled {
+    /// A plain field path, read straight from the event.
+    Path(Arc<FieldPath>),
+    /// Anything else, compiled once for the CEL interpreter.
+    Cel(Arc<CelProgram>),
 }
 
 impl Expr {
+    /// Compiles `source`: a plain field path (`event.data.order_id`,
+    /// `seen['order.placed'].data.total`, `start.data.channel`, `event.metadata.k`)
+    /// takes the fast path, anything else is compiled for the CEL interpreter.
+    ///
+    /// ```
+    /// use opsflow_definitions::{EventData, Expr, Scope, Value};
+    ///
+    /// let event = EventData {
+    ///     event_type: "order.placed".into(),
+    ///     data: serde_json::json!({"order_id": "PO-1", "total": 12500.5}),
+    ///     ..EventData::default()
+    /// };
+    /// let key = Expr::compile("event.data.order_id").unwrap();
+    /// assert_eq!(key.eval_string(&Scope::event(&event)).unwrap(), "PO-1");
+    /// let large = Expr::compile("event.data.total > 10000").unwrap();
+    /// assert!(large.eval_bool(&Scope::event(&event)));
+    /// assert_eq!(large.eval(&Scope::event(&event)), Ok(Value::Bool(true)));
+    /// ```
+    pub fn compile(source: &str) -> Result<Expr, CompileError> {
+        if source.trim().is_empty() {
+            return Err(CompileError {
+                message: "the expression is empty".into(),
+                column: None,
+            });
+        }
+        let compiled = match FieldPath::parse(source) {
+            Ok(Some(path)) => Compiled::Path(Arc::new(path)),
+            Ok(None) => Compiled::Cel(Arc::new(CelProgram::compile(source)?)),
+            Err(e) => {
+                return Err(CompileError {
+                    message: e.message,
+                    column: Some(e.column),
+                });
+            }
+        };
+        Ok(Expr {
+            source: source.into(),
+            compiled,
+        })
+    }
+
     /// The expression as written.
     pub fn source(&self) -> &str {
         &self.source
     }
 
-    pub fn eval(&self, _scope: &Scope<'_>) -> Result<Value, EvalError> {
-        Err(EvalError::Cel("not implemented".into()))
+    /// Whether this is a plain field path, evaluated without the CEL interpreter.
+    pub fn is_field_path(&self) -> bool {
+        matches!(self.compiled, Compiled::Path(_))
+    }
+
+    pub fn eval(&self, scope: &Scope<'_>) -> Result<Value, EvalError> {
+        match &self.compiled {
+            Compiled::Path(path) => path.eval(scope),
+            Compiled::Cel(program) => program.eval(scope),
+        }
     }
 
     /// A condition: anything but `true` (including an error) is false.

@@ -11,6 +11,16 @@ pub struct Definitions {
     pub controls: Vec<ControlDef>,
 }
 
+impl Definitions {
+    pub fn kpi(&self, name: &str) -> Option<&KpiDef> {
+        self.kpis.iter().find(|k| k.name == name)
+    }
+
+    pub fn control(&self, name: &str) -> Option<&ControlDef> {
+        self.controls.iter().find(|c| c.name == name)
+    }
+}
+
 /// Where a definition was written.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Origin {
@@ -31,6 +41,13 @@ pub struct Match {
     pub value: Option<Expr>,
     /// `actor:` (separation of duties).
     pub actor: Option<Expr>,
+}
+
+impl Match {
+    /// Whether `scope.event` is of this match's type and its condition (if any) holds.
+    pub fn matches(&self, scope: &crate::Scope<'_>) -> bool {
+        scope.event.event_type == self.event_type && self.condition.as_ref().is_none_or(|c| c.eval_bool(scope))
+    }
 }
 
 /// A rolling window.
@@ -114,6 +131,7 @@ pub enum KpiKind {
     Ratio {
         on: Match,
         good: Expr,
+        /// Keep the key's tracked events after its `on` event (`keep: true`).
         keep: bool,
     },
     Count {
@@ -128,8 +146,12 @@ pub enum KpiKind {
         add: Vec<Match>,
         limit: Vec<Match>,
     },
+    /// Keys opened by an `open` match and not yet closed by a `close` type. Events of
+    /// the KPI's `track` types update an open key's state without opening it;
+    /// `group_by` is evaluated on the opening event.
     Open {
         open: Vec<Match>,
+        /// The key's state; `None` means `event.type`.
         state: Option<Expr>,
     },
 }
@@ -144,6 +166,11 @@ impl KpiKind {
             KpiKind::Level { .. } => "level",
             KpiKind::Open { .. } => "open",
         }
+    }
+
+    /// Every stat this kind produces; the first is the headline.
+    pub fn stats(&self) -> &'static [&'static str] {
+        kind_stats(self.name())
     }
 
     /// The stat the target and the `opsflow_kpi` gauge use by default.
@@ -194,5 +221,26 @@ impl ControlKind {
             ControlKind::SeparationOfDuties { .. } => "separation_of_duties",
             ControlKind::Within { .. } => "within",
         }
+    }
+}
+
+/// The stats a KPI of `kind` produces; the first is the headline.
+pub(crate) fn kind_stats(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "duration" => &["p90", "p50", "p99", "mean", "count"],
+        "ratio" => &["ratio", "good", "total"],
+        "count" => &["count"],
+        "sum" => &["sum", "count"],
+        "level" => &[
+            "value",
+            "limit",
+            "usage",
+            "keys",
+            "at_or_below_zero",
+            "below_limit",
+            "over_limit",
+        ],
+        "open" => &["open"],
+        _ => &[],
     }
 }

@@ -13,6 +13,8 @@
 //!   [`EventLog::verify`] names the first position that does not verify.
 //! - **Reads** of one stream or all, forwards or backwards, and **subscriptions**
 //!   (catch-up, then live, with filters and back-pressure).
+//! - **Content checks**: an optional [`EventValidator`] (e.g. the operational
+//!   catalog) refuses events whose data does not fit, before anything is queued.
 //! - **Recovery**: events are the source of truth; indexes are re-derived from them
 //!   when they lag (see [`EventLog::reindex`]). The stored layout is versioned
 //!   ([`STORE_FORMAT`]).
@@ -38,6 +40,7 @@ mod log;
 mod store;
 mod subscription;
 mod types;
+mod validator;
 mod writer;
 
 pub use error::{ErrorKind, LogError, Result};
@@ -49,3 +52,4 @@ pub use types::{
     AppendOutcome, BrokenLink, Direction, EventFilter, ExpectedVersion, ProposedEvent, RecordedEvent, StreamAppend,
     StreamInfo, UnixNanos, VerifyReport,
 };
+pub use validator::{EventValidator, Rejection};

@@ -10,16 +10,21 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::codec::chain_hash;
 use crate::identity::{IdentityIndex, SegmentBuilder, fingerprint, segment_key};
 use crate::store::{GENESIS, Head, META_HEAD, META_INDEXED, Store, decode_from, tail_hash};
+use crate::validator::validate_parts;
 use crate::writer::{AppendJob, Command, Writer};
 use crate::{
-    AppendOutcome, BrokenLink, Direction, EventFilter, ExpectedVersion, Limits, LogError, ProposedEvent, RecordedEvent,
-    Result, StreamAppend, StreamInfo, Subscription, VerifyReport,
+    AppendOutcome, BrokenLink, Direction, EventFilter, EventValidator, ExpectedVersion, Limits, LogError,
+    ProposedEvent, RecordedEvent, Result, StreamAppend, StreamInfo, Subscription, VerifyReport,
 };
 
 /// Source given to events proposed without one.
 pub const DEFAULT_SOURCE: &str = "opsflow:unspecified";
 /// The JSON media type, the default content type of events with data.
 pub const JSON: &str = "application/json";
+
+/// Appends with more events than this are content-checked on a blocking thread,
+/// so that a large batch does not hold up the async runtime.
+const VALIDATE_INLINE_MAX_EVENTS: usize = 256;
 
 /// Options for [`EventLog::open`].
 #[derive(Debug, Clone)]
@@ -29,6 +34,9 @@ pub struct LogOptions {
     pub cache_bytes: u64,
     /// Appends that may wait for the writer before `append` itself waits (back-pressure).
     pub queue_depth: usize,
+    /// Content checks run on every proposed event after the limits (see
+    /// [`EventValidator`]); `None` checks nothing beyond the limits.
+    pub validator: Option<Arc<dyn EventValidator>>,
 }
 
 impl Default for LogOptions {
@@ -37,6 +45,7 @@ impl Default for LogOptions {
             limits: Limits::default(),
             cache_bytes: 256 << 20,
             queue_depth: 4096,
+            validator: None,
         }
     }
 }
@@ -64,6 +73,7 @@ struct Inner {
     tx: mpsc::Sender<Command>,
     committed: watch::Receiver<u64>,
     limits: Limits,
+    validator: Option<Arc<dyn EventValidator>>,
     poison: Arc<OnceLock<String>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     closed: AtomicBool,
@@ -106,6 +116,7 @@ impl EventLog {
                 tx,
                 committed,
                 limits: options.limits,
+                validator: options.validator,
                 poison,
                 threads: Mutex::new(threads),
                 closed: AtomicBool::new(false),
@@ -167,7 +178,7 @@ impl EventLog {
                 normalize(event);
             }
         }
-        self.inner.limits.validate(&parts)?;
+        let parts = self.check(parts).await?;
         if let Some(reason) = self.failure() {
             return Err(LogError::Poisoned(reason));
         }
@@ -209,7 +220,7 @@ impl EventLog {
             let parts = vec![part];
             if let Some(reason) = &poisoned {
                 results.push(Some(Err(LogError::Poisoned(reason.clone()))));
-            } else if let Err(e) = self.inner.limits.validate(&parts) {
+            } else if let Err(e) = self.check_inline(&parts) {
                 results.push(Some(Err(e)));
             } else {
                 let (reply, rx) = oneshot::channel();
@@ -225,6 +236,31 @@ impl EventLog {
             results,
             waiting,
             started,
+        }
+    }
+
+    /// Checks the limits, then the content (see [`EventValidator`]) of one append;
+    /// large appends are content-checked on a blocking thread.
+    async fn check(&self, parts: Vec<StreamAppend>) -> Result<Vec<StreamAppend>> {
+        self.inner.limits.validate(&parts)?;
+        let Some(validator) = self.inner.validator.clone() else {
+            return Ok(parts);
+        };
+        let events: usize = parts.iter().map(|p| p.events.len()).sum();
+        if events <= VALIDATE_INLINE_MAX_EVENTS {
+            validate_parts(validator.as_ref(), &parts)?;
+            return Ok(parts);
+        }
+        blocking(move || validate_parts(validator.as_ref(), &parts).map(|()| parts)).await
+    }
+
+    /// [`EventLog::check`] on the caller's thread (for parts of independent appends,
+    /// each small).
+    fn check_inline(&self, parts: &[StreamAppend]) -> Result<()> {
+        self.inner.limits.validate(parts)?;
+        match &self.inner.validator {
+            Some(validator) => validate_parts(validator.as_ref(), parts),
+            None => Ok(()),
         }
     }
 
@@ -792,6 +828,78 @@ mod tests {
             Some((3, 1))
         );
         assert_eq!(log.head(), 3);
+        log.close().await
+    }
+
+    /// Refuses `order.placed` events whose data lacks `"order_id"`.
+    #[derive(Debug)]
+    struct NeedsOrderId;
+
+    impl EventValidator for NeedsOrderId {
+        fn validate(&self, event: &ProposedEvent) -> std::result::Result<(), crate::Rejection> {
+            let has_id = event.data.windows(10).any(|w| w == b"\"order_id\"");
+            if event.event_type == "order.placed" && !has_id {
+                return Err(crate::Rejection::new("data.order_id", "required field is missing"));
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_validator_refusal_writes_nothing_and_names_the_event_and_field() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| LogError::Storage(e.into()))?;
+        let options = LogOptions {
+            validator: Some(Arc::new(NeedsOrderId)),
+            ..LogOptions::default()
+        };
+        let log = EventLog::open_async(dir.path(), options).await?;
+        let good = |id: &str| ProposedEvent::json("order.placed", r#"{"order_id":"1"}"#).with_identity("t", id);
+        let bad = |id: &str| ProposedEvent::json("order.placed", "{}").with_identity("t", id);
+        let custom = ProposedEvent::json("custom.thing", "{}").with_identity("t", "c");
+
+        // One bad event among good ones, in the second part: nothing is written.
+        let parts = vec![
+            StreamAppend {
+                stream: "order/1".into(),
+                expected: ExpectedVersion::Any,
+                events: vec![good("a")],
+            },
+            StreamAppend {
+                stream: "order/2".into(),
+                expected: ExpectedVersion::Any,
+                events: vec![good("b"), bad("c")],
+            },
+        ];
+        match log.append_many(parts).await {
+            Err(LogError::InvalidArgument { field, reason }) => {
+                assert_eq!(field, "events[2].data.order_id");
+                assert_eq!(reason, "required field is missing");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert_eq!(log.head(), 0);
+
+        // A large append is checked off the runtime, with the same outcome.
+        let mut many: Vec<ProposedEvent> = (0..1000).map(|i| good(&format!("m{i}"))).collect();
+        many.push(bad("last"));
+        let err = log.append("order/3", ExpectedVersion::Any, many).await.unwrap_err();
+        assert!(err.to_string().contains("events[1000].data.order_id"), "{err}");
+        assert_eq!(log.head(), 0);
+
+        // Independent appends: only the bad part is refused.
+        let part = |e| StreamAppend {
+            stream: "order/4".into(),
+            expected: ExpectedVersion::Any,
+            events: vec![e],
+        };
+        let results = log
+            .append_each(vec![part(good("d")), part(bad("e")), part(custom)])
+            .await;
+        assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+        assert!(
+            matches!(&results[1], Err(LogError::InvalidArgument { field, .. }) if field == "events[0].data.order_id")
+        );
+        assert_eq!(log.head(), 2);
         log.close().await
     }
 

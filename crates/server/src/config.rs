@@ -9,7 +9,7 @@ use opsflow_log::Limits;
 use serde::{Deserialize, Serialize};
 
 /// Environment variables the client subcommands use; not server config keys.
-const CLIENT_ENV: &[&str] = &["OPSFLOW_SERVER", "OPSFLOW_OUTPUT", "OPSFLOW_LOG"];
+const CLIENT_ENV: &[&str] = &["OPSFLOW_SERVER", "OPSFLOW_OUTPUT", "OPSFLOW_LOG", "OPSFLOW_BIN"];
 
 /// The server configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,6 +23,51 @@ pub struct Config {
     pub demo: DemoConfig,
     /// NATS transport; absent means no NATS (the embedded default).
     pub nats: Option<opsflow_nats::NatsConfig>,
+    pub definitions: DefinitionsConfig,
+    pub views: ViewsConfig,
+}
+
+/// Where the KPI and control definitions come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DefinitionsConfig {
+    /// A directory of YAML definitions, reloaded when it changes; absent means the
+    /// built-in default set (a copy of deploy/definitions).
+    pub dir: Option<PathBuf>,
+    /// How often the directory is checked for changes, in milliseconds.
+    pub reload_interval_ms: u64,
+}
+
+/// The KPI and compliance views.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ViewsConfig {
+    /// A snapshot of every view each time the log reaches a multiple of this many
+    /// positions (as-of queries start from the nearest one).
+    pub snapshot_every: u64,
+    /// How often the live views are saved with their checkpoint, in milliseconds.
+    pub checkpoint_interval_ms: u64,
+    /// How often the `opsflow_kpi` gauges are refreshed, in milliseconds.
+    pub gauges_interval_ms: u64,
+}
+
+impl Default for DefinitionsConfig {
+    fn default() -> Self {
+        DefinitionsConfig {
+            dir: None,
+            reload_interval_ms: 1000,
+        }
+    }
+}
+
+impl Default for ViewsConfig {
+    fn default() -> Self {
+        ViewsConfig {
+            snapshot_every: 50_000,
+            checkpoint_interval_ms: 1000,
+            gauges_interval_ms: 5000,
+        }
+    }
 }
 
 /// Event log settings.
@@ -37,6 +82,9 @@ pub struct LogConfig {
     pub max_append_bytes: u64,
     /// sled page cache, in MiB.
     pub cache_mib: u64,
+    /// Refuse events of catalog types (docs/catalog.md) whose data lacks a
+    /// required field or has a field of the wrong type.
+    pub validate_catalog: bool,
 }
 
 impl LogConfig {
@@ -68,6 +116,8 @@ impl Default for Config {
             log: LogConfig::default(),
             demo: DemoConfig::default(),
             nats: None,
+            definitions: DefinitionsConfig::default(),
+            views: ViewsConfig::default(),
         }
     }
 }
@@ -80,6 +130,7 @@ impl Default for LogConfig {
             max_append_events: limits.max_append_events,
             max_append_bytes: limits.max_append_bytes,
             cache_mib: 256,
+            validate_catalog: true,
         }
     }
 }
@@ -184,6 +235,18 @@ impl Config {
             nats.validate()
                 .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         }
+        if self.views.snapshot_every == 0 {
+            return invalid("views.snapshot_every", "must be at least 1".into());
+        }
+        if self.views.checkpoint_interval_ms == 0 {
+            return invalid("views.checkpoint_interval_ms", "must be at least 1".into());
+        }
+        if self.views.gauges_interval_ms == 0 {
+            return invalid("views.gauges_interval_ms", "must be at least 1".into());
+        }
+        if self.definitions.reload_interval_ms == 0 {
+            return invalid("definitions.reload_interval_ms", "must be at least 1".into());
+        }
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir", "must not be empty".into());
         }
@@ -251,6 +314,9 @@ mod tests {
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.log.max_event_bytes, 2048);
         assert_eq!(config.data_dir, PathBuf::from(".opsflow"));
+        assert!(config.log.validate_catalog, "on by default");
+        let config = Config::load(Some(&path), env(&[("OPSFLOW_LOG__VALIDATE_CATALOG", "false")])).unwrap();
+        assert!(!config.log.validate_catalog);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! | invalid argument, limit exceeded, bad CloudEvent | `INVALID_ARGUMENT` | 400 |
 //! | wrong expected version | `FAILED_PRECONDITION` | 409 |
 //! | duplicate `(source, id)` with other content | `ALREADY_EXISTS` | 409 |
-//! | not found | `NOT_FOUND` | 404 |
+//! | not found, unknown view | `NOT_FOUND` | 404 |
+//! | views runtime stopped | `UNAVAILABLE` | 503 |
 //! | unsupported media type | `INVALID_ARGUMENT` | 415 |
 //! | closed / storage failure (poisoned) | `UNAVAILABLE` | 503 |
 //! | corrupt data, storage error | `INTERNAL` | 500 |
@@ -14,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use opsflow_cloudevents::CloudEventError;
 use opsflow_log::{ErrorKind, LogError};
+use opsflow_views::ViewsError;
 use serde_json::{Value, json};
 
 /// An error of the API layer, from any lower layer.
@@ -31,6 +33,8 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0} not found")]
     NotFound(String),
+    #[error(transparent)]
+    Views(#[from] opsflow_views::ViewsError),
 }
 
 impl ApiError {
@@ -45,19 +49,7 @@ impl ApiError {
     fn class(&self) -> (tonic::Code, StatusCode, &'static str) {
         use tonic::Code;
         match self {
-            ApiError::Log(e) => {
-                let kind = e.kind();
-                let (grpc, http) = match kind {
-                    ErrorKind::InvalidArgument | ErrorKind::LimitExceeded => {
-                        (Code::InvalidArgument, StatusCode::BAD_REQUEST)
-                    }
-                    ErrorKind::WrongExpectedVersion => (Code::FailedPrecondition, StatusCode::CONFLICT),
-                    ErrorKind::DuplicateConflict => (Code::AlreadyExists, StatusCode::CONFLICT),
-                    ErrorKind::Unavailable => (Code::Unavailable, StatusCode::SERVICE_UNAVAILABLE),
-                    ErrorKind::Internal => (Code::Internal, StatusCode::INTERNAL_SERVER_ERROR),
-                };
-                (grpc, http, kind.as_str())
-            }
+            ApiError::Log(e) => ApiError::log_class(e.kind()),
             ApiError::CloudEvent(_) | ApiError::InvalidArgument { .. } => {
                 (Code::InvalidArgument, StatusCode::BAD_REQUEST, "invalid_argument")
             }
@@ -67,7 +59,27 @@ impl ApiError {
                 "unsupported_media_type",
             ),
             ApiError::NotFound(_) => (Code::NotFound, StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Views(e) => match e {
+                ViewsError::UnknownView(_) => (Code::NotFound, StatusCode::NOT_FOUND, "not_found"),
+                ViewsError::Log(e) => ApiError::log_class(e.kind()),
+                ViewsError::Stopped(_) => (Code::Unavailable, StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+                ViewsError::Storage(_) | ViewsError::Corrupt(_) => {
+                    (Code::Internal, StatusCode::INTERNAL_SERVER_ERROR, "internal")
+                }
+            },
         }
+    }
+
+    fn log_class(kind: ErrorKind) -> (tonic::Code, StatusCode, &'static str) {
+        use tonic::Code;
+        let (grpc, http) = match kind {
+            ErrorKind::InvalidArgument | ErrorKind::LimitExceeded => (Code::InvalidArgument, StatusCode::BAD_REQUEST),
+            ErrorKind::WrongExpectedVersion => (Code::FailedPrecondition, StatusCode::CONFLICT),
+            ErrorKind::DuplicateConflict => (Code::AlreadyExists, StatusCode::CONFLICT),
+            ErrorKind::Unavailable => (Code::Unavailable, StatusCode::SERVICE_UNAVAILABLE),
+            ErrorKind::Internal => (Code::Internal, StatusCode::INTERNAL_SERVER_ERROR),
+        };
+        (grpc, http, kind.as_str())
     }
 
     /// Structured detail: the field, limit, expected and actual values.

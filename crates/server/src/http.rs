@@ -25,6 +25,8 @@ pub struct HttpState {
     pub log: EventLog,
     pub tasks: Tasks,
     pub nats: Option<crate::server::NatsState>,
+    pub views: opsflow_views::Views,
+    pub definitions: crate::views::DefinitionsStatus,
 }
 
 /// The HTTP routes.
@@ -234,6 +236,16 @@ async fn readyz(State(state): State<HttpState>) -> Response {
         });
         report["ready"] = json!(ready);
     }
+    // Views and definitions are reported, not gating: a refused definitions edit
+    // leaves the last good set serving.
+    let definitions = state.views.definitions();
+    report["views"] = json!({
+        "position": state.views.position(),
+        "lag": state.log.head().saturating_sub(state.views.position()),
+        "rebuilding": state.views.rebuilding(),
+        "definitions_version": definitions.version,
+        "definitions_error": state.definitions.error(),
+    });
     let status = if ready {
         StatusCode::OK
     } else {

@@ -19,8 +19,9 @@ mod health;
 mod http;
 pub mod metrics;
 mod server;
+pub mod views;
 
-pub use config::{Config, ConfigError, DemoConfig, LogConfig};
+pub use config::{Config, ConfigError, DefinitionsConfig, DemoConfig, LogConfig, ViewsConfig};
 pub use error::ApiError;
 pub use health::{TaskState, Tasks, readiness};
 pub use http::EXPECTED_VERSION_HEADER;

@@ -1,10 +1,12 @@
 //! Wiring: open the log, serve gRPC and HTTP on one address, shut down in order.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
-use opsflow_log::{EventLog, LogOptions};
+use opsflow_catalog::CatalogValidator;
+use opsflow_log::{EventLog, EventValidator, LogOptions};
 use opsflow_proto::v1::audit_server::AuditServer;
 use opsflow_proto::v1::event_log_server::EventLogServer;
 use tokio::net::TcpListener;
@@ -13,7 +15,9 @@ use tokio_util::sync::CancellationToken;
 use crate::grpc::{AuditService, EventLogService};
 use crate::health::Tasks;
 use crate::http::{HttpState, router};
+use crate::views::ViewsService;
 use crate::{Config, metrics};
+use opsflow_proto::v1::views_server::ViewsServer;
 
 /// A running server. Dropping it does not stop it; call [`Server::shutdown`].
 pub struct Server {
@@ -24,6 +28,8 @@ pub struct Server {
     serving: tokio::task::JoinHandle<anyhow::Result<()>>,
     /// Transport tasks that append to the log: stopped before it closes.
     ingest: Vec<tokio::task::JoinHandle<()>>,
+    /// The views and their tasks: stopped (and checkpointed) before the log closes.
+    views: crate::views::RunningViews,
     nats: Option<NatsState>,
 }
 
@@ -42,6 +48,10 @@ impl Server {
         let options = LogOptions {
             limits: config.log.limits(),
             cache_bytes: config.log.cache_mib.saturating_mul(1 << 20),
+            validator: config
+                .log
+                .validate_catalog
+                .then(|| Arc::new(CatalogValidator) as Arc<dyn EventValidator>),
             ..LogOptions::default()
         };
         let log = EventLog::open_async(config.data_dir.join("log"), options)
@@ -77,8 +87,15 @@ impl Server {
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
         let audit = AuditServer::new(AuditService { log: log.clone() });
+        let views = crate::views::start(config, &log, &tasks, &shutdown).await?;
+        health_reporter.set_serving::<ViewsServer<ViewsService>>().await;
+        let views_grpc = ViewsServer::new(ViewsService {
+            views: views.views.clone(),
+            shutdown: shutdown.clone(),
+        });
         let grpc = tonic::service::Routes::new(event_log)
             .add_service(audit)
+            .add_service(views_grpc)
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_alpha)
@@ -94,8 +111,14 @@ impl Server {
             log: log.clone(),
             tasks: tasks.clone(),
             nats: nats.clone(),
+            definitions: views.status.clone(),
+            views: views.views.clone(),
         };
-        let app = grpc.merge(router(http_state));
+        let views_http = crate::views::router(crate::views::ViewsHttp {
+            views: views.views.clone(),
+            shutdown: shutdown.clone(),
+        });
+        let app = grpc.merge(router(http_state)).merge(views_http);
 
         let token = shutdown.clone();
         let serving = tokio::spawn(async move {
@@ -119,6 +142,7 @@ impl Server {
             shutdown,
             serving,
             ingest,
+            views,
             nats,
         })
     }
@@ -131,6 +155,11 @@ impl Server {
     /// The server's event log.
     pub fn log(&self) -> &EventLog {
         &self.log
+    }
+
+    /// The server's KPI and compliance views.
+    pub fn views(&self) -> &opsflow_views::Views {
+        &self.views.views
     }
 
     /// Supervised background tasks (reported by `/readyz`).
@@ -159,6 +188,14 @@ impl Server {
             }
         }
         let served = self.serving.await.context("the server task panicked")?;
+        for task in self.views.handles {
+            if tokio::time::timeout(std::time::Duration::from_secs(30), task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("a views task did not stop within 30 s");
+            }
+        }
         if let Some(nats) = self.nats {
             let _ = nats.client.flush().await;
         }

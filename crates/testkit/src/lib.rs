@@ -19,7 +19,9 @@ pub use nats::{NatsServer, nats_server_binary};
 pub use process::{OpsflowProcess, opsflow_binary};
 pub use server::TestServer;
 
-/// A 300-byte-ish JSON payload for order events.
-pub fn order_json(order_id: &str, amount: u64) -> String {
-    format!(r#"{{"order_id":"{order_id}","amount":{amount},"currency":"EUR","customer":"acme"}}"#)
+/// A valid `order.placed` payload (see docs/catalog.md) for `order_id` with `total`.
+pub fn order_json(order_id: &str, total: u64) -> String {
+    format!(
+        r#"{{"order_id":"{order_id}","customer":"acme","total":{total},"currency":"EUR","promised_by":"2026-11-23T10:00:00Z"}}"#
+    )
 }

@@ -1,0 +1,238 @@
+//! Views: the rebuild rate of the default view set over a realistic log, as-of query
+//! latency at random points, and how far the live views lag behind appends.
+//!
+//! The log is built from the demo simulation ([`opsflow_demo`]): many runs of a
+//! week of business (orders, shipments, procurement, incidents, inventory, budgets)
+//! merged in event-time order, so keys, anomalies and the type mix are realistic.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use opsflow_log::{EventLog, ExpectedVersion, LogOptions, ProposedEvent, StreamAppend};
+use opsflow_views::{AsOf, ViewSet, Views, ViewsOptions, event_data};
+use rand::{Rng, SeedableRng};
+use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
+
+use crate::latency::Latencies;
+use crate::report::{Row, count};
+
+/// Demo events of `runs` simulated weeks, each with its own objects, in time order:
+/// (stream, type, time in nanoseconds, JSON data).
+fn realistic(events: u64, first_run: u32) -> Vec<(String, &'static str, i64, String)> {
+    let start = jiff::Timestamp::from_second(1_795_219_200).unwrap_or_default(); // 2026-11-21
+    let until = start + jiff::SignedDuration::from_hours(24 * 7);
+    let mut all = Vec::new();
+    let mut run = first_run;
+    while (all.len() as u64) < events {
+        let mut simulation = opsflow_demo::Generator::new(42, run, start);
+        for e in simulation.backfill(until) {
+            all.push((
+                e.stream,
+                e.event_type,
+                i64::try_from(e.time.as_nanosecond()).unwrap_or(i64::MAX),
+                e.data.to_string(),
+            ));
+        }
+        run += 1;
+    }
+    all.sort_by_key(|e| e.2);
+    all.truncate(usize::try_from(events).unwrap_or(usize::MAX));
+    all
+}
+
+struct Built {
+    _dir: TempDir,
+    log: EventLog,
+    views_dir: std::path::PathBuf,
+}
+
+async fn build(events: u64) -> anyhow::Result<Built> {
+    eprintln!("views: simulating {} demo events", count(events as f64));
+    let generated = tokio::task::spawn_blocking(move || realistic(events, 0)).await?;
+    let dir = tempfile::tempdir()?;
+    let log = EventLog::open_async(dir.path().join("log"), LogOptions::default()).await?;
+    eprintln!("views: appending them");
+    for chunk in generated.chunks(1000) {
+        let parts = chunk
+            .iter()
+            .map(|(stream, event_type, time, data)| {
+                let mut e = ProposedEvent::json(*event_type, data.clone());
+                e.time = Some(*time);
+                StreamAppend {
+                    stream: stream.clone(),
+                    expected: ExpectedVersion::Any,
+                    events: vec![e],
+                }
+            })
+            .collect();
+        log.append_many(parts).await.context("appending demo events")?;
+    }
+    let views_dir = dir.path().join("views");
+    Ok(Built {
+        _dir: dir,
+        log,
+        views_dir,
+    })
+}
+
+/// Runs the three view benchmarks over a log of `events` demo events.
+pub async fn run(events: u64) -> anyhow::Result<Vec<Row>> {
+    let built = build(events).await?;
+    let defs = opsflow_definitions::builtin();
+    let mut rows = Vec::new();
+
+    // 1. Rebuild: the whole default set from position 1 on one thread, exactly as the
+    //    runtime applies events (decode only what some view wants).
+    eprintln!("views: rebuilding the default view set");
+    let log = built.log.clone();
+    let d = defs.clone();
+    let (rate, elapsed, keys) = tokio::task::spawn_blocking(move || -> anyhow::Result<(f64, Duration, usize)> {
+        let started = Instant::now();
+        let mut set = ViewSet::new(&d);
+        for event in log.iter_all(1) {
+            let event = event?;
+            if set.interested(&event.event_type) {
+                set.apply(&event_data(&event));
+            } else {
+                set.skip_event(event.position, event.time);
+            }
+        }
+        let elapsed = started.elapsed();
+        let keys = set
+            .view_names()
+            .iter()
+            .filter_map(|n| set.view(n))
+            .map(|v| v.keys())
+            .sum();
+        Ok((set.position() as f64 / elapsed.as_secs_f64(), elapsed, keys))
+    })
+    .await??;
+    rows.push(
+        Row::new(
+            format!(
+                "views: rebuild {} default views over {} demo events (one thread)",
+                defs.kpis.len() + defs.controls.len(),
+                count(events as f64)
+            ),
+            format!(
+                "{} events/s ({:.2} s, {} keys held at the end)",
+                count(rate),
+                elapsed.as_secs_f64(),
+                count(keys as f64)
+            ),
+        )
+        .target("≥ 500,000 events/s", rate >= 500_000.0),
+    );
+
+    // 2. As-of at random positions, from snapshots every 50,000 positions.
+    eprintln!("views: catching up the live views (taking snapshots)");
+    let options = ViewsOptions::default();
+    let snapshot_every = options.snapshot_every;
+    let views = Views::open_async(built.log.clone(), defs.clone(), &built.views_dir, options).await?;
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(views.clone().run(stop.clone()));
+    let head = built.log.head();
+    let mut w = views.watch_position();
+    w.wait_for(|p| *p >= head).await?;
+    eprintln!("views: as-of queries");
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+    let mut as_of = Latencies::default();
+    for _ in 0..100 {
+        let position = rng.random_range(1..=head);
+        let started = Instant::now();
+        let answer = views.kpis(AsOf::Position(position), &[]).await?;
+        as_of.record(started.elapsed());
+        anyhow::ensure!(
+            answer.position == position,
+            "as-of answered {} for {position}",
+            answer.position
+        );
+    }
+    let p99 = as_of.quantile_ms(0.99).unwrap_or(f64::NAN);
+    rows.push(
+        Row::new(
+            format!(
+                "views: as-of KPIs at 100 random positions of {} (snapshots every {})",
+                count(head as f64),
+                count(snapshot_every as f64)
+            ),
+            format!(
+                "p50 {:.1} ms, p99 {p99:.1} ms",
+                as_of.quantile_ms(0.5).unwrap_or(f64::NAN)
+            ),
+        )
+        .target("p99 ≤ 200 ms", p99 <= 200.0),
+    );
+
+    // 3. Lag of the live views behind 20,000 appends/s of demo events.
+    eprintln!("views: lag under 20,000 appends/s");
+    let lag = lag_under_load(&built.log, &views, 20_000, Duration::from_secs(5)).await?;
+    rows.push(lag);
+    stop.cancel();
+    task.await??;
+    built.log.close().await?;
+    Ok(rows)
+}
+
+/// Appends demo events at `rate` single-event appends per second from 64 tasks for
+/// `duration`; for each, the time from its acknowledgement until the live views
+/// include it.
+async fn lag_under_load(log: &EventLog, views: &Views, rate: u32, duration: Duration) -> anyhow::Result<Row> {
+    const TASKS: u32 = 64;
+    let needed = (f64::from(rate) * duration.as_secs_f64()) as usize;
+    let events = tokio::task::spawn_blocking(move || realistic(needed as u64, 100_000)).await?;
+    let per_task = needed / TASKS as usize;
+    let interval = Duration::from_secs_f64(f64::from(TASKS) / f64::from(rate));
+    let mut handles = Vec::new();
+    let started = Instant::now();
+    for t in 0..TASKS as usize {
+        let log = log.clone();
+        let views = views.clone();
+        let mine: Vec<_> = events
+            .iter()
+            .skip(t)
+            .step_by(TASKS as usize)
+            .take(per_task)
+            .cloned()
+            .collect();
+        handles.push(tokio::spawn(async move {
+            let mut lags = Latencies::default();
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut position = views.watch_position();
+            for e in mine {
+                tick.tick().await;
+                let (stream, event_type, time, data) = e;
+                let mut p = ProposedEvent::json(event_type, data);
+                p.time = Some(time);
+                let at = log
+                    .append(&stream, ExpectedVersion::Any, vec![p])
+                    .await?
+                    .last_position();
+                let acked = Instant::now();
+                position.wait_for(|v| *v >= at).await?;
+                lags.record(acked.elapsed());
+            }
+            anyhow::Ok(lags)
+        }));
+    }
+    let mut lags = Latencies::default();
+    for h in handles {
+        lags.merge(h.await??);
+    }
+    let achieved = lags.len() as f64 / started.elapsed().as_secs_f64();
+    let p99 = lags.quantile_ms(0.99).unwrap_or(f64::NAN);
+    Ok(Row::new(
+        format!(
+            "views: lag behind the log at {} appends/s (64 tasks)",
+            count(f64::from(rate))
+        ),
+        format!(
+            "achieved {} appends/s; lag p50 {:.2} ms, p99 {p99:.2} ms",
+            count(achieved),
+            lags.quantile_ms(0.5).unwrap_or(f64::NAN)
+        ),
+    )
+    .target("p99 ≤ 50 ms", p99 <= 50.0))
+}

@@ -1,0 +1,301 @@
+//! `opsflow kpis`, `opsflow compliance` and `opsflow views rebuild`: the views,
+//! live or as of a past moment, over gRPC.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use opsflow_proto::v1::{self, views_client::ViewsClient};
+use serde_json::{Value, json};
+
+use crate::output::{emit, nanos, rfc3339};
+use crate::{ClientOpts, OutputFormat};
+
+#[derive(Args)]
+pub struct KpisArgs {
+    /// Only these KPIs (repeatable).
+    #[arg(long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
+    /// The views as they stood at a position (e.g. 1200) or a time (RFC 3339).
+    #[arg(long, value_name = "POSITION|TIME")]
+    pub as_of: Option<String>,
+    /// Only these windows (1h, 24h, 7d, now, day:2026-11-21; repeatable). Default:
+    /// the rolling windows and current values, without calendar days.
+    #[arg(long = "window", value_name = "WINDOW")]
+    pub windows: Vec<String>,
+    #[command(flatten)]
+    pub opts: ClientOpts,
+}
+
+#[derive(Args)]
+pub struct ComplianceArgs {
+    /// Only these controls (repeatable).
+    #[arg(long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
+    /// The views as they stood at a position (e.g. 1200) or a time (RFC 3339).
+    #[arg(long, value_name = "POSITION|TIME")]
+    pub as_of: Option<String>,
+    /// Violations listed per control in the table (the JSON output has them all).
+    #[arg(long, default_value_t = 5)]
+    pub show: usize,
+    #[command(flatten)]
+    pub opts: ClientOpts,
+}
+
+#[derive(Subcommand)]
+pub enum ViewsCommand {
+    /// Rebuild a view from position 1 beside the live one; swaps it in when caught up.
+    Rebuild {
+        /// The KPI or control name.
+        name: String,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+}
+
+fn as_of(text: Option<&str>) -> anyhow::Result<Option<v1::AsOf>> {
+    let Some(text) = text else { return Ok(None) };
+    let point = if let Ok(position) = text.parse::<u64>() {
+        v1::as_of::Point::Position(position)
+    } else {
+        let time: jiff::Timestamp = text
+            .parse()
+            .with_context(|| format!("--as-of {text:?} is neither a position nor an RFC 3339 time"))?;
+        v1::as_of::Point::Time(prost_types::Timestamp {
+            seconds: time.as_second(),
+            nanos: time.subsec_nanosecond(),
+        })
+    };
+    Ok(Some(v1::AsOf { point: Some(point) }))
+}
+
+async fn client(server: &str) -> anyhow::Result<ViewsClient<tonic::transport::Channel>> {
+    Ok(ViewsClient::new(crate::client::channel(server).await?))
+}
+
+fn status_name(status: i32) -> &'static str {
+    match v1::Status::try_from(status) {
+        Ok(v1::Status::Green) => "green",
+        Ok(v1::Status::Amber) => "amber",
+        Ok(v1::Status::Red) => "red",
+        _ => "none",
+    }
+}
+
+/// A headline as a person reads it: durations in h/m/s, ratios in percent.
+fn headline_text(kind: &str, stat: Option<f64>) -> String {
+    let Some(x) = stat else { return "-".into() };
+    match kind {
+        "duration" => {
+            let secs = x.max(0.0).round() as u64;
+            let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+            match (d, h, m) {
+                (0, 0, 0) => format!("{s}s"),
+                (0, 0, _) => format!("{m}m{s:02}s"),
+                (0, _, _) => format!("{h}h{m:02}m"),
+                _ => format!("{d}d{h:02}h"),
+            }
+        }
+        "ratio" => format!("{:.1}%", x * 100.0),
+        _ if x.fract() == 0.0 && x.abs() < 1e15 => format!("{}", x as i64),
+        _ => format!("{x:.2}"),
+    }
+}
+
+fn stats_text(stats: &std::collections::HashMap<String, f64>) -> String {
+    let mut pairs: Vec<_> = stats.iter().collect();
+    pairs.sort_by(|a, b| a.0.cmp(b.0));
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            if v.fract() == 0.0 && v.abs() < 1e15 {
+                format!("{k}={}", **v as i64)
+            } else {
+                format!("{k}={v:.3}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn kpis_json(r: &v1::GetKpisResponse) -> Value {
+    json!({
+        "position": r.position,
+        "clock": rfc3339(nanos(r.clock.as_ref())),
+        "definitions_version": r.definitions_version,
+        "kpis": r.kpis.iter().map(|k| json!({
+            "name": k.name, "description": k.description, "kind": k.kind, "target": k.target,
+            "rebuilding": k.rebuilding,
+            "values": k.values.iter().map(|v| json!({
+                "window": v.window, "group": v.group, "stats": v.stats,
+                "headline": v.headline, "status": status_name(v.status),
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub async fn kpis(args: KpisArgs) -> anyhow::Result<ExitCode> {
+    let request = v1::GetKpisRequest {
+        as_of: as_of(args.as_of.as_deref())?,
+        names: args.names,
+    };
+    let response = client(&args.opts.server)
+        .await?
+        .get_kpis(request)
+        .await
+        .map_err(crate::client::status)?
+        .into_inner();
+    if args.opts.output == OutputFormat::Json {
+        emit(format_args!("{}", kpis_json(&response)));
+        return Ok(ExitCode::SUCCESS);
+    }
+    emit(format_args!(
+        "as of position {}  clock {}  definitions {}",
+        response.position,
+        rfc3339(nanos(response.clock.as_ref())),
+        response.definitions_version
+    ));
+    emit(format_args!(
+        "{:<28} {:<6} {:<28} {:>10} {:<6} STATS",
+        "KPI", "WINDOW", "GROUP", "VALUE", "STATUS"
+    ));
+    let shown = |w: &str| {
+        if args.windows.is_empty() {
+            !w.starts_with("day:")
+        } else {
+            args.windows.iter().any(|x| x == w)
+        }
+    };
+    for kpi in &response.kpis {
+        let name = if kpi.rebuilding {
+            format!("{} (rebuilding)", kpi.name)
+        } else {
+            kpi.name.clone()
+        };
+        let values: Vec<_> = kpi.values.iter().filter(|v| shown(&v.window)).collect();
+        if values.is_empty() {
+            emit(format_args!(
+                "{name:<28} {:<6} {:<28} {:>10} {:<6}",
+                "-", "", "-", "none"
+            ));
+        }
+        for v in values {
+            emit(format_args!(
+                "{:<28} {:<6} {:<28} {:>10} {:<6} {}",
+                name,
+                v.window,
+                if v.group.is_empty() { "-" } else { &v.group },
+                headline_text(&kpi.kind, v.headline),
+                status_name(v.status),
+                stats_text(&v.stats)
+            ));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn controls_json(r: &v1::GetComplianceResponse) -> Value {
+    json!({
+        "position": r.position,
+        "clock": rfc3339(nanos(r.clock.as_ref())),
+        "definitions_version": r.definitions_version,
+        "controls": r.controls.iter().map(|c| json!({
+            "name": c.name, "description": c.description, "kind": c.kind,
+            "status": status_name(c.status), "checked": c.checked,
+            "violations_total": c.violations_total, "rebuilding": c.rebuilding,
+            "violations": c.violations.iter().map(|v| json!({
+                "key": v.key, "message": v.message, "evidence": v.evidence,
+                "at": rfc3339(nanos(v.at.as_ref())), "position": v.position,
+            })).collect::<Vec<_>>(),
+            "pending": c.pending.iter().map(|o| json!({
+                "key": o.key, "due": rfc3339(nanos(o.due.as_ref())), "evidence": o.evidence,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub async fn compliance(args: ComplianceArgs) -> anyhow::Result<ExitCode> {
+    let request = v1::GetComplianceRequest {
+        as_of: as_of(args.as_of.as_deref())?,
+        names: args.names,
+    };
+    let response = client(&args.opts.server)
+        .await?
+        .get_compliance(request)
+        .await
+        .map_err(crate::client::status)?
+        .into_inner();
+    if args.opts.output == OutputFormat::Json {
+        emit(format_args!("{}", controls_json(&response)));
+        return Ok(ExitCode::SUCCESS);
+    }
+    emit(format_args!(
+        "as of position {}  clock {}  definitions {}",
+        response.position,
+        rfc3339(nanos(response.clock.as_ref())),
+        response.definitions_version
+    ));
+    emit(format_args!(
+        "{:<40} {:<22} {:<6} {:>8} {:>10} {:>8}",
+        "CONTROL", "KIND", "STATUS", "CHECKED", "VIOLATIONS", "PENDING"
+    ));
+    for c in &response.controls {
+        let name = if c.rebuilding {
+            format!("{} (rebuilding)", c.name)
+        } else {
+            c.name.clone()
+        };
+        emit(format_args!(
+            "{:<40} {:<22} {:<6} {:>8} {:>10} {:>8}",
+            name,
+            c.kind,
+            status_name(c.status),
+            c.checked,
+            c.violations_total,
+            c.pending.len()
+        ));
+        for v in c.violations.iter().rev().take(args.show) {
+            let evidence: Vec<String> = v.evidence.iter().map(u64::to_string).collect();
+            emit(format_args!(
+                "    violation  {}  {}  at {}  evidence positions {}",
+                v.key,
+                v.message,
+                rfc3339(nanos(v.at.as_ref())),
+                evidence.join(",")
+            ));
+        }
+        for o in c.pending.iter().take(args.show) {
+            emit(format_args!(
+                "    pending    {}  due {}",
+                o.key,
+                rfc3339(nanos(o.due.as_ref()))
+            ));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn views(command: ViewsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ViewsCommand::Rebuild { name, opts } => {
+            let response = client(&opts.server)
+                .await?
+                .rebuild_view(v1::RebuildViewRequest { name })
+                .await
+                .map_err(crate::client::status)?
+                .into_inner();
+            let pairs = [
+                ("rebuilt", response.name.clone()),
+                ("events", response.events.to_string()),
+                ("swapped at", format!("position {}", response.position)),
+                ("seconds", format!("{:.3}", response.seconds)),
+            ];
+            let json = json!({
+                "name": response.name, "events": response.events,
+                "position": response.position, "seconds": response.seconds,
+            });
+            crate::output::print_pairs(&pairs, &json, opts.output);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

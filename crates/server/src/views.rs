@@ -1,0 +1,459 @@
+//! The views surfaces: gRPC `opsflow.v1.Views`, HTTP `GET /v1/kpis`,
+//! `GET /v1/compliance`, `POST /v1/views/{name}/rebuild`, and every KPI as a
+//! Prometheus gauge.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use opsflow_proto::v1;
+use opsflow_views::{Answer, AsOf, ControlReport, KpiReport, KpiValue, Status, Views};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response};
+
+use crate::ApiError;
+
+/// `opsflow.v1.Views`.
+#[derive(Clone)]
+pub struct ViewsService {
+    pub views: Views,
+    pub shutdown: CancellationToken,
+}
+
+fn as_of_from_proto(as_of: Option<v1::AsOf>) -> Result<AsOf, ApiError> {
+    match as_of.and_then(|a| a.point) {
+        None => Ok(AsOf::Live),
+        Some(v1::as_of::Point::Position(p)) => Ok(AsOf::Position(p)),
+        Some(v1::as_of::Point::Time(t)) => {
+            let nanos = i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos);
+            i64::try_from(nanos)
+                .map(AsOf::Time)
+                .map_err(|_| ApiError::invalid("as_of.time", "is out of range"))
+        }
+    }
+}
+
+/// `as_of=1234` (a position) or `as_of=2026-11-21T10:00:00Z` (a time); absent is live.
+pub fn parse_as_of(text: Option<&str>) -> Result<AsOf, ApiError> {
+    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(AsOf::Live);
+    };
+    if let Ok(position) = text.parse::<u64>() {
+        return Ok(AsOf::Position(position));
+    }
+    let time: jiff::Timestamp = text.parse().map_err(|e| {
+        ApiError::invalid(
+            "as_of",
+            format!("{text:?} is neither a position nor an RFC 3339 time ({e})"),
+        )
+    })?;
+    i64::try_from(time.as_nanosecond())
+        .map(AsOf::Time)
+        .map_err(|_| ApiError::invalid("as_of", "is out of range"))
+}
+
+fn timestamp(nanos: i64) -> Option<prost_types::Timestamp> {
+    (nanos > 0).then(|| prost_types::Timestamp {
+        seconds: nanos.div_euclid(1_000_000_000),
+        nanos: nanos.rem_euclid(1_000_000_000) as i32,
+    })
+}
+
+fn rfc3339(nanos: i64) -> Value {
+    if nanos <= 0 {
+        return Value::Null;
+    }
+    jiff::Timestamp::from_nanosecond(i128::from(nanos)).map_or(Value::Null, |t| Value::String(t.to_string()))
+}
+
+fn status_proto(status: Status) -> i32 {
+    match status {
+        Status::None => v1::Status::None,
+        Status::Green => v1::Status::Green,
+        Status::Amber => v1::Status::Amber,
+        Status::Red => v1::Status::Red,
+    }
+    .into()
+}
+
+fn kpi_value_proto(value: &KpiValue) -> v1::KpiValue {
+    v1::KpiValue {
+        window: value.window.clone(),
+        group: value.group.clone(),
+        stats: value.stats.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        headline: value.headline,
+        status: status_proto(value.status),
+    }
+}
+
+fn kpis_proto(answer: Answer<KpiReport>) -> v1::GetKpisResponse {
+    v1::GetKpisResponse {
+        position: answer.position,
+        clock: timestamp(answer.clock),
+        definitions_version: answer.definitions_version,
+        kpis: answer
+            .items
+            .iter()
+            .map(|k| v1::Kpi {
+                name: k.name.clone(),
+                description: k.description.clone(),
+                kind: k.kind.clone(),
+                target: k.target.clone().unwrap_or_default(),
+                rebuilding: answer.rebuilding.contains(&k.name),
+                values: k.values.iter().map(kpi_value_proto).collect(),
+            })
+            .collect(),
+    }
+}
+
+fn controls_proto(answer: Answer<ControlReport>) -> v1::GetComplianceResponse {
+    v1::GetComplianceResponse {
+        position: answer.position,
+        clock: timestamp(answer.clock),
+        definitions_version: answer.definitions_version,
+        controls: answer
+            .items
+            .iter()
+            .map(|c| v1::Control {
+                name: c.name.clone(),
+                description: c.description.clone(),
+                kind: c.kind.clone(),
+                status: status_proto(c.status),
+                checked: c.checked,
+                violations_total: c.violations_total,
+                violations: c
+                    .violations
+                    .iter()
+                    .map(|v| v1::Violation {
+                        key: v.key.clone(),
+                        message: v.message.clone(),
+                        evidence: v.evidence.clone(),
+                        at: timestamp(v.at),
+                        position: v.position,
+                    })
+                    .collect(),
+                pending: c
+                    .pending
+                    .iter()
+                    .map(|o| v1::Obligation {
+                        key: o.key.clone(),
+                        due: timestamp(o.due),
+                        evidence: o.evidence.clone(),
+                    })
+                    .collect(),
+                rebuilding: answer.rebuilding.contains(&c.name),
+            })
+            .collect(),
+    }
+}
+
+#[tonic::async_trait]
+impl v1::views_server::Views for ViewsService {
+    async fn get_kpis(
+        &self,
+        request: Request<v1::GetKpisRequest>,
+    ) -> Result<Response<v1::GetKpisResponse>, tonic::Status> {
+        let req = request.into_inner();
+        let as_of = as_of_from_proto(req.as_of)?;
+        let answer = self.views.kpis(as_of, &req.names).await.map_err(ApiError::from)?;
+        Ok(Response::new(kpis_proto(answer)))
+    }
+
+    async fn get_compliance(
+        &self,
+        request: Request<v1::GetComplianceRequest>,
+    ) -> Result<Response<v1::GetComplianceResponse>, tonic::Status> {
+        let req = request.into_inner();
+        let as_of = as_of_from_proto(req.as_of)?;
+        let answer = self.views.controls(as_of, &req.names).await.map_err(ApiError::from)?;
+        Ok(Response::new(controls_proto(answer)))
+    }
+
+    async fn rebuild_view(
+        &self,
+        request: Request<v1::RebuildViewRequest>,
+    ) -> Result<Response<v1::RebuildViewResponse>, tonic::Status> {
+        let name = request.into_inner().name;
+        if name.is_empty() {
+            return Err(ApiError::invalid("name", "is empty: name the view to rebuild").into());
+        }
+        let report = self
+            .views
+            .rebuild(vec![name.clone()], self.shutdown.clone())
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(v1::RebuildViewResponse {
+            name,
+            events: report.events,
+            position: report.position,
+            seconds: report.seconds,
+        }))
+    }
+}
+
+/// State of the views HTTP routes.
+#[derive(Clone)]
+pub struct ViewsHttp {
+    pub views: Views,
+    pub shutdown: CancellationToken,
+}
+
+/// `GET /v1/kpis`, `GET /v1/compliance`, `POST /v1/views/{name}/rebuild`.
+pub fn router(state: ViewsHttp) -> axum::Router {
+    axum::Router::new()
+        .route("/v1/kpis", get(get_kpis))
+        .route("/v1/compliance", get(get_compliance))
+        .route("/v1/views/{name}/rebuild", post(rebuild))
+        .with_state(state)
+}
+
+fn names(query: &HashMap<String, String>) -> Vec<String> {
+    query
+        .get("name")
+        .map(|n| {
+            n.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// JSON of a KPI answer (the same shape as the gRPC response).
+pub fn kpis_json(answer: &Answer<KpiReport>) -> Value {
+    json!({
+        "position": answer.position,
+        "clock": rfc3339(answer.clock),
+        "definitions_version": answer.definitions_version,
+        "kpis": answer.items.iter().map(|k| json!({
+            "name": k.name,
+            "description": k.description,
+            "kind": k.kind,
+            "target": k.target,
+            "rebuilding": answer.rebuilding.contains(&k.name),
+            "values": k.values.iter().map(|v| json!({
+                "window": v.window,
+                "group": v.group,
+                "stats": v.stats,
+                "headline": v.headline,
+                "status": v.status.as_str(),
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// JSON of a compliance answer.
+pub fn controls_json(answer: &Answer<ControlReport>) -> Value {
+    json!({
+        "position": answer.position,
+        "clock": rfc3339(answer.clock),
+        "definitions_version": answer.definitions_version,
+        "controls": answer.items.iter().map(|c| json!({
+            "name": c.name,
+            "description": c.description,
+            "kind": c.kind,
+            "status": c.status.as_str(),
+            "checked": c.checked,
+            "violations_total": c.violations_total,
+            "rebuilding": answer.rebuilding.contains(&c.name),
+            "violations": c.violations.iter().map(|v| json!({
+                "key": v.key,
+                "message": v.message,
+                "evidence": v.evidence,
+                "at": rfc3339(v.at),
+                "position": v.position,
+            })).collect::<Vec<_>>(),
+            "pending": c.pending.iter().map(|o| json!({
+                "key": o.key,
+                "due": rfc3339(o.due),
+                "evidence": o.evidence,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+async fn get_kpis(
+    State(state): State<ViewsHttp>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let as_of = parse_as_of(query.get("as_of").map(String::as_str))?;
+    let answer = state.views.kpis(as_of, &names(&query)).await?;
+    Ok(Json(kpis_json(&answer)))
+}
+
+async fn get_compliance(
+    State(state): State<ViewsHttp>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let as_of = parse_as_of(query.get("as_of").map(String::as_str))?;
+    let answer = state.views.controls(as_of, &names(&query)).await?;
+    Ok(Json(controls_json(&answer)))
+}
+
+async fn rebuild(State(state): State<ViewsHttp>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    let report = state.views.rebuild(vec![name.clone()], state.shutdown.clone()).await?;
+    Ok(Json(json!({
+        "name": name,
+        "events": report.events,
+        "position": report.position,
+        "seconds": report.seconds,
+    })))
+}
+
+/// Publishes every live KPI headline as `opsflow_kpi{name,window,group}` every
+/// `every` until `shutdown` (calendar-day windows are left out: one series per day
+/// would grow without bound).
+pub async fn publish_gauges(views: Views, every: Duration, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return Ok(()),
+        }
+        let views = views.clone();
+        let kpis = tokio::task::spawn_blocking(move || views.live_kpis()).await?;
+        for kpi in kpis {
+            for value in kpi.values.iter().filter(|v| !v.window.starts_with("day:")) {
+                if let Some(headline) = value.headline {
+                    metrics::gauge!(
+                        "opsflow_kpi",
+                        "name" => kpi.name.clone(),
+                        "window" => value.window.clone(),
+                        "group" => value.group.clone()
+                    )
+                    .set(headline);
+                }
+            }
+        }
+    }
+}
+
+/// The definitions in force and the last reload problem, for `/readyz`.
+#[derive(Clone, Default)]
+pub struct DefinitionsStatus {
+    inner: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl DefinitionsStatus {
+    /// The last reload error, if the directory currently does not check.
+    pub fn error(&self) -> Option<String> {
+        self.inner.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+
+    fn set(&self, error: Option<String>) {
+        if let Ok(mut e) = self.inner.lock() {
+            *e = error;
+        }
+    }
+}
+
+/// Loads the configured definitions (or the built-in set), refusing a directory
+/// that does not check with every problem listed.
+pub fn load_definitions(config: &crate::DefinitionsConfig) -> anyhow::Result<opsflow_definitions::Definitions> {
+    match &config.dir {
+        None => Ok(opsflow_definitions::builtin()),
+        Some(dir) => opsflow_definitions::Definitions::load_dir(dir)
+            .map_err(|errors| anyhow::anyhow!("definitions in {} do not check:\n{errors}", dir.display())),
+    }
+}
+
+/// The running views: the runtime, its supervised tasks, and the reload status.
+pub struct RunningViews {
+    pub views: Views,
+    pub status: DefinitionsStatus,
+    /// Stopped (after `shutdown` is cancelled) before the log closes.
+    pub handles: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Opens the views beside the log and starts keeping them up to date, publishing
+/// the KPI gauges and reloading the definitions directory when it changes.
+pub async fn start(
+    config: &crate::Config,
+    log: &opsflow_log::EventLog,
+    tasks: &crate::Tasks,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<RunningViews> {
+    use anyhow::Context;
+    let defs_config = config.definitions.clone();
+    let definitions = tokio::task::spawn_blocking(move || load_definitions(&defs_config)).await??;
+    let options = opsflow_views::ViewsOptions {
+        snapshot_every: config.views.snapshot_every,
+        checkpoint_interval: Duration::from_millis(config.views.checkpoint_interval_ms),
+        ..Default::default()
+    };
+    let dir = config.data_dir.join("views");
+    let views = Views::open_async(log.clone(), definitions, &dir, options)
+        .await
+        .with_context(|| format!("cannot open the views in {}", dir.display()))?;
+    let mut handles = Vec::new();
+    let (v, token) = (views.clone(), shutdown.clone());
+    handles.push(tasks.spawn("views", async move { Ok(v.run(token).await?) }));
+    handles.push(tasks.spawn(
+        "kpi-gauges",
+        publish_gauges(
+            views.clone(),
+            Duration::from_millis(config.views.gauges_interval_ms),
+            shutdown.clone(),
+        ),
+    ));
+    let status = DefinitionsStatus::default();
+    if let Some(dir) = config.definitions.dir.clone() {
+        let every = Duration::from_millis(config.definitions.reload_interval_ms);
+        handles.push(tasks.spawn(
+            "definitions-reload",
+            reload(dir, views.clone(), status.clone(), every, shutdown.clone()),
+        ));
+    }
+    Ok(RunningViews { views, status, handles })
+}
+
+/// Polls the definitions directory; a changed directory that checks is put in
+/// force, one that does not is refused (the last good set stays) and reported.
+async fn reload(
+    dir: std::path::PathBuf,
+    views: Views,
+    status: DefinitionsStatus,
+    every: Duration,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut watcher = opsflow_definitions::DefinitionsWatcher::new(&dir);
+    // The first poll sees the directory as it was loaded at start.
+    let mut watcher = tokio::task::spawn_blocking(move || {
+        let _ = watcher.poll();
+        watcher
+    })
+    .await?;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = shutdown.cancelled() => return Ok(()),
+        }
+        let (w, polled) = tokio::task::spawn_blocking(move || {
+            let polled = watcher.poll();
+            (watcher, polled)
+        })
+        .await?;
+        watcher = w;
+        match polled {
+            None => {}
+            Some(Ok(definitions)) => {
+                status.set(None);
+                let stale = views.reload(definitions, shutdown.clone());
+                tracing::info!(dir = %dir.display(), rebuilding = ?stale, "definitions changed");
+            }
+            Some(Err(errors)) => {
+                let message = format!(
+                    "definitions in {} do not check; keeping the last good set:\n{errors}",
+                    dir.display()
+                );
+                tracing::error!(dir = %dir.display(), errors = %errors, "definitions refused");
+                status.set(Some(message));
+            }
+        }
+    }
+}

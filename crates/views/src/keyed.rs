@@ -1,0 +1,154 @@
+//! What every keyed view shares: the event being applied, the per-key `seen` events,
+//! and evaluating keys, conditions and groups.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use opsflow_definitions::{EventData, Expr, Match, Scope};
+
+/// `seen[type]`: the last tracked event of each type for one key.
+pub type Seen = BTreeMap<String, Arc<EventData>>;
+
+/// The `seen` of a key without state.
+pub static NO_SEEN: Seen = BTreeMap::new();
+
+/// Keys evaluated for the current event, by key slot: views whose key expressions
+/// read the same evaluate them once per event. An entry is valid for the position it
+/// was computed at.
+pub type KeyCache = Vec<(u64, Option<String>)>;
+
+/// The event being applied and the view clock after it.
+pub struct Ctx<'a> {
+    pub event: &'a EventData,
+    pub clock: i64,
+    /// One shared copy of the event for every view that keeps it.
+    shared: Option<Arc<EventData>>,
+    keys: &'a mut KeyCache,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(event: &'a EventData, clock: i64, keys: &'a mut KeyCache) -> Self {
+        Ctx {
+            event,
+            clock,
+            shared: None,
+            keys,
+        }
+    }
+
+    /// The role's key for this event; `None` when it fails to evaluate or is empty
+    /// (the caller counts an evaluation error).
+    pub fn key(&mut self, role: &Role) -> Option<String> {
+        let expr = role.key.as_ref()?;
+        let position = self.event.position;
+        match self.keys.get_mut(role.key_slot) {
+            Some((at, cached)) if *at == position => cached.clone(),
+            Some(slot) => {
+                let key = expr
+                    .eval_string(&Scope::event(self.event))
+                    .ok()
+                    .filter(|k| !k.is_empty());
+                *slot = (position, key.clone());
+                key
+            }
+            None => expr
+                .eval_string(&Scope::event(self.event))
+                .ok()
+                .filter(|k| !k.is_empty()),
+        }
+    }
+
+    /// The event, copied once per apply however many views keep it.
+    pub fn keep(&mut self) -> Arc<EventData> {
+        self.shared.get_or_insert_with(|| Arc::new(self.event.clone())).clone()
+    }
+
+    pub fn scope<'s>(&'s self, seen: &'s Seen, start: Option<&'s EventData>) -> Scope<'s> {
+        Scope {
+            event: self.event,
+            seen: Some(seen),
+            start,
+        }
+    }
+}
+
+/// What an event does to a view. A view routes each event type to its roles, kind
+/// roles first (in definition order), then `Track`, then `Close`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleKind {
+    Start,
+    End,
+    On,
+    Set,
+    Add,
+    Limit,
+    Open,
+    When,
+    Requires,
+    First,
+    Second,
+    After,
+    Expect,
+    Track,
+    Close,
+}
+
+#[derive(Debug, Clone)]
+pub struct Role {
+    pub kind: RoleKind,
+    /// The match (absent for `Track` and `Close`).
+    pub matcher: Option<Match>,
+    /// The key: the match's own `key:`, else the definition's.
+    pub key: Option<Expr>,
+    /// Where [`Ctx::key`] caches the key: the same for keys written alike in any view.
+    pub key_slot: usize,
+}
+
+impl Role {
+    /// The match's condition (none holds); an evaluation failure is false.
+    pub fn holds(&self, scope: &Scope<'_>) -> bool {
+        match self.matcher.as_ref().and_then(|m| m.condition.as_ref()) {
+            Some(condition) => condition.eval_bool(scope),
+            None => true,
+        }
+    }
+}
+
+/// `label=value,label2=value2`, or `""` without `group_by`; `None` when a label fails
+/// to evaluate.
+pub fn group_of(group_by: &[(String, Expr)], scope: &Scope<'_>) -> Option<String> {
+    let mut group = String::new();
+    for (i, (label, expr)) in group_by.iter().enumerate() {
+        let value = expr.eval_string(scope).ok()?;
+        if i > 0 {
+            group.push(',');
+        }
+        group.push_str(label);
+        group.push('=');
+        group.push_str(&value);
+    }
+    Some(group)
+}
+
+/// Positions of a key's tracked events, oldest first.
+pub fn seen_positions(seen: &Seen) -> Vec<u64> {
+    let mut positions: Vec<u64> = seen.values().map(|e| e.position).collect();
+    positions.sort_unstable();
+    positions
+}
+
+/// `#[serde(with = "seen_codec")]` for a [`Seen`].
+pub mod seen_codec {
+    use super::*;
+    use crate::codec::Kept;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(seen: &Seen, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(seen.iter().map(|(t, e)| (t, Kept(e.clone()))))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Seen, D::Error> {
+        let entries: Vec<(String, Kept)> = Vec::deserialize(deserializer)?;
+        Ok(entries.into_iter().map(|(t, e)| (t, e.0)).collect())
+    }
+}

@@ -1,0 +1,625 @@
+//! The projection runtime: keeps the live view set up to date with the log, saves
+//! it with its checkpoint, takes snapshots, rebuilds views beside the live ones and
+//! answers as-of queries.
+//!
+//! Every view is a pure function of the log prefix it has applied; the runtime only
+//! decides which prefix. One blocking worker applies events in batches (the live
+//! view set behind a mutex held per batch), so queries see a consistent position.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use opsflow_definitions::{Definitions, EventData};
+use opsflow_log::{Direction, EventLog, LogError, RecordedEvent};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::ViewStore;
+use crate::{ControlReport, KpiReport, ViewSet};
+
+pub type Result<T, E = ViewsError> = std::result::Result<T, E>;
+
+/// What can go wrong in the views runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewsError {
+    #[error("no view named `{0}`")]
+    UnknownView(String),
+    #[error("event log: {0}")]
+    Log(#[from] LogError),
+    #[error("view storage: {0}")]
+    Storage(#[from] sled::Error),
+    #[error("view storage is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the views runtime stopped: {0}")]
+    Stopped(String),
+}
+
+/// Tuning for [`Views`].
+#[derive(Debug, Clone)]
+pub struct ViewsOptions {
+    /// A snapshot of every view is stored each time the live position reaches a
+    /// multiple of this (as-of queries start from the nearest one).
+    pub snapshot_every: u64,
+    /// How often the live state is saved with its checkpoint.
+    pub checkpoint_interval: Duration,
+    /// Events applied per lock of the live view set.
+    pub batch: usize,
+}
+
+impl Default for ViewsOptions {
+    fn default() -> Self {
+        ViewsOptions {
+            snapshot_every: 50_000,
+            checkpoint_interval: Duration::from_secs(1),
+            batch: 2048,
+        }
+    }
+}
+
+/// A moment in the log's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    /// The live views.
+    Live,
+    /// After applying every event up to and including this position.
+    Position(u64),
+    /// Every event recorded at or before this time (Unix nanoseconds).
+    Time(i64),
+}
+
+/// The answer to a query, with the point it describes.
+#[derive(Debug, Clone)]
+pub struct Answer<T> {
+    pub position: u64,
+    pub clock: i64,
+    pub definitions_version: String,
+    /// Views being rebuilt (their values are partial).
+    pub rebuilding: BTreeSet<String>,
+    pub items: Vec<T>,
+}
+
+/// What a rebuild did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RebuildReport {
+    pub names: Vec<String>,
+    pub events: u64,
+    pub position: u64,
+    pub seconds: f64,
+}
+
+/// The KPI and compliance views over one log. Cheap to clone.
+#[derive(Clone)]
+pub struct Views {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Views {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Views").field("position", &self.position()).finish()
+    }
+}
+
+struct Inner {
+    log: EventLog,
+    store: ViewStore,
+    options: ViewsOptions,
+    definitions: RwLock<Arc<Definitions>>,
+    live: Mutex<ViewSet>,
+    rebuilding: Mutex<BTreeSet<String>>,
+    position: watch::Sender<u64>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves a view set that is still consistent at
+    // some position (apply is per event), so keep going.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The event as views see it; `None` data when it is not JSON (or a catalog
+/// protobuf message).
+pub fn event_data(event: &RecordedEvent) -> EventData {
+    EventData {
+        position: event.position,
+        version: event.version,
+        stream: event.stream.clone(),
+        source: event.source.clone(),
+        id: event.id.clone(),
+        event_type: event.event_type.clone(),
+        time: event.time,
+        data: opsflow_catalog::data_as_json(&event.event_type, &event.content_type, &event.data)
+            .unwrap_or(serde_json::Value::Null),
+        metadata: event.metadata.clone(),
+    }
+}
+
+/// Applies `event` to `set`, decoding it only when some view cares.
+fn apply(set: &mut ViewSet, event: &RecordedEvent) {
+    if set.interested(&event.event_type) {
+        set.apply(&event_data(event));
+    } else {
+        set.skip_event(event.position, event.time);
+    }
+}
+
+impl Views {
+    /// Opens the views state in `dir` (a sled database of its own) and restores the
+    /// live view set from its checkpoint. Views whose definition changed since are
+    /// rebuilt in the background once [`Views::run`] starts. Blocking.
+    pub fn open(log: EventLog, definitions: Definitions, dir: &Path, options: ViewsOptions) -> Result<Views> {
+        let store = ViewStore::open(dir)?;
+        let head = log.head();
+        let live = match store.live()? {
+            Some((position, bytes)) if position <= head => match ViewSet::decode(&definitions, &bytes) {
+                Ok(set) if set.position() == position => set,
+                Ok(_) | Err(_) => {
+                    tracing::warn!(
+                        position,
+                        "view checkpoint unreadable; views are rebuilt from position 1"
+                    );
+                    ViewSet::new(&definitions)
+                }
+            },
+            Some((position, _)) => {
+                // The log lost events the views had seen (it was replaced or cut):
+                // the views must not claim them.
+                tracing::warn!(position, head, "view checkpoint is ahead of the log; views are rebuilt");
+                ViewSet::new(&definitions)
+            }
+            None => ViewSet::new(&definitions),
+        };
+        let (position, _) = watch::channel(live.position());
+        tracing::info!(position = live.position(), version = %definitions.version, "views opened");
+        Ok(Views {
+            inner: Arc::new(Inner {
+                log,
+                store,
+                options,
+                definitions: RwLock::new(Arc::new(definitions)),
+                live: Mutex::new(live),
+                rebuilding: Mutex::new(BTreeSet::new()),
+                position,
+            }),
+        })
+    }
+
+    /// [`Views::open`] off the async runtime.
+    pub async fn open_async(
+        log: EventLog,
+        definitions: Definitions,
+        dir: &Path,
+        options: ViewsOptions,
+    ) -> Result<Views> {
+        let dir = dir.to_path_buf();
+        blocking(move || Views::open(log, definitions, &dir, options)).await
+    }
+
+    /// The last position the live views include.
+    pub fn position(&self) -> u64 {
+        *self.inner.position.borrow()
+    }
+
+    /// Watches the live position (for waiting until the views include an append).
+    pub fn watch_position(&self) -> watch::Receiver<u64> {
+        self.inner.position.subscribe()
+    }
+
+    /// The definitions in force.
+    pub fn definitions(&self) -> Arc<Definitions> {
+        self.inner
+            .definitions
+            .read()
+            .map(|d| d.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// Views being rebuilt.
+    pub fn rebuilding(&self) -> BTreeSet<String> {
+        lock(&self.inner.rebuilding).clone()
+    }
+
+    /// Keeps the live views up to date until `shutdown`, then saves them. Also
+    /// rebuilds views restored stale from the checkpoint.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        let stale = lock(&self.inner.live).stale_views().to_vec();
+        if !stale.is_empty() {
+            self.spawn_rebuild(stale, shutdown.clone());
+        }
+        let mut head = self.inner.log.watch_head();
+        let result = loop {
+            let target = *head.borrow_and_update();
+            if target > self.position() {
+                let inner = self.inner.clone();
+                let stop = shutdown.clone();
+                if let Err(e) = blocking(move || inner.catch_up(target, &stop)).await {
+                    break Err(e);
+                }
+                continue;
+            }
+            tokio::select! {
+                changed = head.changed() => if changed.is_err() { break Ok(()) },
+                () = shutdown.cancelled() => break Ok(()),
+            }
+        };
+        let inner = self.inner.clone();
+        let saved = blocking(move || {
+            inner.checkpoint()?;
+            inner.store.flush()
+        })
+        .await;
+        result.and(saved)
+    }
+
+    /// Every KPI (or those named), live or as of a past moment.
+    pub async fn kpis(&self, as_of: AsOf, names: &[String]) -> Result<Answer<KpiReport>> {
+        self.query(as_of, names, |set| {
+            set.kpis()
+                .into_iter()
+                .filter(|k| names.is_empty() || names.contains(&k.name))
+                .collect()
+        })
+        .await
+    }
+
+    /// Every control (or those named), live or as of a past moment.
+    pub async fn controls(&self, as_of: AsOf, names: &[String]) -> Result<Answer<ControlReport>> {
+        self.query(as_of, names, |set| {
+            set.controls()
+                .into_iter()
+                .filter(|c| names.is_empty() || names.contains(&c.name))
+                .collect()
+        })
+        .await
+    }
+
+    async fn query<T>(&self, as_of: AsOf, names: &[String], pick: impl Fn(&ViewSet) -> Vec<T>) -> Result<Answer<T>> {
+        let rebuilding = self.rebuilding();
+        if as_of == AsOf::Live {
+            let live = lock(&self.inner.live);
+            check_names(names, &live.view_names())?;
+            return Ok(answer(&live, rebuilding, pick(&live)));
+        }
+        let inner = self.inner.clone();
+        let set = blocking(move || inner.view_at(as_of)).await?;
+        check_names(names, &set.view_names())?;
+        Ok(answer(&set, rebuilding, pick(&set)))
+    }
+
+    /// Live KPIs without cloning the view set (for metrics).
+    pub fn live_kpis(&self) -> Vec<KpiReport> {
+        lock(&self.inner.live).kpis()
+    }
+
+    /// Rebuilds the named views from position 1 beside the live ones, swapping them
+    /// in once caught up. Returns when done.
+    pub async fn rebuild(&self, names: Vec<String>, shutdown: CancellationToken) -> Result<RebuildReport> {
+        let defs = self.definitions();
+        let known = ViewSet::new(&defs).view_names();
+        check_names(&names, &known)?;
+        let names = if names.is_empty() { known } else { names };
+        let inner = self.inner.clone();
+        blocking(move || inner.rebuild(&defs, names, &shutdown)).await
+    }
+
+    /// Puts new definitions in force: views whose definition is unchanged keep their
+    /// state; new and changed ones start empty and are rebuilt in the background.
+    pub fn reload(&self, definitions: Definitions, shutdown: CancellationToken) -> Vec<String> {
+        let stale = {
+            let mut live = lock(&self.inner.live);
+            let bytes = live.encode();
+            let reloaded = match ViewSet::decode(&definitions, &bytes) {
+                Ok(set) => set,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot carry views over to the new definitions; rebuilding all");
+                    ViewSet::new(&definitions)
+                }
+            };
+            let stale = if reloaded.position() == live.position() {
+                reloaded.stale_views().to_vec()
+            } else {
+                ViewSet::new(&definitions).view_names()
+            };
+            *live = reloaded;
+            stale
+        };
+        if let Ok(mut d) = self.inner.definitions.write() {
+            *d = Arc::new(definitions);
+        }
+        tracing::info!(version = %self.definitions().version, stale = ?stale, "definitions reloaded");
+        if !stale.is_empty() {
+            self.spawn_rebuild(stale.clone(), shutdown);
+        }
+        stale
+    }
+
+    fn spawn_rebuild(&self, names: Vec<String>, shutdown: CancellationToken) {
+        let views = self.clone();
+        tokio::spawn(async move {
+            match views.rebuild(names, shutdown).await {
+                Ok(report) => {
+                    tracing::info!(views = ?report.names, events = report.events, seconds = report.seconds, "views rebuilt")
+                }
+                Err(e) => tracing::error!(error = %e, "view rebuild failed"),
+            }
+        });
+    }
+}
+
+fn check_names(names: &[String], known: &[String]) -> Result<()> {
+    match names.iter().find(|n| !known.contains(n)) {
+        Some(unknown) => Err(ViewsError::UnknownView(unknown.clone())),
+        None => Ok(()),
+    }
+}
+
+fn answer<T>(set: &ViewSet, rebuilding: BTreeSet<String>, items: Vec<T>) -> Answer<T> {
+    Answer {
+        position: set.position(),
+        clock: set.clock(),
+        definitions_version: set.definitions_version().to_owned(),
+        rebuilding,
+        items,
+    }
+}
+
+impl Inner {
+    fn definitions(&self) -> Arc<Definitions> {
+        self.definitions
+            .read()
+            .map(|d| d.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// Applies events to the live set up to `target`, snapshotting at every multiple
+    /// of `snapshot_every` and checkpointing every `checkpoint_interval`.
+    fn catch_up(&self, target: u64, stop: &CancellationToken) -> Result<()> {
+        let mut last_checkpoint = Instant::now();
+        let from = lock(&self.live).position() + 1;
+        let mut events = self
+            .log
+            .iter_all(from)
+            .take_while(|e| e.as_ref().map_or(true, |e| e.position <= target));
+        loop {
+            let mut live = lock(&self.live);
+            let mut applied = 0;
+            let mut lag_of = None;
+            for event in events.by_ref() {
+                let event = event?;
+                if event.position != live.position() + 1 {
+                    // Another writer (a rebuild swap) moved the set: re-read from there.
+                    if event.position <= live.position() {
+                        continue;
+                    }
+                    return Err(ViewsError::Corrupt(format!(
+                        "the log skipped from position {} to {}",
+                        live.position(),
+                        event.position
+                    )));
+                }
+                apply(&mut live, &event);
+                lag_of = Some(event.recorded_at);
+                if live.position() % self.options.snapshot_every == 0 {
+                    self.store.save_snapshot(live.position(), &live.encode())?;
+                }
+                applied += 1;
+                if applied >= self.options.batch {
+                    break;
+                }
+            }
+            let position = live.position();
+            drop(live);
+            self.position.send_replace(position);
+            if let Some(recorded_at) = lag_of {
+                let lag = (now_nanos() - recorded_at).max(0) as f64 / 1e9;
+                metrics::histogram!("opsflow_view_lag_seconds").record(lag);
+            }
+            if last_checkpoint.elapsed() >= self.options.checkpoint_interval {
+                self.checkpoint()?;
+                last_checkpoint = Instant::now();
+            }
+            if applied == 0 || position >= target || stop.is_cancelled() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn checkpoint(&self) -> Result<()> {
+        let (position, bytes) = {
+            let live = lock(&self.live);
+            (live.position(), live.encode())
+        };
+        self.store.save_live(position, &bytes)?;
+        metrics::gauge!("opsflow_view_checkpoint_bytes").set(bytes.len() as f64);
+        Ok(())
+    }
+
+    fn rebuild(&self, defs: &Definitions, names: Vec<String>, stop: &CancellationToken) -> Result<RebuildReport> {
+        let started = Instant::now();
+        {
+            let mut rebuilding = lock(&self.rebuilding);
+            rebuilding.extend(names.iter().cloned());
+        }
+        let result = self.rebuild_inner(defs, &names, stop);
+        {
+            let mut rebuilding = lock(&self.rebuilding);
+            for n in &names {
+                rebuilding.remove(n);
+            }
+        }
+        let (events, position) = result?;
+        Ok(RebuildReport {
+            names,
+            events,
+            position,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    fn rebuild_inner(&self, defs: &Definitions, names: &[String], stop: &CancellationToken) -> Result<(u64, u64)> {
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut fresh = ViewSet::only(defs, &refs);
+        let mut events = 0u64;
+        loop {
+            if stop.is_cancelled() {
+                return Err(ViewsError::Stopped("shutdown during a rebuild".into()));
+            }
+            let live_position = lock(&self.live).position();
+            // Far behind: catch up without holding the live lock.
+            if live_position > fresh.position() + self.options.batch as u64 {
+                for event in self
+                    .log
+                    .iter_all(fresh.position() + 1)
+                    .take_while(|e| e.as_ref().map_or(true, |e| e.position <= live_position))
+                {
+                    let event = event?;
+                    apply(&mut fresh, &event);
+                    events += 1;
+                    if fresh.position() % self.options.snapshot_every == 0 {
+                        self.merge_into_snapshot(defs, &fresh)?;
+                    }
+                    if events % 65_536 == 0 && stop.is_cancelled() {
+                        return Err(ViewsError::Stopped("shutdown during a rebuild".into()));
+                    }
+                }
+                continue;
+            }
+            // Close: finish under the live lock, then swap.
+            let mut live = lock(&self.live);
+            if live.definitions_version() != defs.version {
+                return Err(ViewsError::Stopped(
+                    "the definitions changed during the rebuild; a new rebuild follows".into(),
+                ));
+            }
+            for event in self.log.iter_all(fresh.position() + 1) {
+                let event = event?;
+                if event.position > live.position() {
+                    break;
+                }
+                apply(&mut fresh, &event);
+                events += 1;
+                if fresh.position() % self.options.snapshot_every == 0 {
+                    self.merge_into_snapshot(defs, &fresh)?;
+                }
+            }
+            if fresh.position() != live.position() {
+                return Err(ViewsError::Corrupt(format!(
+                    "rebuild reached position {} but the live views are at {}",
+                    fresh.position(),
+                    live.position()
+                )));
+            }
+            for name in names {
+                if let Some(view) = fresh.take_view(name) {
+                    live.put_view(view);
+                }
+            }
+            return Ok((events, live.position()));
+        }
+    }
+
+    /// Puts the rebuilt views into the stored snapshot at the same position, so as-of
+    /// queries can start there again.
+    fn merge_into_snapshot(&self, defs: &Definitions, fresh: &ViewSet) -> Result<()> {
+        let position = fresh.position();
+        let copy = match ViewSet::decode(defs, &fresh.encode()) {
+            Ok(copy) => copy,
+            Err(e) => return Err(ViewsError::Corrupt(format!("cannot copy a rebuilt view set: {e}"))),
+        };
+        let mut snapshot = match self.store.snapshot(position)? {
+            Some(bytes) => match ViewSet::decode(defs, &bytes) {
+                Ok(set) if set.position() == position => set,
+                _ => return Ok(()),
+            },
+            // No snapshot here (taken under other definitions or never): only a full
+            // rebuild can make a complete one.
+            None if fresh.view_names().len() == ViewSet::new(defs).view_names().len() => {
+                self.store.save_snapshot(position, &fresh.encode())?;
+                return Ok(());
+            }
+            None => return Ok(()),
+        };
+        let mut copy = copy;
+        for name in fresh.view_names() {
+            if let Some(view) = copy.take_view(&name) {
+                snapshot.put_view(view);
+            }
+        }
+        self.store.save_snapshot(position, &snapshot.encode())
+    }
+
+    /// A copy of the views as they stood at `as_of`.
+    fn view_at(&self, as_of: AsOf) -> Result<ViewSet> {
+        let defs = self.definitions();
+        let head = self.log.head();
+        let target = match as_of {
+            AsOf::Position(p) => p.min(head),
+            AsOf::Live => lock(&self.live).position(),
+            AsOf::Time(t) => self.position_at_time(t, head)?,
+        };
+        {
+            let live = lock(&self.live);
+            if live.position() == target && live.stale_views().is_empty() {
+                return ViewSet::decode(&defs, &live.encode()).map_err(corrupt);
+            }
+        }
+        let mut start = None;
+        for snapshot in self.store.snapshots_below(target) {
+            let (position, bytes) = snapshot?;
+            match ViewSet::decode(&defs, &bytes) {
+                Ok(set) if set.position() == position && set.stale_views().is_empty() => {
+                    start = Some(set);
+                    break;
+                }
+                _ => continue,
+            }
+        }
+        let mut set = start.unwrap_or_else(|| ViewSet::new(&defs));
+        if set.position() < target {
+            for event in self.log.iter_all(set.position() + 1) {
+                let event = event?;
+                if event.position > target {
+                    break;
+                }
+                apply(&mut set, &event);
+            }
+        }
+        Ok(set)
+    }
+
+    /// The last position recorded at or before `time` (0 when none): recorded_at
+    /// never decreases along the log, so a binary search finds it.
+    fn position_at_time(&self, time: i64, head: u64) -> Result<u64> {
+        let (mut lo, mut hi) = (0u64, head); // invariant: recorded_at(lo) <= time (lo=0: none), answer in [lo, hi]
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            let at = self
+                .log
+                .read_all_blocking(Some(mid), Direction::Forward, 1)?
+                .first()
+                .map_or(i64::MAX, |e| e.recorded_at);
+            if at <= time {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        Ok(lo)
+    }
+}
+
+fn corrupt(e: impl std::fmt::Display) -> ViewsError {
+    ViewsError::Corrupt(e.to_string())
+}
+
+fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ViewsError::Stopped(format!("a views worker panicked: {e}")))?
+}

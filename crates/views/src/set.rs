@@ -1,0 +1,321 @@
+//! All views of a definitions set, at one log position.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+use opsflow_definitions::{Definitions, EventData};
+use serde::{Deserialize, Serialize};
+
+use crate::keyed::{Ctx, KeyCache};
+use crate::report::{ControlReport, KpiReport};
+use crate::view::{Stored, View};
+use crate::{Result, ViewError};
+
+/// The leading byte of [`ViewSet::encode`]; bumped whenever stored state changes shape.
+pub const FORMAT: u8 = 1;
+
+/// Every view of a [`Definitions`], fed the log in position order.
+///
+/// The **view clock** is the latest event time applied: windows end there and
+/// obligations fall due against it, so the same events always give the same views.
+#[derive(Debug, Clone)]
+pub struct ViewSet {
+    version: String,
+    position: u64,
+    clock: i64,
+    views: Vec<View>,
+    /// Event type -> `(view, route)` pairs, in view order.
+    dispatch: HashMap<String, Vec<(usize, usize)>, BuildHasherDefault<Fnv>>,
+    /// Keys of the event being applied, shared by views with the same key expression.
+    keys: KeyCache,
+    /// Views with deadlines (`within` controls).
+    timed: Vec<usize>,
+    stale: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Encoded {
+    definitions_version: String,
+    position: u64,
+    clock: i64,
+    views: Vec<EncodedView>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct EncodedView {
+    name: String,
+    fingerprint: String,
+    /// postcard of the view's state, decoded only when the fingerprint still matches.
+    state: Vec<u8>,
+}
+
+impl ViewSet {
+    /// Every KPI and control of `defs`, empty, at position 0.
+    pub fn new(defs: &Definitions) -> ViewSet {
+        ViewSet::from_views(defs, all_views(defs))
+    }
+
+    /// Only the named views (for rebuilding them); unknown names are ignored.
+    pub fn only(defs: &Definitions, names: &[&str]) -> ViewSet {
+        let views = all_views(defs)
+            .into_iter()
+            .filter(|v| names.contains(&v.name()))
+            .collect();
+        ViewSet::from_views(defs, views)
+    }
+
+    fn from_views(defs: &Definitions, views: Vec<View>) -> ViewSet {
+        let mut set = ViewSet {
+            version: defs.version.clone(),
+            position: 0,
+            clock: 0,
+            views,
+            dispatch: HashMap::default(),
+            keys: Vec::new(),
+            timed: Vec::new(),
+            stale: Vec::new(),
+        };
+        set.index();
+        set
+    }
+
+    fn index(&mut self) {
+        self.dispatch.clear();
+        self.timed.clear();
+        let mut slots: HashMap<String, usize> = HashMap::new();
+        for view in &mut self.views {
+            for role in view.routes.iter_mut().flat_map(|r| r.roles.iter_mut()) {
+                if let Some(key) = &role.key {
+                    let next = slots.len();
+                    role.key_slot = *slots.entry(key.source().to_string()).or_insert(next);
+                }
+            }
+        }
+        self.keys = vec![(0, None); slots.len()];
+        for (v, view) in self.views.iter().enumerate() {
+            for (r, route) in view.routes.iter().enumerate() {
+                self.dispatch.entry(route.event_type.clone()).or_default().push((v, r));
+            }
+            if view.kind() == "within" {
+                self.timed.push(v);
+            }
+        }
+    }
+
+    pub fn definitions_version(&self) -> &str {
+        &self.version
+    }
+
+    /// The last applied position (0: none).
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// The view clock: the latest event time applied, Unix nanoseconds (0: none).
+    pub fn clock(&self) -> i64 {
+        self.clock
+    }
+
+    /// Whether any view cares about events of this type. The runtime may skip decoding
+    /// the data of other events, but must still pass their time with
+    /// [`ViewSet::skip_event`] (or [`ViewSet::apply`]) so the clock advances alike in
+    /// a live set and a rebuilt one.
+    pub fn interested(&self, event_type: &str) -> bool {
+        self.dispatch.contains_key(event_type)
+    }
+
+    /// Applies the next event. Events must come in position order; one at or before
+    /// [`ViewSet::position`] is ignored (a bug in the caller, asserted in debug builds).
+    pub fn apply(&mut self, event: &EventData) {
+        if !self.advance(event.position, event.time) {
+            return;
+        }
+        if let Some(routes) = self.dispatch.get(event.event_type.as_str()) {
+            let mut ctx = Ctx::new(event, self.clock, &mut self.keys);
+            for &(v, r) in routes {
+                self.views[v].apply(r, &mut ctx);
+            }
+        }
+        self.expire();
+    }
+
+    /// An event no view cares about: advances the position and the clock.
+    pub fn skip_event(&mut self, position: u64, time: i64) {
+        if self.advance(position, time) {
+            self.expire();
+        }
+    }
+
+    /// Advances the position without an event (the clock does not move).
+    pub fn skip_to(&mut self, position: u64) {
+        self.position = self.position.max(position);
+    }
+
+    fn advance(&mut self, position: u64, time: i64) -> bool {
+        debug_assert!(
+            position > self.position,
+            "event {position} applied at position {}",
+            self.position
+        );
+        if position <= self.position {
+            return false;
+        }
+        self.position = position;
+        self.clock = self.clock.max(time);
+        true
+    }
+
+    fn expire(&mut self) {
+        for &v in &self.timed {
+            let view = &mut self.views[v];
+            if view.next_due().is_some_and(|due| due < self.clock) {
+                view.expire(self.clock, self.position);
+            }
+        }
+    }
+
+    /// Every KPI, in definitions order.
+    pub fn kpis(&self) -> Vec<KpiReport> {
+        self.views
+            .iter()
+            .filter_map(|v| v.kpi_report(&self.version, self.position, self.clock))
+            .collect()
+    }
+
+    /// Every control, in definitions order.
+    pub fn controls(&self) -> Vec<ControlReport> {
+        self.views
+            .iter()
+            .filter_map(|v| v.control_report(&self.version, self.position, self.clock))
+            .collect()
+    }
+
+    pub fn view_names(&self) -> Vec<String> {
+        self.views.iter().map(|v| v.name().to_string()).collect()
+    }
+
+    pub fn fingerprint(&self, name: &str) -> Option<&str> {
+        self.view(name).map(View::fingerprint)
+    }
+
+    pub fn view(&self, name: &str) -> Option<&View> {
+        self.views.iter().find(|v| v.name() == name)
+    }
+
+    /// Evaluation errors per view (`opsflow_view_eval_errors_total{view}`).
+    pub fn eval_errors(&self) -> BTreeMap<String, u64> {
+        self.views
+            .iter()
+            .map(|v| (v.name().to_string(), v.eval_errors()))
+            .collect()
+    }
+
+    /// Takes a view out, leaving an empty one of the same definition in its place.
+    pub fn take_view(&mut self, name: &str) -> Option<View> {
+        let view = self.views.iter_mut().find(|v| v.name() == name)?;
+        let empty = view.emptied();
+        Some(std::mem::replace(view, empty))
+    }
+
+    /// Puts a view in, replacing the one of the same name (or adding it), and clears
+    /// it from [`ViewSet::stale_views`].
+    pub fn put_view(&mut self, view: View) {
+        self.stale.retain(|n| n != view.name());
+        match self.views.iter_mut().find(|v| v.name() == view.name()) {
+            Some(slot) => *slot = view,
+            None => self.views.push(view),
+        }
+        self.index();
+    }
+
+    /// Views that [`ViewSet::decode`] started empty (new, or changed definitions): the
+    /// runtime rebuilds them from position 1.
+    pub fn stale_views(&self) -> &[String] {
+        &self.stale
+    }
+
+    /// The whole state: a format byte, then postcard.
+    pub fn encode(&self) -> Vec<u8> {
+        let encoded = Encoded {
+            definitions_version: self.version.clone(),
+            position: self.position,
+            clock: self.clock,
+            views: self
+                .views
+                .iter()
+                .map(|v| EncodedView {
+                    name: v.name().to_string(),
+                    fingerprint: v.fingerprint().to_string(),
+                    state: postcard::to_stdvec(&v.stored).unwrap_or_default(),
+                })
+                .collect(),
+        };
+        let mut bytes = vec![FORMAT];
+        // Serializing plain data into a Vec cannot fail.
+        bytes.extend(postcard::to_stdvec(&encoded).unwrap_or_default());
+        bytes
+    }
+
+    /// State encoded by [`ViewSet::encode`], for `defs`. Views whose definition changed
+    /// or is new start empty and are listed in [`ViewSet::stale_views`]; views no longer
+    /// defined are dropped.
+    pub fn decode(defs: &Definitions, bytes: &[u8]) -> Result<ViewSet> {
+        let (&format, rest) = bytes.split_first().ok_or(ViewError::Corrupt("empty".into()))?;
+        if format != FORMAT {
+            return Err(ViewError::Format {
+                found: format,
+                expected: FORMAT,
+            });
+        }
+        let encoded: Encoded = postcard::from_bytes(rest).map_err(|e| ViewError::Corrupt(e.to_string()))?;
+        let mut set = ViewSet::new(defs);
+        set.position = encoded.position;
+        set.clock = encoded.clock;
+        let mut stored: HashMap<&str, &EncodedView> = encoded.views.iter().map(|v| (v.name.as_str(), v)).collect();
+        for view in &mut set.views {
+            match stored.remove(view.name()) {
+                Some(e) if e.fingerprint == view.fingerprint() => {
+                    let state: Stored = postcard::from_bytes(&e.state)
+                        .map_err(|err| ViewError::Corrupt(format!("view {}: {err}", e.name)))?;
+                    if std::mem::discriminant(&state.state) != std::mem::discriminant(&view.stored.state) {
+                        return Err(ViewError::Corrupt(format!("view {}: state of another kind", e.name)));
+                    }
+                    view.stored = state;
+                }
+                _ => set.stale.push(view.name().to_string()),
+            }
+        }
+        Ok(set)
+    }
+}
+
+/// FNV-1a for the dispatch table: its keys are the definitions' event types, fixed
+/// while the set lives, so a fast unkeyed hash is safe.
+#[derive(Debug, Clone, Copy)]
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+fn all_views(defs: &Definitions) -> Vec<View> {
+    let kpis = defs.kpis.iter().map(|d| View::for_kpi(Arc::new(d.clone())));
+    let controls = defs.controls.iter().map(|d| View::for_control(Arc::new(d.clone())));
+    kpis.chain(controls).collect()
+}

@@ -1,0 +1,297 @@
+//! Unit tests of the view set as a whole: each kind on small inline definitions,
+//! evaluation errors, bounded state, encoding and decoding, swapping views.
+
+use opsflow_definitions::{Definitions, EventData};
+use serde_json::json;
+
+use crate::{FORMAT, Status, VIOLATIONS_KEPT, ViewError, ViewSet};
+
+const HOUR: i64 = 3_600_000_000_000;
+/// 2026-11-21T00:00:00Z.
+const T0: i64 = 1_795_219_200_000_000_000;
+
+fn defs(yaml: &str) -> Definitions {
+    Definitions::from_files(&[("t.yaml".to_string(), yaml.to_string())]).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn event(position: u64, event_type: &str, time: i64, data: serde_json::Value) -> EventData {
+    EventData {
+        position,
+        event_type: event_type.into(),
+        time,
+        data,
+        ..EventData::default()
+    }
+}
+
+fn feed(views: &mut ViewSet, events: &[(&str, i64, serde_json::Value)]) {
+    for (event_type, time, data) in events {
+        let position = views.position() + 1;
+        views.apply(&event(position, event_type, *time, data.clone()));
+    }
+}
+
+const DURATION: &str = r#"
+kpis:
+  - name: cycle
+    kind: duration
+    key: event.data.id
+    start: { type: a.start }
+    end: { type: a.end }
+    close: [a.cancel]
+    target: { stat: p90, green: "<= 2h", amber: "<= 3h" }
+"#;
+
+#[test]
+fn duration_samples_and_drops_keys() {
+    let d = defs(DURATION);
+    let mut views = ViewSet::new(&d);
+    feed(
+        &mut views,
+        &[
+            ("a.start", T0, json!({"id": "1"})),
+            ("a.start", T0, json!({"id": "2"})),
+            ("a.start", T0, json!({"id": "3"})),
+            ("a.end", T0 + HOUR, json!({"id": "1"})),
+            ("a.cancel", T0 + HOUR, json!({"id": "2"})),
+            ("a.end", T0 + 2 * HOUR, json!({"id": "2"})),
+        ],
+    );
+    assert_eq!(
+        views.view("cycle").map(|v| v.keys()),
+        Some(1),
+        "1 ended, 2 cancelled, 3 open"
+    );
+    let report = &views.kpis()[0];
+    assert_eq!(report.kind, "duration");
+    assert_eq!(report.target.as_deref(), Some("p90 <= 2h, amber <= 3h"));
+    let day = report.values.iter().find(|v| v.window == "24h").unwrap();
+    assert_eq!(day.stats["count"], 1.0);
+    assert_eq!(day.headline, Some(3600.0));
+    assert_eq!(day.status, Status::Green);
+}
+
+#[test]
+fn failed_keys_groups_and_values_count_as_eval_errors() {
+    let d = defs(
+        r#"
+kpis:
+  - name: total
+    kind: sum
+    on: { type: x }
+    value: event.data.amount
+    group_by: { who: event.data.who }
+"#,
+    );
+    let mut views = ViewSet::new(&d);
+    feed(
+        &mut views,
+        &[
+            ("x", T0, json!({"amount": 2, "who": "a"})),
+            ("x", T0, json!({"amount": "two", "who": "a"})),
+            ("x", T0, json!({"amount": 3})),
+            ("x", T0, json!({"amount": 5, "who": "b"})),
+        ],
+    );
+    assert_eq!(views.eval_errors()["total"], 2);
+    let all = views.kpis()[0]
+        .values
+        .iter()
+        .find(|v| v.window == "1h" && v.group.is_empty())
+        .cloned()
+        .unwrap();
+    assert_eq!(all.stats["sum"], 7.0);
+    assert_eq!(all.stats["count"], 2.0);
+}
+
+#[test]
+fn uninteresting_events_only_move_position_and_clock() {
+    let d = defs(DURATION);
+    let mut views = ViewSet::new(&d);
+    assert!(views.interested("a.start") && views.interested("a.cancel"));
+    assert!(!views.interested("b.other"));
+    views.apply(&event(1, "b.other", T0, json!(null)));
+    views.skip_event(2, T0 + HOUR);
+    views.skip_to(5);
+    assert_eq!((views.position(), views.clock()), (5, T0 + HOUR));
+    let before = views.encode();
+    assert_eq!(ViewSet::decode(&d, &before).unwrap().encode(), before);
+}
+
+#[test]
+fn violations_keep_the_newest_thousand_and_count_all() {
+    let d = defs(
+        r#"
+controls:
+  - name: approved
+    kind: requires
+    key: event.data.id
+    when: { type: ship }
+    requires: { type: approve }
+"#,
+    );
+    let mut views = ViewSet::new(&d);
+    let n = VIOLATIONS_KEPT as u64 + 5;
+    for i in 1..=n {
+        views.apply(&event(i, "ship", T0 + i as i64, json!({"id": format!("K{i}")})));
+    }
+    let report = &views.controls()[0];
+    assert_eq!(report.violations_total, n);
+    assert_eq!(report.checked, n);
+    assert_eq!(report.violations.len(), VIOLATIONS_KEPT);
+    assert_eq!(report.violations[0].key, "K6");
+    assert_eq!(report.violations.last().map(|v| v.position), Some(n));
+    assert_eq!(report.status, Status::Red);
+    assert_eq!(views.view("approved").map(|v| v.keys()), Some(0));
+}
+
+#[test]
+fn decode_refuses_other_formats_and_corrupt_bytes_without_panicking() {
+    let d = defs(DURATION);
+    let mut views = ViewSet::new(&d);
+    feed(
+        &mut views,
+        &[
+            ("a.start", T0, json!({"id": "1"})),
+            ("a.end", T0 + HOUR, json!({"id": "1"})),
+        ],
+    );
+    let bytes = views.encode();
+    assert_eq!(bytes[0], FORMAT);
+    let mut other = bytes.clone();
+    other[0] = FORMAT + 1;
+    assert_eq!(
+        ViewSet::decode(&d, &other).unwrap_err(),
+        ViewError::Format {
+            found: FORMAT + 1,
+            expected: FORMAT
+        }
+    );
+    assert!(matches!(ViewSet::decode(&d, &[]), Err(ViewError::Corrupt(_))));
+    // Every truncation and many bit flips: an error or a set, never a panic.
+    for len in 0..bytes.len() {
+        let _ = ViewSet::decode(&d, &bytes[..len]);
+    }
+    for i in 1..bytes.len() {
+        let mut flipped = bytes.clone();
+        flipped[i] ^= 0x5a;
+        let _ = ViewSet::decode(&d, &flipped);
+    }
+}
+
+#[test]
+fn changed_and_new_views_decode_empty_and_stale() {
+    let old = defs(DURATION);
+    let mut views = ViewSet::new(&old);
+    feed(
+        &mut views,
+        &[
+            ("a.start", T0, json!({"id": "1"})),
+            ("a.end", T0 + HOUR, json!({"id": "1"})),
+        ],
+    );
+    let bytes = views.encode();
+
+    // Same definitions: nothing stale, same state.
+    let same = ViewSet::decode(&old, &bytes).unwrap();
+    assert!(same.stale_views().is_empty());
+    assert_eq!(same.kpis(), views.kpis());
+
+    // `cycle` changed (a new close type), `count_a` is new.
+    let new = defs(&format!(
+        "{}\n  - name: count_a\n    kind: count\n    on: {{ type: a.end }}\n",
+        DURATION.replace("close: [a.cancel]", "close: [a.cancel, a.abort]")
+    ));
+    let mut decoded = ViewSet::decode(&new, &bytes).unwrap();
+    assert_eq!(decoded.stale_views(), ["cycle".to_string(), "count_a".to_string()]);
+    assert_eq!(decoded.position(), 2);
+    assert_eq!(
+        decoded.kpis()[0]
+            .values
+            .iter()
+            .find(|v| v.window == "24h")
+            .unwrap()
+            .stats["count"],
+        0.0
+    );
+
+    // Rebuild `cycle` alone and swap it in.
+    let mut alone = ViewSet::only(&new, &["cycle"]);
+    feed(
+        &mut alone,
+        &[
+            ("a.start", T0, json!({"id": "1"})),
+            ("a.end", T0 + HOUR, json!({"id": "1"})),
+        ],
+    );
+    decoded.put_view(alone.take_view("cycle").unwrap());
+    assert_eq!(decoded.stale_views(), ["count_a".to_string()]);
+    assert_eq!(
+        decoded.kpis()[0]
+            .values
+            .iter()
+            .find(|v| v.window == "24h")
+            .unwrap()
+            .stats["count"],
+        1.0
+    );
+    assert_eq!(decoded.fingerprint("cycle"), new.kpis[0].fingerprint.as_str().into());
+}
+
+#[test]
+fn level_and_open_report_now() {
+    let d = defs(
+        r#"
+kpis:
+  - name: stock
+    kind: level
+    key: event.data.sku
+    set: [{ type: counted, value: event.data.qty }]
+    add: [{ type: adjusted, value: event.data.delta }]
+    limit: [{ type: reorder, value: event.data.point }]
+  - name: tickets
+    kind: open
+    key: event.data.id
+    open: [{ type: opened }]
+    close: [closed]
+    group_by: { queue: event.data.queue }
+"#,
+    );
+    let mut views = ViewSet::new(&d);
+    feed(
+        &mut views,
+        &[
+            ("counted", T0, json!({"sku": "A", "qty": 10})),
+            ("adjusted", T0, json!({"sku": "A", "delta": -4})),
+            ("reorder", T0, json!({"sku": "A", "point": 8})),
+            ("adjusted", T0, json!({"sku": "B", "delta": -1})),
+            ("opened", T0, json!({"id": "1", "queue": "q1"})),
+            ("opened", T0 + HOUR, json!({"id": "2", "queue": "q2"})),
+            ("closed", T0 + HOUR, json!({"id": "1"})),
+        ],
+    );
+    let kpis = views.kpis();
+    let stock = &kpis[0];
+    assert_eq!(stock.values[0].group, "");
+    assert_eq!(stock.values[0].stats["keys"], 2.0);
+    assert_eq!(stock.values[0].stats["below_limit"], 1.0);
+    assert_eq!(stock.values[0].stats["at_or_below_zero"], 1.0);
+    let a = stock.values.iter().find(|v| v.group == "A").unwrap();
+    assert_eq!((a.stats["value"], a.stats["limit"], a.stats["usage"]), (6.0, 8.0, 0.75));
+    let tickets = &kpis[1];
+    let groups: Vec<(&str, f64)> = tickets
+        .values
+        .iter()
+        .map(|v| (v.group.as_str(), v.stats["open"]))
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            ("", 1.0),
+            ("queue=q2", 1.0),
+            ("queue=q2,state=opened", 1.0),
+            ("state=opened", 1.0)
+        ]
+    );
+    assert_eq!(views.view("tickets").map(|v| v.keys()), Some(1));
+}

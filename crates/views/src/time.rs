@@ -1,0 +1,95 @@
+//! Time arithmetic for views: epoch-aligned buckets, UTC days, readable durations.
+
+pub const NANOS_PER_SECOND: i64 = 1_000_000_000;
+pub const NANOS_PER_DAY: i64 = 86_400 * NANOS_PER_SECOND;
+
+/// Start of the epoch-aligned bucket of width `width` holding `time`.
+pub fn bucket_start(time: i64, width: i64) -> i64 {
+    debug_assert!(width > 0);
+    time.div_euclid(width) * width
+}
+
+/// The UTC day number (days since 1970-01-01) of `time`.
+pub fn day_of(time: i64) -> i64 {
+    time.div_euclid(NANOS_PER_DAY)
+}
+
+/// `YYYY-MM-DD` for a day number (proleptic Gregorian, after Howard Hinnant's
+/// `civil_from_days`).
+pub fn day_label(day: i64) -> String {
+    let z = day + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// A duration in seconds as written in definitions: `72h`, `5d`, `30m`, `90s`.
+/// Whole hours up to 96 are shown in hours (targets are usually written so), longer
+/// whole days in days.
+pub fn format_seconds(seconds: f64) -> String {
+    if seconds.fract() != 0.0 || seconds.abs() >= 1e15 {
+        return format!("{seconds}s");
+    }
+    let s = seconds as i64;
+    if s != 0 && s % 86_400 == 0 && s.abs() > 96 * 3600 {
+        format!("{}d", s / 86_400)
+    } else if s != 0 && s % 3600 == 0 {
+        format!("{}h", s / 3600)
+    } else if s != 0 && s % 60 == 0 {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// A plain number without a trailing `.0`.
+pub fn format_number(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else {
+        format!("{x}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn day_labels() {
+        assert_eq!(day_label(0), "1970-01-01");
+        assert_eq!(day_label(-1), "1969-12-31");
+        // 2000-01-01: 30 years of 365 days + 7 leap days (1972..1996) = 10_957;
+        // 2000-03-01: + 31 + 29 = 11_017; 2025-01-01: 55 * 365 + 14 = 20_089, + 324 to Nov 21.
+        assert_eq!(day_label(11_017), "2000-03-01");
+        assert_eq!(day_label(10_957), "2000-01-01");
+        assert_eq!(day_label(20_413), "2025-11-21");
+    }
+
+    #[test]
+    fn buckets_align_to_epoch() {
+        let minute = 60 * NANOS_PER_SECOND;
+        assert_eq!(bucket_start(0, minute), 0);
+        assert_eq!(bucket_start(minute - 1, minute), 0);
+        assert_eq!(bucket_start(minute, minute), minute);
+        assert_eq!(bucket_start(-1, minute), -minute);
+        assert_eq!(day_of(NANOS_PER_DAY * 3 + 5), 3);
+    }
+
+    #[test]
+    fn durations_read_like_definitions() {
+        assert_eq!(format_seconds(72.0 * 3600.0), "72h");
+        assert_eq!(format_seconds(5.0 * 86_400.0), "5d");
+        assert_eq!(format_seconds(1800.0), "30m");
+        assert_eq!(format_seconds(90.0), "90s");
+        assert_eq!(format_seconds(0.5), "0.5s");
+        assert_eq!(format_number(0.95), "0.95");
+        assert_eq!(format_number(10_000.0), "10000");
+    }
+}

@@ -1,0 +1,192 @@
+//! The runtime over a real log on disk: the live views equal a from-scratch replay
+//! after random appends with restarts in between; as-of equals a replay cut at that
+//! position (from snapshots taken every few positions); definition changes rebuild
+//! exactly the changed views.
+
+use std::time::Duration;
+
+use opsflow_definitions::Definitions;
+use opsflow_log::{EventLog, ExpectedVersion, LogOptions, ProposedEvent};
+use opsflow_views::{AsOf, ViewSet, Views, ViewsOptions, event_data};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+const T0: i64 = 1_795_219_200_000_000_000; // 2026-11-21T00:00:00Z
+const MINUTE: i64 = 60_000_000_000;
+
+/// One generated event: (type, data, minutes after the previous one).
+type Step = (&'static str, Value, i64);
+
+fn step() -> impl Strategy<Value = Step> {
+    let key = prop_oneof![Just("A"), Just("B"), Just("C")];
+    let actor = prop_oneof![Just("ann"), Just("bob")];
+    let gap = prop_oneof![0i64..5, 60i64..600, 1440i64..10_000];
+    (0usize..10, key, actor, 0u32..20_000, gap).prop_map(|(kind, key, actor, amount, gap)| {
+        let (t, data) = match kind {
+            0 => (
+                "order.placed",
+                json!({"order_id": key, "customer": "c", "total": amount, "currency": "EUR",
+                       "promised_by": "2026-11-25T00:00:00Z"}),
+            ),
+            1 => ("order.shipped", json!({"order_id": key, "carrier": "DHL"})),
+            2 => ("order.delivered", json!({"order_id": key})),
+            3 => ("order.cancelled", json!({"order_id": key, "reason": "r"})),
+            4 => (
+                "incident.opened",
+                json!({"incident_id": key, "severity": "sev1", "service": "s"}),
+            ),
+            5 => ("incident.acknowledged", json!({"incident_id": key, "by": actor})),
+            6 => ("incident.resolved", json!({"incident_id": key})),
+            7 => ("postmortem.published", json!({"incident_id": key, "author": actor})),
+            8 => (
+                "approval.requested",
+                json!({"approval_id": key, "subject_type": "order", "subject_id": key, "requester": actor}),
+            ),
+            _ => (
+                "approval.granted",
+                json!({"approval_id": key, "subject_type": "order", "subject_id": key, "approver": actor}),
+            ),
+        };
+        (t, data, gap)
+    })
+}
+
+async fn append_all(log: &EventLog, steps: &[Step], clock: &mut i64) -> anyhow::Result<u64> {
+    let mut last = 0;
+    for (event_type, data, gap) in steps {
+        *clock += gap * MINUTE;
+        let mut e = ProposedEvent::json(*event_type, data.to_string());
+        e.time = Some(*clock);
+        last = log.append("s", ExpectedVersion::Any, vec![e]).await?.last_position();
+    }
+    Ok(last)
+}
+
+/// Every event of the log applied to a fresh view set, up to `to`.
+fn replay(log: &EventLog, defs: &Definitions, to: u64) -> anyhow::Result<ViewSet> {
+    let mut set = ViewSet::new(defs);
+    for event in log.iter_all(1) {
+        let event = event?;
+        if event.position > to {
+            break;
+        }
+        if set.interested(&event.event_type) {
+            set.apply(&event_data(&event));
+        } else {
+            set.skip_event(event.position, event.time);
+        }
+    }
+    Ok(set)
+}
+
+struct Running {
+    views: Views,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<opsflow_views::Result<(), opsflow_views::ViewsError>>,
+}
+
+fn start(log: &EventLog, defs: &Definitions, dir: &std::path::Path) -> anyhow::Result<Running> {
+    let options = ViewsOptions {
+        snapshot_every: 7,
+        checkpoint_interval: Duration::from_millis(1),
+        batch: 5,
+    };
+    let views = Views::open(log.clone(), defs.clone(), dir, options)?;
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(views.clone().run(stop.clone()));
+    Ok(Running { views, stop, task })
+}
+
+async fn until(views: &Views, position: u64) -> anyhow::Result<()> {
+    let mut w = views.watch_position();
+    tokio::time::timeout(Duration::from_secs(10), w.wait_for(|p| *p >= position)).await??;
+    Ok(())
+}
+
+async fn check(log: &EventLog, defs: &Definitions, views: &Views, cuts: &[u64]) -> anyhow::Result<()> {
+    let head = log.head();
+    until(views, head).await?;
+    let live = views.kpis(AsOf::Live, &[]).await?;
+    let expected = replay(log, defs, head)?;
+    assert_eq!(live.position, head);
+    assert_eq!(live.items, expected.kpis(), "live KPIs differ from a replay");
+    assert_eq!(views.controls(AsOf::Live, &[]).await?.items, expected.controls());
+    for &cut in cuts {
+        let cut = cut % (head + 1);
+        let at = views.kpis(AsOf::Position(cut), &[]).await?;
+        let expected = replay(log, defs, cut)?;
+        assert_eq!(at.position, cut);
+        assert_eq!(at.items, expected.kpis(), "as of {cut}");
+        assert_eq!(
+            views.controls(AsOf::Position(cut), &[]).await?.items,
+            expected.controls()
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    #[test]
+    fn live_equals_replay_across_restarts_and_as_of_equals_a_cut(
+        chunks in prop::collection::vec(prop::collection::vec(step(), 1..30), 1..5),
+        cuts in prop::collection::vec(any::<u64>(), 3),
+    ) {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        rt.block_on(async move {
+            let dir = tempfile::tempdir()?;
+            let log = EventLog::open(dir.path().join("log"), LogOptions::default())?;
+            let defs = opsflow_definitions::builtin();
+            let mut clock = T0;
+            for chunk in &chunks {
+                // Each chunk: a fresh runtime over the same views directory (a restart).
+                let running = start(&log, &defs, &dir.path().join("views"))?;
+                append_all(&log, chunk, &mut clock).await?;
+                check(&log, &defs, &running.views, &cuts).await?;
+                running.stop.cancel();
+                running.task.await??;
+            }
+            log.close().await?;
+            Ok::<_, anyhow::Error>(())
+        }).map_err(|e| TestCaseError::fail(format!("{e:#}")))?;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_definition_rebuilds_only_its_view_and_as_of_still_matches() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let log = EventLog::open(dir.path().join("log"), LogOptions::default())?;
+    let counts = |cond: &str| {
+        format!(
+            "kpis:\n  - name: all\n    kind: count\n    on: {{ type: t.x }}\n  - name: some\n    kind: count\n    on: {{ type: t.x{cond} }}\n"
+        )
+    };
+    let v1 = Definitions::from_files(&[("k.yaml".into(), counts(""))]).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let v2 = Definitions::from_files(&[("k.yaml".into(), counts(", if: \"event.data.n % 2 == 0\""))])
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let running = start(&log, &v1, &dir.path().join("views"))?;
+    let mut clock = T0;
+    let steps: Vec<Step> = (0..40).map(|n| ("t.x", json!({ "n": n }), 1)).collect();
+    append_all(&log, &steps, &mut clock).await?;
+    check(&log, &v1, &running.views, &[3, 14, 22, 40]).await?;
+
+    let stale = running.views.reload(v2.clone(), running.stop.clone());
+    assert_eq!(stale, ["some"], "only the changed view is rebuilt");
+    for _ in 0..100 {
+        if running.views.rebuilding().is_empty()
+            && running.views.kpis(AsOf::Live, &[]).await?.items == replay(&log, &v2, 40)?.kpis()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    check(&log, &v2, &running.views, &[3, 14, 22, 35, 40]).await?;
+    append_all(&log, &steps[..5], &mut clock).await?;
+    check(&log, &v2, &running.views, &[7, 44]).await?;
+    running.stop.cancel();
+    running.task.await??;
+    log.close().await?;
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! Shared by the integration tests: YAML to JSON, times, events, definitions.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use marked_yaml::Node;
+use opsflow_definitions::{Definitions, EventData};
+use serde::Deserialize;
+
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The shipped default definitions (`deploy/definitions`).
+pub fn default_definitions() -> Definitions {
+    Definitions::load_dir(&workspace().join("deploy/definitions")).expect("deploy/definitions checks")
+}
+
+pub fn definitions(yaml: &str) -> Definitions {
+    Definitions::from_files(&[("test.yaml".to_string(), yaml.to_string())])
+        .unwrap_or_else(|e| panic!("definitions do not check:\n{e}"))
+}
+
+/// YAML text to JSON: unquoted scalars become booleans, numbers or null when they
+/// read as such.
+pub fn yaml_to_json(yaml: &str) -> serde_json::Value {
+    let node = marked_yaml::parse_yaml(0, yaml).expect("valid YAML");
+    node_to_json(&node)
+}
+
+fn node_to_json(node: &Node) -> serde_json::Value {
+    use serde_json::Value;
+    match node {
+        Node::Scalar(s) => {
+            let text = s.as_str();
+            if !s.may_coerce() {
+                return Value::String(text.to_string());
+            }
+            match text {
+                "true" => Value::Bool(true),
+                "false" => Value::Bool(false),
+                "null" | "~" => Value::Null,
+                _ => {
+                    let numeric = text.chars().any(|c| c.is_ascii_digit());
+                    match (text.parse::<i64>(), text.parse::<f64>()) {
+                        (Ok(i), _) => Value::from(i),
+                        (_, Ok(f)) if numeric => Value::from(f),
+                        _ => Value::String(text.to_string()),
+                    }
+                }
+            }
+        }
+        Node::Sequence(items) => Value::Array(items.iter().map(node_to_json).collect()),
+        Node::Mapping(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.as_str().to_string(), node_to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// RFC 3339 to Unix nanoseconds.
+pub fn nanos(time: &str) -> i64 {
+    let ts: jiff::Timestamp = time.parse().unwrap_or_else(|e| panic!("bad time {time}: {e}"));
+    ts.as_nanosecond() as i64
+}
+
+/// An event as fixtures write it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixtureEvent {
+    #[serde(rename = "type")]
+    pub event_type: String,
+    #[serde(default)]
+    pub stream: Option<String>,
+    pub time: String,
+    #[serde(default)]
+    pub data: serde_json::Value,
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Positions from 1 in order, versions counted per stream.
+pub fn events(fixture: &[FixtureEvent]) -> Vec<EventData> {
+    let mut versions: BTreeMap<String, u64> = BTreeMap::new();
+    fixture
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let stream = e.stream.clone().unwrap_or_else(|| format!("test/{}", e.event_type));
+            let version = versions.entry(stream.clone()).or_insert(0);
+            let event = EventData {
+                position: i as u64 + 1,
+                version: *version,
+                stream,
+                source: e.source.clone().unwrap_or_else(|| "fixture".into()),
+                id: format!("e{}", i + 1),
+                event_type: e.event_type.clone(),
+                time: nanos(&e.time),
+                data: e.data.clone(),
+                metadata: e.metadata.clone(),
+            };
+            *version += 1;
+            event
+        })
+        .collect()
+}

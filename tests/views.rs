@@ -1,0 +1,321 @@
+//! KPI and compliance views through real gRPC and HTTP clients: live, as of a
+//! position or a time, rebuilt, restarted, and with definitions reloaded on change.
+
+use std::time::Duration;
+
+use opsflow_e2e::{client, event};
+use opsflow_proto::v1::{self, views_client::ViewsClient};
+use opsflow_server::{Config, Server};
+use opsflow_testkit::TestServer;
+use serde_json::{Value, json};
+use tonic::Code;
+
+async fn get(url: &str) -> anyhow::Result<(u16, Value)> {
+    let r = reqwest::get(url).await?;
+    let status = r.status().as_u16();
+    let text = r.text().await?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+}
+
+async fn views_client(url: &str) -> anyhow::Result<ViewsClient<tonic::transport::Channel>> {
+    Ok(ViewsClient::connect(url.to_owned()).await?)
+}
+
+/// Appends one event over gRPC and returns its position.
+async fn append(url: &str, stream: &str, id: &str, event_type: &str, time: &str, data: Value) -> anyhow::Result<u64> {
+    let mut grpc = client(url).await?;
+    let mut e = event("e2e", id, event_type, &data.to_string());
+    let t: jiff::Timestamp = time.parse()?;
+    e.time = Some(prost_types::Timestamp {
+        seconds: t.as_second(),
+        nanos: t.subsec_nanosecond(),
+    });
+    let r = grpc
+        .append(v1::AppendRequest {
+            stream: stream.into(),
+            events: vec![e],
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    Ok(r.positions[0])
+}
+
+/// Waits until the live views include `position`.
+async fn caught_up(server: &Server, position: u64) -> anyhow::Result<()> {
+    let mut watch = server.views().watch_position();
+    tokio::time::timeout(Duration::from_secs(10), watch.wait_for(|p| *p >= position))
+        .await
+        .map_err(|_| anyhow::anyhow!("views did not reach position {position}"))??;
+    Ok(())
+}
+
+fn value<'a>(kpi: &'a Value, window: &str, group: &str) -> Option<&'a Value> {
+    kpi["values"]
+        .as_array()?
+        .iter()
+        .find(|v| v["window"] == window && v["group"] == group)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kpis_and_compliance_live_as_of_and_rebuilt() -> anyhow::Result<()> {
+    let server = TestServer::start_with(|c| c.views.gauges_interval_ms = 50).await?;
+    let url = server.url();
+    // A large order shipped without approval, then delivered a day after it was
+    // placed, a day before its promise.
+    let placed = append(
+        &url,
+        "order/SO-1",
+        "1",
+        "order.placed",
+        "2026-11-01T10:00:00Z",
+        json!({"order_id":"SO-1","customer":"acme","total":12000,"currency":"EUR","promised_by":"2026-11-03T10:00:00Z","channel":"web"}),
+    )
+    .await?;
+    let shipped = append(
+        &url,
+        "order/SO-1",
+        "2",
+        "order.shipped",
+        "2026-11-01T16:00:00Z",
+        json!({"order_id":"SO-1","carrier":"DHL"}),
+    )
+    .await?;
+    let delivered = append(
+        &url,
+        "order/SO-1",
+        "3",
+        "order.delivered",
+        "2026-11-02T10:00:00Z",
+        json!({"order_id":"SO-1"}),
+    )
+    .await?;
+    assert_eq!((placed, shipped, delivered), (1, 2, 3));
+    caught_up(&server.server, delivered).await?;
+
+    // Live, over HTTP: cycle time is exactly one day (86,400 s, within the sketch's 1%).
+    let (status, body) = get(&format!("{url}/v1/kpis?name=order_cycle_time,order_on_time_rate")).await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["position"], 3);
+    assert_eq!(body["clock"], "2026-11-02T10:00:00Z");
+    let cycle = &body["kpis"][0];
+    assert_eq!(cycle["name"], "order_cycle_time");
+    let day = value(cycle, "24h", "").expect("a 24h value");
+    let p50 = day["stats"]["p50"].as_f64().unwrap_or_default();
+    assert!((p50 - 86_400.0).abs() <= 864.0, "p50 {p50}");
+    assert_eq!(day["stats"]["count"], 1.0);
+    assert_eq!(day["status"], "green");
+    assert!(value(cycle, "24h", "channel=web").is_some(), "{cycle}");
+    let on_time = value(&body["kpis"][1], "7d", "").expect("a 7d value");
+    assert_eq!(on_time["stats"]["ratio"], 1.0);
+
+    // The same over gRPC.
+    let mut views = views_client(&url).await?;
+    let grpc = views
+        .get_kpis(v1::GetKpisRequest {
+            names: vec!["order_cycle_time".into()],
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(grpc.position, 3);
+    let kpi = &grpc.kpis[0];
+    let v = kpi
+        .values
+        .iter()
+        .find(|v| v.window == "24h" && v.group.is_empty())
+        .expect("24h");
+    assert_eq!(v.stats["p50"], p50);
+    assert_eq!(v.status, i32::from(v1::Status::Green));
+
+    // Compliance: the shipment broke the approval control, with evidence.
+    let (_, body) = get(&format!(
+        "{url}/v1/compliance?name=large_orders_approved_before_shipping"
+    ))
+    .await?;
+    let control = &body["controls"][0];
+    assert_eq!(control["status"], "red");
+    assert_eq!(control["violations_total"], 1);
+    let violation = &control["violations"][0];
+    assert_eq!(violation["key"], "SO-1");
+    assert_eq!(violation["position"], 2);
+    assert!(
+        violation["evidence"].as_array().is_some_and(|e| e.contains(&json!(2))),
+        "{violation}"
+    );
+
+    // As of position 1 (only the placement): no violation, no cycle time yet.
+    let (_, body) = get(&format!("{url}/v1/compliance?as_of=1")).await?;
+    assert_eq!(body["position"], 1);
+    assert_eq!(body["controls"][0]["violations_total"], 0);
+    let as_of = views
+        .get_kpis(v1::GetKpisRequest {
+            as_of: Some(v1::AsOf {
+                point: Some(v1::as_of::Point::Position(2)),
+            }),
+            names: vec!["order_cycle_time".into()],
+        })
+        .await?
+        .into_inner();
+    assert_eq!(as_of.position, 2);
+    assert!(as_of.kpis[0].values.iter().all(|v| v.headline.is_none()), "{as_of:?}");
+    // As of a time before anything was recorded: empty views at position 0.
+    let (_, body) = get(&format!("{url}/v1/kpis?as_of=2000-01-01T00:00:00Z")).await?;
+    assert_eq!(body["position"], 0);
+    // As of now: everything.
+    let now = jiff::Timestamp::now().to_string();
+    let (_, body) = get(&format!("{url}/v1/kpis?as_of={now}")).await?;
+    assert_eq!(body["position"], 3);
+
+    // Bad requests name the problem.
+    let (status, body) = get(&format!("{url}/v1/kpis?as_of=yesterday")).await?;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap_or_default().contains("as_of"),
+        "{body}"
+    );
+    let (status, body) = get(&format!("{url}/v1/kpis?name=no_such_kpi")).await?;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no_such_kpi")
+    );
+    let err = views
+        .get_compliance(v1::GetComplianceRequest {
+            names: vec!["nope".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+
+    // Rebuild from position 1 gives the same answer.
+    let rebuilt = views
+        .rebuild_view(v1::RebuildViewRequest {
+            name: "order_cycle_time".into(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!((rebuilt.events, rebuilt.position), (3, 3));
+    let again = views
+        .get_kpis(v1::GetKpisRequest {
+            names: vec!["order_cycle_time".into()],
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(again.kpis, grpc.kpis);
+    let err = views
+        .rebuild_view(v1::RebuildViewRequest { name: "nope".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+
+    // Every KPI is a Prometheus gauge.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let metrics = reqwest::get(format!("{url}/metrics")).await?.text().await?;
+    assert!(
+        metrics.lines().any(|l| l.starts_with("opsflow_kpi{")
+            && l.contains(r#"name="order_cycle_time""#)
+            && l.contains(r#"window="24h""#)),
+        "{metrics}"
+    );
+    server.shutdown().await
+}
+
+const COUNT_KPI: &str = "kpis:\n  - name: things\n    kind: count\n    on: { type: thing.happened }\n";
+const COUNT_BIG_KPI: &str =
+    "kpis:\n  - name: things\n    kind: count\n    on: { type: thing.happened, if: \"event.data.n > 1\" }\n";
+
+async fn things(url: &str) -> anyhow::Result<(Value, Value)> {
+    let (_, body) = get(&format!("{url}/v1/kpis?name=things")).await?;
+    let count = value(&body["kpis"][0], "7d", "").map_or(Value::Null, |v| v["stats"]["count"].clone());
+    Ok((count, body))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_survive_restart_and_follow_definition_changes() -> anyhow::Result<()> {
+    let defs = tempfile::tempdir()?;
+    std::fs::write(defs.path().join("things.yaml"), COUNT_KPI)?;
+    let data = tempfile::tempdir()?;
+    let config = Config {
+        data_dir: data.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse()?,
+        definitions: opsflow_server::DefinitionsConfig {
+            dir: Some(defs.path().to_path_buf()),
+            reload_interval_ms: 100,
+        },
+        ..Config::default()
+    };
+    let server = Server::start(&config).await?;
+    let url = format!("http://{}", server.addr());
+    for n in 1..=3 {
+        append(
+            &url,
+            "things",
+            &n.to_string(),
+            "thing.happened",
+            "2026-11-01T10:00:00Z",
+            json!({ "n": n }),
+        )
+        .await?;
+    }
+    caught_up(&server, 3).await?;
+    assert_eq!(things(&url).await?.0, 3.0);
+    server.shutdown().await?;
+
+    // Restarted from its checkpoint: nothing counted twice.
+    let server = Server::start(&config).await?;
+    let url = format!("http://{}", server.addr());
+    assert_eq!(server.views().position(), 3);
+    append(
+        &url,
+        "things",
+        "4",
+        "thing.happened",
+        "2026-11-01T10:01:00Z",
+        json!({ "n": 4 }),
+    )
+    .await?;
+    caught_up(&server, 4).await?;
+    assert_eq!(things(&url).await?.0, 4.0);
+
+    // A changed definition is picked up and its view rebuilt: only n > 1 counts now.
+    let before = things(&url).await?.1["definitions_version"].clone();
+    std::fs::write(defs.path().join("things.yaml"), COUNT_BIG_KPI)?;
+    let mut rebuilt = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (count, body) = things(&url).await?;
+        if body["definitions_version"] != before && count == 3.0 && body["kpis"][0]["rebuilding"] == false {
+            rebuilt = true;
+            break;
+        }
+    }
+    assert!(
+        rebuilt,
+        "the changed definition was not applied: {:?}",
+        things(&url).await?
+    );
+
+    // A broken edit is refused: the last good set keeps serving, /readyz says why.
+    std::fs::write(
+        defs.path().join("things.yaml"),
+        "kpis:\n  - name: things\n    kind: nonsense\n",
+    )?;
+    let mut reported = Value::Null;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (_, ready) = get(&format!("{url}/readyz")).await?;
+        if ready["views"]["definitions_error"].is_string() {
+            reported = ready["views"]["definitions_error"].clone();
+            break;
+        }
+    }
+    let message = reported.as_str().unwrap_or_default();
+    assert!(message.contains("things.yaml:3"), "{reported}");
+    assert_eq!(things(&url).await?.0, 3.0);
+    server.shutdown().await
+}
