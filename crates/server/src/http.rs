@@ -245,6 +245,7 @@ async fn readyz(State(state): State<HttpState>) -> Response {
         "rebuilding": state.views.rebuilding(),
         "definitions_version": definitions.version,
         "definitions_error": state.definitions.error(),
+        "rebuild_error": state.views.background_error(),
     });
     let status = if ready {
         StatusCode::OK

@@ -108,6 +108,11 @@ struct Inner {
     definitions: RwLock<Arc<Definitions>>,
     live: Mutex<ViewSet>,
     rebuilding: Mutex<BTreeSet<String>>,
+    /// Background rebuilds (after a reload or a restart with stale views): awaited
+    /// by [`Views::run`] before it returns, so nothing holds the store after it.
+    background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The last background rebuild failure, for `/readyz`.
+    background_error: Mutex<Option<String>>,
     position: watch::Sender<u64>,
 }
 
@@ -179,6 +184,8 @@ impl Views {
                 definitions: RwLock::new(Arc::new(definitions)),
                 live: Mutex::new(live),
                 rebuilding: Mutex::new(BTreeSet::new()),
+                background: Mutex::new(Vec::new()),
+                background_error: Mutex::new(None),
                 position,
             }),
         })
@@ -242,6 +249,10 @@ impl Views {
                 () = shutdown.cancelled() => break Ok(()),
             }
         };
+        let background = std::mem::take(&mut *lock(&self.inner.background));
+        for handle in background {
+            let _ = handle.await;
+        }
         let inner = self.inner.clone();
         let saved = blocking(move || {
             inner.checkpoint()?;
@@ -333,16 +344,35 @@ impl Views {
         stale
     }
 
+    /// The last background rebuild failure (cleared by the next success).
+    pub fn background_error(&self) -> Option<String> {
+        lock(&self.inner.background_error).clone()
+    }
+
     fn spawn_rebuild(&self, names: Vec<String>, shutdown: CancellationToken) {
         let views = self.clone();
-        tokio::spawn(async move {
-            match views.rebuild(names, shutdown).await {
+        let handle = tokio::spawn(async move {
+            let outcome = views.rebuild(names, shutdown).await;
+            let error = match outcome {
                 Ok(report) => {
-                    tracing::info!(views = ?report.names, events = report.events, seconds = report.seconds, "views rebuilt")
+                    tracing::info!(views = ?report.names, events = report.events, seconds = report.seconds, "views rebuilt");
+                    None
                 }
-                Err(e) => tracing::error!(error = %e, "view rebuild failed"),
-            }
+                // A rebuild cut short by shutdown or by newer definitions is not a failure.
+                Err(ViewsError::Stopped(reason)) => {
+                    tracing::info!(reason, "view rebuild stopped");
+                    None
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "view rebuild failed");
+                    Some(e.to_string())
+                }
+            };
+            *lock(&views.inner.background_error) = error;
         });
+        let mut background = lock(&self.inner.background);
+        background.retain(|h| !h.is_finished());
+        background.push(handle);
     }
 }
 
