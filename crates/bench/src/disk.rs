@@ -25,15 +25,15 @@ pub async fn measure(big: BigLog) -> anyhow::Result<Row> {
 }
 
 #[derive(Debug, Default)]
-struct Usage {
+pub(crate) struct Usage {
     /// Sum of the file sizes.
-    on_disk: u64,
+    pub on_disk: u64,
     /// Sum of the blocks allocated to the files (what `du` reports).
-    allocated: u64,
+    pub allocated: u64,
 }
 
 /// Space used by the files under `dir`.
-fn usage(dir: &Path) -> anyhow::Result<Usage> {
+pub(crate) fn usage(dir: &Path) -> anyhow::Result<Usage> {
     let mut total = Usage::default();
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let entry = entry?;

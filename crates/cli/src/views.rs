@@ -73,6 +73,14 @@ async fn client(server: &str) -> anyhow::Result<ViewsClient<tonic::transport::Ch
     Ok(ViewsClient::new(crate::client::channel(server).await?))
 }
 
+/// A time, or `-` when there is none (empty views have no clock).
+fn time_text(ts: Option<&prost_types::Timestamp>) -> String {
+    match nanos(ts) {
+        0 => "-".into(),
+        n => rfc3339(n),
+    }
+}
+
 fn status_name(status: i32) -> &'static str {
     match v1::Status::try_from(status) {
         Ok(v1::Status::Green) => "green",
@@ -152,12 +160,8 @@ pub async fn kpis(args: KpisArgs) -> anyhow::Result<ExitCode> {
     emit(format_args!(
         "as of position {}  clock {}  definitions {}",
         response.position,
-        rfc3339(nanos(response.clock.as_ref())),
+        time_text(response.clock.as_ref()),
         response.definitions_version
-    ));
-    emit(format_args!(
-        "{:<28} {:<6} {:<28} {:>10} {:<6} STATS",
-        "KPI", "WINDOW", "GROUP", "VALUE", "STATUS"
     ));
     let shown = |w: &str| {
         if args.windows.is_empty() {
@@ -166,6 +170,8 @@ pub async fn kpis(args: KpisArgs) -> anyhow::Result<ExitCode> {
             args.windows.iter().any(|x| x == w)
         }
     };
+    // (name, window, group, value, status, stats) per line, then aligned.
+    let mut lines: Vec<[String; 6]> = Vec::new();
     for kpi in &response.kpis {
         let name = if kpi.rebuilding {
             format!("{} (rebuilding)", kpi.name)
@@ -174,22 +180,45 @@ pub async fn kpis(args: KpisArgs) -> anyhow::Result<ExitCode> {
         };
         let values: Vec<_> = kpi.values.iter().filter(|v| shown(&v.window)).collect();
         if values.is_empty() {
-            emit(format_args!(
-                "{name:<28} {:<6} {:<28} {:>10} {:<6}",
-                "-", "", "-", "none"
-            ));
+            lines.push([
+                name.clone(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "none".into(),
+                String::new(),
+            ]);
         }
         for v in values {
-            emit(format_args!(
-                "{:<28} {:<6} {:<28} {:>10} {:<6} {}",
-                name,
-                v.window,
-                if v.group.is_empty() { "-" } else { &v.group },
+            lines.push([
+                name.clone(),
+                v.window.clone(),
+                if v.group.is_empty() {
+                    "-".into()
+                } else {
+                    v.group.clone()
+                },
                 headline_text(&kpi.kind, v.headline),
-                status_name(v.status),
-                stats_text(&v.stats)
-            ));
+                status_name(v.status).into(),
+                stats_text(&v.stats),
+            ]);
         }
+    }
+    let header = ["KPI", "WINDOW", "GROUP", "VALUE", "STATUS", "STATS"].map(String::from);
+    let width = |i: usize| {
+        lines
+            .iter()
+            .chain(std::iter::once(&header))
+            .map(|l| l[i].chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let (w0, w1, w2, w3) = (width(0), width(1), width(2), width(3));
+    for l in std::iter::once(&header).chain(&lines) {
+        emit(format_args!(
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {:<6}  {}",
+            l[0], l[1], l[2], l[3], l[4], l[5]
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -232,7 +261,7 @@ pub async fn compliance(args: ComplianceArgs) -> anyhow::Result<ExitCode> {
     emit(format_args!(
         "as of position {}  clock {}  definitions {}",
         response.position,
-        rfc3339(nanos(response.clock.as_ref())),
+        time_text(response.clock.as_ref()),
         response.definitions_version
     ));
     emit(format_args!(

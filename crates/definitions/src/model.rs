@@ -193,6 +193,8 @@ pub struct ControlDef {
     pub origin: Origin,
     pub key: Expr,
     pub track: Vec<String>,
+    /// Types that end a key: its state is dropped (a pending obligation withdrawn).
+    pub close: Vec<String>,
     pub kind: ControlKind,
     pub fingerprint: String,
 }

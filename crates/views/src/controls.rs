@@ -89,6 +89,10 @@ impl RequiresState {
                         .seen
                         .insert(event.event_type.clone(), event);
                 }
+                RoleKind::Close => {
+                    self.keys.remove(&key);
+                    dropped = true;
+                }
                 _ => {}
             }
         }
@@ -170,6 +174,10 @@ impl DutiesState {
                         .or_default()
                         .seen
                         .insert(event.event_type.clone(), event);
+                }
+                RoleKind::Close => {
+                    self.keys.remove(&key);
+                    dropped = true;
                 }
                 _ => {}
             }
@@ -271,6 +279,16 @@ impl WithinState {
                         .or_default()
                         .seen
                         .insert(event.event_type.clone(), event);
+                }
+                RoleKind::Close => {
+                    // The key ended: a pending obligation is withdrawn, not violated.
+                    if let Some(WithinKey {
+                        pending: Some(pending), ..
+                    }) = self.keys.remove(&key)
+                    {
+                        self.due.remove(&(pending.due, key));
+                    }
+                    dropped = true;
                 }
                 _ => {}
             }

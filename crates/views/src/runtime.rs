@@ -221,6 +221,11 @@ impl Views {
             .unwrap_or_else(|e| e.into_inner().clone())
     }
 
+    /// Size of the live views' encoded state (what each checkpoint writes).
+    pub fn state_bytes(&self) -> usize {
+        lock(&self.inner.live).encode().len()
+    }
+
     /// Views being rebuilt.
     pub fn rebuilding(&self) -> BTreeSet<String> {
         lock(&self.inner.rebuilding).clone()

@@ -295,3 +295,54 @@ kpis:
     );
     assert_eq!(views.view("tickets").map(|v| v.keys()), Some(1));
 }
+
+const CLOSING: &str = r#"
+controls:
+  - name: approved
+    kind: requires
+    key: event.data.id
+    track: [o.placed]
+    when: { type: o.shipped }
+    requires: { type: o.approved }
+    close: [o.cancelled]
+  - name: follow_up
+    kind: within
+    key: event.data.id
+    after: { type: i.resolved }
+    expect: { type: i.reviewed }
+    within: 1h
+    close: [i.reopened]
+"#;
+
+#[test]
+fn close_drops_control_state_and_withdraws_obligations() {
+    let d = defs(CLOSING);
+    let mut views = ViewSet::new(&d);
+    feed(
+        &mut views,
+        &[
+            ("o.placed", T0, json!({"id": "A"})),
+            ("o.approved", T0, json!({"id": "A"})),
+            ("o.cancelled", T0, json!({"id": "A"})),
+            // After the close, the approval is forgotten: shipping A is a violation.
+            ("o.shipped", T0, json!({"id": "A"})),
+            ("i.resolved", T0, json!({"id": "X"})),
+            ("i.reopened", T0 + HOUR / 2, json!({"id": "X"})),
+            // Well past the deadline: the withdrawn obligation is not a violation.
+            ("o.placed", T0 + 3 * HOUR, json!({"id": "B"})),
+            ("o.cancelled", T0 + 3 * HOUR, json!({"id": "B"})),
+        ],
+    );
+    let controls = views.controls();
+    assert_eq!(controls[0].violations_total, 1);
+    assert_eq!(controls[0].violations[0].evidence, vec![4]);
+    assert_eq!(controls[1].violations_total, 0);
+    assert!(controls[1].pending.is_empty());
+    let keys: usize = views
+        .view_names()
+        .iter()
+        .filter_map(|n| views.view(n))
+        .map(|v| v.keys())
+        .sum();
+    assert_eq!(keys, 0, "closed keys hold no state");
+}

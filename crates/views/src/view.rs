@@ -99,7 +99,7 @@ impl View {
                 vec![(RoleKind::After, after), (RoleKind::Expect, expect)],
             ),
         };
-        let routes = routes(&roles, Some(&def.key), &def.track, &[]);
+        let routes = routes(&roles, Some(&def.key), &def.track, &def.close);
         View {
             routes,
             def: Def::Control(def),

@@ -14,9 +14,9 @@ const COMMON: &[&str] = &["name", "description", "kind", "key"];
 
 fn kind_fields(kind: &str) -> &'static [&'static str] {
     match kind {
-        "requires" => &["when", "requires", "track"],
-        "separation_of_duties" => &["first", "second"],
-        "within" => &["after", "expect", "within", "track"],
+        "requires" => &["when", "requires", "track", "close"],
+        "separation_of_duties" => &["first", "second", "close"],
+        "within" => &["after", "expect", "within", "track", "close"],
         _ => &[],
     }
 }
@@ -43,6 +43,7 @@ pub(crate) fn control(c: &mut Checker<'_>, node: &Node) -> Option<ControlDef> {
     let description = c.string(map, "description").map(|(d, _)| d).unwrap_or_default();
     let key = c.required_expr(map, "key", &what);
     let track = c.event_types(map, "track");
+    let close = c.event_types(map, "close");
     let m = MatchExtra::None;
     let kind_def = match kind.as_str() {
         "requires" => {
@@ -103,6 +104,7 @@ pub(crate) fn control(c: &mut Checker<'_>, node: &Node) -> Option<ControlDef> {
         },
         key: key?,
         track,
+        close,
         kind: kind_def?,
         fingerprint: fingerprint(node),
     })

@@ -317,7 +317,7 @@ fn unknown_field_in_a_kpi() {
 fn unknown_field_in_a_control() {
     assert_error(
         "controls:\n  - name: c\n    kind: within\n    key: event.data.id\n    after: { type: a }\n    expect: { type: b }\n    within: 1d\n    deadline: 2d\n",
-        "defs.yaml:8:5: unknown field `deadline` in a within control (allowed: name, description, kind, key, after, expect, within, track)",
+        "defs.yaml:8:5: unknown field `deadline` in a within control (allowed: name, description, kind, key, after, expect, within, track, close)",
         &[],
     );
 }
