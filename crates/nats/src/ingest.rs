@@ -1,6 +1,7 @@
 //! JetStream ingest: a durable pull consumer over `ops.events.>`, batches appended
-//! with [`EventLog::append_each`], each message acknowledged only once its event is
-//! durable. Redeliveries are absorbed by the log's idempotent `(source, id)`, so
+//! with [`EventLog::submit_each`] and settled strictly in order, each batch
+//! acknowledged (one `AckPolicy::All` acknowledgement of its last message) only once
+//! its events are durable. Redeliveries are absorbed by the log's idempotent `(source, id)`, so
 //! each event is recorded exactly once. Bad messages go to the dead-letter subject
 //! and are terminated, never redelivered forever.
 
@@ -120,7 +121,10 @@ async fn session(
             &config.ingest.consumer,
             pull::Config {
                 durable_name: Some(config.ingest.consumer.clone()),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                // One acknowledgement per batch (its last message) instead of one per
+                // message: batches settle strictly in order, so acknowledging the last
+                // one acknowledges exactly what is durable.
+                ack_policy: jetstream::consumer::AckPolicy::All,
                 ack_wait: config.ack_wait(),
                 max_ack_pending: i64::try_from(batch * (BATCHES_IN_FLIGHT + 2)).unwrap_or(i64::MAX),
                 ..Default::default()
@@ -128,6 +132,12 @@ async fn session(
         )
         .await
         .map_err(transient)?;
+    // A consumer created by an earlier version acknowledges each message: keep
+    // doing so for it (JetStream cannot change a consumer's ack policy).
+    let ack_all = consumer.cached_info().config.ack_policy == jetstream::consumer::AckPolicy::All;
+    if !ack_all {
+        tracing::info!(consumer = %config.ingest.consumer, "existing consumer acknowledges each message");
+    }
     let mut messages = consumer
         .stream()
         .max_messages_per_batch(batch)
@@ -183,11 +193,18 @@ async fn session(
         let dead = dead_letters.clone();
         settling.spawn(async move {
             let results = appends.wait().await;
-            if let Some(before) = before {
-                let _ = before.await;
+            // Settle after the batch before, and only if it settled: with one
+            // acknowledgement per batch, acknowledging past a failed batch would
+            // acknowledge its messages too.
+            if let Some(before) = before
+                && before.await.is_err()
+            {
+                return Err(transient("an earlier batch was not settled"));
             }
-            let outcome = settle(pending, decoded, results, &dead).await;
-            let _ = done.send(());
+            let outcome = settle(pending, decoded, results, &dead, ack_all).await;
+            if outcome.is_ok() {
+                let _ = done.send(());
+            }
             drop(permit);
             outcome
         });
@@ -224,16 +241,20 @@ fn decode_batch(messages: &[jetstream::Message]) -> (Vec<opsflow_log::StreamAppe
     (parts, decoded)
 }
 
-/// Acknowledges each message of a batch whose appends are settled: durable (or an
-/// exact duplicate) → ack; refused → dead letter, then terminate.
+/// Settles a batch whose appends are done: durable (or an exact duplicate) →
+/// acknowledged; refused → dead letter, then terminated. With `ack_all` one
+/// acknowledgement of the batch's last message covers it (the consumer's
+/// `AckPolicy::All`), else each message is acknowledged.
 async fn settle(
     messages: Vec<jetstream::Message>,
     slots: Vec<Decoded>,
     results: Vec<Result<opsflow_log::AppendOutcome, LogError>>,
     dead: &DeadLetters,
+    ack_all: bool,
 ) -> Result<(), Stop> {
     let mut results: Vec<Option<Result<opsflow_log::AppendOutcome, LogError>>> =
         results.into_iter().map(Some).collect();
+    let mut ingested = 0u64;
     for (message, slot) in messages.iter().zip(slots) {
         let outcome = match slot {
             Err((reason, text)) => Err((reason, text)),
@@ -256,8 +277,10 @@ async fn settle(
         };
         match outcome {
             Ok(()) => {
-                message.ack().await.map_err(transient)?;
-                metrics::counter!("opsflow_nats_ingested_total").increment(1);
+                if !ack_all {
+                    message.ack().await.map_err(transient)?;
+                }
+                ingested += 1;
             }
             Err((reason, text)) => {
                 dead.publish(message, reason, &text).await.map_err(transient)?;
@@ -265,5 +288,10 @@ async fn settle(
             }
         }
     }
+    if ack_all && let Some(last) = messages.last() {
+        // Covers every message of the batch (and the terminated ones are settled).
+        last.ack().await.map_err(transient)?;
+    }
+    metrics::counter!("opsflow_nats_ingested_total").increment(ingested);
     Ok(())
 }
