@@ -1,7 +1,9 @@
-//! Expressions over an event: simple field paths are evaluated directly, anything
-//! else by the CEL interpreter.
+//! Expressions over an event: plain field paths are read directly, the subset of CEL
+//! that definitions use is evaluated natively over the event (see `native`), and
+//! anything else by the CEL interpreter.
 
 mod cel;
+mod native;
 mod path;
 #[cfg(test)]
 mod tests;
@@ -13,6 +15,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use self::cel::CelProgram;
+use self::native::NativeProgram;
 use self::path::FieldPath;
 
 /// One event as expressions see it: decoded once, shared by every view.
@@ -116,6 +119,8 @@ impl fmt::Debug for Expr {
 enum Compiled {
     /// A plain field path, read straight from the event.
     Path(Arc<FieldPath>),
+    /// The CEL subset evaluated natively, with the interpreter's semantics.
+    Native(Arc<NativeProgram>),
     /// Anything else, compiled once for the CEL interpreter.
     Cel(Arc<CelProgram>),
 }
@@ -123,7 +128,10 @@ enum Compiled {
 impl Expr {
     /// Compiles `source`: a plain field path (`event.data.order_id`,
     /// `seen['order.placed'].data.total`, `start.data.channel`, `event.metadata.k`)
-    /// takes the fast path, anything else is compiled for the CEL interpreter.
+    /// takes the fast path; other expressions are checked by the CEL compiler and,
+    /// when all of an expression is in the native subset (operators, `has`, `in`,
+    /// `size`, `timestamp`, `duration` of a literal, `startsWith`, `endsWith`,
+    /// `contains`), evaluated natively; anything else by the CEL interpreter.
     ///
     /// ```
     /// use opsflow_definitions::{EventData, Expr, Scope, Value};
@@ -148,7 +156,13 @@ impl Expr {
         }
         let compiled = match FieldPath::parse(source) {
             Ok(Some(path)) => Compiled::Path(Arc::new(path)),
-            Ok(None) => Compiled::Cel(Arc::new(CelProgram::compile(source)?)),
+            Ok(None) => {
+                let program = CelProgram::compile(source)?;
+                match NativeProgram::build(&program.program) {
+                    Some(native) => Compiled::Native(Arc::new(native)),
+                    None => Compiled::Cel(Arc::new(program)),
+                }
+            }
             Err(e) => {
                 return Err(CompileError {
                     message: e.message,
@@ -162,6 +176,16 @@ impl Expr {
         })
     }
 
+    /// `source` compiled for the CEL interpreter alone, whatever it is: what the
+    /// native path is tested against.
+    #[cfg(test)]
+    pub(crate) fn interpreted(source: &str) -> Result<Expr, CompileError> {
+        Ok(Expr {
+            source: source.into(),
+            compiled: Compiled::Cel(Arc::new(CelProgram::compile(source)?)),
+        })
+    }
+
     /// The expression as written.
     pub fn source(&self) -> &str {
         &self.source
@@ -172,16 +196,26 @@ impl Expr {
         matches!(self.compiled, Compiled::Path(_))
     }
 
+    /// Whether this is evaluated without the CEL interpreter: a plain field path or
+    /// an expression in the native subset.
+    pub fn is_native(&self) -> bool {
+        !matches!(self.compiled, Compiled::Cel(_))
+    }
+
     pub fn eval(&self, scope: &Scope<'_>) -> Result<Value, EvalError> {
         match &self.compiled {
             Compiled::Path(path) => path.eval(scope),
+            Compiled::Native(program) => program.eval(scope),
             Compiled::Cel(program) => program.eval(scope),
         }
     }
 
     /// A condition: anything but `true` (including an error) is false.
     pub fn eval_bool(&self, scope: &Scope<'_>) -> bool {
-        matches!(self.eval(scope), Ok(Value::Bool(true)))
+        match &self.compiled {
+            Compiled::Native(program) => program.eval_bool(scope),
+            _ => matches!(self.eval(scope), Ok(Value::Bool(true))),
+        }
     }
 
     /// A key or group value: strings as they are, numbers and bools printed.

@@ -10,7 +10,7 @@ use cel::{Context, Env, ExecutionError, Program};
 use super::{CompileError, EvalError, EventData, Scope, Value};
 
 /// The standard library plus the `strings` and `math` extensions; built once.
-static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| {
+pub(in crate::expr) static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| {
     let mut env = Env::stdlib();
     // Both only fail when an overload is declared twice, which a fresh stdlib
     // environment rules out; an expression using them would then fail to evaluate.
@@ -29,7 +29,7 @@ const BINDING_MACROS: &[&str] = &["all", "exists", "exists_one", "map", "filter"
 /// evaluation only converts those.
 #[derive(Debug)]
 pub(crate) struct CelProgram {
-    program: Program,
+    pub(super) program: Program,
     uses_event: bool,
     uses_seen: bool,
     uses_start: bool,
@@ -95,7 +95,7 @@ impl CelProgram {
     }
 }
 
-fn eval_error(e: ExecutionError) -> EvalError {
+pub(in crate::expr) fn eval_error(e: ExecutionError) -> EvalError {
     match e {
         ExecutionError::NoSuchKey(k) => EvalError::NoSuchField(k.to_string()),
         ExecutionError::UndeclaredReference(name) if VARIABLES.contains(&name.as_str()) => {
