@@ -39,6 +39,10 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+/// The same allocator as the `opsflow` binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use crate::load::Phases;
 use crate::report::Report;
 

@@ -13,6 +13,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// mimalloc: views decode and apply events with many small allocations, which
+/// glibc's allocator serves markedly slower (measured by `opsflow-bench --only views`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use opsflow_server::{Config, Server};
 
 #[derive(Parser)]
