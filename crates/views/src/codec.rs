@@ -66,7 +66,7 @@ impl From<StoredValue> for serde_json::Value {
 }
 
 #[derive(Serialize, Deserialize)]
-struct StoredEvent {
+pub(crate) struct StoredEvent {
     position: u64,
     version: u64,
     stream: String,
@@ -78,14 +78,8 @@ struct StoredEvent {
     metadata: BTreeMap<String, String>,
 }
 
-/// An event kept in view state (a start event, a tracked event), shared between the
-/// views that keep it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Kept(pub Arc<EventData>);
-
-impl Serialize for Kept {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let e = &*self.0;
+impl From<&EventData> for StoredEvent {
+    fn from(e: &EventData) -> Self {
         StoredEvent {
             position: e.position,
             version: e.version,
@@ -97,14 +91,12 @@ impl Serialize for Kept {
             data: StoredValue::from(&e.data),
             metadata: e.metadata.clone(),
         }
-        .serialize(serializer)
     }
 }
 
-impl<'de> Deserialize<'de> for Kept {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let e = StoredEvent::deserialize(deserializer)?;
-        Ok(Kept(Arc::new(EventData {
+impl From<StoredEvent> for EventData {
+    fn from(e: StoredEvent) -> Self {
+        EventData {
             position: e.position,
             version: e.version,
             stream: e.stream,
@@ -114,7 +106,102 @@ impl<'de> Deserialize<'de> for Kept {
             time: e.time,
             data: e.data.into(),
             metadata: e.metadata,
-        })))
+        }
+    }
+}
+
+/// An event kept in view state (a start event, a tracked event), shared between the
+/// views that keep it.
+///
+/// Several views keep the same events (an order's placement is the start of its
+/// cycle time, tracked by its on-time and perfect-order rates, and by the approval
+/// control), so a view set stores each kept event once, in a table beside the views
+/// ([`EventTable`]), and a `Kept` encodes as its index there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kept(pub Arc<EventData>);
+
+enum Table {
+    Writing {
+        by_position: HashMap<u64, u32>,
+        events: Vec<Arc<EventData>>,
+    },
+    Reading(Vec<Arc<EventData>>),
+}
+
+thread_local! {
+    static TABLE: std::cell::RefCell<Option<Table>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The kept-event table of one [`crate::ViewSet`] encode or decode, in force on this
+/// thread while it lives.
+pub(crate) struct EventTable(());
+
+impl EventTable {
+    /// Starts collecting the events `Kept` values refer to.
+    pub(crate) fn writing() -> EventTable {
+        TABLE.with(|t| {
+            *t.borrow_mut() = Some(Table::Writing {
+                by_position: HashMap::new(),
+                events: Vec::new(),
+            })
+        });
+        EventTable(())
+    }
+
+    /// Resolves `Kept` indexes against `events`.
+    pub(crate) fn reading(events: Vec<StoredEvent>) -> EventTable {
+        let events = events.into_iter().map(|e| Arc::new(EventData::from(e))).collect();
+        TABLE.with(|t| *t.borrow_mut() = Some(Table::Reading(events)));
+        EventTable(())
+    }
+
+    /// The events collected while writing, in first-use order.
+    pub(crate) fn finish(self) -> Vec<StoredEvent> {
+        TABLE.with(|t| match t.borrow_mut().take() {
+            Some(Table::Writing { events, .. }) => events.iter().map(|e| StoredEvent::from(&**e)).collect(),
+            _ => Vec::new(),
+        })
+    }
+}
+
+impl Drop for EventTable {
+    fn drop(&mut self) {
+        TABLE.with(|t| *t.borrow_mut() = None);
+    }
+}
+
+impl Serialize for Kept {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let index = TABLE.with(|t| match &mut *t.borrow_mut() {
+            Some(Table::Writing { by_position, events }) => {
+                let next = u32::try_from(events.len()).ok()?;
+                let index = *by_position.entry(self.0.position).or_insert(next);
+                if index == next {
+                    events.push(self.0.clone());
+                }
+                Some(index)
+            }
+            _ => None,
+        });
+        match index {
+            Some(index) => serializer.serialize_u32(index),
+            None => Err(serde::ser::Error::custom(
+                "a kept event outside a view set's event table",
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Kept {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let index = u32::deserialize(deserializer)?;
+        TABLE
+            .with(|t| match &*t.borrow() {
+                Some(Table::Reading(events)) => events.get(index as usize).cloned(),
+                _ => None,
+            })
+            .map(Kept)
+            .ok_or_else(|| serde::de::Error::custom(format!("kept event {index} is not in the event table")))
     }
 }
 
@@ -164,9 +251,15 @@ mod tests {
             metadata: BTreeMap::from([("k".into(), "v".into())]),
         };
         let kept = Kept(Arc::new(event));
-        let bytes = postcard::to_stdvec(&kept).unwrap();
-        let back: Kept = postcard::from_bytes(&bytes).unwrap();
+        // Kept twice: stored once, both refer to it.
+        let table = EventTable::writing();
+        let bytes = postcard::to_stdvec(&(kept.clone(), kept.clone())).unwrap();
+        let events = postcard::to_stdvec(&table.finish()).unwrap();
+        assert!(postcard::to_stdvec(&kept).is_err(), "outside a table");
+        let table = EventTable::reading(postcard::from_bytes(&events).unwrap());
+        let (back, again): (Kept, Kept) = postcard::from_bytes(&bytes).unwrap();
+        drop(table);
         assert_eq!(back, kept);
-        assert_eq!(postcard::to_stdvec(&back).unwrap(), bytes);
+        assert!(Arc::ptr_eq(&back.0, &again.0), "decoded once, shared");
     }
 }

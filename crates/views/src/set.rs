@@ -7,13 +7,14 @@ use std::sync::Arc;
 use opsflow_definitions::{Definitions, EventData};
 use serde::{Deserialize, Serialize};
 
+use crate::codec::{EventTable, StoredEvent};
 use crate::keyed::{Ctx, KeyCache};
 use crate::report::{ControlReport, KpiReport};
 use crate::view::{Stored, View};
 use crate::{Result, ViewError};
 
 /// The leading byte of [`ViewSet::encode`]; bumped whenever stored state changes shape.
-pub const FORMAT: u8 = 1;
+pub const FORMAT: u8 = 2;
 
 /// Every view of a [`Definitions`], fed the log in position order.
 ///
@@ -39,6 +40,8 @@ struct Encoded {
     definitions_version: String,
     position: u64,
     clock: i64,
+    /// Every event some view keeps, once (views refer to them by index).
+    events: Vec<StoredEvent>,
     views: Vec<EncodedView>,
 }
 
@@ -237,19 +240,22 @@ impl ViewSet {
 
     /// The whole state: a format byte, then postcard.
     pub fn encode(&self) -> Vec<u8> {
+        let table = EventTable::writing();
+        let views = self
+            .views
+            .iter()
+            .map(|v| EncodedView {
+                name: v.name().to_string(),
+                fingerprint: v.fingerprint().to_string(),
+                state: postcard::to_stdvec(&v.stored).unwrap_or_default(),
+            })
+            .collect();
         let encoded = Encoded {
             definitions_version: self.version.clone(),
             position: self.position,
             clock: self.clock,
-            views: self
-                .views
-                .iter()
-                .map(|v| EncodedView {
-                    name: v.name().to_string(),
-                    fingerprint: v.fingerprint().to_string(),
-                    state: postcard::to_stdvec(&v.stored).unwrap_or_default(),
-                })
-                .collect(),
+            events: table.finish(),
+            views,
         };
         let mut bytes = vec![FORMAT];
         // Serializing plain data into a Vec cannot fail.
@@ -268,7 +274,8 @@ impl ViewSet {
                 expected: FORMAT,
             });
         }
-        let encoded: Encoded = postcard::from_bytes(rest).map_err(|e| ViewError::Corrupt(e.to_string()))?;
+        let mut encoded: Encoded = postcard::from_bytes(rest).map_err(|e| ViewError::Corrupt(e.to_string()))?;
+        let _table = EventTable::reading(std::mem::take(&mut encoded.events));
         let mut set = ViewSet::new(defs);
         set.position = encoded.position;
         set.clock = encoded.clock;
