@@ -6,7 +6,7 @@ use opsflow_definitions::ControlDef;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::sorted_map;
-use crate::keyed::{Ctx, NO_SEEN, Role, RoleKind, Seen, seen_codec, seen_positions};
+use crate::keyed::{Ctx, NO_SEEN, Role, RoleKind, Seen, Tracks, seen_codec, seen_positions};
 use crate::report::{Obligation, Violation};
 use crate::time::{NANOS_PER_SECOND, format_seconds};
 
@@ -37,6 +37,12 @@ pub struct RequiresKey {
     satisfied: bool,
     #[serde(with = "seen_codec")]
     seen: Seen,
+}
+
+impl Tracks for RequiresKey {
+    fn seen_mut(&mut self) -> &mut Seen {
+        &mut self.seen
+    }
 }
 
 /// `requires`: a `when` event for a key that has not seen a `requires` event is a
@@ -81,14 +87,7 @@ impl RequiresState {
                     self.keys.remove(&key);
                     dropped = true;
                 }
-                RoleKind::Track if !dropped => {
-                    let event = ctx.keep();
-                    self.keys
-                        .entry(key)
-                        .or_default()
-                        .seen
-                        .insert(event.event_type.clone(), event);
-                }
+                RoleKind::Track if !dropped => ctx.track(&mut self.keys, key),
                 RoleKind::Close => {
                     self.keys.remove(&key);
                     dropped = true;
@@ -105,6 +104,12 @@ pub struct DutiesKey {
     firsts: Vec<(String, u64)>,
     #[serde(with = "seen_codec")]
     seen: Seen,
+}
+
+impl Tracks for DutiesKey {
+    fn seen_mut(&mut self) -> &mut Seen {
+        &mut self.seen
+    }
 }
 
 /// `separation_of_duties`: a `second` event by an actor who did `first` on the same
@@ -167,14 +172,7 @@ impl DutiesState {
                         });
                     }
                 }
-                RoleKind::Track if !dropped => {
-                    let event = ctx.keep();
-                    self.keys
-                        .entry(key)
-                        .or_default()
-                        .seen
-                        .insert(event.event_type.clone(), event);
-                }
+                RoleKind::Track if !dropped => ctx.track(&mut self.keys, key),
                 RoleKind::Close => {
                     self.keys.remove(&key);
                     dropped = true;
@@ -197,6 +195,12 @@ pub struct WithinKey {
     pending: Option<Pending>,
     #[serde(with = "seen_codec")]
     seen: Seen,
+}
+
+impl Tracks for WithinKey {
+    fn seen_mut(&mut self) -> &mut Seen {
+        &mut self.seen
+    }
 }
 
 /// `within`: an `after` event opens an obligation due `within` later (event time); an
@@ -272,14 +276,7 @@ impl WithinState {
                         });
                     }
                 }
-                RoleKind::Track if !dropped => {
-                    let event = ctx.keep();
-                    self.keys
-                        .entry(key)
-                        .or_default()
-                        .seen
-                        .insert(event.event_type.clone(), event);
-                }
+                RoleKind::Track if !dropped => ctx.track(&mut self.keys, key),
                 RoleKind::Close => {
                     // The key ended: a pending obligation is withdrawn, not violated.
                     if let Some(WithinKey {

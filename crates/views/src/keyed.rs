@@ -1,7 +1,7 @@
 //! What every keyed view shares: the event being applied, the per-key `seen` events,
 //! and evaluating keys, conditions and groups.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use opsflow_definitions::{EventData, Expr, Match, Scope};
@@ -11,6 +11,11 @@ pub type Seen = BTreeMap<String, Arc<EventData>>;
 
 /// The `seen` of a key without state.
 pub static NO_SEEN: Seen = BTreeMap::new();
+
+/// Per-key state that remembers tracked events.
+pub trait Tracks: Default {
+    fn seen_mut(&mut self) -> &mut Seen;
+}
 
 /// Keys evaluated for the current event, by key slot: views whose key expressions
 /// read the same evaluate them once per event. An entry is valid for the position it
@@ -34,6 +39,15 @@ impl<'a> Ctx<'a> {
             shared: None,
             keys,
         }
+    }
+
+    /// Remembers the event being applied as `seen[type]` of `key` (a `Track` role).
+    pub fn track<K: Tracks>(&mut self, keys: &mut HashMap<String, K>, key: String) {
+        let event = self.keep();
+        keys.entry(key)
+            .or_default()
+            .seen_mut()
+            .insert(event.event_type.clone(), event);
     }
 
     /// The role's key for this event; `None` when it fails to evaluate or is empty

@@ -6,7 +6,7 @@ use opsflow_definitions::{Expr, KpiDef};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{Kept, sorted_map};
-use crate::keyed::{Ctx, NO_SEEN, Role, RoleKind, Seen, group_of, seen_codec};
+use crate::keyed::{Ctx, NO_SEEN, Role, RoleKind, Seen, Tracks, group_of, seen_codec};
 use crate::report::{KpiValue, Status};
 use crate::sketch::Sketch;
 use crate::time::NANOS_PER_SECOND;
@@ -19,11 +19,23 @@ pub struct Tracked {
     pub seen: Seen,
 }
 
+impl Tracks for Tracked {
+    fn seen_mut(&mut self) -> &mut Seen {
+        &mut self.seen
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DurationKey {
     start: Option<Kept>,
     #[serde(with = "seen_codec")]
     seen: Seen,
+}
+
+impl Tracks for DurationKey {
+    fn seen_mut(&mut self) -> &mut Seen {
+        &mut self.seen
+    }
 }
 
 /// `duration`: per key the first start event; a sample at the end event.
@@ -69,14 +81,7 @@ impl DurationState {
                     self.series
                         .add(group, seconds, ctx.event.time, ctx.clock, &def.windows, def.buckets);
                 }
-                RoleKind::Track if !dropped => {
-                    let event = ctx.keep();
-                    self.keys
-                        .entry(key)
-                        .or_default()
-                        .seen
-                        .insert(event.event_type.clone(), event);
-                }
+                RoleKind::Track if !dropped => ctx.track(&mut self.keys, key),
                 RoleKind::Close => {
                     self.keys.remove(&key);
                     dropped = true;
@@ -167,14 +172,7 @@ impl RatioState {
                         dropped = true;
                     }
                 }
-                (RoleKind::Track, Some(key)) if !dropped => {
-                    let event = ctx.keep();
-                    self.keys
-                        .entry(key)
-                        .or_default()
-                        .seen
-                        .insert(event.event_type.clone(), event);
-                }
+                (RoleKind::Track, Some(key)) if !dropped => ctx.track(&mut self.keys, key),
                 (RoleKind::Close, Some(key)) => {
                     self.keys.remove(&key);
                     dropped = true;
