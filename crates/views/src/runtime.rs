@@ -154,10 +154,6 @@ pub fn apply_event(set: &mut ViewSet, event: RecordedEvent) {
     }
 }
 
-fn apply(set: &mut ViewSet, event: RecordedEvent) {
-    apply_event(set, event);
-}
-
 impl Views {
     /// Opens the views state in `dir` (a sled database of its own) and restores the
     /// live view set from its checkpoint. Views whose definition changed since are
@@ -224,11 +220,7 @@ impl Views {
 
     /// The definitions in force.
     pub fn definitions(&self) -> Arc<Definitions> {
-        self.inner
-            .definitions
-            .read()
-            .map(|d| d.clone())
-            .unwrap_or_else(|e| e.into_inner().clone())
+        self.inner.definitions()
     }
 
     /// Size of the live views' encoded state (what each checkpoint writes).
@@ -443,7 +435,7 @@ impl Inner {
                     )));
                 }
                 lag_of = Some(event.recorded_at);
-                apply(&mut live, event);
+                apply_event(&mut live, event);
                 if live.position() % self.options.snapshot_every == 0 {
                     self.store.save_snapshot(live.position(), &live.encode())?;
                 }
@@ -512,21 +504,7 @@ impl Inner {
             let live_position = lock(&self.live).position();
             // Far behind: catch up without holding the live lock.
             if live_position > fresh.position() + self.options.batch as u64 {
-                for event in self
-                    .log
-                    .iter_all(fresh.position() + 1)
-                    .take_while(|e| e.as_ref().map_or(true, |e| e.position <= live_position))
-                {
-                    let event = event?;
-                    apply(&mut fresh, event);
-                    events += 1;
-                    if fresh.position() % self.options.snapshot_every == 0 {
-                        self.merge_into_snapshot(defs, &fresh)?;
-                    }
-                    if events % 65_536 == 0 && stop.is_cancelled() {
-                        return Err(ViewsError::Stopped("shutdown during a rebuild".into()));
-                    }
-                }
+                events += self.replay(&mut fresh, live_position, |f| self.rebuilt_to(defs, f, stop))?;
                 continue;
             }
             // Close: finish under the live lock, then swap.
@@ -536,17 +514,7 @@ impl Inner {
                     "the definitions changed during the rebuild; a new rebuild follows".into(),
                 ));
             }
-            for event in self.log.iter_all(fresh.position() + 1) {
-                let event = event?;
-                if event.position > live.position() {
-                    break;
-                }
-                apply(&mut fresh, event);
-                events += 1;
-                if fresh.position() % self.options.snapshot_every == 0 {
-                    self.merge_into_snapshot(defs, &fresh)?;
-                }
-            }
+            events += self.replay(&mut fresh, live.position(), |f| self.rebuilt_to(defs, f, stop))?;
             if fresh.position() != live.position() {
                 return Err(ViewsError::Corrupt(format!(
                     "rebuild reached position {} but the live views are at {}",
@@ -563,14 +531,38 @@ impl Inner {
         }
     }
 
+    /// Applies the events after `set`'s position up to `to`, calling `after` after
+    /// each one; returns how many were applied.
+    fn replay(&self, set: &mut ViewSet, to: u64, mut after: impl FnMut(&ViewSet) -> Result<()>) -> Result<u64> {
+        let mut applied = 0;
+        for event in self.log.iter_all(set.position() + 1) {
+            let event = event?;
+            if event.position > to {
+                break;
+            }
+            apply_event(set, event);
+            applied += 1;
+            after(set)?;
+        }
+        Ok(applied)
+    }
+
+    /// After each event of a rebuild: merge into the snapshot at this position, and
+    /// stop now and then if the server is shutting down.
+    fn rebuilt_to(&self, defs: &Definitions, fresh: &ViewSet, stop: &CancellationToken) -> Result<()> {
+        if fresh.position() % self.options.snapshot_every == 0 {
+            self.merge_into_snapshot(defs, fresh)?;
+        }
+        if fresh.position() % 65_536 == 0 && stop.is_cancelled() {
+            return Err(ViewsError::Stopped("shutdown during a rebuild".into()));
+        }
+        Ok(())
+    }
+
     /// Puts the rebuilt views into the stored snapshot at the same position, so as-of
     /// queries can start there again.
     fn merge_into_snapshot(&self, defs: &Definitions, fresh: &ViewSet) -> Result<()> {
         let position = fresh.position();
-        let copy = match ViewSet::decode(defs, &fresh.encode()) {
-            Ok(copy) => copy,
-            Err(e) => return Err(ViewsError::Corrupt(format!("cannot copy a rebuilt view set: {e}"))),
-        };
         let mut snapshot = match self.store.snapshot(position)? {
             Some(bytes) => match ViewSet::decode(defs, &bytes) {
                 Ok(set) if set.position() == position => set,
@@ -584,7 +576,8 @@ impl Inner {
             }
             None => return Ok(()),
         };
-        let mut copy = copy;
+        let mut copy = ViewSet::decode(defs, &fresh.encode())
+            .map_err(|e| ViewsError::Corrupt(format!("cannot copy a rebuilt view set: {e}")))?;
         for name in fresh.view_names() {
             if let Some(view) = copy.take_view(&name) {
                 snapshot.put_view(view);
@@ -622,13 +615,7 @@ impl Inner {
         }
         let mut set = start.unwrap_or_else(|| ViewSet::new(&defs));
         if set.position() < target {
-            for event in self.log.iter_all(set.position() + 1) {
-                let event = event?;
-                if event.position > target {
-                    break;
-                }
-                apply(&mut set, event);
-            }
+            self.replay(&mut set, target, |_| Ok(()))?;
         }
         Ok(set)
     }

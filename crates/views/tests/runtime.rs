@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use opsflow_definitions::Definitions;
 use opsflow_log::{EventLog, ExpectedVersion, LogOptions, ProposedEvent};
-use opsflow_views::{AsOf, ViewSet, Views, ViewsOptions, event_data};
+use opsflow_views::{AsOf, ViewSet, Views, ViewsOptions, apply_event};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -71,11 +71,7 @@ fn replay(log: &EventLog, defs: &Definitions, to: u64) -> anyhow::Result<ViewSet
         if event.position > to {
             break;
         }
-        if set.interested(&event.event_type) {
-            set.apply(&event_data(&event));
-        } else {
-            set.skip_event(event.position, event.time);
-        }
+        apply_event(&mut set, event);
     }
     Ok(set)
 }
