@@ -122,13 +122,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The event as views see it; `Null` data when it is neither JSON nor a catalog
-/// protobuf message.
-pub fn event_data(event: &RecordedEvent) -> EventData {
-    into_event_data(event.clone())
-}
-
-/// [`event_data`] that takes the event, moving its strings instead of copying them.
+/// The event as views see it, moving its strings out of the recorded event. Data
+/// is `Null` when it is neither JSON nor a catalog protobuf message.
 pub fn into_event_data(event: RecordedEvent) -> EventData {
     let data = opsflow_catalog::data_as_json(&event.event_type, &event.content_type, &event.data)
         .unwrap_or(serde_json::Value::Null);
