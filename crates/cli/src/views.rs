@@ -3,10 +3,11 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use opsflow_proto::v1::{self, views_client::ViewsClient};
-use serde_json::{Value, json};
+use serde_json::json;
+
+use opsflow_server::views::{self as views_api, controls_json, kpis_json, status_name};
 
 use crate::output::{emit, nanos, rfc3339};
 use crate::{ClientOpts, OutputFormat};
@@ -54,23 +55,20 @@ pub enum ViewsCommand {
 }
 
 fn as_of(text: Option<&str>) -> anyhow::Result<Option<v1::AsOf>> {
-    let Some(text) = text else { return Ok(None) };
-    let point = if let Ok(position) = text.parse::<u64>() {
-        v1::as_of::Point::Position(position)
-    } else {
-        let time: jiff::Timestamp = text
-            .parse()
-            .with_context(|| format!("--as-of {text:?} is neither a position nor an RFC 3339 time"))?;
-        v1::as_of::Point::Time(prost_types::Timestamp {
-            seconds: time.as_second(),
-            nanos: time.subsec_nanosecond(),
-        })
-    };
-    Ok(Some(v1::AsOf { point: Some(point) }))
+    let as_of = views_api::parse_as_of(text).map_err(|e| anyhow::anyhow!("--as-of: {e}"))?;
+    Ok(views_api::as_of_proto(as_of))
 }
 
 async fn client(server: &str) -> anyhow::Result<ViewsClient<tonic::transport::Channel>> {
     Ok(ViewsClient::new(crate::client::channel(server).await?))
+}
+
+/// The first line of a table: which point of the log it shows.
+fn print_header(position: u64, clock: Option<&prost_types::Timestamp>, definitions_version: &str) {
+    emit(format_args!(
+        "as of position {position}  clock {}  definitions {definitions_version}",
+        time_text(clock)
+    ));
 }
 
 /// A time, or `-` when there is none (empty views have no clock).
@@ -78,15 +76,6 @@ fn time_text(ts: Option<&prost_types::Timestamp>) -> String {
     match nanos(ts) {
         0 => "-".into(),
         n => rfc3339(n),
-    }
-}
-
-fn status_name(status: i32) -> &'static str {
-    match v1::Status::try_from(status) {
-        Ok(v1::Status::Green) => "green",
-        Ok(v1::Status::Amber) => "amber",
-        Ok(v1::Status::Red) => "red",
-        _ => "none",
     }
 }
 
@@ -126,22 +115,6 @@ fn stats_text(stats: &std::collections::HashMap<String, f64>) -> String {
         .join(" ")
 }
 
-fn kpis_json(r: &v1::GetKpisResponse) -> Value {
-    json!({
-        "position": r.position,
-        "clock": rfc3339(nanos(r.clock.as_ref())),
-        "definitions_version": r.definitions_version,
-        "kpis": r.kpis.iter().map(|k| json!({
-            "name": k.name, "description": k.description, "kind": k.kind, "target": k.target,
-            "rebuilding": k.rebuilding,
-            "values": k.values.iter().map(|v| json!({
-                "window": v.window, "group": v.group, "stats": v.stats,
-                "headline": v.headline, "status": status_name(v.status),
-            })).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-    })
-}
-
 pub async fn kpis(args: KpisArgs) -> anyhow::Result<ExitCode> {
     let request = v1::GetKpisRequest {
         as_of: as_of(args.as_of.as_deref())?,
@@ -157,12 +130,11 @@ pub async fn kpis(args: KpisArgs) -> anyhow::Result<ExitCode> {
         emit(format_args!("{}", kpis_json(&response)));
         return Ok(ExitCode::SUCCESS);
     }
-    emit(format_args!(
-        "as of position {}  clock {}  definitions {}",
+    print_header(
         response.position,
-        time_text(response.clock.as_ref()),
-        response.definitions_version
-    ));
+        response.clock.as_ref(),
+        &response.definitions_version,
+    );
     let shown = |w: &str| {
         if args.windows.is_empty() {
             !w.starts_with("day:")
@@ -223,26 +195,6 @@ pub async fn kpis(args: KpisArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn controls_json(r: &v1::GetComplianceResponse) -> Value {
-    json!({
-        "position": r.position,
-        "clock": rfc3339(nanos(r.clock.as_ref())),
-        "definitions_version": r.definitions_version,
-        "controls": r.controls.iter().map(|c| json!({
-            "name": c.name, "description": c.description, "kind": c.kind,
-            "status": status_name(c.status), "checked": c.checked,
-            "violations_total": c.violations_total, "rebuilding": c.rebuilding,
-            "violations": c.violations.iter().map(|v| json!({
-                "key": v.key, "message": v.message, "evidence": v.evidence,
-                "at": rfc3339(nanos(v.at.as_ref())), "position": v.position,
-            })).collect::<Vec<_>>(),
-            "pending": c.pending.iter().map(|o| json!({
-                "key": o.key, "due": rfc3339(nanos(o.due.as_ref())), "evidence": o.evidence,
-            })).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-    })
-}
-
 pub async fn compliance(args: ComplianceArgs) -> anyhow::Result<ExitCode> {
     let request = v1::GetComplianceRequest {
         as_of: as_of(args.as_of.as_deref())?,
@@ -258,12 +210,11 @@ pub async fn compliance(args: ComplianceArgs) -> anyhow::Result<ExitCode> {
         emit(format_args!("{}", controls_json(&response)));
         return Ok(ExitCode::SUCCESS);
     }
-    emit(format_args!(
-        "as of position {}  clock {}  definitions {}",
+    print_header(
         response.position,
-        time_text(response.clock.as_ref()),
-        response.definitions_version
-    ));
+        response.clock.as_ref(),
+        &response.definitions_version,
+    );
     emit(format_args!(
         "{:<40} {:<22} {:<6} {:>8} {:>10} {:>8}",
         "CONTROL", "KIND", "STATUS", "CHECKED", "VIOLATIONS", "PENDING"

@@ -223,53 +223,84 @@ fn names(query: &HashMap<String, String>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// JSON of a KPI answer (the same shape as the gRPC response).
-pub fn kpis_json(answer: &Answer<KpiReport>) -> Value {
+/// The proto form of an as-of point (`None`: live), for clients.
+pub fn as_of_proto(as_of: AsOf) -> Option<v1::AsOf> {
+    let point = match as_of {
+        AsOf::Live => return None,
+        AsOf::Position(p) => v1::as_of::Point::Position(p),
+        AsOf::Time(nanos) => v1::as_of::Point::Time(prost_types::Timestamp {
+            seconds: nanos.div_euclid(1_000_000_000),
+            nanos: nanos.rem_euclid(1_000_000_000) as i32,
+        }),
+    };
+    Some(v1::AsOf { point: Some(point) })
+}
+
+/// `green`, `amber`, `red` or `none`.
+pub fn status_name(status: i32) -> &'static str {
+    match v1::Status::try_from(status) {
+        Ok(v1::Status::Green) => "green",
+        Ok(v1::Status::Amber) => "amber",
+        Ok(v1::Status::Red) => "red",
+        _ => "none",
+    }
+}
+
+fn json_time(ts: Option<&prost_types::Timestamp>) -> Value {
+    rfc3339(ts.map_or(0, |t| {
+        t.seconds
+            .saturating_mul(1_000_000_000)
+            .saturating_add(i64::from(t.nanos))
+    }))
+}
+
+/// JSON of a KPI answer: `GET /v1/kpis` and `opsflow kpis --output json`.
+pub fn kpis_json(r: &v1::GetKpisResponse) -> Value {
     json!({
-        "position": answer.position,
-        "clock": rfc3339(answer.clock),
-        "definitions_version": answer.definitions_version,
-        "kpis": answer.items.iter().map(|k| json!({
+        "position": r.position,
+        "clock": json_time(r.clock.as_ref()),
+        "definitions_version": r.definitions_version,
+        "kpis": r.kpis.iter().map(|k| json!({
             "name": k.name,
             "description": k.description,
             "kind": k.kind,
-            "target": k.target,
-            "rebuilding": answer.rebuilding.contains(&k.name),
+            "target": (!k.target.is_empty()).then_some(&k.target),
+            "rebuilding": k.rebuilding,
             "values": k.values.iter().map(|v| json!({
                 "window": v.window,
                 "group": v.group,
                 "stats": v.stats,
                 "headline": v.headline,
-                "status": v.status.as_str(),
+                "status": status_name(v.status),
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     })
 }
 
-/// JSON of a compliance answer.
-pub fn controls_json(answer: &Answer<ControlReport>) -> Value {
+/// JSON of a compliance answer: `GET /v1/compliance` and `opsflow compliance --output json`.
+pub fn controls_json(r: &v1::GetComplianceResponse) -> Value {
     json!({
-        "position": answer.position,
-        "clock": rfc3339(answer.clock),
-        "definitions_version": answer.definitions_version,
-        "controls": answer.items.iter().map(|c| json!({
+        "position": r.position,
+        "clock": json_time(r.clock.as_ref()),
+        "definitions_version": r.definitions_version,
+        "controls": r.controls.iter().map(|c| json!({
             "name": c.name,
             "description": c.description,
             "kind": c.kind,
-            "status": c.status.as_str(),
+            "status": status_name(c.status),
             "checked": c.checked,
             "violations_total": c.violations_total,
-            "rebuilding": answer.rebuilding.contains(&c.name),
+            "rebuilding": c.rebuilding,
             "violations": c.violations.iter().map(|v| json!({
                 "key": v.key,
                 "message": v.message,
                 "evidence": v.evidence,
-                "at": rfc3339(v.at),
+                "at": json_time(v.at.as_ref()),
                 "position": v.position,
             })).collect::<Vec<_>>(),
             "pending": c.pending.iter().map(|o| json!({
                 "key": o.key,
-                "due": rfc3339(o.due),
+                "due": json_time(o.due.as_ref()),
                 "evidence": o.evidence,
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
@@ -282,7 +313,7 @@ async fn get_kpis(
 ) -> Result<Json<Value>, ApiError> {
     let as_of = parse_as_of(query.get("as_of").map(String::as_str))?;
     let answer = state.views.kpis(as_of, &names(&query)).await?;
-    Ok(Json(kpis_json(&answer)))
+    Ok(Json(kpis_json(&kpis_proto(answer))))
 }
 
 async fn get_compliance(
@@ -291,7 +322,7 @@ async fn get_compliance(
 ) -> Result<Json<Value>, ApiError> {
     let as_of = parse_as_of(query.get("as_of").map(String::as_str))?;
     let answer = state.views.controls(as_of, &names(&query)).await?;
-    Ok(Json(controls_json(&answer)))
+    Ok(Json(controls_json(&controls_proto(answer))))
 }
 
 async fn rebuild(State(state): State<ViewsHttp>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
