@@ -10,7 +10,7 @@ use crate::keyed::{Ctx, NO_SEEN, Role, RoleKind, Seen, Tracks, group_of, seen_co
 use crate::report::{KpiValue, Status};
 use crate::sketch::Sketch;
 use crate::time::NANOS_PER_SECOND;
-use crate::windowed::{Cell, RatioCell, Slice, SumCell, Windowed};
+use crate::windowed::{Cell, RatioCell, SumCell, Windowed};
 
 /// A key's tracked events.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -92,24 +92,19 @@ impl DurationState {
     }
 
     pub fn report(&self, def: &KpiDef, clock: i64) -> Vec<KpiValue> {
-        values(
-            def,
-            self.series
-                .slices(clock, &def.windows, def.buckets, !def.group_by.is_empty()),
-            |s| {
-                let mut stats = BTreeMap::new();
-                stats.insert("count".to_string(), s.count() as f64);
-                if let (Some(p50), Some(p90), Some(p99), Some(mean)) =
-                    (s.quantile(0.5), s.quantile(0.9), s.quantile(0.99), s.mean())
-                {
-                    stats.insert("p50".to_string(), p50);
-                    stats.insert("p90".to_string(), p90);
-                    stats.insert("p99".to_string(), p99);
-                    stats.insert("mean".to_string(), mean);
-                }
-                stats
-            },
-        )
+        values(def, &self.series, clock, |s| {
+            let mut stats = BTreeMap::new();
+            stats.insert("count".to_string(), s.count() as f64);
+            if let (Some(p50), Some(p90), Some(p99), Some(mean)) =
+                (s.quantile(0.5), s.quantile(0.9), s.quantile(0.99), s.mean())
+            {
+                stats.insert("p50".to_string(), p50);
+                stats.insert("p90".to_string(), p90);
+                stats.insert("p99".to_string(), p99);
+                stats.insert("mean".to_string(), mean);
+            }
+            stats
+        })
     }
 
     pub fn keys(&self) -> usize {
@@ -183,20 +178,15 @@ impl RatioState {
     }
 
     pub fn report(&self, def: &KpiDef, clock: i64) -> Vec<KpiValue> {
-        values(
-            def,
-            self.series
-                .slices(clock, &def.windows, def.buckets, !def.group_by.is_empty()),
-            |c| {
-                let mut stats = BTreeMap::new();
-                stats.insert("good".to_string(), c.good as f64);
-                stats.insert("total".to_string(), c.total as f64);
-                if c.total > 0 {
-                    stats.insert("ratio".to_string(), c.good as f64 / c.total as f64);
-                }
-                stats
-            },
-        )
+        values(def, &self.series, clock, |c| {
+            let mut stats = BTreeMap::new();
+            stats.insert("good".to_string(), c.good as f64);
+            stats.insert("total".to_string(), c.total as f64);
+            if c.total > 0 {
+                stats.insert("ratio".to_string(), c.good as f64 / c.total as f64);
+            }
+            stats
+        })
     }
 
     pub fn keys(&self) -> usize {
@@ -237,30 +227,27 @@ impl SumState {
     }
 
     pub fn report(&self, def: &KpiDef, clock: i64, with_sum: bool) -> Vec<KpiValue> {
-        values(
-            def,
-            self.series
-                .slices(clock, &def.windows, def.buckets, !def.group_by.is_empty()),
-            |c| {
-                let mut stats = BTreeMap::new();
-                stats.insert("count".to_string(), c.count as f64);
-                if with_sum {
-                    stats.insert("sum".to_string(), c.sum);
-                }
-                stats
-            },
-        )
+        values(def, &self.series, clock, |c| {
+            let mut stats = BTreeMap::new();
+            stats.insert("count".to_string(), c.count as f64);
+            if with_sum {
+                stats.insert("sum".to_string(), c.sum);
+            }
+            stats
+        })
     }
 }
 
 /// Report values from merged slices: headline and status only with samples.
 fn values<C: Cell>(
     def: &KpiDef,
-    slices: Vec<Slice<C>>,
+    series: &Windowed<C>,
+    clock: i64,
     stats_of: impl Fn(&C) -> BTreeMap<String, f64>,
 ) -> Vec<KpiValue> {
     let headline_stat = def.kind.headline();
-    slices
+    series
+        .slices(clock, &def.windows, def.buckets, !def.group_by.is_empty())
         .into_iter()
         .map(|slice| {
             let stats = stats_of(&slice.cell);
