@@ -73,44 +73,30 @@ pub fn stream_for(subject: Option<&str>, event: &ProposedEvent) -> Result<String
     } else {
         Vec::new()
     };
-    for (field, stream_prefix) in &keys {
-        let value = members
+    let field = |name: &str| {
+        members
             .iter()
-            .find(|(name, _)| name == field)
-            .and_then(|(_, raw)| key_value(raw.get()));
-        if let Some(value) = value {
-            let stream = format!("{stream_prefix}/{value}");
-            return match validate_stream_name(&stream) {
-                Ok(()) => Ok(stream),
-                Err(e) => Err(CloudEventError::invalid(
-                    "data",
-                    &stream,
-                    format!("field `{field}` gives an invalid stream name: {}", reason(e)),
-                )),
-            };
+            .find(|(n, _)| n == name)
+            .and_then(|(_, raw)| key_value(raw.get()))
+    };
+    // `from` names the field(s) the stream came from, for the error.
+    let checked = |stream: String, from: &str| match validate_stream_name(&stream) {
+        Ok(()) => Ok(stream),
+        Err(e) => Err(CloudEventError::invalid(
+            "data",
+            &stream,
+            format!("{from} gives an invalid stream name: {}", reason(e)),
+        )),
+    };
+    for (name, stream_prefix) in &keys {
+        if let Some(value) = field(name) {
+            return checked(format!("{stream_prefix}/{value}"), &format!("field `{name}`"));
         }
     }
-    let prefix = event
-        .event_type
-        .split_once('.')
-        .map_or(event.event_type.as_str(), |(p, _)| p);
     let mut fields: Vec<String> = keys.into_iter().map(|(field, _)| field).collect();
-    if STOCK_PREFIXES.contains(&prefix) {
-        let get = |name: &str| {
-            members
-                .iter()
-                .find(|(n, _)| n == name)
-                .and_then(|(_, raw)| key_value(raw.get()))
-        };
-        if let (Some(sku), Some(location)) = (get("sku"), get("location")) {
-            let stream = format!("inventory/{sku}@{location}");
-            return validate_stream_name(&stream).map(|()| stream.clone()).map_err(|e| {
-                CloudEventError::invalid(
-                    "data",
-                    &stream,
-                    format!("fields `sku` and `location` give an invalid stream name: {}", reason(e)),
-                )
-            });
+    if STOCK_PREFIXES.contains(&type_prefix(&event.event_type)) {
+        if let (Some(sku), Some(location)) = (field("sku"), field("location")) {
+            return checked(format!("inventory/{sku}@{location}"), "fields `sku` and `location`");
         }
         fields.push("sku".into());
         fields.push("location".into());
@@ -118,9 +104,14 @@ pub fn stream_for(subject: Option<&str>, event: &ProposedEvent) -> Result<String
     Err(CloudEventError::MissingSubject { fields })
 }
 
+/// The type's first dot-separated token: the business object it is about.
+fn type_prefix(event_type: &str) -> &str {
+    event_type.split_once('.').map_or(event_type, |(first, _)| first)
+}
+
 /// The (field, stream prefix) pairs tried for `event_type`, in order.
 fn key_fields(event_type: &str) -> Vec<(String, String)> {
-    let prefix = event_type.split_once('.').map_or(event_type, |(first, _)| first);
+    let prefix = type_prefix(event_type);
     let mut keys = vec![(format!("{prefix}_id"), prefix.to_owned())];
     keys.extend(
         PARENT_KEYS
