@@ -416,6 +416,7 @@ impl Inner {
             let mut live = lock(&self.live);
             let mut applied = 0;
             let mut lag_of = None;
+            let mut snapshot = None;
             for event in events.by_ref() {
                 let event = event?;
                 if event.position != live.position() + 1 {
@@ -431,16 +432,21 @@ impl Inner {
                 }
                 lag_of = Some(event.recorded_at);
                 apply_event(&mut live, event);
-                if live.position() % self.options.snapshot_every == 0 {
-                    self.store.save_snapshot(live.position(), &live.encode())?;
-                }
                 applied += 1;
+                if live.position() % self.options.snapshot_every == 0 {
+                    // Encoded after the lock is released: a clone shares the kept events.
+                    snapshot = Some(live.clone());
+                    break;
+                }
                 if applied >= self.options.batch {
                     break;
                 }
             }
             let position = live.position();
             drop(live);
+            if let Some(set) = snapshot.take() {
+                self.store.save_snapshot(set.position(), &set.encode())?;
+            }
             self.position.send_replace(position);
             if let Some(recorded_at) = lag_of {
                 let lag = (now_nanos() - recorded_at).max(0) as f64 / 1e9;
@@ -457,11 +463,11 @@ impl Inner {
     }
 
     fn checkpoint(&self) -> Result<()> {
-        let (position, bytes) = {
-            let live = lock(&self.live);
-            (live.position(), live.encode())
-        };
-        self.store.save_live(position, &bytes)?;
+        // Cloned under the lock (the kept events are shared), encoded outside it, so
+        // applying and queries wait for a copy rather than for an encoding.
+        let live = lock(&self.live).clone();
+        let bytes = live.encode();
+        self.store.save_live(live.position(), &bytes)?;
         metrics::gauge!("opsflow_view_checkpoint_bytes").set(bytes.len() as f64);
         Ok(())
     }
