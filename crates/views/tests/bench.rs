@@ -126,11 +126,9 @@ impl Generator {
     }
 }
 
-#[test]
-#[ignore = "a benchmark: run in release with --ignored --nocapture"]
-fn apply_throughput() {
-    let defs = default_definitions();
-    let mut views = ViewSet::new(&defs);
+/// Applies `TOTAL` synthetic events; returns how many and the time spent applying
+/// (generation excluded).
+fn feed_synthetic(views: &mut ViewSet) -> (usize, Duration) {
     let mut generator = Generator {
         cycle: 0,
         position: 0,
@@ -152,6 +150,15 @@ fn apply_throughput() {
         spent += started.elapsed();
         applied += events.len();
     }
+    (applied, spent)
+}
+
+#[test]
+#[ignore = "a benchmark: run in release with --ignored --nocapture"]
+fn apply_throughput() {
+    let defs = default_definitions();
+    let mut views = ViewSet::new(&defs);
+    let (applied, spent) = feed_synthetic(&mut views);
     let rate = applied as f64 / spent.as_secs_f64();
     let encoded = views.encode();
     println!(
@@ -301,27 +308,7 @@ fn field_path_definitions() -> opsflow_definitions::Definitions {
 fn apply_throughput_field_paths_only() {
     let defs = field_path_definitions();
     let mut views = ViewSet::new(&defs);
-    let mut generator = Generator {
-        cycle: 0,
-        position: 0,
-        time: nanos("2026-11-01T00:00:00Z"),
-        pending: Vec::new(),
-    };
-    let mut spent = Duration::ZERO;
-    let mut applied = 0usize;
-    while applied < TOTAL {
-        let events = generator.chunk(CHUNK);
-        let started = Instant::now();
-        for event in &events {
-            if views.interested(&event.event_type) {
-                views.apply(event);
-            } else {
-                views.skip_event(event.position, event.time);
-            }
-        }
-        spent += started.elapsed();
-        applied += events.len();
-    }
+    let (applied, spent) = feed_synthetic(&mut views);
     println!(
         "field paths only: applied {applied} events in {:.3} s: {:.0} events/s",
         spent.as_secs_f64(),
