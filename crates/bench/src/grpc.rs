@@ -1,13 +1,14 @@
 //! `grpc-single` and `grpc-batch`: durable appends through an in-process server,
-//! over real TCP connections on 127.0.0.1.
+//! over real TCP connections on 127.0.0.1. The clients are tonic's generated
+//! `EventLogClient` over plain hyper HTTP/2 connections ([`H2Channel`]).
 
 use anyhow::{Context, bail};
 use opsflow_proto::v1;
 use opsflow_proto::v1::event_log_client::EventLogClient;
 use opsflow_server::{Config, Server};
-use tonic::transport::{Channel, Endpoint};
 
 use crate::event;
+use crate::h2::H2Channel;
 use crate::load::{Appender, Measurement, Phases, closed_loop};
 use crate::report::{Row, count};
 
@@ -75,21 +76,23 @@ async fn level(clients: usize, batch: usize, phases: Phases) -> anyhow::Result<M
         (None, Some(server)) => format!("http://{}", server.addr()),
         (None, None) => anyhow::bail!("no server to load"),
     };
+    let authority = uri.trim_start_matches("http://").trim_end_matches('/');
+    let addr: std::net::SocketAddr = tokio::net::lookup_host(authority)
+        .await
+        .with_context(|| format!("cannot resolve {uri}"))?
+        .next()
+        .with_context(|| format!("{uri} resolves to no address"))?;
+    let origin: http::Uri = uri.parse().with_context(|| format!("bad server URL {uri}"))?;
     let mut channels = Vec::new();
     for _ in 0..clients.min(CONNECTIONS) {
-        let channel = Endpoint::from_shared(uri.clone())?
-            .tcp_nodelay(true)
-            .connect()
-            .await
-            .with_context(|| format!("cannot connect to {uri}"))?;
-        channels.push(channel);
+        channels.push(H2Channel::connect(addr).await?);
     }
     let run = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let appenders = (0..clients)
         .map(|client| GrpcAppender {
-            client: EventLogClient::new(channels[client % channels.len()].clone()),
+            client: EventLogClient::with_origin(channels[client % channels.len()].clone(), origin.clone()),
             client_id: client,
             batch,
             run,
@@ -104,7 +107,7 @@ async fn level(clients: usize, batch: usize, phases: Phases) -> anyhow::Result<M
 }
 
 struct GrpcAppender {
-    client: EventLogClient<Channel>,
+    client: EventLogClient<H2Channel>,
     client_id: usize,
     batch: usize,
     /// Distinguishes runs against a server that outlives them.

@@ -26,6 +26,7 @@ mod big_log;
 mod disk;
 mod event;
 mod grpc;
+mod h2;
 mod latency;
 mod library;
 mod load;
