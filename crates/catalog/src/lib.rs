@@ -24,6 +24,7 @@
 mod check;
 mod error;
 mod media;
+mod projected;
 mod protobuf;
 mod table;
 mod validate;
@@ -31,5 +32,5 @@ mod validator;
 
 pub use error::{CatalogError, Problem, Result};
 pub use table::{CATALOG, EventSpec, Field, Kind, is_catalog_type, spec_of, types};
-pub use validate::{data_as_json, validate, validate_json};
+pub use validate::{data_as_json, data_fields_as_json, validate, validate_json};
 pub use validator::CatalogValidator;

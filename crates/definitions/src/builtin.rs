@@ -90,7 +90,7 @@ mod tests {
 
     /// The built-in expressions do what their descriptions say, on catalog events.
     mod semantics {
-        use std::collections::BTreeMap;
+        use crate::Seen;
         use std::sync::Arc;
 
         use serde_json::json;
@@ -110,14 +110,14 @@ mod tests {
             }
         }
 
-        fn seen(events: &[&EventData]) -> BTreeMap<String, Arc<EventData>> {
+        fn seen(events: &[&EventData]) -> Seen {
             events
                 .iter()
-                .map(|e| (e.event_type.clone(), Arc::new((*e).clone())))
+                .map(|e| Arc::new((*e).clone()))
                 .collect()
         }
 
-        fn good(kpi: &str, event: &EventData, seen: &BTreeMap<String, Arc<EventData>>) -> bool {
+        fn good(kpi: &str, event: &EventData, seen: &Seen) -> bool {
             let d = builtin();
             let KpiKind::Ratio { good, .. } = &d.kpi(kpi).expect("defined").kind else {
                 panic!("{kpi} is not a ratio")
@@ -243,7 +243,7 @@ mod tests {
             let big = placed();
             let mut small = placed();
             small.data["total"] = json!(10000);
-            let with = |seen: &BTreeMap<String, Arc<EventData>>| {
+            let with = |seen: &Seen| {
                 when.matches(&Scope {
                     event: &shipped,
                     seen: Some(seen),
@@ -284,7 +284,7 @@ mod tests {
                     json!({"incident_id": "I-1", "severity": severity}),
                 )
             };
-            let after_with = |event: &EventData, seen: &BTreeMap<String, Arc<EventData>>| {
+            let after_with = |event: &EventData, seen: &Seen| {
                 after.matches(&Scope {
                     event,
                     seen: Some(seen),

@@ -5,6 +5,7 @@
 mod cel;
 mod native;
 mod path;
+mod reads;
 #[cfg(test)]
 mod tests;
 
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use self::cel::CelProgram;
 use self::native::NativeProgram;
 use self::path::FieldPath;
+pub use self::reads::{EventReads, Fields, Reads};
 
 /// One event as expressions see it: decoded once, shared by every view.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -35,12 +37,74 @@ pub struct EventData {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// `seen`: the last tracked event of each type for one key, in type order. Small
+/// (one entry per tracked type), so a sorted vector: no allocation per entry beyond
+/// the shared event.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Seen(Vec<Arc<EventData>>);
+
+impl Seen {
+    pub const fn new() -> Seen {
+        Seen(Vec::new())
+    }
+
+    fn find(&self, event_type: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|e| e.event_type.as_str().cmp(event_type))
+    }
+
+    /// The last event of `event_type`.
+    pub fn get(&self, event_type: &str) -> Option<&Arc<EventData>> {
+        self.find(event_type).ok().map(|i| &self.0[i])
+    }
+
+    pub fn contains_key(&self, event_type: &str) -> bool {
+        self.find(event_type).is_ok()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Remembers `event` as the last of its type.
+    pub fn insert(&mut self, event: Arc<EventData>) {
+        match self.find(&event.event_type) {
+            Ok(i) => self.0[i] = event,
+            Err(i) => self.0.insert(i, event),
+        }
+    }
+
+    /// The events, in type order.
+    pub fn events(&self) -> impl Iterator<Item = &Arc<EventData>> {
+        self.0.iter()
+    }
+
+    /// `(type, event)` in type order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Arc<EventData>)> {
+        self.0.iter().map(|e| (&e.event_type, e))
+    }
+}
+
+impl FromIterator<Arc<EventData>> for Seen {
+    /// The last event of each type wins.
+    fn from_iter<I: IntoIterator<Item = Arc<EventData>>>(events: I) -> Seen {
+        let mut seen = Seen::new();
+        for e in events {
+            seen.insert(e);
+        }
+        seen
+    }
+}
+
 /// What an expression may refer to.
 #[derive(Debug, Clone, Copy)]
 pub struct Scope<'a> {
     pub event: &'a EventData,
     /// `seen[type]`: the last tracked event of each type for this key.
-    pub seen: Option<&'a BTreeMap<String, Arc<EventData>>>,
+    pub seen: Option<&'a Seen>,
     /// `start`: the start event of a duration.
     pub start: Option<&'a EventData>,
 }
@@ -200,6 +264,18 @@ impl Expr {
     /// an expression in the native subset.
     pub fn is_native(&self) -> bool {
         !matches!(self.compiled, Compiled::Cel(_))
+    }
+
+    /// What the expression reads of the event being applied and of the kept events
+    /// (see [`Reads`]); everything when that cannot be narrowed.
+    pub fn reads(&self) -> Reads {
+        let mut reads = Reads::default();
+        match &self.compiled {
+            Compiled::Path(path) => path.reads(&mut reads),
+            Compiled::Native(program) => program.reads(&mut reads),
+            Compiled::Cel(_) => reads = Reads::everything(),
+        }
+        reads
     }
 
     pub fn eval(&self, scope: &Scope<'_>) -> Result<Value, EvalError> {

@@ -1,6 +1,6 @@
 //! The validated, compiled form of a definitions directory.
 
-use crate::Expr;
+use crate::{Expr, Reads};
 
 /// A whole definitions directory, validated and compiled.
 #[derive(Debug, Clone, Default)]
@@ -44,6 +44,10 @@ pub struct Match {
 }
 
 impl Match {
+    fn expressions(&self) -> impl Iterator<Item = &Expr> {
+        [&self.condition, &self.key, &self.value, &self.actor].into_iter().flatten()
+    }
+
     /// Whether `scope.event` is of this match's type and its condition (if any) holds.
     pub fn matches(&self, scope: &crate::Scope<'_>) -> bool {
         scope.event.event_type == self.event_type && self.condition.as_ref().is_none_or(|c| c.eval_bool(scope))
@@ -122,6 +126,40 @@ pub struct KpiDef {
     pub fingerprint: String,
 }
 
+impl KpiDef {
+    /// What the KPI's expressions read, together (see [`Reads`]).
+    pub fn reads(&self) -> Reads {
+        let mut matches: Vec<&Match> = Vec::new();
+        let mut own: Vec<&Expr> = self.key.iter().chain(self.group_by.iter().map(|(_, e)| e)).collect();
+        match &self.kind {
+            KpiKind::Duration { start, end } => matches.extend([start, end]),
+            KpiKind::Ratio { on, good, .. } => {
+                matches.push(on);
+                own.push(good);
+            }
+            KpiKind::Count { on } => matches.push(on),
+            KpiKind::Sum { on, value } => {
+                matches.push(on);
+                own.push(value);
+            }
+            KpiKind::Level { set, add, limit } => matches.extend(set.iter().chain(add).chain(limit)),
+            KpiKind::Open { open, state } => {
+                matches.extend(open);
+                own.extend(state);
+            }
+        }
+        union(own.into_iter().chain(matches.into_iter().flat_map(Match::expressions)))
+    }
+}
+
+fn union<'a>(exprs: impl Iterator<Item = &'a Expr>) -> Reads {
+    let mut reads = Reads::default();
+    for e in exprs {
+        reads.union(&e.reads());
+    }
+    reads
+}
+
 #[derive(Debug, Clone)]
 pub enum KpiKind {
     Duration {
@@ -197,6 +235,18 @@ pub struct ControlDef {
     pub close: Vec<String>,
     pub kind: ControlKind,
     pub fingerprint: String,
+}
+
+impl ControlDef {
+    /// What the control's expressions read, together (see [`Reads`]).
+    pub fn reads(&self) -> Reads {
+        let (a, b) = match &self.kind {
+            ControlKind::Requires { when, requires } => (when, requires),
+            ControlKind::SeparationOfDuties { first, second } => (first, second),
+            ControlKind::Within { after, expect, .. } => (after, expect),
+        };
+        union(std::iter::once(&self.key).chain(a.expressions()).chain(b.expressions()))
+    }
 }
 
 #[derive(Debug, Clone)]

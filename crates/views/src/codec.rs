@@ -122,7 +122,9 @@ pub struct Kept(pub Arc<EventData>);
 
 enum Table {
     Writing {
-        by_position: HashMap<u64, u32>,
+        /// Indexes of the events collected so far at each position: views that keep
+        /// different parts of an event keep different events.
+        by_position: HashMap<u64, Vec<u32>>,
         events: Vec<Arc<EventData>>,
     },
     Reading(Vec<Arc<EventData>>),
@@ -174,12 +176,21 @@ impl Serialize for Kept {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let index = TABLE.with(|t| match &mut *t.borrow_mut() {
             Some(Table::Writing { by_position, events }) => {
-                let next = u32::try_from(events.len()).ok()?;
-                let index = *by_position.entry(self.0.position).or_insert(next);
-                if index == next {
-                    events.push(self.0.clone());
+                let same = by_position.entry(self.0.position).or_default();
+                let found = same.iter().copied().find(|&i| {
+                    events
+                        .get(i as usize)
+                        .is_some_and(|e| Arc::ptr_eq(e, &self.0) || **e == *self.0)
+                });
+                match found {
+                    Some(index) => Some(index),
+                    None => {
+                        let next = u32::try_from(events.len()).ok()?;
+                        same.push(next);
+                        events.push(self.0.clone());
+                        Some(next)
+                    }
                 }
-                Some(index)
             }
             _ => None,
         });

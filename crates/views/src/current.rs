@@ -76,8 +76,7 @@ impl LevelState {
                 }
                 RoleKind::Track if !dropped => {
                     if let Some(state) = self.keys.get_mut(&key) {
-                        let event = ctx.keep();
-                        state.seen.insert(event.event_type.clone(), event);
+                        state.seen.insert(ctx.keep());
                     }
                 }
                 RoleKind::Close => {
@@ -255,8 +254,7 @@ impl OpenState {
                     // A tracked event of an open key is seen and moves its state.
                     let Some(state) = self.keys.get_mut(&key) else { continue };
                     let Some(item) = state.open.as_mut() else { continue };
-                    let event = ctx.keep();
-                    state.seen.insert(event.event_type.clone(), event);
+                    state.seen.insert(ctx.keep());
                     let scope = Scope {
                         event: ctx.event,
                         seen: Some(&state.seen),

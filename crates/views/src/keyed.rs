@@ -1,16 +1,15 @@
 //! What every keyed view shares: the event being applied, the per-key `seen` events,
 //! and evaluating keys, conditions and groups.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use opsflow_definitions::{EventData, Expr, Match, Scope};
+use opsflow_definitions::{EventData, EventReads, Expr, Match, Scope};
 
-/// `seen[type]`: the last tracked event of each type for one key.
-pub type Seen = BTreeMap<String, Arc<EventData>>;
+pub use opsflow_definitions::Seen;
 
 /// The `seen` of a key without state.
-pub static NO_SEEN: Seen = BTreeMap::new();
+pub static NO_SEEN: Seen = Seen::new();
 
 /// Per-key state that remembers tracked events.
 pub trait Tracks: Default {
@@ -26,17 +25,23 @@ pub type KeyCache = Vec<(u64, Option<String>)>;
 pub struct Ctx<'a> {
     pub event: &'a EventData,
     pub clock: i64,
-    /// One shared copy of the event for every view that keeps it.
-    shared: Option<Arc<EventData>>,
+    /// The distinct ways views keep events (what their expressions read of them).
+    kept: &'a [EventReads],
+    /// The projection of the view being applied, an index into `kept`.
+    pub kept_slot: usize,
+    /// One shared copy of the event per projection, for every view that keeps it so.
+    shared: Vec<Option<Arc<EventData>>>,
     keys: &'a mut KeyCache,
 }
 
 impl<'a> Ctx<'a> {
-    pub fn new(event: &'a EventData, clock: i64, keys: &'a mut KeyCache) -> Self {
+    pub fn new(event: &'a EventData, clock: i64, kept: &'a [EventReads], keys: &'a mut KeyCache) -> Self {
         Ctx {
             event,
             clock,
-            shared: None,
+            kept,
+            kept_slot: 0,
+            shared: Vec::new(),
             keys,
         }
     }
@@ -44,10 +49,7 @@ impl<'a> Ctx<'a> {
     /// Remembers the event being applied as `seen[type]` of `key` (a `Track` role).
     pub fn track<K: Tracks>(&mut self, keys: &mut HashMap<String, K>, key: String) {
         let event = self.keep();
-        keys.entry(key)
-            .or_default()
-            .seen_mut()
-            .insert(event.event_type.clone(), event);
+        keys.entry(key).or_default().seen_mut().insert(event);
     }
 
     /// The role's key for this event; `None` when it fails to evaluate or is empty
@@ -72,9 +74,23 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// The event, copied once per apply however many views keep it.
+    /// The event as the current view keeps it (only what its expressions read of
+    /// kept events), copied once per apply however many views keep it alike.
     pub fn keep(&mut self) -> Arc<EventData> {
-        self.shared.get_or_insert_with(|| Arc::new(self.event.clone())).clone()
+        let slot = self.kept_slot;
+        if self.shared.len() <= slot {
+            self.shared.resize(slot + 1, None);
+        }
+        let projection = self.kept.get(slot);
+        let event = self.event;
+        self.shared[slot]
+            .get_or_insert_with(|| {
+                Arc::new(match projection {
+                    Some(reads) => reads.project(event),
+                    None => event.clone(),
+                })
+            })
+            .clone()
     }
 
     pub fn scope<'s>(&'s self, seen: &'s Seen, start: Option<&'s EventData>) -> Scope<'s> {
@@ -146,7 +162,7 @@ pub fn group_of(group_by: &[(String, Expr)], scope: &Scope<'_>) -> Option<String
 
 /// Positions of a key's tracked events, oldest first.
 pub fn seen_positions(seen: &Seen) -> Vec<u64> {
-    let mut positions: Vec<u64> = seen.values().map(|e| e.position).collect();
+    let mut positions: Vec<u64> = seen.events().map(|e| e.position).collect();
     positions.sort_unstable();
     positions
 }
@@ -158,11 +174,11 @@ pub mod seen_codec {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(seen: &Seen, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(seen.iter().map(|(t, e)| (t, Kept(e.clone()))))
+        serializer.collect_seq(seen.events().map(|e| Kept(e.clone())))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Seen, D::Error> {
-        let entries: Vec<(String, Kept)> = Vec::deserialize(deserializer)?;
-        Ok(entries.into_iter().map(|(t, e)| (t, e.0)).collect())
+        let entries: Vec<Kept> = Vec::deserialize(deserializer)?;
+        Ok(entries.into_iter().map(|e| e.0).collect())
     }
 }

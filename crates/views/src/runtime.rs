@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use opsflow_definitions::{Definitions, EventData};
+use opsflow_definitions::{Definitions, EventData, Fields};
 use opsflow_log::{Direction, EventLog, LogError, RecordedEvent};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -125,8 +125,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The event as views see it, moving its strings out of the recorded event. Data
 /// is `Null` when it is neither JSON nor a catalog protobuf message.
 pub fn into_event_data(event: RecordedEvent) -> EventData {
-    let data = opsflow_catalog::data_as_json(&event.event_type, &event.content_type, &event.data)
-        .unwrap_or(serde_json::Value::Null);
+    into_event_data_with(event, &Fields::All)
+}
+
+/// [`into_event_data`] decoding only the top-level `data` fields in `fields`.
+fn into_event_data_with(event: RecordedEvent, fields: &Fields) -> EventData {
+    let data = match fields {
+        Fields::All => opsflow_catalog::data_as_json(&event.event_type, &event.content_type, &event.data),
+        Fields::Only(names) => {
+            opsflow_catalog::data_fields_as_json(&event.event_type, &event.content_type, &event.data, &|k| {
+                names.contains(k)
+            })
+        }
+    }
+    .unwrap_or(serde_json::Value::Null);
     EventData {
         position: event.position,
         version: event.version,
@@ -140,10 +152,11 @@ pub fn into_event_data(event: RecordedEvent) -> EventData {
     }
 }
 
-/// Applies `event` to `set`, decoding it only when some view cares.
+/// Applies `event` to `set`, decoding only what some view reads of it.
 pub fn apply_event(set: &mut ViewSet, event: RecordedEvent) {
     if set.interested(&event.event_type) {
-        set.apply(&into_event_data(event));
+        let data = into_event_data_with(event, set.data_fields());
+        set.apply(&data);
     } else {
         set.skip_event(event.position, event.time);
     }
@@ -295,8 +308,10 @@ impl Views {
         }
         let inner = self.inner.clone();
         let set = blocking(move || inner.view_at(as_of)).await?;
-        check_names(names, &set.view_names())?;
-        Ok(answer(&set, rebuilding, pick(&set)))
+        let result = check_names(names, &set.view_names()).map(|()| answer(&set, rebuilding, pick(&set)));
+        // Freeing a large set takes a good part of a query: not on the caller's time.
+        tokio::task::spawn_blocking(move || drop(set));
+        result
     }
 
     /// Live KPIs without cloning the view set (for metrics).

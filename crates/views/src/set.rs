@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use opsflow_definitions::{Definitions, EventData};
+use opsflow_definitions::{Definitions, EventData, EventReads, Fields};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{EventTable, StoredEvent};
@@ -14,7 +14,7 @@ use crate::view::{Stored, View};
 use crate::{Result, ViewError};
 
 /// The leading byte of [`ViewSet::encode`]; bumped whenever stored state changes shape.
-pub const FORMAT: u8 = 2;
+pub const FORMAT: u8 = 3;
 
 /// Every view of a [`Definitions`], fed the log in position order.
 ///
@@ -33,6 +33,11 @@ pub struct ViewSet {
     /// Views with deadlines (`within` controls).
     timed: Vec<usize>,
     stale: Vec<String>,
+    /// The distinct projections views keep events in ([`View::kept_slot`]).
+    kept: Vec<EventReads>,
+    /// The top-level `data` fields any view reads, of an event or of one it keeps:
+    /// all the runtime needs to decode.
+    data_fields: Fields,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -78,6 +83,8 @@ impl ViewSet {
             keys: Vec::new(),
             timed: Vec::new(),
             stale: Vec::new(),
+            kept: Vec::new(),
+            data_fields: Fields::default(),
         };
         set.index();
         set
@@ -96,6 +103,19 @@ impl ViewSet {
             }
         }
         self.keys = vec![(0, None); slots.len()];
+        self.kept.clear();
+        self.data_fields = Fields::default();
+        for view in &mut self.views {
+            view.kept_slot = match self.kept.iter().position(|k| *k == view.reads.kept) {
+                Some(slot) => slot,
+                None => {
+                    self.kept.push(view.reads.kept.clone());
+                    self.kept.len() - 1
+                }
+            };
+            self.data_fields.union(&view.reads.event.data);
+            self.data_fields.union(&view.reads.kept.data);
+        }
         for (v, view) in self.views.iter().enumerate() {
             for (r, route) in view.routes.iter().enumerate() {
                 self.dispatch.entry(route.event_type.clone()).or_default().push((v, r));
@@ -128,6 +148,12 @@ impl ViewSet {
         self.dispatch.contains_key(event_type)
     }
 
+    /// The top-level `data` fields some view reads (of an event, or later of one it
+    /// keeps). The runtime may decode only these: views cannot tell the difference.
+    pub fn data_fields(&self) -> &Fields {
+        &self.data_fields
+    }
+
     /// Applies the next event. Events must come in position order; one at or before
     /// [`ViewSet::position`] is ignored (a bug in the caller, asserted in debug builds).
     pub fn apply(&mut self, event: &EventData) {
@@ -135,7 +161,7 @@ impl ViewSet {
             return;
         }
         if let Some(routes) = self.dispatch.get(event.event_type.as_str()) {
-            let mut ctx = Ctx::new(event, self.clock, &mut self.keys);
+            let mut ctx = Ctx::new(event, self.clock, &self.kept, &mut self.keys);
             for &(v, r) in routes {
                 self.views[v].apply(r, &mut ctx);
             }

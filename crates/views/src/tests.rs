@@ -346,3 +346,31 @@ fn close_drops_control_state_and_withdraws_obligations() {
         .sum();
     assert_eq!(keys, 0, "closed keys hold no state");
 }
+
+#[test]
+fn the_default_views_read_few_fields_and_keep_less() {
+    let set = ViewSet::new(&opsflow_definitions::builtin());
+    let opsflow_definitions::Fields::Only(fields) = set.data_fields() else {
+        panic!("the default views should not need whole events")
+    };
+    for needed in ["order_id", "promised_by", "channel", "severity", "approver", "requester"] {
+        assert!(fields.contains(needed), "{needed} missing from {fields:?}");
+    }
+    for unread in ["lines", "customer", "currency"] {
+        assert!(!fields.contains(unread), "{unread} is decoded for nothing");
+    }
+    // A kept order placement holds what the views read of it, no more.
+    let mut views = ViewSet::new(&opsflow_definitions::builtin());
+    let placed = event(
+        1,
+        "order.placed",
+        0,
+        serde_json::json!({"order_id": "O-1", "customer": "c", "total": 5, "currency": "EUR",
+            "promised_by": "2026-11-25T00:00:00Z", "channel": "web", "lines": [{"sku": "S"}]}),
+    );
+    views.apply(&placed);
+    let bytes = views.encode();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.contains("promised_by") && text.contains("channel"));
+    assert!(!text.contains("currency") && !text.contains("lines"), "kept whole");
+}

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use opsflow_definitions::{ControlDef, ControlKind, Expr, KpiDef, KpiKind, Match};
+use opsflow_definitions::{ControlDef, ControlKind, Expr, KpiDef, KpiKind, Match, Reads};
 use serde::{Deserialize, Serialize};
 
 use crate::controls::{DutiesState, Findings, RequiresState, WithinState};
@@ -51,6 +51,12 @@ pub struct View {
     pub(crate) def: Def,
     pub(crate) routes: Vec<Route>,
     pub(crate) stored: Stored,
+    /// What the view's expressions read: of each applied event, and of the events it
+    /// keeps (which it keeps only that much of).
+    pub(crate) reads: Reads,
+    /// Which of the set's distinct kept projections is this view's (see
+    /// [`Ctx::keep`]).
+    pub(crate) kept_slot: usize,
 }
 
 impl View {
@@ -79,6 +85,8 @@ impl View {
         let routes = routes(&roles, def.key.as_ref(), &def.track, &def.close);
         View {
             routes,
+            reads: def.reads(),
+            kept_slot: 0,
             def: Def::Kpi(def),
             stored: Stored { eval_errors: 0, state },
         }
@@ -102,6 +110,8 @@ impl View {
         let routes = routes(&roles, Some(&def.key), &def.track, &def.close);
         View {
             routes,
+            reads: def.reads(),
+            kept_slot: 0,
             def: Def::Control(def),
             stored: Stored { eval_errors: 0, state },
         }
@@ -159,6 +169,7 @@ impl View {
     }
 
     pub(crate) fn apply(&mut self, route: usize, ctx: &mut Ctx<'_>) {
+        ctx.kept_slot = self.kept_slot;
         let roles = &self.routes[route].roles;
         let errors = &mut self.stored.eval_errors;
         match (&self.def, &mut self.stored.state) {

@@ -79,7 +79,7 @@ impl CelProgram {
             let seen: HashMap<Key, cel::Value> = scope
                 .seen
                 .into_iter()
-                .flatten()
+                .flat_map(crate::Seen::iter)
                 .map(|(t, e)| (Key::from(t.as_str()), event_value(e)))
                 .collect();
             context.add_variable_from_value("seen", cel::Value::Map(Map { map: Arc::new(seen) }));

@@ -24,7 +24,7 @@ use std::borrow::Cow;
 
 use self::value::{Failure, Kind, List, Literal, Outcome, ScalarKey, V};
 use self::walk::Root;
-use super::{EvalError, Scope, Value};
+use super::{EvalError, Reads, Scope, Value};
 
 /// An expression compiled for native evaluation.
 #[derive(Debug)]
@@ -48,6 +48,11 @@ impl NativeProgram {
     /// Whether the expression evaluates to `true`; without building a [`Value`].
     pub(crate) fn eval_bool(&self, scope: &Scope<'_>) -> bool {
         matches!(self.root.eval(scope), Ok(V::Bool(true)))
+    }
+
+    /// Adds what the expression reads to `reads`.
+    pub(crate) fn reads(&self, reads: &mut Reads) {
+        self.root.reads(reads);
     }
 }
 
@@ -132,6 +137,46 @@ enum Node {
 }
 
 impl Node {
+    fn reads(&self, r: &mut Reads) {
+        match self {
+            Node::Literal(_) | Node::LiteralList(_) | Node::Fail(_) => {}
+            Node::List(items) => items.iter().for_each(|n| n.reads(r)),
+            Node::Path(root, keys) => path_reads(*root, keys, r),
+            Node::Has(operand, field) => match &**operand {
+                Node::Path(root, keys) => {
+                    let mut keys: Vec<&str> = keys.iter().map(|k| &**k).collect();
+                    keys.push(field);
+                    path_reads(*root, &keys, r);
+                }
+                other => other.reads(r),
+            },
+            // `'t' in seen` asks only which types were seen.
+            Node::In(lhs, rhs) => {
+                lhs.reads(r);
+                if !matches!(&**rhs, Node::Path(Root::Seen, keys) if keys.is_empty()) {
+                    rhs.reads(r);
+                }
+            }
+            Node::Select(operand, _)
+            | Node::Not(operand)
+            | Node::Negate(operand)
+            | Node::Size(operand)
+            | Node::Timestamp(operand) => operand.reads(r),
+            Node::Index(a, b)
+            | Node::Arith(_, a, b)
+            | Node::Order(_, a, b)
+            | Node::Equals(a, b)
+            | Node::NotEquals(a, b)
+            | Node::And(a, b)
+            | Node::Or(a, b)
+            | Node::String(_, a, b) => {
+                a.reads(r);
+                b.reads(r);
+            }
+            Node::Conditional(parts) => parts.iter().for_each(|n| n.reads(r)),
+        }
+    }
+
     fn eval<'a>(&'a self, scope: &Scope<'a>) -> Outcome<'a> {
         match self {
             Node::Literal(l) => Ok(V::from_literal(l)),
@@ -310,5 +355,13 @@ fn contains<'a>(container: V<'a>, item: V<'a>) -> Outcome<'a> {
         // A key of another type a map may have: never one of these string-keyed maps.
         (V::Map(_), V::Int(_) | V::Uint(_) | V::Double(_) | V::Bool(_)) => Ok(V::Bool(false)),
         _ => Err(Failure::no_overload("@in", &item, &container)),
+    }
+}
+
+fn path_reads<S: AsRef<str>>(root: Root, keys: &[S], r: &mut Reads) {
+    match root {
+        Root::Event => r.event_path(keys),
+        Root::Start => r.start_path(keys),
+        Root::Seen => r.seen_path(keys),
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{EvalError, Scope, Value};
+use super::{EvalError, Reads, Scope, Value};
 
 /// The fields of an event, as expressions name them.
 pub(crate) const EVENT_FIELDS: &[&str] = &[
@@ -120,6 +120,33 @@ impl FieldPath {
                 message: format!("an event has no field `{other}` (fields: {})", EVENT_FIELDS.join(", ")),
                 column: first.column,
             }),
+        }
+    }
+
+    /// Adds what the path reads to `reads`.
+    pub(crate) fn reads(&self, reads: &mut Reads) {
+        let mut keys: Vec<&str> = match &self.root {
+            Root::Seen(t) => vec![t.as_str()],
+            Root::Event | Root::Start => Vec::new(),
+        };
+        keys.push(match &self.field {
+            Field::Type => "type",
+            Field::Stream => "stream",
+            Field::Source => "source",
+            Field::Id => "id",
+            Field::Time => "time",
+            Field::Position => "position",
+            Field::Version => "version",
+            Field::Data(_) => "data",
+            Field::Metadata(_) => "metadata",
+        });
+        if let Field::Data(data) = &self.field {
+            keys.extend(data.iter().map(String::as_str));
+        }
+        match &self.root {
+            Root::Event => reads.event_path(&keys),
+            Root::Start => reads.start_path(&keys),
+            Root::Seen(_) => reads.seen_path(&keys),
         }
     }
 

@@ -39,10 +39,10 @@ fn placed() -> EventData {
     )
 }
 
-fn seen_of(events: &[EventData]) -> BTreeMap<String, Arc<EventData>> {
+fn seen_of(events: &[EventData]) -> Seen {
     events
         .iter()
-        .map(|e| (e.event_type.clone(), Arc::new(e.clone())))
+        .map(|e| Arc::new(e.clone()))
         .collect()
 }
 

@@ -5,6 +5,8 @@
 //! missing field).
 
 use std::collections::BTreeMap;
+
+use crate::Seen;
 use std::sync::{Arc, LazyLock};
 
 use proptest::prelude::*;
@@ -592,7 +594,7 @@ fn event_of(event_type: Option<String>) -> impl Strategy<Value = EventData> {
     )
 }
 
-fn seen() -> impl Strategy<Value = Option<BTreeMap<String, Arc<EventData>>>> {
+fn seen() -> impl Strategy<Value = Option<Seen>> {
     let events = prop::collection::vec(
         prop::sample::select(TYPES).prop_flat_map(|t| event_of(Some(t.to_string()))),
         0..4,
@@ -600,7 +602,7 @@ fn seen() -> impl Strategy<Value = Option<BTreeMap<String, Arc<EventData>>>> {
     prop::option::of(events.prop_map(|events| {
         events
             .into_iter()
-            .map(|e| (e.event_type.clone(), Arc::new(e)))
+            .map(Arc::new)
             .collect()
     }))
 }
@@ -650,8 +652,8 @@ fn native_and_interpreter_agree_on_hand_written_events() {
         "order.delivered",
         serde_json::json!({"order_id": "PO-1", "complete": true, "damaged": false, "x": null, "other": [1, 2]}),
     );
-    let seen: BTreeMap<String, Arc<EventData>> =
-        BTreeMap::from([("order.placed".to_string(), Arc::new(placed.clone()))]);
+    let seen: Seen =
+        Seen::from_iter([Arc::new(placed.clone())]);
     for scope in [
         Scope::event(&placed),
         Scope::event(&delivered),

@@ -9,11 +9,11 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use chrono::{DateTime, FixedOffset, TimeDelta};
 
-use crate::expr::{EvalError, EventData, Value};
+use crate::expr::{EvalError, EventData, Seen, Value};
 
 /// CEL's `timestamp`, as the interpreter holds it (instants compare, offsets don't).
 pub(super) type Timestamp = DateTime<FixedOffset>;
@@ -64,7 +64,7 @@ pub(super) enum Map<'a> {
     Event(&'a EventData),
     Metadata(&'a BTreeMap<String, String>),
     /// `None` when the scope has no `seen`: CEL sees an empty map.
-    Seen(Option<&'a BTreeMap<String, Arc<EventData>>>),
+    Seen(Option<&'a Seen>),
 }
 
 /// A constant of the program: a literal, or a `timestamp('...')` / `duration('...')`
@@ -348,7 +348,7 @@ impl<'a> Map<'a> {
             Map::Json(o) => o.len(),
             Map::Event(_) => EVENT_KEYS.len(),
             Map::Metadata(m) => m.len(),
-            Map::Seen(seen) => seen.map_or(0, BTreeMap::len),
+            Map::Seen(seen) => seen.map_or(0, Seen::len),
         }
     }
 
@@ -364,7 +364,7 @@ impl<'a> Map<'a> {
             Map::Metadata(m) => m.iter().map(|(k, v)| (k.as_str(), V::Str(Cow::Borrowed(v)))).collect(),
             Map::Seen(seen) => seen
                 .into_iter()
-                .flatten()
+                .flat_map(Seen::iter)
                 .map(|(k, e)| (k.as_str(), V::Map(Map::Event(e))))
                 .collect(),
         }

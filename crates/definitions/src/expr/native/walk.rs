@@ -4,10 +4,9 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use super::value::{Failure, Kind, Map, Outcome, V, event_field};
-use crate::expr::{EventData, Scope};
+use crate::expr::{EventData, Scope, Seen};
 
 /// Where a path starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +22,7 @@ enum Place<'a> {
     Json(&'a serde_json::Value),
     Event(&'a EventData),
     Metadata(&'a BTreeMap<String, String>),
-    Seen(Option<&'a BTreeMap<String, Arc<EventData>>>),
+    Seen(Option<&'a Seen>),
 }
 
 impl<'a> Place<'a> {

@@ -1,0 +1,257 @@
+//! What an expression reads of the events it is given: which top-level `data`
+//! fields and which attributes, of the event being applied and of the kept ones
+//! (`start`, `seen[type]`). Views decode and keep only that much of each event, and
+//! an expression cannot tell: everything it reads is there.
+//!
+//! The analysis is conservative. A read it cannot narrow (the whole `data`, the
+//! whole event, `seen` used as a value, an expression left to the CEL
+//! interpreter) reads everything.
+
+use std::collections::BTreeSet;
+
+use super::EventData;
+
+/// Top-level fields of an event's `data`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Fields {
+    /// The whole of `data`.
+    All,
+    /// Only these top-level fields (each with everything under it).
+    Only(BTreeSet<String>),
+}
+
+impl Default for Fields {
+    fn default() -> Self {
+        Fields::Only(BTreeSet::new())
+    }
+}
+
+impl Fields {
+    pub fn contains(&self, name: &str) -> bool {
+        match self {
+            Fields::All => true,
+            Fields::Only(names) => names.contains(name),
+        }
+    }
+
+    pub fn is_all(&self) -> bool {
+        matches!(self, Fields::All)
+    }
+
+    fn add(&mut self, name: &str) {
+        if let Fields::Only(names) = self
+            && !names.contains(name)
+        {
+            names.insert(name.to_owned());
+        }
+    }
+
+    pub fn union(&mut self, other: &Fields) {
+        match other {
+            Fields::All => *self = Fields::All,
+            Fields::Only(names) => names.iter().for_each(|n| self.add(n)),
+        }
+    }
+
+    /// `data` with only these fields (a `data` that is not an object is kept whole).
+    pub fn project(&self, data: &serde_json::Value) -> serde_json::Value {
+        match (self, data) {
+            (Fields::Only(names), serde_json::Value::Object(map)) => serde_json::Value::Object(
+                map.iter()
+                    .filter(|(k, _)| names.contains(k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            _ => data.clone(),
+        }
+    }
+}
+
+/// What is read of one event. Its type, position and time are always kept.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct EventReads {
+    pub data: Fields,
+    pub stream: bool,
+    pub source: bool,
+    pub id: bool,
+    pub version: bool,
+    pub metadata: bool,
+}
+
+impl EventReads {
+    pub fn everything() -> EventReads {
+        EventReads {
+            data: Fields::All,
+            stream: true,
+            source: true,
+            id: true,
+            version: true,
+            metadata: true,
+        }
+    }
+
+    pub fn union(&mut self, other: &EventReads) {
+        self.data.union(&other.data);
+        self.stream |= other.stream;
+        self.source |= other.source;
+        self.id |= other.id;
+        self.version |= other.version;
+        self.metadata |= other.metadata;
+    }
+
+    /// The part of `event` this reads (type, position and time always).
+    pub fn project(&self, event: &EventData) -> EventData {
+        let text = |read: bool, s: &String| if read { s.clone() } else { String::new() };
+        EventData {
+            position: event.position,
+            version: if self.version { event.version } else { 0 },
+            stream: text(self.stream, &event.stream),
+            source: text(self.source, &event.source),
+            id: text(self.id, &event.id),
+            event_type: event.event_type.clone(),
+            time: event.time,
+            data: self.data.project(&event.data),
+            metadata: if self.metadata {
+                event.metadata.clone()
+            } else {
+                Default::default()
+            },
+        }
+    }
+
+    /// A path from this event: `keys` after `event.`, `start.` or `seen['t'].`.
+    fn path<S: AsRef<str>>(&mut self, keys: &[S]) {
+        match keys {
+            [] => *self = EventReads::everything(),
+            [data] if data.as_ref() == "data" => self.data = Fields::All,
+            [data, field, ..] if data.as_ref() == "data" => self.data.add(field.as_ref()),
+            [attribute, ..] => match attribute.as_ref() {
+                "type" | "time" | "position" => {}
+                "stream" | "subject" => self.stream = true,
+                "source" => self.source = true,
+                "id" => self.id = true,
+                "version" => self.version = true,
+                "metadata" => self.metadata = true,
+                // Not an event field: it fails whatever is kept.
+                _ => {}
+            },
+        }
+    }
+}
+
+/// What an expression reads.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reads {
+    /// Of `event`, the event being applied.
+    pub event: EventReads,
+    /// Of the kept events: `start` and every `seen[type]`.
+    pub kept: EventReads,
+}
+
+impl Reads {
+    pub fn everything() -> Reads {
+        Reads {
+            event: EventReads::everything(),
+            kept: EventReads::everything(),
+        }
+    }
+
+    pub fn union(&mut self, other: &Reads) {
+        self.event.union(&other.event);
+        self.kept.union(&other.kept);
+    }
+
+    pub(crate) fn event_path<S: AsRef<str>>(&mut self, keys: &[S]) {
+        self.event.path(keys);
+    }
+
+    pub(crate) fn start_path<S: AsRef<str>>(&mut self, keys: &[S]) {
+        self.kept.path(keys);
+    }
+
+    /// `seen` followed by `keys` (the first one names the type).
+    pub(crate) fn seen_path<S: AsRef<str>>(&mut self, keys: &[S]) {
+        match keys.split_first() {
+            Some((_type, rest)) => self.kept.path(rest),
+            None => self.kept = EventReads::everything(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Expr;
+
+    fn only(names: &[&str]) -> Fields {
+        Fields::Only(names.iter().map(|n| (*n).to_owned()).collect())
+    }
+
+    fn reads(source: &str) -> Reads {
+        Expr::compile(source).unwrap().reads()
+    }
+
+    #[test]
+    fn paths_read_their_top_level_field() {
+        let r = reads("event.data.order.total");
+        assert_eq!(r.event.data, only(&["order"]));
+        assert_eq!(r.kept, EventReads::default());
+        let r = reads("seen['order.placed'].data.promised_by");
+        assert_eq!(r.kept.data, only(&["promised_by"]));
+        assert_eq!(r.event, EventReads::default());
+        assert!(reads("start.stream").kept.stream);
+        assert!(reads("event.metadata.k").event.metadata);
+    }
+
+    #[test]
+    fn native_expressions_union_their_paths() {
+        let r = reads(
+            "event.time <= timestamp(seen['order.placed'].data.promised_by) \
+             && (!has(event.data.complete) || event.data.complete) && !('order.returned' in seen)",
+        );
+        assert_eq!(r.event.data, only(&["complete"]));
+        assert_eq!(r.kept.data, only(&["promised_by"]));
+        assert!(!r.kept.stream && !r.kept.metadata);
+        let r = reads("has(start.data.channel) ? start.data.channel : 'unknown'");
+        assert_eq!(r.kept.data, only(&["channel"]));
+    }
+
+    #[test]
+    fn reads_that_cannot_be_narrowed_read_everything() {
+        assert_eq!(reads("size(event.data) > 2").event.data, Fields::All);
+        assert_eq!(reads("'x' in event.data").event.data, Fields::All);
+        assert_eq!(reads("size(seen) > 0").kept, EventReads::everything());
+        assert_eq!(reads("seen[event.data.t].time > 0").kept, EventReads::everything());
+        assert_eq!(reads("event.data.total > 1").event.data, only(&["total"]));
+        // Left to the interpreter: everything.
+        assert_eq!(
+            reads("event.data.lines.exists(l, l.qty > 1)"),
+            Reads::everything()
+        );
+    }
+
+    #[test]
+    fn projection_keeps_what_is_read() {
+        let event = EventData {
+            position: 3,
+            version: 2,
+            stream: "order/O-1".into(),
+            source: "shop".into(),
+            id: "e3".into(),
+            event_type: "order.placed".into(),
+            time: 7,
+            data: serde_json::json!({"a": 1, "b": {"c": 2}, "d": [3]}),
+            metadata: [("k".to_owned(), "v".to_owned())].into(),
+        };
+        let mut r = EventReads {
+            data: only(&["b", "zz"]),
+            ..EventReads::default()
+        };
+        let p = r.project(&event);
+        assert_eq!(p.data, serde_json::json!({"b": {"c": 2}}));
+        assert_eq!((p.position, p.time, p.event_type.as_str()), (3, 7, "order.placed"));
+        assert!(p.stream.is_empty() && p.source.is_empty() && p.metadata.is_empty());
+        r.union(&EventReads::everything());
+        assert_eq!(r.project(&event), event);
+    }
+}
