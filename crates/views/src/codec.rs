@@ -11,57 +11,113 @@ use serde::de::Deserializer;
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 
-/// `serde_json::Value` needs a self-describing format to deserialize; this mirror does
-/// not, and keeps numbers exactly (integers as integers, floats by their bits).
-#[derive(Serialize, Deserialize)]
-enum StoredValue {
-    Null,
-    Bool(bool),
-    Int(i64),
-    Uint(u64),
-    Float(f64),
-    String(String),
-    Array(Vec<StoredValue>),
-    Object(Vec<(String, StoredValue)>),
-}
+/// `serde_json::Value` needs a self-describing format to deserialize; this wrapper
+/// does not. It encodes a value as the enum
+/// `{Null, Bool(bool), Int(i64), Uint(u64), Float(f64), String, Array([..]), Object([(key, ..)])}`
+/// would (numbers exactly: integers as integers, floats by their bits), and decodes
+/// straight into a `serde_json::Value`, without an intermediate tree.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StoredJson(pub serde_json::Value);
 
-impl From<&serde_json::Value> for StoredValue {
-    fn from(value: &serde_json::Value) -> Self {
+const JSON: &str = "StoredValue";
+const JSON_VARIANTS: &[&str] = &["Null", "Bool", "Int", "Uint", "Float", "String", "Array", "Object"];
+
+/// A borrowed value, serialized as [`StoredJson`].
+struct JsonRef<'a>(&'a serde_json::Value);
+
+impl Serialize for JsonRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde_json::Value;
-        match value {
-            Value::Null => StoredValue::Null,
-            Value::Bool(b) => StoredValue::Bool(*b),
+        match self.0 {
+            Value::Null => s.serialize_unit_variant(JSON, 0, "Null"),
+            Value::Bool(b) => s.serialize_newtype_variant(JSON, 1, "Bool", b),
             Value::Number(n) => {
                 if let Some(u) = n.as_u64() {
-                    StoredValue::Uint(u)
+                    s.serialize_newtype_variant(JSON, 3, "Uint", &u)
                 } else if let Some(i) = n.as_i64() {
-                    StoredValue::Int(i)
+                    s.serialize_newtype_variant(JSON, 2, "Int", &i)
                 } else {
-                    StoredValue::Float(n.as_f64().unwrap_or(f64::NAN))
+                    s.serialize_newtype_variant(JSON, 4, "Float", &n.as_f64().unwrap_or(f64::NAN))
                 }
             }
-            Value::String(s) => StoredValue::String(s.clone()),
-            Value::Array(items) => StoredValue::Array(items.iter().map(StoredValue::from).collect()),
-            Value::Object(map) => {
-                StoredValue::Object(map.iter().map(|(k, v)| (k.clone(), StoredValue::from(v))).collect())
-            }
+            Value::String(text) => s.serialize_newtype_variant(JSON, 5, "String", text),
+            Value::Array(items) => s.serialize_newtype_variant(JSON, 6, "Array", &Items(items)),
+            Value::Object(map) => s.serialize_newtype_variant(JSON, 7, "Object", &Entries(map)),
         }
     }
 }
 
-impl From<StoredValue> for serde_json::Value {
-    fn from(value: StoredValue) -> Self {
+struct Items<'a>(&'a [serde_json::Value]);
+
+impl Serialize for Items<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(JsonRef))
+    }
+}
+
+struct Entries<'a>(&'a serde_json::Map<String, serde_json::Value>);
+
+impl Serialize for Entries<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|(k, v)| (k, JsonRef(v))))
+    }
+}
+
+impl Serialize for StoredJson {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        JsonRef(&self.0).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for StoredJson {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_enum(JSON, JSON_VARIANTS, JsonVisitor).map(StoredJson)
+    }
+}
+
+struct JsonVisitor;
+
+impl<'de> serde::de::Visitor<'de> for JsonVisitor {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a stored JSON value")
+    }
+
+    fn visit_enum<A: serde::de::EnumAccess<'de>>(self, data: A) -> Result<serde_json::Value, A::Error> {
+        use serde::de::VariantAccess;
         use serde_json::Value;
-        match value {
-            StoredValue::Null => Value::Null,
-            StoredValue::Bool(b) => Value::Bool(b),
-            StoredValue::Int(i) => Value::from(i),
-            StoredValue::Uint(u) => Value::from(u),
-            StoredValue::Float(f) => serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
-            StoredValue::String(s) => Value::String(s),
-            StoredValue::Array(items) => Value::Array(items.into_iter().map(Value::from).collect()),
-            StoredValue::Object(entries) => Value::Object(entries.into_iter().map(|(k, v)| (k, v.into())).collect()),
-        }
+        let (tag, variant): (u32, A::Variant) = data.variant()?;
+        Ok(match tag {
+            0 => {
+                variant.unit_variant()?;
+                Value::Null
+            }
+            1 => Value::Bool(variant.newtype_variant()?),
+            2 => Value::from(variant.newtype_variant::<i64>()?),
+            3 => Value::from(variant.newtype_variant::<u64>()?),
+            4 => serde_json::Number::from_f64(variant.newtype_variant()?).map_or(Value::Null, Value::Number),
+            5 => Value::String(variant.newtype_variant()?),
+            6 => Value::Array(
+                variant
+                    .newtype_variant::<Vec<StoredJson>>()?
+                    .into_iter()
+                    .map(|v| v.0)
+                    .collect(),
+            ),
+            7 => Value::Object(
+                variant
+                    .newtype_variant::<Vec<(String, StoredJson)>>()?
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0))
+                    .collect(),
+            ),
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "stored JSON value of unknown kind {other}"
+                )));
+            }
+        })
     }
 }
 
@@ -74,7 +130,7 @@ pub(crate) struct StoredEvent {
     id: String,
     event_type: String,
     time: i64,
-    data: StoredValue,
+    data: StoredJson,
     metadata: BTreeMap<String, String>,
 }
 
@@ -88,7 +144,7 @@ impl From<&EventData> for StoredEvent {
             id: e.id.clone(),
             event_type: e.event_type.clone(),
             time: e.time,
-            data: StoredValue::from(&e.data),
+            data: StoredJson(e.data.clone()),
             metadata: e.metadata.clone(),
         }
     }
@@ -104,7 +160,7 @@ impl From<StoredEvent> for EventData {
             id: e.id,
             event_type: e.event_type,
             time: e.time,
-            data: e.data.into(),
+            data: e.data.0,
             metadata: e.metadata,
         }
     }
@@ -221,7 +277,7 @@ impl<'de> Deserialize<'de> for Kept {
 pub mod sorted_map {
     use super::*;
 
-    pub fn serialize<K, V, S>(map: &HashMap<K, V>, serializer: S) -> Result<S::Ok, S::Error>
+    pub fn serialize<K, V, H, S>(map: &HashMap<K, V, H>, serializer: S) -> Result<S::Ok, S::Error>
     where
         K: Serialize + Ord,
         V: Serialize,
@@ -232,10 +288,11 @@ pub mod sorted_map {
         serializer.collect_seq(entries)
     }
 
-    pub fn deserialize<'de, K, V, D>(deserializer: D) -> Result<HashMap<K, V>, D::Error>
+    pub fn deserialize<'de, K, V, H, D>(deserializer: D) -> Result<HashMap<K, V, H>, D::Error>
     where
         K: Deserialize<'de> + Eq + Hash,
         V: Deserialize<'de>,
+        H: std::hash::BuildHasher + Default,
         D: Deserializer<'de>,
     {
         let entries: Vec<(K, V)> = Vec::deserialize(deserializer)?;
@@ -246,6 +303,50 @@ pub mod sorted_map {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The shape [`StoredJson`] is written in, derived.
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    enum StoredValue {
+        Null,
+        Bool(bool),
+        Int(i64),
+        Uint(u64),
+        Float(f64),
+        String(String),
+        Array(Vec<StoredValue>),
+        Object(Vec<(String, StoredValue)>),
+    }
+
+    #[test]
+    fn stored_json_is_the_stored_value_enum_on_the_wire() {
+        let value = serde_json::json!({"a": null, "b": true, "c": -4, "d": 18446744073709551615u64,
+            "e": 0.1, "f": "text", "g": [1, [2.5, {"h": "i"}], null], "j": {}});
+        let bytes = postcard::to_stdvec(&StoredJson(value.clone())).unwrap();
+        let derived = StoredValue::Object(vec![
+            ("a".into(), StoredValue::Null),
+            ("b".into(), StoredValue::Bool(true)),
+            ("c".into(), StoredValue::Int(-4)),
+            ("d".into(), StoredValue::Uint(u64::MAX)),
+            ("e".into(), StoredValue::Float(0.1)),
+            ("f".into(), StoredValue::String("text".into())),
+            (
+                "g".into(),
+                StoredValue::Array(vec![
+                    StoredValue::Uint(1),
+                    StoredValue::Array(vec![
+                        StoredValue::Float(2.5),
+                        StoredValue::Object(vec![("h".into(), StoredValue::String("i".into()))]),
+                    ]),
+                    StoredValue::Null,
+                ]),
+            ),
+            ("j".into(), StoredValue::Object(vec![])),
+        ]);
+        assert_eq!(bytes, postcard::to_stdvec(&derived).unwrap());
+        let back: StoredJson = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back.0, value);
+        assert!(postcard::from_bytes::<StoredJson>(&[9]).is_err(), "unknown kind");
+    }
 
     #[test]
     fn kept_events_round_trip_exactly() {

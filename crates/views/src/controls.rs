@@ -1,12 +1,12 @@
 //! Compliance controls: `requires`, `separation_of_duties` and `within`.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
 use opsflow_definitions::ControlDef;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::sorted_map;
-use crate::keyed::{Ctx, NO_SEEN, Role, RoleKind, Seen, Tracks, seen_codec, seen_positions};
+use crate::keyed::{Ctx, KeyMap, NO_SEEN, Role, RoleKind, Seen, Tracks, seen_codec, seen_positions};
 use crate::report::{Obligation, Violation};
 use crate::time::{NANOS_PER_SECOND, format_seconds};
 
@@ -50,7 +50,7 @@ impl Tracks for RequiresKey {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RequiresState {
     #[serde(with = "sorted_map")]
-    keys: HashMap<String, RequiresKey>,
+    keys: KeyMap<RequiresKey>,
     pub findings: Findings,
 }
 
@@ -117,7 +117,7 @@ impl Tracks for DutiesKey {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DutiesState {
     #[serde(with = "sorted_map")]
-    keys: HashMap<String, DutiesKey>,
+    keys: KeyMap<DutiesKey>,
     pub findings: Findings,
 }
 
@@ -210,7 +210,7 @@ impl Tracks for WithinKey {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WithinState {
     #[serde(with = "sorted_map")]
-    keys: HashMap<String, WithinKey>,
+    keys: KeyMap<WithinKey>,
     /// `(due, key)` of every pending obligation.
     due: BTreeSet<(i64, String)>,
     pub findings: Findings,

@@ -1,12 +1,12 @@
 //! Current-value KPIs (window `now`): `level` and `open`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use opsflow_definitions::{Expr, KpiDef, Scope};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::sorted_map;
-use crate::keyed::{Ctx, NO_SEEN, Role, RoleKind, Seen, group_of, seen_codec};
+use crate::keyed::{Ctx, KeyMap, NO_SEEN, Role, RoleKind, Seen, group_of, seen_codec};
 use crate::report::{KpiValue, Status};
 use crate::time::NANOS_PER_SECOND;
 
@@ -24,7 +24,7 @@ pub struct LevelKey {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LevelState {
     #[serde(with = "sorted_map")]
-    keys: HashMap<String, LevelKey>,
+    keys: KeyMap<LevelKey>,
 }
 
 impl LevelState {
@@ -193,7 +193,7 @@ pub struct OpenKey {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OpenState {
     #[serde(with = "sorted_map")]
-    keys: HashMap<String, OpenKey>,
+    keys: KeyMap<OpenKey>,
 }
 
 impl OpenState {

@@ -8,6 +8,11 @@ use opsflow_definitions::{EventData, EventReads, Expr, Match, Scope};
 
 pub use opsflow_definitions::Seen;
 
+/// Per-key state of a view. Keys come from event data, so the hasher is seeded
+/// per process (foldhash), and fast; encodings sort the keys
+/// ([`crate::codec::sorted_map`]), so the bytes do not depend on it.
+pub type KeyMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
 /// The `seen` of a key without state.
 pub static NO_SEEN: Seen = Seen::new();
 
@@ -47,7 +52,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// Remembers the event being applied as `seen[type]` of `key` (a `Track` role).
-    pub fn track<K: Tracks>(&mut self, keys: &mut HashMap<String, K>, key: String) {
+    pub fn track<K: Tracks>(&mut self, keys: &mut KeyMap<K>, key: String) {
         let event = self.keep();
         keys.entry(key).or_default().seen_mut().insert(event);
     }

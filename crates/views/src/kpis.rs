@@ -1,12 +1,12 @@
 //! Windowed KPIs: `duration`, `ratio`, `count` and `sum`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use opsflow_definitions::{Expr, KpiDef};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{Kept, sorted_map};
-use crate::keyed::{Ctx, NO_SEEN, Role, RoleKind, Seen, Tracks, group_of, seen_codec};
+use crate::keyed::{Ctx, KeyMap, NO_SEEN, Role, RoleKind, Seen, Tracks, group_of, seen_codec};
 use crate::report::{KpiValue, Status};
 use crate::sketch::Sketch;
 use crate::time::NANOS_PER_SECOND;
@@ -42,7 +42,7 @@ impl Tracks for DurationKey {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DurationState {
     #[serde(with = "sorted_map")]
-    keys: HashMap<String, DurationKey>,
+    keys: KeyMap<DurationKey>,
     series: Windowed<Sketch>,
 }
 
@@ -116,7 +116,7 @@ impl DurationState {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RatioState {
     #[serde(with = "sorted_map")]
-    keys: HashMap<String, Tracked>,
+    keys: KeyMap<Tracked>,
     series: Windowed<RatioCell>,
 }
 

@@ -152,6 +152,19 @@ fn into_event_data_with(event: RecordedEvent, fields: &Fields) -> EventData {
     }
 }
 
+/// An event read ahead for a view set: decoded for it, or only its time.
+enum Prepared {
+    Apply(EventData),
+    Skip(u64, i64),
+}
+
+const PREPARED_BATCH: usize = 1024;
+
+/// Batches a reader may run ahead by: all the events between two snapshots.
+fn prepared_batches(snapshot_every: u64) -> usize {
+    usize::try_from(snapshot_every).unwrap_or(usize::MAX).div_ceil(PREPARED_BATCH).max(1)
+}
+
 /// Applies `event` to `set`, decoding only what some view reads of it.
 pub fn apply_event(set: &mut ViewSet, event: RecordedEvent) {
     if set.interested(&event.event_type) {
@@ -618,8 +631,46 @@ impl Inner {
                 return Ok(live.clone());
             }
         }
+        let mut snapshots = self.store.snapshots_below(target);
+        let Some(nearest) = snapshots.next().transpose()? else {
+            let mut set = ViewSet::new(&defs);
+            self.replay(&mut set, target, |_| Ok(()))?;
+            return Ok(set);
+        };
+        // Read and decode the events after the snapshot on a second thread while the
+        // snapshot decodes: the two take about as long, and a query is mostly them.
+        let (position, bytes) = nearest;
+        let (tx, rx) = std::sync::mpsc::sync_channel(prepared_batches(self.options.snapshot_every));
+        let started = std::thread::scope(|scope| {
+            let defs = &defs;
+            let reader = scope.spawn(move || self.prepare(defs, position + 1, target, tx));
+            let decoded = match ViewSet::decode(defs, &bytes) {
+                Ok(set) if set.position() == position && set.stale_views().is_empty() => {
+                    let mut set = set;
+                    drop(bytes);
+                    for batch in rx.iter() {
+                        for prepared in batch {
+                            match prepared {
+                                Prepared::Apply(event) => set.apply(&event),
+                                Prepared::Skip(position, time) => set.skip_event(position, time),
+                            }
+                        }
+                    }
+                    Some(set)
+                }
+                _ => None,
+            };
+            drop(rx);
+            let read = reader.join().map_err(|_| ViewsError::Stopped("the as-of reader panicked".into()));
+            read.and_then(|r| r).map(|()| decoded)
+        })?;
+        if let Some(set) = started.filter(|s| s.position() == target) {
+            return Ok(set);
+        }
+        // That snapshot did not decode (or the reader stopped early): an older one, or
+        // position 1.
         let mut start = None;
-        for snapshot in self.store.snapshots_below(target) {
+        for snapshot in snapshots {
             let (position, bytes) = snapshot?;
             match ViewSet::decode(&defs, &bytes) {
                 Ok(set) if set.position() == position && set.stale_views().is_empty() => {
@@ -634,6 +685,37 @@ impl Inner {
             self.replay(&mut set, target, |_| Ok(()))?;
         }
         Ok(set)
+    }
+
+    /// Reads the events `from..=to` and decodes what views read of them, in batches
+    /// to `tx`; stops early when the receiver is gone.
+    fn prepare(
+        &self,
+        defs: &Definitions,
+        from: u64,
+        to: u64,
+        tx: std::sync::mpsc::SyncSender<Vec<Prepared>>,
+    ) -> Result<()> {
+        let shape = ViewSet::new(defs);
+        let mut batch = Vec::with_capacity(PREPARED_BATCH);
+        for event in self.log.iter_all(from) {
+            let event = event?;
+            if event.position > to {
+                break;
+            }
+            batch.push(if shape.interested(&event.event_type) {
+                Prepared::Apply(into_event_data_with(event, shape.data_fields()))
+            } else {
+                Prepared::Skip(event.position, event.time)
+            });
+            if batch.len() == PREPARED_BATCH && tx.send(std::mem::take(&mut batch)).is_err() {
+                return Ok(());
+            }
+        }
+        if !batch.is_empty() {
+            let _ = tx.send(batch);
+        }
+        Ok(())
     }
 
     /// The last position recorded at or before `time` (0 when none): recorded_at
