@@ -795,6 +795,59 @@ mod tests {
         log.close().await
     }
 
+    /// One commit group appending to two streams in turn writes one index entry per
+    /// stream, listing its interleaved pieces; reads in both directions, from any
+    /// version, and stream info see every version, before and after a reopen.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn interleaved_appends_in_one_group_index_every_version() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| LogError::Storage(e.into()))?;
+        let log = EventLog::open_async(dir.path(), LogOptions::default()).await?;
+        log.append("a/1", ExpectedVersion::Any, vec![event("a0")]).await?;
+        let part = |stream: &str, ids: &[&str]| StreamAppend {
+            stream: stream.into(),
+            expected: ExpectedVersion::Any,
+            events: ids.iter().map(|id| event(id)).collect(),
+        };
+        // Positions 2..=8: a a b a b b a (a: versions 1..=4, b: 0..=2).
+        let results = log
+            .append_each(vec![
+                part("a/1", &["a1", "a2"]),
+                part("b/1", &["b0"]),
+                part("a/1", &["a3"]),
+                part("b/1", &["b1", "b2"]),
+                part("a/1", &["a4"]),
+            ])
+            .await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        let entries = log.inner.store.db.scan_prefix(b"s").count();
+        assert_eq!(entries, 3, "a/1 from its first append, then one entry per stream for the group");
+        check_interleaved(&log).await?;
+        log.close().await?;
+        drop(log);
+        let log = EventLog::open_async(dir.path(), LogOptions::default()).await?;
+        check_interleaved(&log).await?;
+        let outcome = log.append("b/1", ExpectedVersion::Exact(2), vec![event("b3")]).await?;
+        assert_eq!(outcome.stream_version, 3);
+        let b = log.read_stream("b/1", None, Direction::Forward, 100).await?;
+        assert_eq!(b.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["b0", "b1", "b2", "b3"]);
+        log.close().await
+    }
+
+    async fn check_interleaved(log: &EventLog) -> Result<()> {
+        let ids = |events: Vec<RecordedEvent>| events.into_iter().map(|e| e.id).collect::<Vec<_>>();
+        let forward = log.read_stream("a/1", None, Direction::Forward, 100).await?;
+        assert_eq!(ids(forward), ["a0", "a1", "a2", "a3", "a4"]);
+        let from = log.read_stream("a/1", Some(2), Direction::Forward, 2).await?;
+        assert_eq!(ids(from), ["a2", "a3"]);
+        let backward = log.read_stream("a/1", Some(3), Direction::Backward, 3).await?;
+        assert_eq!(ids(backward), ["a3", "a2", "a1"]);
+        let b = log.read_stream("b/1", None, Direction::Backward, 100).await?;
+        assert_eq!(b.iter().map(|e| e.position).collect::<Vec<_>>(), [7, 6, 4]);
+        let info = log.stream_info("a/1").await?;
+        assert_eq!((info.last_version, info.last_position, info.first_position), (Some(4), 8, 1));
+        Ok(())
+    }
+
     /// One bad message must not fail its neighbours; order is kept.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn append_each_isolates_failures_and_keeps_order() -> Result<()> {

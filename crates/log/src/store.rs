@@ -4,7 +4,7 @@
 //! | key | value |
 //! |---|---|
 //! | `e` position(BE) | chunk of records starting at that position |
-//! | `s` stream `\0` first_version(BE) | first_position(BE), count(BE): one run of an append |
+//! | `s` stream `\0` first_version(BE) | pieces of first_position(BE), count(BE): the stream's versions from first_version on, in order |
 //! | `i` position(BE) | identity segment of the commit group starting there (see `identity.rs`) |
 //! | `m` name | meta: `format`, `head` (position, hash), `indexed` (position) |
 //! | `c` name | checkpoint of a named consumer (position) |
@@ -51,10 +51,90 @@ pub(crate) fn stream_key(stream: &str, first_version: u64) -> Vec<u8> {
 }
 
 pub(crate) fn run_value(first_position: u64, count: u64) -> [u8; 16] {
-    let mut v = [0u8; 16];
+    let mut v = [0u8; RUN_PIECE];
     v[..8].copy_from_slice(&first_position.to_be_bytes());
     v[8..].copy_from_slice(&count.to_be_bytes());
     v
+}
+
+/// Bytes of one piece of a stream index value: first position and count.
+pub(crate) const RUN_PIECE: usize = 16;
+
+/// The stream index entries one commit group writes for one stream: every version
+/// it appends to that stream, under one key. Appends of a stream interleaved with
+/// other streams' are not contiguous in position, so the value lists them piece by
+/// piece; a group appending to many streams thus writes a key per stream, not per
+/// append.
+#[derive(Debug)]
+pub(crate) struct RunBuilder {
+    pub first_version: u64,
+    next_version: u64,
+    value: Vec<u8>,
+}
+
+impl RunBuilder {
+    pub(crate) fn new(first_version: u64, first_position: u64, count: u64) -> RunBuilder {
+        RunBuilder {
+            first_version,
+            next_version: first_version + count,
+            value: run_value(first_position, count).to_vec(),
+        }
+    }
+
+    /// Adds the next versions; false (and nothing added) when they do not follow.
+    pub(crate) fn extend(&mut self, first_version: u64, first_position: u64, count: u64) -> bool {
+        if first_version != self.next_version {
+            return false;
+        }
+        self.next_version += count;
+        let last = self.value.len() - RUN_PIECE;
+        let (position, n) = piece(&self.value[last..]);
+        if position + n == first_position {
+            self.value[last + 8..].copy_from_slice(&(n + count).to_be_bytes());
+        } else {
+            self.value.extend_from_slice(&run_value(first_position, count));
+        }
+        true
+    }
+
+    pub(crate) fn value(&self) -> &[u8] {
+        &self.value
+    }
+}
+
+fn piece(bytes: &[u8]) -> (u64, u64) {
+    let mut p = [0u8; 8];
+    let mut n = [0u8; 8];
+    p.copy_from_slice(&bytes[..8]);
+    n.copy_from_slice(&bytes[8..RUN_PIECE]);
+    (u64::from_be_bytes(p), u64::from_be_bytes(n))
+}
+
+/// The runs of one stream index entry, in version order.
+fn pieces(first_version: u64, value: &[u8]) -> Result<Vec<Run>> {
+    if value.is_empty() || !value.len().is_multiple_of(RUN_PIECE) {
+        return Err(LogError::corrupt(
+            "stream index",
+            format!("a value of {} bytes is not whole 16-byte pieces", value.len()),
+        ));
+    }
+    let mut version = first_version;
+    let mut runs = Vec::with_capacity(value.len() / RUN_PIECE);
+    for chunk in value.chunks_exact(RUN_PIECE) {
+        let (first_position, count) = piece(chunk);
+        if count == 0 {
+            return Err(LogError::corrupt("stream index", "a piece of 0 events"));
+        }
+        runs.push(Run {
+            first_version: version,
+            first_position,
+            count,
+        });
+        version = version
+            .checked_add(count)
+            .ok_or_else(|| LogError::corrupt("stream index", "versions overflow"))?;
+    }
+    Ok(runs)
 }
 
 pub(crate) fn be_u64(bytes: &[u8], at: &str) -> Result<u64> {
@@ -220,7 +300,8 @@ impl Store {
         self.runs(stream, u64::MAX, true)?.next().transpose()
     }
 
-    /// Runs of a stream from the one holding `from_version`, forwards or backwards.
+    /// Runs of a stream from the one holding `from_version`, forwards or backwards
+    /// (a run may start before `from_version`, or end after it going backwards).
     pub(crate) fn runs(
         &self,
         stream: &str,
@@ -229,19 +310,31 @@ impl Store {
     ) -> Result<Box<dyn Iterator<Item = Result<Run>>>> {
         let prefix = stream_prefix(stream);
         let plen = prefix.len();
-        let decode = move |item: sled::Result<(sled::IVec, sled::IVec)>| -> Result<Run> {
+        let decode = move |item: sled::Result<(sled::IVec, sled::IVec)>| -> Result<Vec<Run>> {
             let (k, v) = item?;
-            Ok(Run {
-                first_version: be_u64(&k[plen..], "stream index key")?,
-                first_position: be_u64(&v, "stream index")?,
-                count: be_u64(&v[8.min(v.len())..], "stream index")?,
-            })
+            pieces(be_u64(&k[plen..], "stream index key")?, &v)
         };
         let lo = stream_key(stream, 0);
         let hi = stream_key(stream, u64::MAX);
+        let flatten = |entries: Result<Vec<Run>>, backward: bool| -> Vec<Result<Run>> {
+            match entries {
+                Ok(mut runs) => {
+                    if backward {
+                        runs.reverse();
+                    }
+                    runs.into_iter().map(Ok).collect()
+                }
+                Err(e) => vec![Err(e)],
+            }
+        };
         if backward {
             let top = stream_key(stream, from_version);
-            Ok(Box::new(self.db.range(lo..=top).rev().map(decode)))
+            Ok(Box::new(
+                self.db
+                    .range(lo..=top)
+                    .rev()
+                    .flat_map(move |item| flatten(decode(item), true)),
+            ))
         } else {
             let start = match self
                 .db
@@ -252,7 +345,11 @@ impl Store {
                 Some((k, _)) => be_u64(&k[plen..], "stream index key")?,
                 None => 0,
             };
-            Ok(Box::new(self.db.range(stream_key(stream, start)..=hi).map(decode)))
+            Ok(Box::new(
+                self.db
+                    .range(stream_key(stream, start)..=hi)
+                    .flat_map(move |item| flatten(decode(item), false)),
+            ))
         }
     }
 }

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::codec::{ChunkBuilder, EventFields, encode_record};
 use crate::identity::{Fingerprint, IdentityIndex, SegmentBuilder, fingerprint, segment_key};
-use crate::store::{Head, META_HEAD, META_INDEXED, Run, Store, run_value, stream_key};
+use crate::store::{Head, META_HEAD, META_INDEXED, Run, RunBuilder, Store, stream_key};
 use crate::{AppendOutcome, LogError, ProposedEvent, RecordedEvent, Result, StreamAppend};
 
 /// Close a chunk once it holds this many bytes.
@@ -73,6 +73,8 @@ pub(crate) struct Writer {
 
 struct Group {
     batch: sled::Batch,
+    /// The stream index entries of this group: one per stream.
+    runs: HashMap<String, RunBuilder>,
     chunk: Option<ChunkBuilder>,
     pending: HashMap<Fingerprint, Pending>,
     segment: Option<SegmentBuilder>,
@@ -185,6 +187,7 @@ impl Writer {
         self.last_recorded_at = recorded_at;
         let mut group = Group {
             batch: sled::Batch::default(),
+            runs: HashMap::new(),
             chunk: None,
             pending: HashMap::new(),
             segment: None,
@@ -207,6 +210,9 @@ impl Writer {
         if let Some(chunk) = group.chunk.take() {
             let first = chunk.first_position;
             group.batch.insert(&crate::store::chunk_key(first), chunk.finish());
+        }
+        for (stream, run) in group.runs.drain() {
+            group.batch.insert(stream_key(&stream, run.first_version), run.value());
         }
         if let Some(segment) = group.segment.take().filter(|s| !s.is_empty()) {
             group
@@ -371,10 +377,22 @@ impl Writer {
                 positions.push(position);
             }
             let count = part.events.len() as u64;
-            group.batch.insert(
-                stream_key(&part.stream, first_version),
-                &run_value(first_position, count),
-            );
+            match group.runs.get_mut(part.stream.as_str()) {
+                Some(run) => {
+                    if !run.extend(first_version, first_position, count) {
+                        // Versions of a stream follow each other within a group, so
+                        // this does not happen; if it did, the entries would be two.
+                        group.batch.insert(stream_key(&part.stream, run.first_version), run.value());
+                        *run = RunBuilder::new(first_version, first_position, count);
+                    }
+                }
+                None => {
+                    group.runs.insert(
+                        part.stream.clone(),
+                        RunBuilder::new(first_version, first_position, count),
+                    );
+                }
+            }
             let last_version = first_version + count - 1;
             self.streams.insert(part.stream.clone(), Some(last_version));
             outcomes.push(AppendOutcome {
