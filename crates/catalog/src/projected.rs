@@ -144,8 +144,14 @@ mod tests {
             parse(data, &keep_ab),
             Some(serde_json::json!({"a": 1, "b": "two\u{e9}"}))
         );
-        assert_eq!(parse(br#"{"a\u0062": 1, "b": 2}"#, &keep_ab), Some(serde_json::json!({"b": 2})));
-        assert_eq!(parse(br#"{"a": 1, "a": 2}"#, &keep_ab), Some(serde_json::json!({"a": 2})));
+        assert_eq!(
+            parse(br#"{"a\u0062": 1, "b": 2}"#, &keep_ab),
+            Some(serde_json::json!({"b": 2}))
+        );
+        assert_eq!(
+            parse(br#"{"a": 1, "a": 2}"#, &keep_ab),
+            Some(serde_json::json!({"a": 2}))
+        );
         assert_eq!(parse(b"[1, 2]", &keep_ab), Some(serde_json::json!([1, 2])));
         assert_eq!(parse(b"\"s\"", &keep_ab), Some(serde_json::json!("s")));
     }

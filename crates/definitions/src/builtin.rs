@@ -111,10 +111,7 @@ mod tests {
         }
 
         fn seen(events: &[&EventData]) -> Seen {
-            events
-                .iter()
-                .map(|e| Arc::new((*e).clone()))
-                .collect()
+            events.iter().map(|e| Arc::new((*e).clone())).collect()
         }
 
         fn good(kpi: &str, event: &EventData, seen: &Seen) -> bool {

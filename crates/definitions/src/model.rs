@@ -45,7 +45,9 @@ pub struct Match {
 
 impl Match {
     fn expressions(&self) -> impl Iterator<Item = &Expr> {
-        [&self.condition, &self.key, &self.value, &self.actor].into_iter().flatten()
+        [&self.condition, &self.key, &self.value, &self.actor]
+            .into_iter()
+            .flatten()
     }
 
     /// Whether `scope.event` is of this match's type and its condition (if any) holds.

@@ -820,7 +820,10 @@ mod tests {
             .await;
         assert!(results.iter().all(Result::is_ok), "{results:?}");
         let entries = log.inner.store.db.scan_prefix(b"s").count();
-        assert_eq!(entries, 3, "a/1 from its first append, then one entry per stream for the group");
+        assert_eq!(
+            entries, 3,
+            "a/1 from its first append, then one entry per stream for the group"
+        );
         check_interleaved(&log).await?;
         log.close().await?;
         drop(log);
@@ -829,7 +832,10 @@ mod tests {
         let outcome = log.append("b/1", ExpectedVersion::Exact(2), vec![event("b3")]).await?;
         assert_eq!(outcome.stream_version, 3);
         let b = log.read_stream("b/1", None, Direction::Forward, 100).await?;
-        assert_eq!(b.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["b0", "b1", "b2", "b3"]);
+        assert_eq!(
+            b.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+            ["b0", "b1", "b2", "b3"]
+        );
         log.close().await
     }
 
@@ -844,7 +850,10 @@ mod tests {
         let b = log.read_stream("b/1", None, Direction::Backward, 100).await?;
         assert_eq!(b.iter().map(|e| e.position).collect::<Vec<_>>(), [7, 6, 4]);
         let info = log.stream_info("a/1").await?;
-        assert_eq!((info.last_version, info.last_position, info.first_position), (Some(4), 8, 1));
+        assert_eq!(
+            (info.last_version, info.last_position, info.first_position),
+            (Some(4), 8, 1)
+        );
         Ok(())
     }
 

@@ -382,7 +382,9 @@ impl Writer {
                     if !run.extend(first_version, first_position, count) {
                         // Versions of a stream follow each other within a group, so
                         // this does not happen; if it did, the entries would be two.
-                        group.batch.insert(stream_key(&part.stream, run.first_version), run.value());
+                        group
+                            .batch
+                            .insert(stream_key(&part.stream, run.first_version), run.value());
                         *run = RunBuilder::new(first_version, first_position, count);
                     }
                 }

@@ -162,7 +162,10 @@ const PREPARED_BATCH: usize = 1024;
 
 /// Batches a reader may run ahead by: all the events between two snapshots.
 fn prepared_batches(snapshot_every: u64) -> usize {
-    usize::try_from(snapshot_every).unwrap_or(usize::MAX).div_ceil(PREPARED_BATCH).max(1)
+    usize::try_from(snapshot_every)
+        .unwrap_or(usize::MAX)
+        .div_ceil(PREPARED_BATCH)
+        .max(1)
 }
 
 /// Applies `event` to `set`, decoding only what some view reads of it.
@@ -661,7 +664,9 @@ impl Inner {
                 _ => None,
             };
             drop(rx);
-            let read = reader.join().map_err(|_| ViewsError::Stopped("the as-of reader panicked".into()));
+            let read = reader
+                .join()
+                .map_err(|_| ViewsError::Stopped("the as-of reader panicked".into()));
             read.and_then(|r| r).map(|()| decoded)
         })?;
         if let Some(set) = started.filter(|s| s.position() == target) {

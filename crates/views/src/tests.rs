@@ -353,7 +353,14 @@ fn the_default_views_read_few_fields_and_keep_less() {
     let opsflow_definitions::Fields::Only(fields) = set.data_fields() else {
         panic!("the default views should not need whole events")
     };
-    for needed in ["order_id", "promised_by", "channel", "severity", "approver", "requester"] {
+    for needed in [
+        "order_id",
+        "promised_by",
+        "channel",
+        "severity",
+        "approver",
+        "requester",
+    ] {
         assert!(fields.contains(needed), "{needed} missing from {fields:?}");
     }
     for unread in ["lines", "customer", "currency"] {

@@ -125,7 +125,11 @@ async fn check(log: &EventLog, defs: &Definitions, views: &Views, cuts: &[u64]) 
     assert_eq!(views.controls(AsOf::Live, &[]).await?.items, expected.controls());
     let whole = replay_whole(log, defs)?;
     assert_eq!(whole.kpis(), expected.kpis(), "decoding whole events changes KPIs");
-    assert_eq!(whole.controls(), expected.controls(), "decoding whole events changes controls");
+    assert_eq!(
+        whole.controls(),
+        expected.controls(),
+        "decoding whole events changes controls"
+    );
     for &cut in cuts {
         let cut = cut % (head + 1);
         let at = views.kpis(AsOf::Position(cut), &[]).await?;

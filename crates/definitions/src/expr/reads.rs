@@ -224,10 +224,7 @@ mod tests {
         assert_eq!(reads("seen[event.data.t].time > 0").kept, EventReads::everything());
         assert_eq!(reads("event.data.total > 1").event.data, only(&["total"]));
         // Left to the interpreter: everything.
-        assert_eq!(
-            reads("event.data.lines.exists(l, l.qty > 1)"),
-            Reads::everything()
-        );
+        assert_eq!(reads("event.data.lines.exists(l, l.qty > 1)"), Reads::everything());
     }
 
     #[test]

@@ -40,10 +40,7 @@ fn placed() -> EventData {
 }
 
 fn seen_of(events: &[EventData]) -> Seen {
-    events
-        .iter()
-        .map(|e| Arc::new(e.clone()))
-        .collect()
+    events.iter().map(|e| Arc::new(e.clone())).collect()
 }
 
 fn compile(source: &str) -> Expr {

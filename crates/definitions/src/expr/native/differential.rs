@@ -599,12 +599,7 @@ fn seen() -> impl Strategy<Value = Option<Seen>> {
         prop::sample::select(TYPES).prop_flat_map(|t| event_of(Some(t.to_string()))),
         0..4,
     );
-    prop::option::of(events.prop_map(|events| {
-        events
-            .into_iter()
-            .map(Arc::new)
-            .collect()
-    }))
+    prop::option::of(events.prop_map(|events| events.into_iter().map(Arc::new).collect()))
 }
 
 /// 256 random scopes by default; set `PROPTEST_CASES` for a longer run.
@@ -652,8 +647,7 @@ fn native_and_interpreter_agree_on_hand_written_events() {
         "order.delivered",
         serde_json::json!({"order_id": "PO-1", "complete": true, "damaged": false, "x": null, "other": [1, 2]}),
     );
-    let seen: Seen =
-        Seen::from_iter([Arc::new(placed.clone())]);
+    let seen: Seen = Seen::from_iter([Arc::new(placed.clone())]);
     for scope in [
         Scope::event(&placed),
         Scope::event(&delivered),
