@@ -160,12 +160,13 @@ enum Prepared {
 
 const PREPARED_BATCH: usize = 1024;
 
-/// Batches a reader may run ahead by: all the events between two snapshots.
+/// Batches a reader may run ahead by: the events between two snapshots, up to
+/// 64 batches (memory stays bounded whatever `snapshot_every` is).
 fn prepared_batches(snapshot_every: u64) -> usize {
     usize::try_from(snapshot_every)
         .unwrap_or(usize::MAX)
         .div_ceil(PREPARED_BATCH)
-        .max(1)
+        .clamp(1, 64)
 }
 
 /// Applies `event` to `set`, decoding only what some view reads of it.
