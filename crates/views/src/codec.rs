@@ -121,7 +121,8 @@ impl<'de> serde::de::Visitor<'de> for JsonVisitor {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+/// A kept event as stored, read back.
+#[derive(Deserialize)]
 pub(crate) struct StoredEvent {
     position: u64,
     version: u64,
@@ -134,19 +135,43 @@ pub(crate) struct StoredEvent {
     metadata: BTreeMap<String, String>,
 }
 
-impl From<&EventData> for StoredEvent {
-    fn from(e: &EventData) -> Self {
-        StoredEvent {
+/// A kept event written as [`StoredEvent`] reads it, borrowed from the event.
+#[derive(Serialize)]
+struct StoredEventRef<'a> {
+    position: u64,
+    version: u64,
+    stream: &'a str,
+    source: &'a str,
+    id: &'a str,
+    event_type: &'a str,
+    time: i64,
+    data: JsonRef<'a>,
+    metadata: &'a BTreeMap<String, String>,
+}
+
+impl<'a> From<&'a EventData> for StoredEventRef<'a> {
+    fn from(e: &'a EventData) -> Self {
+        StoredEventRef {
             position: e.position,
             version: e.version,
-            stream: e.stream.clone(),
-            source: e.source.clone(),
-            id: e.id.clone(),
-            event_type: e.event_type.clone(),
+            stream: &e.stream,
+            source: &e.source,
+            id: &e.id,
+            event_type: &e.event_type,
             time: e.time,
-            data: StoredJson(e.data.clone()),
-            metadata: e.metadata.clone(),
+            data: JsonRef(&e.data),
+            metadata: &e.metadata,
         }
+    }
+}
+
+/// The events of an [`EventTable`] being written: serialized in place, as a
+/// sequence of [`StoredEvent`].
+pub(crate) struct KeptEvents(Vec<Arc<EventData>>);
+
+impl Serialize for KeptEvents {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|e| StoredEventRef::from(&**e)))
     }
 }
 
@@ -214,10 +239,10 @@ impl EventTable {
     }
 
     /// The events collected while writing, in first-use order.
-    pub(crate) fn finish(self) -> Vec<StoredEvent> {
+    pub(crate) fn finish(self) -> KeptEvents {
         TABLE.with(|t| match t.borrow_mut().take() {
-            Some(Table::Writing { events, .. }) => events.iter().map(|e| StoredEvent::from(&**e)).collect(),
-            _ => Vec::new(),
+            Some(Table::Writing { events, .. }) => KeptEvents(events),
+            _ => KeptEvents(Vec::new()),
         })
     }
 }

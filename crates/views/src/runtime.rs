@@ -152,10 +152,28 @@ fn into_event_data_with(event: RecordedEvent, fields: &Fields) -> EventData {
     }
 }
 
-/// An event read ahead for a view set: decoded for it, or only its time.
+/// An event as a view set takes it: decoded as far as its views read it, or only
+/// its position and time when no view cares.
 enum Prepared {
     Apply(EventData),
     Skip(u64, i64),
+}
+
+impl Prepared {
+    fn of(set: &ViewSet, event: RecordedEvent) -> Prepared {
+        if set.interested(&event.event_type) {
+            Prepared::Apply(into_event_data_with(event, set.data_fields()))
+        } else {
+            Prepared::Skip(event.position, event.time)
+        }
+    }
+
+    fn apply_to(self, set: &mut ViewSet) {
+        match self {
+            Prepared::Apply(event) => set.apply(&event),
+            Prepared::Skip(position, time) => set.skip_event(position, time),
+        }
+    }
 }
 
 const PREPARED_BATCH: usize = 1024;
@@ -171,12 +189,15 @@ fn prepared_batches(snapshot_every: u64) -> usize {
 
 /// Applies `event` to `set`, decoding only what some view reads of it.
 pub fn apply_event(set: &mut ViewSet, event: RecordedEvent) {
-    if set.interested(&event.event_type) {
-        let data = into_event_data_with(event, set.data_fields());
-        set.apply(&data);
-    } else {
-        set.skip_event(event.position, event.time);
-    }
+    Prepared::of(set, event).apply_to(set);
+}
+
+/// A stored snapshot taken at `position`, if it decodes whole for `defs` (no view
+/// of it stale).
+fn usable_snapshot(defs: &Definitions, position: u64, bytes: &[u8]) -> Option<ViewSet> {
+    ViewSet::decode(defs, bytes)
+        .ok()
+        .filter(|set| set.position() == position && set.stale_views().is_empty())
 }
 
 impl Views {
@@ -636,54 +657,18 @@ impl Inner {
             }
         }
         let mut snapshots = self.store.snapshots_below(target);
-        let Some(nearest) = snapshots.next().transpose()? else {
-            let mut set = ViewSet::new(&defs);
-            self.replay(&mut set, target, |_| Ok(()))?;
-            return Ok(set);
-        };
-        // Read and decode the events after the snapshot on a second thread while the
-        // snapshot decodes: the two take about as long, and a query is mostly them.
-        let (position, bytes) = nearest;
-        let (tx, rx) = std::sync::mpsc::sync_channel(prepared_batches(self.options.snapshot_every));
-        let started = std::thread::scope(|scope| {
-            let defs = &defs;
-            let reader = scope.spawn(move || self.prepare(defs, position + 1, target, tx));
-            let decoded = match ViewSet::decode(defs, &bytes) {
-                Ok(set) if set.position() == position && set.stale_views().is_empty() => {
-                    let mut set = set;
-                    drop(bytes);
-                    for batch in rx.iter() {
-                        for prepared in batch {
-                            match prepared {
-                                Prepared::Apply(event) => set.apply(&event),
-                                Prepared::Skip(position, time) => set.skip_event(position, time),
-                            }
-                        }
-                    }
-                    Some(set)
-                }
-                _ => None,
-            };
-            drop(rx);
-            let read = reader
-                .join()
-                .map_err(|_| ViewsError::Stopped("the as-of reader panicked".into()));
-            read.and_then(|r| r).map(|()| decoded)
-        })?;
-        if let Some(set) = started.filter(|s| s.position() == target) {
+        if let Some((position, bytes)) = snapshots.next().transpose()?
+            && let Some(set) = self.replay_from_snapshot(&defs, position, bytes, target)?
+        {
             return Ok(set);
         }
-        // That snapshot did not decode (or the reader stopped early): an older one, or
-        // position 1.
+        // No snapshot, or the nearest did not decode: an older one, or position 1.
         let mut start = None;
         for snapshot in snapshots {
             let (position, bytes) = snapshot?;
-            match ViewSet::decode(&defs, &bytes) {
-                Ok(set) if set.position() == position && set.stale_views().is_empty() => {
-                    start = Some(set);
-                    break;
-                }
-                _ => continue,
+            start = usable_snapshot(&defs, position, &bytes);
+            if start.is_some() {
+                break;
             }
         }
         let mut set = start.unwrap_or_else(|| ViewSet::new(&defs));
@@ -691,6 +676,35 @@ impl Inner {
             self.replay(&mut set, target, |_| Ok(()))?;
         }
         Ok(set)
+    }
+
+    /// The snapshot at `position` brought to `target`, or `None` when it does not
+    /// decode. The events after it are read and decoded on a second thread while
+    /// the snapshot decodes: the two take about as long, and a query is mostly them.
+    fn replay_from_snapshot(
+        &self,
+        defs: &Definitions,
+        position: u64,
+        bytes: Vec<u8>,
+        target: u64,
+    ) -> Result<Option<ViewSet>> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(prepared_batches(self.options.snapshot_every));
+        let replayed = std::thread::scope(|scope| {
+            let reader = scope.spawn(move || self.prepare(defs, position + 1, target, tx));
+            let decoded = usable_snapshot(defs, position, &bytes);
+            drop(bytes);
+            let replayed = decoded.map(|mut set| {
+                rx.iter().flatten().for_each(|prepared| prepared.apply_to(&mut set));
+                set
+            });
+            // Stops the reader if the snapshot was unusable.
+            drop(rx);
+            reader
+                .join()
+                .map_err(|_| ViewsError::Stopped("the as-of reader panicked".into()))?
+                .map(|()| replayed)
+        })?;
+        Ok(replayed.filter(|set| set.position() == target))
     }
 
     /// Reads the events `from..=to` and decodes what views read of them, in batches
@@ -709,11 +723,7 @@ impl Inner {
             if event.position > to {
                 break;
             }
-            batch.push(if shape.interested(&event.event_type) {
-                Prepared::Apply(into_event_data_with(event, shape.data_fields()))
-            } else {
-                Prepared::Skip(event.position, event.time)
-            });
+            batch.push(Prepared::of(&shape, event));
             if batch.len() == PREPARED_BATCH && tx.send(std::mem::take(&mut batch)).is_err() {
                 return Ok(());
             }

@@ -40,13 +40,15 @@ pub struct ViewSet {
     data_fields: Fields,
 }
 
+/// The stored state; `E` is the kept events: written in place from the live
+/// events ([`crate::codec::KeptEvents`]), read back as `Vec<StoredEvent>`.
 #[derive(Serialize, Deserialize)]
-struct Encoded {
+struct Encoded<E> {
     definitions_version: String,
     position: u64,
     clock: i64,
     /// Every event some view keeps, once (views refer to them by index).
-    events: Vec<StoredEvent>,
+    events: E,
     views: Vec<EncodedView>,
 }
 
@@ -300,7 +302,8 @@ impl ViewSet {
                 expected: FORMAT,
             });
         }
-        let mut encoded: Encoded = postcard::from_bytes(rest).map_err(|e| ViewError::Corrupt(e.to_string()))?;
+        let mut encoded: Encoded<Vec<StoredEvent>> =
+            postcard::from_bytes(rest).map_err(|e| ViewError::Corrupt(e.to_string()))?;
         let _table = EventTable::reading(std::mem::take(&mut encoded.events));
         let mut set = ViewSet::new(defs);
         set.position = encoded.position;
