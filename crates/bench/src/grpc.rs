@@ -76,13 +76,15 @@ async fn level(clients: usize, batch: usize, phases: Phases) -> anyhow::Result<M
         (None, Some(server)) => format!("http://{}", server.addr()),
         (None, None) => anyhow::bail!("no server to load"),
     };
-    let authority = uri.trim_start_matches("http://").trim_end_matches('/');
-    let addr: std::net::SocketAddr = tokio::net::lookup_host(authority)
+    let origin: http::Uri = uri.parse().with_context(|| format!("bad server URL {uri}"))?;
+    let authority = origin
+        .authority()
+        .with_context(|| format!("server URL {uri} has no host:port"))?;
+    let addr: std::net::SocketAddr = tokio::net::lookup_host(authority.as_str())
         .await
         .with_context(|| format!("cannot resolve {uri}"))?
         .next()
         .with_context(|| format!("{uri} resolves to no address"))?;
-    let origin: http::Uri = uri.parse().with_context(|| format!("bad server URL {uri}"))?;
     let mut channels = Vec::new();
     for _ in 0..clients.min(CONNECTIONS) {
         channels.push(H2Channel::connect(addr).await?);
