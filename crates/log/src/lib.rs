@@ -39,6 +39,7 @@ mod limits;
 mod log;
 mod store;
 mod subscription;
+mod tail;
 mod types;
 mod validator;
 mod writer;

@@ -6,16 +6,20 @@
 //! | `e` position(BE) | chunk of records starting at that position |
 //! | `s` stream `\0` first_version(BE) | pieces of first_position(BE), count(BE): the stream's versions from first_version on, in order |
 //! | `i` position(BE) | identity segment of the commit group starting there (see `identity.rs`) |
-//! | `m` name | meta: `format`, `head` (position, hash), `indexed` (position) |
+//! | `m` name | meta: `format`, `head` (position, hash), `indexed` (position up to which the `s` entries are in sled) |
 //! | `c` name | checkpoint of a named consumer (position) |
 //!
 //! All functions here are synchronous: callers keep them off the async runtime.
 
+use std::cell::Cell;
 use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
 use crate::codec::{Chunk, ZERO_HASH, decode_record};
+use crate::tail::IndexTail;
 use crate::{LogError, RecordedEvent, Result};
 
 /// Version of the stored layout; written once, checked on every open.
@@ -100,6 +104,21 @@ impl RunBuilder {
     pub(crate) fn value(&self) -> &[u8] {
         &self.value
     }
+
+    /// The runs this entry lists, in version order.
+    pub(crate) fn runs(&self) -> impl Iterator<Item = Run> + '_ {
+        let mut version = self.first_version;
+        self.value.chunks_exact(RUN_PIECE).map(move |bytes| {
+            let (first_position, count) = piece(bytes);
+            let run = Run {
+                first_version: version,
+                first_position,
+                count,
+            };
+            version += count;
+            run
+        })
+    }
 }
 
 fn piece(bytes: &[u8]) -> (u64, u64) {
@@ -176,10 +195,11 @@ impl Head {
     }
 }
 
-/// The sled database behind the log.
+/// The sled database behind the log, and the stream index entries not in it yet.
 #[derive(Clone)]
 pub(crate) struct Store {
     pub db: sled::Db,
+    pub tail: Arc<IndexTail>,
 }
 
 impl Store {
@@ -206,7 +226,10 @@ impl Store {
                 Err(e) => return Err(e.into()),
             }
         };
-        let store = Store { db };
+        let store = Store {
+            db,
+            tail: Arc::new(IndexTail::default()),
+        };
         match store.db.get(META_FORMAT)? {
             Some(v) => {
                 let found = u32::from_be_bytes(
@@ -301,8 +324,47 @@ impl Store {
     }
 
     /// Runs of a stream from the one holding `from_version`, forwards or backwards
-    /// (a run may start before `from_version`, or end after it going backwards).
+    /// (a run may start before `from_version`, or end after it going backwards):
+    /// the entries in sled, then those still in memory (see `tail.rs`).
     pub(crate) fn runs(
+        &self,
+        stream: &str,
+        from_version: u64,
+        backward: bool,
+    ) -> Result<Box<dyn Iterator<Item = Result<Run>>>> {
+        // Copied before sled is read: runs the indexer moves to sled meanwhile are
+        // then in the copy, in sled or in both (the same runs, skipped below).
+        let tail = self.tail.runs_of(stream);
+        let stored = self.stored_runs(stream, from_version, backward)?;
+        if backward {
+            let tail: Vec<Run> = tail
+                .into_iter()
+                .rev()
+                .filter(|r| r.first_version <= from_version)
+                .collect();
+            let floor = tail.last().map(|r| r.first_version);
+            let older = stored.filter(move |run| match (run, floor) {
+                (Ok(run), Some(floor)) => run.first_version < floor,
+                _ => true,
+            });
+            Ok(Box::new(tail.into_iter().map(Ok).chain(older)))
+        } else {
+            let stored_to = Rc::new(Cell::new(None::<u64>));
+            let seen = stored_to.clone();
+            let stored = stored.inspect(move |run| {
+                if let Ok(run) = run {
+                    seen.set(Some(run.last_version()));
+                }
+            });
+            let newer = tail.into_iter().filter(move |run| {
+                run.last_version() >= from_version && stored_to.get().is_none_or(|last| run.first_version > last)
+            });
+            Ok(Box::new(stored.chain(newer.map(Ok))))
+        }
+    }
+
+    /// The runs of a stream in sled, as [`Store::runs`] orders them.
+    fn stored_runs(
         &self,
         stream: &str,
         from_version: u64,

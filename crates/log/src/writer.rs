@@ -17,7 +17,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::codec::{ChunkBuilder, EventFields, encode_record};
 use crate::identity::{Fingerprint, IdentityIndex, SegmentBuilder, fingerprint, segment_key};
-use crate::store::{Head, META_HEAD, META_INDEXED, Run, RunBuilder, Store, stream_key};
+use crate::store::{Head, META_HEAD, META_INDEXED, Run, Store, stream_key};
+use crate::tail::{Appended, Runs};
 use crate::{AppendOutcome, LogError, ProposedEvent, RecordedEvent, Result, StreamAppend};
 
 /// Close a chunk once it holds this many bytes.
@@ -26,6 +27,10 @@ const CHUNK_TARGET_BYTES: usize = 64 * 1024;
 const MAX_GROUP_EVENTS: usize = 20_000;
 /// Forget cached stream versions beyond this many streams (checked between groups).
 const STREAM_CACHE_LIMIT: usize = 200_000;
+/// The stream index tail goes to sled once it holds this many streams, or
+/// `LogOptions::index_every_events` events, or is this old.
+const INDEX_STREAMS: usize = 50_000;
+const INDEX_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub(crate) type Reply = oneshot::Sender<Result<Vec<AppendOutcome>>>;
 
@@ -69,12 +74,25 @@ pub(crate) struct Writer {
     last_recorded_at: i64,
     streams: HashMap<String, Option<u64>>,
     poison: Arc<OnceLock<String>>,
+    /// Hands frozen stream index tails to the indexer thread.
+    indexer: Option<(std_mpsc::Sender<IndexJob>, std::thread::JoinHandle<()>)>,
+    /// When the stream index tail was last frozen.
+    indexed_at: Instant,
+    /// Events after which the stream index tail is due.
+    index_every: u64,
+}
+
+/// A frozen stream index tail, and the head it brings the index up to.
+struct IndexJob {
+    runs: Arc<Runs>,
+    indexed: u64,
 }
 
 struct Group {
     batch: sled::Batch,
-    /// The stream index entries of this group: one per stream.
-    runs: HashMap<String, RunBuilder>,
+    /// This group's appends, for the stream index: (job, part, first version,
+    /// first position, count).
+    appended: Vec<(usize, usize, u64, u64, u64)>,
     chunk: Option<ChunkBuilder>,
     pending: HashMap<Fingerprint, Pending>,
     segment: Option<SegmentBuilder>,
@@ -102,15 +120,30 @@ impl Writer {
             last_recorded_at,
             streams: HashMap::new(),
             poison,
+            indexer: None,
+            indexed_at: Instant::now(),
+            index_every: 250_000,
         }
+    }
+
+    /// Sets after how many events the stream index tail goes to sled.
+    pub(crate) fn index_every(mut self, events: u64) -> Self {
+        self.index_every = events;
+        self
     }
 
     /// Spawns the writer and flusher threads.
     pub(crate) fn spawn(
-        self,
+        mut self,
         rx: mpsc::Receiver<Command>,
         committed: watch::Sender<u64>,
     ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+        let (itx, irx) = std_mpsc::channel();
+        let (store, poison) = (self.store.clone(), self.poison.clone());
+        let indexer = std::thread::Builder::new()
+            .name("opsflow-log-indexer".into())
+            .spawn(move || indexer_loop(&store, irx, &poison))?;
+        self.indexer = Some((itx, indexer));
         let (ftx, frx) = std_mpsc::channel();
         let db = self.store.db.clone();
         let poison = self.poison.clone();
@@ -161,6 +194,7 @@ impl Writer {
                 }
             }
         }
+        self.finish_index();
         if let Some(done) = closing {
             // Refuse whatever is still queued, then let the flusher finish.
             rx.close();
@@ -187,7 +221,7 @@ impl Writer {
         self.last_recorded_at = recorded_at;
         let mut group = Group {
             batch: sled::Batch::default(),
-            runs: HashMap::new(),
+            appended: Vec::new(),
             chunk: None,
             pending: HashMap::new(),
             segment: None,
@@ -211,9 +245,6 @@ impl Writer {
             let first = chunk.first_position;
             group.batch.insert(&crate::store::chunk_key(first), chunk.finish());
         }
-        for (stream, run) in group.runs.drain() {
-            group.batch.insert(stream_key(&stream, run.first_version), run.value());
-        }
         if let Some(segment) = group.segment.take().filter(|s| !s.is_empty()) {
             group
                 .batch
@@ -222,13 +253,17 @@ impl Writer {
         let mut outcomes_result = outcomes;
         if self.head != start_head {
             group.batch.insert(META_HEAD, &self.head.encode()[..]);
-            group.batch.insert(META_INDEXED, &self.head.position.to_be_bytes());
             metrics::histogram!("opsflow_group_commit_events").record(group.events as f64);
-            if let Err(e) = self.store.db.apply_batch(group.batch) {
+            let applied = self
+                .store
+                .db
+                .apply_batch(group.batch)
+                .map_err(|e| format!("applying a group failed: {e}"))
+                .and_then(|()| self.index(&jobs, &group.appended));
+            if let Err(reason) = applied {
                 // Nothing of this group is durable; the log cannot vouch for its
                 // in-memory state any more.
-                let reason = format!("applying a group failed: {e}");
-                tracing::error!(error = %e, "log write failed; refusing further writes");
+                tracing::error!(error = %reason, "log write failed; refusing further writes");
                 let _ = self.poison.set(reason.clone());
                 outcomes_result = outcomes_result
                     .into_iter()
@@ -242,6 +277,59 @@ impl Writer {
             events: group.events,
             bytes: group.bytes,
             replies,
+        }
+    }
+
+    /// Adds an applied group's appends to the stream index tail, and hands the tail
+    /// to the indexer when it is due.
+    fn index(
+        &mut self,
+        jobs: &[AppendJob],
+        appended: &[(usize, usize, u64, u64, u64)],
+    ) -> std::result::Result<(), String> {
+        let entries = appended
+            .iter()
+            .map(|&(job, part, first_version, first_position, count)| Appended {
+                stream: &jobs[job].parts[part].stream,
+                first_version,
+                first_position,
+                count,
+            });
+        let (streams, events) = self.store.tail.extend(entries)?;
+        let due = streams >= INDEX_STREAMS || events >= self.index_every || self.indexed_at.elapsed() >= INDEX_INTERVAL;
+        if due
+            && let Some((indexer, _)) = &self.indexer
+            && let Some(runs) = self.store.tail.freeze()
+        {
+            self.indexed_at = Instant::now();
+            let job = IndexJob {
+                runs,
+                indexed: self.head.position,
+            };
+            if indexer.send(job).is_err() {
+                return Err("the log indexer stopped".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// On close: waits for the indexer, then writes the rest of the tail itself.
+    fn finish_index(&mut self) {
+        if let Some((indexer, thread)) = self.indexer.take() {
+            drop(indexer);
+            let _ = thread.join();
+        }
+        if self.poison.get().is_some() {
+            // Recovery re-derives the index from what is durable.
+            return;
+        }
+        if let Some(runs) = self.store.tail.freeze() {
+            match write_index(&self.store, &runs, self.head.position) {
+                Ok(()) => self.store.tail.release_frozen(),
+                Err(e) => {
+                    tracing::error!(error = %e, "writing the stream index on close failed; the next open re-derives it")
+                }
+            }
         }
     }
 
@@ -377,24 +465,9 @@ impl Writer {
                 positions.push(position);
             }
             let count = part.events.len() as u64;
-            match group.runs.get_mut(part.stream.as_str()) {
-                Some(run) => {
-                    if !run.extend(first_version, first_position, count) {
-                        // Versions of a stream follow each other within a group, so
-                        // this does not happen; if it did, the entries would be two.
-                        group
-                            .batch
-                            .insert(stream_key(&part.stream, run.first_version), run.value());
-                        *run = RunBuilder::new(first_version, first_position, count);
-                    }
-                }
-                None => {
-                    group.runs.insert(
-                        part.stream.clone(),
-                        RunBuilder::new(first_version, first_position, count),
-                    );
-                }
-            }
+            group
+                .appended
+                .push((index, part_index, first_version, first_position, count));
             let last_version = first_version + count - 1;
             self.streams.insert(part.stream.clone(), Some(last_version));
             outcomes.push(AppendOutcome {
@@ -545,6 +618,32 @@ fn differs_proposed(
         time: b_time,
     };
     first_difference(stream, a, content)
+}
+
+/// Writes frozen stream index tails to sled, each with the position it indexes up to.
+fn indexer_loop(store: &Store, rx: std_mpsc::Receiver<IndexJob>, poison: &OnceLock<String>) {
+    while let Ok(job) = rx.recv() {
+        let started = Instant::now();
+        if let Err(e) = write_index(store, &job.runs, job.indexed) {
+            // The frozen runs stay readable in memory; the log stops taking writes.
+            tracing::error!(error = %e, "writing the stream index failed; refusing further writes");
+            let _ = poison.set(format!("writing the stream index failed: {e}"));
+            return;
+        }
+        store.tail.release_frozen();
+        metrics::histogram!("opsflow_stream_index_write_seconds").record(started.elapsed().as_secs_f64());
+        tracing::debug!(streams = job.runs.by_stream.len(), events = job.runs.events, indexed = job.indexed, elapsed = ?started.elapsed(), "stream index written");
+    }
+}
+
+/// One stream index entry per stream of `runs`, and `indexed`, in one atomic batch.
+fn write_index(store: &Store, runs: &Runs, indexed: u64) -> sled::Result<()> {
+    let mut batch = sled::Batch::default();
+    for (stream, run) in &runs.by_stream {
+        batch.insert(stream_key(stream, run.first_version), run.value());
+    }
+    batch.insert(META_INDEXED, &indexed.to_be_bytes());
+    store.db.apply_batch(batch)
 }
 
 fn flusher_loop(

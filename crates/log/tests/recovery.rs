@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use common::{TestResult, event, open_raw, options, read_everything, read_stream_all, remove_prefix};
 use opsflow_log::{
-    AppendOutcome, EventLog, ExpectedVersion, LogError, RecordedEvent, STORE_FORMAT, StreamAppend, StreamInfo,
+    AppendOutcome, EventLog, ExpectedVersion, LogError, LogOptions, RecordedEvent, STORE_FORMAT, StreamAppend,
+    StreamInfo,
 };
 
 const STREAMS: [&str; 3] = ["order/PO-1", "order/PO-2", "incident/INC-7"];
@@ -555,7 +556,13 @@ fn crash_child() {
         .build();
     let runtime = runtime.expect("a runtime");
     runtime.block_on(async move {
-        let log = common::open(Path::new(&dir), options()).await.expect("open the log");
+        // Stream index entries go to sled every 100 events: the kill finds some
+        // there and the latest only in memory, which recovery re-derives.
+        let options = LogOptions {
+            index_every_events: 100,
+            ..options()
+        };
+        let log = common::open(Path::new(&dir), options).await.expect("open the log");
         let tasks: Vec<_> = (0..4)
             .map(|task| {
                 let log = log.clone();

@@ -14,10 +14,12 @@ const LOCK_RETRY: Duration = Duration::from_millis(10);
 /// What a test returns: any error fails it with its message.
 pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
-/// Options for a test log: a small page cache, everything else default.
+/// Options for a test log: a small page cache, and stream index entries written
+/// every few events (so that reads meet them in memory, being written and in sled).
 pub fn options() -> LogOptions {
     LogOptions {
         cache_bytes: 16 << 20,
+        index_every_events: 3,
         ..LogOptions::default()
     }
 }
