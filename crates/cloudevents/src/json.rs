@@ -108,12 +108,14 @@ pub(crate) fn json_kind(raw: &str) -> &'static str {
 /// Valid JSON text without insignificant whitespace; string contents are kept byte
 /// for byte.
 pub(crate) fn compact_json(raw: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len());
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    // Copies runs between insignificant whitespace in one go.
+    let mut run = 0;
     let mut in_string = false;
     let mut escaped = false;
-    for &byte in raw.as_bytes() {
+    for (i, &byte) in bytes.iter().enumerate() {
         if in_string {
-            out.push(byte);
             if escaped {
                 escaped = false;
             } else if byte == b'\\' {
@@ -121,11 +123,14 @@ pub(crate) fn compact_json(raw: &str) -> Vec<u8> {
             } else if byte == b'"' {
                 in_string = false;
             }
-        } else if !matches!(byte, b' ' | b'\t' | b'\n' | b'\r') {
+        } else if matches!(byte, b' ' | b'\t' | b'\n' | b'\r') {
+            out.extend_from_slice(&bytes[run..i]);
+            run = i + 1;
+        } else {
             in_string = byte == b'"';
-            out.push(byte);
         }
     }
+    out.extend_from_slice(&bytes[run..]);
     out
 }
 

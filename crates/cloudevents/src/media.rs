@@ -31,6 +31,9 @@ fn essence(content_type: &str) -> Option<(String, String)> {
 /// Whether `content_type` declares JSON data: subtype `json` or a `+json` suffix,
 /// parameters ignored (CloudEvents JSON format §3.1.1).
 pub(crate) fn is_json(content_type: &str) -> bool {
+    if content_type == "application/json" {
+        return true;
+    }
     essence(content_type).is_some_and(|(_, subtype)| subtype == "json" || subtype.ends_with("+json"))
 }
 

@@ -3,6 +3,8 @@
 
 use base64::Engine;
 use opsflow_log::{JSON, RecordedEvent, UnixNanos};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::attributes::is_attribute_name;
@@ -73,38 +75,83 @@ pub fn recorded_to_json(event: &RecordedEvent) -> Value {
 /// `correlationid` and `causationid` (when not empty), and every metadata entry
 /// whose name is a valid attribute name not already used (so a `dataschema`
 /// recorded from an incoming event is given back as `dataschema`).
-pub fn recorded_to_cloudevent(event: &RecordedEvent) -> Value {
-    let mut members = object(json!({
-        "specversion": "1.0",
-        "id": event.id,
-        "source": event.source,
-        "type": event.event_type,
-        "subject": event.stream,
-        "time": rfc3339(event.time),
-        "position": event.position.to_string(),
-        "streamversion": event.version.to_string(),
-        "recordedat": rfc3339(event.recorded_at),
-    }));
-    let content_type = effective_content_type(event);
-    insert_non_empty(&mut members, "datacontenttype", content_type);
-    if !event.data.is_empty() {
-        let text = std::str::from_utf8(&event.data)
-            .ok()
-            .filter(|_| media::is_text(content_type));
-        match (parsed_json(event), text) {
-            (Some(data), _) => members.insert("data".into(), data),
-            (None, Some(text)) => members.insert("data".into(), Value::String(text.to_owned())),
-            (None, None) => members.insert("data_base64".into(), base64(&event.data)),
-        };
+///
+/// Written straight to JSON bytes: well-formed JSON data is copied as written,
+/// never parsed into a tree.
+pub fn recorded_to_cloudevent(event: &RecordedEvent) -> Vec<u8> {
+    // Serializing into a Vec cannot fail: every member is a string or valid JSON.
+    serde_json::to_vec(&StructuredCloudEvent(event)).unwrap_or_default()
+}
+
+/// The structured-mode rendering of a recorded event, serialized member by member.
+struct StructuredCloudEvent<'a>(&'a RecordedEvent);
+
+impl Serialize for StructuredCloudEvent<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let event = self.0;
+        let mut members = serializer.serialize_map(None)?;
+        members.serialize_entry("specversion", "1.0")?;
+        members.serialize_entry("id", &event.id)?;
+        members.serialize_entry("source", &event.source)?;
+        members.serialize_entry("type", &event.event_type)?;
+        members.serialize_entry("subject", &event.stream)?;
+        members.serialize_entry("time", &Rfc3339(event.time))?;
+        let content_type = effective_content_type(event);
+        if !content_type.is_empty() {
+            members.serialize_entry("datacontenttype", content_type)?;
+        }
+        if !event.data.is_empty() {
+            let json = media::is_json(content_type)
+                .then(|| serde_json::from_slice::<&RawValue>(&event.data).ok())
+                .flatten();
+            let text = || {
+                std::str::from_utf8(&event.data)
+                    .ok()
+                    .filter(|_| media::is_text(content_type))
+            };
+            match (json, text()) {
+                (Some(data), _) => members.serialize_entry("data", data)?,
+                (None, Some(text)) => members.serialize_entry("data", text)?,
+                (None, None) => members.serialize_entry("data_base64", &base64_text(&event.data))?,
+            }
+        }
+        members.serialize_entry("position", &Decimal(event.position))?;
+        members.serialize_entry("streamversion", &Decimal(event.version))?;
+        members.serialize_entry("recordedat", &Rfc3339(event.recorded_at))?;
+        if !event.correlation_id.is_empty() {
+            members.serialize_entry("correlationid", &event.correlation_id)?;
+        }
+        if !event.causation_id.is_empty() {
+            members.serialize_entry("causationid", &event.causation_id)?;
+        }
+        for (name, value) in &event.metadata {
+            if is_attribute_name(name) && !RESERVED.contains(&name.as_str()) {
+                members.serialize_entry(name, value)?;
+            }
+        }
+        members.end()
     }
-    insert_non_empty(&mut members, "correlationid", &event.correlation_id);
-    insert_non_empty(&mut members, "causationid", &event.causation_id);
-    for (name, value) in &event.metadata {
-        if is_attribute_name(name) && !RESERVED.contains(&name.as_str()) {
-            members.insert(name.clone(), Value::String(value.clone()));
+}
+
+/// A time serialized as an RFC 3339 string (see [`rfc3339`]) without a temporary `String`.
+struct Rfc3339(UnixNanos);
+
+impl Serialize for Rfc3339 {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match jiff::Timestamp::from_nanosecond(i128::from(self.0)) {
+            Ok(time) => serializer.collect_str(&time),
+            Err(_) => serializer.collect_str(&self.0),
         }
     }
-    Value::Object(members)
+}
+
+/// An integer serialized as a decimal string (CloudEvents integers are 32-bit).
+struct Decimal(u64);
+
+impl Serialize for Decimal {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
 }
 
 /// The members of an object literal built with `json!`.
@@ -145,7 +192,11 @@ fn rfc3339(nanos: UnixNanos) -> String {
 }
 
 fn base64(data: &[u8]) -> Value {
-    Value::String(base64::engine::general_purpose::STANDARD.encode(data))
+    Value::String(base64_text(data))
+}
+
+fn base64_text(data: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(data)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -169,6 +220,10 @@ mod tests {
 
     fn recorded() -> RecordedEvent {
         crate::fixtures::recorded_order(br#"{"order_id":"PO-1","total":12}"#)
+    }
+
+    fn cloudevent(event: &RecordedEvent) -> Value {
+        serde_json::from_slice(&recorded_to_cloudevent(event)).expect("valid JSON")
     }
 
     #[test]
@@ -244,7 +299,7 @@ mod tests {
             ..recorded()
         };
         assert_eq!(
-            recorded_to_cloudevent(&event),
+            cloudevent(&event),
             json!({
                 "specversion": "1.0",
                 "id": "e-1",
@@ -271,13 +326,13 @@ mod tests {
             data: Bytes::from_static("héllo".as_bytes()),
             ..recorded()
         };
-        assert_eq!(recorded_to_cloudevent(&text)["data"], "héllo");
+        assert_eq!(cloudevent(&text)["data"], "héllo");
         let binary = RecordedEvent {
             content_type: "application/protobuf".into(),
             data: Bytes::from_static(b"\x08\x01"),
             ..recorded()
         };
-        let value = recorded_to_cloudevent(&binary);
+        let value = cloudevent(&binary);
         assert_eq!(
             (&value["data_base64"], &value["datacontenttype"]),
             (&json!("CAE="), &json!("application/protobuf"))
@@ -286,7 +341,7 @@ mod tests {
             content_type: String::new(),
             ..recorded()
         };
-        let value = recorded_to_cloudevent(&untyped);
+        let value = cloudevent(&untyped);
         assert_eq!(value["datacontenttype"], "application/json");
         assert_eq!(value["data"]["order_id"], "PO-1");
         let empty = RecordedEvent {
@@ -294,8 +349,28 @@ mod tests {
             data: Bytes::new(),
             ..recorded()
         };
-        let value = recorded_to_cloudevent(&empty);
+        let value = cloudevent(&empty);
         assert!(value.get("datacontenttype").is_none() && value.get("data").is_none());
+    }
+
+    #[test]
+    fn cloudevent_copies_json_data_as_written_and_falls_back_to_base64_when_broken() {
+        let written = RecordedEvent {
+            data: Bytes::from_static(br#"{ "big": 123456789012345678901234567890 }"#),
+            ..recorded()
+        };
+        let body = String::from_utf8(recorded_to_cloudevent(&written)).expect("UTF-8");
+        assert!(
+            body.contains(r#""data":{ "big": 123456789012345678901234567890 }"#),
+            "{body}"
+        );
+        let broken = RecordedEvent {
+            data: Bytes::from_static(b"{nope"),
+            ..recorded()
+        };
+        let value = cloudevent(&broken);
+        assert_eq!(value["data_base64"], "e25vcGU=");
+        assert!(value.get("data").is_none());
     }
 
     #[test]
@@ -317,7 +392,7 @@ mod tests {
                 ..recorded()
             },
         ] {
-            let body = serde_json::to_vec(&recorded_to_cloudevent(&event)).expect("serializable");
+            let body = recorded_to_cloudevent(&event);
             let incoming = parse_structured(&body).expect("parses back");
             assert_eq!(incoming.stream, event.stream);
             let back = incoming.event;

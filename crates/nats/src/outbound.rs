@@ -18,6 +18,10 @@ use crate::OutboundConfig;
 
 type Ack = futures::future::BoxFuture<'static, (u64, Result<(), String>)>;
 
+/// How often the outbound checkpoint is saved while publishing (and how long after
+/// the last publish it is saved when publishing pauses).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
 /// Publishes committed events until `shutdown`, resuming from the checkpoint.
 pub async fn run_outbound(
     client: async_nats::Client,
@@ -73,6 +77,7 @@ async fn session(
                 }
                 published = position;
             }
+            () = tokio::time::sleep_until((saved_at + CHECKPOINT_EVERY).into()), if published != saved => {}
             item = subscription.next(), if in_flight.len() < config.max_in_flight => {
                 match item {
                     Ok(SubscriptionItem::Event(event)) => {
@@ -84,7 +89,9 @@ async fn session(
                 }
             }
         }
-        if published != saved && (saved_at.elapsed() > Duration::from_millis(100) || in_flight.is_empty()) {
+        // At most every CHECKPOINT_EVERY, not per event: a crash re-publishes at most
+        // that much, which a capturing stream deduplicates by `Nats-Msg-Id`.
+        if published != saved && saved_at.elapsed() >= CHECKPOINT_EVERY {
             log.save_checkpoint(&config.checkpoint, published)?;
             saved = published;
             saved_at = Instant::now();
@@ -116,7 +123,7 @@ async fn publish(
     let mut headers = HeaderMap::new();
     headers.insert("Nats-Msg-Id", position.to_string().as_str());
     headers.insert("Content-Type", "application/cloudevents+json");
-    let body: bytes::Bytes = opsflow_cloudevents::recorded_to_cloudevent(event).to_string().into();
+    let body: bytes::Bytes = opsflow_cloudevents::recorded_to_cloudevent(event).into();
     let in_stream = match captured.get(&subject) {
         Some(c) => *c,
         None => {
