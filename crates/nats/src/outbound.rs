@@ -5,7 +5,7 @@
 //! A checkpoint in the log makes publishing resume where it stopped, without gaps.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream;
@@ -63,8 +63,11 @@ async fn session(
     let mut subscription = log.subscribe(published + 1, EventFilter::default());
     let mut in_flight: FuturesOrdered<Ack> = FuturesOrdered::new();
     let mut captured: HashMap<String, bool> = HashMap::new();
-    let mut saved_at = Instant::now();
     let mut saved = published;
+    // One timer, reset when the checkpoint is saved: a timer armed per event costs a
+    // wake-up of the runtime's driver per event.
+    let save_due = tokio::time::sleep(CHECKPOINT_EVERY);
+    tokio::pin!(save_due);
     tracing::info!(from = published + 1, prefix = %config.subject_prefix, "nats outbound publishing");
     ready.set(true);
     let result = loop {
@@ -77,7 +80,7 @@ async fn session(
                 }
                 published = position;
             }
-            () = tokio::time::sleep_until((saved_at + CHECKPOINT_EVERY).into()), if published != saved => {}
+            () = &mut save_due, if published != saved => {}
             item = subscription.next(), if in_flight.len() < config.max_in_flight => {
                 match item {
                     Ok(SubscriptionItem::Event(event)) => {
@@ -91,10 +94,10 @@ async fn session(
         }
         // At most every CHECKPOINT_EVERY, not per event: a crash re-publishes at most
         // that much, which a capturing stream deduplicates by `Nats-Msg-Id`.
-        if published != saved && saved_at.elapsed() >= CHECKPOINT_EVERY {
+        if published != saved && save_due.is_elapsed() {
             log.save_checkpoint(&config.checkpoint, published)?;
             saved = published;
-            saved_at = Instant::now();
+            save_due.as_mut().reset(tokio::time::Instant::now() + CHECKPOINT_EVERY);
         }
     };
     // Settle what is in flight, then save how far we got.
