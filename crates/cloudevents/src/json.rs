@@ -110,27 +110,38 @@ pub(crate) fn json_kind(raw: &str) -> &'static str {
 pub(crate) fn compact_json(raw: &str) -> Vec<u8> {
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
-    // Copies runs between insignificant whitespace in one go.
+    // Copies runs between insignificant whitespace in one go, and skips through
+    // strings to their closing quote with memchr.
     let mut run = 0;
-    let mut in_string = false;
-    let mut escaped = false;
-    for (i, &byte) in bytes.iter().enumerate() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if byte == b'\\' {
-                escaped = true;
-            } else if byte == b'"' {
-                in_string = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                i += 1;
+                loop {
+                    match bytes.get(i..).and_then(|rest| memchr::memchr2(b'"', b'\\', rest)) {
+                        // A backslash and the character it escapes.
+                        Some(found) if bytes[i + found] == b'\\' => i += found + 2,
+                        Some(found) => {
+                            i += found;
+                            break;
+                        }
+                        None => {
+                            i = bytes.len();
+                            break;
+                        }
+                    }
+                }
             }
-        } else if matches!(byte, b' ' | b'\t' | b'\n' | b'\r') {
-            out.extend_from_slice(&bytes[run..i]);
-            run = i + 1;
-        } else {
-            in_string = byte == b'"';
+            b' ' | b'\t' | b'\n' | b'\r' => {
+                out.extend_from_slice(&bytes[run..i]);
+                run = i + 1;
+            }
+            _ => {}
         }
+        i += 1;
     }
-    out.extend_from_slice(&bytes[run..]);
+    out.extend_from_slice(&bytes[run.min(bytes.len())..]);
     out
 }
 
@@ -521,5 +532,36 @@ mod tests {
             compact_json(" { \"a b\" : [ 1 , \"\\\\\" , \"\\\" x\" ] }\n"),
             br#"{"a b":[1,"\\","\" x"]}"#
         );
+        // Never given unterminated strings (the data was parsed first), but no panic.
+        for broken in ["\"ab\\", "\"a b", "\"\\\\\\"] {
+            assert_eq!(compact_json(broken), broken.as_bytes());
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            // Spaces, quotes, backslashes and control characters inside strings.
+            "[ a\"\\\\\t\n\u{1}é{}:,\\[\\]]{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map("[ a\"\\\\]{0,6}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn compact_json_of_pretty_json_is_compact_json(value in json_value()) {
+            let pretty = serde_json::to_string_pretty(&value).expect("serializable");
+            let compact = serde_json::to_string(&value).expect("serializable");
+            proptest::prop_assert_eq!(String::from_utf8(compact_json(&pretty)).expect("UTF-8"), compact);
+        }
     }
 }
