@@ -74,19 +74,27 @@ pub fn data_fields_as_json(
     }
 }
 
+/// The data's fields that `spec` checks. The others are read and dropped without
+/// being built (checked as a full parse checks them), so that validation costs
+/// little more than reading the bytes.
 fn json_object(spec: &EventSpec, data: &[u8]) -> Result<Map<String, Value>> {
     if data.is_empty() {
         return Err(no_data(spec));
     }
-    match serde_json::from_slice::<Value>(data) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(other) => Err(CatalogError::unreadable(
+    let checked = |name: &str| spec.fields.iter().any(|field| field.name == name);
+    match crate::projected::parse(data, &checked) {
+        Some(Value::Object(map)) => Ok(map),
+        Some(other) => Err(CatalogError::unreadable(
             spec.event_type,
             format!("expected a JSON object, got {}", json_kind(&other)),
         )),
-        Err(e) => Err(CatalogError::unreadable(
+        // Parsed again, whole, only to say why it is not JSON.
+        None => Err(CatalogError::unreadable(
             spec.event_type,
-            format!("not valid JSON ({e})"),
+            match serde_json::from_slice::<Value>(data) {
+                Err(e) => format!("not valid JSON ({e})"),
+                Ok(_) => "not valid JSON".to_owned(),
+            },
         )),
     }
 }
