@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use opsflow_log::{EventLog, ExpectedVersion, LogOptions, ProposedEvent, StreamAppend};
-use opsflow_views::{AsOf, ViewSet, Views, ViewsOptions, apply_event};
+use opsflow_views::{AsOf, ViewSet, Views, ViewsOptions, apply_scanned};
 use rand::{Rng, SeedableRng};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
@@ -182,8 +182,9 @@ pub async fn run(events: u64) -> anyhow::Result<Vec<Row>> {
 fn rebuild_once(log: &EventLog, defs: &opsflow_definitions::Definitions) -> anyhow::Result<(f64, Duration, usize)> {
     let started = Instant::now();
     let mut set = ViewSet::new(defs);
-    for event in log.iter_all(1) {
-        apply_event(&mut set, event?);
+    let wanted = set.wanted_types();
+    for event in log.scan(1, move |t| wanted.contains(t)) {
+        apply_scanned(&mut set, event?);
     }
     let elapsed = started.elapsed();
     let keys = set

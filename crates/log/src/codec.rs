@@ -169,6 +169,24 @@ impl<'a, 'b> Reader<'a, 'b> {
     }
 }
 
+/// Position, type, time and recording time of a record, read without decoding the rest.
+pub(crate) fn peek_record<'a>(record: &'a [u8], at: &str) -> Result<(u64, &'a str, i64, i64)> {
+    let body = record
+        .get(..record.len().saturating_sub(HASH_LEN))
+        .filter(|_| record.len() >= HASH_LEN)
+        .ok_or_else(|| LogError::corrupt(at, "record shorter than its hash"))?;
+    let mut r = Reader::new(body, at);
+    let position = r.varint()?;
+    r.len_prefixed()?; // stream
+    r.varint()?; // version
+    r.len_prefixed()?; // id
+    r.len_prefixed()?; // source
+    let event_type = std::str::from_utf8(r.len_prefixed()?).map_err(|_| r.err("invalid UTF-8"))?;
+    let time = r.i64()?;
+    let recorded_at = r.i64()?;
+    Ok((position, event_type, time, recorded_at))
+}
+
 /// Decodes one record. `data` is sliced out of `owner` (the chunk) without copying.
 pub(crate) fn decode_record(owner: &Bytes, record: &[u8], prev_hash: [u8; 32], at: &str) -> Result<RecordedEvent> {
     if record.len() < HASH_LEN {

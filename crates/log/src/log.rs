@@ -9,12 +9,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::codec::chain_hash;
 use crate::identity::{IdentityIndex, SegmentBuilder, fingerprint, segment_key};
-use crate::store::{GENESIS, Head, META_HEAD, META_INDEXED, Store, decode_from, tail_hash};
+use crate::store::{GENESIS, Head, META_HEAD, META_INDEXED, Store, decode_from, scan_from, tail_hash};
 use crate::validator::validate_parts;
 use crate::writer::{AppendJob, Command, Writer};
 use crate::{
     AppendOutcome, BrokenLink, Direction, EventFilter, EventValidator, ExpectedVersion, Limits, LogError,
-    ProposedEvent, RecordedEvent, Result, StreamAppend, StreamInfo, Subscription, VerifyReport,
+    ProposedEvent, RecordedEvent, Result, Scanned, StreamAppend, StreamInfo, Subscription, VerifyReport,
 };
 
 /// Source given to events proposed without one.
@@ -350,6 +350,25 @@ impl EventLog {
 
     /// Iterates durable events from `from` up to the head as it is now (blocking).
     pub fn iter_all(&self, from: u64) -> impl Iterator<Item = Result<RecordedEvent>> + use<> {
+        self.events_from(from, None).filter_map(|item| match item {
+            Ok(Scanned::Event(event)) => Some(Ok(event)),
+            Ok(Scanned::Skipped { .. }) => None,
+            Err(e) => Some(Err(e)),
+        })
+    }
+
+    /// [`EventLog::iter_all`] decoding only the events whose type `wanted` accepts;
+    /// the others come as [`Scanned::Skipped`] (position and time), read without
+    /// decoding the rest of them (blocking).
+    pub fn scan<F: Fn(&str) -> bool + Send + 'static>(
+        &self,
+        from: u64,
+        wanted: F,
+    ) -> impl Iterator<Item = Result<Scanned>> + use<F> {
+        self.events_from(from, Some(Box::new(wanted)))
+    }
+
+    fn events_from(&self, from: u64, wanted: Option<TypeFilter>) -> EventIter {
         let head = self.head();
         let (chunks, pending_err) = match self.inner.store.chunks_from(from.max(1)) {
             Ok(c) => (Some(Box::new(c) as ChunkIter), None),
@@ -361,6 +380,7 @@ impl EventLog {
             pending_err,
             head,
             from,
+            wanted,
         }
     }
 
@@ -725,16 +745,21 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 
 type ChunkIter = Box<dyn Iterator<Item = Result<crate::codec::Chunk>>>;
 
+/// Which event types a scan decodes.
+type TypeFilter = Box<dyn Fn(&str) -> bool + Send>;
+
 struct EventIter {
     chunks: Option<ChunkIter>,
-    buffer: std::vec::IntoIter<RecordedEvent>,
+    buffer: std::vec::IntoIter<Scanned>,
     pending_err: Option<LogError>,
     head: u64,
     from: u64,
+    /// Types to decode (`None`: all).
+    wanted: Option<TypeFilter>,
 }
 
 impl Iterator for EventIter {
-    type Item = Result<RecordedEvent>;
+    type Item = Result<Scanned>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if let Some(e) = self.pending_err.take() {
@@ -743,7 +768,7 @@ impl Iterator for EventIter {
         }
         loop {
             if let Some(event) = self.buffer.next() {
-                if event.position > self.head {
+                if event.position() > self.head {
                     self.chunks = None;
                     self.buffer = Vec::new().into_iter();
                     return None;
@@ -761,7 +786,12 @@ impl Iterator for EventIter {
                 self.chunks = None;
                 return None;
             }
-            match decode_from(&chunk, self.from, usize::MAX) {
+            let scanned = match &self.wanted {
+                Some(wanted) => scan_from(&chunk, self.from, wanted),
+                None => decode_from(&chunk, self.from, usize::MAX)
+                    .map(|events| events.into_iter().map(Scanned::Event).collect()),
+            };
+            match scanned {
                 Ok(events) => self.buffer = events.into_iter(),
                 Err(e) => {
                     self.chunks = None;
@@ -799,6 +829,38 @@ mod tests {
             .append("order/1", ExpectedVersion::Exact(2), vec![event("d")])
             .await?;
         assert_eq!(outcome.stream_version, 3);
+        log.close().await
+    }
+
+    /// A scan decodes the wanted types and gives the others' position and times,
+    /// in the same order as iter_all.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn scan_decodes_only_wanted_types() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| LogError::Storage(e.into()))?;
+        let log = EventLog::open_async(dir.path(), LogOptions::default()).await?;
+        let typed = |t: &str, id: &str| ProposedEvent {
+            time: Some(1_000),
+            ..ProposedEvent::json(t, "{}").with_identity("test", id)
+        };
+        log.append(
+            "s/1",
+            ExpectedVersion::Any,
+            vec![typed("a.x", "1"), typed("b.y", "2"), typed("a.x", "3")],
+        )
+        .await?;
+        let all: Vec<RecordedEvent> = log.iter_all(1).collect::<Result<_>>()?;
+        let scanned: Vec<Scanned> = log.scan(2, |t| t == "a.x").collect::<Result<_>>()?;
+        assert_eq!(
+            scanned,
+            vec![
+                Scanned::Skipped {
+                    position: 2,
+                    time: 1_000,
+                    recorded_at: all[1].recorded_at,
+                },
+                Scanned::Event(all[2].clone()),
+            ]
+        );
         log.close().await
     }
 

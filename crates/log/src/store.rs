@@ -18,9 +18,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::codec::{Chunk, ZERO_HASH, decode_record};
+use crate::codec::{Chunk, ZERO_HASH, decode_record, peek_record};
 use crate::tail::IndexTail;
-use crate::{LogError, RecordedEvent, Result};
+use crate::{LogError, RecordedEvent, Result, Scanned};
 
 /// Version of the stored layout; written once, checked on every open.
 pub const STORE_FORMAT: u32 = 1;
@@ -438,21 +438,65 @@ pub(crate) fn decode_from(chunk: &Chunk, position: u64, limit: usize) -> Result<
             prev = tail_hash(raw, p)?;
             continue;
         }
-        // Name the position only on failure: formatting it per event costs an allocation.
-        let event = decode_record(&chunk.bytes, raw, prev, "record").map_err(|e| match e {
-            LogError::Corrupt { reason, .. } => LogError::corrupt(format!("position {p}"), reason),
-            other => other,
-        })?;
-        if event.position != p {
-            return Err(LogError::corrupt(
-                format!("position {p}"),
-                format!("record says position {}", event.position),
-            ));
-        }
+        let event = decode_at(chunk, p, raw, prev)?;
         prev = event.hash;
         out.push(event);
     }
     Ok(out)
+}
+
+/// The events of `chunk` from `position` on: decoded when `wanted` accepts their
+/// type, else only their position and time (read without decoding the rest).
+pub(crate) fn scan_from(chunk: &Chunk, position: u64, wanted: &dyn Fn(&str) -> bool) -> Result<Vec<Scanned>> {
+    let mut prev = chunk.prev_hash;
+    let mut out = Vec::new();
+    for rec in chunk.records() {
+        let (p, raw) = rec?;
+        if p < position {
+            prev = tail_hash(raw, p)?;
+            continue;
+        }
+        let (at, event_type, time, recorded_at) = peek_record(raw, "record").map_err(|e| at_position(e, p))?;
+        if at != p {
+            return Err(LogError::corrupt(
+                format!("position {p}"),
+                format!("record says position {at}"),
+            ));
+        }
+        if wanted(event_type) {
+            let event = decode_at(chunk, p, raw, prev)?;
+            prev = event.hash;
+            out.push(Scanned::Event(event));
+        } else {
+            prev = tail_hash(raw, p)?;
+            out.push(Scanned::Skipped {
+                position: p,
+                time,
+                recorded_at,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The record at position `p` of `chunk`, following the hash `prev`.
+fn decode_at(chunk: &Chunk, p: u64, raw: &[u8], prev: [u8; 32]) -> Result<RecordedEvent> {
+    // Name the position only on failure: formatting it per event costs an allocation.
+    let event = decode_record(&chunk.bytes, raw, prev, "record").map_err(|e| at_position(e, p))?;
+    if event.position != p {
+        return Err(LogError::corrupt(
+            format!("position {p}"),
+            format!("record says position {}", event.position),
+        ));
+    }
+    Ok(event)
+}
+
+fn at_position(error: LogError, p: u64) -> LogError {
+    match error {
+        LogError::Corrupt { reason, .. } => LogError::corrupt(format!("position {p}"), reason),
+        other => other,
+    }
 }
 
 pub(crate) const GENESIS: [u8; 32] = ZERO_HASH;

@@ -213,3 +213,39 @@ impl EventFilter {
             && (self.types.is_empty() || self.types.contains(&event.event_type))
     }
 }
+
+/// An event met by [`EventLog::scan`](crate::EventLog::scan): decoded when its type
+/// was wanted, else only where it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "scans buffer a chunk's events by value; a box would cost an allocation per event"
+)]
+pub enum Scanned {
+    Event(RecordedEvent),
+    /// An event of a type the scan did not want: its position, event time and
+    /// recording time.
+    Skipped {
+        position: u64,
+        time: UnixNanos,
+        recorded_at: UnixNanos,
+    },
+}
+
+impl Scanned {
+    /// The event's position in the log.
+    pub fn position(&self) -> u64 {
+        match self {
+            Scanned::Event(event) => event.position,
+            Scanned::Skipped { position, .. } => *position,
+        }
+    }
+
+    /// When the log recorded the event.
+    pub fn recorded_at(&self) -> UnixNanos {
+        match self {
+            Scanned::Event(event) => event.recorded_at,
+            Scanned::Skipped { recorded_at, .. } => *recorded_at,
+        }
+    }
+}

@@ -76,8 +76,10 @@ mod windowed;
 pub use controls::VIOLATIONS_KEPT;
 pub use error::{Result, ViewError};
 pub use report::{ControlReport, KpiReport, KpiValue, Obligation, Status, Violation};
-pub use runtime::{Answer, AsOf, RebuildReport, Views, ViewsError, ViewsOptions, apply_event, into_event_data};
-pub use set::{FORMAT, ViewSet};
+pub use runtime::{
+    Answer, AsOf, RebuildReport, Views, ViewsError, ViewsOptions, apply_event, apply_scanned, into_event_data,
+};
+pub use set::{FORMAT, ViewSet, WantedTypes};
 pub use sketch::Sketch;
 pub use view::View;
 pub use windowed::DAYS_KEPT;

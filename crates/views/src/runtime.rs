@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use opsflow_definitions::{Definitions, EventData, Fields};
-use opsflow_log::{Direction, EventLog, LogError, RecordedEvent};
+use opsflow_log::{Direction, EventLog, LogError, RecordedEvent, Scanned};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -160,6 +160,13 @@ enum Prepared {
 }
 
 impl Prepared {
+    fn scanned(set: &ViewSet, scanned: Scanned) -> Prepared {
+        match scanned {
+            Scanned::Event(event) => Prepared::of(set, event),
+            Scanned::Skipped { position, time, .. } => Prepared::Skip(position, time),
+        }
+    }
+
     fn of(set: &ViewSet, event: RecordedEvent) -> Prepared {
         if set.interested(&event.event_type) {
             Prepared::Apply(into_event_data_with(event, set.data_fields()))
@@ -190,6 +197,12 @@ fn prepared_batches(snapshot_every: u64) -> usize {
 /// Applies `event` to `set`, decoding only what some view reads of it.
 pub fn apply_event(set: &mut ViewSet, event: RecordedEvent) {
     Prepared::of(set, event).apply_to(set);
+}
+
+/// Applies an event of a log scan filtered by [`ViewSet::wanted_types`] (as the
+/// runtime reads the log).
+pub fn apply_scanned(set: &mut ViewSet, event: Scanned) {
+    Prepared::scanned(set, event).apply_to(set);
 }
 
 /// A stored snapshot taken at `position`, if it decodes whole for `defs` (no view
@@ -460,31 +473,39 @@ impl Inner {
     /// of `snapshot_every` and checkpointing every `checkpoint_interval`.
     fn catch_up(&self, target: u64, stop: &CancellationToken) -> Result<()> {
         let mut last_checkpoint = Instant::now();
-        let from = lock(&self.live).position() + 1;
+        let (from, wanted) = {
+            let live = lock(&self.live);
+            (live.position() + 1, live.wanted_types())
+        };
+        let filter = wanted.clone();
         let mut events = self
             .log
-            .iter_all(from)
-            .take_while(|e| e.as_ref().map_or(true, |e| e.position <= target));
+            .scan(from, move |t| filter.contains(t))
+            .take_while(|e| e.as_ref().map_or(true, |e| e.position() <= target));
         loop {
             let mut live = lock(&self.live);
+            if !wanted.covers(&live) {
+                // Definitions changed since the scan began: scan again with theirs.
+                return Ok(());
+            }
             let mut applied = 0;
             let mut lag_of = None;
             let mut snapshot = None;
             for event in events.by_ref() {
                 let event = event?;
-                if event.position != live.position() + 1 {
+                if event.position() != live.position() + 1 {
                     // Another writer (a rebuild swap) moved the set: re-read from there.
-                    if event.position <= live.position() {
+                    if event.position() <= live.position() {
                         continue;
                     }
                     return Err(ViewsError::Corrupt(format!(
                         "the log skipped from position {} to {}",
                         live.position(),
-                        event.position
+                        event.position()
                     )));
                 }
-                lag_of = Some(event.recorded_at);
-                apply_event(&mut live, event);
+                lag_of = Some(event.recorded_at());
+                apply_scanned(&mut live, event);
                 applied += 1;
                 if live.position() % self.options.snapshot_every == 0 {
                     // Encoded after the lock is released: a clone shares the kept events.
@@ -589,12 +610,13 @@ impl Inner {
     /// each one; returns how many were applied.
     fn replay(&self, set: &mut ViewSet, to: u64, mut after: impl FnMut(&ViewSet) -> Result<()>) -> Result<u64> {
         let mut applied = 0;
-        for event in self.log.iter_all(set.position() + 1) {
+        let wanted = set.wanted_types();
+        for event in self.log.scan(set.position() + 1, move |t| wanted.contains(t)) {
             let event = event?;
-            if event.position > to {
+            if event.position() > to {
                 break;
             }
-            apply_event(set, event);
+            apply_scanned(set, event);
             applied += 1;
             after(set)?;
         }
@@ -717,13 +739,14 @@ impl Inner {
         tx: std::sync::mpsc::SyncSender<Vec<Prepared>>,
     ) -> Result<()> {
         let shape = ViewSet::new(defs);
+        let wanted = shape.wanted_types();
         let mut batch = Vec::with_capacity(PREPARED_BATCH);
-        for event in self.log.iter_all(from) {
+        for event in self.log.scan(from, move |t| wanted.contains(t)) {
             let event = event?;
-            if event.position > to {
+            if event.position() > to {
                 break;
             }
-            batch.push(Prepared::of(&shape, event));
+            batch.push(Prepared::scanned(&shape, event));
             if batch.len() == PREPARED_BATCH && tx.send(std::mem::take(&mut batch)).is_err() {
                 return Ok(());
             }

@@ -13,6 +13,22 @@ use crate::report::{ControlReport, KpiReport};
 use crate::view::{Stored, View};
 use crate::{Result, ViewError};
 
+/// The event types a view set wants (see [`ViewSet::wanted_types`]).
+#[derive(Debug, Clone)]
+pub struct WantedTypes(Arc<std::collections::HashSet<String>>);
+
+impl WantedTypes {
+    pub fn contains(&self, event_type: &str) -> bool {
+        self.0.contains(event_type)
+    }
+
+    /// Whether every type `set` wants is here (a filter taken before a reload may
+    /// lack types the set wants now).
+    pub fn covers(&self, set: &ViewSet) -> bool {
+        set.dispatch.keys().all(|t| self.0.contains(t))
+    }
+}
+
 /// The leading byte of [`ViewSet::encode`]; bumped whenever stored state changes shape.
 pub const FORMAT: u8 = 3;
 
@@ -148,6 +164,12 @@ impl ViewSet {
     /// a live set and a rebuilt one.
     pub fn interested(&self, event_type: &str) -> bool {
         self.dispatch.contains_key(event_type)
+    }
+
+    /// The types some view of this set wants, as a filter a log scan can own (see
+    /// `EventLog::scan`): the others need only their position and time.
+    pub fn wanted_types(&self) -> WantedTypes {
+        WantedTypes(Arc::new(self.dispatch.keys().cloned().collect()))
     }
 
     /// The top-level `data` fields some view reads (of an event, or later of one it
