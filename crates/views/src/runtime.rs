@@ -205,10 +205,10 @@ pub fn apply_scanned(set: &mut ViewSet, event: Scanned) {
     Prepared::scanned(set, event).apply_to(set);
 }
 
-/// A stored snapshot taken at `position`, if it decodes whole for `defs` (no view
-/// of it stale).
-fn usable_snapshot(defs: &Definitions, position: u64, bytes: &[u8]) -> Option<ViewSet> {
-    ViewSet::decode(defs, bytes)
+/// The views `names` of a stored snapshot taken at `position`, if they decode for
+/// `defs` (none of them stale).
+fn usable_snapshot(defs: &Definitions, names: &[&str], position: u64, bytes: &[u8]) -> Option<ViewSet> {
+    ViewSet::decode_only(defs, bytes, names)
         .ok()
         .filter(|set| set.position() == position && set.stale_views().is_empty())
 }
@@ -330,7 +330,8 @@ impl Views {
 
     /// Every KPI (or those named), live or as of a past moment.
     pub async fn kpis(&self, as_of: AsOf, names: &[String]) -> Result<Answer<KpiReport>> {
-        self.query(as_of, names, |set| {
+        let kpis = self.definitions().kpis.iter().map(|k| k.name.clone()).collect();
+        self.query(as_of, names, kpis, |set| {
             set.kpis()
                 .into_iter()
                 .filter(|k| names.is_empty() || names.contains(&k.name))
@@ -341,7 +342,8 @@ impl Views {
 
     /// Every control (or those named), live or as of a past moment.
     pub async fn controls(&self, as_of: AsOf, names: &[String]) -> Result<Answer<ControlReport>> {
-        self.query(as_of, names, |set| {
+        let controls = self.definitions().controls.iter().map(|c| c.name.clone()).collect();
+        self.query(as_of, names, controls, |set| {
             set.controls()
                 .into_iter()
                 .filter(|c| names.is_empty() || names.contains(&c.name))
@@ -350,19 +352,29 @@ impl Views {
         .await
     }
 
-    async fn query<T>(&self, as_of: AsOf, names: &[String], pick: impl Fn(&ViewSet) -> Vec<T>) -> Result<Answer<T>> {
+    /// The views `names` (or, when none are named, `all` of the kind asked for) as
+    /// of `as_of`; a past moment rebuilds only those views.
+    async fn query<T>(
+        &self,
+        as_of: AsOf,
+        names: &[String],
+        all: Vec<String>,
+        pick: impl Fn(&ViewSet) -> Vec<T>,
+    ) -> Result<Answer<T>> {
         let rebuilding = self.rebuilding();
         if as_of == AsOf::Live {
             let live = lock(&self.inner.live);
             check_names(names, &live.view_names())?;
             return Ok(answer(&live, rebuilding, pick(&live)));
         }
+        check_names(names, &ViewSet::new(&self.definitions()).view_names())?;
+        let wanted = if names.is_empty() { all } else { names.to_vec() };
         let inner = self.inner.clone();
-        let set = blocking(move || inner.view_at(as_of)).await?;
-        let result = check_names(names, &set.view_names()).map(|()| answer(&set, rebuilding, pick(&set)));
+        let set = blocking(move || inner.view_at(as_of, &wanted)).await?;
+        let result = answer(&set, rebuilding, pick(&set));
         // Freeing a large set takes a good part of a query: not on the caller's time.
         tokio::task::spawn_blocking(move || drop(set));
-        result
+        Ok(result)
     }
 
     /// Live KPIs without cloning the view set (for metrics).
@@ -662,9 +674,11 @@ impl Inner {
         self.store.save_snapshot(position, &snapshot.encode())
     }
 
-    /// A copy of the views as they stood at `as_of`.
-    fn view_at(&self, as_of: AsOf) -> Result<ViewSet> {
+    /// The views `names` as they stood at `as_of` (the whole live set when it stands
+    /// there already: cloning it is cheaper than decoding).
+    fn view_at(&self, as_of: AsOf, names: &[String]) -> Result<ViewSet> {
         let defs = self.definitions();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let head = self.log.head();
         let target = match as_of {
             AsOf::Position(p) => p.min(head),
@@ -680,7 +694,7 @@ impl Inner {
         }
         let mut snapshots = self.store.snapshots_below(target);
         if let Some((position, bytes)) = snapshots.next().transpose()?
-            && let Some(set) = self.replay_from_snapshot(&defs, position, bytes, target)?
+            && let Some(set) = self.replay_from_snapshot(&defs, &names, position, bytes, target)?
         {
             return Ok(set);
         }
@@ -688,32 +702,35 @@ impl Inner {
         let mut start = None;
         for snapshot in snapshots {
             let (position, bytes) = snapshot?;
-            start = usable_snapshot(&defs, position, &bytes);
+            start = usable_snapshot(&defs, &names, position, &bytes);
             if start.is_some() {
                 break;
             }
         }
-        let mut set = start.unwrap_or_else(|| ViewSet::new(&defs));
+        let mut set = start.unwrap_or_else(|| ViewSet::only(&defs, &names));
         if set.position() < target {
             self.replay(&mut set, target, |_| Ok(()))?;
         }
         Ok(set)
     }
 
-    /// The snapshot at `position` brought to `target`, or `None` when it does not
-    /// decode. The events after it are read and decoded on a second thread while
-    /// the snapshot decodes: the two take about as long, and a query is mostly them.
+    /// The views `names` of the snapshot at `position` brought to `target`, or `None`
+    /// when they do not decode. The events after it are read and decoded on a second
+    /// thread while the snapshot decodes: the two take about as long, and a query is
+    /// mostly them.
     fn replay_from_snapshot(
         &self,
         defs: &Definitions,
+        names: &[&str],
         position: u64,
         bytes: Vec<u8>,
         target: u64,
     ) -> Result<Option<ViewSet>> {
         let (tx, rx) = std::sync::mpsc::sync_channel(prepared_batches(self.options.snapshot_every));
+        let shape = ViewSet::only(defs, names);
         let replayed = std::thread::scope(|scope| {
-            let reader = scope.spawn(move || self.prepare(defs, position + 1, target, tx));
-            let decoded = usable_snapshot(defs, position, &bytes);
+            let reader = scope.spawn(|| self.prepare(&shape, position + 1, target, tx));
+            let decoded = usable_snapshot(defs, names, position, &bytes);
             drop(bytes);
             let replayed = decoded.map(|mut set| {
                 rx.iter().flatten().for_each(|prepared| prepared.apply_to(&mut set));
@@ -733,12 +750,11 @@ impl Inner {
     /// to `tx`; stops early when the receiver is gone.
     fn prepare(
         &self,
-        defs: &Definitions,
+        shape: &ViewSet,
         from: u64,
         to: u64,
         tx: std::sync::mpsc::SyncSender<Vec<Prepared>>,
     ) -> Result<()> {
-        let shape = ViewSet::new(defs);
         let wanted = shape.wanted_types();
         let mut batch = Vec::with_capacity(PREPARED_BATCH);
         for event in self.log.scan(from, move |t| wanted.contains(t)) {
@@ -746,7 +762,7 @@ impl Inner {
             if event.position() > to {
                 break;
             }
-            batch.push(Prepared::scanned(&shape, event));
+            batch.push(Prepared::scanned(shape, event));
             if batch.len() == PREPARED_BATCH && tx.send(std::mem::take(&mut batch)).is_err() {
                 return Ok(());
             }

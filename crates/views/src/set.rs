@@ -317,6 +317,16 @@ impl ViewSet {
     /// or is new start empty and are listed in [`ViewSet::stale_views`]; views no longer
     /// defined are dropped.
     pub fn decode(defs: &Definitions, bytes: &[u8]) -> Result<ViewSet> {
+        ViewSet::decode_into(ViewSet::new(defs), bytes)
+    }
+
+    /// [`ViewSet::decode`] of the views named `names` only (as [`ViewSet::only`]):
+    /// the other views' states are not decoded at all.
+    pub fn decode_only(defs: &Definitions, bytes: &[u8], names: &[&str]) -> Result<ViewSet> {
+        ViewSet::decode_into(ViewSet::only(defs, names), bytes)
+    }
+
+    fn decode_into(mut set: ViewSet, bytes: &[u8]) -> Result<ViewSet> {
         let (&format, rest) = bytes.split_first().ok_or(ViewError::Corrupt("empty".into()))?;
         if format != FORMAT {
             return Err(ViewError::Format {
@@ -327,7 +337,6 @@ impl ViewSet {
         let mut encoded: Encoded<Vec<StoredEvent>> =
             postcard::from_bytes(rest).map_err(|e| ViewError::Corrupt(e.to_string()))?;
         let _table = EventTable::reading(std::mem::take(&mut encoded.events));
-        let mut set = ViewSet::new(defs);
         set.position = encoded.position;
         set.clock = encoded.clock;
         let mut stored: HashMap<&str, &EncodedView> = encoded.views.iter().map(|v| (v.name.as_str(), v)).collect();
