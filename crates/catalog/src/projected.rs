@@ -22,6 +22,13 @@ pub(crate) fn parse(data: &[u8], keep: &dyn Fn(&str) -> bool) -> Option<Value> {
     Some(value)
 }
 
+/// Whether `data` is JSON that `serde_json::from_slice::<Value>` accepts (strings
+/// unescaped, numbers in range, nesting within its limit), building nothing.
+pub fn is_json(data: &[u8]) -> bool {
+    let mut de = serde_json::Deserializer::from_slice(data);
+    Skip.deserialize(&mut de).is_ok() && de.end().is_ok()
+}
+
 struct Object<'k> {
     keep: &'k dyn Fn(&str) -> bool,
 }

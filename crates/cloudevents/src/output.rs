@@ -101,7 +101,9 @@ impl Serialize for StructuredCloudEvent<'_> {
             members.serialize_entry("datacontenttype", content_type)?;
         }
         if !event.data.is_empty() {
-            let json = media::is_json(content_type)
+            // Only JSON that a strict parser reads (no lone surrogates, numbers in
+            // range) goes out as `data`; anything else as `data_base64`, as before.
+            let json = (media::is_json(content_type) && opsflow_catalog::is_json(&event.data))
                 .then(|| serde_json::from_slice::<&RawValue>(&event.data).ok())
                 .flatten();
             let text = || {
@@ -351,6 +353,19 @@ mod tests {
         };
         let value = cloudevent(&empty);
         assert!(value.get("datacontenttype").is_none() && value.get("data").is_none());
+    }
+
+    #[test]
+    fn cloudevent_sends_json_a_strict_parser_refuses_as_base64() {
+        for data in [&br#"{"x":1e999}"#[..], br#"{"s":"\ud800"}"#] {
+            let event = RecordedEvent {
+                data: Bytes::copy_from_slice(data),
+                ..recorded()
+            };
+            let value = cloudevent(&event);
+            assert!(value.get("data").is_none(), "{value}");
+            assert!(value.get("data_base64").is_some(), "{value}");
+        }
     }
 
     #[test]

@@ -176,12 +176,16 @@ pub(crate) fn peek_record<'a>(record: &'a [u8], at: &str) -> Result<(u64, &'a st
         .filter(|_| record.len() >= HASH_LEN)
         .ok_or_else(|| LogError::corrupt(at, "record shorter than its hash"))?;
     let mut r = Reader::new(body, at);
+    let text = |r: &mut Reader<'a, '_>| -> Result<&'a str> {
+        let bytes = r.len_prefixed()?;
+        std::str::from_utf8(bytes).map_err(|_| r.err("invalid UTF-8"))
+    };
     let position = r.varint()?;
-    r.len_prefixed()?; // stream
+    text(&mut r)?; // stream
     r.varint()?; // version
-    r.len_prefixed()?; // id
-    r.len_prefixed()?; // source
-    let event_type = std::str::from_utf8(r.len_prefixed()?).map_err(|_| r.err("invalid UTF-8"))?;
+    text(&mut r)?; // id
+    text(&mut r)?; // source
+    let event_type = text(&mut r)?;
     let time = r.i64()?;
     let recorded_at = r.i64()?;
     Ok((position, event_type, time, recorded_at))

@@ -39,8 +39,9 @@ pub struct LogOptions {
     pub validator: Option<Arc<dyn EventValidator>>,
     /// Stream index entries collect in memory and go to sled, off the append path,
     /// once this many events were appended since the last write (or 50,000 streams,
-    /// or 5 s, whichever comes first). After a crash, opening the log re-derives at
-    /// most about this many events' entries from the events themselves.
+    /// or 5 s, whichever comes first; checked as groups commit). After a crash,
+    /// opening the log re-derives the entries since the last write from the events
+    /// themselves: about this many events' worth, twice that if a write was under way.
     pub index_every_events: u64,
 }
 

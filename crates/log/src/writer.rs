@@ -254,21 +254,26 @@ impl Writer {
         if self.head != start_head {
             group.batch.insert(META_HEAD, &self.head.encode()[..]);
             metrics::histogram!("opsflow_group_commit_events").record(group.events as f64);
-            let applied = self
-                .store
-                .db
-                .apply_batch(group.batch)
-                .map_err(|e| format!("applying a group failed: {e}"))
-                .and_then(|()| self.index(&jobs, &group.appended));
-            if let Err(reason) = applied {
-                // Nothing of this group is durable; the log cannot vouch for its
-                // in-memory state any more.
-                tracing::error!(error = %reason, "log write failed; refusing further writes");
-                let _ = self.poison.set(reason.clone());
-                outcomes_result = outcomes_result
-                    .into_iter()
-                    .map(|_| Err(LogError::Poisoned(reason.clone())))
-                    .collect();
+            match self.store.db.apply_batch(group.batch) {
+                Err(e) => {
+                    // Nothing of this group is durable; the log cannot vouch for its
+                    // in-memory state any more.
+                    let reason = format!("applying a group failed: {e}");
+                    tracing::error!(error = %e, "log write failed; refusing further writes");
+                    let _ = self.poison.set(reason.clone());
+                    outcomes_result = outcomes_result
+                        .into_iter()
+                        .map(|_| Err(LogError::Poisoned(reason.clone())))
+                        .collect();
+                }
+                Ok(()) => {
+                    // The group is applied and its flush answers it; an index failure
+                    // stops later writes (recovery re-derives the index on open).
+                    if let Err(reason) = self.index(&jobs, &group.appended) {
+                        tracing::error!(error = %reason, "stream index failed; refusing further writes");
+                        let _ = self.poison.set(reason);
+                    }
+                }
             }
         }
         let replies = jobs.into_iter().map(|j| j.reply).zip(outcomes_result).collect();
@@ -622,6 +627,17 @@ fn differs_proposed(
 
 /// Writes frozen stream index tails to sled, each with the position it indexes up to.
 fn indexer_loop(store: &Store, rx: std_mpsc::Receiver<IndexJob>, poison: &OnceLock<String>) {
+    /// A panic here would leave the index tail growing unseen: stop the log instead.
+    struct PoisonOnPanic<'a>(&'a OnceLock<String>);
+    impl Drop for PoisonOnPanic<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                tracing::error!("the log indexer panicked; refusing further writes");
+                let _ = self.0.set("the log indexer panicked".into());
+            }
+        }
+    }
+    let _guard = PoisonOnPanic(poison);
     while let Ok(job) = rx.recv() {
         let started = Instant::now();
         if let Err(e) = write_index(store, &job.runs, job.indexed) {

@@ -330,7 +330,7 @@ impl Views {
 
     /// Every KPI (or those named), live or as of a past moment.
     pub async fn kpis(&self, as_of: AsOf, names: &[String]) -> Result<Answer<KpiReport>> {
-        let kpis = self.definitions().kpis.iter().map(|k| k.name.clone()).collect();
+        let kpis = |defs: &Definitions| defs.kpis.iter().map(|k| k.name.clone()).collect();
         self.query(as_of, names, kpis, |set| {
             set.kpis()
                 .into_iter()
@@ -342,7 +342,7 @@ impl Views {
 
     /// Every control (or those named), live or as of a past moment.
     pub async fn controls(&self, as_of: AsOf, names: &[String]) -> Result<Answer<ControlReport>> {
-        let controls = self.definitions().controls.iter().map(|c| c.name.clone()).collect();
+        let controls = |defs: &Definitions| defs.controls.iter().map(|c| c.name.clone()).collect();
         self.query(as_of, names, controls, |set| {
             set.controls()
                 .into_iter()
@@ -358,7 +358,7 @@ impl Views {
         &self,
         as_of: AsOf,
         names: &[String],
-        all: Vec<String>,
+        all: impl Fn(&Definitions) -> Vec<String>,
         pick: impl Fn(&ViewSet) -> Vec<T>,
     ) -> Result<Answer<T>> {
         let rebuilding = self.rebuilding();
@@ -367,10 +367,12 @@ impl Views {
             check_names(names, &live.view_names())?;
             return Ok(answer(&live, rebuilding, pick(&live)));
         }
-        check_names(names, &ViewSet::new(&self.definitions()).view_names())?;
-        let wanted = if names.is_empty() { all } else { names.to_vec() };
+        // One reading of the definitions for the names and the views built from them.
+        let defs = self.definitions();
+        check_names(names, &ViewSet::new(&defs).view_names())?;
+        let wanted = if names.is_empty() { all(&defs) } else { names.to_vec() };
         let inner = self.inner.clone();
-        let set = blocking(move || inner.view_at(as_of, &wanted)).await?;
+        let set = blocking(move || inner.view_at(&defs, as_of, &wanted)).await?;
         let result = answer(&set, rebuilding, pick(&set));
         // Freeing a large set takes a good part of a query: not on the caller's time.
         tokio::task::spawn_blocking(move || drop(set));
@@ -676,8 +678,7 @@ impl Inner {
 
     /// The views `names` as they stood at `as_of` (the whole live set when it stands
     /// there already: cloning it is cheaper than decoding).
-    fn view_at(&self, as_of: AsOf, names: &[String]) -> Result<ViewSet> {
-        let defs = self.definitions();
+    fn view_at(&self, defs: &Definitions, as_of: AsOf, names: &[String]) -> Result<ViewSet> {
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let head = self.log.head();
         let target = match as_of {
@@ -694,7 +695,7 @@ impl Inner {
         }
         let mut snapshots = self.store.snapshots_below(target);
         if let Some((position, bytes)) = snapshots.next().transpose()?
-            && let Some(set) = self.replay_from_snapshot(&defs, &names, position, bytes, target)?
+            && let Some(set) = self.replay_from_snapshot(defs, &names, position, bytes, target)?
         {
             return Ok(set);
         }
@@ -702,12 +703,12 @@ impl Inner {
         let mut start = None;
         for snapshot in snapshots {
             let (position, bytes) = snapshot?;
-            start = usable_snapshot(&defs, &names, position, &bytes);
+            start = usable_snapshot(defs, &names, position, &bytes);
             if start.is_some() {
                 break;
             }
         }
-        let mut set = start.unwrap_or_else(|| ViewSet::only(&defs, &names));
+        let mut set = start.unwrap_or_else(|| ViewSet::only(defs, &names));
         if set.position() < target {
             self.replay(&mut set, target, |_| Ok(()))?;
         }
