@@ -169,13 +169,18 @@ impl<'a, 'b> Reader<'a, 'b> {
     }
 }
 
+/// A record without its trailing hash.
+fn record_body<'a>(record: &'a [u8], at: &str) -> Result<&'a [u8]> {
+    record
+        .len()
+        .checked_sub(HASH_LEN)
+        .map(|end| &record[..end])
+        .ok_or_else(|| LogError::corrupt(at, "record shorter than its hash"))
+}
+
 /// Position, type, time and recording time of a record, read without decoding the rest.
 pub(crate) fn peek_record<'a>(record: &'a [u8], at: &str) -> Result<(u64, &'a str, i64, i64)> {
-    let body = record
-        .get(..record.len().saturating_sub(HASH_LEN))
-        .filter(|_| record.len() >= HASH_LEN)
-        .ok_or_else(|| LogError::corrupt(at, "record shorter than its hash"))?;
-    let mut r = Reader::new(body, at);
+    let mut r = Reader::new(record_body(record, at)?, at);
     let text = |r: &mut Reader<'a, '_>| -> Result<&'a str> {
         let bytes = r.len_prefixed()?;
         std::str::from_utf8(bytes).map_err(|_| r.err("invalid UTF-8"))
@@ -193,11 +198,7 @@ pub(crate) fn peek_record<'a>(record: &'a [u8], at: &str) -> Result<(u64, &'a st
 
 /// Decodes one record. `data` is sliced out of `owner` (the chunk) without copying.
 pub(crate) fn decode_record(owner: &Bytes, record: &[u8], prev_hash: [u8; 32], at: &str) -> Result<RecordedEvent> {
-    if record.len() < HASH_LEN {
-        return Err(LogError::corrupt(at, "record shorter than its hash"));
-    }
-    let body = &record[..record.len() - HASH_LEN];
-    let mut r = Reader::new(body, at);
+    let mut r = Reader::new(record_body(record, at)?, at);
     let position = r.varint()?;
     let stream = r.string()?;
     let version = r.varint()?;

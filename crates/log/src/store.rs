@@ -107,18 +107,23 @@ impl RunBuilder {
 
     /// The runs this entry lists, in version order.
     pub(crate) fn runs(&self) -> impl Iterator<Item = Run> + '_ {
-        let mut version = self.first_version;
-        self.value.chunks_exact(RUN_PIECE).map(move |bytes| {
-            let (first_position, count) = piece(bytes);
-            let run = Run {
-                first_version: version,
-                first_position,
-                count,
-            };
-            version += count;
-            run
-        })
+        runs_in(self.first_version, &self.value)
     }
+}
+
+/// The runs an index value of whole pieces lists, from `first_version` on.
+fn runs_in(first_version: u64, value: &[u8]) -> impl Iterator<Item = Run> + '_ {
+    let mut version = first_version;
+    value.chunks_exact(RUN_PIECE).map(move |bytes| {
+        let (first_position, count) = piece(bytes);
+        let run = Run {
+            first_version: version,
+            first_position,
+            count,
+        };
+        version = version.wrapping_add(count);
+        run
+    })
 }
 
 fn piece(bytes: &[u8]) -> (u64, u64) {
@@ -137,21 +142,14 @@ fn pieces(first_version: u64, value: &[u8]) -> Result<Vec<Run>> {
             format!("a value of {} bytes is not whole 16-byte pieces", value.len()),
         ));
     }
-    let mut version = first_version;
-    let mut runs = Vec::with_capacity(value.len() / RUN_PIECE);
-    for chunk in value.chunks_exact(RUN_PIECE) {
-        let (first_position, count) = piece(chunk);
-        if count == 0 {
+    let runs: Vec<Run> = runs_in(first_version, value).collect();
+    for run in &runs {
+        if run.count == 0 {
             return Err(LogError::corrupt("stream index", "a piece of 0 events"));
         }
-        runs.push(Run {
-            first_version: version,
-            first_position,
-            count,
-        });
-        version = version
-            .checked_add(count)
-            .ok_or_else(|| LogError::corrupt("stream index", "versions overflow"))?;
+        if run.first_version.checked_add(run.count).is_none() {
+            return Err(LogError::corrupt("stream index", "versions overflow"));
+        }
     }
     Ok(runs)
 }

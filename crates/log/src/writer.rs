@@ -328,13 +328,10 @@ impl Writer {
             // Recovery re-derives the index from what is durable.
             return;
         }
-        if let Some(runs) = self.store.tail.freeze() {
-            match write_index(&self.store, &runs, self.head.position) {
-                Ok(()) => self.store.tail.release_frozen(),
-                Err(e) => {
-                    tracing::error!(error = %e, "writing the stream index on close failed; the next open re-derives it")
-                }
-            }
+        if let Some(runs) = self.store.tail.freeze()
+            && let Err(e) = write_index(&self.store, &runs, self.head.position)
+        {
+            tracing::error!(error = %e, "writing the stream index on close failed; the next open re-derives it");
         }
     }
 
@@ -646,20 +643,23 @@ fn indexer_loop(store: &Store, rx: std_mpsc::Receiver<IndexJob>, poison: &OnceLo
             let _ = poison.set(format!("writing the stream index failed: {e}"));
             return;
         }
-        store.tail.release_frozen();
         metrics::histogram!("opsflow_stream_index_write_seconds").record(started.elapsed().as_secs_f64());
         tracing::debug!(streams = job.runs.by_stream.len(), events = job.runs.events, indexed = job.indexed, elapsed = ?started.elapsed(), "stream index written");
     }
 }
 
-/// One stream index entry per stream of `runs`, and `indexed`, in one atomic batch.
+/// Writes the frozen generation `runs` (one stream index entry per stream) and
+/// `indexed` in one atomic batch, then releases it from memory. On failure it stays
+/// frozen: readable in memory, and never frozen over.
 fn write_index(store: &Store, runs: &Runs, indexed: u64) -> sled::Result<()> {
     let mut batch = sled::Batch::default();
     for (stream, run) in &runs.by_stream {
         batch.insert(stream_key(stream, run.first_version), run.value());
     }
     batch.insert(META_INDEXED, &indexed.to_be_bytes());
-    store.db.apply_batch(batch)
+    store.db.apply_batch(batch)?;
+    store.tail.release_frozen();
+    Ok(())
 }
 
 fn flusher_loop(
