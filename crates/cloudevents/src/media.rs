@@ -21,29 +21,35 @@ pub(crate) const CLOUDEVENTS_PROTOBUF: &str = "application/cloudevents+protobuf"
 /// A batch of CloudEvents in the protobuf format.
 pub(crate) const CLOUDEVENTS_BATCH_PROTOBUF: &str = "application/cloudevents-batch+protobuf";
 
-/// Splits `type/subtype; params` into lower-cased `(type, subtype)`.
-fn essence(content_type: &str) -> Option<(String, String)> {
-    let media = content_type.split(';').next()?.trim().to_ascii_lowercase();
+/// Splits `type/subtype; params` into trimmed `(type, subtype)`, as written: compare
+/// them with `eq_ignore_ascii_case` (media types are case-insensitive).
+fn essence(content_type: &str) -> Option<(&str, &str)> {
+    let media = content_type.split(';').next()?.trim();
     let (kind, subtype) = media.split_once('/')?;
-    Some((kind.trim().to_owned(), subtype.trim().to_owned()))
+    Some((kind.trim(), subtype.trim()))
+}
+
+/// Whether `subtype` ends with `suffix` (lower-case), in any case.
+fn has_suffix(subtype: &str, suffix: &str) -> bool {
+    subtype
+        .get(subtype.len().saturating_sub(suffix.len())..)
+        .is_some_and(|end| end.len() == suffix.len() && end.eq_ignore_ascii_case(suffix))
 }
 
 /// Whether `content_type` declares JSON data: subtype `json` or a `+json` suffix,
 /// parameters ignored (CloudEvents JSON format §3.1.1).
 pub(crate) fn is_json(content_type: &str) -> bool {
-    if content_type == "application/json" {
-        return true;
-    }
-    essence(content_type).is_some_and(|(_, subtype)| subtype == "json" || subtype.ends_with("+json"))
+    essence(content_type)
+        .is_some_and(|(_, subtype)| subtype.eq_ignore_ascii_case("json") || has_suffix(subtype, "+json"))
 }
 
 /// Whether `content_type` is the media type `expected` (lower-case `type/subtype`),
 /// in any case and with any parameters.
 pub(crate) fn is_media_type(content_type: &str, expected: &str) -> bool {
     essence(content_type).is_some_and(|(kind, subtype)| {
-        expected
-            .split_once('/')
-            .is_some_and(|(want_kind, want_subtype)| kind == want_kind && subtype == want_subtype)
+        expected.split_once('/').is_some_and(|(want_kind, want_subtype)| {
+            kind.eq_ignore_ascii_case(want_kind) && subtype.eq_ignore_ascii_case(want_subtype)
+        })
     })
 }
 
@@ -55,7 +61,9 @@ pub(crate) fn is_protobuf(content_type: &str) -> bool {
 
 /// Whether `content_type` declares text (`text/*`, XML), written as a `data` string.
 pub(crate) fn is_text(content_type: &str) -> bool {
-    essence(content_type).is_some_and(|(kind, subtype)| kind == "text" || subtype == "xml" || subtype.ends_with("+xml"))
+    essence(content_type).is_some_and(|(kind, subtype)| {
+        kind.eq_ignore_ascii_case("text") || subtype.eq_ignore_ascii_case("xml") || has_suffix(subtype, "+xml")
+    })
 }
 
 #[cfg(test)]
