@@ -126,19 +126,11 @@ pub async fn run(events: u64) -> anyhow::Result<Vec<Row>> {
     let mut w = views.watch_position();
     w.wait_for(|p| *p >= head).await?;
     eprintln!("views: as-of queries");
-    let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
-    let mut as_of = Latencies::default();
-    for _ in 0..100 {
-        let position = rng.random_range(1..=head);
-        let started = Instant::now();
-        let answer = views.kpis(AsOf::Position(position), &[]).await?;
-        as_of.record(started.elapsed());
-        anyhow::ensure!(
-            answer.position == position,
-            "as-of answered {} for {position}",
-            answer.position
-        );
-    }
+    let v = &views;
+    let mut as_of = as_of_latencies(head, 7, |p| async move {
+        Ok(v.kpis(AsOf::Position(p), &[]).await?.position)
+    })
+    .await?;
     let p99 = as_of.quantile_ms(0.99).unwrap_or(f64::NAN);
     // Where the time goes: reports alone (live), and a snapshot decode (no replay).
     let started = Instant::now();
@@ -169,19 +161,10 @@ pub async fn run(events: u64) -> anyhow::Result<Vec<Row>> {
     );
     // The same for compliance: an as-of query rebuilds only the views it answers
     // with, so controls (which keep most events) are measured on their own.
-    let mut rng = rand::rngs::SmallRng::seed_from_u64(8);
-    let mut compliance = Latencies::default();
-    for _ in 0..100 {
-        let position = rng.random_range(1..=head);
-        let started = Instant::now();
-        let answer = views.controls(AsOf::Position(position), &[]).await?;
-        compliance.record(started.elapsed());
-        anyhow::ensure!(
-            answer.position == position,
-            "as-of answered {} for {position}",
-            answer.position
-        );
-    }
+    let mut compliance = as_of_latencies(head, 8, |p| async move {
+        Ok(v.controls(AsOf::Position(p), &[]).await?.position)
+    })
+    .await?;
     let p99 = compliance.quantile_ms(0.99).unwrap_or(f64::NAN);
     rows.push(
         Row::new(
@@ -205,6 +188,25 @@ pub async fn run(events: u64) -> anyhow::Result<Vec<Row>> {
     task.await??;
     built.log.close().await?;
     Ok(rows)
+}
+
+/// Latencies of 100 as-of queries at positions drawn from `1..=head` with `seed`;
+/// `query` answers one and returns the position it answered for.
+async fn as_of_latencies<F, Fut>(head: u64, seed: u64, query: F) -> anyhow::Result<Latencies>
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<u64>>,
+{
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    let mut latencies = Latencies::default();
+    for _ in 0..100 {
+        let position = rng.random_range(1..=head);
+        let started = Instant::now();
+        let answered = query(position).await?;
+        latencies.record(started.elapsed());
+        anyhow::ensure!(answered == position, "as-of answered {answered} for {position}");
+    }
+    Ok(latencies)
 }
 
 /// One rebuild of the default views from position 1: (events/s, time, keys held).

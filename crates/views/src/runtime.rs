@@ -369,7 +369,12 @@ impl Views {
         }
         // One reading of the definitions for the names and the views built from them.
         let defs = self.definitions();
-        check_names(names, &ViewSet::new(&defs).view_names())?;
+        if let Some(unknown) = names
+            .iter()
+            .find(|n| defs.kpi(n).is_none() && defs.control(n).is_none())
+        {
+            return Err(ViewsError::UnknownView(unknown.clone()));
+        }
         let wanted = if names.is_empty() { all(&defs) } else { names.to_vec() };
         let inner = self.inner.clone();
         let set = blocking(move || inner.view_at(&defs, as_of, &wanted)).await?;

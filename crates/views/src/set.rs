@@ -14,7 +14,7 @@ use crate::view::{Stored, View};
 use crate::{Result, ViewError};
 
 /// The event types a view set wants (see [`ViewSet::wanted_types`]).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct WantedTypes(Arc<std::collections::HashSet<String>>);
 
 impl WantedTypes {
@@ -25,7 +25,7 @@ impl WantedTypes {
     /// Whether every type `set` wants is here (a filter taken before a reload may
     /// lack types the set wants now).
     pub fn covers(&self, set: &ViewSet) -> bool {
-        set.dispatch.keys().all(|t| self.0.contains(t))
+        Arc::ptr_eq(&self.0, &set.wanted.0) || set.wanted.0.iter().all(|t| self.0.contains(t))
     }
 }
 
@@ -54,6 +54,8 @@ pub struct ViewSet {
     /// The top-level `data` fields any view reads, of an event or of one it keeps:
     /// all the runtime needs to decode.
     data_fields: Fields,
+    /// The keys of `dispatch`, shareable with a log scan.
+    wanted: WantedTypes,
 }
 
 /// The stored state; `E` is the kept events: written in place from the live
@@ -103,6 +105,7 @@ impl ViewSet {
             stale: Vec::new(),
             kept: Vec::new(),
             data_fields: Fields::default(),
+            wanted: WantedTypes::default(),
         };
         set.index();
         set
@@ -142,6 +145,7 @@ impl ViewSet {
                 self.timed.push(v);
             }
         }
+        self.wanted = WantedTypes(Arc::new(self.dispatch.keys().cloned().collect()));
     }
 
     pub fn definitions_version(&self) -> &str {
@@ -169,7 +173,7 @@ impl ViewSet {
     /// The types some view of this set wants, as a filter a log scan can own (see
     /// `EventLog::scan`): the others need only their position and time.
     pub fn wanted_types(&self) -> WantedTypes {
-        WantedTypes(Arc::new(self.dispatch.keys().cloned().collect()))
+        self.wanted.clone()
     }
 
     /// The top-level `data` fields some view reads (of an event, or later of one it
