@@ -18,7 +18,8 @@
 //! - `nats` ([`nats::run`]): JetStream ingest end to end against raw JetStream publishing.
 //! - `disk` ([`disk::measure`]): bytes on disk per event of that same log.
 //! - `views` ([`views::run`]): rebuild rate of the default views over a realistic
-//!   log of `--events` demo events, as-of latency, live lag at 20,000 appends/s.
+//!   log of `--events` demo events, as-of latency, live lag at 20,000 appends/s
+//!   (`views-rebuild`: the rebuild alone; `--views-log DIR` keeps the log for reuse).
 //!
 //! Progress goes to stderr, the report to stdout.
 
@@ -60,6 +61,10 @@ struct Args {
     /// Run only this section.
     #[arg(long, value_enum, value_name = "NAME")]
     only: Option<Section>,
+    /// Keep the `views` demo log in DIR: built there on the first run, reused by
+    /// later ones (to profile a view section without rebuilding its log).
+    #[arg(long, value_name = "DIR")]
+    views_log: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -71,6 +76,8 @@ enum Section {
     Disk,
     Nats,
     Views,
+    /// Only the first row of `views`: the rebuild rate.
+    ViewsRebuild,
 }
 
 /// Sizes of one run.
@@ -133,8 +140,9 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
-    if args.runs(Section::Views) {
-        report.extend(views::run(plan.events).await?);
+    if args.runs(Section::Views) || args.only == Some(Section::ViewsRebuild) {
+        let rebuild_only = args.only == Some(Section::ViewsRebuild);
+        report.extend(views::run(plan.events, args.views_log.as_deref(), rebuild_only).await?);
     }
 
     if args.runs(Section::Nats) {

@@ -5,6 +5,7 @@
 //! week of business (orders, shipments, procurement, incidents, inventory, budgets)
 //! merged in event-time order, so keys, anomalies and the type mix are realistic.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -42,16 +43,47 @@ fn realistic(events: u64, first_run: u32) -> Vec<(String, &'static str, i64, Str
 }
 
 struct Built {
-    _dir: TempDir,
+    _dir: Option<TempDir>,
     log: EventLog,
     views_dir: std::path::PathBuf,
 }
 
-async fn build(events: u64) -> anyhow::Result<Built> {
+/// The demo log of `events` events: in a temporary directory, or in `keep` (built
+/// there once, then reused: for profiling one section over the same log).
+async fn build(events: u64, keep: Option<&Path>) -> anyhow::Result<Built> {
+    let (temp, root) = match keep {
+        Some(dir) => (None, dir.to_path_buf()),
+        None => {
+            let temp = tempfile::tempdir()?;
+            let root = temp.path().to_path_buf();
+            (Some(temp), root)
+        }
+    };
+    let views_dir = root.join("views");
+    if views_dir.exists() {
+        std::fs::remove_dir_all(&views_dir).context("removing the previous run's views")?;
+    }
+    let log = EventLog::open_async(root.join("log"), LogOptions::default()).await?;
+    if log.head() == events {
+        eprintln!(
+            "views: reusing the log of {} events in {}",
+            count(events as f64),
+            root.display()
+        );
+        return Ok(Built {
+            _dir: temp,
+            log,
+            views_dir,
+        });
+    }
+    anyhow::ensure!(
+        log.head() == 0,
+        "{} holds a log of {} events, not {events}: remove it or pass another directory",
+        root.display(),
+        log.head()
+    );
     eprintln!("views: simulating {} demo events", count(events as f64));
     let generated = tokio::task::spawn_blocking(move || realistic(events, 0)).await?;
-    let dir = tempfile::tempdir()?;
-    let log = EventLog::open_async(dir.path().join("log"), LogOptions::default()).await?;
     eprintln!("views: appending them");
     for chunk in generated.chunks(1000) {
         let parts = chunk
@@ -68,17 +100,17 @@ async fn build(events: u64) -> anyhow::Result<Built> {
             .collect();
         log.append_many(parts).await.context("appending demo events")?;
     }
-    let views_dir = dir.path().join("views");
     Ok(Built {
-        _dir: dir,
+        _dir: temp,
         log,
         views_dir,
     })
 }
 
-/// Runs the three view benchmarks over a log of `events` demo events.
-pub async fn run(events: u64) -> anyhow::Result<Vec<Row>> {
-    let built = build(events).await?;
+/// Runs the three view benchmarks over a log of `events` demo events (kept in
+/// `keep`, if given); with `rebuild_only`, only the first.
+pub async fn run(events: u64, keep: Option<&Path>, rebuild_only: bool) -> anyhow::Result<Vec<Row>> {
+    let built = build(events, keep).await?;
     let defs = opsflow_definitions::builtin();
     let mut rows = Vec::new();
 
@@ -114,6 +146,10 @@ pub async fn run(events: u64) -> anyhow::Result<Vec<Row>> {
         )
         .target("≥ 500,000 events/s", rate >= 500_000.0),
     );
+    if rebuild_only {
+        built.log.close().await?;
+        return Ok(rows);
+    }
 
     // 2. As-of at random positions, from snapshots every 50,000 positions.
     eprintln!("views: catching up the live views (taking snapshots)");
@@ -213,8 +249,7 @@ where
 fn rebuild_once(log: &EventLog, defs: &opsflow_definitions::Definitions) -> anyhow::Result<(f64, Duration, usize)> {
     let started = Instant::now();
     let mut set = ViewSet::new(defs);
-    let wanted = set.wanted_types();
-    for event in log.scan(1, move |t| wanted.contains(t)) {
+    for event in set.wanted_types().scan(log, 1) {
         apply_scanned(&mut set, event?);
     }
     let elapsed = started.elapsed();

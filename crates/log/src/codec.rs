@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use crate::{LogError, RecordedEvent, Result};
+use crate::{LogError, RecordFields, RecordedEvent, Result};
 
 /// Chunk format 1: the records as they are.
 const CHUNK_PLAIN: u8 = 1;
@@ -148,10 +148,17 @@ impl<'a, 'b> Reader<'a, 'b> {
     }
 
     fn string(&mut self) -> Result<String> {
+        self.string_if(true)
+    }
+
+    /// A string, checked but left empty unless `keep`.
+    fn string_if(&mut self, keep: bool) -> Result<String> {
         let b = self.len_prefixed()?;
-        std::str::from_utf8(b)
-            .map(str::to_owned)
-            .map_err(|_| self.err("invalid UTF-8"))
+        match std::str::from_utf8(b) {
+            Ok(text) if keep => Ok(text.to_owned()),
+            Ok(_) => Ok(String::new()),
+            Err(_) => Err(self.err("invalid UTF-8")),
+        }
     }
 
     fn i64(&mut self) -> Result<i64> {
@@ -197,25 +204,40 @@ pub(crate) fn peek_record<'a>(record: &'a [u8], at: &str) -> Result<(u64, &'a st
 }
 
 /// Decodes one record. `data` is sliced out of `owner` (the chunk) without copying.
+#[cfg(test)]
 pub(crate) fn decode_record(owner: &Bytes, record: &[u8], prev_hash: [u8; 32], at: &str) -> Result<RecordedEvent> {
+    decode_record_with(owner, record, prev_hash, at, RecordFields::ALL)
+}
+
+/// Decodes one record, leaving the text fields not in `fields` empty (still
+/// checked). `data` is sliced out of `owner` (the chunk) without copying.
+pub(crate) fn decode_record_with(
+    owner: &Bytes,
+    record: &[u8],
+    prev_hash: [u8; 32],
+    at: &str,
+    fields: RecordFields,
+) -> Result<RecordedEvent> {
     let mut r = Reader::new(record_body(record, at)?, at);
     let position = r.varint()?;
-    let stream = r.string()?;
+    let stream = r.string_if(fields.stream)?;
     let version = r.varint()?;
-    let id = r.string()?;
-    let source = r.string()?;
+    let id = r.string_if(fields.id)?;
+    let source = r.string_if(fields.source)?;
     let event_type = r.string()?;
     let time = r.i64()?;
     let recorded_at = r.i64()?;
-    let content_type = r.string()?;
-    let correlation_id = r.string()?;
-    let causation_id = r.string()?;
+    let content_type = r.string_if(fields.content_type)?;
+    let correlation_id = r.string_if(fields.correlation)?;
+    let causation_id = r.string_if(fields.correlation)?;
     let n = r.varint()?;
     let mut metadata = BTreeMap::new();
     for _ in 0..n {
-        let k = r.string()?;
-        let v = r.string()?;
-        metadata.insert(k, v);
+        let k = r.string_if(fields.metadata)?;
+        let v = r.string_if(fields.metadata)?;
+        if fields.metadata {
+            metadata.insert(k, v);
+        }
     }
     let data = r.len_prefixed()?;
     if !r.is_empty() {

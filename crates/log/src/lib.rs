@@ -50,7 +50,7 @@ pub use log::{DEFAULT_SOURCE, EventLog, JSON, LogOptions, PendingAppends};
 pub use store::{SLED_SEGMENT_SIZE, STORE_FORMAT};
 pub use subscription::{Subscription, SubscriptionItem};
 pub use types::{
-    AppendOutcome, BrokenLink, Direction, EventFilter, ExpectedVersion, ProposedEvent, RecordedEvent, Scanned,
-    StreamAppend, StreamInfo, UnixNanos, VerifyReport,
+    AppendOutcome, BrokenLink, Direction, EventFilter, ExpectedVersion, ProposedEvent, RecordFields, RecordedEvent,
+    Scanned, StreamAppend, StreamInfo, UnixNanos, VerifyReport,
 };
 pub use validator::{EventValidator, Rejection};

@@ -18,9 +18,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::codec::{Chunk, ZERO_HASH, decode_record, peek_record};
+use crate::codec::{Chunk, ZERO_HASH, decode_record_with, peek_record};
 use crate::tail::IndexTail;
-use crate::{LogError, RecordedEvent, Result, Scanned};
+use crate::{LogError, RecordFields, RecordedEvent, Result, Scanned};
 
 /// Version of the stored layout; written once, checked on every open.
 pub const STORE_FORMAT: u32 = 1;
@@ -436,7 +436,7 @@ pub(crate) fn decode_from(chunk: &Chunk, position: u64, limit: usize) -> Result<
             prev = tail_hash(raw, p)?;
             continue;
         }
-        let event = decode_at(chunk, p, raw, prev)?;
+        let event = decode_at(chunk, p, raw, prev, RecordFields::ALL)?;
         prev = event.hash;
         out.push(event);
     }
@@ -445,7 +445,12 @@ pub(crate) fn decode_from(chunk: &Chunk, position: u64, limit: usize) -> Result<
 
 /// The events of `chunk` from `position` on: decoded when `wanted` accepts their
 /// type, else only their position and time (read without decoding the rest).
-pub(crate) fn scan_from(chunk: &Chunk, position: u64, wanted: &dyn Fn(&str) -> bool) -> Result<Vec<Scanned>> {
+pub(crate) fn scan_from(
+    chunk: &Chunk,
+    position: u64,
+    wanted: &dyn Fn(&str) -> bool,
+    fields: RecordFields,
+) -> Result<Vec<Scanned>> {
     let mut prev = chunk.prev_hash;
     let mut out = Vec::new();
     for rec in chunk.records() {
@@ -462,7 +467,7 @@ pub(crate) fn scan_from(chunk: &Chunk, position: u64, wanted: &dyn Fn(&str) -> b
             ));
         }
         if wanted(event_type) {
-            let event = decode_at(chunk, p, raw, prev)?;
+            let event = decode_at(chunk, p, raw, prev, fields)?;
             prev = event.hash;
             out.push(Scanned::Event(event));
         } else {
@@ -478,9 +483,9 @@ pub(crate) fn scan_from(chunk: &Chunk, position: u64, wanted: &dyn Fn(&str) -> b
 }
 
 /// The record at position `p` of `chunk`, following the hash `prev`.
-fn decode_at(chunk: &Chunk, p: u64, raw: &[u8], prev: [u8; 32]) -> Result<RecordedEvent> {
+fn decode_at(chunk: &Chunk, p: u64, raw: &[u8], prev: [u8; 32], fields: RecordFields) -> Result<RecordedEvent> {
     // Name the position only on failure: formatting it per event costs an allocation.
-    let event = decode_record(&chunk.bytes, raw, prev, "record").map_err(|e| at_position(e, p))?;
+    let event = decode_record_with(&chunk.bytes, raw, prev, "record", fields).map_err(|e| at_position(e, p))?;
     if event.position != p {
         return Err(LogError::corrupt(
             format!("position {p}"),

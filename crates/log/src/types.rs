@@ -214,6 +214,32 @@ impl EventFilter {
     }
 }
 
+/// The text fields a scan decodes of the events it wants (see
+/// [`EventLog::scan_projected`](crate::EventLog::scan_projected)); the others come
+/// empty. Position, version, type, times, data and hashes always come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordFields {
+    pub stream: bool,
+    pub id: bool,
+    pub source: bool,
+    pub content_type: bool,
+    /// `correlation_id` and `causation_id`.
+    pub correlation: bool,
+    pub metadata: bool,
+}
+
+impl RecordFields {
+    /// Every field.
+    pub const ALL: RecordFields = RecordFields {
+        stream: true,
+        id: true,
+        source: true,
+        content_type: true,
+        correlation: true,
+        metadata: true,
+    };
+}
+
 /// An event met by [`EventLog::scan`](crate::EventLog::scan): decoded when its type
 /// was wanted, else only where it stands.
 #[derive(Debug, Clone, PartialEq, Eq)]

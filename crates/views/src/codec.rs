@@ -98,26 +98,96 @@ impl<'de> serde::de::Visitor<'de> for JsonVisitor {
             3 => Value::from(variant.newtype_variant::<u64>()?),
             4 => serde_json::Number::from_f64(variant.newtype_variant()?).map_or(Value::Null, Value::Number),
             5 => Value::String(variant.newtype_variant()?),
-            6 => Value::Array(
-                variant
-                    .newtype_variant::<Vec<StoredJson>>()?
-                    .into_iter()
-                    .map(|v| v.0)
-                    .collect(),
-            ),
-            7 => Value::Object(
-                variant
-                    .newtype_variant::<Vec<(String, StoredJson)>>()?
-                    .into_iter()
-                    .map(|(k, v)| (k, v.0))
-                    .collect(),
-            ),
+            6 => Value::Array(variant.newtype_variant_seed(ItemsSeed)?),
+            7 => Value::Object(variant.newtype_variant_seed(EntriesSeed)?),
             other => {
                 return Err(serde::de::Error::custom(format!(
                     "stored JSON value of unknown kind {other}"
                 )));
             }
         })
+    }
+}
+
+/// Reads a stored array straight into its values.
+struct ItemsSeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for ItemsSeed {
+    type Value = Vec<serde_json::Value>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ItemsSeed {
+    type Value = Vec<serde_json::Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stored JSON items")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        // The hint comes from the bytes: bounded, so a corrupt length cannot
+        // reserve much.
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(item) = seq.next_element::<StoredJson>()? {
+            items.push(item.0);
+        }
+        Ok(items)
+    }
+}
+
+/// Reads a stored object's entries straight into a map.
+struct EntriesSeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for EntriesSeed {
+    type Value = serde_json::Map<String, serde_json::Value>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for EntriesSeed {
+    type Value = serde_json::Map<String, serde_json::Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stored JSON entries")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut map = serde_json::Map::new();
+        while let Some((key, value)) = seq.next_element::<(String, StoredJson)>()? {
+            map.insert(key, value.0);
+        }
+        Ok(map)
+    }
+}
+
+/// The kept-event table read back: each stored event straight into a shared
+/// [`EventData`].
+pub(crate) struct StoredEvents(pub Vec<Arc<EventData>>);
+
+impl<'de> Deserialize<'de> for StoredEvents {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Events;
+        impl<'de> serde::de::Visitor<'de> for Events {
+            type Value = StoredEvents;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("stored events")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<StoredEvents, A::Error> {
+                let mut events = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+                while let Some(event) = seq.next_element::<StoredEvent>()? {
+                    events.push(Arc::new(EventData::from(event)));
+                }
+                Ok(StoredEvents(events))
+            }
+        }
+        d.deserialize_seq(Events)
     }
 }
 
@@ -232,8 +302,7 @@ impl EventTable {
     }
 
     /// Resolves `Kept` indexes against `events`.
-    pub(crate) fn reading(events: Vec<StoredEvent>) -> EventTable {
-        let events = events.into_iter().map(|e| Arc::new(EventData::from(e))).collect();
+    pub(crate) fn reading(events: Vec<Arc<EventData>>) -> EventTable {
         TABLE.with(|t| *t.borrow_mut() = Some(Table::Reading(events)));
         EventTable(())
     }
@@ -393,7 +462,7 @@ mod tests {
         let bytes = postcard::to_stdvec(&(kept.clone(), kept.clone())).unwrap();
         let events = postcard::to_stdvec(&table.finish()).unwrap();
         assert!(postcard::to_stdvec(&kept).is_err(), "outside a table");
-        let table = EventTable::reading(postcard::from_bytes(&events).unwrap());
+        let table = EventTable::reading(postcard::from_bytes::<StoredEvents>(&events).unwrap().0);
         let (back, again): (Kept, Kept) = postcard::from_bytes(&bytes).unwrap();
         drop(table);
         assert_eq!(back, kept);

@@ -30,23 +30,20 @@ pub type KeyCache = Vec<(u64, Option<String>)>;
 pub struct Ctx<'a> {
     pub event: &'a EventData,
     pub clock: i64,
-    /// The distinct ways views keep events (what their expressions read of them).
-    kept: &'a [EventReads],
-    /// The projection of the view being applied, an index into `kept`.
-    pub kept_slot: usize,
-    /// One shared copy of the event per projection, for every view that keeps it so.
-    shared: Vec<Option<Arc<EventData>>>,
+    /// What views keep of the events they keep.
+    kept: &'a EventReads,
+    /// The event as kept, made by the first view that keeps it and shared by the rest.
+    shared: Option<Arc<EventData>>,
     keys: &'a mut KeyCache,
 }
 
 impl<'a> Ctx<'a> {
-    pub fn new(event: &'a EventData, clock: i64, kept: &'a [EventReads], keys: &'a mut KeyCache) -> Self {
+    pub fn new(event: &'a EventData, clock: i64, kept: &'a EventReads, keys: &'a mut KeyCache) -> Self {
         Ctx {
             event,
             clock,
             kept,
-            kept_slot: 0,
-            shared: Vec::new(),
+            shared: None,
             keys,
         }
     }
@@ -79,23 +76,11 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// The event as the current view keeps it (only what its expressions read of
-    /// kept events), copied once per apply however many views keep it alike.
+    /// The event as views keep it (only what their expressions read of kept
+    /// events), copied once per apply however many views keep it.
     pub fn keep(&mut self) -> Arc<EventData> {
-        let slot = self.kept_slot;
-        if self.shared.len() <= slot {
-            self.shared.resize(slot + 1, None);
-        }
-        let projection = self.kept.get(slot);
-        let event = self.event;
-        self.shared[slot]
-            .get_or_insert_with(|| {
-                Arc::new(match projection {
-                    Some(reads) => reads.project(event),
-                    None => event.clone(),
-                })
-            })
-            .clone()
+        let (kept, event) = (self.kept, self.event);
+        self.shared.get_or_insert_with(|| Arc::new(kept.project(event))).clone()
     }
 
     pub fn scope<'s>(&'s self, seen: &'s Seen, start: Option<&'s EventData>) -> Scope<'s> {

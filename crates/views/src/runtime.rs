@@ -496,10 +496,8 @@ impl Inner {
             let live = lock(&self.live);
             (live.position() + 1, live.wanted_types())
         };
-        let filter = wanted.clone();
-        let mut events = self
-            .log
-            .scan(from, move |t| filter.contains(t))
+        let mut events = wanted
+            .scan(&self.log, from)
             .take_while(|e| e.as_ref().map_or(true, |e| e.position() <= target));
         loop {
             let mut live = lock(&self.live);
@@ -629,8 +627,7 @@ impl Inner {
     /// each one; returns how many were applied.
     fn replay(&self, set: &mut ViewSet, to: u64, mut after: impl FnMut(&ViewSet) -> Result<()>) -> Result<u64> {
         let mut applied = 0;
-        let wanted = set.wanted_types();
-        for event in self.log.scan(set.position() + 1, move |t| wanted.contains(t)) {
+        for event in set.wanted_types().scan(&self.log, set.position() + 1) {
             let event = event?;
             if event.position() > to {
                 break;
@@ -761,9 +758,8 @@ impl Inner {
         to: u64,
         tx: std::sync::mpsc::SyncSender<Vec<Prepared>>,
     ) -> Result<()> {
-        let wanted = shape.wanted_types();
         let mut batch = Vec::with_capacity(PREPARED_BATCH);
-        for event in self.log.scan(from, move |t| wanted.contains(t)) {
+        for event in shape.wanted_types().scan(&self.log, from) {
             let event = event?;
             if event.position() > to {
                 break;

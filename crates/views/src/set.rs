@@ -5,27 +5,59 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use opsflow_definitions::{Definitions, EventData, EventReads, Fields};
+use opsflow_log::{EventLog, RecordFields, Scanned};
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{EventTable, StoredEvent};
+use crate::codec::{EventTable, StoredEvents};
 use crate::keyed::{Ctx, KeyCache};
 use crate::report::{ControlReport, KpiReport};
 use crate::view::{Stored, View};
 use crate::{Result, ViewError};
 
-/// The event types a view set wants (see [`ViewSet::wanted_types`]).
-#[derive(Debug, Clone, Default)]
-pub struct WantedTypes(Arc<std::collections::HashSet<String>>);
+/// What a view set wants of the log (see [`ViewSet::wanted_types`]): the event types
+/// some view applies, and the text fields some view reads of them.
+#[derive(Debug, Clone)]
+pub struct WantedTypes {
+    types: Arc<std::collections::HashSet<String>>,
+    fields: RecordFields,
+}
+
+impl Default for WantedTypes {
+    fn default() -> Self {
+        WantedTypes {
+            types: Arc::default(),
+            fields: RecordFields::ALL,
+        }
+    }
+}
 
 impl WantedTypes {
     pub fn contains(&self, event_type: &str) -> bool {
-        self.0.contains(event_type)
+        self.types.contains(event_type)
     }
 
-    /// Whether every type `set` wants is here (a filter taken before a reload may
-    /// lack types the set wants now).
+    /// Whether everything `set` wants is here (a filter taken before a reload may
+    /// lack types or fields the set wants now).
     pub fn covers(&self, set: &ViewSet) -> bool {
-        Arc::ptr_eq(&self.0, &set.wanted.0) || set.wanted.0.iter().all(|t| self.0.contains(t))
+        let (mine, theirs) = (self.fields, set.wanted.fields);
+        let fields = [
+            (mine.stream, theirs.stream),
+            (mine.id, theirs.id),
+            (mine.source, theirs.source),
+            (mine.content_type, theirs.content_type),
+            (mine.correlation, theirs.correlation),
+            (mine.metadata, theirs.metadata),
+        ]
+        .iter()
+        .all(|&(have, want)| have || !want);
+        fields && (Arc::ptr_eq(&self.types, &set.wanted.types) || set.wanted.types.iter().all(|t| self.contains(t)))
+    }
+
+    /// The events of `log` from position `from`, decoded as far as the set reads
+    /// them (the others as [`Scanned::Skipped`]). Blocking.
+    pub fn scan(&self, log: &EventLog, from: u64) -> impl Iterator<Item = opsflow_log::Result<Scanned>> + use<> {
+        let types = self.types.clone();
+        log.scan_projected(from, move |t| types.contains(t), self.fields)
     }
 }
 
@@ -49,8 +81,10 @@ pub struct ViewSet {
     /// Views with deadlines (`within` controls).
     timed: Vec<usize>,
     stale: Vec<String>,
-    /// The distinct projections views keep events in ([`View::kept_slot`]).
-    kept: Vec<EventReads>,
+    /// What views keep of the events they keep: the union of what every view of
+    /// the definitions reads of kept events, so an event is kept once however many
+    /// views keep it, and a view keeps the same whichever set it is rebuilt in.
+    kept: EventReads,
     /// The top-level `data` fields any view reads, of an event or of one it keeps:
     /// all the runtime needs to decode.
     data_fields: Fields,
@@ -59,7 +93,7 @@ pub struct ViewSet {
 }
 
 /// The stored state; `E` is the kept events: written in place from the live
-/// events ([`crate::codec::KeptEvents`]), read back as `Vec<StoredEvent>`.
+/// events ([`crate::codec::KeptEvents`]), read back as [`StoredEvents`].
 #[derive(Serialize, Deserialize)]
 struct Encoded<E> {
     definitions_version: String,
@@ -103,7 +137,7 @@ impl ViewSet {
             keys: Vec::new(),
             timed: Vec::new(),
             stale: Vec::new(),
-            kept: Vec::new(),
+            kept: kept_reads(defs),
             data_fields: Fields::default(),
             wanted: WantedTypes::default(),
         };
@@ -124,18 +158,9 @@ impl ViewSet {
             }
         }
         self.keys = vec![(0, None); slots.len()];
-        self.kept.clear();
-        self.data_fields = Fields::default();
-        for view in &mut self.views {
-            view.kept_slot = match self.kept.iter().position(|k| *k == view.reads.kept) {
-                Some(slot) => slot,
-                None => {
-                    self.kept.push(view.reads.kept.clone());
-                    self.kept.len() - 1
-                }
-            };
+        self.data_fields = self.kept.data.clone();
+        for view in &self.views {
             self.data_fields.union(&view.reads.event.data);
-            self.data_fields.union(&view.reads.kept.data);
         }
         for (v, view) in self.views.iter().enumerate() {
             for (r, route) in view.routes.iter().enumerate() {
@@ -145,7 +170,23 @@ impl ViewSet {
                 self.timed.push(v);
             }
         }
-        self.wanted = WantedTypes(Arc::new(self.dispatch.keys().cloned().collect()));
+        let mut read = self.kept.clone();
+        for view in &self.views {
+            read.union(&view.reads.event);
+        }
+        self.wanted = WantedTypes {
+            types: Arc::new(self.dispatch.keys().cloned().collect()),
+            fields: RecordFields {
+                stream: read.stream,
+                id: read.id,
+                source: read.source,
+                // The data decodes by its content type.
+                content_type: true,
+                // Expressions cannot read them.
+                correlation: false,
+                metadata: read.metadata,
+            },
+        };
     }
 
     pub fn definitions_version(&self) -> &str {
@@ -338,9 +379,9 @@ impl ViewSet {
                 expected: FORMAT,
             });
         }
-        let mut encoded: Encoded<Vec<StoredEvent>> =
+        let mut encoded: Encoded<StoredEvents> =
             postcard::from_bytes(rest).map_err(|e| ViewError::Corrupt(e.to_string()))?;
-        let _table = EventTable::reading(std::mem::take(&mut encoded.events));
+        let _table = EventTable::reading(std::mem::take(&mut encoded.events.0));
         set.position = encoded.position;
         set.clock = encoded.clock;
         let mut stored: HashMap<&str, &EncodedView> = encoded.views.iter().map(|v| (v.name.as_str(), v)).collect();
@@ -383,6 +424,20 @@ impl Hasher for Fnv {
     fn finish(&self) -> u64 {
         self.0
     }
+}
+
+/// The union of what the views of `defs` read of the events they keep.
+fn kept_reads(defs: &Definitions) -> EventReads {
+    let mut kept = EventReads::default();
+    for reads in defs
+        .kpis
+        .iter()
+        .map(|d| d.reads())
+        .chain(defs.controls.iter().map(|d| d.reads()))
+    {
+        kept.union(&reads.kept);
+    }
+    kept
 }
 
 fn all_views(defs: &Definitions) -> Vec<View> {

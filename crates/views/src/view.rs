@@ -52,11 +52,8 @@ pub struct View {
     pub(crate) routes: Vec<Route>,
     pub(crate) stored: Stored,
     /// What the view's expressions read: of each applied event, and of the events it
-    /// keeps (which it keeps only that much of).
+    /// keeps.
     pub(crate) reads: Reads,
-    /// Which of the set's distinct kept projections is this view's (see
-    /// [`Ctx::keep`]).
-    pub(crate) kept_slot: usize,
 }
 
 impl View {
@@ -86,7 +83,6 @@ impl View {
         View {
             routes,
             reads: def.reads(),
-            kept_slot: 0,
             def: Def::Kpi(def),
             stored: Stored { eval_errors: 0, state },
         }
@@ -111,7 +107,6 @@ impl View {
         View {
             routes,
             reads: def.reads(),
-            kept_slot: 0,
             def: Def::Control(def),
             stored: Stored { eval_errors: 0, state },
         }
@@ -169,7 +164,6 @@ impl View {
     }
 
     pub(crate) fn apply(&mut self, route: usize, ctx: &mut Ctx<'_>) {
-        ctx.kept_slot = self.kept_slot;
         let roles = &self.routes[route].roles;
         let errors = &mut self.stored.eval_errors;
         match (&self.def, &mut self.stored.state) {
