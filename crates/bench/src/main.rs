@@ -19,7 +19,7 @@
 //! - `disk` ([`disk::measure`]): bytes on disk per event of that same log.
 //! - `views` ([`views::run`]): rebuild rate of the default views over a realistic
 //!   log of `--events` demo events, as-of latency, live lag at 20,000 appends/s
-//!   (`views-rebuild`: the rebuild alone; `--views-log DIR` keeps the log for reuse).
+//!   (`views-rebuild`: the rebuild alone, over a log `--views-log DIR` can keep).
 //!
 //! Progress goes to stderr, the report to stdout.
 
@@ -61,8 +61,10 @@ struct Args {
     /// Run only this section.
     #[arg(long, value_enum, value_name = "NAME")]
     only: Option<Section>,
-    /// Keep the `views` demo log in DIR: built there on the first run, reused by
-    /// later ones (to profile a view section without rebuilding its log).
+    /// With `--only views-rebuild`: keep the demo log in DIR, built there on the
+    /// first run and reused by later ones (to profile the rebuild without building
+    /// the log each time). The full `views` section appends to its log, so it
+    /// always builds its own.
     #[arg(long, value_name = "DIR")]
     views_log: Option<std::path::PathBuf>,
 }
@@ -142,7 +144,8 @@ async fn main() -> anyhow::Result<()> {
 
     if args.runs(Section::Views) || args.only == Some(Section::ViewsRebuild) {
         let rebuild_only = args.only == Some(Section::ViewsRebuild);
-        report.extend(views::run(plan.events, args.views_log.as_deref(), rebuild_only).await?);
+        let keep = args.views_log.as_deref().filter(|_| rebuild_only);
+        report.extend(views::run(plan.events, keep, rebuild_only).await?);
     }
 
     if args.runs(Section::Nats) {

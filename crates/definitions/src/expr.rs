@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use self::cel::CelProgram;
 use self::native::NativeProgram;
 use self::path::FieldPath;
-pub use self::reads::{EventReads, Fields, Reads};
+pub use self::reads::{EventReads, FieldSet, Fields, Reads};
 
 /// One event as expressions see it: decoded once, shared by every view.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use opsflow_definitions::{EventData, EventReads, Expr, Match, Scope};
+use opsflow_definitions::{EventData, EventReads, Expr, FieldSet, Match, Scope};
 
 pub use opsflow_definitions::Seen;
 
@@ -30,15 +30,15 @@ pub type KeyCache = Vec<(u64, Option<String>)>;
 pub struct Ctx<'a> {
     pub event: &'a EventData,
     pub clock: i64,
-    /// What views keep of the events they keep.
-    kept: &'a EventReads,
+    /// What views keep of the events they keep, and its data fields as a lookup.
+    kept: (&'a EventReads, &'a FieldSet),
     /// The event as kept, made by the first view that keeps it and shared by the rest.
     shared: Option<Arc<EventData>>,
     keys: &'a mut KeyCache,
 }
 
 impl<'a> Ctx<'a> {
-    pub fn new(event: &'a EventData, clock: i64, kept: &'a EventReads, keys: &'a mut KeyCache) -> Self {
+    pub fn new(event: &'a EventData, clock: i64, kept: (&'a EventReads, &'a FieldSet), keys: &'a mut KeyCache) -> Self {
         Ctx {
             event,
             clock,
@@ -79,8 +79,10 @@ impl<'a> Ctx<'a> {
     /// The event as views keep it (only what their expressions read of kept
     /// events), copied once per apply however many views keep it.
     pub fn keep(&mut self) -> Arc<EventData> {
-        let (kept, event) = (self.kept, self.event);
-        self.shared.get_or_insert_with(|| Arc::new(kept.project(event))).clone()
+        let ((kept, data), event) = (self.kept, self.event);
+        self.shared
+            .get_or_insert_with(|| Arc::new(kept.project_with(event, data)))
+            .clone()
     }
 
     pub fn scope<'s>(&'s self, seen: &'s Seen, start: Option<&'s EventData>) -> Scope<'s> {

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use opsflow_definitions::{Definitions, EventData, Fields};
+use opsflow_definitions::{Definitions, EventData, FieldSet, Fields};
 use opsflow_log::{Direction, EventLog, LogError, RecordedEvent, Scanned};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -125,18 +125,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The event as views see it, moving its strings out of the recorded event. Data
 /// is `Null` when it is neither JSON nor a catalog protobuf message.
 pub fn into_event_data(event: RecordedEvent) -> EventData {
-    into_event_data_with(event, &Fields::All)
+    into_event_data_with(event, &Fields::All.lookup())
 }
 
 /// [`into_event_data`] decoding only the top-level `data` fields in `fields`.
-fn into_event_data_with(event: RecordedEvent, fields: &Fields) -> EventData {
-    let data = match fields {
-        Fields::All => opsflow_catalog::data_as_json(&event.event_type, &event.content_type, &event.data),
-        Fields::Only(names) => {
-            opsflow_catalog::data_fields_as_json(&event.event_type, &event.content_type, &event.data, &|k| {
-                names.contains(k)
-            })
-        }
+fn into_event_data_with(event: RecordedEvent, fields: &FieldSet) -> EventData {
+    let data = if fields.is_all() {
+        opsflow_catalog::data_as_json(&event.event_type, &event.content_type, &event.data)
+    } else {
+        opsflow_catalog::data_fields_as_json(&event.event_type, &event.content_type, &event.data, &|k| {
+            fields.contains(k)
+        })
     }
     .unwrap_or(serde_json::Value::Null);
     EventData {
@@ -169,7 +168,7 @@ impl Prepared {
 
     fn of(set: &ViewSet, event: RecordedEvent) -> Prepared {
         if set.interested(&event.event_type) {
-            Prepared::Apply(into_event_data_with(event, set.data_fields()))
+            Prepared::Apply(into_event_data_with(event, set.data_names()))
         } else {
             Prepared::Skip(event.position, event.time)
         }

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use opsflow_definitions::{Definitions, EventData, EventReads, Fields};
+use opsflow_definitions::{Definitions, EventData, EventReads, FieldSet, Fields};
 use opsflow_log::{EventLog, RecordFields, Scanned};
 use serde::{Deserialize, Serialize};
 
@@ -85,9 +85,13 @@ pub struct ViewSet {
     /// the definitions reads of kept events, so an event is kept once however many
     /// views keep it, and a view keeps the same whichever set it is rebuilt in.
     kept: EventReads,
+    /// `kept.data` as a lookup.
+    kept_data: FieldSet,
     /// The top-level `data` fields any view reads, of an event or of one it keeps:
     /// all the runtime needs to decode.
     data_fields: Fields,
+    /// `data_fields` as a lookup.
+    data_names: FieldSet,
     /// The keys of `dispatch`, shareable with a log scan.
     wanted: WantedTypes,
 }
@@ -138,7 +142,9 @@ impl ViewSet {
             timed: Vec::new(),
             stale: Vec::new(),
             kept: kept_reads(defs),
+            kept_data: FieldSet::default(),
             data_fields: Fields::default(),
+            data_names: FieldSet::default(),
             wanted: WantedTypes::default(),
         };
         set.index();
@@ -162,6 +168,8 @@ impl ViewSet {
         for view in &self.views {
             self.data_fields.union(&view.reads.event.data);
         }
+        self.data_names = self.data_fields.lookup();
+        self.kept_data = self.kept.data.lookup();
         for (v, view) in self.views.iter().enumerate() {
             for (r, route) in view.routes.iter().enumerate() {
                 self.dispatch.entry(route.event_type.clone()).or_default().push((v, r));
@@ -223,6 +231,11 @@ impl ViewSet {
         &self.data_fields
     }
 
+    /// [`ViewSet::data_fields`] as a lookup.
+    pub fn data_names(&self) -> &FieldSet {
+        &self.data_names
+    }
+
     /// Applies the next event. Events must come in position order; one at or before
     /// [`ViewSet::position`] is ignored (a bug in the caller, asserted in debug builds).
     pub fn apply(&mut self, event: &EventData) {
@@ -230,7 +243,7 @@ impl ViewSet {
             return;
         }
         if let Some(routes) = self.dispatch.get(event.event_type.as_str()) {
-            let mut ctx = Ctx::new(event, self.clock, &self.kept, &mut self.keys);
+            let mut ctx = Ctx::new(event, self.clock, (&self.kept, &self.kept_data), &mut self.keys);
             for &(v, r) in routes {
                 self.views[v].apply(r, &mut ctx);
             }

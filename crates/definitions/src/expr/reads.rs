@@ -7,7 +7,7 @@
 //! whole event, `seen` used as a value, an expression left to the CEL
 //! interpreter) reads everything.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use super::EventData;
 
@@ -55,8 +55,43 @@ impl Fields {
 
     /// `data` with only these fields (a `data` that is not an object is kept whole).
     pub fn project(&self, data: &serde_json::Value) -> serde_json::Value {
-        match (self, data) {
-            (Fields::Only(names), serde_json::Value::Object(map)) => serde_json::Value::Object(
+        self.lookup().project(data)
+    }
+
+    /// The same fields as a set that answers [`FieldSet::contains`] with one hash,
+    /// for checking many names (every key of every event decoded).
+    pub fn lookup(&self) -> FieldSet {
+        match self {
+            Fields::All => FieldSet(None),
+            Fields::Only(names) => FieldSet(Some(names.iter().map(|n| Box::from(n.as_str())).collect())),
+        }
+    }
+}
+
+/// [`Fields`] for fast membership tests (see [`Fields::lookup`]). The names come
+/// from definitions, so a fixed hasher is safe: event data only looks them up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldSet(Option<HashSet<Box<str>, foldhash::fast::FixedState>>);
+
+impl Default for FieldSet {
+    fn default() -> Self {
+        Fields::default().lookup()
+    }
+}
+
+impl FieldSet {
+    pub fn is_all(&self) -> bool {
+        self.0.is_none()
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.as_ref().is_none_or(|names| names.contains(name))
+    }
+
+    /// `data` with only these fields (a `data` that is not an object is kept whole).
+    pub fn project(&self, data: &serde_json::Value) -> serde_json::Value {
+        match (&self.0, data) {
+            (Some(names), serde_json::Value::Object(map)) => serde_json::Value::Object(
                 map.iter()
                     .filter(|(k, _)| names.contains(k.as_str()))
                     .map(|(k, v)| (k.clone(), v.clone()))
@@ -101,6 +136,12 @@ impl EventReads {
 
     /// The part of `event` this reads (type, position and time always).
     pub fn project(&self, event: &EventData) -> EventData {
+        self.project_with(event, &self.data.lookup())
+    }
+
+    /// [`EventReads::project`] with `data`, this projection's [`Fields::lookup`],
+    /// made once for many events.
+    pub fn project_with(&self, event: &EventData, data: &FieldSet) -> EventData {
         let text = |read: bool, s: &String| if read { s.clone() } else { String::new() };
         EventData {
             position: event.position,
@@ -110,7 +151,7 @@ impl EventReads {
             id: text(self.id, &event.id),
             event_type: event.event_type.clone(),
             time: event.time,
-            data: self.data.project(&event.data),
+            data: data.project(&event.data),
             metadata: if self.metadata {
                 event.metadata.clone()
             } else {
@@ -250,5 +291,17 @@ mod tests {
         assert!(p.stream.is_empty() && p.source.is_empty() && p.metadata.is_empty());
         r.union(&EventReads::everything());
         assert_eq!(r.project(&event), event);
+    }
+
+    #[test]
+    fn a_field_set_answers_as_its_fields() {
+        for fields in [only(&[]), only(&["a", "bb", "ccc"]), Fields::All] {
+            let set = fields.lookup();
+            assert_eq!(set.is_all(), fields.is_all());
+            for name in ["", "a", "b", "bb", "ccc", "cc", "zz"] {
+                assert_eq!(set.contains(name), fields.contains(name), "{name} in {fields:?}");
+            }
+        }
+        assert_eq!(FieldSet::default(), only(&[]).lookup());
     }
 }
