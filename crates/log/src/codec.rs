@@ -147,10 +147,6 @@ impl<'a, 'b> Reader<'a, 'b> {
         self.take(n)
     }
 
-    fn string(&mut self) -> Result<String> {
-        self.string_if(true)
-    }
-
     /// A string, checked but left empty unless `keep`.
     fn string_if(&mut self, keep: bool) -> Result<String> {
         let b = self.len_prefixed()?;
@@ -185,22 +181,47 @@ fn record_body<'a>(record: &'a [u8], at: &str) -> Result<&'a [u8]> {
         .ok_or_else(|| LogError::corrupt(at, "record shorter than its hash"))
 }
 
-/// Position, type, time and recording time of a record, read without decoding the rest.
-pub(crate) fn peek_record<'a>(record: &'a [u8], at: &str) -> Result<(u64, &'a str, i64, i64)> {
+/// The header of a record (up to its recording time), borrowed from its bytes: what
+/// a scan reads to decide whether to decode the rest ([`decode_peeked`]).
+pub(crate) struct Header<'a> {
+    pub position: u64,
+    stream: &'a str,
+    version: u64,
+    id: &'a str,
+    source: &'a str,
+    pub event_type: &'a str,
+    pub time: i64,
+    pub recorded_at: i64,
+    /// Where the rest of the record starts, in its body.
+    rest: usize,
+}
+
+/// Reads a record's header without decoding the rest.
+pub(crate) fn peek_record<'a>(record: &'a [u8], at: &str) -> Result<Header<'a>> {
     let mut r = Reader::new(record_body(record, at)?, at);
     let text = |r: &mut Reader<'a, '_>| -> Result<&'a str> {
         let bytes = r.len_prefixed()?;
         std::str::from_utf8(bytes).map_err(|_| r.err("invalid UTF-8"))
     };
     let position = r.varint()?;
-    text(&mut r)?; // stream
-    r.varint()?; // version
-    text(&mut r)?; // id
-    text(&mut r)?; // source
+    let stream = text(&mut r)?;
+    let version = r.varint()?;
+    let id = text(&mut r)?;
+    let source = text(&mut r)?;
     let event_type = text(&mut r)?;
     let time = r.i64()?;
     let recorded_at = r.i64()?;
-    Ok((position, event_type, time, recorded_at))
+    Ok(Header {
+        position,
+        stream,
+        version,
+        id,
+        source,
+        event_type,
+        time,
+        recorded_at,
+        rest: r.offset(),
+    })
 }
 
 /// Decodes one record. `data` is sliced out of `owner` (the chunk) without copying.
@@ -218,15 +239,25 @@ pub(crate) fn decode_record_with(
     at: &str,
     fields: RecordFields,
 ) -> Result<RecordedEvent> {
+    let header = peek_record(record, at)?;
+    decode_peeked(owner, record, &header, prev_hash, at, fields)
+}
+
+/// Decodes the rest of a record whose `header` [`peek_record`] read.
+pub(crate) fn decode_peeked(
+    owner: &Bytes,
+    record: &[u8],
+    header: &Header<'_>,
+    prev_hash: [u8; 32],
+    at: &str,
+    fields: RecordFields,
+) -> Result<RecordedEvent> {
     let mut r = Reader::new(record_body(record, at)?, at);
-    let position = r.varint()?;
-    let stream = r.string_if(fields.stream)?;
-    let version = r.varint()?;
-    let id = r.string_if(fields.id)?;
-    let source = r.string_if(fields.source)?;
-    let event_type = r.string()?;
-    let time = r.i64()?;
-    let recorded_at = r.i64()?;
+    r.pos = header.rest;
+    let text = |keep: bool, s: &str| if keep { s.to_owned() } else { String::new() };
+    let stream = text(fields.stream, header.stream);
+    let id = text(fields.id, header.id);
+    let source = text(fields.source, header.source);
     let content_type = r.string_if(fields.content_type)?;
     let correlation_id = r.string_if(fields.correlation)?;
     let causation_id = r.string_if(fields.correlation)?;
@@ -247,14 +278,14 @@ pub(crate) fn decode_record_with(
     let mut hash = [0u8; 32];
     hash.copy_from_slice(&record[record.len() - HASH_LEN..]);
     Ok(RecordedEvent {
-        position,
+        position: header.position,
         stream,
-        version,
+        version: header.version,
         id,
         source,
-        event_type,
-        time,
-        recorded_at,
+        event_type: header.event_type.to_owned(),
+        time: header.time,
+        recorded_at: header.recorded_at,
         content_type,
         data,
         correlation_id,

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::codec::{Chunk, ZERO_HASH, decode_record_with, peek_record};
+use crate::codec::{Chunk, ZERO_HASH, decode_peeked, decode_record_with, peek_record};
 use crate::tail::IndexTail;
 use crate::{LogError, RecordFields, RecordedEvent, Result, Scanned};
 
@@ -459,23 +459,24 @@ pub(crate) fn scan_from(
             prev = tail_hash(raw, p)?;
             continue;
         }
-        let (at, event_type, time, recorded_at) = peek_record(raw, "record").map_err(|e| at_position(e, p))?;
-        if at != p {
+        let header = peek_record(raw, "record").map_err(|e| at_position(e, p))?;
+        if header.position != p {
             return Err(LogError::corrupt(
                 format!("position {p}"),
-                format!("record says position {at}"),
+                format!("record says position {}", header.position),
             ));
         }
-        if wanted(event_type) {
-            let event = decode_at(chunk, p, raw, prev, fields)?;
+        if wanted(header.event_type) {
+            let event =
+                decode_peeked(&chunk.bytes, raw, &header, prev, "record", fields).map_err(|e| at_position(e, p))?;
             prev = event.hash;
             out.push(Scanned::Event(event));
         } else {
             prev = tail_hash(raw, p)?;
             out.push(Scanned::Skipped {
                 position: p,
-                time,
-                recorded_at,
+                time: header.time,
+                recorded_at: header.recorded_at,
             });
         }
     }
