@@ -63,8 +63,8 @@ struct Args {
     only: Option<Section>,
     /// With `--only views-rebuild`: keep the demo log in DIR, built there on the
     /// first run and reused by later ones (to profile the rebuild without building
-    /// the log each time). The full `views` section appends to its log, so it
-    /// always builds its own.
+    /// the log each time; DIR/views, the previous run's views, is deleted). The full
+    /// `views` section appends to its log, so it always builds its own.
     #[arg(long, value_name = "DIR")]
     views_log: Option<std::path::PathBuf>,
 }

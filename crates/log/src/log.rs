@@ -370,7 +370,8 @@ impl EventLog {
     }
 
     /// [`EventLog::scan`] decoding only `fields` of the text fields of the events it
-    /// decodes (the others come empty): a reader that needs less allocates less.
+    /// decodes (the others come empty): a reader that needs less allocates less. A
+    /// reader that decodes `data` needs `content_type` to know how.
     pub fn scan_projected<F: Fn(&str) -> bool + Send + 'static>(
         &self,
         from: u64,

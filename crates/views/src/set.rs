@@ -84,6 +84,9 @@ pub struct ViewSet {
     /// What views keep of the events they keep: the union of what every view of
     /// the definitions reads of kept events, so an event is kept once however many
     /// views keep it, and a view keeps the same whichever set it is rebuilt in.
+    /// A view carried over a reload keeps the events it kept before as they were
+    /// projected then (wider or narrower than now): it still reads all it reads of
+    /// them, so its reports are those of a rebuild, though its stored bytes may not be.
     kept: EventReads,
     /// `kept.data` as a lookup.
     kept_data: FieldSet,
