@@ -224,26 +224,16 @@ pub(crate) fn peek_record<'a>(record: &'a [u8], at: &str) -> Result<Header<'a>> 
     })
 }
 
-/// Decodes one record. `data` is sliced out of `owner` (the chunk) without copying.
+/// Decodes one whole record.
 #[cfg(test)]
 pub(crate) fn decode_record(owner: &Bytes, record: &[u8], prev_hash: [u8; 32], at: &str) -> Result<RecordedEvent> {
-    decode_record_with(owner, record, prev_hash, at, RecordFields::ALL)
-}
-
-/// Decodes one record, leaving the text fields not in `fields` empty (still
-/// checked). `data` is sliced out of `owner` (the chunk) without copying.
-pub(crate) fn decode_record_with(
-    owner: &Bytes,
-    record: &[u8],
-    prev_hash: [u8; 32],
-    at: &str,
-    fields: RecordFields,
-) -> Result<RecordedEvent> {
     let header = peek_record(record, at)?;
-    decode_peeked(owner, record, &header, prev_hash, at, fields)
+    decode_peeked(owner, record, &header, prev_hash, at, RecordFields::ALL)
 }
 
-/// Decodes the rest of a record whose `header` [`peek_record`] read.
+/// Decodes the rest of a record whose `header` [`peek_record`] read, leaving the
+/// text fields not in `fields` empty (still checked). `data` is sliced out of
+/// `owner` (the chunk) without copying.
 pub(crate) fn decode_peeked(
     owner: &Bytes,
     record: &[u8],

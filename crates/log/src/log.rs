@@ -351,11 +351,12 @@ impl EventLog {
 
     /// Iterates durable events from `from` up to the head as it is now (blocking).
     pub fn iter_all(&self, from: u64) -> impl Iterator<Item = Result<RecordedEvent>> + use<> {
-        self.events_from(from, None).filter_map(|item| match item {
-            Ok(Scanned::Event(event)) => Some(Ok(event)),
-            Ok(Scanned::Skipped { .. }) => None,
-            Err(e) => Some(Err(e)),
-        })
+        self.events_from(from, Box::new(|_| true))
+            .filter_map(|item| match item {
+                Ok(Scanned::Event(event)) => Some(Ok(event)),
+                Ok(Scanned::Skipped { .. }) => None,
+                Err(e) => Some(Err(e)),
+            })
     }
 
     /// [`EventLog::iter_all`] decoding only the events whose type `wanted` accepts;
@@ -378,12 +379,12 @@ impl EventLog {
         wanted: F,
         fields: RecordFields,
     ) -> impl Iterator<Item = Result<Scanned>> + use<F> {
-        let mut iter = self.events_from(from, Some(Box::new(wanted)));
+        let mut iter = self.events_from(from, Box::new(wanted));
         iter.fields = fields;
         iter
     }
 
-    fn events_from(&self, from: u64, wanted: Option<TypeFilter>) -> EventIter {
+    fn events_from(&self, from: u64, wanted: TypeFilter) -> EventIter {
         let head = self.head();
         let (chunks, pending_err) = match self.inner.store.chunks_from(from.max(1)) {
             Ok(c) => (Some(Box::new(c) as ChunkIter), None),
@@ -770,8 +771,8 @@ struct EventIter {
     pending_err: Option<LogError>,
     head: u64,
     from: u64,
-    /// Types to decode (`None`: all).
-    wanted: Option<TypeFilter>,
+    /// Types to decode.
+    wanted: TypeFilter,
     /// Text fields to decode of the wanted types.
     fields: RecordFields,
 }
@@ -804,12 +805,7 @@ impl Iterator for EventIter {
                 self.chunks = None;
                 return None;
             }
-            let scanned = match &self.wanted {
-                Some(wanted) => scan_from(&chunk, self.from, wanted, self.fields),
-                None => decode_from(&chunk, self.from, usize::MAX)
-                    .map(|events| events.into_iter().map(Scanned::Event).collect()),
-            };
-            match scanned {
+            match scan_from(&chunk, self.from, &self.wanted, self.fields) {
                 Ok(events) => self.buffer = events.into_iter(),
                 Err(e) => {
                     self.chunks = None;

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::codec::{Chunk, ZERO_HASH, decode_peeked, decode_record_with, peek_record};
+use crate::codec::{Chunk, Header, ZERO_HASH, decode_peeked, peek_record};
 use crate::tail::IndexTail;
 use crate::{LogError, RecordFields, RecordedEvent, Result, Scanned};
 
@@ -436,7 +436,7 @@ pub(crate) fn decode_from(chunk: &Chunk, position: u64, limit: usize) -> Result<
             prev = tail_hash(raw, p)?;
             continue;
         }
-        let event = decode_at(chunk, p, raw, prev, RecordFields::ALL)?;
+        let event = decode_at(chunk, raw, &header_at(raw, p)?, prev, RecordFields::ALL)?;
         prev = event.hash;
         out.push(event);
     }
@@ -459,16 +459,9 @@ pub(crate) fn scan_from(
             prev = tail_hash(raw, p)?;
             continue;
         }
-        let header = peek_record(raw, "record").map_err(|e| at_position(e, p))?;
-        if header.position != p {
-            return Err(LogError::corrupt(
-                format!("position {p}"),
-                format!("record says position {}", header.position),
-            ));
-        }
+        let header = header_at(raw, p)?;
         if wanted(header.event_type) {
-            let event =
-                decode_peeked(&chunk.bytes, raw, &header, prev, "record", fields).map_err(|e| at_position(e, p))?;
+            let event = decode_at(chunk, raw, &header, prev, fields)?;
             prev = event.hash;
             out.push(Scanned::Event(event));
         } else {
@@ -483,17 +476,29 @@ pub(crate) fn scan_from(
     Ok(out)
 }
 
-/// The record at position `p` of `chunk`, following the hash `prev`.
-fn decode_at(chunk: &Chunk, p: u64, raw: &[u8], prev: [u8; 32], fields: RecordFields) -> Result<RecordedEvent> {
-    // Name the position only on failure: formatting it per event costs an allocation.
-    let event = decode_record_with(&chunk.bytes, raw, prev, "record", fields).map_err(|e| at_position(e, p))?;
-    if event.position != p {
+/// The header of `raw`, the record at position `p`, checked to say so.
+// Errors name the position only on failure: formatting it per event costs an allocation.
+fn header_at(raw: &[u8], p: u64) -> Result<Header<'_>> {
+    let header = peek_record(raw, "record").map_err(|e| at_position(e, p))?;
+    if header.position != p {
         return Err(LogError::corrupt(
             format!("position {p}"),
-            format!("record says position {}", event.position),
+            format!("record says position {}", header.position),
         ));
     }
-    Ok(event)
+    Ok(header)
+}
+
+/// The rest of the record `raw` of `chunk` whose header is `header`, following the
+/// hash `prev`.
+fn decode_at(
+    chunk: &Chunk,
+    raw: &[u8],
+    header: &Header<'_>,
+    prev: [u8; 32],
+    fields: RecordFields,
+) -> Result<RecordedEvent> {
+    decode_peeked(&chunk.bytes, raw, header, prev, "record", fields).map_err(|e| at_position(e, header.position))
 }
 
 fn at_position(error: LogError, p: u64) -> LogError {

@@ -238,6 +238,16 @@ impl RecordFields {
         correlation: true,
         metadata: true,
     };
+
+    /// Whether every field `other` decodes, this decodes too.
+    pub fn includes(&self, other: &RecordFields) -> bool {
+        (self.stream || !other.stream)
+            && (self.id || !other.id)
+            && (self.source || !other.source)
+            && (self.content_type || !other.content_type)
+            && (self.correlation || !other.correlation)
+            && (self.metadata || !other.metadata)
+    }
 }
 
 /// An event met by [`EventLog::scan`](crate::EventLog::scan): decoded when its type
