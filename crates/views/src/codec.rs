@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use opsflow_definitions::EventData;
@@ -98,8 +99,8 @@ impl<'de> serde::de::Visitor<'de> for JsonVisitor {
             3 => Value::from(variant.newtype_variant::<u64>()?),
             4 => serde_json::Number::from_f64(variant.newtype_variant()?).map_or(Value::Null, Value::Number),
             5 => Value::String(variant.newtype_variant()?),
-            6 => Value::Array(variant.newtype_variant_seed(ItemsSeed)?),
-            7 => Value::Object(variant.newtype_variant_seed(EntriesSeed)?),
+            6 => Value::Array(variant.newtype_variant_seed(ITEMS)?),
+            7 => Value::Object(variant.newtype_variant_seed(ENTRIES)?),
             other => {
                 return Err(serde::de::Error::custom(format!(
                     "stored JSON value of unknown kind {other}"
@@ -109,61 +110,55 @@ impl<'de> serde::de::Visitor<'de> for JsonVisitor {
     }
 }
 
-/// Reads a stored array straight into its values.
-struct ItemsSeed;
+/// Reads a sequence of `T` into a collection `C`, each element mapped as it is read
+/// (no intermediate `Vec<T>`).
+struct Collect<T, U, C> {
+    map: fn(T) -> U,
+    what: &'static str,
+    into: PhantomData<fn() -> C>,
+}
 
-impl<'de> serde::de::DeserializeSeed<'de> for ItemsSeed {
-    type Value = Vec<serde_json::Value>;
+impl<T, U, C> Collect<T, U, C> {
+    const fn new(what: &'static str, map: fn(T) -> U) -> Self {
+        Collect {
+            map,
+            what,
+            into: PhantomData,
+        }
+    }
+}
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+impl<'de, T: Deserialize<'de>, U, C: Default + Extend<U>> serde::de::DeserializeSeed<'de> for Collect<T, U, C> {
+    type Value = C;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<C, D::Error> {
         d.deserialize_seq(self)
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for ItemsSeed {
-    type Value = Vec<serde_json::Value>;
+impl<'de, T: Deserialize<'de>, U, C: Default + Extend<U>> serde::de::Visitor<'de> for Collect<T, U, C> {
+    type Value = C;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("stored JSON items")
+        f.write_str(self.what)
     }
 
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        // The hint comes from the bytes: bounded, so a corrupt length cannot
-        // reserve much.
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-        while let Some(item) = seq.next_element::<StoredJson>()? {
-            items.push(item.0);
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<C, A::Error> {
+        let mut out = C::default();
+        while let Some(item) = seq.next_element::<T>()? {
+            out.extend(std::iter::once((self.map)(item)));
         }
-        Ok(items)
+        Ok(out)
     }
 }
 
-/// Reads a stored object's entries straight into a map.
-struct EntriesSeed;
+/// A stored array, straight into its values.
+const ITEMS: Collect<StoredJson, serde_json::Value, Vec<serde_json::Value>> =
+    Collect::new("stored JSON items", |item| item.0);
 
-impl<'de> serde::de::DeserializeSeed<'de> for EntriesSeed {
-    type Value = serde_json::Map<String, serde_json::Value>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for EntriesSeed {
-    type Value = serde_json::Map<String, serde_json::Value>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("stored JSON entries")
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut map = serde_json::Map::new();
-        while let Some((key, value)) = seq.next_element::<(String, StoredJson)>()? {
-            map.insert(key, value.0);
-        }
-        Ok(map)
-    }
-}
+/// A stored object's entries, straight into a map.
+const ENTRIES: Collect<(String, StoredJson), (String, serde_json::Value), serde_json::Map<String, serde_json::Value>> =
+    Collect::new("stored JSON entries", |(key, value)| (key, value.0));
 
 /// The kept-event table read back: each stored event straight into a shared
 /// [`EventData`].
@@ -171,23 +166,9 @@ pub(crate) struct StoredEvents(pub Vec<Arc<EventData>>);
 
 impl<'de> Deserialize<'de> for StoredEvents {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Events;
-        impl<'de> serde::de::Visitor<'de> for Events {
-            type Value = StoredEvents;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("stored events")
-            }
-
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<StoredEvents, A::Error> {
-                let mut events = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
-                while let Some(event) = seq.next_element::<StoredEvent>()? {
-                    events.push(Arc::new(EventData::from(event)));
-                }
-                Ok(StoredEvents(events))
-            }
-        }
-        d.deserialize_seq(Events)
+        let events: Collect<StoredEvent, Arc<EventData>, Vec<Arc<EventData>>> =
+            Collect::new("stored events", |event| Arc::new(EventData::from(event)));
+        serde::de::DeserializeSeed::deserialize(events, d).map(StoredEvents)
     }
 }
 

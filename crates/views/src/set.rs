@@ -39,18 +39,8 @@ impl WantedTypes {
     /// Whether everything `set` wants is here (a filter taken before a reload may
     /// lack types or fields the set wants now).
     pub fn covers(&self, set: &ViewSet) -> bool {
-        let (mine, theirs) = (self.fields, set.wanted.fields);
-        let fields = [
-            (mine.stream, theirs.stream),
-            (mine.id, theirs.id),
-            (mine.source, theirs.source),
-            (mine.content_type, theirs.content_type),
-            (mine.correlation, theirs.correlation),
-            (mine.metadata, theirs.metadata),
-        ]
-        .iter()
-        .all(|&(have, want)| have || !want);
-        fields && (Arc::ptr_eq(&self.types, &set.wanted.types) || set.wanted.types.iter().all(|t| self.contains(t)))
+        self.fields.includes(&set.wanted.fields)
+            && (Arc::ptr_eq(&self.types, &set.wanted.types) || set.wanted.types.iter().all(|t| self.contains(t)))
     }
 
     /// The events of `log` from position `from`, decoded as far as the set reads
@@ -167,12 +157,6 @@ impl ViewSet {
             }
         }
         self.keys = vec![(0, None); slots.len()];
-        self.data_fields = self.kept.data.clone();
-        for view in &self.views {
-            self.data_fields.union(&view.reads.event.data);
-        }
-        self.data_names = self.data_fields.lookup();
-        self.kept_data = self.kept.data.lookup();
         for (v, view) in self.views.iter().enumerate() {
             for (r, route) in view.routes.iter().enumerate() {
                 self.dispatch.entry(route.event_type.clone()).or_default().push((v, r));
@@ -181,10 +165,15 @@ impl ViewSet {
                 self.timed.push(v);
             }
         }
+        // What is read of an applied event: what views read of it, and what they
+        // keep of it.
         let mut read = self.kept.clone();
         for view in &self.views {
             read.union(&view.reads.event);
         }
+        self.data_names = read.data.lookup();
+        self.data_fields = read.data;
+        self.kept_data = self.kept.data.lookup();
         self.wanted = WantedTypes {
             types: Arc::new(self.dispatch.keys().cloned().collect()),
             fields: RecordFields {

@@ -53,20 +53,6 @@ impl Fields {
         }
     }
 
-    /// `data` with only these fields (a `data` that is not an object is kept whole).
-    /// For many events, project with one [`Fields::lookup`] instead.
-    pub fn project(&self, data: &serde_json::Value) -> serde_json::Value {
-        match (self, data) {
-            (Fields::Only(names), serde_json::Value::Object(map)) => serde_json::Value::Object(
-                map.iter()
-                    .filter(|(k, _)| names.contains(k.as_str()))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            ),
-            _ => data.clone(),
-        }
-    }
-
     /// The same fields as a set that answers [`FieldSet::contains`] with one hash,
     /// for checking many names (every key of every event decoded).
     pub fn lookup(&self) -> FieldSet {
