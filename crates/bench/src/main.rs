@@ -19,7 +19,8 @@
 //! - `disk` ([`disk::measure`]): bytes on disk per event of that same log.
 //! - `views` ([`views::run`]): rebuild rate of the default views over a realistic
 //!   log of `--events` demo events, as-of latency, live lag at 20,000 appends/s
-//!   (`views-rebuild`: the rebuild alone, over a log `--views-log DIR` can keep).
+//!   (`views-rebuild`: the rebuild alone; `views-as-of`: the as-of rows alone; both
+//!   over a log `--views-log DIR` can keep).
 //!
 //! Progress goes to stderr, the report to stdout.
 
@@ -61,10 +62,10 @@ struct Args {
     /// Run only this section.
     #[arg(long, value_enum, value_name = "NAME")]
     only: Option<Section>,
-    /// With `--only views-rebuild`: keep the demo log in DIR, built there on the
-    /// first run and reused by later ones (to profile the rebuild without building
-    /// the log each time; DIR/views, the previous run's views, is deleted). The full
-    /// `views` section appends to its log, so it always builds its own.
+    /// With `--only views-rebuild` or `--only views-as-of`: keep the demo log in DIR,
+    /// built there on the first run and reused by later ones (to profile without
+    /// building the log each time; DIR/views, the previous run's views, is deleted).
+    /// The full `views` section appends to its log, so it always builds its own.
     #[arg(long, value_name = "DIR")]
     views_log: Option<std::path::PathBuf>,
 }
@@ -80,6 +81,8 @@ enum Section {
     Views,
     /// Only the first row of `views`: the rebuild rate.
     ViewsRebuild,
+    /// Only the as-of rows of `views` (no rebuild row, no appends).
+    ViewsAsOf,
 }
 
 /// Sizes of one run.
@@ -142,10 +145,15 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
-    if args.runs(Section::Views) || args.only == Some(Section::ViewsRebuild) {
-        let rebuild_only = args.only == Some(Section::ViewsRebuild);
-        let keep = args.views_log.as_deref().filter(|_| rebuild_only);
-        report.extend(views::run(plan.events, keep, rebuild_only).await?);
+    let part = match args.only {
+        None | Some(Section::Views) => Some(views::Part::All),
+        Some(Section::ViewsRebuild) => Some(views::Part::Rebuild),
+        Some(Section::ViewsAsOf) => Some(views::Part::AsOf),
+        Some(_) => None,
+    };
+    if let Some(part) = part {
+        let keep = args.views_log.as_deref().filter(|_| part != views::Part::All);
+        report.extend(views::run(plan.events, keep, part).await?);
     }
 
     if args.runs(Section::Nats) {
