@@ -68,6 +68,9 @@ struct Args {
     /// The full `views` section appends to its log, so it always builds its own.
     #[arg(long, value_name = "DIR")]
     views_log: Option<std::path::PathBuf>,
+    /// Snapshot interval of the views in the as-of rows [default: the runtime's].
+    #[arg(long, value_name = "N")]
+    snapshot_every: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -153,7 +156,7 @@ async fn main() -> anyhow::Result<()> {
     };
     if let Some(part) = part {
         let keep = args.views_log.as_deref().filter(|_| part != views::Part::All);
-        report.extend(views::run(plan.events, keep, part).await?);
+        report.extend(views::run(plan.events, keep, part, args.snapshot_every).await?);
     }
 
     if args.runs(Section::Nats) {

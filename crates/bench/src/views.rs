@@ -120,7 +120,12 @@ pub enum Part {
 
 /// Runs the view benchmarks of `part` over a log of `events` demo events (kept in
 /// `keep`, if given).
-pub async fn run(events: u64, keep: Option<&Path>, part: Part) -> anyhow::Result<Vec<Row>> {
+pub async fn run(
+    events: u64,
+    keep: Option<&Path>,
+    part: Part,
+    snapshot_every: Option<u64>,
+) -> anyhow::Result<Vec<Row>> {
     let built = build(events, keep).await?;
     let defs = opsflow_definitions::builtin();
     let mut rows = Vec::new();
@@ -134,7 +139,8 @@ pub async fn run(events: u64, keep: Option<&Path>, part: Part) -> anyhow::Result
 
     // As-of at random positions, from snapshots every 50,000 positions.
     eprintln!("views: catching up the live views (taking snapshots)");
-    let options = ViewsOptions::default();
+    let mut options = ViewsOptions::default();
+    options.snapshot_every = snapshot_every.unwrap_or(options.snapshot_every).max(1);
     let snapshot_every = options.snapshot_every;
     let views = Views::open_async(built.log.clone(), defs.clone(), &built.views_dir, options).await?;
     let stop = CancellationToken::new();

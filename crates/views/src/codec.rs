@@ -160,15 +160,56 @@ const ITEMS: Collect<StoredJson, serde_json::Value, Vec<serde_json::Value>> =
 const ENTRIES: Collect<(String, StoredJson), (String, serde_json::Value), serde_json::Map<String, serde_json::Value>> =
     Collect::new("stored JSON entries", |(key, value)| (key, value.0));
 
-/// The kept-event table read back: each stored event straight into a shared
-/// [`EventData`].
-pub(crate) struct StoredEvents(pub Vec<Arc<EventData>>);
+/// The kept-event table of a stored view set, read back lazily: parsing it only
+/// finds where each event is (each is stored length-prefixed); an event is decoded
+/// when a view refers to it (see [`EventTable::reading`]). Views not decoded cost
+/// none of their events, and views of one set can be decoded on several threads.
+pub(crate) struct StoredEvents {
+    /// The stored bytes the events are in (with whatever surrounds them).
+    bytes: Vec<u8>,
+    /// Where each event's bytes start and end.
+    spans: Vec<(usize, usize)>,
+}
 
-impl<'de> Deserialize<'de> for StoredEvents {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let events: Collect<StoredEvent, Arc<EventData>, Vec<Arc<EventData>>> =
-            Collect::new("stored events", |event| Arc::new(EventData::from(event)));
-        serde::de::DeserializeSeed::deserialize(events, d).map(StoredEvents)
+impl StoredEvents {
+    /// The table [`KeptEvents`] wrote at `bytes[start..]`; also returns where it
+    /// ends.
+    pub(crate) fn parse(bytes: Vec<u8>, start: usize) -> Result<(StoredEvents, usize), postcard::Error> {
+        let base = bytes.as_ptr() as usize;
+        let mut rest = bytes.get(start..).ok_or(postcard::Error::DeserializeUnexpectedEnd)?;
+        let (count, after) = postcard::take_from_bytes::<u64>(rest)?;
+        rest = after;
+        // Each event takes at least a byte: a corrupt count cannot allocate much.
+        let mut spans = Vec::with_capacity(usize::try_from(count).unwrap_or(usize::MAX).min(rest.len()));
+        for _ in 0..count {
+            let (event, after) = postcard::take_from_bytes::<&[u8]>(rest)?;
+            let at = event.as_ptr() as usize - base;
+            spans.push((at, at + event.len()));
+            rest = after;
+        }
+        let end = bytes.len() - rest.len();
+        Ok((StoredEvents { bytes, spans }, end))
+    }
+
+    /// The bytes the table was parsed from.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Event `index`, decoded.
+    fn decode(&self, index: usize) -> Result<EventData, String> {
+        let stored = self
+            .spans
+            .get(index)
+            .and_then(|&(start, end)| self.bytes.get(start..end))
+            .ok_or_else(|| format!("kept event {index} is not in the event table"))?;
+        postcard::from_bytes::<StoredEvent>(stored)
+            .map(EventData::from)
+            .map_err(|e| format!("kept event {index} does not decode: {e}"))
     }
 }
 
@@ -216,13 +257,28 @@ impl<'a> From<&'a EventData> for StoredEventRef<'a> {
     }
 }
 
-/// The events of an [`EventTable`] being written: serialized in place, as a
-/// sequence of [`StoredEvent`].
+/// The events of an [`EventTable`] being written: a sequence of byte strings, each
+/// a [`StoredEvent`] in postcard, so a reader finds each without decoding any
+/// ([`StoredEvents`]).
 pub(crate) struct KeptEvents(Vec<Arc<EventData>>);
 
 impl Serialize for KeptEvents {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|e| StoredEventRef::from(&**e)))
+        use serde::ser::{Error, SerializeSeq};
+        struct Bytes<'a>(&'a [u8]);
+        impl Serialize for Bytes<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(self.0)
+            }
+        }
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        let mut event = Vec::new();
+        for e in &self.0 {
+            event.clear();
+            event = postcard::to_extend(&StoredEventRef::from(&**e), event).map_err(S::Error::custom)?;
+            seq.serialize_element(&Bytes(&event))?;
+        }
+        seq.end()
     }
 }
 
@@ -259,7 +315,13 @@ enum Table {
         by_position: HashMap<u64, Vec<u32>>,
         events: Vec<Arc<EventData>>,
     },
-    Reading(Vec<Arc<EventData>>),
+    Reading {
+        events: Arc<StoredEvents>,
+        /// Each event once decoded, shared by every view of this decode that keeps
+        /// it. Per decode, not per table: views decoding on other threads take
+        /// copies of their own rather than contend for the same reference counts.
+        decoded: Vec<Option<Arc<EventData>>>,
+    },
 }
 
 thread_local! {
@@ -282,9 +344,11 @@ impl EventTable {
         EventTable(())
     }
 
-    /// Resolves `Kept` indexes against `events`.
-    pub(crate) fn reading(events: Vec<Arc<EventData>>) -> EventTable {
-        TABLE.with(|t| *t.borrow_mut() = Some(Table::Reading(events)));
+    /// Resolves `Kept` indexes against `events`, decoding each when first referred
+    /// to (several threads may decode views of one stored set, each with a table).
+    pub(crate) fn reading(events: Arc<StoredEvents>) -> EventTable {
+        let decoded = vec![None; events.len()];
+        TABLE.with(|t| *t.borrow_mut() = Some(Table::Reading { events, decoded }));
         EventTable(())
     }
 
@@ -338,12 +402,22 @@ impl<'de> Deserialize<'de> for Kept {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let index = u32::deserialize(deserializer)?;
         TABLE
-            .with(|t| match &*t.borrow() {
-                Some(Table::Reading(events)) => events.get(index as usize).cloned(),
-                _ => None,
+            .with(|t| match &mut *t.borrow_mut() {
+                Some(Table::Reading { events, decoded }) => {
+                    let slot = decoded
+                        .get_mut(index as usize)
+                        .ok_or_else(|| format!("kept event {index} is not in the event table"))?;
+                    if let Some(event) = slot {
+                        return Ok(event.clone());
+                    }
+                    let event = Arc::new(events.decode(index as usize)?);
+                    *slot = Some(event.clone());
+                    Ok(event)
+                }
+                _ => Err(format!("kept event {index} outside a view set's event table")),
             })
             .map(Kept)
-            .ok_or_else(|| serde::de::Error::custom(format!("kept event {index} is not in the event table")))
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -443,7 +517,9 @@ mod tests {
         let bytes = postcard::to_stdvec(&(kept.clone(), kept.clone())).unwrap();
         let events = postcard::to_stdvec(&table.finish()).unwrap();
         assert!(postcard::to_stdvec(&kept).is_err(), "outside a table");
-        let table = EventTable::reading(postcard::from_bytes::<StoredEvents>(&events).unwrap().0);
+        let (lazy, end) = StoredEvents::parse(events.clone(), 0).unwrap();
+        assert_eq!(end, events.len());
+        let table = EventTable::reading(Arc::new(lazy));
         let (back, again): (Kept, Kept) = postcard::from_bytes(&bytes).unwrap();
         drop(table);
         assert_eq!(back, kept);

@@ -79,7 +79,7 @@ pub use report::{ControlReport, KpiReport, KpiValue, Obligation, Status, Violati
 pub use runtime::{
     Answer, AsOf, RebuildReport, Views, ViewsError, ViewsOptions, apply_event, apply_scanned, into_event_data,
 };
-pub use set::{FORMAT, ViewSet, WantedTypes};
+pub use set::{FORMAT, StoredSet, ViewSet, WantedTypes};
 pub use sketch::Sketch;
 pub use view::View;
 pub use windowed::DAYS_KEPT;

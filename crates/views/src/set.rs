@@ -52,7 +52,7 @@ impl WantedTypes {
 }
 
 /// The leading byte of [`ViewSet::encode`]; bumped whenever stored state changes shape.
-pub const FORMAT: u8 = 3;
+pub const FORMAT: u8 = 4;
 
 /// Every view of a [`Definitions`], fed the log in position order.
 ///
@@ -90,7 +90,7 @@ pub struct ViewSet {
 }
 
 /// The stored state; `E` is the kept events: written in place from the live
-/// events ([`crate::codec::KeptEvents`]), read back as [`StoredEvents`].
+/// events ([`crate::codec::KeptEvents`]); read back by [`StoredSet::open`].
 #[derive(Serialize, Deserialize)]
 struct Encoded<E> {
     definitions_version: String,
@@ -367,16 +367,58 @@ impl ViewSet {
     /// or is new start empty and are listed in [`ViewSet::stale_views`]; views no longer
     /// defined are dropped.
     pub fn decode(defs: &Definitions, bytes: &[u8]) -> Result<ViewSet> {
-        ViewSet::decode_into(ViewSet::new(defs), bytes)
+        StoredSet::open(bytes.to_vec())?.decode(ViewSet::new(defs))
     }
 
     /// [`ViewSet::decode`] of the views named `names` only (as [`ViewSet::only`]):
     /// the other views' states are not decoded at all.
     pub fn decode_only(defs: &Definitions, bytes: &[u8], names: &[&str]) -> Result<ViewSet> {
-        ViewSet::decode_into(ViewSet::only(defs, names), bytes)
+        StoredSet::open(bytes.to_vec())?.decode(ViewSet::only(defs, names))
     }
 
-    fn decode_into(mut set: ViewSet, bytes: &[u8]) -> Result<ViewSet> {
+    /// Adds the views of `other`, a set of other views of the same definitions at the
+    /// same position (decoded and brought there apart, on another thread), keeping
+    /// definitions order.
+    pub fn join(&mut self, defs: &Definitions, other: ViewSet) -> Result<()> {
+        if other.position != self.position || other.version != self.version {
+            return Err(ViewError::Corrupt(format!(
+                "cannot join views at position {} ({}) to views at {} ({})",
+                other.position, other.version, self.position, self.version
+            )));
+        }
+        self.clock = self.clock.max(other.clock);
+        self.stale.extend(other.stale);
+        self.views.extend(other.views);
+        let order: HashMap<&str, usize> = defs
+            .kpis
+            .iter()
+            .map(|k| k.name.as_str())
+            .chain(defs.controls.iter().map(|c| c.name.as_str()))
+            .enumerate()
+            .map(|(i, name)| (name, i))
+            .collect();
+        self.views
+            .sort_by_key(|v| order.get(v.name()).copied().unwrap_or(usize::MAX));
+        self.index();
+        Ok(())
+    }
+}
+
+/// A stored view set opened to decode its views, all or some, on one thread or
+/// several: the events views keep are decoded once, when a view first refers to
+/// them, and shared.
+pub struct StoredSet {
+    position: u64,
+    clock: i64,
+    events: Arc<StoredEvents>,
+    views: Vec<EncodedView>,
+}
+
+impl StoredSet {
+    /// Reads the state [`ViewSet::encode`] wrote (an [`Encoded`], field by field), up
+    /// to the views' own states.
+    pub fn open(bytes: Vec<u8>) -> Result<StoredSet> {
+        let corrupt = |e: postcard::Error| ViewError::Corrupt(e.to_string());
         let (&format, rest) = bytes.split_first().ok_or(ViewError::Corrupt("empty".into()))?;
         if format != FORMAT {
             return Err(ViewError::Format {
@@ -384,14 +426,44 @@ impl ViewSet {
                 expected: FORMAT,
             });
         }
-        let mut encoded: Encoded<StoredEvents> =
-            postcard::from_bytes(rest).map_err(|e| ViewError::Corrupt(e.to_string()))?;
-        let _table = EventTable::reading(std::mem::take(&mut encoded.events.0));
-        set.position = encoded.position;
-        set.clock = encoded.clock;
-        let mut stored: HashMap<&str, &EncodedView> = encoded.views.iter().map(|v| (v.name.as_str(), v)).collect();
+        let (_definitions_version, rest) = postcard::take_from_bytes::<&[u8]>(rest).map_err(corrupt)?;
+        let (position, rest) = postcard::take_from_bytes::<u64>(rest).map_err(corrupt)?;
+        let (clock, rest) = postcard::take_from_bytes::<i64>(rest).map_err(corrupt)?;
+        let start = bytes.len() - rest.len();
+        let (events, end) = StoredEvents::parse(bytes, start).map_err(corrupt)?;
+        let views = events
+            .bytes()
+            .get(end..)
+            .ok_or(ViewError::Corrupt("no views after the kept events".into()))
+            .and_then(|rest| postcard::from_bytes(rest).map_err(corrupt))?;
+        Ok(StoredSet {
+            position,
+            clock,
+            events: Arc::new(events),
+            views,
+        })
+    }
+
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// The size of a view's stored state (how much decoding it and applying events to
+    /// it costs, roughly); 0 when it is not stored.
+    pub fn state_len(&self, name: &str) -> usize {
+        self.views.iter().find(|v| v.name == name).map_or(0, |v| v.state.len())
+    }
+
+    /// `set` (empty views) with the stored states of its views, at the stored
+    /// position. Views whose definition changed or is new stay empty and are listed
+    /// in [`ViewSet::stale_views`].
+    pub fn decode(&self, mut set: ViewSet) -> Result<ViewSet> {
+        let _table = EventTable::reading(self.events.clone());
+        set.position = self.position;
+        set.clock = self.clock;
+        let stored: HashMap<&str, &EncodedView> = self.views.iter().map(|v| (v.name.as_str(), v)).collect();
         for view in &mut set.views {
-            match stored.remove(view.name()) {
+            match stored.get(view.name()) {
                 Some(e) if e.fingerprint == view.fingerprint() => {
                     let state: Stored = postcard::from_bytes(&e.state)
                         .map_err(|err| ViewError::Corrupt(format!("view {}: {err}", e.name)))?;

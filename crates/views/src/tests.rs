@@ -381,3 +381,51 @@ fn the_default_views_read_few_fields_and_keep_less() {
     assert!(text.contains("promised_by") && text.contains("channel"));
     assert!(!text.contains("currency") && !text.contains("lines"), "kept whole");
 }
+
+#[test]
+fn views_decoded_apart_and_joined_equal_views_decoded_together() {
+    let d = opsflow_definitions::builtin();
+    let order = |n: u32| {
+        json!({"order_id": format!("O-{n}"), "total": 20_000 * n, "channel": "web",
+        "promised_by": "2026-11-22T00:00:00Z", "approver": "a", "requester": "r"})
+    };
+    let mut before = Vec::new();
+    for n in 0..40 {
+        before.push(("order.placed", T0 + i64::from(n) * HOUR / 10, order(n)));
+        if n % 3 != 0 {
+            before.push(("order.approved", T0 + HOUR, order(n)));
+        }
+        if n % 2 == 0 {
+            before.push(("order.shipped", T0 + 2 * HOUR, order(n)));
+        }
+    }
+    let after: Vec<_> = (0..40).map(|n| ("order.delivered", T0 + 30 * HOUR, order(n))).collect();
+    let mut views = ViewSet::new(&d);
+    feed(&mut views, &before);
+    let bytes = views.encode();
+
+    let mut together = ViewSet::decode(&d, &bytes).unwrap();
+    feed(&mut together, &after);
+
+    let stored = crate::StoredSet::open(bytes).unwrap();
+    let names = together.view_names();
+    let (a, b): (Vec<&str>, Vec<&str>) = names.iter().map(String::as_str).partition(|n| n.len() % 2 == 0);
+    let mut apart = std::thread::scope(|scope| {
+        let other = scope.spawn(|| {
+            let mut set = stored.decode(ViewSet::only(&d, &b)).unwrap();
+            feed(&mut set, &after);
+            set
+        });
+        let mut set = stored.decode(ViewSet::only(&d, &a)).unwrap();
+        feed(&mut set, &after);
+        set.join(&d, other.join().unwrap()).unwrap();
+        set
+    });
+    assert_eq!(apart.view_names(), names, "definitions order");
+    assert_eq!(apart.kpis(), together.kpis());
+    assert_eq!(apart.controls(), together.controls());
+    assert_eq!(apart.encode(), together.encode());
+    // Joining views of another moment is refused.
+    let behind = stored.decode(ViewSet::only(&d, &[])).unwrap();
+    assert!(matches!(apart.join(&d, behind), Err(ViewError::Corrupt(_))));
+}
