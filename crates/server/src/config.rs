@@ -63,7 +63,7 @@ impl Default for DefinitionsConfig {
 impl Default for ViewsConfig {
     fn default() -> Self {
         ViewsConfig {
-            snapshot_every: 50_000,
+            snapshot_every: 25_000,
             checkpoint_interval_ms: 1000,
             gauges_interval_ms: 5000,
         }

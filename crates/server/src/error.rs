@@ -63,7 +63,7 @@ impl ApiError {
                 ViewsError::UnknownView(_) => (Code::NotFound, StatusCode::NOT_FOUND, "not_found"),
                 ViewsError::Log(e) => ApiError::log_class(e.kind()),
                 ViewsError::Stopped(_) => (Code::Unavailable, StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-                ViewsError::Storage(_) | ViewsError::Corrupt(_) => {
+                ViewsError::Storage(_) | ViewsError::Corrupt(_) | ViewsError::Files(_) => {
                     (Code::Internal, StatusCode::INTERNAL_SERVER_ERROR, "internal")
                 }
             },

@@ -34,6 +34,8 @@ pub enum ViewsError {
     Storage(#[from] sled::Error),
     #[error("view storage is corrupt: {0}")]
     Corrupt(String),
+    #[error("view snapshot files: {0}")]
+    Files(String),
     #[error("the views runtime stopped: {0}")]
     Stopped(String),
 }
@@ -53,7 +55,7 @@ pub struct ViewsOptions {
 impl Default for ViewsOptions {
     fn default() -> Self {
         ViewsOptions {
-            snapshot_every: 50_000,
+            snapshot_every: 25_000,
             checkpoint_interval: Duration::from_secs(1),
             batch: 2048,
         }
@@ -778,15 +780,14 @@ impl Inner {
             }
         }
         let mut snapshots = self.store.snapshots_below(target);
-        if let Some((position, bytes)) = snapshots.next().transpose()?
+        if let Some((position, bytes)) = snapshots.next()
             && let Some(set) = self.replay_from_snapshot(defs, &names, position, bytes, target)?
         {
             return Ok(set);
         }
         // No snapshot, or the nearest did not decode: an older one, or position 1.
         let mut start = None;
-        for snapshot in snapshots {
-            let (position, bytes) = snapshot?;
+        for (position, bytes) in snapshots {
             start = usable_snapshot(defs, &names, position, &bytes);
             if start.is_some() {
                 break;

@@ -1,17 +1,23 @@
-//! Where views keep their state: a sled database of their own beside the log
-//! (views are derived data; losing it costs a rebuild, never an event).
+//! Where views keep their state, in a directory of their own beside the log (views
+//! are derived data; losing it costs a rebuild, never an event):
 //!
-//! - `live`: the live view set and the position it includes, in one value, so the
-//!   state and its checkpoint can never disagree (a crash never double-counts).
-//! - `s` + position (big endian): periodic snapshots, the starting points of as-of
-//!   queries.
+//! - a sled database with `live`: the live view set and the position it includes,
+//!   in one value, so the state and its checkpoint can never disagree (a crash never
+//!   double-counts);
+//! - `snapshots/<position>.snap`: periodic snapshots, the starting points of as-of
+//!   queries. Each is a file of its own, written once (to a temporary name, synced,
+//!   renamed): kept in sled, every new snapshot rewrote the node holding the older
+//!   ones, so the views took twice their size on disk and more each time to save.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::runtime::{Result, ViewsError};
 
 const LIVE: &[u8] = b"live";
-const SNAPSHOT: u8 = b's';
+/// Snapshots were once sled keys: `s` + position, big endian.
+const OLD_SNAPSHOT: u8 = b's';
+const SNAPSHOTS: &str = "snapshots";
+const SNAPSHOT_EXTENSION: &str = "snap";
 /// Marks a state stored LZ4-compressed (a view set's own encoding starts with its
 /// format version, a small number, so the two never collide).
 const COMPRESSED: u8 = b'z';
@@ -46,12 +52,7 @@ fn decompress(stored: &[u8]) -> Result<Vec<u8>> {
 #[derive(Clone)]
 pub(crate) struct ViewStore {
     db: sled::Db,
-}
-
-fn snapshot_key(position: u64) -> [u8; 9] {
-    let mut key = [SNAPSHOT; 9];
-    key[1..].copy_from_slice(&position.to_be_bytes());
-    key
+    snapshots: PathBuf,
 }
 
 fn split_position(value: &[u8]) -> Result<(u64, &[u8])> {
@@ -63,6 +64,18 @@ fn split_position(value: &[u8]) -> Result<(u64, &[u8])> {
     Ok((u64::from_be_bytes(p), rest))
 }
 
+fn storage(what: &str, path: &Path, e: std::io::Error) -> ViewsError {
+    ViewsError::Files(format!("{what} {}: {e}", path.display()))
+}
+
+/// The position a snapshot file is named after (`None`: not a snapshot).
+fn snapshot_position(path: &Path) -> Option<u64> {
+    if path.extension()? != SNAPSHOT_EXTENSION {
+        return None;
+    }
+    path.file_stem()?.to_str()?.parse().ok()
+}
+
 impl ViewStore {
     pub(crate) fn open(path: &Path) -> Result<ViewStore> {
         let db = sled::Config::new()
@@ -70,7 +83,24 @@ impl ViewStore {
             .cache_capacity(64 << 20)
             .mode(sled::Mode::LowSpace)
             .open()?;
-        Ok(ViewStore { db })
+        // Snapshots of older versions (in sled, of an older state format): gone.
+        for key in db.scan_prefix([OLD_SNAPSHOT]).keys() {
+            db.remove(key?)?;
+        }
+        let snapshots = path.join(SNAPSHOTS);
+        std::fs::create_dir_all(&snapshots).map_err(|e| storage("creating", &snapshots, e))?;
+        // A snapshot being written when the process stopped is not one.
+        for entry in std::fs::read_dir(&snapshots).map_err(|e| storage("listing", &snapshots, e))? {
+            let entry = entry.map_err(|e| storage("listing", &snapshots, e))?.path();
+            if entry.extension().is_some_and(|x| x == "tmp") {
+                std::fs::remove_file(&entry).map_err(|e| storage("removing", &entry, e))?;
+            }
+        }
+        Ok(ViewStore { db, snapshots })
+    }
+
+    fn snapshot_path(&self, position: u64) -> PathBuf {
+        self.snapshots.join(format!("{position:020}.{SNAPSHOT_EXTENSION}"))
     }
 
     /// The live checkpoint: (position, encoded view set).
@@ -93,25 +123,56 @@ impl ViewStore {
         Ok(())
     }
 
+    /// Stores (or replaces) the snapshot at `position`: written whole under a
+    /// temporary name, synced, then renamed, so a reader sees the old one or the new.
     pub(crate) fn save_snapshot(&self, position: u64, state: &[u8]) -> Result<()> {
-        self.db.insert(snapshot_key(position), compress(state))?;
-        Ok(())
+        use std::io::Write;
+        let path = self.snapshot_path(position);
+        let temporary = path.with_extension("tmp");
+        let write = || -> std::io::Result<()> {
+            let mut file = std::fs::File::create(&temporary)?;
+            file.write_all(&compress(state))?;
+            file.sync_all()?;
+            std::fs::rename(&temporary, &path)
+        };
+        write().map_err(|e| storage("writing", &path, e))
     }
 
     pub(crate) fn snapshot(&self, position: u64) -> Result<Option<Vec<u8>>> {
-        self.db.get(snapshot_key(position))?.map(|v| decompress(&v)).transpose()
+        let path = self.snapshot_path(position);
+        match std::fs::read(&path) {
+            Ok(stored) => decompress(&stored).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(storage("reading", &path, e)),
+        }
     }
 
-    /// Snapshots at or below `position`, newest first.
-    pub(crate) fn snapshots_below(&self, position: u64) -> impl Iterator<Item = Result<(u64, Vec<u8>)>> + use<> {
-        self.db
-            .range(snapshot_key(0)..=snapshot_key(position))
-            .rev()
-            .map(|item| {
-                let (k, v) = item?;
-                let (position, _) = split_position(k.get(1..).unwrap_or_default())?;
-                Ok((position, decompress(&v)?))
+    /// Snapshots at or below `position`, newest first, each read when reached. One
+    /// that does not read or decompress is passed over (with a warning): an older
+    /// one, or position 1, serves instead.
+    pub(crate) fn snapshots_below(&self, position: u64) -> impl Iterator<Item = (u64, Vec<u8>)> + use<> {
+        let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(&self.snapshots)
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| {
+                let path = entry.ok()?.path();
+                snapshot_position(&path).map(|p| (p, path))
             })
+            .filter(|(p, _)| *p <= position)
+            .collect();
+        found.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
+        found.into_iter().filter_map(|(position, path)| {
+            match std::fs::read(&path)
+                .map_err(|e| storage("reading", &path, e))
+                .and_then(|stored| decompress(&stored))
+            {
+                Ok(state) => Some((position, state)),
+                Err(e) => {
+                    tracing::warn!(position, error = %e, "a view snapshot is unreadable; using an older one");
+                    None
+                }
+            }
+        })
     }
 
     pub(crate) fn flush(&self) -> Result<()> {
@@ -136,5 +197,38 @@ mod tests {
         huge.extend(u32::MAX.to_le_bytes());
         assert!(decompress(&huge).is_err());
         assert!(decompress(&stored[..stored.len() / 2]).is_err());
+    }
+
+    #[test]
+    fn snapshots_are_files_read_newest_first_and_unreadable_ones_are_passed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("views");
+        {
+            // A snapshot of an older version, in sled.
+            let db = sled::open(&path).unwrap();
+            db.insert(b"s\0\0\0\0\0\0\0\x07", b"old".to_vec()).unwrap();
+            db.flush().unwrap();
+        }
+        let store = ViewStore::open(&path).unwrap();
+        assert_eq!(store.db.scan_prefix([OLD_SNAPSHOT]).count(), 0, "old snapshots removed");
+        for position in [10, 20, 30] {
+            store.save_snapshot(position, &[3, position as u8]).unwrap();
+        }
+        store.save_snapshot(20, &[3, 21]).unwrap();
+        let below: Vec<_> = store.snapshots_below(25).collect();
+        assert_eq!(below, vec![(20, vec![3, 21]), (10, vec![3, 10])]);
+        assert_eq!(store.snapshot(30).unwrap(), Some(vec![3, 30]));
+        assert_eq!(store.snapshot(40).unwrap(), None);
+        // A damaged snapshot is skipped; a half-written one is removed on open.
+        let damaged = store.snapshot_path(20);
+        std::fs::write(&damaged, [COMPRESSED, 0xff, 0xff, 0xff, 0x7f]).unwrap();
+        let below: Vec<u64> = store.snapshots_below(u64::MAX).map(|(p, _)| p).collect();
+        assert_eq!(below, vec![30, 10]);
+        let partial = store.snapshot_path(50).with_extension("tmp");
+        std::fs::write(&partial, b"half").unwrap();
+        drop(store);
+        let store = ViewStore::open(&path).unwrap();
+        assert!(!partial.exists());
+        assert_eq!(store.snapshots_below(u64::MAX).count(), 2);
     }
 }
