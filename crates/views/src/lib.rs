@@ -49,7 +49,7 @@
 //! assert_eq!(last_hour.status, Status::Green);
 //!
 //! // A checkpoint, and a restart from it.
-//! let restored = ViewSet::decode(&definitions, &views.encode()).unwrap();
+//! let restored = ViewSet::decode(&definitions, views.encode()).unwrap();
 //! assert_eq!(restored.kpis(), views.kpis());
 //! ```
 //!

@@ -291,7 +291,7 @@ fn run_apart<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Re
 
 /// The views `names` of a stored snapshot taken at `position`, if they decode for
 /// `defs` (none of them stale).
-fn usable_snapshot(defs: &Definitions, names: &[&str], position: u64, bytes: &[u8]) -> Option<ViewSet> {
+fn usable_snapshot(defs: &Definitions, names: &[&str], position: u64, bytes: Vec<u8>) -> Option<ViewSet> {
     ViewSet::decode_only(defs, bytes, names)
         .ok()
         .filter(|set| set.position() == position && set.stale_views().is_empty())
@@ -305,7 +305,7 @@ impl Views {
         let store = ViewStore::open(dir)?;
         let head = log.head();
         let live = match store.live()? {
-            Some((position, bytes)) if position <= head => match ViewSet::decode(&definitions, &bytes) {
+            Some((position, bytes)) if position <= head => match ViewSet::decode(&definitions, bytes) {
                 Ok(set) if set.position() == position => set,
                 Ok(_) | Err(_) => {
                     tracing::warn!(
@@ -489,8 +489,7 @@ impl Views {
     pub fn reload(&self, definitions: Definitions, shutdown: CancellationToken) -> Vec<String> {
         let stale = {
             let mut live = lock(&self.inner.live);
-            let bytes = live.encode();
-            let reloaded = match ViewSet::decode(&definitions, &bytes) {
+            let reloaded = match ViewSet::decode(&definitions, live.encode()) {
                 Ok(set) => set,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot carry views over to the new definitions; rebuilding all");
@@ -740,7 +739,7 @@ impl Inner {
     fn merge_into_snapshot(&self, defs: &Definitions, fresh: &ViewSet) -> Result<()> {
         let position = fresh.position();
         let mut snapshot = match self.store.snapshot(position)? {
-            Some(bytes) => match ViewSet::decode(defs, &bytes) {
+            Some(bytes) => match ViewSet::decode(defs, bytes) {
                 Ok(set) if set.position() == position => set,
                 _ => return Ok(()),
             },
@@ -752,7 +751,7 @@ impl Inner {
             }
             None => return Ok(()),
         };
-        let mut copy = ViewSet::decode(defs, &fresh.encode())
+        let mut copy = ViewSet::decode(defs, fresh.encode())
             .map_err(|e| ViewsError::Corrupt(format!("cannot copy a rebuilt view set: {e}")))?;
         for name in fresh.view_names() {
             if let Some(view) = copy.take_view(&name) {
@@ -788,7 +787,7 @@ impl Inner {
         // No snapshot, or the nearest did not decode: an older one, or position 1.
         let mut start = None;
         for (position, bytes) in snapshots {
-            start = usable_snapshot(defs, &names, position, &bytes);
+            start = usable_snapshot(defs, &names, position, bytes);
             if start.is_some() {
                 break;
             }

@@ -8,7 +8,7 @@ use opsflow_definitions::{Definitions, EventData, EventReads, FieldSet, Fields};
 use opsflow_log::{EventLog, RecordFields, Scanned};
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{EventTable, StoredEvents};
+use crate::codec::{EventTable, KeptEvents, StoredEvents};
 use crate::keyed::{Ctx, KeyCache};
 use crate::report::{ControlReport, KpiReport};
 use crate::view::{Stored, View};
@@ -89,15 +89,15 @@ pub struct ViewSet {
     wanted: WantedTypes,
 }
 
-/// The stored state; `E` is the kept events: written in place from the live
-/// events ([`crate::codec::KeptEvents`]); read back by [`StoredSet::open`].
-#[derive(Serialize, Deserialize)]
-struct Encoded<E> {
+/// The stored state, written in place from the live set; read back field by field
+/// by [`StoredSet::open`].
+#[derive(Serialize)]
+struct Encoded {
     definitions_version: String,
     position: u64,
     clock: i64,
     /// Every event some view keeps, once (views refer to them by index).
-    events: E,
+    events: KeptEvents,
     views: Vec<EncodedView>,
 }
 
@@ -365,15 +365,16 @@ impl ViewSet {
 
     /// State encoded by [`ViewSet::encode`], for `defs`. Views whose definition changed
     /// or is new start empty and are listed in [`ViewSet::stale_views`]; views no longer
-    /// defined are dropped.
-    pub fn decode(defs: &Definitions, bytes: &[u8]) -> Result<ViewSet> {
-        StoredSet::open(bytes.to_vec())?.decode(ViewSet::new(defs))
+    /// defined are dropped. The kept events are read in place: a `Vec` is taken as
+    /// it is, a slice copied once.
+    pub fn decode(defs: &Definitions, bytes: impl Into<Vec<u8>>) -> Result<ViewSet> {
+        StoredSet::open(bytes.into())?.decode(ViewSet::new(defs))
     }
 
     /// [`ViewSet::decode`] of the views named `names` only (as [`ViewSet::only`]):
     /// the other views' states are not decoded at all.
-    pub fn decode_only(defs: &Definitions, bytes: &[u8], names: &[&str]) -> Result<ViewSet> {
-        StoredSet::open(bytes.to_vec())?.decode(ViewSet::only(defs, names))
+    pub fn decode_only(defs: &Definitions, bytes: impl Into<Vec<u8>>, names: &[&str]) -> Result<ViewSet> {
+        StoredSet::open(bytes.into())?.decode(ViewSet::only(defs, names))
     }
 
     /// Adds the views of `other`, a set of other views of the same definitions at the

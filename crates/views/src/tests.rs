@@ -115,7 +115,7 @@ fn uninteresting_events_only_move_position_and_clock() {
     views.skip_to(5);
     assert_eq!((views.position(), views.clock()), (5, T0 + HOUR));
     let before = views.encode();
-    assert_eq!(ViewSet::decode(&d, &before).unwrap().encode(), before);
+    assert_eq!(ViewSet::decode(&d, before.as_slice()).unwrap().encode(), before);
 }
 
 #[test]
@@ -161,13 +161,13 @@ fn decode_refuses_other_formats_and_corrupt_bytes_without_panicking() {
     let mut other = bytes.clone();
     other[0] = FORMAT + 1;
     assert_eq!(
-        ViewSet::decode(&d, &other).unwrap_err(),
+        ViewSet::decode(&d, other.as_slice()).unwrap_err(),
         ViewError::Format {
             found: FORMAT + 1,
             expected: FORMAT
         }
     );
-    assert!(matches!(ViewSet::decode(&d, &[]), Err(ViewError::Corrupt(_))));
+    assert!(matches!(ViewSet::decode(&d, Vec::new()), Err(ViewError::Corrupt(_))));
     // Every truncation and many bit flips: an error or a set, never a panic.
     for len in 0..bytes.len() {
         let _ = ViewSet::decode(&d, &bytes[..len]);
@@ -175,7 +175,7 @@ fn decode_refuses_other_formats_and_corrupt_bytes_without_panicking() {
     for i in 1..bytes.len() {
         let mut flipped = bytes.clone();
         flipped[i] ^= 0x5a;
-        let _ = ViewSet::decode(&d, &flipped);
+        let _ = ViewSet::decode(&d, flipped.as_slice());
     }
 }
 
@@ -193,7 +193,7 @@ fn changed_and_new_views_decode_empty_and_stale() {
     let bytes = views.encode();
 
     // Same definitions: nothing stale, same state.
-    let same = ViewSet::decode(&old, &bytes).unwrap();
+    let same = ViewSet::decode(&old, bytes.as_slice()).unwrap();
     assert!(same.stale_views().is_empty());
     assert_eq!(same.kpis(), views.kpis());
 
@@ -202,7 +202,7 @@ fn changed_and_new_views_decode_empty_and_stale() {
         "{}\n  - name: count_a\n    kind: count\n    on: {{ type: a.end }}\n",
         DURATION.replace("close: [a.cancel]", "close: [a.cancel, a.abort]")
     ));
-    let mut decoded = ViewSet::decode(&new, &bytes).unwrap();
+    let mut decoded = ViewSet::decode(&new, bytes.as_slice()).unwrap();
     assert_eq!(decoded.stale_views(), ["cycle".to_string(), "count_a".to_string()]);
     assert_eq!(decoded.position(), 2);
     assert_eq!(
@@ -404,7 +404,7 @@ fn views_decoded_apart_and_joined_equal_views_decoded_together() {
     feed(&mut views, &before);
     let bytes = views.encode();
 
-    let mut together = ViewSet::decode(&d, &bytes).unwrap();
+    let mut together = ViewSet::decode(&d, bytes.as_slice()).unwrap();
     feed(&mut together, &after);
 
     let stored = crate::StoredSet::open(bytes).unwrap();

@@ -236,7 +236,7 @@ fn with_restarts(defs: &Definitions, events: &[EventData]) -> ViewSet {
     let mut views = ViewSet::new(defs);
     for event in events {
         views.apply(event);
-        views = ViewSet::decode(defs, &views.encode()).expect("decodes what it encoded");
+        views = ViewSet::decode(defs, views.encode()).expect("decodes what it encoded");
         assert!(views.stale_views().is_empty());
     }
     views

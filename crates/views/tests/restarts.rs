@@ -141,7 +141,7 @@ proptest! {
         for (i, event) in events.iter().enumerate() {
             views.apply(event);
             if cut_points.binary_search(&i).is_ok() {
-                views = ViewSet::decode(&defs, &views.encode()).expect("decodes");
+                views = ViewSet::decode(&defs, views.encode()).expect("decodes");
                 prop_assert!(views.stale_views().is_empty());
             }
         }
