@@ -97,11 +97,20 @@ fn structured(seq: u64) -> (HeaderMap, bytes::Bytes) {
     (headers, body.into())
 }
 
-/// Publishes `messages` with `WINDOW` acks outstanding; returns when all are acked.
-async fn publish(js: &jetstream::Context, subject: &str, messages: u64) -> anyhow::Result<()> {
+/// The messages of one run, built before its clock starts: a producer on another
+/// machine would not spend this machine's CPU building them.
+fn prepared(messages: u64) -> Vec<(HeaderMap, bytes::Bytes)> {
+    (0..messages).map(structured).collect()
+}
+
+/// Publishes the messages with `WINDOW` acks outstanding; returns when all are acked.
+async fn publish(
+    js: &jetstream::Context,
+    subject: &str,
+    messages: Vec<(HeaderMap, bytes::Bytes)>,
+) -> anyhow::Result<()> {
     let mut pending: std::collections::VecDeque<PublishAckFuture> = std::collections::VecDeque::new();
-    for seq in 0..messages {
-        let (headers, body) = structured(seq);
+    for (headers, body) in messages {
         pending.push_back(js.publish_with_headers(subject.to_owned(), headers, body).await?);
         if pending.len() >= WINDOW
             && let Some(ack) = pending.pop_front()
@@ -125,8 +134,9 @@ async fn raw_publish(extra: &str, messages: u64) -> anyhow::Result<f64> {
         ..Default::default()
     })
     .await?;
+    let prepared = prepared(messages);
     let started = Instant::now();
-    publish(&js, "bench.raw.order.placed", messages).await?;
+    publish(&js, "bench.raw.order.placed", prepared).await?;
     Ok(messages as f64 / started.elapsed().as_secs_f64())
 }
 
@@ -147,8 +157,9 @@ async fn ingest(extra: &str, messages: u64) -> anyhow::Result<f64> {
         anyhow::ensure!(Instant::now() < deadline, "opsflow did not set up its consumer in 30 s");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let prepared = prepared(messages);
     let started = Instant::now();
-    publish(&js, "ops.events.order.placed", messages).await?;
+    publish(&js, "ops.events.order.placed", prepared).await?;
     // Durable in the log, and every message acknowledged.
     let mut head = server.log().watch_head();
     while *head.borrow_and_update() < messages {

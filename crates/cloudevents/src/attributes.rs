@@ -3,6 +3,7 @@
 //! fixed order and turned into an [`Incoming`] event. Collecting first and checking
 //! after keeps the first error reported independent of member or header order.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use base64::Engine;
@@ -58,20 +59,26 @@ pub(crate) fn is_attribute_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
-/// Attributes collected from one event, not yet checked.
+/// Attributes collected from one event, not yet checked. Names are borrowed from
+/// the message where the binding can (JSON member names without escapes).
 #[derive(Debug, Default)]
-pub(crate) struct Attributes {
-    values: BTreeMap<String, AttributeValue>,
+pub(crate) struct Attributes<'a> {
+    values: BTreeMap<Cow<'a, str>, AttributeValue>,
 }
 
-impl Attributes {
+impl<'a> Attributes<'a> {
     /// Adds one attribute; refuses invalid names and repeats.
-    pub(crate) fn insert(&mut self, name: String, value: AttributeValue) -> Result<()> {
+    pub(crate) fn insert(&mut self, name: impl Into<Cow<'a, str>>, value: AttributeValue) -> Result<()> {
+        let name = name.into();
         if !is_attribute_name(&name) {
-            return Err(CloudEventError::InvalidAttributeName { name });
+            return Err(CloudEventError::InvalidAttributeName {
+                name: name.into_owned(),
+            });
         }
         if self.values.contains_key(&name) {
-            return Err(CloudEventError::DuplicateAttribute { attribute: name });
+            return Err(CloudEventError::DuplicateAttribute {
+                attribute: name.into_owned(),
+            });
         }
         self.values.insert(name, value);
         Ok(())
@@ -103,7 +110,7 @@ impl Attributes {
         }
         for (name, value) in std::mem::take(&mut self.values) {
             let text = extension_text(&name, value)?;
-            metadata.insert(name, text);
+            metadata.insert(name.into_owned(), text);
         }
         let (content_type, data) = resolve_payload(payload, declared_content_type)?;
         let event = ProposedEvent {
@@ -264,7 +271,7 @@ mod tests {
         AttributeValue::String(text.to_owned())
     }
 
-    fn base() -> Attributes {
+    fn base() -> Attributes<'static> {
         let mut attributes = Attributes::default();
         for (name, value) in [
             ("specversion", "1.0"),
@@ -308,9 +315,7 @@ mod tests {
             (AttributeValue::Number("3".into()), ExpectedVersion::Exact(3)),
         ] {
             let mut attributes = base();
-            attributes
-                .insert("expectedversion".into(), value)
-                .expect("valid attribute");
+            attributes.insert("expectedversion", value).expect("valid attribute");
             let incoming = attributes.into_incoming(Payload::Absent).expect("valid event");
             assert_eq!(incoming.expected, Some(expected));
         }
@@ -320,9 +325,7 @@ mod tests {
             AttributeValue::Number("1.5".into()),
         ] {
             let mut attributes = base();
-            attributes
-                .insert("expectedversion".into(), bad)
-                .expect("valid attribute");
+            attributes.insert("expectedversion", bad).expect("valid attribute");
             let err = attributes
                 .into_incoming(Payload::Absent)
                 .expect_err("invalid expected version");
@@ -330,7 +333,7 @@ mod tests {
         }
         let mut attributes = base();
         attributes
-            .insert("expectedversion".into(), AttributeValue::Boolean(true))
+            .insert("expectedversion", AttributeValue::Boolean(true))
             .expect("valid attribute");
         let err = attributes.into_incoming(Payload::Absent).expect_err("wrong type");
         assert!(matches!(err, CloudEventError::WrongType { .. }), "{err}");
@@ -340,7 +343,7 @@ mod tests {
     fn time_outside_the_log_range_is_refused() {
         let mut attributes = base();
         attributes
-            .insert("time".into(), string("2300-01-01T00:00:00Z"))
+            .insert("time", string("2300-01-01T00:00:00Z"))
             .expect("valid attribute");
         let err = attributes.into_incoming(Payload::Absent).expect_err("out of range");
         assert!(err.to_string().contains("1677 to 2262"), "{err}");

@@ -36,10 +36,7 @@ pub fn parse_binary<'a>(
         attributes.insert(attribute, AttributeValue::String(value))?;
     }
     if let Some(content_type) = content_type.map(str::trim).filter(|c| !c.is_empty()) {
-        attributes.insert(
-            "datacontenttype".into(),
-            AttributeValue::String(content_type.to_owned()),
-        )?;
+        attributes.insert("datacontenttype", AttributeValue::String(content_type.to_owned()))?;
     }
     attributes.into_incoming(Payload::Body(body))
 }

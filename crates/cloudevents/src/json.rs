@@ -5,6 +5,7 @@
 //! producer sent (numbers keep their digits, objects their key order), minus
 //! insignificant whitespace.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -42,15 +43,19 @@ fn event_from_members(Members(members): Members<'_>) -> Result<Incoming> {
     let mut data: Option<&RawValue> = None;
     let mut data_base64: Option<String> = None;
     for (name, raw) in members {
-        match name.as_str() {
+        match &*name {
             "data" => {
                 if data.replace(raw).is_some() {
-                    return Err(CloudEventError::DuplicateAttribute { attribute: name });
+                    return Err(CloudEventError::DuplicateAttribute {
+                        attribute: name.into_owned(),
+                    });
                 }
             }
             "data_base64" => {
                 if data_base64.is_some() {
-                    return Err(CloudEventError::DuplicateAttribute { attribute: name });
+                    return Err(CloudEventError::DuplicateAttribute {
+                        attribute: name.into_owned(),
+                    });
                 }
                 data_base64 = match attribute_value(raw)? {
                     None => None,
@@ -84,7 +89,12 @@ fn event_from_members(Members(members): Members<'_>) -> Result<Incoming> {
 fn attribute_value(raw: &RawValue) -> Result<Option<AttributeValue>> {
     let text = raw.get();
     Ok(Some(match text.trim_start().as_bytes().first() {
-        Some(b'"') => AttributeValue::String(serde_json::from_str(text)?),
+        // A string without escapes is its text between the quotes (the member was
+        // read as valid JSON already); one with escapes is decoded.
+        Some(b'"') => match text.trim().strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+            Some(inner) if !inner.contains('\\') => AttributeValue::String(inner.to_owned()),
+            _ => AttributeValue::String(serde_json::from_str(text)?),
+        },
         Some(b't') => AttributeValue::Boolean(true),
         Some(b'f') => AttributeValue::Boolean(false),
         Some(b'n') => return Ok(None),
@@ -147,7 +157,32 @@ pub(crate) fn compact_json(raw: &str) -> Vec<u8> {
 
 /// The members of a JSON object in document order, values as raw JSON text.
 /// Unlike a map it keeps repeated names, so they can be refused.
-pub(crate) struct Members<'a>(pub(crate) Vec<(String, &'a RawValue)>);
+pub(crate) struct Members<'a>(pub(crate) Vec<(Cow<'a, str>, &'a RawValue)>);
+
+/// A member name, borrowed from the document unless it has escapes.
+struct Name<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Name<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+        impl<'de> Visitor<'de> for NameVisitor {
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, name: &'de str) -> Result<Self::Value, E> {
+                Ok(Name(Cow::Borrowed(name)))
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Self::Value, E> {
+                Ok(Name(Cow::Owned(name.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, name: String) -> Result<Self::Value, E> {
+                Ok(Name(Cow::Owned(name)))
+            }
+        }
+        deserializer.deserialize_str(NameVisitor)
+    }
+}
 
 impl<'de> Deserialize<'de> for Members<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -159,8 +194,8 @@ impl<'de> Deserialize<'de> for Members<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut members = Vec::new();
-                while let Some(member) = map.next_entry::<String, &'de RawValue>()? {
-                    members.push(member);
+                while let Some((Name(name), value)) = map.next_entry::<Name<'de>, &'de RawValue>()? {
+                    members.push((name, value));
                 }
                 Ok(Members(members))
             }
@@ -350,6 +385,23 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn escaped_names_and_strings_are_decoded() -> Result<()> {
+        // `\u0069d` is `id`; the source has escapes, the type none.
+        let body = br#"{"specversion":"1.0","\u0069d":"e\"1","source":"\/shop\u00e9","type":"order.placed","subject":"order/PO-1"}"#;
+        let incoming = parse_structured(body)?;
+        assert_eq!(incoming.event.id, "e\"1");
+        assert_eq!(incoming.event.source, "/shop\u{e9}");
+        assert_eq!(incoming.event.event_type, "order.placed");
+        // An escaped name that repeats a plain one is a repeat.
+        let body = br#"{"specversion":"1.0","id":"a","\u0069d":"b","source":"s","type":"t"}"#;
+        assert!(matches!(
+            parse_structured(body),
+            Err(CloudEventError::DuplicateAttribute { attribute }) if attribute == "id"
+        ));
+        Ok(())
     }
 
     #[test]

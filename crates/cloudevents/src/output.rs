@@ -3,8 +3,6 @@
 
 use base64::Engine;
 use opsflow_log::{JSON, RecordedEvent, UnixNanos};
-use serde::ser::{Serialize, SerializeMap, Serializer};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::attributes::is_attribute_name;
@@ -79,80 +77,89 @@ pub fn recorded_to_json(event: &RecordedEvent) -> Value {
 /// Written straight to JSON bytes: well-formed JSON data is copied as written,
 /// never parsed into a tree.
 pub fn recorded_to_cloudevent(event: &RecordedEvent) -> Vec<u8> {
-    // Serializing into a Vec cannot fail: every member is a string or valid JSON.
-    serde_json::to_vec(&StructuredCloudEvent(event)).unwrap_or_default()
-}
-
-/// The structured-mode rendering of a recorded event, serialized member by member.
-struct StructuredCloudEvent<'a>(&'a RecordedEvent);
-
-impl Serialize for StructuredCloudEvent<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let event = self.0;
-        let mut members = serializer.serialize_map(None)?;
-        members.serialize_entry("specversion", "1.0")?;
-        members.serialize_entry("id", &event.id)?;
-        members.serialize_entry("source", &event.source)?;
-        members.serialize_entry("type", &event.event_type)?;
-        members.serialize_entry("subject", &event.stream)?;
-        members.serialize_entry("time", &Rfc3339(event.time))?;
-        let content_type = effective_content_type(event);
-        if !content_type.is_empty() {
-            members.serialize_entry("datacontenttype", content_type)?;
-        }
-        if !event.data.is_empty() {
-            // Only JSON that a strict parser reads (no lone surrogates, numbers in
-            // range) goes out as `data`; anything else as `data_base64`, as before.
-            let json = (media::is_json(content_type) && opsflow_catalog::is_json(&event.data))
-                .then(|| serde_json::from_slice::<&RawValue>(&event.data).ok())
-                .flatten();
-            let text = || {
-                std::str::from_utf8(&event.data)
-                    .ok()
-                    .filter(|_| media::is_text(content_type))
-            };
-            match (json, text()) {
-                (Some(data), _) => members.serialize_entry("data", data)?,
-                (None, Some(text)) => members.serialize_entry("data", text)?,
-                (None, None) => members.serialize_entry("data_base64", &base64_text(&event.data))?,
-            }
-        }
-        members.serialize_entry("position", &Decimal(event.position))?;
-        members.serialize_entry("streamversion", &Decimal(event.version))?;
-        members.serialize_entry("recordedat", &Rfc3339(event.recorded_at))?;
-        if !event.correlation_id.is_empty() {
-            members.serialize_entry("correlationid", &event.correlation_id)?;
-        }
-        if !event.causation_id.is_empty() {
-            members.serialize_entry("causationid", &event.causation_id)?;
-        }
-        for (name, value) in &event.metadata {
-            if is_attribute_name(name) && !RESERVED.contains(&name.as_str()) {
-                members.serialize_entry(name, value)?;
-            }
-        }
-        members.end()
+    let mut out = Members(Vec::with_capacity(event.data.len() + 320));
+    out.0.extend_from_slice(br#"{"specversion":"1.0""#);
+    out.string("id", &event.id);
+    out.string("source", &event.source);
+    out.string("type", &event.event_type);
+    out.string("subject", &event.stream);
+    out.time("time", event.time);
+    let content_type = effective_content_type(event);
+    if !content_type.is_empty() {
+        out.string("datacontenttype", content_type);
     }
-}
-
-/// A time serialized as an RFC 3339 string (see [`rfc3339`]) without a temporary `String`.
-struct Rfc3339(UnixNanos);
-
-impl Serialize for Rfc3339 {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match jiff::Timestamp::from_nanosecond(i128::from(self.0)) {
-            Ok(time) => serializer.collect_str(&time),
-            Err(_) => serializer.collect_str(&self.0),
+    if !event.data.is_empty() {
+        // Only JSON that a strict parser reads (no lone surrogates, numbers in
+        // range) goes out as `data`, copied as recorded; anything else as a string
+        // (text content types) or `data_base64`.
+        let text = || {
+            std::str::from_utf8(&event.data)
+                .ok()
+                .filter(|_| media::is_text(content_type))
+        };
+        if media::is_json(content_type) && opsflow_catalog::is_json(&event.data) {
+            out.name("data");
+            out.0.extend_from_slice(&event.data);
+        } else if let Some(text) = text() {
+            out.string("data", text);
+        } else {
+            out.string("data_base64", &base64_text(&event.data));
         }
     }
+    out.decimal("position", event.position);
+    out.decimal("streamversion", event.version);
+    out.time("recordedat", event.recorded_at);
+    if !event.correlation_id.is_empty() {
+        out.string("correlationid", &event.correlation_id);
+    }
+    if !event.causation_id.is_empty() {
+        out.string("causationid", &event.causation_id);
+    }
+    for (name, value) in &event.metadata {
+        if is_attribute_name(name) && !RESERVED.contains(&name.as_str()) {
+            out.string(name, value);
+        }
+    }
+    out.0.push(b'}');
+    out.0
 }
 
-/// An integer serialized as a decimal string (CloudEvents integers are 32-bit).
-struct Decimal(u64);
+/// A JSON object being written member by member after its first member. Written
+/// directly rather than through a serializer so that JSON data, checked once, is
+/// copied as it is (a serializer takes raw JSON only as a `RawValue`, which would
+/// parse it a second time).
+struct Members(Vec<u8>);
 
-impl Serialize for Decimal {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&self.0)
+impl Members {
+    /// `,"name":`; names are attribute names (lower-case letters and digits), which
+    /// need no escaping.
+    fn name(&mut self, name: &str) {
+        self.0.extend_from_slice(b",\"");
+        self.0.extend_from_slice(name.as_bytes());
+        self.0.extend_from_slice(b"\":");
+    }
+
+    fn string(&mut self, name: &str, value: &str) {
+        self.name(name);
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.0, value);
+    }
+
+    /// An RFC 3339 time (see [`rfc3339`]), which needs no escaping.
+    fn time(&mut self, name: &str, nanos: UnixNanos) {
+        use std::io::Write;
+        self.name(name);
+        let _ = match jiff::Timestamp::from_nanosecond(i128::from(nanos)) {
+            Ok(time) => write!(self.0, "\"{time}\""),
+            Err(_) => write!(self.0, "\"{nanos}\""),
+        };
+    }
+
+    /// An integer as a decimal string (CloudEvents integers are 32-bit).
+    fn decimal(&mut self, name: &str, value: u64) {
+        use std::io::Write;
+        self.name(name);
+        let _ = write!(self.0, "\"{value}\"");
     }
 }
 

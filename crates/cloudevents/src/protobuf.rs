@@ -70,7 +70,7 @@ fn event_from_message(event: CloudEvent) -> Result<Incoming> {
         ("type", r#type),
     ] {
         if !value.is_empty() {
-            attributes.insert(name.to_owned(), AttributeValue::String(value))?;
+            attributes.insert(name, AttributeValue::String(value))?;
         }
     }
     // The map arrives in no particular order; sorting makes the first error reported stable.
@@ -96,7 +96,7 @@ fn event_from_message(event: CloudEvent) -> Result<Incoming> {
         Some(Data::ProtoData(any)) => {
             // The type URL names the message: the `dataschema` the spec asks producers to set.
             if !any.type_url.is_empty() && !attributes.contains("dataschema") {
-                attributes.insert("dataschema".to_owned(), AttributeValue::String(any.type_url))?;
+                attributes.insert("dataschema", AttributeValue::String(any.type_url))?;
             }
             Payload::Protobuf(Bytes::from(any.value))
         }

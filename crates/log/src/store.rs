@@ -7,7 +7,12 @@
 //! | `s` stream `\0` first_version(BE) | pieces of first_position(BE), count(BE): the stream's versions from first_version on, in order |
 //! | `i` position(BE) | identity segment of the commit group starting there (see `identity.rs`) |
 //! | `m` name | meta: `format`, `head` (position, hash), `indexed` (position up to which the `s` entries are in sled) |
-//! | `c` name | checkpoint of a named consumer (position) |
+//!
+//! Consumers' checkpoints (name → position, BE) live in the tree `checkpoints`:
+//! they change on their own schedule, and in the main tree a checkpoint key shares
+//! a leaf with the first chunks, which sled copies whole on every insert. Data
+//! directories of earlier versions kept them under `c` name in the main tree; they
+//! are moved on open.
 //!
 //! All functions here are synchronous: callers keep them off the async runtime.
 
@@ -28,6 +33,12 @@ pub const STORE_FORMAT: u32 = 1;
 /// sled segment size, fixed when a data directory is created (tools that open the
 /// sled files directly must use it too).
 pub const SLED_SEGMENT_SIZE: usize = 8 << 20;
+
+/// The tree of consumers' checkpoints.
+const CHECKPOINTS: &str = "checkpoints";
+
+/// The key prefix of checkpoints in the main tree before they had a tree of their own.
+const OLD_CHECKPOINT: &[u8] = b"c";
 
 pub(crate) const META_FORMAT: &[u8] = b"mformat";
 pub(crate) const META_HEAD: &[u8] = b"mhead";
@@ -197,6 +208,7 @@ impl Head {
 #[derive(Clone)]
 pub(crate) struct Store {
     pub db: sled::Db,
+    pub checkpoints: sled::Tree,
     pub tail: Arc<IndexTail>,
 }
 
@@ -224,8 +236,10 @@ impl Store {
                 Err(e) => return Err(e.into()),
             }
         };
+        let checkpoints = db.open_tree(CHECKPOINTS)?;
         let store = Store {
             db,
+            checkpoints,
             tail: Arc::new(IndexTail::default()),
         };
         match store.db.get(META_FORMAT)? {
@@ -253,7 +267,30 @@ impl Store {
                 store.db.flush()?;
             }
         }
+        store.move_old_checkpoints()?;
         Ok(store)
+    }
+
+    /// Moves checkpoints kept under `c` name in the main tree (earlier versions)
+    /// to the `checkpoints` tree, keeping one saved there since.
+    fn move_old_checkpoints(&self) -> Result<()> {
+        let old: Vec<(sled::IVec, sled::IVec)> = self
+            .db
+            .scan_prefix(OLD_CHECKPOINT)
+            .collect::<std::result::Result<_, _>>()?;
+        if old.is_empty() {
+            return Ok(());
+        }
+        for (key, position) in old {
+            let name = &key[OLD_CHECKPOINT.len()..];
+            // Err: one was saved in the tree since, which is newer.
+            let _kept = self
+                .checkpoints
+                .compare_and_swap(name, None as Option<&[u8]>, Some(position))?;
+            self.db.remove(key)?;
+        }
+        self.db.flush()?;
+        Ok(())
     }
 
     pub(crate) fn meta_position(&self, key: &[u8]) -> Result<Option<u64>> {
@@ -509,3 +546,30 @@ fn at_position(error: LogError, p: u64) -> LogError {
 }
 
 pub(crate) const GENESIS: [u8; 32] = ZERO_HASH;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_of_earlier_versions_move_to_their_tree() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| LogError::Storage(e.into()))?;
+        {
+            let store = Store::open(dir.path(), 1 << 20)?;
+            // As an earlier version left them: in the main tree under `c` name.
+            store.db.insert(b"coutbound", &7u64.to_be_bytes())?;
+            store.db.insert(b"cboth", &1u64.to_be_bytes())?;
+            // Saved in the tree since: newer, kept.
+            store.checkpoints.insert("both", &9u64.to_be_bytes())?;
+            store.db.flush()?;
+        }
+        let store = Store::open(dir.path(), 1 << 20)?;
+        let position = |name: &str| -> Result<Option<u64>> {
+            store.checkpoints.get(name)?.map(|v| be_u64(&v, "test")).transpose()
+        };
+        assert_eq!(position("outbound")?, Some(7));
+        assert_eq!(position("both")?, Some(9));
+        assert_eq!(store.db.scan_prefix(OLD_CHECKPOINT).count(), 0);
+        Ok(())
+    }
+}

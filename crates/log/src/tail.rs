@@ -21,7 +21,7 @@ use crate::store::{Run, RunBuilder};
 /// Stream index entries not in sled yet: one run builder per stream.
 #[derive(Debug, Default)]
 pub(crate) struct Runs {
-    pub by_stream: HashMap<String, RunBuilder>,
+    pub by_stream: HashMap<String, RunBuilder, foldhash::fast::RandomState>,
     /// Events the entries cover.
     pub events: u64,
 }

@@ -9,6 +9,7 @@
 //! acknowledged, because sled's in-memory state may be ahead of the disk.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasherDefault;
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -16,7 +17,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::codec::{ChunkBuilder, EventFields, encode_record};
-use crate::identity::{Fingerprint, IdentityIndex, SegmentBuilder, fingerprint, segment_key};
+use crate::identity::{Fingerprint, FingerprintHasher, IdentityIndex, SegmentBuilder, fingerprint, segment_key};
 use crate::store::{Head, META_HEAD, META_INDEXED, Run, Store, stream_key};
 use crate::tail::{Appended, Runs};
 use crate::{AppendOutcome, LogError, ProposedEvent, RecordedEvent, Result, StreamAppend};
@@ -72,7 +73,7 @@ pub(crate) struct Writer {
     identities: IdentityIndex,
     head: Head,
     last_recorded_at: i64,
-    streams: HashMap<String, Option<u64>>,
+    streams: HashMap<String, Option<u64>, foldhash::fast::RandomState>,
     poison: Arc<OnceLock<String>>,
     /// Hands frozen stream index tails to the indexer thread.
     indexer: Option<(std_mpsc::Sender<IndexJob>, std::thread::JoinHandle<()>)>,
@@ -94,7 +95,7 @@ struct Group {
     /// first position, count).
     appended: Vec<(usize, usize, u64, u64, u64)>,
     chunk: Option<ChunkBuilder>,
-    pending: HashMap<Fingerprint, Pending>,
+    pending: HashMap<Fingerprint, Pending, BuildHasherDefault<FingerprintHasher>>,
     segment: Option<SegmentBuilder>,
     events: u64,
     bytes: u64,
@@ -118,7 +119,7 @@ impl Writer {
             identities,
             head,
             last_recorded_at,
-            streams: HashMap::new(),
+            streams: HashMap::default(),
             poison,
             indexer: None,
             indexed_at: Instant::now(),
@@ -223,7 +224,10 @@ impl Writer {
             batch: sled::Batch::default(),
             appended: Vec::new(),
             chunk: None,
-            pending: HashMap::new(),
+            pending: HashMap::with_capacity_and_hasher(
+                jobs.iter().flat_map(|j| &j.parts).map(|p| p.events.len()).sum(),
+                BuildHasherDefault::default(),
+            ),
             segment: None,
             events: 0,
             bytes: 0,
@@ -348,13 +352,18 @@ impl Writer {
     fn process(&mut self, index: usize, jobs: &[AppendJob], group: &mut Group) -> Result<Vec<AppendOutcome>> {
         let parts = &jobs[index].parts;
         // 1. Identities: an append is either all new or an exact retry.
-        let mut seen = HashSet::new();
-        let mut originals: Vec<Option<Original>> = Vec::new();
-        let mut keys = Vec::new();
+        let count: usize = parts.iter().map(|p| p.events.len()).sum();
+        let mut originals: Vec<Option<Original>> = Vec::with_capacity(count);
+        let mut keys: Vec<Fingerprint> = Vec::with_capacity(count);
+        // Repeats within the append (none possible in a one-event append).
+        let mut seen: Option<HashSet<Fingerprint, BuildHasherDefault<FingerprintHasher>>> =
+            (count > 1).then(|| HashSet::with_capacity_and_hasher(count, BuildHasherDefault::default()));
         for (i, event) in parts.iter().flat_map(|p| &p.events).enumerate() {
             {
                 let key = fingerprint(&event.source, &event.id);
-                if !seen.insert(key) {
+                if let Some(seen) = &mut seen
+                    && !seen.insert(key)
+                {
                     return Err(LogError::invalid(
                         format!("events[{i}].id"),
                         format!(
@@ -384,7 +393,8 @@ impl Writer {
             return self.retry_outcome(parts, &originals, jobs, dups == originals.len());
         }
         // 2. Expected versions, against the stream as it stands (this group included).
-        let mut versions: HashMap<&str, Option<u64>> = HashMap::new();
+        let mut versions: HashMap<&str, Option<u64>, foldhash::fast::RandomState> =
+            HashMap::with_capacity_and_hasher(parts.len(), foldhash::fast::RandomState::default());
         let mut firsts = Vec::with_capacity(parts.len());
         for part in parts {
             let current = match versions.get(part.stream.as_str()) {

@@ -44,25 +44,25 @@ impl DeadReason {
     }
 }
 
-/// Header pairs of a NATS message (names as sent).
-pub fn header_pairs(headers: Option<&HeaderMap>) -> Vec<(String, Vec<u8>)> {
+/// Header pairs of a NATS message (names as sent), borrowed from it.
+pub fn header_pairs(headers: Option<&HeaderMap>) -> Vec<(&str, &[u8])> {
     let mut out = Vec::new();
     if let Some(headers) = headers {
         for (name, values) in headers.iter() {
             for value in values {
-                out.push((name.to_string(), value.as_str().as_bytes().to_vec()));
+                out.push((name.as_ref(), value.as_str().as_bytes()));
             }
         }
     }
     out
 }
 
-fn content_type(headers: &[(String, Vec<u8>)]) -> Option<String> {
+/// The `Content-Type` header's value, when it is UTF-8.
+pub fn content_type<'a>(headers: &[(&str, &'a [u8])]) -> Option<&'a str> {
     headers
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
         .and_then(|(_, v)| std::str::from_utf8(v).ok())
-        .map(str::to_owned)
 }
 
 /// Decodes one message into one single-event append. The mode follows the
@@ -72,8 +72,7 @@ fn content_type(headers: &[(String, Vec<u8>)]) -> Option<String> {
 pub fn decode(headers: Option<&HeaderMap>, payload: Bytes) -> Result<StreamAppend, (DeadReason, String)> {
     let pairs = header_pairs(headers);
     let ct = content_type(&pairs);
-    let refs = pairs.iter().map(|(k, v)| (k.as_str(), v.as_slice()));
-    let mut incoming = opsflow_cloudevents::parse_any(ct.as_deref(), refs, payload).map_err(decode_error)?;
+    let mut incoming = opsflow_cloudevents::parse_any(ct, pairs.iter().copied(), payload).map_err(decode_error)?;
     if incoming.len() != 1 {
         return Err((
             DeadReason::Decode,

@@ -62,7 +62,7 @@ async fn session(
     let mut published = log.checkpoint(&config.checkpoint)?.unwrap_or(0);
     let mut subscription = log.subscribe(published + 1, EventFilter::default());
     let mut in_flight: FuturesOrdered<Ack> = FuturesOrdered::new();
-    let mut captured: HashMap<String, bool> = HashMap::new();
+    let mut subjects: HashMap<String, Outlet> = HashMap::new();
     let mut saved = published;
     // One timer, reset when the checkpoint is saved: a timer armed per event costs a
     // wake-up of the runtime's driver per event.
@@ -84,7 +84,7 @@ async fn session(
             item = subscription.next(), if in_flight.len() < config.max_in_flight => {
                 match item {
                     Ok(SubscriptionItem::Event(event)) => {
-                        let ack = publish(client, &js, &mut captured, &config.subject_prefix, &event).await?;
+                        let ack = publish(client, &js, &mut subjects, &config.subject_prefix, &event).await?;
                         in_flight.push_back(ack);
                     }
                     Ok(_) => {}
@@ -114,33 +114,45 @@ async fn session(
     result
 }
 
+/// Where events of one type go: their subject, and whether a JetStream stream
+/// captures it (looked up once per type and session).
+#[derive(Clone)]
+struct Outlet {
+    subject: async_nats::Subject,
+    in_stream: bool,
+}
+
 async fn publish(
     client: &async_nats::Client,
     js: &jetstream::Context,
-    captured: &mut HashMap<String, bool>,
+    subjects: &mut HashMap<String, Outlet>,
     prefix: &str,
     event: &RecordedEvent,
 ) -> anyhow::Result<Ack> {
-    let subject = format!("{prefix}.{}", event.event_type);
-    let position = event.position;
-    let mut headers = HeaderMap::new();
-    headers.insert("Nats-Msg-Id", position.to_string().as_str());
-    headers.insert("Content-Type", "application/cloudevents+json");
-    let body: bytes::Bytes = opsflow_cloudevents::recorded_to_cloudevent(event).into();
-    let in_stream = match captured.get(&subject) {
-        Some(c) => *c,
+    let outlet = match subjects.get(&event.event_type) {
+        Some(outlet) => outlet.clone(),
         None => {
-            let c = js.stream_by_subject(subject.clone()).await.is_ok();
-            captured.insert(subject.clone(), c);
-            c
+            let subject = format!("{prefix}.{}", event.event_type);
+            let in_stream = js.stream_by_subject(subject.clone()).await.is_ok();
+            let outlet = Outlet {
+                subject: subject.into(),
+                in_stream,
+            };
+            subjects.insert(event.event_type.clone(), outlet.clone());
+            outlet
         }
     };
+    let position = event.position;
+    let mut headers = HeaderMap::new();
+    headers.insert("Nats-Msg-Id", async_nats::HeaderValue::from(position));
+    headers.insert("Content-Type", "application/cloudevents+json");
+    let body: bytes::Bytes = opsflow_cloudevents::recorded_to_cloudevent(event).into();
     metrics::counter!("opsflow_nats_published_total").increment(1);
-    if in_stream {
-        let ack = js.publish_with_headers(subject, headers, body).await?;
+    if outlet.in_stream {
+        let ack = js.publish_with_headers(outlet.subject, headers, body).await?;
         Ok(async move { (position, ack.await.map(|_| ()).map_err(|e| e.to_string())) }.boxed())
     } else {
-        client.publish_with_headers(subject, headers, body).await?;
+        client.publish_with_headers(outlet.subject, headers, body).await?;
         Ok(futures::future::ready((position, Ok(()))).boxed())
     }
 }

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::RequestReplyConfig;
-use crate::decode::header_pairs;
+use crate::decode::{content_type, header_pairs};
 
 /// Serves append requests until `shutdown`, resubscribing after NATS trouble.
 pub async fn run_request_reply(
@@ -76,12 +76,8 @@ fn is_protobuf(ct: Option<&str>) -> bool {
 /// Handles one request; returns the reply's headers and body.
 pub async fn handle(log: &EventLog, headers: Option<&HeaderMap>, payload: Bytes) -> (HeaderMap, Bytes) {
     let pairs = header_pairs(headers);
-    let ct = pairs
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-        .and_then(|(_, v)| std::str::from_utf8(v).ok())
-        .map(str::to_owned);
-    if is_protobuf(ct.as_deref()) {
+    let ct = content_type(&pairs);
+    if is_protobuf(ct) {
         let request = match v1::AppendRequest::decode(payload) {
             Ok(r) => r,
             Err(e) => return error_reply(400, "invalid_argument", format!("malformed AppendRequest: {e}")),
@@ -100,8 +96,7 @@ pub async fn handle(log: &EventLog, headers: Option<&HeaderMap>, payload: Bytes)
             Err(e) => log_error_reply(&e),
         };
     }
-    let refs = pairs.iter().map(|(k, v)| (k.as_str(), v.as_slice()));
-    let incoming = match opsflow_cloudevents::parse_any(ct.as_deref(), refs, payload) {
+    let incoming = match opsflow_cloudevents::parse_any(ct, pairs.iter().copied(), payload) {
         Ok(i) if !i.is_empty() => i,
         Ok(_) => return error_reply(400, "invalid_argument", "the batch has no events".into()),
         Err(e) => return error_reply(400, "invalid_argument", e.to_string()),
