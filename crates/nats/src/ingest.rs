@@ -22,6 +22,22 @@ use crate::{DeadLetters, IngestConfig, NatsConfig, NatsError};
 /// Batches enqueued in the log and awaiting durability at once.
 const BATCHES_IN_FLIGHT: usize = 8;
 
+/// Messages asked of JetStream per pull request: this many append batches, at most
+/// [`PULL_MESSAGES_MAX`] messages and [`PULL_BYTES`] bytes. The client asks again
+/// when half is delivered; with pulls of one batch each re-pull stalled delivery
+/// (about 7 ms per 1,000 messages on a busy 2-core machine, a third of the ingest
+/// time), with eight batches it overlaps.
+const PULL_BATCHES: usize = 8;
+const PULL_MESSAGES_MAX: usize = 16_384;
+/// NATS's largest possible message (`max_payload` cannot exceed 64 MB), so that
+/// every message fits in a pull; it bounds what a pull buffers.
+const PULL_BYTES: usize = 64 << 20;
+
+/// Messages per pull request for an append batch size (see [`PULL_BATCHES`]).
+fn pull_messages(batch: usize) -> usize {
+    (batch * PULL_BATCHES).clamp(batch, PULL_MESSAGES_MAX.max(batch))
+}
+
 /// Runs ingest until `shutdown`; reconnects and re-creates the consumer after
 /// transient failures (NATS restarts) with backoff. Fails only when the log does.
 pub async fn run_ingest(
@@ -116,6 +132,7 @@ async fn session(
         .await
         .map_err(transient)?;
     let batch = config.ingest.batch;
+    let pull = pull_messages(batch);
     let consumer: jetstream::consumer::PullConsumer = stream
         .get_or_create_consumer(
             &config.ingest.consumer,
@@ -126,7 +143,8 @@ async fn session(
                 // one acknowledges exactly what is durable.
                 ack_policy: jetstream::consumer::AckPolicy::All,
                 ack_wait: config.ack_wait(),
-                max_ack_pending: i64::try_from(batch * (BATCHES_IN_FLIGHT + 2)).unwrap_or(i64::MAX),
+                // Room for what is being appended and one and a half pulls delivered.
+                max_ack_pending: i64::try_from(batch * BATCHES_IN_FLIGHT + pull * 2).unwrap_or(i64::MAX),
                 ..Default::default()
             },
         )
@@ -140,7 +158,8 @@ async fn session(
     }
     let mut messages = consumer
         .stream()
-        .max_messages_per_batch(batch)
+        .max_messages_per_batch(pull)
+        .max_bytes_per_batch(PULL_BYTES)
         .messages()
         .await
         .map_err(transient)?;
@@ -294,4 +313,18 @@ async fn settle(
     }
     metrics::counter!("opsflow_nats_ingested_total").increment(ingested);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pulls_hold_several_batches_within_bounds() {
+        assert_eq!(pull_messages(1000), 8000);
+        assert_eq!(pull_messages(1), 8);
+        assert_eq!(pull_messages(4000), PULL_MESSAGES_MAX);
+        // Never less than one batch, however large the batch.
+        assert_eq!(pull_messages(20_000), 20_000);
+    }
 }

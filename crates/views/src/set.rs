@@ -18,7 +18,7 @@ use crate::{Result, ViewError};
 /// some view applies, and the text fields some view reads of them.
 #[derive(Debug, Clone)]
 pub struct WantedTypes {
-    types: Arc<std::collections::HashSet<String>>,
+    types: Arc<std::collections::HashSet<String, foldhash::fast::RandomState>>,
     fields: RecordFields,
 }
 
