@@ -137,7 +137,7 @@ pub async fn run(
         return Ok(rows);
     }
 
-    // As-of at random positions, from snapshots every 50,000 positions.
+    // As-of at random positions, from the snapshots taken on the way.
     eprintln!("views: catching up the live views (taking snapshots)");
     let mut options = ViewsOptions::default();
     options.snapshot_every = snapshot_every.unwrap_or(options.snapshot_every).max(1);

@@ -77,7 +77,7 @@ pub fn recorded_to_json(event: &RecordedEvent) -> Value {
 /// Written straight to JSON bytes: well-formed JSON data is copied as written,
 /// never parsed into a tree.
 pub fn recorded_to_cloudevent(event: &RecordedEvent) -> Vec<u8> {
-    let mut out = Members(Vec::with_capacity(event.data.len() + 320));
+    let mut out = MemberWriter(Vec::with_capacity(event.data.len() + 320));
     out.0.extend_from_slice(br#"{"specversion":"1.0""#);
     out.string("id", &event.id);
     out.string("source", &event.source);
@@ -92,15 +92,12 @@ pub fn recorded_to_cloudevent(event: &RecordedEvent) -> Vec<u8> {
         // Only JSON that a strict parser reads (no lone surrogates, numbers in
         // range) goes out as `data`, copied as recorded; anything else as a string
         // (text content types) or `data_base64`.
-        let text = || {
-            std::str::from_utf8(&event.data)
-                .ok()
-                .filter(|_| media::is_text(content_type))
-        };
         if media::is_json(content_type) && opsflow_catalog::is_json(&event.data) {
             out.name("data");
             out.0.extend_from_slice(&event.data);
-        } else if let Some(text) = text() {
+        } else if media::is_text(content_type)
+            && let Ok(text) = std::str::from_utf8(&event.data)
+        {
             out.string("data", text);
         } else {
             out.string("data_base64", &base64_text(&event.data));
@@ -128,9 +125,9 @@ pub fn recorded_to_cloudevent(event: &RecordedEvent) -> Vec<u8> {
 /// directly rather than through a serializer so that JSON data, checked once, is
 /// copied as it is (a serializer takes raw JSON only as a `RawValue`, which would
 /// parse it a second time).
-struct Members(Vec<u8>);
+struct MemberWriter(Vec<u8>);
 
-impl Members {
+impl MemberWriter {
     /// `,"name":`; names are attribute names (lower-case letters and digits), which
     /// need no escaping.
     fn name(&mut self, name: &str) {
@@ -145,14 +142,11 @@ impl Members {
         let _ = serde_json::to_writer(&mut self.0, value);
     }
 
-    /// An RFC 3339 time (see [`rfc3339`]), which needs no escaping.
+    /// An RFC 3339 time (see [`Rfc3339`]), which needs no escaping.
     fn time(&mut self, name: &str, nanos: UnixNanos) {
         use std::io::Write;
         self.name(name);
-        let _ = match jiff::Timestamp::from_nanosecond(i128::from(nanos)) {
-            Ok(time) => write!(self.0, "\"{time}\""),
-            Err(_) => write!(self.0, "\"{nanos}\""),
-        };
+        let _ = write!(self.0, "\"{}\"", Rfc3339(nanos));
     }
 
     /// An integer as a decimal string (CloudEvents integers are 32-bit).
@@ -196,8 +190,20 @@ fn insert_non_empty(members: &mut Map<String, Value>, name: &str, value: &str) {
 
 /// RFC 3339 in UTC, with as many fractional digits as needed.
 fn rfc3339(nanos: UnixNanos) -> String {
-    // Every i64 of nanoseconds is within jiff's range; the fallback is never taken.
-    jiff::Timestamp::from_nanosecond(i128::from(nanos)).map_or_else(|_| nanos.to_string(), |t| t.to_string())
+    Rfc3339(nanos).to_string()
+}
+
+/// [`rfc3339`] written where it goes, without a `String`.
+struct Rfc3339(UnixNanos);
+
+impl std::fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every i64 of nanoseconds is within jiff's range; the fallback is never taken.
+        match jiff::Timestamp::from_nanosecond(i128::from(self.0)) {
+            Ok(time) => time.fmt(f),
+            Err(_) => self.0.fmt(f),
+        }
+    }
 }
 
 fn base64(data: &[u8]) -> Value {

@@ -60,10 +60,13 @@ impl Hasher for FingerprintHasher {
     }
 }
 
+/// Hashing for maps and sets keyed by fingerprint (see [`FingerprintHasher`]).
+pub(crate) type ByFingerprint = BuildHasherDefault<FingerprintHasher>;
+
 /// The in-memory index.
 #[derive(Default)]
 pub(crate) struct IdentityIndex {
-    map: HashMap<Fingerprint, u64, BuildHasherDefault<FingerprintHasher>>,
+    map: HashMap<Fingerprint, u64, ByFingerprint>,
 }
 
 impl IdentityIndex {

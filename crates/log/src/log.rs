@@ -275,12 +275,7 @@ impl EventLog {
     /// The position a named consumer (a projection, a publisher) has processed up
     /// to, as last saved with [`EventLog::save_checkpoint`].
     pub fn checkpoint(&self, name: &str) -> Result<Option<u64>> {
-        self.inner
-            .store
-            .checkpoints
-            .get(name)?
-            .map(|v| crate::store::be_u64(&v, "checkpoint"))
-            .transpose()
+        self.inner.store.checkpoint(name)
     }
 
     /// Saves a named consumer's checkpoint. It becomes durable with the next group
@@ -288,8 +283,7 @@ impl EventLog {
     /// older checkpoint, so what it does must be idempotent. Blocking (microseconds:
     /// checkpoints have a small tree of their own).
     pub fn save_checkpoint(&self, name: &str, position: u64) -> Result<()> {
-        self.inner.store.checkpoints.insert(name, &position.to_be_bytes())?;
-        Ok(())
+        self.inner.store.save_checkpoint(name, position)
     }
 
     /// Reads the whole log from a position (see [`EventLog::read_all_blocking`]).

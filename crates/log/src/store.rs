@@ -165,6 +165,11 @@ fn pieces(first_version: u64, value: &[u8]) -> Result<Vec<Run>> {
     Ok(runs)
 }
 
+/// The big-endian position stored under `key` in `tree`.
+fn position_at(tree: &sled::Tree, key: &[u8], at: &str) -> Result<Option<u64>> {
+    tree.get(key)?.map(|v| be_u64(&v, at)).transpose()
+}
+
 pub(crate) fn be_u64(bytes: &[u8], at: &str) -> Result<u64> {
     let a: [u8; 8] = bytes
         .get(..8)
@@ -208,7 +213,7 @@ impl Head {
 #[derive(Clone)]
 pub(crate) struct Store {
     pub db: sled::Db,
-    pub checkpoints: sled::Tree,
+    checkpoints: sled::Tree,
     pub tail: Arc<IndexTail>,
 }
 
@@ -294,7 +299,17 @@ impl Store {
     }
 
     pub(crate) fn meta_position(&self, key: &[u8]) -> Result<Option<u64>> {
-        self.db.get(key)?.map(|v| be_u64(&v, "meta")).transpose()
+        position_at(&self.db, key, "meta")
+    }
+
+    /// A named consumer's checkpoint.
+    pub(crate) fn checkpoint(&self, name: &str) -> Result<Option<u64>> {
+        position_at(&self.checkpoints, name.as_bytes(), "checkpoint")
+    }
+
+    pub(crate) fn save_checkpoint(&self, name: &str, position: u64) -> Result<()> {
+        self.checkpoints.insert(name, &position.to_be_bytes())?;
+        Ok(())
     }
 
     /// The head as recorded by the last chunk (the source of truth).
@@ -560,15 +575,12 @@ mod tests {
             store.db.insert(b"coutbound", &7u64.to_be_bytes())?;
             store.db.insert(b"cboth", &1u64.to_be_bytes())?;
             // Saved in the tree since: newer, kept.
-            store.checkpoints.insert("both", &9u64.to_be_bytes())?;
+            store.save_checkpoint("both", 9)?;
             store.db.flush()?;
         }
         let store = Store::open(dir.path(), 1 << 20)?;
-        let position = |name: &str| -> Result<Option<u64>> {
-            store.checkpoints.get(name)?.map(|v| be_u64(&v, "test")).transpose()
-        };
-        assert_eq!(position("outbound")?, Some(7));
-        assert_eq!(position("both")?, Some(9));
+        assert_eq!(store.checkpoint("outbound")?, Some(7));
+        assert_eq!(store.checkpoint("both")?, Some(9));
         assert_eq!(store.db.scan_prefix(OLD_CHECKPOINT).count(), 0);
         Ok(())
     }

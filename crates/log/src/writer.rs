@@ -9,7 +9,6 @@
 //! acknowledged, because sled's in-memory state may be ahead of the disk.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::BuildHasherDefault;
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -17,7 +16,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::codec::{ChunkBuilder, EventFields, encode_record};
-use crate::identity::{Fingerprint, FingerprintHasher, IdentityIndex, SegmentBuilder, fingerprint, segment_key};
+use crate::identity::{ByFingerprint, Fingerprint, IdentityIndex, SegmentBuilder, fingerprint, segment_key};
 use crate::store::{Head, META_HEAD, META_INDEXED, Run, Store, stream_key};
 use crate::tail::{Appended, Runs};
 use crate::{AppendOutcome, LogError, ProposedEvent, RecordedEvent, Result, StreamAppend};
@@ -95,7 +94,7 @@ struct Group {
     /// first position, count).
     appended: Vec<(usize, usize, u64, u64, u64)>,
     chunk: Option<ChunkBuilder>,
-    pending: HashMap<Fingerprint, Pending, BuildHasherDefault<FingerprintHasher>>,
+    pending: HashMap<Fingerprint, Pending, ByFingerprint>,
     segment: Option<SegmentBuilder>,
     events: u64,
     bytes: u64,
@@ -226,7 +225,7 @@ impl Writer {
             chunk: None,
             pending: HashMap::with_capacity_and_hasher(
                 jobs.iter().flat_map(|j| &j.parts).map(|p| p.events.len()).sum(),
-                BuildHasherDefault::default(),
+                ByFingerprint::default(),
             ),
             segment: None,
             events: 0,
@@ -356,8 +355,8 @@ impl Writer {
         let mut originals: Vec<Option<Original>> = Vec::with_capacity(count);
         let mut keys: Vec<Fingerprint> = Vec::with_capacity(count);
         // Repeats within the append (none possible in a one-event append).
-        let mut seen: Option<HashSet<Fingerprint, BuildHasherDefault<FingerprintHasher>>> =
-            (count > 1).then(|| HashSet::with_capacity_and_hasher(count, BuildHasherDefault::default()));
+        let mut seen: Option<HashSet<Fingerprint, ByFingerprint>> =
+            (count > 1).then(|| HashSet::with_capacity_and_hasher(count, ByFingerprint::default()));
         for (i, event) in parts.iter().flat_map(|p| &p.events).enumerate() {
             {
                 let key = fingerprint(&event.source, &event.id);
