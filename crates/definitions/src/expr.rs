@@ -9,6 +9,7 @@ mod reads;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -307,6 +308,17 @@ impl Expr {
                 actual: format!("{other:?}"),
             }),
         }
+    }
+
+    /// [`Expr::eval_string`], borrowed from the event when the expression is a plain
+    /// path to a string (keys are evaluated for every event: no copy to look one up).
+    pub fn eval_str<'a>(&self, scope: &Scope<'a>) -> Result<Cow<'a, str>, EvalError> {
+        if let Compiled::Path(path) = &self.compiled
+            && let Some(s) = path.eval_str(scope)?
+        {
+            return Ok(Cow::Borrowed(s));
+        }
+        self.eval_string(scope).map(Cow::Owned)
     }
 
     /// A number (durations as seconds).

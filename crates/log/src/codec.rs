@@ -147,12 +147,15 @@ impl<'a, 'b> Reader<'a, 'b> {
         self.take(n)
     }
 
-    /// A string, checked but left empty unless `keep`.
+    /// A string when `keep`, else skipped and left empty: a scan that leaves a field
+    /// out never turns its bytes into text, so it need not check them.
     fn string_if(&mut self, keep: bool) -> Result<String> {
         let b = self.len_prefixed()?;
+        if !keep {
+            return Ok(String::new());
+        }
         match std::str::from_utf8(b) {
-            Ok(text) if keep => Ok(text.to_owned()),
-            Ok(_) => Ok(String::new()),
+            Ok(text) => Ok(text.to_owned()),
             Err(_) => Err(self.err("invalid UTF-8")),
         }
     }
@@ -182,13 +185,14 @@ fn record_body<'a>(record: &'a [u8], at: &str) -> Result<&'a [u8]> {
 }
 
 /// The header of a record (up to its recording time), borrowed from its bytes: what
-/// a scan reads to decide whether to decode the rest ([`decode_peeked`]).
+/// a scan reads to decide whether to decode the rest ([`decode_peeked`]). Stream,
+/// id and source stay bytes until [`decode_peeked`] keeps them.
 pub(crate) struct Header<'a> {
     pub position: u64,
-    stream: &'a str,
+    stream: &'a [u8],
     version: u64,
-    id: &'a str,
-    source: &'a str,
+    id: &'a [u8],
+    source: &'a [u8],
     pub event_type: &'a str,
     pub time: i64,
     pub recorded_at: i64,
@@ -204,10 +208,10 @@ pub(crate) fn peek_record<'a>(record: &'a [u8], at: &str) -> Result<Header<'a>> 
         std::str::from_utf8(bytes).map_err(|_| r.err("invalid UTF-8"))
     };
     let position = r.varint()?;
-    let stream = text(&mut r)?;
+    let stream = r.len_prefixed()?;
     let version = r.varint()?;
-    let id = text(&mut r)?;
-    let source = text(&mut r)?;
+    let id = r.len_prefixed()?;
+    let source = r.len_prefixed()?;
     let event_type = text(&mut r)?;
     let time = r.i64()?;
     let recorded_at = r.i64()?;
@@ -232,8 +236,8 @@ pub(crate) fn decode_record(owner: &Bytes, record: &[u8], prev_hash: [u8; 32], a
 }
 
 /// Decodes the rest of a record whose `header` [`peek_record`] read, leaving the
-/// text fields not in `fields` empty (still checked). `data` is sliced out of
-/// `owner` (the chunk) without copying.
+/// text fields not in `fields` empty (unread). `data` is sliced out of `owner` (the
+/// chunk) without copying.
 pub(crate) fn decode_peeked(
     owner: &Bytes,
     record: &[u8],
@@ -244,10 +248,16 @@ pub(crate) fn decode_peeked(
 ) -> Result<RecordedEvent> {
     let mut r = Reader::new(record_body(record, at)?, at);
     r.pos = header.rest;
-    let text = |keep: bool, s: &str| if keep { s.to_owned() } else { String::new() };
-    let stream = text(fields.stream, header.stream);
-    let id = text(fields.id, header.id);
-    let source = text(fields.source, header.source);
+    let text = |keep: bool, b: &[u8]| -> Result<String> {
+        match (keep, std::str::from_utf8(b)) {
+            (false, _) => Ok(String::new()),
+            (true, Ok(s)) => Ok(s.to_owned()),
+            (true, Err(_)) => Err(LogError::corrupt(at, "invalid UTF-8")),
+        }
+    };
+    let stream = text(fields.stream, header.stream)?;
+    let id = text(fields.id, header.id)?;
+    let source = text(fields.source, header.source)?;
     let content_type = r.string_if(fields.content_type)?;
     let correlation_id = r.string_if(fields.correlation)?;
     let causation_id = r.string_if(fields.correlation)?;

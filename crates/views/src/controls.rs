@@ -6,7 +6,7 @@ use opsflow_definitions::ControlDef;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::sorted_map;
-use crate::keyed::{Ctx, KeyMap, NO_SEEN, Role, RoleKind, Seen, Tracks, seen_codec, seen_positions};
+use crate::keyed::{Ctx, Key, KeyMap, NO_SEEN, Role, RoleKind, Seen, Tracks, seen_codec, seen_positions};
 use crate::report::{Obligation, Violation};
 use crate::time::{NANOS_PER_SECOND, format_seconds};
 
@@ -77,7 +77,7 @@ impl RequiresState {
                             let (when, requires) = types(def);
                             self.findings.record(Violation {
                                 message: format!("{when} without a prior {requires}"),
-                                key: key.clone(),
+                                key: key.to_string(),
                                 evidence,
                                 at: ctx.event.time,
                                 position: ctx.event.position,
@@ -165,7 +165,7 @@ impl DutiesState {
                         let (first, second) = types(def);
                         self.findings.record(Violation {
                             message: format!("{second} by {actor}, who also did {first}"),
-                            key,
+                            key: key.into_string(),
                             evidence: vec![*first_position, ctx.event.position],
                             at: ctx.event.time,
                             position: ctx.event.position,
@@ -212,7 +212,7 @@ pub struct WithinState {
     #[serde(with = "sorted_map")]
     keys: KeyMap<WithinKey>,
     /// `(due, key)` of every pending obligation.
-    due: BTreeSet<(i64, String)>,
+    due: BTreeSet<(i64, Key)>,
     pub findings: Findings,
 }
 
@@ -269,7 +269,7 @@ impl WithinState {
                                 format_seconds(late),
                                 format_seconds(within as f64 / NANOS_PER_SECOND as f64)
                             ),
-                            key,
+                            key: key.into_string(),
                             evidence,
                             at: pending.due,
                             position: ctx.event.position,
@@ -315,7 +315,7 @@ impl WithinState {
                     "no {expect} within {} of {after}",
                     format_seconds(within as f64 / NANOS_PER_SECOND as f64)
                 ),
-                key,
+                key: key.into_string(),
                 evidence,
                 at: due,
                 position,
@@ -327,7 +327,7 @@ impl WithinState {
         self.due
             .iter()
             .map(|(due, key)| Obligation {
-                key: key.clone(),
+                key: key.to_string(),
                 due: *due,
                 evidence: self
                     .keys

@@ -6,7 +6,7 @@ use opsflow_definitions::{Expr, KpiDef, Scope};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::sorted_map;
-use crate::keyed::{Ctx, KeyMap, NO_SEEN, Role, RoleKind, Seen, group_of, seen_codec};
+use crate::keyed::{Ctx, Key, KeyMap, NO_SEEN, Role, RoleKind, Seen, group_of, seen_codec};
 use crate::report::{KpiValue, Status};
 use crate::time::NANOS_PER_SECOND;
 
@@ -90,7 +90,7 @@ impl LevelState {
 
     /// The summary (`""`, then one per group), then one value per key, by key.
     pub fn report(&self, def: &KpiDef) -> Vec<KpiValue> {
-        let mut keys: Vec<(&String, &LevelKey)> = self.keys.iter().collect();
+        let mut keys: Vec<(&Key, &LevelKey)> = self.keys.iter().collect();
         keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let target = def.target.as_ref();
         let per_key: Vec<KpiValue> = keys
@@ -107,7 +107,7 @@ impl LevelState {
                 let status = Status::of(target, target.and_then(|t| stats.get(&t.stat).copied()));
                 KpiValue {
                     window: "now".into(),
-                    group: (*key).clone(),
+                    group: key.to_string(),
                     headline: Some(state.value),
                     stats,
                     status,

@@ -8,10 +8,15 @@ use opsflow_definitions::{EventData, EventReads, Expr, FieldSet, Match, Scope};
 
 pub use opsflow_definitions::Seen;
 
+/// A view's key (an order id, a SKU and location, ...): held inline up to 24 bytes,
+/// so most keys cost no allocation and a lookup no pointer chase; encoded as a
+/// string.
+pub type Key = compact_str::CompactString;
+
 /// Per-key state of a view. Keys come from event data, so the hasher is seeded
 /// per process (foldhash), and fast; encodings sort the keys
 /// ([`crate::codec::sorted_map`]), so the bytes do not depend on it.
-pub type KeyMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
+pub type KeyMap<V> = HashMap<Key, V, foldhash::fast::RandomState>;
 
 /// The `seen` of a key without state.
 pub static NO_SEEN: Seen = Seen::new();
@@ -24,7 +29,7 @@ pub trait Tracks: Default {
 /// Keys evaluated for the current event, by key slot: views whose key expressions
 /// read the same evaluate them once per event. An entry is valid for the position it
 /// was computed at.
-pub type KeyCache = Vec<(u64, Option<String>)>;
+pub type KeyCache = Vec<(u64, Option<Key>)>;
 
 /// The event being applied and the view clock after it.
 pub struct Ctx<'a> {
@@ -49,30 +54,30 @@ impl<'a> Ctx<'a> {
     }
 
     /// Remembers the event being applied as `seen[type]` of `key` (a `Track` role).
-    pub fn track<K: Tracks>(&mut self, keys: &mut KeyMap<K>, key: String) {
+    pub fn track<K: Tracks>(&mut self, keys: &mut KeyMap<K>, key: Key) {
         let event = self.keep();
         keys.entry(key).or_default().seen_mut().insert(event);
     }
 
     /// The role's key for this event; `None` when it fails to evaluate or is empty
     /// (the caller counts an evaluation error).
-    pub fn key(&mut self, role: &Role) -> Option<String> {
+    pub fn key(&mut self, role: &Role) -> Option<Key> {
         let expr = role.key.as_ref()?;
         let position = self.event.position;
+        let eval = || {
+            expr.eval_str(&Scope::event(self.event))
+                .ok()
+                .filter(|k| !k.is_empty())
+                .map(|k| Key::from(k.as_ref()))
+        };
         match self.keys.get_mut(role.key_slot) {
             Some((at, cached)) if *at == position => cached.clone(),
             Some(slot) => {
-                let key = expr
-                    .eval_string(&Scope::event(self.event))
-                    .ok()
-                    .filter(|k| !k.is_empty());
+                let key = eval();
                 *slot = (position, key.clone());
                 key
             }
-            None => expr
-                .eval_string(&Scope::event(self.event))
-                .ok()
-                .filter(|k| !k.is_empty()),
+            None => eval(),
         }
     }
 

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{EvalError, Reads, Scope, Value};
+use super::{EvalError, EventData, Reads, Scope, Value};
 
 /// The fields of an event, as expressions name them.
 pub(crate) const EVENT_FIELDS: &[&str] = &[
@@ -150,8 +150,9 @@ impl FieldPath {
         }
     }
 
-    pub(crate) fn eval(&self, scope: &Scope<'_>) -> Result<Value, EvalError> {
-        let event = match &self.root {
+    /// The event the path starts from.
+    fn root<'a>(&self, scope: &Scope<'a>) -> Result<&'a EventData, EvalError> {
+        Ok(match &self.root {
             Root::Event => scope.event,
             Root::Start => scope.start.ok_or_else(|| EvalError::NoSuchField("start".into()))?,
             Root::Seen(t) => scope
@@ -159,7 +160,43 @@ impl FieldPath {
                 .and_then(|seen| seen.get(t))
                 .map(|e| e.as_ref())
                 .ok_or_else(|| EvalError::NoSuchField(format!("seen['{t}']")))?,
-        };
+        })
+    }
+
+    /// The `data` value at `keys`.
+    fn data<'a>(event: &'a EventData, keys: &[String]) -> Result<&'a serde_json::Value, EvalError> {
+        let mut node = &event.data;
+        for (i, key) in keys.iter().enumerate() {
+            node = node
+                .as_object()
+                .and_then(|o| o.get(key))
+                .ok_or_else(|| EvalError::NoSuchField(data_path(&keys[..=i])))?;
+        }
+        Ok(node)
+    }
+
+    /// The value borrowed from the event when it is a string (`None`: it is not,
+    /// [`FieldPath::eval`] it); errors as [`FieldPath::eval`].
+    pub(crate) fn eval_str<'a>(&self, scope: &Scope<'a>) -> Result<Option<&'a str>, EvalError> {
+        let event = self.root(scope)?;
+        Ok(match &self.field {
+            Field::Type => Some(&event.event_type),
+            Field::Stream => Some(&event.stream),
+            Field::Source => Some(&event.source),
+            Field::Id => Some(&event.id),
+            Field::Data(keys) => Self::data(event, keys)?.as_str(),
+            Field::Metadata(Some(key)) => Some(
+                event
+                    .metadata
+                    .get(key)
+                    .ok_or_else(|| EvalError::NoSuchField(format!("metadata.{key}")))?,
+            ),
+            Field::Time | Field::Position | Field::Version | Field::Metadata(None) => None,
+        })
+    }
+
+    pub(crate) fn eval(&self, scope: &Scope<'_>) -> Result<Value, EvalError> {
+        let event = self.root(scope)?;
         Ok(match &self.field {
             Field::Type => Value::String(event.event_type.clone()),
             Field::Stream => Value::String(event.stream.clone()),
@@ -168,16 +205,7 @@ impl FieldPath {
             Field::Time => Value::Timestamp(event.time),
             Field::Position => Value::Int(event.position as i64),
             Field::Version => Value::Int(event.version as i64),
-            Field::Data(keys) => {
-                let mut node = &event.data;
-                for (i, key) in keys.iter().enumerate() {
-                    node = node
-                        .as_object()
-                        .and_then(|o| o.get(key))
-                        .ok_or_else(|| EvalError::NoSuchField(data_path(&keys[..=i])))?;
-                }
-                Value::from_json(node)
-            }
+            Field::Data(keys) => Value::from_json(Self::data(event, keys)?),
             Field::Metadata(None) => Value::Map(
                 event
                     .metadata

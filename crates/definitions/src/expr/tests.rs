@@ -328,3 +328,32 @@ fn expressions_are_shareable_across_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Expr>();
 }
+
+/// Keys are read with `eval_str`: borrowed from the event for a plain path to a
+/// string, and always what `eval_string` gives.
+#[test]
+fn eval_str_borrows_plain_strings_and_agrees_with_eval_string() -> Result<(), CompileError> {
+    let event = placed();
+    let scope = Scope::event(&event);
+    for (source, borrowed) in [
+        ("event.data.order_id", true),
+        ("event.stream", true),
+        ("event.type", true),
+        ("event.metadata.tenant", true),
+        ("event.data.lines", false),
+        ("event.data.total", false),
+        ("event.data.order_id + '/' + event.data.channel", false),
+    ] {
+        let expr = Expr::compile(source)?;
+        let got = expr.eval_str(&scope);
+        assert_eq!(matches!(got, Ok(Cow::Borrowed(_))), borrowed, "{source}");
+        assert_eq!(got.map(Cow::into_owned), expr.eval_string(&scope), "{source}");
+    }
+    let missing = Expr::compile("event.data.nope")?;
+    assert_eq!(
+        missing.eval_str(&scope).map(Cow::into_owned),
+        missing.eval_string(&scope)
+    );
+    assert!(missing.eval_str(&scope).is_err());
+    Ok(())
+}
