@@ -522,3 +522,70 @@ async fn subscribe_catches_up_then_follows_http_appends() -> anyhow::Result<()> 
     }
     server.shutdown().await
 }
+
+/// A path no route serves is a 404 with the JSON error object (not an empty gRPC
+/// answer); an unknown gRPC method is still gRPC's UNIMPLEMENTED; a body over the
+/// limit is a 413 naming the limit, in JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_routes_and_oversized_bodies_get_json_errors() -> anyhow::Result<()> {
+    let server = TestServer::start_with(|c| c.log.max_append_bytes = 4096).await?;
+    let url = server.url();
+    for path in ["/", "/v1/nope", "/v1/stream/order/PO-1"] {
+        let (status, err) = get(&format!("{url}{path}")).await?;
+        assert_eq!(status, 404, "{path}: {err}");
+        assert_eq!(err["error"]["code"], "not_found", "{path}");
+        let message = err["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(&format!("GET {path}")), "{message}");
+    }
+    let grpc = reqwest::Client::new()
+        .post(format!("{url}/opsflow.v1.EventLog/Nope"))
+        .header("content-type", "application/grpc")
+        .body(Vec::<u8>::new())
+        .send()
+        .await?;
+    assert_eq!(grpc.status().as_u16(), 200);
+    assert_eq!(
+        grpc.headers().get("grpc-status").and_then(|v| v.to_str().ok()),
+        Some("12"),
+        "UNIMPLEMENTED"
+    );
+
+    let (status, err) = post(&url, "application/cloudevents+json", "x".repeat(10_000)).await?;
+    assert_eq!(status, 413, "{err}");
+    assert_eq!(err["error"]["code"], "limit_exceeded");
+    assert_eq!(err["error"]["field"], "body");
+    assert_eq!(err["error"]["limit"], 8192);
+    assert_eq!(server.server.log().head(), 0);
+    server.shutdown().await
+}
+
+/// The same event sent in binary mode (JSON as the producer spaced it) and again
+/// in structured mode is a duplicate, not a conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_in_the_other_content_mode_is_a_duplicate() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let url = server.url();
+    let r = reqwest::Client::new()
+        .post(format!("{url}/v1/events"))
+        .header("ce-specversion", "1.0")
+        .header("ce-id", "ws-1")
+        .header("ce-source", "shop")
+        .header("ce-type", "custom.note")
+        .header("ce-subject", "note/ws-1")
+        .header("content-type", "application/json")
+        .body("{ \"text\": \"hello\",\n  \"n\": [1, 2] }")
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 201);
+    let structured = json!({"specversion":"1.0","id":"ws-1","source":"shop","type":"custom.note",
+                            "subject":"note/ws-1","data":{"n":[1,2],"text":"hello"}});
+    let (status, body) = post(&url, "application/cloudevents+json", structured.to_string()).await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["duplicate"], true, "{body}");
+    let mut other = structured.clone();
+    other["data"]["text"] = json!("bye");
+    let (status, body) = post(&url, "application/cloudevents+json", other.to_string()).await?;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(server.server.log().head(), 1);
+    server.shutdown().await
+}

@@ -104,6 +104,21 @@ fn cli_round_trip_survives_a_clean_restart() -> anyhow::Result<()> {
     assert!(out.status.success());
     assert_eq!(json_lines(&out)[0]["ok"], true);
 
+    // `--window` filters JSON output too; a window no KPI has is an error naming them.
+    let out = cli(&url, &["kpis", "--name", "mtta", "--window", "24h", "--output", "json"])?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let kpis = json_lines(&out);
+    let values = kpis[0]["kpis"][0]["values"].as_array().cloned().unwrap_or_default();
+    assert!(!values.is_empty(), "{kpis:?}");
+    assert!(values.iter().all(|v| v["window"] == "24h"), "{values:?}");
+    let out = cli(&url, &["kpis", "--window", "2h"])?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"no KPI has the window "2h""#) && err.contains("24h"),
+        "{err}"
+    );
+
     assert!(server.terminate(Duration::from_secs(20))?, "SIGTERM exits with success");
     assert!(server.stdout_lines().iter().any(|l| l.contains("stopped cleanly")));
 

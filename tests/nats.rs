@@ -385,7 +385,7 @@ async fn request_reply_returns_positions_and_structured_errors() -> anyhow::Resu
         (err["error"]["expected"].as_str(), err["error"]["actual"].as_u64()),
         (Some("0"), Some(1))
     );
-    let reply = ask(headers, bytes::Bytes::from_static(b"{")).await??;
+    let reply = ask(headers.clone(), bytes::Bytes::from_static(b"{")).await??;
     assert_eq!(
         reply
             .headers
@@ -394,6 +394,55 @@ async fn request_reply_returns_positions_and_structured_errors() -> anyhow::Resu
             .map(|v| v.as_str()),
         Some("400")
     );
+    // Errors carry the same details as over HTTP: the field, the original of a
+    // conflicting duplicate.
+    let mut conflicting = ce.clone();
+    conflicting["data"]["total"] = json!(6);
+    let reply = ask(headers.clone(), conflicting.to_string().into()).await??;
+    let err: serde_json::Value = serde_json::from_slice(&reply.payload)?;
+    assert_eq!(err["error"]["code"], "duplicate_conflict", "{err}");
+    assert_eq!(
+        (&err["error"]["source"], &err["error"]["id"], &err["error"]["position"]),
+        (&json!("svc"), &json!("r1"), &json!(1))
+    );
+    let mut invalid = ce.clone();
+    invalid["id"] = json!("r2");
+    invalid["data"] = json!({"order_id": "PO-2"});
+    let reply = ask(headers.clone(), invalid.to_string().into()).await??;
+    let err: serde_json::Value = serde_json::from_slice(&reply.payload)?;
+    assert_eq!(err["error"]["field"], "events[0].data.customer", "{err}");
+    let mut no_id = ce.clone();
+    no_id.as_object_mut().map(|o| o.remove("id"));
+    let reply = ask(headers, no_id.to_string().into()).await??;
+    let err: serde_json::Value = serde_json::from_slice(&reply.payload)?;
+    assert_eq!(err["error"]["field"], "id", "{err}");
+
+    // Binary mode as the NATS binding writes it: the data's content type in
+    // `ce-datacontenttype`, no Content-Type header.
+    let mut binary = HeaderMap::new();
+    for (name, value) in [
+        ("ce-specversion", "1.0"),
+        ("ce-id", "b1"),
+        ("ce-source", "svc"),
+        ("ce-type", "note.added"),
+        ("ce-subject", "note/b1"),
+        ("ce-datacontenttype", "application/json"),
+    ] {
+        binary.insert(name, value);
+    }
+    let reply = ask(binary, bytes::Bytes::from_static(br#"{"text": "hi"}"#)).await??;
+    let body: serde_json::Value = serde_json::from_slice(&reply.payload)?;
+    assert_eq!(
+        (body["stream"].as_str(), body["duplicate"].as_bool()),
+        (Some("note/b1"), Some(false)),
+        "{body}"
+    );
+    let recorded = server
+        .server
+        .log()
+        .read_stream("note/b1", None, Default::default(), 1)
+        .await?;
+    assert_eq!(recorded[0].content_type, "application/json");
     server.shutdown().await
 }
 

@@ -190,6 +190,21 @@ async fn kpis_and_compliance_live_as_of_and_rebuilt() -> anyhow::Result<()> {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
+    // A view of the other kind is not found either, and the message says what it is.
+    let err = views
+        .get_compliance(v1::GetComplianceRequest {
+            names: vec!["order_cycle_time".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    assert_eq!(err.message(), "`order_cycle_time` is a KPI, not a control");
+    let (status, body) = get(&format!("{url}/v1/kpis?name=order_cycle_time,mtta&as_of=1")).await?;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = get(&format!("{url}/v1/compliance?name=order_cycle_time&as_of=1")).await?;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["code"], "not_found");
 
     // Rebuild from position 1 gives the same answer.
     let rebuilt = views

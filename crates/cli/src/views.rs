@@ -126,6 +126,23 @@ pub async fn kpis(args: KpisArgs) -> anyhow::Result<ExitCode> {
         .await
         .map_err(crate::client::status)?
         .into_inner();
+    let mut response = response;
+    if !args.windows.is_empty() {
+        let known: std::collections::BTreeSet<&str> = response
+            .kpis
+            .iter()
+            .flat_map(|k| k.values.iter().map(|v| v.window.as_str()))
+            .collect();
+        if let Some(unknown) = args.windows.iter().find(|w| !known.contains(w.as_str())) {
+            anyhow::bail!(
+                "no KPI has the window {unknown:?}; the windows are: {}",
+                known.into_iter().collect::<Vec<_>>().join(", ")
+            );
+        }
+        for kpi in &mut response.kpis {
+            kpi.values.retain(|v| args.windows.contains(&v.window));
+        }
+    }
     if args.opts.output == OutputFormat::Json {
         emit(format_args!("{}", kpis_json(&response)));
         return Ok(ExitCode::SUCCESS);

@@ -5,11 +5,11 @@ use std::borrow::Cow;
 
 use bytes::Bytes;
 
-use crate::Incoming;
 use crate::attributes::{AttributeValue, Attributes, Payload};
 use crate::error::{CloudEventError, Result};
+use crate::{Incoming, media};
 
-/// Parses a binary-mode CloudEvent.
+/// Parses a binary-mode CloudEvent of the HTTP binding.
 ///
 /// Every header named `ce-<attribute>` (any case) carries one attribute; other
 /// headers are ignored. Values are unquoted when they are an HTTP quoted-string,
@@ -21,22 +21,70 @@ pub fn parse_binary<'a>(
     content_type: Option<&str>,
     body: Bytes,
 ) -> Result<Incoming> {
+    parse(Binding::Http, headers, content_type, body)
+}
+
+/// Parses a binary-mode CloudEvent of the NATS binding: as [`parse_binary`], but
+/// the data's content type is the `ce-datacontenttype` header (NATS binding
+/// §3.1.3.1). A `Content-Type` header, as producers used to the HTTP binding send,
+/// stands for it when it is absent, and must name the same media type when both
+/// are present (`ce-datacontenttype`, with its parameters, is kept).
+pub fn parse_nats_binary<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    content_type: Option<&str>,
+    body: Bytes,
+) -> Result<Incoming> {
+    parse(Binding::Nats, headers, content_type, body)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Binding {
+    Http,
+    Nats,
+}
+
+fn parse<'a>(
+    binding: Binding,
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    content_type: Option<&str>,
+    body: Bytes,
+) -> Result<Incoming> {
     let mut attributes = Attributes::default();
+    let mut declared: Option<String> = None;
     for (header, raw) in headers {
         let Some(attribute) = ce_attribute(header) else {
             continue;
         };
         if attribute == "datacontenttype" {
-            return Err(CloudEventError::NotAllowed {
-                attribute,
-                reason: "in binary mode the Content-Type header carries the data content type".into(),
-            });
+            if binding == Binding::Http {
+                return Err(CloudEventError::NotAllowed {
+                    attribute,
+                    reason: "in binary mode the Content-Type header carries the data content type".into(),
+                });
+            }
+            let value = decode_header_value(&attribute, raw)?;
+            if declared.replace(value).is_some() {
+                return Err(CloudEventError::DuplicateAttribute { attribute });
+            }
+            continue;
         }
         let value = decode_header_value(&attribute, raw)?;
         attributes.insert(attribute, AttributeValue::String(value))?;
     }
-    if let Some(content_type) = content_type.map(str::trim).filter(|c| !c.is_empty()) {
-        attributes.insert("datacontenttype", AttributeValue::String(content_type.to_owned()))?;
+    let content_type = content_type.map(str::trim).filter(|c| !c.is_empty());
+    let data_type = match (declared, content_type) {
+        (Some(declared), Some(header)) if !media::same_media_type(&declared, header) => {
+            return Err(CloudEventError::invalid(
+                "datacontenttype",
+                &declared,
+                format!("the Content-Type header says {header:?}; send one, or the same in both"),
+            ));
+        }
+        (Some(declared), _) => Some(declared),
+        (None, header) => header.map(str::to_owned),
+    };
+    if let Some(data_type) = data_type.filter(|c| !c.trim().is_empty()) {
+        attributes.insert("datacontenttype", AttributeValue::String(data_type.trim().to_owned()))?;
     }
     attributes.into_incoming(Payload::Body(body))
 }
@@ -194,6 +242,40 @@ mod tests {
         .expect_err("not allowed");
         assert!(matches!(err, CloudEventError::NotAllowed { .. }), "{err}");
         assert_eq!(err.attribute(), Some("datacontenttype"));
+    }
+
+    /// NATS binding §3.1.3.1: `datacontenttype` maps to `ce-datacontenttype`.
+    #[test]
+    fn nats_binary_mode_takes_ce_datacontenttype() {
+        let nats = |extra: &[(&'static str, &'static str)], content_type: Option<&str>| {
+            let mut all = headers(&REQUIRED);
+            all.extend(headers(extra));
+            parse_nats_binary(all, content_type, Bytes::from_static(br#"{"order_id": "PO-1"}"#))
+        };
+        let event = nats(&[("CE-DataContentType", "application/json")], None).expect("spec example");
+        assert_eq!(event.event.content_type, "application/json");
+        assert_eq!(event.stream, "order/PO-1");
+        // A Content-Type header, as HTTP-minded producers send, alone or agreeing.
+        let event = nats(&[], Some("application/json")).expect("Content-Type alone");
+        assert_eq!(event.event.content_type, "application/json");
+        let event = nats(
+            &[("ce-datacontenttype", "application/json; charset=utf-8")],
+            Some("Application/JSON"),
+        )
+        .expect("both, same media type");
+        assert_eq!(event.event.content_type, "application/json; charset=utf-8");
+        let err = nats(&[("ce-datacontenttype", "application/json")], Some("text/plain")).expect_err("disagree");
+        assert_eq!(err.attribute(), Some("datacontenttype"));
+        assert!(err.to_string().contains("text/plain"), "{err}");
+        let err = nats(
+            &[
+                ("ce-datacontenttype", "application/json"),
+                ("ce-datacontenttype", "application/json"),
+            ],
+            None,
+        )
+        .expect_err("twice");
+        assert!(matches!(err, CloudEventError::DuplicateAttribute { .. }), "{err}");
     }
 
     #[test]

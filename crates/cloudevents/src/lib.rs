@@ -6,12 +6,13 @@
 //!
 //! | mode | media type | function |
 //! |---|---|---|
-//! | any of the below, picked from content type and headers | | [`parse_any`] |
+//! | any of the below, picked from content type and headers (NATS) | | [`parse_any`] |
 //! | structured | `application/cloudevents+json` | [`parse_structured`] |
 //! | batch | `application/cloudevents-batch+json` | [`parse_batch`] |
 //! | structured, protobuf | `application/cloudevents+protobuf` | [`parse_protobuf`] |
 //! | batch, protobuf | `application/cloudevents-batch+protobuf` | [`parse_protobuf_batch`] |
-//! | binary | `ce-*` headers, data in the body | [`parse_binary`] |
+//! | binary (HTTP) | `ce-*` headers, data in the body, its type in `Content-Type` | [`parse_binary`] |
+//! | binary (NATS) | `ce-*` headers (`ce-datacontenttype` too), data in the body | [`parse_nats_binary`] |
 //! | read representation | `application/json` | [`recorded_to_json`] |
 //! | structured, outbound | `application/cloudevents+json` | [`recorded_to_cloudevent`] |
 //! | structured, outbound, protobuf | `application/cloudevents+protobuf` | [`recorded_to_protobuf`] |
@@ -36,9 +37,10 @@
 //!
 //! # Choosing the mode
 //!
-//! [`parse_any`] picks the mode as an HTTP or NATS transport should: the four
-//! CloudEvents media types above (any case, parameters ignored) select their
-//! format; otherwise a `ce-specversion` header (any case) means binary mode;
+//! [`parse_any`] picks the mode as the NATS binding says: the four CloudEvents
+//! media types above and the NATS binding's `application/cloudevents` (any case,
+//! parameters ignored) select their format; otherwise a `ce-specversion` header
+//! (any case) means binary mode;
 //! otherwise a message with no content type whose body starts with `{` is
 //! structured JSON (the NATS binding's structured mode, which may arrive without
 //! headers); anything else is [`CloudEventError::UnsupportedContentMode`], naming
@@ -146,7 +148,7 @@ mod output;
 mod protobuf;
 mod stream;
 
-pub use binary::parse_binary;
+pub use binary::{parse_binary, parse_nats_binary};
 pub use error::{CloudEventError, Result};
 pub use incoming::Incoming;
 pub use json::{parse_batch, parse_structured};

@@ -9,6 +9,9 @@ pub(crate) const TEXT_PLAIN: &str = "text/plain";
 /// The content type of protobuf message data (protobuf format §1.2).
 pub(crate) const PROTOBUF: &str = "application/protobuf";
 
+/// Structured mode in the NATS binding (§3): the JSON event format.
+pub(crate) const CLOUDEVENTS: &str = "application/cloudevents";
+
 /// One CloudEvent in the JSON format (structured mode).
 pub(crate) const CLOUDEVENTS_JSON: &str = "application/cloudevents+json";
 
@@ -51,6 +54,17 @@ pub(crate) fn is_media_type(content_type: &str, expected: &str) -> bool {
             kind.eq_ignore_ascii_case(want_kind) && subtype.eq_ignore_ascii_case(want_subtype)
         })
     })
+}
+
+/// Whether two content types name the same media type (any case, parameters
+/// ignored); content types without a `/` are compared whole.
+pub(crate) fn same_media_type(a: &str, b: &str) -> bool {
+    match (essence(a), essence(b)) {
+        (Some((kind_a, sub_a)), Some((kind_b, sub_b))) => {
+            kind_a.eq_ignore_ascii_case(kind_b) && sub_a.eq_ignore_ascii_case(sub_b)
+        }
+        _ => a.trim().eq_ignore_ascii_case(b.trim()),
+    }
 }
 
 /// Whether `content_type` declares a serialized protobuf message

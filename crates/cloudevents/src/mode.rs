@@ -1,10 +1,11 @@
-//! Content-mode selection: which binding parses a message, decided from its
-//! content type and headers the way an HTTP or NATS transport must.
+//! Content-mode selection for the NATS binding: which format parses a message,
+//! decided from its content type and headers. (HTTP picks its mode from the
+//! request's content type and calls the per-mode parsers itself.)
 
 use bytes::Bytes;
 
 use crate::error::{CloudEventError, Result};
-use crate::{Incoming, media, parse_batch, parse_binary, parse_protobuf, parse_protobuf_batch, parse_structured};
+use crate::{Incoming, media, parse_batch, parse_nats_binary, parse_protobuf, parse_protobuf_batch, parse_structured};
 
 /// The media types of the structured and batch formats, in the order they are tried.
 pub(crate) const SUPPORTED: [&str; 4] = [
@@ -18,12 +19,14 @@ pub(crate) const SUPPORTED: [&str; 4] = [
 /// of one.
 ///
 /// 1. The media type of `content_type` (any case, parameters ignored) picks a
-///    format: `application/cloudevents+json` ([`parse_structured`]),
+///    format: `application/cloudevents+json` or the NATS binding's
+///    `application/cloudevents` ([`parse_structured`]),
 ///    `application/cloudevents-batch+json` ([`parse_batch`]),
 ///    `application/cloudevents+protobuf` ([`parse_protobuf`]) or
 ///    `application/cloudevents-batch+protobuf` ([`parse_protobuf_batch`]).
 /// 2. Otherwise a `ce-specversion` header (name in any case) means binary mode
-///    ([`parse_binary`]), with `content_type` as the data's content type.
+///    ([`parse_nats_binary`]): the data's content type is `ce-datacontenttype`,
+///    else `content_type`.
 /// 3. Otherwise, with no content type and a body that starts with `{` (after
 ///    whitespace), structured JSON: the NATS binding's structured mode, which
 ///    may arrive without headers.
@@ -49,7 +52,7 @@ pub fn parse_any<'a>(
     let content_type = content_type.map(str::trim).filter(|c| !c.is_empty());
     if let Some(content_type) = content_type {
         let is = |expected| media::is_media_type(content_type, expected);
-        if is(media::CLOUDEVENTS_JSON) {
+        if is(media::CLOUDEVENTS_JSON) || is(media::CLOUDEVENTS) {
             return parse_structured(&body).map(|event| vec![event]);
         }
         if is(media::CLOUDEVENTS_BATCH_JSON) {
@@ -67,7 +70,7 @@ pub fn parse_any<'a>(
         .iter()
         .any(|(name, _)| name.eq_ignore_ascii_case("ce-specversion"))
     {
-        return parse_binary(headers, content_type, body).map(|event| vec![event]);
+        return parse_nats_binary(headers, content_type, body).map(|event| vec![event]);
     }
     if content_type.is_none() && body.trim_ascii_start().starts_with(b"{") {
         return parse_structured(&body).map(|event| vec![event]);
@@ -176,6 +179,20 @@ mod tests {
         assert_eq!(events[0].event.content_type, "application/octet-stream");
         let err = parse(None, &BINARY_HEADERS, b"{}").expect_err("binary, no subject");
         assert!(matches!(err, CloudEventError::MissingSubject { .. }), "{err}");
+    }
+
+    /// NATS binding §3: a `Content-Type` of `application/cloudevents` is structured
+    /// mode; binary mode's data content type is `ce-datacontenttype`.
+    #[test]
+    fn nats_binding_content_types() {
+        for content_type in ["application/cloudevents", "Application/CloudEvents; charset=utf-8"] {
+            let events = parse(Some(content_type), &[], JSON_EVENT.as_bytes()).expect(content_type);
+            assert_eq!(ids(&events), ["e-1"]);
+        }
+        let headers = [&BINARY_HEADERS[..], &[("ce-datacontenttype", b"application/json")]].concat();
+        let events = parse(None, &headers, br#"{"order_id":"PO-2"}"#).expect("binary, ce-datacontenttype");
+        assert_eq!(events[0].event.content_type, "application/json");
+        assert_eq!(events[0].stream, "order/PO-2");
     }
 
     #[test]

@@ -500,7 +500,10 @@ impl EventLog {
         Subscription::new(self.clone(), from.max(1), filter)
     }
 
-    /// Recomputes the hash chain over positions `[from, to]` (default: all).
+    /// Recomputes the hash chain over positions `[from, to]` (default: all; `to`
+    /// past the head means the head). The report's head is the last position
+    /// verified and its hash (0 and zeros when none was); `from` after `to` is
+    /// invalid.
     pub async fn verify(&self, from: Option<u64>, to: Option<u64>) -> Result<VerifyReport> {
         let log = self.clone();
         blocking(move || log.verify_blocking(from, to)).await
@@ -510,6 +513,14 @@ impl EventLog {
     pub fn verify_blocking(&self, from: Option<u64>, to: Option<u64>) -> Result<VerifyReport> {
         let head = self.head();
         let store = &self.inner.store;
+        if let (Some(from), Some(to)) = (from, to)
+            && from > to
+        {
+            return Err(LogError::invalid(
+                "from",
+                format!("the range is empty: from {from} is after to {to}"),
+            ));
+        }
         let to = to.unwrap_or(head).min(head);
         let from = from.unwrap_or(1).max(1);
         let mut report = VerifyReport {
@@ -588,6 +599,8 @@ impl EventLog {
             }
         }
         report.head_hash = running.unwrap_or(GENESIS);
+        // The position the hash is of: the last one verified.
+        report.head_position = if report.events_checked > 0 { expected - 1 } else { 0 };
         if report.broken.is_none()
             && to == head
             && head > 0
@@ -845,6 +858,95 @@ mod tests {
             .await?;
         assert_eq!(outcome.stream_version, 3);
         log.close().await
+    }
+
+    /// A retry through another API or content mode may space or order its JSON
+    /// differently: the same JSON value is the same event; other data, or the same
+    /// text under a content type that is not JSON, is a conflict.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn json_retries_compare_as_json_values() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| LogError::Storage(e.into()))?;
+        let log = EventLog::open_async(dir.path(), LogOptions::default()).await?;
+        let with = |content_type: &str, data: &str| ProposedEvent {
+            content_type: content_type.into(),
+            ..ProposedEvent::json("note.added", data.to_owned()).with_identity("test", "n-1")
+        };
+        let first = log
+            .append(
+                "note/1",
+                ExpectedVersion::Any,
+                vec![with("application/json", r#"{ "a": 1, "b": [1, 2] }"#)],
+            )
+            .await?;
+        let retry = log
+            .append(
+                "note/1",
+                ExpectedVersion::Any,
+                vec![with("application/json", r#"{"b":[1,2],"a":1}"#)],
+            )
+            .await?;
+        assert!(retry.duplicate);
+        assert_eq!(retry.positions, first.positions);
+        for (content_type, data) in [
+            ("application/json", r#"{"b":[1,2],"a":1.0}"#),
+            ("application/json", r#"{"b":[2,1],"a":1}"#),
+            ("application/json", "{"),
+        ] {
+            let outcome = log
+                .append("note/1", ExpectedVersion::Any, vec![with(content_type, data)])
+                .await;
+            assert!(
+                matches!(outcome, Err(LogError::DuplicateConflict { .. })),
+                "{data}: {outcome:?}"
+            );
+        }
+        let text = |data: &str| ProposedEvent {
+            content_type: "text/plain".into(),
+            data: data.to_owned().into(),
+            ..ProposedEvent::json("note.added", "{}").with_identity("test", "t-1")
+        };
+        log.append("note/2", ExpectedVersion::Any, vec![text("{ }")]).await?;
+        let outcome = log.append("note/2", ExpectedVersion::Any, vec![text("{}")]).await;
+        assert!(
+            matches!(outcome, Err(LogError::DuplicateConflict { .. })),
+            "{outcome:?}"
+        );
+        assert!(is_json_media_type_for_test("application/vnd.x+JSON; v=1"));
+        assert!(!is_json_media_type_for_test("application/jsonl"));
+        log.close().await
+    }
+
+    /// A range's report pairs the last position verified with its hash; an
+    /// inverted range is refused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn verify_reports_the_last_position_verified_with_its_hash() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| LogError::Storage(e.into()))?;
+        let log = EventLog::open_async(dir.path(), LogOptions::default()).await?;
+        for i in 0..10 {
+            log.append("note/1", ExpectedVersion::Any, vec![event(&format!("v-{i}"))])
+                .await?;
+        }
+        let events = log.read_all(Some(1), Direction::Forward, 100).await?;
+        for (from, to, last) in [
+            (Some(5), Some(10), 10),
+            (Some(3), Some(5), 5),
+            (None, Some(99), 10),
+            (None, None, 10),
+        ] {
+            let report = log.verify(from, to).await?;
+            assert!(report.ok(), "{report:?}");
+            assert_eq!(report.head_position, last);
+            assert_eq!(report.head_hash, events[last as usize - 1].hash, "{from:?}..{to:?}");
+        }
+        let report = log.verify(Some(20), None).await?;
+        assert_eq!((report.events_checked, report.head_position), (0, 0));
+        let refused = log.verify(Some(10), Some(5)).await;
+        assert!(matches!(refused, Err(LogError::InvalidArgument { .. })), "{refused:?}");
+        log.close().await
+    }
+
+    fn is_json_media_type_for_test(content_type: &str) -> bool {
+        crate::writer::is_json_media_type(content_type)
     }
 
     /// A scan decodes the wanted types and gives the others' position and times,

@@ -171,6 +171,7 @@ pub struct StreamInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyReport {
     pub events_checked: u64,
+    /// The last position verified (0: none), and its hash (zeros: none).
     pub head_position: u64,
     pub head_hash: [u8; 32],
     /// `None` when everything verified.

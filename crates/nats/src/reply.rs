@@ -99,7 +99,11 @@ pub async fn handle(log: &EventLog, headers: Option<&HeaderMap>, payload: Bytes)
     let incoming = match opsflow_cloudevents::parse_any(ct, pairs.iter().copied(), payload) {
         Ok(i) if !i.is_empty() => i,
         Ok(_) => return error_reply(400, "invalid_argument", "the batch has no events".into()),
-        Err(e) => return error_reply(400, "invalid_argument", e.to_string()),
+        Err(e) => {
+            let mut reply = error_reply(400, "invalid_argument", e.to_string());
+            reply.1 = error_body("invalid_argument", &e.to_string(), json!({ "field": e.attribute() }));
+            return reply;
+        }
     };
     let single = incoming.len() == 1;
     let streams: Vec<String> = incoming.iter().map(|i| i.stream.clone()).collect();
@@ -137,17 +141,17 @@ fn log_error_reply(e: &LogError) -> (HeaderMap, Bytes) {
     };
     let code = kind.as_str();
     let mut reply = error_reply(status, code, e.to_string());
-    if let LogError::WrongExpectedVersion {
-        stream,
-        expected,
-        actual,
-    } = e
-    {
-        let body = json!({ "error": { "code": code, "message": e.to_string(), "stream": stream,
-                                      "expected": expected.to_string(), "actual": actual } });
-        reply.1 = body.to_string().into();
-    }
+    reply.1 = error_body(code, &e.to_string(), Value::Object(e.detail_fields()));
     reply
+}
+
+/// `{"error": {"code", "message", ...details}}`, as HTTP answers the same error.
+fn error_body(code: &str, message: &str, details: Value) -> Bytes {
+    let mut error = json!({ "code": code, "message": message });
+    if let (Some(error), Value::Object(details)) = (error.as_object_mut(), details) {
+        error.extend(details);
+    }
+    json!({ "error": error }).to_string().into()
 }
 
 fn error_reply(status: u16, code: &str, message: String) -> (HeaderMap, Bytes) {

@@ -8,6 +8,7 @@
 //! | not found, unknown view | `NOT_FOUND` | 404 |
 //! | views runtime stopped | `UNAVAILABLE` | 503 |
 //! | unsupported media type | `INVALID_ARGUMENT` | 415 |
+//! | request body over the limit | `INVALID_ARGUMENT` | 413 |
 //! | closed / storage failure (poisoned) | `UNAVAILABLE` | 503 |
 //! | corrupt data, storage error | `INTERNAL` | 500 |
 
@@ -33,6 +34,8 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0} not found")]
     NotFound(String),
+    #[error("request body too large: the limit is {limit} bytes (twice the largest append)")]
+    BodyTooLarge { limit: u64 },
     #[error(transparent)]
     Views(#[from] opsflow_views::ViewsError),
 }
@@ -59,8 +62,11 @@ impl ApiError {
                 "unsupported_media_type",
             ),
             ApiError::NotFound(_) => (Code::NotFound, StatusCode::NOT_FOUND, "not_found"),
+            ApiError::BodyTooLarge { .. } => (Code::InvalidArgument, StatusCode::PAYLOAD_TOO_LARGE, "limit_exceeded"),
             ApiError::Views(e) => match e {
-                ViewsError::UnknownView(_) => (Code::NotFound, StatusCode::NOT_FOUND, "not_found"),
+                ViewsError::UnknownView(_) | ViewsError::OtherKind { .. } => {
+                    (Code::NotFound, StatusCode::NOT_FOUND, "not_found")
+                }
                 ViewsError::Log(e) => ApiError::log_class(e.kind()),
                 ViewsError::Stopped(_) => (Code::Unavailable, StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
                 ViewsError::Storage(_) | ViewsError::Corrupt(_) | ViewsError::Files(_) => {
@@ -87,28 +93,10 @@ impl ApiError {
         let (_, _, code) = self.class();
         let mut body = json!({ "code": code, "message": self.to_string() });
         let extra = match self {
-            ApiError::Log(LogError::InvalidArgument { field, .. }) | ApiError::InvalidArgument { field, .. } => {
-                json!({ "field": field })
-            }
-            ApiError::Log(LogError::LimitExceeded { what, limit, actual }) => {
-                json!({ "field": what, "limit": limit, "actual": actual })
-            }
-            ApiError::Log(LogError::WrongExpectedVersion {
-                stream,
-                expected,
-                actual,
-            }) => {
-                json!({ "stream": stream, "expected": expected.to_string(), "actual": actual })
-            }
-            ApiError::Log(LogError::DuplicateConflict {
-                event_source,
-                id,
-                position,
-                ..
-            }) => {
-                json!({ "source": event_source, "id": id, "position": position })
-            }
+            ApiError::Log(e) | ApiError::Views(ViewsError::Log(e)) => Value::Object(e.detail_fields()),
+            ApiError::InvalidArgument { field, .. } => json!({ "field": field }),
             ApiError::CloudEvent(e) => json!({ "field": e.attribute() }),
+            ApiError::BodyTooLarge { limit } => json!({ "field": "body", "limit": limit }),
             _ => json!({}),
         };
         if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {

@@ -54,7 +54,27 @@ fn media_type(ct: &str) -> String {
     ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
 }
 
-async fn post_events(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+/// What no route answers: a gRPC call of an unknown method gets gRPC's
+/// `UNIMPLEMENTED`, anything else a 404 with the JSON error object.
+pub async fn fallback(method: http::Method, uri: http::Uri, headers: HeaderMap) -> Response {
+    let grpc = content_type(&headers).is_some_and(|ct| media_type(&ct).starts_with("application/grpc"));
+    if grpc {
+        return tonic::Status::unimplemented(format!("no gRPC method {}", uri.path())).into_http();
+    }
+    ApiError::NotFound(format!("route {method} {}", uri.path())).into_response()
+}
+
+async fn post_events(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge {
+            limit: state.log.limits().max_append_bytes.saturating_mul(2),
+        },
+        _ => ApiError::invalid("body", rejection.body_text()),
+    })?;
     let ct = content_type(&headers);
     let media = ct.as_deref().map(media_type).unwrap_or_default();
     let header_expected = headers

@@ -118,7 +118,10 @@ impl Server {
             views: views.views.clone(),
             shutdown: shutdown.clone(),
         });
-        let app = grpc.merge(router(http_state)).merge(views_http);
+        let app = grpc
+            .merge(router(http_state))
+            .merge(views_http)
+            .fallback(crate::http::fallback);
 
         let token = shutdown.clone();
         let serving = tokio::spawn(async move {

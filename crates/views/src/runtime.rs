@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::set::StoredSet;
 use crate::store::ViewStore;
-use crate::{ControlReport, KpiReport, ViewSet};
+use crate::{ControlReport, KpiReport, View, ViewSet};
 
 pub type Result<T, E = ViewsError> = std::result::Result<T, E>;
 
@@ -28,6 +28,13 @@ pub type Result<T, E = ViewsError> = std::result::Result<T, E>;
 pub enum ViewsError {
     #[error("no view named `{0}`")]
     UnknownView(String),
+    /// A control asked for as a KPI, or a KPI as a control.
+    #[error("`{name}` is a {is}, not a {asked}")]
+    OtherKind {
+        name: String,
+        is: &'static str,
+        asked: &'static str,
+    },
     #[error("event log: {0}")]
     Log(#[from] LogError),
     #[error("view storage: {0}")]
@@ -415,7 +422,7 @@ impl Views {
     /// Every KPI (or those named), live or as of a past moment.
     pub async fn kpis(&self, as_of: AsOf, names: &[String]) -> Result<Answer<KpiReport>> {
         let kpis = |defs: &Definitions| defs.kpis.iter().map(|k| k.name.clone()).collect();
-        self.query(as_of, names, kpis, |set| {
+        self.query(as_of, names, false, kpis, |set| {
             set.kpis()
                 .into_iter()
                 .filter(|k| names.is_empty() || names.contains(&k.name))
@@ -427,7 +434,7 @@ impl Views {
     /// Every control (or those named), live or as of a past moment.
     pub async fn controls(&self, as_of: AsOf, names: &[String]) -> Result<Answer<ControlReport>> {
         let controls = |defs: &Definitions| defs.controls.iter().map(|c| c.name.clone()).collect();
-        self.query(as_of, names, controls, |set| {
+        self.query(as_of, names, true, controls, |set| {
             set.controls()
                 .into_iter()
                 .filter(|c| names.is_empty() || names.contains(&c.name))
@@ -442,23 +449,23 @@ impl Views {
         &self,
         as_of: AsOf,
         names: &[String],
+        controls: bool,
         all: impl Fn(&Definitions) -> Vec<String>,
         pick: impl Fn(&ViewSet) -> Vec<T>,
     ) -> Result<Answer<T>> {
         let rebuilding = self.rebuilding();
         if as_of == AsOf::Live {
             let live = lock(&self.inner.live);
-            check_names(names, &live.view_names())?;
+            check_names(names, controls, |n| live.view(n).map(View::is_control))?;
             return Ok(answer(&live, rebuilding, pick(&live)));
         }
         // One reading of the definitions for the names and the views built from them.
         let defs = self.definitions();
-        if let Some(unknown) = names
-            .iter()
-            .find(|n| defs.kpi(n).is_none() && defs.control(n).is_none())
-        {
-            return Err(ViewsError::UnknownView(unknown.clone()));
-        }
+        check_names(names, controls, |n| match (defs.kpi(n), defs.control(n)) {
+            (Some(_), _) => Some(false),
+            (None, Some(_)) => Some(true),
+            (None, None) => None,
+        })?;
         let wanted = if names.is_empty() { all(&defs) } else { names.to_vec() };
         let inner = self.inner.clone();
         let set = blocking(move || inner.view_at(&defs, as_of, &wanted)).await?;
@@ -478,7 +485,9 @@ impl Views {
     pub async fn rebuild(&self, names: Vec<String>, shutdown: CancellationToken) -> Result<RebuildReport> {
         let defs = self.definitions();
         let known = ViewSet::new(&defs).view_names();
-        check_names(&names, &known)?;
+        if let Some(unknown) = names.iter().find(|n| !known.contains(n)) {
+            return Err(ViewsError::UnknownView(unknown.clone()));
+        }
         let names = if names.is_empty() { known } else { names };
         let inner = self.inner.clone();
         blocking(move || inner.rebuild(&defs, names, &shutdown)).await
@@ -546,11 +555,24 @@ impl Views {
     }
 }
 
-fn check_names(names: &[String], known: &[String]) -> Result<()> {
-    match names.iter().find(|n| !known.contains(n)) {
-        Some(unknown) => Err(ViewsError::UnknownView(unknown.clone())),
-        None => Ok(()),
+/// Every name is a view of the kind asked for (`controls`); `is_control` tells
+/// what a name is (`None`: no such view).
+fn check_names(names: &[String], controls: bool, is_control: impl Fn(&str) -> Option<bool>) -> Result<()> {
+    let kind = |control: bool| if control { "control" } else { "KPI" };
+    for name in names {
+        match is_control(name) {
+            None => return Err(ViewsError::UnknownView(name.clone())),
+            Some(control) if control != controls => {
+                return Err(ViewsError::OtherKind {
+                    name: name.clone(),
+                    is: kind(control),
+                    asked: kind(controls),
+                });
+            }
+            Some(_) => {}
+        }
     }
+    Ok(())
 }
 
 fn answer<T>(set: &ViewSet, rebuilding: BTreeSet<String>, items: Vec<T>) -> Answer<T> {
