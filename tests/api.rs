@@ -589,3 +589,42 @@ async fn a_retry_in_the_other_content_mode_is_a_duplicate() -> anyhow::Result<()
     assert_eq!(server.server.log().head(), 1);
     server.shutdown().await
 }
+
+/// `opsflow-expected-version` is each stream's version before the request: a
+/// batch of two events to a new stream with `no_stream` is appended, and the same
+/// batch against the wrong version writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_expected_version_header_applies_to_each_streams_first_event() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let url = server.url();
+    let batch = |ids: [&str; 3], expected: &str| {
+        let events: Vec<Value> = ids
+            .iter()
+            .zip(["note/a", "note/a", "note/b"])
+            .map(|(id, subject)| {
+                json!({"specversion":"1.0","id":id,"source":"shop","type":"custom.note","subject":subject,"data":{}})
+            })
+            .collect();
+        reqwest::Client::new()
+            .post(format!("{url}/v1/events"))
+            .header("content-type", "application/cloudevents-batch+json")
+            .header("opsflow-expected-version", expected)
+            .body(Value::Array(events).to_string())
+            .send()
+    };
+    let r = batch(["1", "2", "3"], "no_stream").await?;
+    assert_eq!(r.status().as_u16(), 201);
+    let body: Value = r.json().await?;
+    let versions: Vec<_> = body["results"]
+        .as_array()
+        .map(|r| r.iter().map(|x| x["stream_version"].clone()).collect())
+        .unwrap_or_default();
+    assert_eq!(versions, [json!(0), json!(1), json!(0)], "{body}");
+    let r = batch(["4", "5", "6"], "0").await?;
+    assert_eq!(r.status().as_u16(), 409, "note/a is at 1, not 0");
+    assert_eq!(server.server.log().head(), 3);
+    let r = batch(["4", "5", "6"], "stream_exists").await?;
+    assert_eq!(r.status().as_u16(), 201);
+    assert_eq!(server.server.log().head(), 6);
+    server.shutdown().await
+}

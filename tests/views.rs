@@ -205,6 +205,12 @@ async fn kpis_and_compliance_live_as_of_and_rebuilt() -> anyhow::Result<()> {
     let (status, body) = get(&format!("{url}/v1/compliance?name=order_cycle_time&as_of=1")).await?;
     assert_eq!(status, 404, "{body}");
     assert_eq!(body["error"]["code"], "not_found");
+    let (status, body) = get(&format!("{url}/v1/kpis?as_of=99999999")).await?;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["field"], "as_of");
+    let (status, body) = get(&format!("{url}/v1/kpis?window=24h")).await?;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["field"], "window");
 
     // Rebuild from position 1 gives the same answer.
     let rebuilt = views

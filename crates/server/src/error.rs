@@ -6,6 +6,7 @@
 //! | wrong expected version | `FAILED_PRECONDITION` | 409 |
 //! | duplicate `(source, id)` with other content | `ALREADY_EXISTS` | 409 |
 //! | not found, unknown view | `NOT_FOUND` | 404 |
+//! | as-of position past the head | `INVALID_ARGUMENT` | 400 |
 //! | views runtime stopped | `UNAVAILABLE` | 503 |
 //! | unsupported media type | `INVALID_ARGUMENT` | 415 |
 //! | request body over the limit | `INVALID_ARGUMENT` | 413 |
@@ -64,6 +65,7 @@ impl ApiError {
             ApiError::NotFound(_) => (Code::NotFound, StatusCode::NOT_FOUND, "not_found"),
             ApiError::BodyTooLarge { .. } => (Code::InvalidArgument, StatusCode::PAYLOAD_TOO_LARGE, "limit_exceeded"),
             ApiError::Views(e) => match e {
+                ViewsError::PastHead { .. } => (Code::InvalidArgument, StatusCode::BAD_REQUEST, "invalid_argument"),
                 ViewsError::UnknownView(_) | ViewsError::OtherKind { .. } => {
                     (Code::NotFound, StatusCode::NOT_FOUND, "not_found")
                 }
@@ -95,6 +97,7 @@ impl ApiError {
         let extra = match self {
             ApiError::Log(e) | ApiError::Views(ViewsError::Log(e)) => Value::Object(e.detail_fields()),
             ApiError::InvalidArgument { field, .. } => json!({ "field": field }),
+            ApiError::Views(ViewsError::PastHead { head, .. }) => json!({ "field": "as_of", "head": head }),
             ApiError::CloudEvent(e) => json!({ "field": e.attribute() }),
             ApiError::BodyTooLarge { limit } => json!({ "field": "body", "limit": limit }),
             _ => json!({}),

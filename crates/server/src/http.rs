@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 use crate::health::{Tasks, readiness};
 use crate::{ApiError, grpc};
 
-/// Header that carries the expected version for binary and structured modes
-/// (the `expectedversion` extension attribute does the same).
+/// Header that carries the expected version of each stream before the request
+/// (an event's `expectedversion` extension attribute sets its own).
 pub const EXPECTED_VERSION_HEADER: &str = "opsflow-expected-version";
 
 #[derive(Clone)]
@@ -102,6 +102,9 @@ async fn post_events(
         return Err(ApiError::invalid("batch", "the batch has no events"));
     }
     let streams: Vec<String> = incoming.iter().map(|i| i.stream.clone()).collect();
+    // The header states each stream's version before the request: it is the
+    // expectation of a stream's first event; its later events follow that one.
+    let mut seen = std::collections::HashSet::new();
     let parts = incoming
         .into_iter()
         .map(
@@ -109,10 +112,13 @@ async fn post_events(
                  stream,
                  expected,
                  event,
-             }| StreamAppend {
-                stream,
-                expected: expected.or(header_expected).unwrap_or_default(),
-                events: vec![event],
+             }| {
+                let first = seen.insert(stream.clone());
+                StreamAppend {
+                    expected: expected.or(header_expected.filter(|_| first)).unwrap_or_default(),
+                    stream,
+                    events: vec![event],
+                }
             },
         )
         .collect();

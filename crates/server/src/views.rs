@@ -210,8 +210,16 @@ pub fn router(state: ViewsHttp) -> axum::Router {
         .with_state(state)
 }
 
-fn names(query: &HashMap<String, String>) -> Vec<String> {
-    query
+/// The view names asked for (`name=a,b`); any parameter but `name` and `as_of` is
+/// refused, naming it.
+fn names(query: &HashMap<String, String>) -> Result<Vec<String>, ApiError> {
+    if let Some(unknown) = query.keys().find(|k| !["name", "as_of"].contains(&k.as_str())) {
+        return Err(ApiError::invalid(
+            unknown,
+            "unknown query parameter; known are name, as_of",
+        ));
+    }
+    Ok(query
         .get("name")
         .map(|n| {
             n.split(',')
@@ -220,7 +228,7 @@ fn names(query: &HashMap<String, String>) -> Vec<String> {
                 .map(str::to_owned)
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default())
 }
 
 /// The proto form of an as-of point (`None`: live), for clients.
@@ -312,7 +320,7 @@ async fn get_kpis(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let as_of = parse_as_of(query.get("as_of").map(String::as_str))?;
-    let answer = state.views.kpis(as_of, &names(&query)).await?;
+    let answer = state.views.kpis(as_of, &names(&query)?).await?;
     Ok(Json(kpis_json(&kpis_proto(answer))))
 }
 
@@ -321,7 +329,7 @@ async fn get_compliance(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let as_of = parse_as_of(query.get("as_of").map(String::as_str))?;
-    let answer = state.views.controls(as_of, &names(&query)).await?;
+    let answer = state.views.controls(as_of, &names(&query)?).await?;
     Ok(Json(controls_json(&controls_proto(answer))))
 }
 

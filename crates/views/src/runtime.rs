@@ -28,6 +28,9 @@ pub type Result<T, E = ViewsError> = std::result::Result<T, E>;
 pub enum ViewsError {
     #[error("no view named `{0}`")]
     UnknownView(String),
+    /// An as-of position the log has not reached.
+    #[error("as_of position {position} is past the head of the log ({head})")]
+    PastHead { position: u64, head: u64 },
     /// A control asked for as a KPI, or a KPI as a control.
     #[error("`{name}` is a {is}, not a {asked}")]
     OtherKind {
@@ -789,7 +792,8 @@ impl Inner {
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let head = self.log.head();
         let target = match as_of {
-            AsOf::Position(p) => p.min(head),
+            AsOf::Position(p) if p > head => return Err(ViewsError::PastHead { position: p, head }),
+            AsOf::Position(p) => p,
             AsOf::Live => lock(&self.live).position(),
             AsOf::Time(t) => self.position_at_time(t, head)?,
         };
