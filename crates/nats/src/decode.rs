@@ -10,7 +10,7 @@ use opsflow_log::{ErrorKind, LogError, StreamAppend};
 pub enum DeadReason {
     /// Not a CloudEvent opsflow can read (bad JSON or protobuf, missing attributes).
     Decode,
-    /// A well-formed event the log refuses (names, syntax).
+    /// A well-formed event the log refuses (names, syntax, attribute values).
     Invalid,
     /// Over a configured limit.
     Limit,
@@ -97,6 +97,13 @@ pub fn decode(headers: Option<&HeaderMap>, payload: Bytes) -> Result<StreamAppen
     })
 }
 
+/// A CloudEvent that reads but whose attribute values the log cannot take (a
+/// stream name's syntax, a time out of range, an unknown expected version) is
+/// `invalid`; one that does not read (format, missing attributes) is `decode`.
 fn decode_error(e: CloudEventError) -> (DeadReason, String) {
-    (DeadReason::Decode, e.to_string())
+    let reason = match e {
+        CloudEventError::InvalidValue { .. } => DeadReason::Invalid,
+        _ => DeadReason::Decode,
+    };
+    (reason, e.to_string())
 }
