@@ -194,6 +194,20 @@ async fn nats_restart_opsflow_kill_and_republish_keep_exactly_once() -> anyhow::
     // 1. Restart nats-server in the middle of ingest.
     publish_all(&js, all[..1000].to_vec(), 1).await?;
     nats.stop();
+    // While NATS is down, opsflow is not ready, and says why.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = reqwest::get(format!("{}/readyz", opsflow.url())).await?;
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().await?;
+        if body["nats"]["status"] == "disconnected" {
+            assert_eq!(status, 503, "{body}");
+            assert_eq!(body["nats"]["ingest"], "waiting for the connection", "{body}");
+            break;
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "still connected: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     nats.restart()?;
     let js = jetstream::new(async_nats::connect(nats.url()).await?);
     publish_all(&js, all[1000..2000].to_vec(), 1).await?;

@@ -244,10 +244,13 @@ async fn readyz(State(state): State<HttpState>) -> Response {
     let (mut ready, mut report) = readiness(&state.log, &state.tasks);
     if let Some(nats) = &state.nats {
         let connected = opsflow_nats::is_connected(&nats.client);
-        let part = |wanted: bool, flag: &opsflow_nats::Flag| match (wanted, flag.get()) {
-            (false, _) => "disabled",
-            (true, true) => "ready",
-            (true, false) => "starting or recovering",
+        // A task is ready only while the connection is up: its consumer or
+        // subscription does nothing without it.
+        let part = |wanted: bool, flag: &opsflow_nats::Flag| match (wanted, connected, flag.get()) {
+            (false, _, _) => "disabled",
+            (true, false, _) => "waiting for the connection",
+            (true, true, true) => "ready",
+            (true, true, false) => "starting or recovering",
         };
         let ingest = part(nats.wanted.ingest, &nats.ready.ingest);
         let requests = part(nats.wanted.requests, &nats.ready.requests);
@@ -255,7 +258,7 @@ async fn readyz(State(state): State<HttpState>) -> Response {
         ready &= connected
             && [ingest, requests, outbound]
                 .iter()
-                .all(|s| *s != "starting or recovering");
+                .all(|s| *s == "ready" || *s == "disabled");
         report["nats"] = json!({
             "status": if connected { "connected" } else { "disconnected" },
             "ingest": ingest, "requests": requests, "outbound": outbound,
