@@ -81,6 +81,14 @@ async fn grpc_appends_are_readable_over_http_and_back() -> anyhow::Result<()> {
     assert_eq!(all["events"].as_array().map(Vec::len), Some(1));
     assert_eq!(all["events"][0]["position"], 2);
     assert_eq!(all["next"], 3);
+    // Backwards, the last page says so; limit 0 is the default, as in gRPC.
+    let (_, back) = get(&format!("{url}/v1/events?from=1&direction=backward")).await?;
+    assert_eq!(
+        (back["events"][0]["position"].clone(), back["next"].clone()),
+        (json!(1), Value::Null)
+    );
+    let (_, zero) = get(&format!("{url}/v1/events?limit=0")).await?;
+    assert_eq!(zero["events"].as_array().map(Vec::len), Some(3));
 
     let events = read_all(&mut grpc).await?;
     assert_eq!(events.len(), 3);

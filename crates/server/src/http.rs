@@ -168,7 +168,10 @@ fn read_params(q: &HashMap<String, String>) -> Result<ReadParams, ApiError> {
             })
             .transpose()
     };
-    let limit = number("limit")?.unwrap_or(u64::from(grpc::DEFAULT_READ_LIMIT));
+    // 0 means the default, as in gRPC's ReadRequest.
+    let limit = number("limit")?
+        .filter(|l| *l > 0)
+        .unwrap_or(u64::from(grpc::DEFAULT_READ_LIMIT));
     if limit > u64::from(grpc::MAX_READ_LIMIT) {
         return Err(ApiError::invalid(
             "limit",
@@ -198,9 +201,10 @@ async fn get_events(
 ) -> Result<Json<Value>, ApiError> {
     let p = read_params(&q)?;
     let events = state.log.read_all(p.from, p.direction, p.limit).await?;
-    let next = events.last().map(|e| match p.direction {
-        Direction::Forward => e.position + 1,
-        Direction::Backward => e.position.saturating_sub(1),
+    // Where the next page starts; null backwards once position 1 was read.
+    let next = events.last().and_then(|e| match p.direction {
+        Direction::Forward => Some(e.position + 1),
+        Direction::Backward => Some(e.position - 1).filter(|p| *p > 0),
     });
     let events: Vec<Value> = events.iter().map(recorded_to_json).collect();
     Ok(Json(
