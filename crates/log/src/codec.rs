@@ -325,18 +325,28 @@ impl ChunkBuilder {
         self.count += 1;
     }
 
-    pub(crate) fn finish(self) -> Vec<u8> {
+    /// The stored value, and the chunk as a read decodes it from that value (its
+    /// records uncompressed), for the cache of recent chunks.
+    pub(crate) fn finish_keeping(self) -> (Vec<u8>, Chunk) {
         let compressed = lz4_flex::block::compress_prepend_size(&self.body);
         let mut out = Vec::with_capacity(compressed.len() + 48);
         out.push(CHUNK_FORMAT);
         out.extend_from_slice(&self.prev_hash);
         put_varint(&mut out, self.count);
         out.extend_from_slice(&compressed);
-        out
+        let chunk = Chunk {
+            bytes: Bytes::from(self.body),
+            first_position: self.first_position,
+            prev_hash: self.prev_hash,
+            count: self.count,
+            body_start: 0,
+        };
+        (out, chunk)
     }
 }
 
 /// A decoded chunk header with an iterator over its raw records.
+#[derive(Clone)]
 pub(crate) struct Chunk {
     pub bytes: Bytes,
     pub first_position: u64,
@@ -498,9 +508,17 @@ mod tests {
         let mut rec = Vec::new();
         encode_record(&mut rec, &fields(&meta, b"x"), &ZERO_HASH);
         chunk.push(&rec);
-        let parsed = Chunk::parse(7, Bytes::from(chunk.finish())).unwrap();
-        assert_eq!(parsed.count, 1);
+        chunk.push(&rec);
+        let (stored, kept) = chunk.finish_keeping();
+        let parsed = Chunk::parse(7, Bytes::from(stored)).unwrap();
+        assert_eq!(parsed.count, 2);
         assert_eq!(parsed.decode_all().unwrap()[0].data, Bytes::from_static(b"x"));
+        // The chunk kept for the recent-chunk cache reads exactly as the stored one.
+        assert_eq!(
+            (kept.first_position, kept.prev_hash, kept.count),
+            (parsed.first_position, parsed.prev_hash, parsed.count)
+        );
+        assert_eq!(kept.decode_all().unwrap(), parsed.decode_all().unwrap());
     }
 
     #[test]
@@ -510,7 +528,7 @@ mod tests {
         let mut rec = Vec::new();
         encode_record(&mut rec, &fields(&meta, b"hello"), &ZERO_HASH);
         chunk.push(&rec);
-        let good = chunk.finish();
+        let (good, _) = chunk.finish_keeping();
         for cut in 0..good.len() {
             let _ = Chunk::parse(1, Bytes::copy_from_slice(&good[..cut])).and_then(|c| c.decode_all());
         }

@@ -533,7 +533,7 @@ impl EventLog {
         let mut running: Option<[u8; 32]> = (from == 1).then_some(GENESIS);
         let broken = |position: u64, reason: String| Some(BrokenLink { position, reason });
         if from <= to {
-            'chunks: for chunk in store.chunks_from(from)? {
+            'chunks: for chunk in store.stored_chunks_from(from)? {
                 let chunk = match chunk {
                     Ok(c) => c,
                     Err(e) => {

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::codec::{ChunkBuilder, EventFields, encode_record};
+use crate::codec::{Chunk, ChunkBuilder, EventFields, encode_record};
 use crate::identity::{ByFingerprint, Fingerprint, IdentityIndex, SegmentBuilder, fingerprint, segment_key};
 use crate::store::{Head, META_HEAD, META_INDEXED, Run, Store, stream_key};
 use crate::tail::{Appended, Runs};
@@ -94,6 +94,8 @@ struct Group {
     /// first position, count).
     appended: Vec<(usize, usize, u64, u64, u64)>,
     chunk: Option<ChunkBuilder>,
+    /// The chunks this group writes, for the store's recent-chunk cache.
+    written: Vec<Chunk>,
     pending: HashMap<Fingerprint, Pending, ByFingerprint>,
     segment: Option<SegmentBuilder>,
     events: u64,
@@ -223,6 +225,7 @@ impl Writer {
             batch: sled::Batch::default(),
             appended: Vec::new(),
             chunk: None,
+            written: Vec::new(),
             pending: HashMap::with_capacity_and_hasher(
                 jobs.iter().flat_map(|j| &j.parts).map(|p| p.events.len()).sum(),
                 ByFingerprint::default(),
@@ -246,7 +249,9 @@ impl Writer {
         }
         if let Some(chunk) = group.chunk.take() {
             let first = chunk.first_position;
-            group.batch.insert(&crate::store::chunk_key(first), chunk.finish());
+            let (value, chunk) = chunk.finish_keeping();
+            group.batch.insert(&crate::store::chunk_key(first), value);
+            group.written.push(chunk);
         }
         if let Some(segment) = group.segment.take().filter(|s| !s.is_empty()) {
             group
@@ -270,6 +275,8 @@ impl Writer {
                         .collect();
                 }
                 Ok(()) => {
+                    // Readable once the flush moves the head past them.
+                    self.store.remember(std::mem::take(&mut group.written));
                     // The group is applied and its flush answers it; an index failure
                     // stops later writes (recovery re-derives the index on open).
                     if let Err(reason) = self.index(&jobs, &group.appended) {
@@ -450,7 +457,9 @@ impl Writer {
                     && let Some(full) = group.chunk.take()
                 {
                     let first = full.first_position;
-                    group.batch.insert(&crate::store::chunk_key(first), full.finish());
+                    let (value, full) = full.finish_keeping();
+                    group.batch.insert(&crate::store::chunk_key(first), value);
+                    group.written.push(full);
                 }
                 if let Some(key) = keys.next() {
                     group
