@@ -74,6 +74,36 @@ fn cli_round_trip_survives_a_clean_restart() -> anyhow::Result<()> {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("expected no_stream, actual 1"), "{err}");
+    // With --output json, the error is JSON too, with the server's detail.
+    let out = cli(
+        &url,
+        &[
+            "append",
+            "order/PO-1",
+            "order.shipped",
+            SHIPPED,
+            "--expected",
+            "no_stream",
+            "--output",
+            "json",
+        ],
+    )?;
+    assert!(!out.status.success());
+    let err: Value = serde_json::from_slice(&out.stderr)?;
+    assert_eq!(err["error"]["code"], "wrong_expected_version", "{err}");
+    assert_eq!(
+        (&err["error"]["expected"], &err["error"]["actual"]),
+        (&Value::from("no_stream"), &Value::from(1))
+    );
+    let out = cli("http://127.0.0.1:1", &["read", "--output", "json"])?;
+    let err: Value = serde_json::from_slice(&out.stderr)?;
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cannot connect"),
+        "{err}"
+    );
     let out = cli(&url, &["append", "order/PO-1", "order.shipped", "{not json"])?;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not valid JSON"));

@@ -21,9 +21,40 @@ pub async fn channel(server: &str) -> anyhow::Result<Channel> {
     })
 }
 
+/// A request the server refused: its message and gRPC code, and the structured
+/// detail it attached (`opsflow-error`: field, limit, expected and actual, ...).
+#[derive(Debug, thiserror::Error)]
+#[error("{message} ({code:?})")]
+pub struct Refused {
+    pub message: String,
+    pub code: tonic::Code,
+    pub detail: Option<serde_json::Value>,
+}
+
 pub fn status(s: tonic::Status) -> anyhow::Error {
-    let code = format!("{:?}", s.code());
-    anyhow::anyhow!("{} ({})", s.message(), code)
+    let detail = s
+        .metadata()
+        .get("opsflow-error")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| serde_json::from_str(v).ok());
+    Refused {
+        message: s.message().to_owned(),
+        code: s.code(),
+        detail,
+    }
+    .into()
+}
+
+/// An error as `--output json` prints it (to standard error): the server's
+/// detail when it sent one, else the code and message.
+pub fn error_json(e: &anyhow::Error) -> serde_json::Value {
+    match e.downcast_ref::<Refused>() {
+        Some(Refused {
+            detail: Some(detail), ..
+        }) => json!({ "error": detail }),
+        Some(refused) => json!({ "error": { "code": format!("{:?}", refused.code), "message": refused.message } }),
+        None => json!({ "error": { "message": format!("{e:#}") } }),
+    }
 }
 
 #[derive(Args)]

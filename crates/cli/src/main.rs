@@ -152,6 +152,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let json_errors = cli.command.output() == Some(OutputFormat::Json);
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Dev(args) => {
@@ -183,10 +184,36 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(code) => code,
+        Err(e) if json_errors => {
+            eprintln!("{}", client::error_json(&e));
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+impl Command {
+    /// The output format of a client subcommand.
+    fn output(&self) -> Option<OutputFormat> {
+        let opts = match self {
+            Command::Append(a) => &a.opts,
+            Command::Read(a) => &a.opts,
+            Command::Tail(a) => &a.opts,
+            Command::Stream(a) => &a.opts,
+            Command::Kpis(a) => &a.opts,
+            Command::Compliance(a) => &a.opts,
+            Command::Audit {
+                command: AuditCommand::Verify(a),
+            } => &a.opts,
+            Command::Views {
+                command: views::ViewsCommand::Rebuild { opts, .. },
+            } => opts,
+            Command::Dev(_) | Command::Serve { .. } | Command::Definitions { .. } => return None,
+        };
+        Some(opts.output)
     }
 }
 
