@@ -20,7 +20,7 @@ pub(crate) fn media(content_type: &str) -> Media {
         return Media::Other;
     };
     let (kind, subtype) = (kind.trim(), subtype.trim());
-    if subtype.eq_ignore_ascii_case("json") || subtype.to_ascii_lowercase().ends_with("+json") {
+    if opsflow_log::is_json_content_type(essence) {
         Media::Json
     } else if kind.eq_ignore_ascii_case("application")
         && (subtype.eq_ignore_ascii_case("protobuf") || subtype.eq_ignore_ascii_case("x-protobuf"))

@@ -40,11 +40,8 @@ fn has_suffix(subtype: &str, suffix: &str) -> bool {
 }
 
 /// Whether `content_type` declares JSON data: subtype `json` or a `+json` suffix,
-/// parameters ignored (CloudEvents JSON format §3.1.1).
-pub(crate) fn is_json(content_type: &str) -> bool {
-    essence(content_type)
-        .is_some_and(|(_, subtype)| subtype.eq_ignore_ascii_case("json") || has_suffix(subtype, "+json"))
-}
+/// parameters ignored (CloudEvents JSON format §3.1.1), as the log decides it.
+pub(crate) use opsflow_log::is_json_content_type as is_json;
 
 /// Whether `content_type` is the media type `expected` (lower-case `type/subtype`),
 /// in any case and with any parameters.

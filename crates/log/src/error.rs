@@ -118,12 +118,12 @@ impl LogError {
     }
 
     /// The error's figures as the members every API's error object carries next to
-    /// its `code` and `message`: `field` (and `limit`, `actual`) for invalid input,
-    /// `stream`, `expected`, `actual` for a version conflict, `source`, `id`,
-    /// `position` for a conflicting duplicate; none for the others.
-    pub fn detail_fields(&self) -> serde_json::Map<String, serde_json::Value> {
+    /// its `code` and `message` (a JSON object): `field` (and `limit`, `actual`) for
+    /// invalid input, `stream`, `expected`, `actual` for a version conflict,
+    /// `source`, `id`, `position` for a conflicting duplicate; none for the others.
+    pub fn detail_fields(&self) -> serde_json::Value {
         use serde_json::json;
-        let value = match self {
+        match self {
             LogError::InvalidArgument { field, .. } => json!({ "field": field }),
             LogError::LimitExceeded { what, limit, actual } => {
                 json!({ "field": what, "limit": limit, "actual": actual })
@@ -140,10 +140,6 @@ impl LogError {
                 ..
             } => json!({ "source": event_source, "id": id, "position": position }),
             _ => json!({}),
-        };
-        match value {
-            serde_json::Value::Object(map) => map,
-            _ => serde_json::Map::new(),
         }
     }
 

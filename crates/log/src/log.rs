@@ -22,6 +22,20 @@ pub const DEFAULT_SOURCE: &str = "opsflow:unspecified";
 /// The JSON media type, the default content type of events with data.
 pub const JSON: &str = "application/json";
 
+/// Whether `content_type` declares JSON data: subtype `json` or a `+json` suffix,
+/// any case, parameters ignored (`application/json`, `text/json`,
+/// `application/vnd.x+json; v=1`). The one test every crate uses.
+pub fn is_json_content_type(content_type: &str) -> bool {
+    let media = content_type.split(';').next().unwrap_or_default().trim();
+    let subtype = media.split_once('/').map_or("", |(_, subtype)| subtype.trim());
+    subtype.eq_ignore_ascii_case("json")
+        || subtype
+            .len()
+            .checked_sub(5)
+            .and_then(|start| subtype.get(start..))
+            .is_some_and(|end| end.eq_ignore_ascii_case("+json"))
+}
+
 /// Appends with more events than this are content-checked on a blocking thread,
 /// so that a large batch does not hold up the async runtime.
 const VALIDATE_INLINE_MAX_EVENTS: usize = 256;
@@ -911,8 +925,8 @@ mod tests {
             matches!(outcome, Err(LogError::DuplicateConflict { .. })),
             "{outcome:?}"
         );
-        assert!(is_json_media_type_for_test("application/vnd.x+JSON; v=1"));
-        assert!(!is_json_media_type_for_test("application/jsonl"));
+        assert!(is_json_content_type("application/vnd.x+JSON; v=1"));
+        assert!(!is_json_content_type("application/jsonl"));
         log.close().await
     }
 
@@ -943,10 +957,6 @@ mod tests {
         let refused = log.verify(Some(10), Some(5)).await;
         assert!(matches!(refused, Err(LogError::InvalidArgument { .. })), "{refused:?}");
         log.close().await
-    }
-
-    fn is_json_media_type_for_test(content_type: &str) -> bool {
-        crate::writer::is_json_media_type(content_type)
     }
 
     /// A scan decodes the wanted types and gives the others' position and times,

@@ -405,11 +405,7 @@ impl Store {
         let Some(next) = cached.last().map(|c| c.first_position + c.count.max(1)) else {
             return Ok(Box::new(self.stored_chunks_from(position)?));
         };
-        let newer = self.db.range(chunk_key(next)..=chunk_key(u64::MAX)).map(|item| {
-            let (k, v) = item?;
-            Chunk::parse(be_u64(&k[1..], "chunk key")?, Bytes::from_owner(v))
-        });
-        Ok(Box::new(cached.into_iter().map(Ok).chain(newer)))
+        Ok(Box::new(cached.into_iter().map(Ok).chain(self.stored_chunks_at(next))))
     }
 
     /// [`Store::chunks_from`] read from sled only: what an audit checks.
@@ -426,10 +422,15 @@ impl Store {
             Some((k, _)) => be_u64(&k[1..], "chunk key")?,
             None => 0,
         };
-        Ok(self.db.range(chunk_key(start)..=chunk_key(u64::MAX)).map(|item| {
+        Ok(self.stored_chunks_at(start))
+    }
+
+    /// The stored chunks whose first position is `start` or later, in order.
+    fn stored_chunks_at(&self, start: u64) -> impl Iterator<Item = Result<Chunk>> + Send + use<> {
+        self.db.range(chunk_key(start)..=chunk_key(u64::MAX)).map(|item| {
             let (k, v) = item?;
             Chunk::parse(be_u64(&k[1..], "chunk key")?, Bytes::from_owner(v))
-        }))
+        })
     }
 
     /// One event by position.

@@ -611,7 +611,7 @@ fn first_difference(stream: &str, a: &ProposedEvent, b: Content<'_>) -> Option<&
 /// spaced or ordered differently (`{"a": 1}` in HTTP binary mode, `{"a":1}` in
 /// structured mode). Numbers compare as written (`1` and `1.0` differ).
 fn same_json(content_type: &str, a: &[u8], b: &[u8]) -> bool {
-    if !is_json_media_type(content_type) {
+    if !crate::is_json_content_type(content_type) {
         return false;
     }
     match (
@@ -621,18 +621,6 @@ fn same_json(content_type: &str, a: &[u8], b: &[u8]) -> bool {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     }
-}
-
-/// `application/json`, `text/json` or a `+json` suffix, any case, parameters ignored.
-pub(crate) fn is_json_media_type(content_type: &str) -> bool {
-    let media = content_type.split(';').next().unwrap_or_default().trim();
-    let subtype = media.split_once('/').map_or("", |(_, subtype)| subtype.trim());
-    subtype.eq_ignore_ascii_case("json")
-        || subtype
-            .len()
-            .checked_sub(5)
-            .and_then(|start| subtype.get(start..))
-            .is_some_and(|end| end.eq_ignore_ascii_case("+json"))
 }
 
 fn differs_recorded(stream: &str, a: &ProposedEvent, b: &RecordedEvent) -> Option<&'static str> {

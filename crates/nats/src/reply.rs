@@ -80,7 +80,14 @@ pub async fn handle(log: &EventLog, headers: Option<&HeaderMap>, payload: Bytes)
     if is_protobuf(ct) {
         let request = match v1::AppendRequest::decode(payload) {
             Ok(r) => r,
-            Err(e) => return error_reply(400, "invalid_argument", format!("malformed AppendRequest: {e}")),
+            Err(e) => {
+                return error_reply(
+                    400,
+                    "invalid_argument",
+                    format!("malformed AppendRequest: {e}"),
+                    Value::Null,
+                );
+            }
         };
         let part = match convert::stream_append(request, "opsflow:nats") {
             Ok(p) => p,
@@ -92,17 +99,16 @@ pub async fn handle(log: &EventLog, headers: Option<&HeaderMap>, payload: Bytes)
                 headers.insert("Content-Type", "application/protobuf");
                 (headers, convert::append_response(&outcome).encode_to_vec().into())
             }
-            Ok(None) => error_reply(500, "internal", "the log returned no outcome".into()),
+            Ok(None) => error_reply(500, "internal", "the log returned no outcome".into(), Value::Null),
             Err(e) => log_error_reply(&e),
         };
     }
     let incoming = match opsflow_cloudevents::parse_any(ct, pairs.iter().copied(), payload) {
         Ok(i) if !i.is_empty() => i,
-        Ok(_) => return error_reply(400, "invalid_argument", "the batch has no events".into()),
+        Ok(_) => return error_reply(400, "invalid_argument", "the batch has no events".into(), Value::Null),
         Err(e) => {
-            let mut reply = error_reply(400, "invalid_argument", e.to_string());
-            reply.1 = error_body("invalid_argument", &e.to_string(), json!({ "field": e.attribute() }));
-            return reply;
+            let field = json!({ "field": e.attribute() });
+            return error_reply(400, "invalid_argument", e.to_string(), field);
         }
     };
     let single = incoming.len() == 1;
@@ -139,31 +145,20 @@ fn log_error_reply(e: &LogError) -> (HeaderMap, Bytes) {
         ErrorKind::Unavailable => 503,
         ErrorKind::Internal => 500,
     };
-    let code = kind.as_str();
-    let mut reply = error_reply(status, code, e.to_string());
-    reply.1 = error_body(code, &e.to_string(), Value::Object(e.detail_fields()));
-    reply
+    error_reply(status, kind.as_str(), e.to_string(), e.detail_fields())
 }
 
+/// An error reply: `Nats-Service-Error(-Code)` headers and the body
 /// `{"error": {"code", "message", ...details}}`, as HTTP answers the same error.
-fn error_body(code: &str, message: &str, details: Value) -> Bytes {
-    let mut error = json!({ "code": code, "message": message });
-    if let (Some(error), Value::Object(details)) = (error.as_object_mut(), details) {
-        error.extend(details);
-    }
-    json!({ "error": error }).to_string().into()
-}
-
-fn error_reply(status: u16, code: &str, message: String) -> (HeaderMap, Bytes) {
+fn error_reply(status: u16, code: &str, message: String, details: Value) -> (HeaderMap, Bytes) {
     let mut headers = HeaderMap::new();
     headers.insert("Content-Type", "application/json");
     headers.insert("Nats-Service-Error-Code", status.to_string().as_str());
     let clean: String = message.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     headers.insert("Nats-Service-Error", clean.as_str());
-    (
-        headers,
-        json!({ "error": { "code": code, "message": message } })
-            .to_string()
-            .into(),
-    )
+    let mut error = json!({ "code": code, "message": message });
+    if let (Some(error), Value::Object(details)) = (error.as_object_mut(), details) {
+        error.extend(details);
+    }
+    (headers, json!({ "error": error }).to_string().into())
 }

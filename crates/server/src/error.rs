@@ -95,7 +95,7 @@ impl ApiError {
         let (_, _, code) = self.class();
         let mut body = json!({ "code": code, "message": self.to_string() });
         let extra = match self {
-            ApiError::Log(e) | ApiError::Views(ViewsError::Log(e)) => Value::Object(e.detail_fields()),
+            ApiError::Log(e) | ApiError::Views(ViewsError::Log(e)) => e.detail_fields(),
             ApiError::InvalidArgument { field, .. } => json!({ "field": field }),
             ApiError::Views(ViewsError::PastHead { head, .. }) => json!({ "field": "as_of", "head": head }),
             ApiError::CloudEvent(e) => json!({ "field": e.attribute() }),

@@ -31,7 +31,7 @@ pub struct HttpState {
 
 /// The HTTP routes.
 pub fn router(state: HttpState) -> axum::Router {
-    let body_limit = usize::try_from(state.log.limits().max_append_bytes.saturating_mul(2)).unwrap_or(usize::MAX);
+    let body_limit = usize::try_from(body_limit(&state.log)).unwrap_or(usize::MAX);
     axum::Router::new()
         .route("/v1/events", post(post_events).get(get_events))
         .route("/v1/streams/{*stream}", get(get_stream))
@@ -41,6 +41,11 @@ pub fn router(state: HttpState) -> axum::Router {
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+}
+
+/// The largest request body: twice the largest append (room for JSON's overhead).
+fn body_limit(log: &EventLog) -> u64 {
+    log.limits().max_append_bytes.saturating_mul(2)
 }
 
 fn content_type(headers: &HeaderMap) -> Option<String> {
@@ -71,7 +76,7 @@ async fn post_events(
 ) -> Result<Response, ApiError> {
     let body = body.map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge {
-            limit: state.log.limits().max_append_bytes.saturating_mul(2),
+            limit: body_limit(&state.log),
         },
         _ => ApiError::invalid("body", rejection.body_text()),
     })?;
@@ -151,15 +156,19 @@ struct ReadParams {
     direction: Direction,
 }
 
-fn read_params(q: &HashMap<String, String>) -> Result<ReadParams, ApiError> {
-    for key in q.keys() {
-        if !["from", "limit", "direction"].contains(&key.as_str()) {
-            return Err(ApiError::invalid(
-                key,
-                "unknown query parameter; known are from, limit, direction",
-            ));
-        }
+/// Refuses a query parameter not in `known`, naming it and the known ones.
+pub(crate) fn only_params(q: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
+    match q.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(unknown) => Err(ApiError::invalid(
+            unknown,
+            format!("unknown query parameter; known are {}", known.join(", ")),
+        )),
+        None => Ok(()),
     }
+}
+
+fn read_params(q: &HashMap<String, String>) -> Result<ReadParams, ApiError> {
+    only_params(q, &["from", "limit", "direction"])?;
     let number = |key: &str| -> Result<Option<u64>, ApiError> {
         q.get(key)
             .map(|v| {

@@ -213,12 +213,7 @@ pub fn router(state: ViewsHttp) -> axum::Router {
 /// The view names asked for (`name=a,b`); any parameter but `name` and `as_of` is
 /// refused, naming it.
 fn names(query: &HashMap<String, String>) -> Result<Vec<String>, ApiError> {
-    if let Some(unknown) = query.keys().find(|k| !["name", "as_of"].contains(&k.as_str())) {
-        return Err(ApiError::invalid(
-            unknown,
-            "unknown query parameter; known are name, as_of",
-        ));
-    }
+    crate::http::only_params(query, &["name", "as_of"])?;
     Ok(query
         .get("name")
         .map(|n| {

@@ -424,8 +424,7 @@ impl Views {
 
     /// Every KPI (or those named), live or as of a past moment.
     pub async fn kpis(&self, as_of: AsOf, names: &[String]) -> Result<Answer<KpiReport>> {
-        let kpis = |defs: &Definitions| defs.kpis.iter().map(|k| k.name.clone()).collect();
-        self.query(as_of, names, false, kpis, |set| {
+        self.query(as_of, names, false, |set| {
             set.kpis()
                 .into_iter()
                 .filter(|k| names.is_empty() || names.contains(&k.name))
@@ -436,8 +435,7 @@ impl Views {
 
     /// Every control (or those named), live or as of a past moment.
     pub async fn controls(&self, as_of: AsOf, names: &[String]) -> Result<Answer<ControlReport>> {
-        let controls = |defs: &Definitions| defs.controls.iter().map(|c| c.name.clone()).collect();
-        self.query(as_of, names, true, controls, |set| {
+        self.query(as_of, names, true, |set| {
             set.controls()
                 .into_iter()
                 .filter(|c| names.is_empty() || names.contains(&c.name))
@@ -446,14 +444,13 @@ impl Views {
         .await
     }
 
-    /// The views `names` (or, when none are named, `all` of the kind asked for) as
-    /// of `as_of`; a past moment rebuilds only those views.
+    /// The views `names` (or, when none are named, all of the kind asked for:
+    /// `controls` or KPIs) as of `as_of`; a past moment rebuilds only those views.
     async fn query<T>(
         &self,
         as_of: AsOf,
         names: &[String],
         controls: bool,
-        all: impl Fn(&Definitions) -> Vec<String>,
         pick: impl Fn(&ViewSet) -> Vec<T>,
     ) -> Result<Answer<T>> {
         let rebuilding = self.rebuilding();
@@ -469,7 +466,11 @@ impl Views {
             (None, Some(_)) => Some(true),
             (None, None) => None,
         })?;
-        let wanted = if names.is_empty() { all(&defs) } else { names.to_vec() };
+        let wanted = match (names.is_empty(), controls) {
+            (false, _) => names.to_vec(),
+            (true, false) => defs.kpis.iter().map(|k| k.name.clone()).collect(),
+            (true, true) => defs.controls.iter().map(|c| c.name.clone()).collect(),
+        };
         let inner = self.inner.clone();
         let set = blocking(move || inner.view_at(&defs, as_of, &wanted)).await?;
         let result = answer(&set, rebuilding, pick(&set));
