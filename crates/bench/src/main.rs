@@ -22,6 +22,9 @@
 //!   (`views-rebuild`: the rebuild alone; `views-as-of`: the as-of rows alone; both
 //!   over a log `--views-log DIR` can keep).
 //!
+//! The header measures the machine's speed at the start and at the end against the
+//! reference figures the targets assume ([`machine`]).
+//!
 //! Progress goes to stderr, the report to stdout.
 
 mod big_log;
@@ -32,6 +35,7 @@ mod h2;
 mod latency;
 mod library;
 mod load;
+mod machine;
 mod nats;
 mod probe;
 mod read;
@@ -126,6 +130,7 @@ async fn main() -> anyhow::Result<()> {
     // library sections pay the same metrics cost whichever sections run.
     opsflow_server::metrics::install();
     let mut report = Report::new(&plan, args.quick);
+    report.header(machine::line("at start").await);
 
     if args.runs(Section::GrpcSingle) {
         report.extend(grpc::single(plan.phases).await?);
@@ -163,6 +168,7 @@ async fn main() -> anyhow::Result<()> {
         report.extend(nats::run(if args.quick { 20_000 } else { 200_000 }).await?);
     }
 
+    report.header(machine::line("at end").await);
     report.print();
     Ok(())
 }

@@ -65,6 +65,11 @@ impl Report {
         }
     }
 
+    /// Adds a line to the header (before the rows).
+    pub fn header(&mut self, line: String) {
+        self.header.push(line);
+    }
+
     pub fn push(&mut self, row: Row) {
         self.rows.push(row);
     }
