@@ -12,6 +12,10 @@ pub(crate) enum Media {
 /// content type too: the log's default), `application/protobuf` or
 /// `application/x-protobuf` is protobuf; parameters and case are ignored.
 pub(crate) fn media(content_type: &str) -> Media {
+    // Almost every event: no parsing.
+    if content_type == "application/json" {
+        return Media::Json;
+    }
     let essence = content_type.split(';').next().unwrap_or_default().trim();
     if essence.is_empty() {
         return Media::Json;
