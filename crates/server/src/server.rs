@@ -203,13 +203,45 @@ impl Server {
             let _ = nats.client.flush().await;
         }
         self.log.close().await.context("closing the event log")?;
+        close_views(self.views.views).await;
         served
     }
 
-    /// Runs until SIGINT or SIGTERM, then shuts down.
+    /// Runs until SIGINT or SIGTERM, then shuts down. A second signal during the
+    /// shutdown exits at once (every acknowledged event is already durable).
     pub async fn run_until_signal(self) -> anyhow::Result<()> {
         wait_for_signal().await;
+        tokio::spawn(async {
+            wait_for_signal().await;
+            tracing::error!("second signal: exiting without finishing the shutdown");
+            std::process::exit(130);
+        });
         self.shutdown().await
+    }
+}
+
+/// How long shutdown waits for the views' store to close.
+const VIEWS_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Drops the server's handle on the views on a thread of its own and waits at most
+/// [`VIEWS_CLOSE_TIMEOUT`]: the last handle closes their sled store, which flushes,
+/// and a store whose files were removed under it waits there forever. The views are
+/// derived data (rebuilt from their checkpoint and the log), and the log is closed.
+async fn close_views(views: opsflow_views::Views) {
+    let (done, closed) = tokio::sync::oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new().name("views close".into()).spawn(move || {
+        drop(views);
+        let _ = done.send(());
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start a thread to close the views");
+        return;
+    }
+    if tokio::time::timeout(VIEWS_CLOSE_TIMEOUT, closed).await.is_err() {
+        tracing::error!(
+            timeout_secs = VIEWS_CLOSE_TIMEOUT.as_secs(),
+            "the views' store did not close in time; stopping without it (the views resume from their last checkpoint)"
+        );
     }
 }
 

@@ -402,6 +402,10 @@ impl Views {
                 if let Err(e) = blocking(move || inner.catch_up(target, &stop)).await {
                     break Err(e);
                 }
+                // A catch-up returns early on shutdown; stop rather than start another.
+                if shutdown.is_cancelled() {
+                    break Ok(());
+                }
                 continue;
             }
             tokio::select! {

@@ -219,3 +219,29 @@ async fn a_changed_definition_rebuilds_only_its_view_and_as_of_still_matches() -
     log.close().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn shutdown_stops_a_catch_up_between_batches() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let log = EventLog::open(dir.path().join("log"), LogOptions::default())?;
+    let yaml = "kpis:\n  - name: all\n    kind: count\n    on: { type: t.x }\n";
+    let defs = Definitions::from_files(&[("k.yaml".into(), yaml.into())]).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for chunk in 0..4 {
+        let events = (0..500)
+            .map(|n| ProposedEvent::json("t.x", json!({ "n": chunk * 500 + n }).to_string()))
+            .collect();
+        log.append("s", ExpectedVersion::Any, events).await?;
+    }
+    // Batches of 5: 400 of them to catch up with the log.
+    let running = start(&log, &defs, &dir.path().join("views"))?;
+    running.stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), running.task).await???;
+    let position = running.views.position();
+    assert!(
+        position < log.head(),
+        "stopped at {position} of {}: shutdown waited for the whole catch-up",
+        log.head()
+    );
+    log.close().await?;
+    Ok(())
+}
