@@ -545,6 +545,19 @@ async fn unknown_routes_and_oversized_bodies_get_json_errors() -> anyhow::Result
         let message = err["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains(&format!("GET {path}")), "{message}");
     }
+    // A route asked with a method it does not take: 405, the JSON error object, Allow.
+    let refused = reqwest::Client::new().delete(format!("{url}/v1/events")).send().await?;
+    assert_eq!(refused.status().as_u16(), 405);
+    let allow = refused
+        .headers()
+        .get("allow")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(allow.contains("GET") && allow.contains("POST"), "Allow: {allow:?}");
+    let err: serde_json::Value = refused.json().await?;
+    assert_eq!(err["error"]["code"], "method_not_allowed", "{err}");
+    assert_eq!(err["error"]["message"], "method DELETE not allowed on /v1/events");
     let grpc = reqwest::Client::new()
         .post(format!("{url}/opsflow.v1.EventLog/Nope"))
         .header("content-type", "application/grpc")

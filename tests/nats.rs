@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, context::PublishAckFuture};
 use futures::StreamExt;
-use opsflow_e2e::{client, read_all, wait_ready};
+use opsflow_e2e::{client, event, read_all, wait_ready};
 use opsflow_nats::NatsConfig;
 use opsflow_proto::cloudevents::CloudEvent;
 use opsflow_proto::cloudevents::cloud_event::{self, CloudEventAttributeValue, cloud_event_attribute_value};
@@ -533,5 +533,29 @@ async fn outbound_publishes_in_order_and_resumes_without_gaps_or_duplicates() ->
         assert_eq!(m.subject.as_str(), format!("opsflow.log.{expected_type}"));
     }
     drop(opsflow);
+    Ok(())
+}
+
+/// Shutdown while NATS is unreachable ends (it used to wait for the connection in
+/// the last flushes): ingest setup, request/reply and outbound let go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_for_an_unreachable_nats() -> anyhow::Result<()> {
+    let mut nats = NatsServer::start()?;
+    let server = TestServer::start_with(|c| c.nats = Some(NatsConfig::url(nats.url()))).await?;
+    wait_ready(&server.url()).await?;
+    let mut client = client(&server.url()).await?;
+    client
+        .append(v1::AppendRequest {
+            stream: "order/1".into(),
+            events: vec![event("test", "1", "thing.happened", "{}")],
+            expected: None,
+        })
+        .await?;
+    nats.stop();
+    let stopped = tokio::time::timeout(Duration::from_secs(60), server.shutdown()).await;
+    assert!(
+        matches!(stopped, Ok(Ok(()))),
+        "shutdown did not finish with NATS down: {stopped:?}"
+    );
     Ok(())
 }

@@ -205,12 +205,25 @@ async fn kpis_and_compliance_live_as_of_and_rebuilt() -> anyhow::Result<()> {
     let (status, body) = get(&format!("{url}/v1/compliance?name=order_cycle_time&as_of=1")).await?;
     assert_eq!(status, 404, "{body}");
     assert_eq!(body["error"]["code"], "not_found");
-    let (status, body) = get(&format!("{url}/v1/kpis?as_of=99999999")).await?;
-    assert_eq!(status, 400, "{body}");
-    assert_eq!(body["error"]["field"], "as_of");
-    let (status, body) = get(&format!("{url}/v1/kpis?window=24h")).await?;
-    assert_eq!(status, 400, "{body}");
-    assert_eq!(body["error"]["field"], "window");
+    for (query, field) in [
+        ("/v1/kpis?as_of=99999999", "as_of"),
+        ("/v1/kpis?window=24h", "window"),
+        // Repeated parameters are refused, not taken once (a repeated name adds).
+        ("/v1/kpis?as_of=1&as_of=2", "as_of"),
+        ("/v1/events?limit=1&limit=2", "limit"),
+    ] {
+        let (status, body) = get(&format!("{url}{query}")).await?;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["error"]["field"], field, "{query}");
+    }
+    // A repeated name adds to the list.
+    let (status, body) = get(&format!("{url}/v1/kpis?name=order_cycle_time&name=mtta")).await?;
+    assert_eq!(status, 200, "{body}");
+    let named: std::collections::BTreeSet<&str> = body["kpis"]
+        .as_array()
+        .map(|k| k.iter().filter_map(|k| k["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(named, ["mtta", "order_cycle_time"].into(), "{body}");
 
     // Rebuild from position 1 gives the same answer.
     let rebuilt = views
@@ -256,20 +269,26 @@ async fn things(url: &str) -> anyhow::Result<(Value, Value)> {
     Ok((count, body))
 }
 
+/// A server on a free port with data in `data`, reloading the definitions in `defs`
+/// every 100 ms.
+fn watching(data: &std::path::Path, defs: &std::path::Path) -> anyhow::Result<Config> {
+    Ok(Config {
+        data_dir: data.to_path_buf(),
+        listen: "127.0.0.1:0".parse()?,
+        definitions: opsflow_server::DefinitionsConfig {
+            dir: Some(defs.to_path_buf()),
+            reload_interval_ms: 100,
+        },
+        ..Config::default()
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn views_survive_restart_and_follow_definition_changes() -> anyhow::Result<()> {
     let defs = tempfile::tempdir()?;
     std::fs::write(defs.path().join("things.yaml"), COUNT_KPI)?;
     let data = tempfile::tempdir()?;
-    let config = Config {
-        data_dir: data.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse()?,
-        definitions: opsflow_server::DefinitionsConfig {
-            dir: Some(defs.path().to_path_buf()),
-            reload_interval_ms: 100,
-        },
-        ..Config::default()
-    };
+    let config = watching(data.path(), defs.path())?;
     let server = Server::start(&config).await?;
     let url = format!("http://{}", server.addr());
     for n in 1..=3 {
@@ -338,5 +357,80 @@ async fn views_survive_restart_and_follow_definition_changes() -> anyhow::Result
     let message = reported.as_str().unwrap_or_default();
     assert!(message.contains("things.yaml:3"), "{reported}");
     assert_eq!(things(&url).await?.0, 3.0);
+    server.shutdown().await
+}
+
+/// The `/metrics` lines of the views' series.
+async fn view_metrics(url: &str) -> anyhow::Result<Vec<String>> {
+    let text = reqwest::get(format!("{url}/metrics")).await?.text().await?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with("opsflow_kpi{") || l.starts_with("opsflow_view_eval_errors_total{"))
+        .map(str::to_owned)
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_follow_the_views_and_count_evaluation_failures() -> anyhow::Result<()> {
+    let defs = tempfile::tempdir()?;
+    let grouped = "kpis:\n  - name: things\n    kind: count\n    on: { type: thing.happened }\n    group_by: { g: event.data.g }\n";
+    std::fs::write(defs.path().join("things.yaml"), grouped)?;
+    let broken = "kpis:\n  - name: keyed\n    kind: open\n    key: event.data.nope\n    open: [{ type: thing.happened }]\n    close: [thing.closed]\n";
+    std::fs::write(defs.path().join("keyed.yaml"), broken)?;
+    let data = tempfile::tempdir()?;
+    let mut config = watching(data.path(), defs.path())?;
+    config.views.gauges_interval_ms = 50;
+    let server = Server::start(&config).await?;
+    let url = format!("http://{}", server.addr());
+    for n in 1..=2 {
+        let group = if n == 1 { "a\"b\\c" } else { "plain" };
+        append(
+            &url,
+            "things",
+            &n.to_string(),
+            "thing.happened",
+            "2026-11-01T10:00:00Z",
+            json!({ "n": n, "g": group }),
+        )
+        .await?;
+    }
+    caught_up(&server, 2).await?;
+    let mut lines = Vec::new();
+    for _ in 0..100 {
+        lines = view_metrics(&url).await?;
+        if lines.iter().any(|l| l.contains(r#"view="keyed"} 2"#)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Label values escaped as the text format wants.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(r#"opsflow_kpi{name="things",window="24h",group="g=a\"b\\c"} 1"#)),
+        "{lines:#?}"
+    );
+    // Both events failed the key `event.data.nope`.
+    assert!(
+        lines.contains(&r#"opsflow_view_eval_errors_total{view="keyed"} 2"#.to_owned()),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.contains(&r#"opsflow_view_eval_errors_total{view="things"} 0"#.to_owned()),
+        "{lines:#?}"
+    );
+
+    // A KPI that is gone leaves no series behind.
+    std::fs::remove_file(defs.path().join("things.yaml"))?;
+    let mut gone = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        lines = view_metrics(&url).await?;
+        if !lines.iter().any(|l| l.contains("things")) {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "series of a removed KPI are still exported: {lines:#?}");
     server.shutdown().await
 }

@@ -120,7 +120,10 @@ fn load_average() -> String {
 /// `git rev-parse --short HEAD`, marked when the work tree has changes.
 fn commit() -> String {
     let git = |args: &[&str]| {
+        // The checkout this binary was built from, wherever it is run.
         Command::new("git")
+            .arg("-C")
+            .arg(env!("CARGO_MANIFEST_DIR"))
             .args(args)
             .output()
             .ok()

@@ -120,13 +120,12 @@ pub async fn ensure_stream(js: &jetstream::Context, config: &IngestConfig) -> Re
     Ok(stream)
 }
 
-async fn session(
+/// The ingest stream, the dead-letter publisher, the consumer's message stream, and
+/// whether the consumer acknowledges a batch with its last message.
+async fn setup(
     js: &jetstream::Context,
     config: &NatsConfig,
-    log: &EventLog,
-    shutdown: &CancellationToken,
-    ready: &crate::ready::Flag,
-) -> Result<(), Stop> {
+) -> Result<(DeadLetters, jetstream::consumer::pull::Stream, bool), Stop> {
     let stream = ensure_stream(js, &config.ingest).await.map_err(transient)?;
     let dead_letters = DeadLetters::ensure(js.clone(), &config.dead_letters)
         .await
@@ -156,13 +155,30 @@ async fn session(
     if !ack_all {
         tracing::info!(consumer = %config.ingest.consumer, "existing consumer acknowledges each message");
     }
-    let mut messages = consumer
+    let messages = consumer
         .stream()
         .max_messages_per_batch(pull)
         .max_bytes_per_batch(PULL_BYTES)
         .messages()
         .await
         .map_err(transient)?;
+    Ok((dead_letters, messages, ack_all))
+}
+
+async fn session(
+    js: &jetstream::Context,
+    config: &NatsConfig,
+    log: &EventLog,
+    shutdown: &CancellationToken,
+    ready: &crate::ready::Flag,
+) -> Result<(), Stop> {
+    // Setting up holds no work: shutdown does not wait for it (each step waits for
+    // NATS, which may be unreachable).
+    let Some(setup) = shutdown.run_until_cancelled(setup(js, config)).await else {
+        return Ok(());
+    };
+    let (dead_letters, mut messages, ack_all) = setup?;
+    let batch = config.ingest.batch;
     tracing::info!(stream = %config.ingest.stream, consumer = %config.ingest.consumer, "nats ingest consuming");
     ready.set(true);
     // Pipelining: batches are enqueued in order and commit while the next batch is

@@ -110,7 +110,8 @@ async fn session(
         }
         published = position;
     }
-    let _ = client.flush().await;
+    // Bounded: a flush waits for the connection, and NATS may be unreachable.
+    let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
     if published != saved {
         log.save_checkpoint(&config.checkpoint, published)?;
     }

@@ -42,9 +42,12 @@ pub async fn run_request_reply(
                 }
             }
         };
-        // The subscription is live once the server has seen it.
-        if client.flush().await.is_ok() {
-            ready.requests.set(true);
+        // The subscription is live once the server has seen it (a flush waits for
+        // the connection: shutdown does not wait for it).
+        match shutdown.run_until_cancelled(client.flush()).await {
+            None => return Ok(()),
+            Some(Ok(())) => ready.requests.set(true),
+            Some(Err(_)) => {}
         }
         tracing::info!(subject = %config.subject, "serving append requests");
         loop {

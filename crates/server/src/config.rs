@@ -148,8 +148,9 @@ impl Default for DemoConfig {
 /// A configuration that could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    /// `error` is in the message, so it is not also given as the source.
+    #[error("cannot read config file {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
     #[error("config file {path}: {message}")]
     File { path: PathBuf, message: String },
     #[error("environment variable {var}: {message}")]
@@ -164,9 +165,9 @@ impl Config {
     pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
         let mut tree = toml::Table::new();
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
                 path: path.into(),
-                source,
+                error,
             })?;
             tree = text.parse::<toml::Table>().map_err(|e| ConfigError::File {
                 path: path.into(),
@@ -185,12 +186,27 @@ impl Config {
                 continue;
             }
             let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
-            let parsed = parse_env_value(&value);
-            insert(&mut tree, &path, parsed);
-            Config::from_table(tree.clone()).map_err(|message| ConfigError::Env {
-                var: var.clone(),
-                message,
-            })?;
+            // The value as the key's type wants it: as written (a number, a boolean,
+            // a TOML array), else as text (a numeric token), else as a comma-separated
+            // list of strings (`OPSFLOW_NATS__URLS=nats://a:4222,nats://b:4222`).
+            let mut first_error = None;
+            for candidate in env_candidates(&value) {
+                let mut next = tree.clone();
+                insert(&mut next, &path, candidate);
+                match Config::from_table(next.clone()) {
+                    Ok(_) => {
+                        tree = next;
+                        first_error = None;
+                        break;
+                    }
+                    Err(message) => {
+                        first_error.get_or_insert(message);
+                    }
+                }
+            }
+            if let Some(message) = first_error {
+                return Err(ConfigError::Env { var, message });
+            }
         }
         let config = Config::from_table(tree).map_err(|message| ConfigError::Invalid {
             key: "(root)".into(),
@@ -254,6 +270,20 @@ impl Config {
     }
 }
 
+/// The readings of an environment value to try, most specific first.
+fn env_candidates(value: &str) -> Vec<toml::Value> {
+    let parsed = parse_env_value(value);
+    let mut candidates = vec![parsed.clone()];
+    if !parsed.is_str() {
+        candidates.push(toml::Value::String(value.to_owned()));
+    }
+    if !value.trim_start().starts_with('[') {
+        let items = value.split(',').map(|item| toml::Value::String(item.trim().to_owned()));
+        candidates.push(toml::Value::Array(items.collect()));
+    }
+    candidates
+}
+
 fn parse_env_value(value: &str) -> toml::Value {
     // TOML arrays (`["nats://a:4222","nats://b:4222"]`) as such.
     if value.trim_start().starts_with('[')
@@ -299,6 +329,42 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn env_values_take_the_type_of_their_key() {
+        let config = Config::load(
+            None,
+            env(&[
+                ("OPSFLOW_NATS__URLS", "nats://a:4222, nats://b:4222"),
+                ("OPSFLOW_NATS__TOKEN", "123456"),
+                ("OPSFLOW_NATS__NAME", "true"),
+                ("OPSFLOW_DATA_DIR", "2024"),
+                ("OPSFLOW_LOG__MAX_EVENT_BYTES", "4096"),
+            ]),
+        )
+        .unwrap();
+        let nats = config.nats.unwrap();
+        assert_eq!(nats.urls, ["nats://a:4222", "nats://b:4222"]);
+        assert_eq!(nats.token.as_deref(), Some("123456"));
+        assert_eq!(nats.name, "true");
+        assert_eq!(config.data_dir, std::path::PathBuf::from("2024"));
+        assert_eq!(config.log.limits().max_event_bytes, 4096);
+        // A number where one is wanted must still be a number.
+        let err = Config::load(None, env(&[("OPSFLOW_LOG__MAX_EVENT_BYTES", "lots")])).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("OPSFLOW_LOG__MAX_EVENT_BYTES") && message.contains("max_event_bytes"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_missing_config_file_is_named_once() {
+        let err = Config::load(Some(Path::new("/nonexistent/opsflow.toml")), env(&[])).unwrap_err();
+        let message = format!("{:#}", anyhow::Error::from(err));
+        assert_eq!(message.matches("No such file").count(), 1, "{message}");
+        assert!(message.contains("/nonexistent/opsflow.toml"), "{message}");
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0} not found")]
     NotFound(String),
+    #[error("method {method} not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
     #[error("request body too large: the limit is {limit} bytes (twice the largest append)")]
     BodyTooLarge { limit: u64 },
     #[error(transparent)]
@@ -63,6 +65,11 @@ impl ApiError {
                 "unsupported_media_type",
             ),
             ApiError::NotFound(_) => (Code::NotFound, StatusCode::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed { .. } => (
+                Code::Unimplemented,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+            ),
             ApiError::BodyTooLarge { .. } => (Code::InvalidArgument, StatusCode::PAYLOAD_TOO_LARGE, "limit_exceeded"),
             ApiError::Views(e) => match e {
                 ViewsError::PastHead { .. } => (Code::InvalidArgument, StatusCode::BAD_REQUEST, "invalid_argument"),

@@ -27,6 +27,7 @@ pub struct HttpState {
     pub nats: Option<crate::server::NatsState>,
     pub views: opsflow_views::Views,
     pub definitions: crate::views::DefinitionsStatus,
+    pub gauges: crate::views::ViewGauges,
 }
 
 /// The HTTP routes.
@@ -67,6 +68,16 @@ pub async fn fallback(method: http::Method, uri: http::Uri, headers: HeaderMap) 
         return tonic::Status::unimplemented(format!("no gRPC method {}", uri.path())).into_http();
     }
     ApiError::NotFound(format!("route {method} {}", uri.path())).into_response()
+}
+
+/// A route asked with a method it does not take: 405 with the JSON error object
+/// (axum adds the `Allow` header).
+pub async fn method_not_allowed(method: http::Method, uri: http::Uri) -> Response {
+    ApiError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
+    .into_response()
 }
 
 async fn post_events(
@@ -156,6 +167,32 @@ struct ReadParams {
     direction: Direction,
 }
 
+/// The query parameters by name. A repeated `name` (the views' KPIs or controls)
+/// adds to the list, as a comma does; any other repeated parameter is refused, not
+/// silently taken once.
+pub(crate) fn query_params(pairs: Vec<(String, String)>) -> Result<HashMap<String, String>, ApiError> {
+    let mut params: HashMap<String, String> = HashMap::with_capacity(pairs.len());
+    for (key, value) in pairs {
+        match params.entry(key) {
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(value);
+            }
+            std::collections::hash_map::Entry::Occupied(mut names) if names.key() == "name" => {
+                let names = names.get_mut();
+                names.push(',');
+                names.push_str(&value);
+            }
+            std::collections::hash_map::Entry::Occupied(repeated) => {
+                return Err(ApiError::invalid(
+                    repeated.key(),
+                    "query parameter given more than once".to_owned(),
+                ));
+            }
+        }
+    }
+    Ok(params)
+}
+
 /// Refuses a query parameter not in `known`, naming it and the known ones.
 pub(crate) fn only_params(q: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
     match q.keys().find(|k| !known.contains(&k.as_str())) {
@@ -206,9 +243,9 @@ fn read_params(q: &HashMap<String, String>) -> Result<ReadParams, ApiError> {
 
 async fn get_events(
     State(state): State<HttpState>,
-    Query(q): Query<HashMap<String, String>>,
+    Query(q): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = read_params(&q)?;
+    let p = read_params(&query_params(q)?)?;
     let events = state.log.read_all(p.from, p.direction, p.limit).await?;
     // Where the next page starts; null backwards once position 1 was read.
     let next = events.last().and_then(|e| match p.direction {
@@ -224,9 +261,9 @@ async fn get_events(
 async fn get_stream(
     State(state): State<HttpState>,
     Path(stream): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    Query(q): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = read_params(&q)?;
+    let p = read_params(&query_params(q)?)?;
     let info = state.log.stream_info(&stream).await?;
     let events = state.log.read_stream(&stream, p.from, p.direction, p.limit).await?;
     let events: Vec<Value> = events.iter().map(recorded_to_json).collect();
@@ -297,10 +334,8 @@ async fn readyz(State(state): State<HttpState>) -> Response {
     (status, Json(report)).into_response()
 }
 
-async fn metrics() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::render(),
-    )
-        .into_response()
+async fn metrics(State(state): State<HttpState>) -> Response {
+    let mut text = crate::metrics::render();
+    text.push_str(&state.gauges.text());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -27,7 +27,7 @@ pub struct Server {
     shutdown: CancellationToken,
     serving: tokio::task::JoinHandle<anyhow::Result<()>>,
     /// Transport tasks that append to the log: stopped before it closes.
-    ingest: Vec<tokio::task::JoinHandle<()>>,
+    ingest: Vec<(&'static str, tokio::task::JoinHandle<()>)>,
     /// The views and their tasks: stopped (and checkpointed) before the log closes.
     views: crate::views::RunningViews,
     nats: Option<NatsState>,
@@ -112,6 +112,7 @@ impl Server {
             tasks: tasks.clone(),
             nats: nats.clone(),
             definitions: views.status.clone(),
+            gauges: views.gauges.clone(),
             views: views.views.clone(),
         };
         let views_http = crate::views::router(crate::views::ViewsHttp {
@@ -121,7 +122,8 @@ impl Server {
         let app = grpc
             .merge(router(http_state))
             .merge(views_http)
-            .fallback(crate::http::fallback);
+            .fallback(crate::http::fallback)
+            .method_not_allowed_fallback(crate::http::method_not_allowed);
 
         let token = shutdown.clone();
         let serving = tokio::spawn(async move {
@@ -182,12 +184,12 @@ impl Server {
         self.shutdown.cancel();
         // Order: stop ingest and publishing, stop serving (in-flight appends finish),
         // then close the log, which commits and flushes everything acknowledged.
-        for task in self.ingest {
+        for (name, task) in self.ingest {
             if tokio::time::timeout(std::time::Duration::from_secs(10), task)
                 .await
                 .is_err()
             {
-                tracing::warn!("a transport task did not stop within 10 s");
+                tracing::warn!(task = name, "a transport task did not stop within 10 s");
             }
         }
         let served = self.serving.await.context("the server task panicked")?;
@@ -199,8 +201,14 @@ impl Server {
                 tracing::warn!("a views task did not stop within 30 s");
             }
         }
-        if let Some(nats) = self.nats {
-            let _ = nats.client.flush().await;
+        // Publishes still buffered go out if NATS is there; an unreachable server
+        // must not hold the shutdown.
+        if let Some(nats) = self.nats
+            && tokio::time::timeout(std::time::Duration::from_secs(5), nats.client.flush())
+                .await
+                .is_err()
+        {
+            tracing::warn!("NATS did not take the buffered publishes within 5 s; stopping without them");
         }
         self.log.close().await.context("closing the event log")?;
         close_views(self.views.views).await;
@@ -266,7 +274,7 @@ async fn start_nats(
     log: &EventLog,
     tasks: &Tasks,
     shutdown: &CancellationToken,
-) -> anyhow::Result<(NatsState, Vec<tokio::task::JoinHandle<()>>)> {
+) -> anyhow::Result<(NatsState, Vec<(&'static str, tokio::task::JoinHandle<()>)>)> {
     let client = opsflow_nats::connect(config).await?;
     let mut handles = Vec::new();
     let ready = opsflow_nats::Readiness::default();
@@ -278,7 +286,7 @@ async fn start_nats(
             shutdown.clone(),
             ready.clone(),
         );
-        handles.push(tasks.spawn("nats-ingest", run));
+        handles.push(("nats-ingest", tasks.spawn("nats-ingest", run)));
     }
     if config.request_reply.enabled {
         let run = opsflow_nats::run_request_reply(
@@ -288,7 +296,7 @@ async fn start_nats(
             shutdown.clone(),
             ready.clone(),
         );
-        handles.push(tasks.spawn("nats-request-reply", run));
+        handles.push(("nats-request-reply", tasks.spawn("nats-request-reply", run)));
     }
     if config.outbound.enabled {
         let run = opsflow_nats::run_outbound(
@@ -298,7 +306,7 @@ async fn start_nats(
             shutdown.clone(),
             ready.clone(),
         );
-        handles.push(tasks.spawn("nats-outbound", run));
+        handles.push(("nats-outbound", tasks.spawn("nats-outbound", run)));
     }
     let monitor = client.clone();
     let token = shutdown.clone();

@@ -312,8 +312,9 @@ pub fn controls_json(r: &v1::GetComplianceResponse) -> Value {
 
 async fn get_kpis(
     State(state): State<ViewsHttp>,
-    Query(query): Query<HashMap<String, String>>,
+    Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
+    let query = crate::http::query_params(query)?;
     let as_of = parse_as_of(query.get("as_of").map(String::as_str))?;
     let answer = state.views.kpis(as_of, &names(&query)?).await?;
     Ok(Json(kpis_json(&kpis_proto(answer))))
@@ -321,8 +322,9 @@ async fn get_kpis(
 
 async fn get_compliance(
     State(state): State<ViewsHttp>,
-    Query(query): Query<HashMap<String, String>>,
+    Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
+    let query = crate::http::query_params(query)?;
     let as_of = parse_as_of(query.get("as_of").map(String::as_str))?;
     let answer = state.views.controls(as_of, &names(&query)?).await?;
     Ok(Json(controls_json(&controls_proto(answer))))
@@ -338,10 +340,37 @@ async fn rebuild(State(state): State<ViewsHttp>, Path(name): Path<String>) -> Re
     })))
 }
 
-/// Publishes every live KPI headline as `opsflow_kpi{name,window,group}` every
-/// `every` until `shutdown` (calendar-day windows are left out: one series per day
-/// would grow without bound).
-pub async fn publish_gauges(views: Views, every: Duration, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// The views' metrics as Prometheus text, rendered by [`publish_gauges`] and
+/// appended to `/metrics` as they are: every series of a render replaces those of
+/// the last, so a KPI, group or view that is gone leaves no stale series behind.
+#[derive(Clone, Default)]
+pub struct ViewGauges {
+    text: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl ViewGauges {
+    /// The last render (empty before the first).
+    pub fn text(&self) -> String {
+        self.text.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    fn set(&self, text: String) {
+        if let Ok(mut current) = self.text.lock() {
+            *current = text;
+        }
+    }
+}
+
+/// Renders every live KPI headline as `opsflow_kpi{name,window,group}` and every
+/// view's evaluation failures as `opsflow_view_eval_errors_total{view}` into
+/// `gauges` every `every` until `shutdown` (calendar-day windows are left out: one
+/// series per day would grow without bound).
+pub async fn publish_gauges(
+    views: Views,
+    gauges: ViewGauges,
+    every: Duration,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -350,20 +379,66 @@ pub async fn publish_gauges(views: Views, every: Duration, shutdown: Cancellatio
             () = shutdown.cancelled() => return Ok(()),
         }
         let views = views.clone();
-        let kpis = tokio::task::spawn_blocking(move || views.live_kpis()).await?;
-        for kpi in kpis {
-            for value in kpi.values.iter().filter(|v| !v.window.starts_with("day:")) {
-                if let Some(headline) = value.headline {
-                    metrics::gauge!(
-                        "opsflow_kpi",
-                        "name" => kpi.name.clone(),
-                        "window" => value.window.clone(),
-                        "group" => value.group.clone()
-                    )
-                    .set(headline);
-                }
+        let text =
+            tokio::task::spawn_blocking(move || render_gauges(&views.live_kpis(), &views.live_eval_errors())).await?;
+        gauges.set(text);
+    }
+}
+
+/// The Prometheus text exposition (format 0.0.4) of KPI headlines and evaluation
+/// failures.
+fn render_gauges(kpis: &[opsflow_views::KpiReport], eval_errors: &std::collections::BTreeMap<String, u64>) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    out.push_str("# HELP opsflow_kpi KPI headline value, by KPI, window and group\n# TYPE opsflow_kpi gauge\n");
+    for kpi in kpis {
+        for value in kpi.values.iter().filter(|v| !v.window.starts_with("day:")) {
+            if let Some(headline) = value.headline {
+                let _ = writeln!(
+                    out,
+                    "opsflow_kpi{{name=\"{}\",window=\"{}\",group=\"{}\"}} {}",
+                    label(&kpi.name),
+                    label(&value.window),
+                    label(&value.group),
+                    sample(headline)
+                );
             }
         }
+    }
+    out.push_str(
+        "# HELP opsflow_view_eval_errors_total Expressions that failed to evaluate while views applied events, by view\n\
+         # TYPE opsflow_view_eval_errors_total counter\n",
+    );
+    for (view, errors) in eval_errors {
+        let _ = writeln!(
+            out,
+            "opsflow_view_eval_errors_total{{view=\"{}\"}} {errors}",
+            label(view)
+        );
+    }
+    out
+}
+
+/// A label value escaped as the text format requires (backslash, quote, newline).
+fn label(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains(['\\', '"', '\n']) {
+        return value.into();
+    }
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+        .into()
+}
+
+/// A sample value as the text format writes it (`NaN`, `+Inf`, `-Inf`).
+fn sample(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".into()
+    } else if value.is_infinite() {
+        if value > 0.0 { "+Inf".into() } else { "-Inf".into() }
+    } else {
+        value.to_string()
     }
 }
 
@@ -400,6 +475,8 @@ pub fn load_definitions(config: &crate::DefinitionsConfig) -> anyhow::Result<ops
 pub struct RunningViews {
     pub views: Views,
     pub status: DefinitionsStatus,
+    /// The views' metrics, for `/metrics`.
+    pub gauges: ViewGauges,
     /// Stopped (after `shutdown` is cancelled) before the log closes.
     pub handles: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -427,10 +504,12 @@ pub async fn start(
     let mut handles = Vec::new();
     let (v, token) = (views.clone(), shutdown.clone());
     handles.push(tasks.spawn("views", async move { Ok(v.run(token).await?) }));
+    let gauges = ViewGauges::default();
     handles.push(tasks.spawn(
         "kpi-gauges",
         publish_gauges(
             views.clone(),
+            gauges.clone(),
             Duration::from_millis(config.views.gauges_interval_ms),
             shutdown.clone(),
         ),
@@ -443,7 +522,12 @@ pub async fn start(
             reload(dir, views.clone(), status.clone(), every, shutdown.clone()),
         ));
     }
-    Ok(RunningViews { views, status, handles })
+    Ok(RunningViews {
+        views,
+        status,
+        gauges,
+        handles,
+    })
 }
 
 /// Polls the definitions directory; a changed directory that checks is put in

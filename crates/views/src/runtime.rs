@@ -488,6 +488,11 @@ impl Views {
         lock(&self.inner.live).kpis()
     }
 
+    /// Expression evaluation failures of each live view (for metrics).
+    pub fn live_eval_errors(&self) -> std::collections::BTreeMap<String, u64> {
+        lock(&self.inner.live).eval_errors()
+    }
+
     /// Rebuilds the named views from position 1 beside the live ones, swapping them
     /// in once caught up. Returns when done.
     pub async fn rebuild(&self, names: Vec<String>, shutdown: CancellationToken) -> Result<RebuildReport> {
