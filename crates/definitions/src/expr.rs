@@ -223,6 +223,10 @@ impl Expr {
             Ok(Some(path)) => Compiled::Path(Arc::new(path)),
             Ok(None) => {
                 let program = CelProgram::compile(source)?;
+                path::check_fields(program.program.expression(), source).map_err(|e| CompileError {
+                    message: e.message,
+                    column: Some(e.column),
+                })?;
                 match NativeProgram::build(&program.program) {
                     Some(native) => Compiled::Native(Arc::new(native)),
                     None => Compiled::Cel(Arc::new(program)),

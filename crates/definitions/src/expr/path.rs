@@ -222,6 +222,54 @@ impl FieldPath {
     }
 }
 
+/// Checks every `event.<f>`, `start.<f>` and `seen['t'].<f>` of a CEL expression as
+/// a bare path is checked: a field an event does not have (`event.dta.total > 1`)
+/// is an error, reported at its first mention in `source` (1-based column).
+/// Comprehensions are not entered past their range: their variables may shadow
+/// the roots.
+pub(crate) fn check_fields(expr: &cel::IdedExpr, source: &str) -> Result<(), PathError> {
+    use cel::common::ast::{EntryExpr, Expr as Ast, operators};
+    let is_root = |operand: &cel::IdedExpr| match &operand.expr {
+        Ast::Ident(name) => name == "event" || name == "start",
+        Ast::Call(call) => {
+            call.func_name == operators::INDEX
+                && call.target.is_none()
+                && matches!(call.args.first().map(|a| &a.expr), Some(Ast::Ident(name)) if name == "seen")
+        }
+        _ => false,
+    };
+    match &expr.expr {
+        Ast::Select(select) => {
+            let field = select.field.as_str();
+            if is_root(&select.operand) && !EVENT_FIELDS.contains(&field) {
+                let column = source.find(&format!(".{field}")).map_or(1, |at| at + 2);
+                return Err(PathError {
+                    message: format!("an event has no field `{field}` (fields: {})", EVENT_FIELDS.join(", ")),
+                    column,
+                });
+            }
+            check_fields(&select.operand, source)
+        }
+        Ast::Call(call) => {
+            if let Some(target) = &call.target {
+                check_fields(target, source)?;
+            }
+            call.args.iter().try_for_each(|a| check_fields(a, source))
+        }
+        Ast::List(list) => list.elements.iter().try_for_each(|e| check_fields(e, source)),
+        Ast::Map(map) => map.entries.iter().try_for_each(|entry| match &entry.expr {
+            EntryExpr::MapEntry(e) => check_fields(&e.key, source).and_then(|()| check_fields(&e.value, source)),
+            EntryExpr::StructField(f) => check_fields(&f.value, source),
+        }),
+        Ast::Struct(st) => st.entries.iter().try_for_each(|entry| match &entry.expr {
+            EntryExpr::MapEntry(e) => check_fields(&e.key, source).and_then(|()| check_fields(&e.value, source)),
+            EntryExpr::StructField(f) => check_fields(&f.value, source),
+        }),
+        Ast::Comprehension(c) => check_fields(&c.iter_range, source),
+        Ast::Ident(_) | Ast::Literal(_) | Ast::Unspecified => Ok(()),
+    }
+}
+
 fn data_path(keys: &[String]) -> String {
     let mut path = String::from("data");
     for k in keys {

@@ -534,6 +534,25 @@ fn cel_compile_error_is_located_at_the_expression() {
         "defs.yaml:4:10: `key`: invalid expression `event.dta.id`: an event has no field `dta`",
         &[],
     );
+    // Inside any expression, not only a bare path.
+    assert_error(
+        "kpis:\n  - name: c\n    kind: count\n    on: { type: a, if: \"event.dta.total > 1\" }\n",
+        "defs.yaml:4:24: `if`: invalid expression `event.dta.total > 1`: an event has no field `dta`",
+        &["(column 7 of the expression)"],
+    );
+    assert_error(
+        "kpis:\n  - name: c\n    kind: count\n    on: { type: a, if: \"has(seen['a'].tyme) || start.dat == 1\" }\n",
+        "defs.yaml:4:24: `if`: invalid expression `has(seen['a'].tyme) || start.dat == 1`: an event has no field `tyme`",
+        &["(column 15 of the expression)"],
+    );
+}
+
+#[test]
+fn expressions_over_real_event_fields_check() {
+    let defs = format!(
+        "{COUNT}    group_by: {{ big: \"event.data.total > 1 && 'a' in seen && [1].exists(event, event > 0) ? 'y' : size(event.type) > 0 ? 'n' : event.metadata.k\" }}\n"
+    );
+    ok(&defs);
 }
 
 #[test]
