@@ -76,7 +76,7 @@ pub(crate) fn kpi(c: &mut Checker<'_>, node: &Node) -> Option<KpiDef> {
     let before = c.errors.len();
     let (name, kind) = name_and_kind(c, map, "a KPI", KINDS);
     let kind = kind?;
-    let what = format!("a {kind} KPI");
+    let what = a_kpi(&kind);
     let allowed: Vec<&str> = COMMON.iter().chain(kind_fields(&kind)).copied().collect();
     c.unknown_fields(map, &allowed, &what);
 
@@ -196,4 +196,14 @@ fn group_by(c: &mut Checker<'_>, map: &MarkedMappingNode) -> Vec<(String, crate:
         }
     }
     out
+}
+
+/// `a count KPI`, `an open KPI`: how errors name a KPI of `kind`.
+pub(crate) fn a_kpi(kind: &str) -> String {
+    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {kind} KPI")
 }

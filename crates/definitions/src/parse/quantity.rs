@@ -115,7 +115,11 @@ impl Checker<'_> {
             Some((s, loc)) => {
                 self.error(
                     loc,
-                    format!("unknown stat `{s}` for a {kind} KPI (stats: {})", stats.join(", ")),
+                    format!(
+                        "unknown stat `{s}` for {} (stats: {})",
+                        super::kpi::a_kpi(kind),
+                        stats.join(", ")
+                    ),
                 );
                 return None;
             }

@@ -366,7 +366,7 @@ fn missing_required_field_for_the_kind() {
     );
     assert_error(
         "kpis:\n  - name: o\n    kind: open\n    key: event.data.id\n    open: [{ type: a }]\n",
-        "defs.yaml:2:5: missing required field `close` for a open KPI",
+        "defs.yaml:2:5: missing required field `close` for an open KPI",
         &[],
     );
 }
