@@ -60,34 +60,20 @@ fn cli_round_trip_survives_a_clean_restart() -> anyhow::Result<()> {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("position 2"));
 
-    let out = cli(
-        &url,
-        &[
-            "append",
-            "order/PO-1",
-            "order.shipped",
-            SHIPPED,
-            "--expected",
-            "no_stream",
-        ],
-    )?;
+    let conflicting = [
+        "append",
+        "order/PO-1",
+        "order.shipped",
+        SHIPPED,
+        "--expected",
+        "no_stream",
+    ];
+    let out = cli(&url, &conflicting)?;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("expected no_stream, actual 1"), "{err}");
     // With --output json, the error is JSON too, with the server's detail.
-    let out = cli(
-        &url,
-        &[
-            "append",
-            "order/PO-1",
-            "order.shipped",
-            SHIPPED,
-            "--expected",
-            "no_stream",
-            "--output",
-            "json",
-        ],
-    )?;
+    let out = cli(&url, &[&conflicting[..], &["--output", "json"]].concat())?;
     assert!(!out.status.success());
     let err: Value = serde_json::from_slice(&out.stderr)?;
     assert_eq!(err["error"]["code"], "wrong_expected_version", "{err}");

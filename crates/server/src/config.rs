@@ -190,22 +190,23 @@ impl Config {
             // a TOML array), else as text (a numeric token), else as a comma-separated
             // list of strings (`OPSFLOW_NATS__URLS=nats://a:4222,nats://b:4222`).
             let mut first_error = None;
-            for candidate in env_candidates(&value) {
+            let accepted = env_candidates(&value).into_iter().find_map(|candidate| {
                 let mut next = tree.clone();
                 insert(&mut next, &path, candidate);
                 match Config::from_table(next.clone()) {
-                    Ok(_) => {
-                        tree = next;
-                        first_error = None;
-                        break;
-                    }
+                    Ok(_) => Some(next),
                     Err(message) => {
                         first_error.get_or_insert(message);
+                        None
                     }
                 }
-            }
-            if let Some(message) = first_error {
-                return Err(ConfigError::Env { var, message });
+            });
+            match accepted {
+                Some(next) => tree = next,
+                None => {
+                    let message = first_error.unwrap_or_default();
+                    return Err(ConfigError::Env { var, message });
+                }
             }
         }
         let config = Config::from_table(tree).map_err(|message| ConfigError::Invalid {

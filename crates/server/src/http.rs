@@ -171,18 +171,19 @@ struct ReadParams {
 /// adds to the list, as a comma does; any other repeated parameter is refused, not
 /// silently taken once.
 pub(crate) fn query_params(pairs: Vec<(String, String)>) -> Result<HashMap<String, String>, ApiError> {
+    use std::collections::hash_map::Entry;
     let mut params: HashMap<String, String> = HashMap::with_capacity(pairs.len());
     for (key, value) in pairs {
         match params.entry(key) {
-            std::collections::hash_map::Entry::Vacant(slot) => {
+            Entry::Vacant(slot) => {
                 slot.insert(value);
             }
-            std::collections::hash_map::Entry::Occupied(mut names) if names.key() == "name" => {
+            Entry::Occupied(mut names) if names.key() == "name" => {
                 let names = names.get_mut();
                 names.push(',');
                 names.push_str(&value);
             }
-            std::collections::hash_map::Entry::Occupied(repeated) => {
+            Entry::Occupied(repeated) => {
                 return Err(ApiError::invalid(
                     repeated.key(),
                     "query parameter given more than once".to_owned(),

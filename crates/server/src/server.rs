@@ -27,7 +27,7 @@ pub struct Server {
     shutdown: CancellationToken,
     serving: tokio::task::JoinHandle<anyhow::Result<()>>,
     /// Transport tasks that append to the log: stopped before it closes.
-    ingest: Vec<(&'static str, tokio::task::JoinHandle<()>)>,
+    ingest: Vec<Transport>,
     /// The views and their tasks: stopped (and checkpointed) before the log closes.
     views: crate::views::RunningViews,
     nats: Option<NatsState>,
@@ -253,6 +253,17 @@ async fn close_views(views: opsflow_views::Views) {
     }
 }
 
+/// A transport task and its name (for the shutdown's warnings).
+type Transport = (&'static str, tokio::task::JoinHandle<()>);
+
+/// Starts a transport task under `name`.
+fn transport<F>(tasks: &Tasks, name: &'static str, run: F) -> Transport
+where
+    F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    (name, tasks.spawn(name, run))
+}
+
 /// The NATS client and whether each enabled task is doing its job.
 #[derive(Clone)]
 pub(crate) struct NatsState {
@@ -274,7 +285,7 @@ async fn start_nats(
     log: &EventLog,
     tasks: &Tasks,
     shutdown: &CancellationToken,
-) -> anyhow::Result<(NatsState, Vec<(&'static str, tokio::task::JoinHandle<()>)>)> {
+) -> anyhow::Result<(NatsState, Vec<Transport>)> {
     let client = opsflow_nats::connect(config).await?;
     let mut handles = Vec::new();
     let ready = opsflow_nats::Readiness::default();
@@ -286,7 +297,7 @@ async fn start_nats(
             shutdown.clone(),
             ready.clone(),
         );
-        handles.push(("nats-ingest", tasks.spawn("nats-ingest", run)));
+        handles.push(transport(tasks, "nats-ingest", run));
     }
     if config.request_reply.enabled {
         let run = opsflow_nats::run_request_reply(
@@ -296,7 +307,7 @@ async fn start_nats(
             shutdown.clone(),
             ready.clone(),
         );
-        handles.push(("nats-request-reply", tasks.spawn("nats-request-reply", run)));
+        handles.push(transport(tasks, "nats-request-reply", run));
     }
     if config.outbound.enabled {
         let run = opsflow_nats::run_outbound(
@@ -306,7 +317,7 @@ async fn start_nats(
             shutdown.clone(),
             ready.clone(),
         );
-        handles.push(("nats-outbound", tasks.spawn("nats-outbound", run)));
+        handles.push(transport(tasks, "nats-outbound", run));
     }
     let monitor = client.clone();
     let token = shutdown.clone();

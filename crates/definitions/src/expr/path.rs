@@ -116,10 +116,7 @@ impl FieldPath {
                 message: "metadata values are strings: `metadata.<key>` has no fields".into(),
                 column: first.column,
             }),
-            other => Err(PathError {
-                message: format!("an event has no field `{other}` (fields: {})", EVENT_FIELDS.join(", ")),
-                column: first.column,
-            }),
+            other => Err(no_such_field(other, first.column)),
         }
     }
 
@@ -228,7 +225,7 @@ impl FieldPath {
 /// Comprehensions are not entered past their range: their variables may shadow
 /// the roots.
 pub(crate) fn check_fields(expr: &cel::IdedExpr, source: &str) -> Result<(), PathError> {
-    use cel::common::ast::{EntryExpr, Expr as Ast, operators};
+    use cel::common::ast::{EntryExpr, Expr as Ast, MapExpr, StructExpr, operators};
     let is_root = |operand: &cel::IdedExpr| match &operand.expr {
         Ast::Ident(name) => name == "event" || name == "start",
         Ast::Call(call) => {
@@ -243,10 +240,7 @@ pub(crate) fn check_fields(expr: &cel::IdedExpr, source: &str) -> Result<(), Pat
             let field = select.field.as_str();
             if is_root(&select.operand) && !EVENT_FIELDS.contains(&field) {
                 let column = source.find(&format!(".{field}")).map_or(1, |at| at + 2);
-                return Err(PathError {
-                    message: format!("an event has no field `{field}` (fields: {})", EVENT_FIELDS.join(", ")),
-                    column,
-                });
+                return Err(no_such_field(field, column));
             }
             check_fields(&select.operand, source)
         }
@@ -257,16 +251,22 @@ pub(crate) fn check_fields(expr: &cel::IdedExpr, source: &str) -> Result<(), Pat
             call.args.iter().try_for_each(|a| check_fields(a, source))
         }
         Ast::List(list) => list.elements.iter().try_for_each(|e| check_fields(e, source)),
-        Ast::Map(map) => map.entries.iter().try_for_each(|entry| match &entry.expr {
-            EntryExpr::MapEntry(e) => check_fields(&e.key, source).and_then(|()| check_fields(&e.value, source)),
-            EntryExpr::StructField(f) => check_fields(&f.value, source),
-        }),
-        Ast::Struct(st) => st.entries.iter().try_for_each(|entry| match &entry.expr {
-            EntryExpr::MapEntry(e) => check_fields(&e.key, source).and_then(|()| check_fields(&e.value, source)),
-            EntryExpr::StructField(f) => check_fields(&f.value, source),
-        }),
+        Ast::Map(MapExpr { entries }) | Ast::Struct(StructExpr { entries, .. }) => {
+            entries.iter().try_for_each(|entry| match &entry.expr {
+                EntryExpr::MapEntry(e) => check_fields(&e.key, source).and_then(|()| check_fields(&e.value, source)),
+                EntryExpr::StructField(f) => check_fields(&f.value, source),
+            })
+        }
         Ast::Comprehension(c) => check_fields(&c.iter_range, source),
         Ast::Ident(_) | Ast::Literal(_) | Ast::Unspecified => Ok(()),
+    }
+}
+
+/// A field no event has, at `column` of the expression.
+fn no_such_field(name: &str, column: usize) -> PathError {
+    PathError {
+        message: format!("an event has no field `{name}` (fields: {})", EVENT_FIELDS.join(", ")),
+        column,
     }
 }
 
