@@ -7,7 +7,7 @@ use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use opsflow_definitions::EventData;
+use opsflow_definitions::{EventData, EventReads, FieldSet};
 use serde::de::Deserializer;
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
@@ -310,6 +310,14 @@ pub struct Kept(pub Arc<EventData>);
 
 enum Table {
     Writing {
+        /// What views read of kept events, and its data fields as a lookup: events
+        /// are stored projected to it, so the bytes do not depend on how much of
+        /// an event the live set happened to hold.
+        kept: EventReads,
+        data: FieldSet,
+        /// The index of each event already referred to (all are alive while the
+        /// set encodes, so addresses are unique).
+        by_pointer: HashMap<*const EventData, u32>,
         /// Indexes of the events collected so far at each position: views that keep
         /// different parts of an event keep different events.
         by_position: HashMap<u64, Vec<u32>>,
@@ -333,10 +341,13 @@ thread_local! {
 pub(crate) struct EventTable(());
 
 impl EventTable {
-    /// Starts collecting the events `Kept` values refer to.
-    pub(crate) fn writing() -> EventTable {
+    /// Starts collecting the events `Kept` values refer to, each projected to `kept`.
+    pub(crate) fn writing(kept: &EventReads) -> EventTable {
         TABLE.with(|t| {
             *t.borrow_mut() = Some(Table::Writing {
+                kept: kept.clone(),
+                data: kept.data.lookup(),
+                by_pointer: HashMap::new(),
                 by_position: HashMap::new(),
                 events: Vec::new(),
             })
@@ -370,22 +381,34 @@ impl Drop for EventTable {
 impl Serialize for Kept {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let index = TABLE.with(|t| match &mut *t.borrow_mut() {
-            Some(Table::Writing { by_position, events }) => {
+            Some(Table::Writing {
+                kept,
+                data,
+                by_pointer,
+                by_position,
+                events,
+            }) => {
+                let pointer = Arc::as_ptr(&self.0);
+                if let Some(&index) = by_pointer.get(&pointer) {
+                    return Some(index);
+                }
+                let projected = kept.project_with(&self.0, data);
                 let same = by_position.entry(self.0.position).or_default();
-                let found = same.iter().copied().find(|&i| {
-                    events
-                        .get(i as usize)
-                        .is_some_and(|e| Arc::ptr_eq(e, &self.0) || **e == *self.0)
-                });
-                match found {
-                    Some(index) => Some(index),
+                let found = same
+                    .iter()
+                    .copied()
+                    .find(|&i| events.get(i as usize).is_some_and(|e| **e == projected));
+                let index = match found {
+                    Some(index) => index,
                     None => {
                         let next = u32::try_from(events.len()).ok()?;
                         same.push(next);
-                        events.push(self.0.clone());
-                        Some(next)
+                        events.push(Arc::new(projected));
+                        next
                     }
-                }
+                };
+                by_pointer.insert(pointer, index);
+                Some(index)
             }
             _ => None,
         });
@@ -513,7 +536,7 @@ mod tests {
         };
         let kept = Kept(Arc::new(event));
         // Kept twice: stored once, both refer to it.
-        let table = EventTable::writing();
+        let table = EventTable::writing(&EventReads::everything());
         let bytes = postcard::to_stdvec(&(kept.clone(), kept.clone())).unwrap();
         let events = postcard::to_stdvec(&table.finish()).unwrap();
         assert!(postcard::to_stdvec(&kept).is_err(), "outside a table");
@@ -524,5 +547,34 @@ mod tests {
         drop(table);
         assert_eq!(back, kept);
         assert!(Arc::ptr_eq(&back.0, &again.0), "decoded once, shared");
+    }
+
+    #[test]
+    fn kept_events_are_stored_as_views_read_them() {
+        let wide = EventData {
+            position: 3,
+            stream: "order/O-1".into(),
+            event_type: "order.placed".into(),
+            data: serde_json::json!({"order_id": "O-1", "total": 5, "channel": "web"}),
+            ..EventData::default()
+        };
+        let kept = EventReads {
+            data: opsflow_definitions::Fields::Only(["total".to_string()].into()),
+            ..EventReads::default()
+        };
+        let narrow = kept.project(&wide);
+        assert_ne!(narrow, wide);
+        // The event held whole by one view and projected by another is stored once,
+        // as the views read it.
+        let table = EventTable::writing(&kept);
+        let bytes = postcard::to_stdvec(&(Kept(Arc::new(wide)), Kept(Arc::new(narrow.clone())))).unwrap();
+        let events = postcard::to_stdvec(&table.finish()).unwrap();
+        let (stored, _) = StoredEvents::parse(events, 0).unwrap();
+        assert_eq!(stored.len(), 1);
+        let table = EventTable::reading(Arc::new(stored));
+        let (first, second): (Kept, Kept) = postcard::from_bytes(&bytes).unwrap();
+        drop(table);
+        assert_eq!(*first.0, narrow);
+        assert!(Arc::ptr_eq(&first.0, &second.0));
     }
 }

@@ -37,7 +37,9 @@ pub struct Ctx<'a> {
     pub clock: i64,
     /// What views keep of the events they keep, and its data fields as a lookup.
     kept: (&'a EventReads, &'a FieldSet),
-    /// The event as kept, made by the first view that keeps it and shared by the rest.
+    /// The event as kept: the applied event itself when the caller shares it
+    /// ([`Ctx::shared`]), else a projection made by the first view that keeps it and
+    /// shared by the rest.
     shared: Option<Arc<EventData>>,
     keys: &'a mut KeyCache,
 }
@@ -50,6 +52,21 @@ impl<'a> Ctx<'a> {
             kept,
             shared: None,
             keys,
+        }
+    }
+
+    /// [`Ctx::new`] for an event the caller shares: views keep it as it is, with no
+    /// copy (it holds what views read of applied events, a superset of what they
+    /// read of kept ones; encoding projects kept events, so the bytes are the same).
+    pub fn shared(
+        event: &'a Arc<EventData>,
+        clock: i64,
+        kept: (&'a EventReads, &'a FieldSet),
+        keys: &'a mut KeyCache,
+    ) -> Self {
+        Ctx {
+            shared: Some(event.clone()),
+            ..Ctx::new(event, clock, kept, keys)
         }
     }
 
@@ -81,8 +98,8 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// The event as views keep it (only what their expressions read of kept
-    /// events), copied once per apply however many views keep it.
+    /// The event as views keep it: shared, or else only what their expressions read
+    /// of kept events, copied once per apply however many views keep it.
     pub fn keep(&mut self) -> Arc<EventData> {
         let ((kept, data), event) = (self.kept, self.event);
         self.shared

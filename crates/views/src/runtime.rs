@@ -168,7 +168,7 @@ fn into_event_data_with(event: RecordedEvent, fields: &FieldSet) -> EventData {
 /// An event as a view set takes it: decoded as far as its views read it, or only
 /// its position and time when no view cares.
 enum Prepared {
-    Apply(EventData),
+    Apply(Arc<EventData>),
     Skip(u64, i64),
 }
 
@@ -182,7 +182,7 @@ impl Prepared {
 
     fn of(set: &ViewSet, event: RecordedEvent) -> Prepared {
         if set.interested(&event.event_type) {
-            Prepared::Apply(into_event_data_with(event, set.data_names()))
+            Prepared::Apply(Arc::new(into_event_data_with(event, set.data_names())))
         } else {
             Prepared::Skip(event.position, event.time)
         }
@@ -190,7 +190,7 @@ impl Prepared {
 
     fn apply_to(&self, set: &mut ViewSet) {
         match self {
-            Prepared::Apply(event) => set.apply(event),
+            Prepared::Apply(event) => set.apply_shared(event),
             Prepared::Skip(position, time) => set.skip_event(*position, *time),
         }
     }

@@ -231,11 +231,26 @@ impl ViewSet {
     /// Applies the next event. Events must come in position order; one at or before
     /// [`ViewSet::position`] is ignored (a bug in the caller, asserted in debug builds).
     pub fn apply(&mut self, event: &EventData) {
+        self.apply_with(event, None);
+    }
+
+    /// [`ViewSet::apply`] of an event decoded for this set (see
+    /// [`ViewSet::data_names`]): views that keep it share it instead of copying
+    /// what they read of it.
+    pub fn apply_shared(&mut self, event: &Arc<EventData>) {
+        self.apply_with(event, Some(event));
+    }
+
+    fn apply_with(&mut self, event: &EventData, shared: Option<&Arc<EventData>>) {
         if !self.advance(event.position, event.time) {
             return;
         }
         if let Some(routes) = self.dispatch.get(event.event_type.as_str()) {
-            let mut ctx = Ctx::new(event, self.clock, (&self.kept, &self.kept_data), &mut self.keys);
+            let kept = (&self.kept, &self.kept_data);
+            let mut ctx = match shared {
+                Some(shared) => Ctx::shared(shared, self.clock, kept, &mut self.keys),
+                None => Ctx::new(event, self.clock, kept, &mut self.keys),
+            };
             for &(v, r) in routes {
                 self.views[v].apply(r, &mut ctx);
             }
@@ -340,7 +355,7 @@ impl ViewSet {
 
     /// The whole state: a format byte, then postcard.
     pub fn encode(&self) -> Vec<u8> {
-        let table = EventTable::writing();
+        let table = EventTable::writing(&self.kept);
         let views = self
             .views
             .iter()
