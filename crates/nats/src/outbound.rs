@@ -88,7 +88,12 @@ async fn session(
                     Ok(SubscriptionItem::Event(event)) => {
                         let ack = publish(client, &js, &mut subjects, &config.subject_prefix, &event).await?;
                         published_total.increment(1);
-                        in_flight.push_back(ack);
+                        match ack {
+                            Some(ack) => in_flight.push_back(ack),
+                            // Nothing to wait for, and nothing before it either.
+                            None if in_flight.is_empty() => published = event.position,
+                            None => in_flight.push_back(futures::future::ready((event.position, Ok(()))).boxed()),
+                        }
                     }
                     Ok(_) => {}
                     Err(e) => break Err(e.into()),
@@ -126,13 +131,15 @@ struct Outlet {
     in_stream: bool,
 }
 
+/// Publishes `event`: the acknowledgement to wait for when a stream captures it,
+/// `None` for a core publish (done once the connection has it).
 async fn publish(
     client: &async_nats::Client,
     js: &jetstream::Context,
     subjects: &mut HashMap<String, Outlet>,
     prefix: &str,
     event: &RecordedEvent,
-) -> anyhow::Result<Ack> {
+) -> anyhow::Result<Option<Ack>> {
     let outlet = match subjects.get(&event.event_type) {
         Some(outlet) => outlet.clone(),
         None => {
@@ -153,9 +160,11 @@ async fn publish(
     let body: bytes::Bytes = opsflow_cloudevents::recorded_to_cloudevent(event).into();
     if outlet.in_stream {
         let ack = js.publish_with_headers(outlet.subject, headers, body).await?;
-        Ok(async move { (position, ack.await.map(|_| ()).map_err(|e| e.to_string())) }.boxed())
+        Ok(Some(
+            async move { (position, ack.await.map(|_| ()).map_err(|e| e.to_string())) }.boxed(),
+        ))
     } else {
         client.publish_with_headers(outlet.subject, headers, body).await?;
-        Ok(futures::future::ready((position, Ok(()))).boxed())
+        Ok(None)
     }
 }
