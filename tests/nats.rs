@@ -128,6 +128,17 @@ async fn wait_for_head(url: &str, at_least: usize, within: Duration) -> anyhow::
     }
 }
 
+/// [`wait_for_head`], then once `count` events are there, the log 2 s later: a stray
+/// redelivery recorded twice would show.
+async fn settled_head(url: &str, count: usize, within: Duration) -> anyhow::Result<Vec<v1::RecordedEvent>> {
+    let events = wait_for_head(url, count, within).await?;
+    if events.len() != count {
+        return Ok(events);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_for_head(url, count, Duration::ZERO).await
+}
+
 /// Every (source, id) exactly once and, when `ordered`, each producer's events in
 /// its order. (After an opsflow crash, JetStream redelivers the messages that were
 /// in flight once their ack wait expires, after newer ones: order holds in normal
@@ -225,16 +236,108 @@ async fn nats_restart_opsflow_kill_and_republish_keep_exactly_once() -> anyhow::
 
     // 3. Publish everything again: duplicates must not be recorded twice.
     publish_all(&js, all.clone(), 1).await?;
-    let events = wait_for_head(&opsflow.url(), 3000, Duration::from_secs(90)).await?;
-    tokio::time::sleep(Duration::from_secs(2)).await; // let any stray redelivery land
-    let events = if events.len() == 3000 {
-        wait_for_head(&opsflow.url(), 3000, Duration::ZERO).await?
-    } else {
-        events
-    };
+    let events = settled_head(&opsflow.url(), 3000, Duration::from_secs(90)).await?;
     assert_exactly_once(&events, &producers, 1500, false);
     let mut audit = v1::audit_client::AuditClient::connect(opsflow.url()).await?;
     assert!(audit.verify(v1::VerifyRequest::default()).await?.into_inner().ok);
+    Ok(())
+}
+
+/// SIGKILL while producers keep publishing: the messages opsflow had been given but
+/// not yet acknowledged are delivered again and recorded, never acknowledged on the
+/// way by a later acknowledgement, and nothing needs publishing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_ingest_loses_nothing_while_producers_keep_publishing() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let args = ["--nats", &nats.url()];
+    // A shorter ack wait than the default, so that what was in flight is redelivered
+    // within the test; still longer than a restart takes, so a restarted opsflow
+    // acknowledges newer messages before that redelivery.
+    let env = [("OPSFLOW_NATS__INGEST__ACK_WAIT_SECS", "10")];
+    let mut opsflow = OpsflowProcess::start_with_env(dir.path(), &args, &env)?;
+    wait_ready(&opsflow.url()).await?;
+    let producers = ["gamma", "delta"];
+    let all = items(&producers, 6000, false);
+    let js = jetstream::new(async_nats::connect(nats.url()).await?);
+    // Paced (about 10,000 a second), so that publishing spans both kills.
+    let publisher = tokio::spawn(async move {
+        for chunk in all.chunks(200) {
+            publish_all(&js, chunk.to_vec(), 32).await?;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        anyhow::Ok(())
+    });
+    let probe = jetstream::new(async_nats::connect(nats.url()).await?);
+    let mut in_flight_at_kills = 0;
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        opsflow.kill();
+        let info = probe
+            .get_stream("OPS_EVENTS")
+            .await?
+            .consumer_info("opsflow-ingest")
+            .await?;
+        in_flight_at_kills += info.num_ack_pending;
+        opsflow = OpsflowProcess::start_with_env(dir.path(), &args, &env)?;
+    }
+    // Otherwise the test proves nothing.
+    assert!(in_flight_at_kills > 0, "no message was in flight at either kill");
+    publisher.await??;
+    let events = settled_head(&opsflow.url(), 12_000, Duration::from_secs(60)).await?;
+    assert_exactly_once(&events, &producers, 6000, false);
+    Ok(())
+}
+
+/// A consumer that acknowledges all earlier messages with each acknowledgement (as
+/// an earlier opsflow made it) is replaced: what it had delivered and not
+/// acknowledged is delivered again, from its acknowledged floor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ack_all_consumer_is_replaced_without_losing_its_unacknowledged_messages() -> anyhow::Result<()> {
+    use jetstream::consumer::{AckPolicy, pull};
+    let nats = NatsServer::start()?;
+    let js = jetstream::new(async_nats::connect(nats.url()).await?);
+    let stream = js
+        .create_stream(jetstream::stream::Config {
+            name: "OPS_EVENTS".into(),
+            subjects: vec!["ops.events.>".into()],
+            storage: jetstream::stream::StorageType::File,
+            ..Default::default()
+        })
+        .await?;
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("opsflow-ingest".into()),
+            ack_policy: AckPolicy::All,
+            ..Default::default()
+        })
+        .await?;
+    publish_all(&js, items(&["old"], 100, false), 16).await?;
+    // An earlier session was given 50 messages and acknowledged the first 30.
+    let mut given = consumer.fetch().max_messages(50).messages().await?;
+    let mut n = 0;
+    while let Some(message) = given.next().await {
+        n += 1;
+        if n == 30 {
+            let message = message.map_err(|e| anyhow::anyhow!("{e}"))?;
+            message.double_ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+    }
+    let info = stream.clone().consumer_info("opsflow-ingest").await?;
+    assert_eq!((info.ack_floor.stream_sequence, info.num_ack_pending), (30, 20));
+
+    let dir = tempfile::tempdir()?;
+    let opsflow = OpsflowProcess::start_with(dir.path(), &["--nats", &nats.url()])?;
+    let events = wait_for_head(&opsflow.url(), 70, Duration::from_secs(30)).await?;
+    let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+    let expected: Vec<String> = (30..100).map(|seq| format!("old-{seq}")).collect();
+    assert_eq!(ids, expected, "everything past the acknowledged floor, once, in order");
+    let info = js
+        .get_stream("OPS_EVENTS")
+        .await?
+        .consumer_info("opsflow-ingest")
+        .await?;
+    assert_eq!(info.config.ack_policy, AckPolicy::Explicit);
     Ok(())
 }
 

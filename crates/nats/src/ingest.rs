@@ -1,13 +1,20 @@
 //! JetStream ingest: a durable pull consumer over `ops.events.>`, batches appended
-//! with [`EventLog::submit_each`] and settled strictly in order, each batch
-//! acknowledged (one `AckPolicy::All` acknowledgement of its last message) only once
-//! its events are durable. Redeliveries are absorbed by the log's idempotent `(source, id)`, so
-//! each event is recorded exactly once. Bad messages go to the dead-letter subject
-//! and are terminated, never redelivered forever.
+//! with [`EventLog::submit_each`] and settled strictly in order, each message
+//! acknowledged only once its event is durable. Redeliveries are absorbed by the
+//! log's idempotent `(source, id)`, so each event is recorded exactly once. Bad
+//! messages go to the dead-letter subject and are terminated, never redelivered
+//! forever.
+//!
+//! Each message is acknowledged on its own (`AckPolicy::Explicit`). One
+//! `AckPolicy::All` acknowledgement per batch costs less, but it also acknowledges
+//! every earlier message, including those a crashed or interrupted session had been
+//! given and never recorded: JetStream redelivers them only after `ack_wait`, by
+//! which time a new session has acknowledged past them, and they are lost.
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+use async_nats::jetstream::{self, AckKind, stream};
 use std::sync::Arc;
 
 use futures::{FutureExt, StreamExt};
@@ -132,28 +139,52 @@ async fn setup(
         .map_err(transient)?;
     let batch = config.ingest.batch;
     let pull = pull_messages(batch);
-    let consumer: jetstream::consumer::PullConsumer = stream
-        .get_or_create_consumer(
-            &config.ingest.consumer,
-            pull::Config {
-                durable_name: Some(config.ingest.consumer.clone()),
-                // One acknowledgement per batch (its last message) instead of one per
-                // message: batches settle strictly in order, so acknowledging the last
-                // one acknowledges exactly what is durable.
-                ack_policy: jetstream::consumer::AckPolicy::All,
-                ack_wait: config.ack_wait(),
-                // Room for what is being appended and one and a half pulls delivered.
-                max_ack_pending: i64::try_from(batch * BATCHES_IN_FLIGHT + pull * 2).unwrap_or(i64::MAX),
-                ..Default::default()
-            },
-        )
+    let consumer_config = |deliver_policy| pull::Config {
+        durable_name: Some(config.ingest.consumer.clone()),
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        ack_wait: config.ack_wait(),
+        // Room for what is being appended and one and a half pulls delivered.
+        max_ack_pending: i64::try_from(batch * BATCHES_IN_FLIGHT + pull * 2).unwrap_or(i64::MAX),
+        deliver_policy,
+        ..Default::default()
+    };
+    let mut consumer: jetstream::consumer::PullConsumer = stream
+        .get_or_create_consumer(&config.ingest.consumer, consumer_config(DeliverPolicy::All))
         .await
         .map_err(transient)?;
-    // A consumer created by an earlier version acknowledges each message: keep
-    // doing so for it (JetStream cannot change a consumer's ack policy).
-    let ack_all = consumer.cached_info().config.ack_policy == jetstream::consumer::AckPolicy::All;
-    if !ack_all {
-        tracing::info!(consumer = %config.ingest.consumer, "existing consumer acknowledges each message");
+    let mut ack_all = consumer.cached_info().config.ack_policy == AckPolicy::All;
+    if ack_all {
+        // Made by an earlier opsflow, and unsafe (see the module docs). JetStream
+        // cannot change an ack policy: replace it, delivering again everything past
+        // its acknowledged floor (duplicates are absorbed by the log). Under
+        // `interest` retention, removing the only consumer would drop the messages
+        // it has not acknowledged, so it is kept and flagged.
+        let floor = consumer.cached_info().ack_floor.stream_sequence;
+        if stream.cached_info().config.retention == stream::RetentionPolicy::Interest {
+            tracing::warn!(
+                consumer = %config.ingest.consumer,
+                "the ingest consumer acknowledges all earlier messages with each acknowledgement \
+                 (made by an earlier opsflow): a crash can lose the messages in flight; \
+                 delete it while opsflow is stopped and publishers are paused, and opsflow will recreate it"
+            );
+        } else {
+            stream
+                .delete_consumer(&config.ingest.consumer)
+                .await
+                .map_err(transient)?;
+            consumer = stream
+                .create_consumer(consumer_config(DeliverPolicy::ByStartSequence {
+                    start_sequence: floor + 1,
+                }))
+                .await
+                .map_err(transient)?;
+            ack_all = false;
+            tracing::info!(
+                consumer = %config.ingest.consumer,
+                from = floor + 1,
+                "ingest consumer recreated to acknowledge each message"
+            );
+        }
     }
     let messages = consumer
         .stream()

@@ -46,6 +46,12 @@ impl OpsflowProcess {
 
     /// Like [`OpsflowProcess::start`] with extra `opsflow dev` arguments.
     pub fn start_with(data: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with_env(data, extra, &[])
+    }
+
+    /// Like [`OpsflowProcess::start_with`] with extra environment variables (such as
+    /// `OPSFLOW_*` config overrides).
+    pub fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let bin = opsflow_binary()?;
         let mut child = Command::new(&bin)
             .arg("dev")
@@ -54,6 +60,7 @@ impl OpsflowProcess {
             .args(["--listen", "127.0.0.1:0"])
             .args(extra)
             .env("OPSFLOW_LOG", "warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
