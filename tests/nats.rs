@@ -390,6 +390,12 @@ async fn bad_messages_are_dead_lettered_with_a_reason_and_ingest_continues() -> 
             structured(json!({"specversion":"1.0","id":"5","source":"s","type":"a.b","subject":"s//1"})),
             "invalid",
         ),
+        // A catalog event with neither a subject nor the field its stream comes from.
+        (
+            structured(json!({"specversion":"1.0","id":"6","source":"s","type":"order.placed",
+                              "data":{"customer":"acme"}})),
+            "invalid",
+        ),
         // A catalog event without a required field (docs/catalog.md).
         (
             structured(
@@ -442,7 +448,7 @@ async fn bad_messages_are_dead_lettered_with_a_reason_and_ingest_continues() -> 
     let metrics = reqwest::get(format!("{}/metrics", server.url())).await?.text().await?;
     for line in [
         "opsflow_nats_dead_letters_total{reason=\"decode\"} 3",
-        "opsflow_nats_dead_letters_total{reason=\"invalid\"} 3",
+        "opsflow_nats_dead_letters_total{reason=\"invalid\"} 4",
         "opsflow_nats_dead_letters_total{reason=\"version_conflict\"} 1",
     ] {
         assert!(metrics.contains(line), "/metrics lacks {line}");

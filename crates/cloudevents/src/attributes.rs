@@ -97,6 +97,7 @@ impl<'a> Attributes<'a> {
         }
         let id = self.required("id")?;
         let source = self.required("source")?;
+        check_uri_reference("source", &source)?;
         let event_type = self.required("type")?;
         let subject = self.non_empty("subject")?;
         let time = self.non_empty("time")?.map(|time| parse_time(&time)).transpose()?;
@@ -161,8 +162,82 @@ fn missing(name: &str) -> CloudEventError {
     }
 }
 
+/// A URI-reference (RFC 3986) as far as its characters go: no spaces, control
+/// characters or `"<>\^`{|}`, and `%` only before two hex digits. Characters
+/// beyond ASCII are let through (IRIs).
+fn check_uri_reference(attribute: &str, text: &str) -> Result<()> {
+    let bytes = text.as_bytes();
+    let bad = bytes.iter().enumerate().find(|&(i, &b)| match b {
+        b'%' => {
+            !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+        }
+        b' ' | b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}' => true,
+        b => b.is_ascii_control(),
+    });
+    match bad {
+        None => Ok(()),
+        Some((i, &b)) => Err(CloudEventError::invalid(
+            attribute,
+            text,
+            format!(
+                "not a URI-reference: {:?} at byte {i} {}",
+                char::from(b),
+                if b == b'%' {
+                    "is not followed by two hex digits"
+                } else {
+                    "must be percent-encoded"
+                }
+            ),
+        )),
+    }
+}
+
+/// Whether `text` has the shape RFC 3339 gives a timestamp (`date-time`: seconds
+/// required, `T` or a space between date and time, `Z` or a `+hh:mm` offset), which
+/// the parser alone does not insist on.
+fn rfc3339_shaped(text: &str) -> bool {
+    let b = text.as_bytes();
+    let digits = |from: usize, to: usize| b.get(from..to).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let at = |i: usize, allowed: &[u8]| b.get(i).is_some_and(|c| allowed.contains(c));
+    let date_time = digits(0, 4)
+        && at(4, b"-")
+        && digits(5, 7)
+        && at(7, b"-")
+        && digits(8, 10)
+        && at(10, b"Tt ")
+        && digits(11, 13)
+        && at(13, b":")
+        && digits(14, 16)
+        && at(16, b":")
+        && digits(17, 19);
+    if !date_time {
+        return false;
+    }
+    let mut i = 19;
+    if at(i, b".") {
+        let start = i + 1;
+        i = start + b[start..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if i == start {
+            return false;
+        }
+    }
+    match &b[i..] {
+        [b'Z' | b'z'] => true,
+        [b'+' | b'-', ..] => b.len() == i + 6 && digits(i + 1, i + 3) && at(i + 3, b":") && digits(i + 4, i + 6),
+        _ => false,
+    }
+}
+
 /// RFC 3339 to nanoseconds since the epoch.
 fn parse_time(text: &str) -> Result<UnixNanos> {
+    if !rfc3339_shaped(text) {
+        return Err(CloudEventError::invalid(
+            "time",
+            text,
+            "not an RFC 3339 timestamp (expected YYYY-MM-DDThh:mm:ss[.fraction] and Z or an offset such as +02:00)",
+        ));
+    }
     let timestamp: jiff::Timestamp = text
         .parse()
         .map_err(|e| CloudEventError::invalid("time", text, format!("not an RFC 3339 timestamp ({e})")))?;

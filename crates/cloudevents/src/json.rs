@@ -344,10 +344,53 @@ mod tests {
 
     #[test]
     fn invalid_time_names_attribute_and_value() {
-        for bad in ["yesterday", "2024-05-01", "2024-05-01T10:00:00", "2024-13-01T00:00:00Z"] {
+        for bad in [
+            "yesterday",
+            "2024-05-01",
+            "2024-05-01T10:00:00",
+            "2024-13-01T00:00:00Z",
+            "2024-05-01T10:00Z",
+            "2024-05-01T10:00:00.Z",
+            "2024-05-01T10:00:00+0200",
+            "2024-05-01T10:00:00+02",
+            "2024-05-01T10:00:00Z[UTC]",
+            "2024-05-01T10:00:00,5Z",
+        ] {
             let err = parse(json!({"time": bad})).expect_err(bad);
             assert_eq!(err.attribute(), Some("time"), "{err}");
             assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn rfc3339_times_parse_with_either_separator_and_any_offset() {
+        for (good, nanos) in [
+            ("2024-05-01T10:00:00Z", 1_714_557_600_000_000_000),
+            ("2024-05-01t10:00:00z", 1_714_557_600_000_000_000),
+            ("2024-05-01 10:00:00Z", 1_714_557_600_000_000_000),
+            ("2024-05-01T12:00:00.5+02:00", 1_714_557_600_500_000_000),
+            ("2024-05-01T07:00:00-03:00", 1_714_557_600_000_000_000),
+        ] {
+            let incoming = parse(json!({"time": good})).expect(good);
+            assert_eq!(incoming.event.time, Some(nanos), "{good}");
+        }
+    }
+
+    #[test]
+    fn a_source_that_is_not_a_uri_reference_is_refused() {
+        for bad in ["a b c", "urn:a b", "x%zz", "x%4", "<shop>", "a\tb", "a{b}"] {
+            let err = parse(json!({"source": bad})).expect_err(bad);
+            assert_eq!(err.attribute(), Some("source"), "{err}");
+            assert!(err.to_string().contains("not a URI-reference"), "{err}");
+        }
+        for good in [
+            "/shop",
+            "urn:shop:1",
+            "https://shop.example/a?b=c#d",
+            "shop%20one",
+            "/shop\u{e9}",
+        ] {
+            parse(json!({"source": good})).expect(good);
         }
     }
 

@@ -98,11 +98,13 @@ pub fn decode(headers: Option<&HeaderMap>, payload: Bytes) -> Result<StreamAppen
 }
 
 /// A CloudEvent that reads but whose attribute values the log cannot take (a
-/// stream name's syntax, a time out of range, an unknown expected version) is
-/// `invalid`; one that does not read (format, missing attributes) is `decode`.
+/// stream name's syntax, a time out of range, an unknown expected version) or that
+/// gives no stream (`subject` is optional in CloudEvents, the log needs one) is
+/// `invalid`; one that does not read (format, missing required attributes) is
+/// `decode`.
 fn decode_error(e: CloudEventError) -> (DeadReason, String) {
     let reason = match e {
-        CloudEventError::InvalidValue { .. } => DeadReason::Invalid,
+        CloudEventError::InvalidValue { .. } | CloudEventError::MissingSubject { .. } => DeadReason::Invalid,
         _ => DeadReason::Decode,
     };
     (reason, e.to_string())
