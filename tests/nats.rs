@@ -258,42 +258,57 @@ async fn sigkill_during_ingest_loses_nothing_while_producers_keep_publishing() -
     let mut opsflow = OpsflowProcess::start_with_env(dir.path(), &args, &env)?;
     wait_ready(&opsflow.url()).await?;
     let producers = ["gamma", "delta"];
-    let all = items(&producers, 6000, false);
+    let all = items(&producers, 20_000, false);
     let js = jetstream::new(async_nats::connect(nats.url()).await?);
-    // Paced (about 10,000 a second), so that publishing spans both kills.
-    let publisher = tokio::spawn(async move {
-        for chunk in all.chunks(200) {
-            publish_all(&js, chunk.to_vec(), 32).await?;
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    // Paced (about 10,000 a second) until told to stop, so that publishing spans
+    // the kills; whole chunks of 100 per producer.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let publisher = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let mut sent = 0;
+            for chunk in all.chunks(200) {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                publish_all(&js, chunk.to_vec(), 32).await?;
+                sent += chunk.len();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            anyhow::Ok(sent)
         }
-        anyhow::Ok(())
     });
+    // Kill until two kills found messages in flight (a kill between two batches
+    // finds none and proves nothing).
     let probe = jetstream::new(async_nats::connect(nats.url()).await?);
-    let mut in_flight_at_kills = 0;
-    for _ in 0..2 {
-        tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut kills_in_flight = 0;
+    for attempt in 0..15 {
+        if kills_in_flight == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250 + 40 * attempt)).await;
         opsflow.kill();
         let info = probe
             .get_stream("OPS_EVENTS")
             .await?
             .consumer_info("opsflow-ingest")
             .await?;
-        in_flight_at_kills += info.num_ack_pending;
+        kills_in_flight += usize::from(info.num_ack_pending > 0);
         opsflow = OpsflowProcess::start_with_env(dir.path(), &args, &env)?;
     }
-    // Otherwise the test proves nothing.
-    assert!(in_flight_at_kills > 0, "no message was in flight at either kill");
-    publisher.await??;
-    let events = settled_head(&opsflow.url(), 12_000, Duration::from_secs(60)).await?;
-    assert_exactly_once(&events, &producers, 6000, false);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = publisher.await??;
+    assert_eq!(kills_in_flight, 2, "too few kills found messages in flight");
+    let events = settled_head(&opsflow.url(), sent, Duration::from_secs(60)).await?;
+    assert_exactly_once(&events, &producers, sent as u64 / 2, false);
     Ok(())
 }
 
-/// A consumer that acknowledges all earlier messages with each acknowledgement (as
-/// an earlier opsflow made it) is replaced: what it had delivered and not
-/// acknowledged is delivered again, from its acknowledged floor.
+/// What an earlier session was given and did not acknowledge is recorded before
+/// anything newer is acknowledged (which, with one acknowledgement covering all
+/// earlier messages, would acknowledge it unrecorded).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_ack_all_consumer_is_replaced_without_losing_its_unacknowledged_messages() -> anyhow::Result<()> {
+async fn what_an_earlier_session_did_not_acknowledge_is_recorded_first() -> anyhow::Result<()> {
     use jetstream::consumer::{AckPolicy, pull};
     let nats = NatsServer::start()?;
     let js = jetstream::new(async_nats::connect(nats.url()).await?);
@@ -312,7 +327,10 @@ async fn an_ack_all_consumer_is_replaced_without_losing_its_unacknowledged_messa
             ..Default::default()
         })
         .await?;
-    publish_all(&js, items(&["old"], 100, false), 16).await?;
+    let mut messages = items(&["old"], 100, false);
+    // One of those given and not acknowledged cannot be read.
+    messages[39].2 = bytes::Bytes::from_static(b"{not json");
+    publish_all(&js, messages, 16).await?;
     // An earlier session was given 50 messages and acknowledged the first 30.
     let mut given = consumer.fetch().max_messages(50).messages().await?;
     let mut n = 0;
@@ -328,16 +346,31 @@ async fn an_ack_all_consumer_is_replaced_without_losing_its_unacknowledged_messa
 
     let dir = tempfile::tempdir()?;
     let opsflow = OpsflowProcess::start_with(dir.path(), &["--nats", &nats.url()])?;
-    let events = wait_for_head(&opsflow.url(), 70, Duration::from_secs(30)).await?;
+    let events = wait_for_head(&opsflow.url(), 69, Duration::from_secs(30)).await?;
     let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
-    let expected: Vec<String> = (30..100).map(|seq| format!("old-{seq}")).collect();
+    let expected: Vec<String> = (30..100)
+        .filter(|&seq| seq != 39)
+        .map(|seq| format!("old-{seq}"))
+        .collect();
     assert_eq!(ids, expected, "everything past the acknowledged floor, once, in order");
-    let info = js
-        .get_stream("OPS_EVENTS")
-        .await?
-        .consumer_info("opsflow-ingest")
-        .await?;
-    assert_eq!(info.config.ack_policy, AckPolicy::Explicit);
+    let dead = js.get_stream("OPSFLOW_DLQ").await?.get_raw_message(1).await?;
+    assert_eq!(dead.subject.as_str(), "opsflow.dlq.decode");
+    assert_eq!(dead.payload.as_ref(), b"{not json");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = js
+            .get_stream("OPS_EVENTS")
+            .await?
+            .consumer_info("opsflow-ingest")
+            .await?;
+        if (info.ack_floor.stream_sequence, info.num_ack_pending) == (100, 0) {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "not all acknowledged: {info:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut dlq = js.get_stream("OPSFLOW_DLQ").await?;
+    assert_eq!(dlq.info().await?.state.messages, 1, "dead-lettered once");
     Ok(())
 }
 

@@ -36,9 +36,19 @@ impl DeadLetters {
     }
 
     /// Publishes a dead letter for `message` and waits for JetStream to keep it.
-    pub async fn publish(&self, message: &async_nats::Message, reason: DeadReason, error: &str) -> anyhow::Result<()> {
-        // Keep the original headers, except Nats-Msg-Id: a dead letter is not a
-        // duplicate of anything and JetStream must not drop it as one.
+    /// `id` (the message's stream and sequence; none when empty) becomes its
+    /// `Nats-Msg-Id`, so a message dead-lettered twice (redelivered, or recorded
+    /// again after a crash) is kept once.
+    pub async fn publish(
+        &self,
+        message: &async_nats::Message,
+        reason: DeadReason,
+        error: &str,
+        id: &str,
+    ) -> anyhow::Result<()> {
+        // Keep the original headers, except Nats-Msg-Id: it names the original
+        // message, and JetStream would drop a dead letter as a duplicate of another
+        // message that had the same id.
         let mut headers = HeaderMap::new();
         if let Some(original) = &message.headers {
             for (name, values) in original.iter() {
@@ -53,6 +63,9 @@ impl DeadLetters {
         insert(&mut headers, "Opsflow-Error", error);
         insert(&mut headers, "Opsflow-Error-Reason", reason.as_str());
         insert(&mut headers, "Opsflow-Original-Subject", message.subject.as_str());
+        if !id.is_empty() {
+            insert(&mut headers, "Nats-Msg-Id", id);
+        }
         let subject = format!("{}.{}", self.prefix, reason.as_str());
         self.js
             .publish_with_headers(subject, headers, message.payload.clone())

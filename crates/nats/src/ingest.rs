@@ -1,24 +1,26 @@
 //! JetStream ingest: a durable pull consumer over `ops.events.>`, batches appended
-//! with [`EventLog::submit_each`] and settled strictly in order, each message
-//! acknowledged only once its event is durable. Redeliveries are absorbed by the
-//! log's idempotent `(source, id)`, so each event is recorded exactly once. Bad
-//! messages go to the dead-letter subject and are terminated, never redelivered
-//! forever.
+//! with [`EventLog::submit_each`] and settled strictly in order, each batch
+//! acknowledged (one `AckPolicy::All` acknowledgement of its last message) only once
+//! its events are durable. Redeliveries are absorbed by the log's idempotent
+//! `(source, id)`, so each event is recorded exactly once. Bad messages go to the
+//! dead-letter subject and are terminated, never redelivered forever.
 //!
-//! Each message is acknowledged on its own (`AckPolicy::Explicit`). One
-//! `AckPolicy::All` acknowledgement per batch costs less, but it also acknowledges
-//! every earlier message, including those a crashed or interrupted session had been
-//! given and never recorded: JetStream redelivers them only after `ack_wait`, by
-//! which time a new session has acknowledged past them, and they are lost.
+//! One acknowledgement covers every earlier message, including those an earlier
+//! session (a killed process, a dropped connection) had been given and never
+//! recorded: JetStream would redeliver them only after `ack_wait`, after this
+//! session had acknowledged past them. So a session that finds messages given and
+//! not acknowledged first reads them from the stream by sequence and records them
+//! ([`recover`]), and only then consumes.
 
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+use async_nats::jetstream::consumer::{AckPolicy, pull};
+use async_nats::jetstream::stream::RawMessageErrorKind;
 use async_nats::jetstream::{self, AckKind, stream};
 use std::sync::Arc;
 
-use futures::{FutureExt, StreamExt};
-use opsflow_log::{EventLog, LogError};
+use futures::{FutureExt, StreamExt, TryStreamExt};
+use opsflow_log::{AppendOutcome, EventLog, LogError};
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -128,10 +130,12 @@ pub async fn ensure_stream(js: &jetstream::Context, config: &IngestConfig) -> Re
 }
 
 /// The ingest stream, the dead-letter publisher, the consumer's message stream, and
-/// whether the consumer acknowledges a batch with its last message.
+/// whether the consumer acknowledges a batch with its last message. What an earlier
+/// session was given and did not acknowledge is recorded first ([`recover`]).
 async fn setup(
     js: &jetstream::Context,
     config: &NatsConfig,
+    log: &EventLog,
 ) -> Result<(DeadLetters, jetstream::consumer::pull::Stream, bool), Stop> {
     let stream = ensure_stream(js, &config.ingest).await.map_err(transient)?;
     let dead_letters = DeadLetters::ensure(js.clone(), &config.dead_letters)
@@ -139,52 +143,43 @@ async fn setup(
         .map_err(transient)?;
     let batch = config.ingest.batch;
     let pull = pull_messages(batch);
-    let consumer_config = |deliver_policy| pull::Config {
-        durable_name: Some(config.ingest.consumer.clone()),
-        ack_policy: jetstream::consumer::AckPolicy::Explicit,
-        ack_wait: config.ack_wait(),
-        // Room for what is being appended and one and a half pulls delivered.
-        max_ack_pending: i64::try_from(batch * BATCHES_IN_FLIGHT + pull * 2).unwrap_or(i64::MAX),
-        deliver_policy,
-        ..Default::default()
-    };
-    let mut consumer: jetstream::consumer::PullConsumer = stream
-        .get_or_create_consumer(&config.ingest.consumer, consumer_config(DeliverPolicy::All))
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            &config.ingest.consumer,
+            pull::Config {
+                durable_name: Some(config.ingest.consumer.clone()),
+                // One acknowledgement per batch (its last message) instead of one per
+                // message: batches settle strictly in order, so acknowledging the last
+                // one acknowledges exactly what is durable (see the module docs).
+                ack_policy: AckPolicy::All,
+                ack_wait: config.ack_wait(),
+                // Room for what is being appended and one and a half pulls delivered.
+                max_ack_pending: i64::try_from(batch * BATCHES_IN_FLIGHT + pull * 2).unwrap_or(i64::MAX),
+                ..Default::default()
+            },
+        )
         .await
         .map_err(transient)?;
-    let mut ack_all = consumer.cached_info().config.ack_policy == AckPolicy::All;
-    if ack_all {
-        // Made by an earlier opsflow, and unsafe (see the module docs). JetStream
-        // cannot change an ack policy: replace it, delivering again everything past
-        // its acknowledged floor (duplicates are absorbed by the log). Under
-        // `interest` retention, removing the only consumer would drop the messages
-        // it has not acknowledged, so it is kept and flagged.
-        let floor = consumer.cached_info().ack_floor.stream_sequence;
-        if stream.cached_info().config.retention == stream::RetentionPolicy::Interest {
-            tracing::warn!(
-                consumer = %config.ingest.consumer,
-                "the ingest consumer acknowledges all earlier messages with each acknowledgement \
-                 (made by an earlier opsflow): a crash can lose the messages in flight; \
-                 delete it while opsflow is stopped and publishers are paused, and opsflow will recreate it"
-            );
-        } else {
-            stream
-                .delete_consumer(&config.ingest.consumer)
-                .await
-                .map_err(transient)?;
-            consumer = stream
-                .create_consumer(consumer_config(DeliverPolicy::ByStartSequence {
-                    start_sequence: floor + 1,
-                }))
-                .await
-                .map_err(transient)?;
-            ack_all = false;
-            tracing::info!(
-                consumer = %config.ingest.consumer,
-                from = floor + 1,
-                "ingest consumer recreated to acknowledge each message"
-            );
-        }
+    let info = consumer.cached_info();
+    // A consumer made otherwise acknowledges each message: keep doing so for it
+    // (JetStream cannot change a consumer's ack policy).
+    let ack_all = info.config.ack_policy == AckPolicy::All;
+    if !ack_all {
+        tracing::info!(consumer = %config.ingest.consumer, "existing consumer acknowledges each message");
+    } else if info.num_ack_pending > 0 {
+        let given = info.ack_floor.stream_sequence + 1..=info.delivered.stream_sequence;
+        let mut filters = info.config.filter_subjects.clone();
+        filters.extend(Some(info.config.filter_subject.clone()).filter(|f| !f.is_empty()));
+        let (from, to) = (*given.start(), *given.end());
+        let recorded = recover(&stream, &filters, given, batch, log, &dead_letters).await?;
+        tracing::info!(
+            consumer = %config.ingest.consumer,
+            from,
+            to,
+            pending = info.num_ack_pending,
+            recorded,
+            "nats ingest recorded what an earlier session was given and did not acknowledge"
+        );
     }
     let messages = consumer
         .stream()
@@ -196,6 +191,106 @@ async fn setup(
     Ok((dead_letters, messages, ack_all))
 }
 
+/// Stream messages read at once while recovering.
+const RECOVER_READS: usize = 64;
+
+/// Records the messages of stream sequences `given` (those an earlier session of
+/// an `AckPolicy::All` consumer was given, past its acknowledged floor) before this
+/// session acknowledges anything. Each is read from the stream by sequence: one
+/// recorded already is a duplicate the log absorbs, one gone from the stream (or
+/// outside the consumer's `filters`) is skipped, a bad one is dead-lettered again
+/// (JetStream drops the copy by its `Nats-Msg-Id`). Returns how many were recorded.
+async fn recover(
+    stream: &stream::Stream,
+    filters: &[String],
+    given: std::ops::RangeInclusive<u64>,
+    batch: usize,
+    log: &EventLog,
+    dead: &DeadLetters,
+) -> Result<u64, Stop> {
+    let mut recorded = 0;
+    let sequences: Vec<u64> = given.collect();
+    for chunk in sequences.chunks(batch.max(1)) {
+        let read: Vec<Option<jetstream::message::StreamMessage>> = futures::stream::iter(chunk.iter().copied())
+            .map(|sequence| async move {
+                match stream.get_raw_message(sequence).await {
+                    Ok(message) => Ok(Some(message)),
+                    Err(e) if matches!(e.kind(), RawMessageErrorKind::NoMessageFound) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .buffered(RECOVER_READS)
+            .try_collect()
+            .await
+            .map_err(transient)?;
+        let messages: Vec<(String, async_nats::Message)> = read
+            .into_iter()
+            .flatten()
+            .filter(|m| filters.is_empty() || filters.iter().any(|f| subject_matches(f, &m.subject)))
+            .map(|m| {
+                let message = async_nats::Message {
+                    length: m.payload.len(),
+                    subject: m.subject,
+                    reply: None,
+                    payload: m.payload,
+                    headers: Some(m.headers),
+                    status: None,
+                    description: None,
+                };
+                (
+                    dead_letter_id(&stream.cached_info().config.name, m.sequence, &m.time),
+                    message,
+                )
+            })
+            .collect();
+        let (parts, decoded) = decode_batch(messages.iter().map(|(_, m)| m));
+        let mut results = log
+            .submit_each(parts)
+            .await
+            .wait()
+            .await
+            .into_iter()
+            .map(Some)
+            .collect::<Vec<_>>();
+        for ((id, message), slot) in messages.iter().zip(decoded) {
+            match outcome(slot, &mut results) {
+                Ok(Ok(())) => recorded += 1,
+                Ok(Err((reason, text))) => dead.publish(message, reason, &text, id).await.map_err(transient)?,
+                Err(e) => return Err(log_stop(e)),
+            }
+        }
+    }
+    Ok(recorded)
+}
+
+/// Whether `subject` matches a NATS subject `filter` (`*` one token, `>` the rest).
+fn subject_matches(filter: &str, subject: &str) -> bool {
+    let (mut filter, mut subject) = (filter.split('.'), subject.split('.'));
+    loop {
+        match (filter.next(), subject.next()) {
+            (Some(">"), Some(_)) | (None, None) => return true,
+            (Some(f), Some(s)) if f == "*" || f == s => {}
+            _ => return false,
+        }
+    }
+}
+
+/// The `Nats-Msg-Id` of the dead letter of stream message `sequence`, stored at
+/// `stored`: the same for every copy, so JetStream keeps one (and not the same for
+/// the message of that sequence in a stream deleted and made again meanwhile).
+fn dead_letter_id(stream: &str, sequence: u64, stored: &impl std::fmt::Display) -> String {
+    format!("opsflow-dlq:{stream}:{sequence}:{stored}")
+}
+
+/// The session's end for a failure of the log itself.
+fn log_stop(e: LogError) -> Stop {
+    if matches!(e, LogError::Closed) {
+        Stop::Transient("the log is closing".into())
+    } else {
+        Stop::Log(e)
+    }
+}
+
 async fn session(
     js: &jetstream::Context,
     config: &NatsConfig,
@@ -205,7 +300,7 @@ async fn session(
 ) -> Result<(), Stop> {
     // Setting up holds no work: shutdown does not wait for it (each step waits for
     // NATS, which may be unreachable).
-    let Some(setup) = shutdown.run_until_cancelled(setup(js, config)).await else {
+    let Some(setup) = shutdown.run_until_cancelled(setup(js, config, log)).await else {
         return Ok(());
     };
     let (dead_letters, mut messages, ack_all) = setup?;
@@ -252,7 +347,7 @@ async fn session(
         let Ok(permit) = slots.clone().acquire_owned().await else {
             break Ok(());
         };
-        let (parts, decoded) = decode_batch(&pending);
+        let (parts, decoded) = decode_batch(pending.iter().map(|m| &m.message));
         let appends = log.submit_each(parts).await;
         let (done, next) = oneshot::channel();
         let before = previous.replace(next);
@@ -291,7 +386,9 @@ async fn session(
 type Decoded = Result<usize, (DeadReason, String)>;
 
 /// Decodes a batch: the appends to submit, and per message its part index or why not.
-fn decode_batch(messages: &[jetstream::Message]) -> (Vec<opsflow_log::StreamAppend>, Vec<Decoded>) {
+fn decode_batch<'a>(
+    messages: impl ExactSizeIterator<Item = &'a async_nats::Message>,
+) -> (Vec<opsflow_log::StreamAppend>, Vec<Decoded>) {
     metrics::histogram!("opsflow_nats_ingest_batch").record(messages.len() as f64);
     let mut parts = Vec::with_capacity(messages.len());
     let mut decoded = Vec::with_capacity(messages.len());
@@ -307,6 +404,26 @@ fn decode_batch(messages: &[jetstream::Message]) -> (Vec<opsflow_log::StreamAppe
     (parts, decoded)
 }
 
+/// How a decoded message ends once its batch is appended: recorded (or an exact
+/// duplicate), or a dead letter with its reason; `Err` for the log's own failure.
+fn outcome(
+    slot: Decoded,
+    results: &mut [Option<Result<AppendOutcome, LogError>>],
+) -> Result<Result<(), (DeadReason, String)>, LogError> {
+    let i = match slot {
+        Ok(i) => i,
+        Err(dead) => return Ok(Err(dead)),
+    };
+    match results.get_mut(i).and_then(Option::take) {
+        Some(Ok(_)) => Ok(Ok(())),
+        Some(Err(e)) => match DeadReason::of(&e) {
+            Some(reason) => Ok(Err((reason, e.to_string()))),
+            None => Err(e),
+        },
+        None => Ok(Err((DeadReason::Decode, "internal: no append result".into()))),
+    }
+}
+
 /// Settles a batch whose appends are done: durable (or an exact duplicate) →
 /// acknowledged; refused → dead letter, then terminated. With `ack_all` one
 /// acknowledgement of the batch's last message covers it (the consumer's
@@ -314,43 +431,32 @@ fn decode_batch(messages: &[jetstream::Message]) -> (Vec<opsflow_log::StreamAppe
 async fn settle(
     messages: Vec<jetstream::Message>,
     slots: Vec<Decoded>,
-    results: Vec<Result<opsflow_log::AppendOutcome, LogError>>,
+    results: Vec<Result<AppendOutcome, LogError>>,
     dead: &DeadLetters,
     ack_all: bool,
 ) -> Result<(), Stop> {
-    let mut results: Vec<Option<Result<opsflow_log::AppendOutcome, LogError>>> =
-        results.into_iter().map(Some).collect();
+    let mut results: Vec<Option<Result<AppendOutcome, LogError>>> = results.into_iter().map(Some).collect();
     let mut ingested = 0u64;
     for (message, slot) in messages.iter().zip(slots) {
-        let outcome = match slot {
-            Err((reason, text)) => Err((reason, text)),
-            Ok(i) => match results.get_mut(i).and_then(Option::take) {
-                Some(Ok(_)) => Ok(()),
-                Some(Err(e)) => match DeadReason::of(&e) {
-                    Some(reason) => Err((reason, e.to_string())),
-                    None => {
-                        // The log's own failure: leave the message for redelivery.
-                        let _ = message.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
-                        return Err(if matches!(e, LogError::Closed) {
-                            Stop::Transient("the log is closing".into())
-                        } else {
-                            Stop::Log(e)
-                        });
-                    }
-                },
-                None => Err((DeadReason::Decode, "internal: no append result".into())),
-            },
-        };
-        match outcome {
-            Ok(()) => {
+        match outcome(slot, &mut results) {
+            Ok(Ok(())) => {
                 if !ack_all {
                     message.ack().await.map_err(transient)?;
                 }
                 ingested += 1;
             }
-            Err((reason, text)) => {
-                dead.publish(message, reason, &text).await.map_err(transient)?;
+            Ok(Err((reason, text))) => {
+                let id = message
+                    .info()
+                    .map(|info| dead_letter_id(info.stream, info.stream_sequence, &info.published))
+                    .unwrap_or_default();
+                dead.publish(message, reason, &text, &id).await.map_err(transient)?;
                 message.ack_with(AckKind::Term).await.map_err(transient)?;
+            }
+            Err(e) => {
+                // The log's own failure: leave the message for redelivery.
+                let _ = message.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                return Err(log_stop(e));
             }
         }
     }
@@ -365,6 +471,20 @@ async fn settle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subjects_match_filters_as_nats_does() {
+        for (filter, subject, matches) in [
+            ("ops.events.>", "ops.events.order.placed", true),
+            ("ops.events.>", "ops.events", false),
+            ("ops.*.order", "ops.events.order", true),
+            ("ops.*.order", "ops.events.order.placed", false),
+            ("ops.events.order", "ops.events.order", true),
+            ("ops.events.order", "ops.events.orders", false),
+        ] {
+            assert_eq!(subject_matches(filter, subject), matches, "{filter} {subject}");
+        }
+    }
 
     #[test]
     fn pulls_hold_several_batches_within_bounds() {
