@@ -10,7 +10,9 @@
 //! recorded: JetStream would redeliver them only after `ack_wait`, after this
 //! session had acknowledged past them. So a session that finds messages given and
 //! not acknowledged first reads them from the stream by sequence and records them
-//! ([`recover`]), and only then consumes.
+//! ([`recover`]), and only then consumes. The consumer's info bounds what an
+//! earlier session was given: nats-server drops a pull request whose subscriber is
+//! gone (a killed process, a dropped subscription) instead of delivering to it.
 
 use std::time::Duration;
 
