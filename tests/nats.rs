@@ -374,6 +374,78 @@ async fn what_an_earlier_session_did_not_acknowledge_is_recorded_first() -> anyh
     Ok(())
 }
 
+/// Deliveries the session did not get (here: taken by another subscriber of the
+/// consumer, as a pull request of a vanished session would take them) end the
+/// session before anything past them is acknowledged; the next one records them
+/// from the stream, long before JetStream's redelivery (`ack_wait`, 30 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_to_someone_else_are_recorded_not_acknowledged_past() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let opsflow = OpsflowProcess::start_with(dir.path(), &["--nats", &nats.url()])?;
+    wait_ready(&opsflow.url()).await?;
+    let js = jetstream::new(async_nats::connect(nats.url()).await?);
+    let all = items(&["eps"], 400, false);
+    publish_all(&js, all[..100].to_vec(), 16).await?;
+    wait_for_head(&opsflow.url(), 100, Duration::from_secs(20)).await?;
+    // Another subscriber waits on opsflow's consumer and takes a few deliveries,
+    // never acknowledging them.
+    let consumer: jetstream::consumer::PullConsumer = js
+        .get_stream("OPS_EVENTS")
+        .await?
+        .get_consumer("opsflow-ingest")
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut taken = consumer
+        .fetch()
+        .max_messages(5)
+        .expires(Duration::from_secs(5))
+        .messages()
+        .await?;
+    publish_all(&js, all[100..].to_vec(), 16).await?;
+    let mut stolen = 0;
+    while let Some(message) = taken.next().await {
+        message.map_err(|e| anyhow::anyhow!("{e}"))?;
+        stolen += 1;
+    }
+    let started = Instant::now();
+    let events = settled_head(&opsflow.url(), 400, Duration::from_secs(20)).await?;
+    assert_exactly_once(&events, &["eps"], 400, false);
+    eprintln!(
+        "{stolen} deliveries taken by another subscriber; all 400 recorded in {:?}",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "recorded only by redelivery"
+    );
+    Ok(())
+}
+
+/// A work-queue stream takes only consumers that acknowledge each message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_work_queue_stream_is_ingested_with_one_acknowledgement_per_message() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let env = [("OPSFLOW_NATS__INGEST__RETENTION", "workqueue")];
+    let opsflow = OpsflowProcess::start_with_env(dir.path(), &["--nats", &nats.url()], &env)?;
+    wait_ready(&opsflow.url()).await?;
+    let js = jetstream::new(async_nats::connect(nats.url()).await?);
+    publish_all(&js, items(&["wq"], 50, false), 16).await?;
+    let events = settled_head(&opsflow.url(), 50, Duration::from_secs(20)).await?;
+    assert_exactly_once(&events, &["wq"], 50, true);
+    let mut stream = js.get_stream("OPS_EVENTS").await?;
+    let info = stream.consumer_info("opsflow-ingest").await?;
+    assert_eq!(info.config.ack_policy, jetstream::consumer::AckPolicy::Explicit);
+    // Acknowledged messages leave a work queue.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stream.info().await?.state.messages > 0 {
+        anyhow::ensure!(Instant::now() < deadline, "messages left in the work queue");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_messages_are_dead_lettered_with_a_reason_and_ingest_continues() -> anyhow::Result<()> {
     let nats = NatsServer::start()?;
@@ -390,12 +462,24 @@ async fn bad_messages_are_dead_lettered_with_a_reason_and_ingest_continues() -> 
     };
     let mut bad_json = HeaderMap::new();
     bad_json.insert("Content-Type", "application/cloudevents+json");
+    // With a JetStream header that holds for the ingest stream, not for the
+    // dead-letter stream: the dead letter must not carry it.
+    let mut bad_json_expecting = bad_json.clone();
+    bad_json_expecting.insert("Nats-Expected-Stream", "OPS_EVENTS");
     let cases = vec![
         (
             (
                 "ops.events.x".to_owned(),
                 bad_json,
                 bytes::Bytes::from_static(b"{not json"),
+            ),
+            "decode",
+        ),
+        (
+            (
+                "ops.events.x".to_owned(),
+                bad_json_expecting,
+                bytes::Bytes::from_static(b"{not json either"),
             ),
             "decode",
         ),
@@ -480,7 +564,7 @@ async fn bad_messages_are_dead_lettered_with_a_reason_and_ingest_continues() -> 
     assert_eq!(events[0].id, "ok");
     let metrics = reqwest::get(format!("{}/metrics", server.url())).await?.text().await?;
     for line in [
-        "opsflow_nats_dead_letters_total{reason=\"decode\"} 3",
+        "opsflow_nats_dead_letters_total{reason=\"decode\"} 4",
         "opsflow_nats_dead_letters_total{reason=\"invalid\"} 4",
         "opsflow_nats_dead_letters_total{reason=\"version_conflict\"} 1",
     ] {

@@ -233,7 +233,8 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         shipped.is_dir().then_some(shipped)
     });
     if let Some(url) = args.nats {
-        config.nats = Some(opsflow_server::NatsConfig::url(url));
+        // The URL only: `OPSFLOW_NATS__*` overrides of the rest still apply.
+        config.nats.get_or_insert_with(opsflow_server::NatsConfig::default).urls = vec![url];
     }
     config.validate()?;
     serve(config).await

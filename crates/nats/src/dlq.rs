@@ -46,13 +46,18 @@ impl DeadLetters {
         error: &str,
         id: &str,
     ) -> anyhow::Result<()> {
-        // Keep the original headers, except Nats-Msg-Id: it names the original
-        // message, and JetStream would drop a dead letter as a duplicate of another
-        // message that had the same id.
+        // Keep the original headers, except NATS's own (`Nats-Msg-Id`,
+        // `Nats-Expected-*`, `Nats-Rollup`, `Nats-TTL`, ...): JetStream would apply
+        // them to the dead letter's publish, dropping it as a duplicate or refusing
+        // it, and ingest could not move past the message.
         let mut headers = HeaderMap::new();
         if let Some(original) = &message.headers {
             for (name, values) in original.iter() {
-                if name.to_string().eq_ignore_ascii_case("nats-msg-id") {
+                if name
+                    .to_string()
+                    .get(..5)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("nats-"))
+                {
                     continue;
                 }
                 for value in values {

@@ -131,14 +131,19 @@ pub async fn ensure_stream(js: &jetstream::Context, config: &IngestConfig) -> Re
     Ok(stream)
 }
 
-/// The ingest stream, the dead-letter publisher, the consumer's message stream, and
-/// whether the consumer acknowledges a batch with its last message. What an earlier
-/// session was given and did not acknowledge is recorded first ([`recover`]).
-async fn setup(
-    js: &jetstream::Context,
-    config: &NatsConfig,
-    log: &EventLog,
-) -> Result<(DeadLetters, jetstream::consumer::pull::Stream, bool), Stop> {
+/// What a session consumes with.
+struct Consuming {
+    dead_letters: DeadLetters,
+    messages: jetstream::consumer::pull::Stream,
+    /// Whether the consumer acknowledges a batch with its last message; then its
+    /// deliveries are checked for gaps.
+    ack_all: Option<Deliveries>,
+}
+
+/// The ingest stream, the dead-letter publisher and the consumer's message stream.
+/// What an earlier session was given and did not acknowledge is recorded first
+/// ([`recover`]).
+async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> Result<Consuming, Stop> {
     let stream = ensure_stream(js, &config.ingest).await.map_err(transient)?;
     let dead_letters = DeadLetters::ensure(js.clone(), &config.dead_letters)
         .await
@@ -152,8 +157,13 @@ async fn setup(
                 durable_name: Some(config.ingest.consumer.clone()),
                 // One acknowledgement per batch (its last message) instead of one per
                 // message: batches settle strictly in order, so acknowledging the last
-                // one acknowledges exactly what is durable (see the module docs).
-                ack_policy: AckPolicy::All,
+                // one acknowledges exactly what is durable (see the module docs). A
+                // work-queue stream takes only consumers that acknowledge each one.
+                ack_policy: if stream.cached_info().config.retention == stream::RetentionPolicy::WorkQueue {
+                    AckPolicy::Explicit
+                } else {
+                    AckPolicy::All
+                },
                 ack_wait: config.ack_wait(),
                 // Room for what is being appended and one and a half pulls delivered.
                 max_ack_pending: i64::try_from(batch * BATCHES_IN_FLIGHT + pull * 2).unwrap_or(i64::MAX),
@@ -183,6 +193,9 @@ async fn setup(
             "nats ingest recorded what an earlier session was given and did not acknowledge"
         );
     }
+    let deliveries = ack_all.then_some(Deliveries {
+        next: info.delivered.consumer_sequence + 1,
+    });
     let messages = consumer
         .stream()
         .max_messages_per_batch(pull)
@@ -190,7 +203,44 @@ async fn setup(
         .messages()
         .await
         .map_err(transient)?;
-    Ok((dead_letters, messages, ack_all))
+    Ok(Consuming {
+        dead_letters,
+        messages,
+        ack_all: deliveries,
+    })
+}
+
+/// The consumer sequences of a session's deliveries. Every delivery of the
+/// consumer, redeliveries included, takes the next one, so they follow each other;
+/// a gap is a delivery this session did not get (written into a connection that
+/// then broke, or to the pull request of a session that is gone but not yet
+/// noticed by the server), which acknowledging a later message would cover
+/// unrecorded. The session then ends before that, and the next one recovers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Deliveries {
+    next: u64,
+}
+
+impl Deliveries {
+    fn check(&mut self, message: &jetstream::Message) -> Result<(), String> {
+        let delivered = message
+            .info()
+            .map_err(|e| format!("a delivery without acknowledgement details ({e})"))?
+            .consumer_sequence;
+        self.follows(delivered)
+    }
+
+    fn follows(&mut self, delivered: u64) -> Result<(), String> {
+        if delivered != self.next {
+            return Err(format!(
+                "delivery {delivered} of the consumer arrived where {} was due: deliveries were missed \
+                 (a broken connection, or another subscriber of the consumer)",
+                self.next
+            ));
+        }
+        self.next += 1;
+        Ok(())
+    }
 }
 
 /// Stream messages read at once while recovering.
@@ -211,9 +261,13 @@ async fn recover(
     dead: &DeadLetters,
 ) -> Result<u64, Stop> {
     let mut recorded = 0;
-    let sequences: Vec<u64> = given.collect();
-    for chunk in sequences.chunks(batch.max(1)) {
-        let read: Vec<Option<jetstream::message::StreamMessage>> = futures::stream::iter(chunk.iter().copied())
+    let to = *given.end();
+    let step = u64::try_from(batch.max(1)).unwrap_or(u64::MAX) - 1;
+    let mut next = (!given.is_empty()).then(|| *given.start());
+    while let Some(from) = next {
+        let end = to.min(from.saturating_add(step));
+        next = (end < to).then(|| end + 1);
+        let read: Vec<Option<jetstream::message::StreamMessage>> = futures::stream::iter(from..=end)
             .map(|sequence| async move {
                 match stream.get_raw_message(sequence).await {
                     Ok(message) => Ok(Some(message)),
@@ -305,7 +359,12 @@ async fn session(
     let Some(setup) = shutdown.run_until_cancelled(setup(js, config, log)).await else {
         return Ok(());
     };
-    let (dead_letters, mut messages, ack_all) = setup?;
+    let Consuming {
+        dead_letters,
+        mut messages,
+        ack_all: mut deliveries,
+    } = setup?;
+    let ack_all = deliveries.is_some();
     let batch = config.ingest.batch;
     tracing::info!(stream = %config.ingest.stream, consumer = %config.ingest.consumer, "nats ingest consuming");
     ready.set(true);
@@ -326,6 +385,13 @@ async fn session(
         }
         let first = tokio::select! {
             m = messages.next() => m,
+            // A batch that failed ends the session now, not at the next message.
+            Some(done) = settling.join_next(), if !settling.is_empty() => {
+                if let Err(stop) = done.unwrap_or_else(|e| Err(transient(e))) {
+                    break Err(stop);
+                }
+                continue;
+            }
             _ = shutdown.cancelled() => break Ok(()),
         };
         let Some(first) = first else {
@@ -335,10 +401,20 @@ async fn session(
             Ok(m) => m,
             Err(e) => break Err(transient(e)),
         };
+        if let Some(Err(missed)) = deliveries.as_mut().map(|d| d.check(&first)) {
+            break Err(transient(missed));
+        }
         let mut pending = vec![first];
+        let mut missed = None;
         while pending.len() < batch {
             match messages.next().now_or_never() {
-                Some(Some(Ok(m))) => pending.push(m),
+                Some(Some(Ok(m))) => {
+                    if let Some(Err(gap)) = deliveries.as_mut().map(|d| d.check(&m)) {
+                        missed = Some(gap);
+                        break;
+                    }
+                    pending.push(m);
+                }
                 Some(Some(Err(e))) => {
                     tracing::debug!(error = %e, "nats consumer stream");
                     break;
@@ -371,6 +447,10 @@ async fn session(
             drop(permit);
             outcome
         });
+        // What came before a missed delivery settles; nothing after it is taken.
+        if let Some(missed) = missed {
+            break Err(transient(missed));
+        }
     };
     // Let every enqueued batch finish: acknowledge what became durable.
     let mut first_error = None;
@@ -473,6 +553,19 @@ async fn settle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deliveries_must_follow_each_other() {
+        let mut deliveries = Deliveries { next: 8 };
+        assert_eq!(deliveries.follows(8), Ok(()));
+        assert_eq!(deliveries.follows(9), Ok(()));
+        let gap = deliveries.follows(12).unwrap_err();
+        assert!(
+            gap.contains("delivery 12 of the consumer arrived where 10 was due"),
+            "{gap}"
+        );
+        assert_eq!(deliveries, Deliveries { next: 10 }, "a gap does not move on");
+    }
 
     #[test]
     fn subjects_match_filters_as_nats_does() {
