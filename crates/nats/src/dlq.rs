@@ -36,9 +36,10 @@ impl DeadLetters {
     }
 
     /// Publishes a dead letter for `message` and waits for JetStream to keep it.
-    /// `id` (the message's stream and sequence; none when empty) becomes its
+    /// `id` (the message's stream, sequence and time; none when empty) becomes its
     /// `Nats-Msg-Id`, so a message dead-lettered twice (redelivered, or recorded
-    /// again after a crash) is kept once.
+    /// again after a crash) is kept once, within the dead-letter stream's duplicate
+    /// window (2 minutes unless configured otherwise).
     pub async fn publish(
         &self,
         message: &async_nats::Message,
