@@ -446,6 +446,41 @@ async fn a_work_queue_stream_is_ingested_with_one_acknowledgement_per_message() 
     Ok(())
 }
 
+/// A bad message close to NATS's largest does not fit in a dead letter with the
+/// error added: it goes without its payload, saying where the original is, and
+/// ingest moves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_too_large_for_nats_goes_without_its_payload() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let server = TestServer::start_with(|c| c.nats = Some(NatsConfig::url(nats.url()))).await?;
+    let client = async_nats::connect(nats.url()).await?;
+    let js = jetstream::new(client.clone());
+    let mut dlq = client.subscribe("opsflow.dlq.>").await?;
+    client.flush().await?;
+    let max = client.server_info().max_payload;
+    let mut headers = HeaderMap::new();
+    headers.insert("Content-Type", "application/cloudevents+json");
+    let mut big = vec![b'{'];
+    big.resize(max - 100, b'x');
+    let good = items(&["after"], 1, false).remove(0);
+    publish_all(&js, vec![("ops.events.x".to_owned(), headers, big.into()), good], 1).await?;
+    let dead = tokio::time::timeout(Duration::from_secs(20), dlq.next())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("dlq closed"))?;
+    assert_eq!(dead.subject.as_str(), "opsflow.dlq.decode");
+    assert!(dead.payload.is_empty());
+    let omitted = dead
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("Opsflow-Payload-Omitted"))
+        .map(|v| v.as_str().to_owned())
+        .unwrap_or_default();
+    assert!(omitted.contains("it is message 1 of stream OPS_EVENTS"), "{omitted}");
+    let events = wait_for_head(&server.url(), 1, Duration::from_secs(20)).await?;
+    assert_eq!(events[0].id, "after-0", "ingest moved on");
+    server.shutdown().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_messages_are_dead_lettered_with_a_reason_and_ingest_continues() -> anyhow::Result<()> {
     let nats = NatsServer::start()?;
@@ -562,13 +597,26 @@ async fn bad_messages_are_dead_lettered_with_a_reason_and_ingest_continues() -> 
     let events = wait_for_head(&server.url(), 1, Duration::from_secs(20)).await?;
     assert_eq!(events.len(), 1, "only the good event is recorded");
     assert_eq!(events[0].id, "ok");
-    let metrics = reqwest::get(format!("{}/metrics", server.url())).await?.text().await?;
-    for line in [
+    // Counted once JetStream acknowledged the dead letter, which a subscriber may
+    // see first.
+    let lines = [
         "opsflow_nats_dead_letters_total{reason=\"decode\"} 4",
         "opsflow_nats_dead_letters_total{reason=\"invalid\"} 4",
         "opsflow_nats_dead_letters_total{reason=\"version_conflict\"} 1",
-    ] {
-        assert!(metrics.contains(line), "/metrics lacks {line}");
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = reqwest::get(format!("{}/metrics", server.url())).await?.text().await?;
+        let missing: Vec<&str> = lines.iter().copied().filter(|l| !metrics.contains(l)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        let counted: Vec<&str> = metrics
+            .lines()
+            .filter(|l| l.starts_with("opsflow_nats_dead_letters_total"))
+            .collect();
+        assert!(Instant::now() < deadline, "/metrics lacks {missing:?}; has {counted:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     server.shutdown().await
 }

@@ -35,17 +35,20 @@ impl DeadLetters {
         })
     }
 
-    /// Publishes a dead letter for `message` and waits for JetStream to keep it.
-    /// `id` (the message's stream, sequence and time; none when empty) becomes its
+    /// Publishes a dead letter for `message`, kept in the ingest stream as `origin`,
+    /// and waits for JetStream to keep it. The origin's [`Origin::id`] becomes its
     /// `Nats-Msg-Id`, so a message dead-lettered twice (redelivered, or recorded
     /// again after a crash) is kept once, within the dead-letter stream's duplicate
-    /// window (2 minutes unless configured otherwise).
+    /// window (2 minutes unless configured otherwise). A dead letter that would not
+    /// fit in a NATS message (the original near `max_payload`, plus the error) goes
+    /// without the payload, saying where the original is: otherwise it could never
+    /// be published, and ingest could not move past it.
     pub async fn publish(
         &self,
         message: &async_nats::Message,
         reason: DeadReason,
         error: &str,
-        id: &str,
+        origin: Option<&Origin>,
     ) -> anyhow::Result<()> {
         // Keep the original headers, except NATS's own (`Nats-Msg-Id`,
         // `Nats-Expected-*`, `Nats-Rollup`, `Nats-TTL`, ...): JetStream would apply
@@ -69,18 +72,64 @@ impl DeadLetters {
         insert(&mut headers, "Opsflow-Error", error);
         insert(&mut headers, "Opsflow-Error-Reason", reason.as_str());
         insert(&mut headers, "Opsflow-Original-Subject", message.subject.as_str());
-        if !id.is_empty() {
-            insert(&mut headers, "Nats-Msg-Id", id);
+        if let Some(origin) = origin {
+            insert(&mut headers, "Nats-Msg-Id", &origin.id());
+        }
+        let mut payload = message.payload.clone();
+        let max_payload = self.js.client().server_info().max_payload;
+        if max_payload > 0 && headers_size(&headers) + payload.len() > max_payload {
+            let place = origin.map_or_else(
+                || "it is not kept".to_owned(),
+                |o| format!("it is message {} of stream {}", o.sequence, o.stream),
+            );
+            insert(
+                &mut headers,
+                "Opsflow-Payload-Omitted",
+                &format!(
+                    "the original payload ({} bytes) does not fit in a dead letter; {place}",
+                    payload.len()
+                ),
+            );
+            payload = bytes::Bytes::new();
         }
         let subject = format!("{}.{}", self.prefix, reason.as_str());
-        self.js
-            .publish_with_headers(subject, headers, message.payload.clone())
-            .await?
-            .await?;
+        self.js.publish_with_headers(subject, headers, payload).await?.await?;
         metrics::counter!("opsflow_nats_dead_letters_total", "reason" => reason.as_str()).increment(1);
         tracing::warn!(reason = reason.as_str(), subject = %message.subject, error, "message dead-lettered");
         Ok(())
     }
+}
+
+/// Where a dead-lettered message is kept: its stream, sequence and stored time.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub stream: String,
+    pub sequence: u64,
+    /// The stored time, as async-nats prints it.
+    pub stored: String,
+}
+
+impl Origin {
+    /// The dead letter's `Nats-Msg-Id`: the same for every copy (and not the same
+    /// for the message of that sequence in a stream deleted and made again since).
+    pub fn id(&self) -> String {
+        format!("opsflow-dlq:{}:{}:{}", self.stream, self.sequence, self.stored)
+    }
+}
+
+/// The size of `headers` in a NATS message (`NATS/1.0` line, `name: value` lines,
+/// blank line), as it counts against `max_payload`.
+fn headers_size(headers: &HeaderMap) -> usize {
+    let lines: usize = headers
+        .iter()
+        .map(|(name, values)| {
+            values
+                .iter()
+                .map(|v| name.to_string().len() + v.as_str().len() + 4)
+                .sum::<usize>()
+        })
+        .sum();
+    "NATS/1.0\r\n\r\n".len() + lines
 }
 
 fn insert(headers: &mut HeaderMap, name: &'static str, value: &str) {

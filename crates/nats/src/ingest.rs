@@ -28,6 +28,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::decode::{DeadReason, decode};
+use crate::dlq::Origin;
 use crate::{DeadLetters, IngestConfig, NatsConfig, NatsError};
 
 /// Batches enqueued in the log and awaiting durability at once.
@@ -61,8 +62,14 @@ pub async fn run_ingest(
     let js = jetstream::new(client);
     let mut delay = Duration::from_millis(200);
     loop {
-        let outcome = session(&js, &config, &log, &shutdown, &ready.ingest).await;
+        let mut consumed = false;
+        let outcome = session(&js, &config, &log, &shutdown, &ready.ingest, &mut consumed).await;
         ready.ingest.set(false);
+        if consumed {
+            // A session that got going: the next failure is a new one, not this one
+            // again.
+            delay = Duration::from_millis(200);
+        }
         match outcome {
             Ok(()) => return Ok(()),
             Err(Stop::Log(e)) => return Err(anyhow::anyhow!("the event log refused ingest: {e}")),
@@ -173,6 +180,28 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
         .await
         .map_err(transient)?;
     let info = consumer.cached_info();
+    // A consumer made otherwise is adopted if it can keep the promise: each message
+    // acknowledged, and only once recorded, with its payload.
+    if info.config.ack_policy == AckPolicy::None || info.config.headers_only {
+        return Err(transient(format!(
+            "consumer {} of stream {} cannot be used for ingest ({}): delete it and opsflow will make its own",
+            config.ingest.consumer,
+            config.ingest.stream,
+            if info.config.headers_only {
+                "it delivers headers only"
+            } else {
+                "it does not wait for acknowledgements, so a crash would lose messages"
+            }
+        )));
+    }
+    if info.config.max_deliver > 0 {
+        tracing::warn!(
+            consumer = %config.ingest.consumer,
+            max_deliver = info.config.max_deliver,
+            "the ingest consumer gives up on a message after max_deliver deliveries; \
+             a message opsflow could not record in time would then be dropped"
+        );
+    }
     // A consumer made otherwise acknowledges each message: keep doing so for it
     // (JetStream cannot change a consumer's ack policy).
     let ack_all = info.config.ack_policy == AckPolicy::All;
@@ -196,10 +225,15 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
     let deliveries = ack_all.then_some(Deliveries {
         next: info.delivered.consumer_sequence + 1,
     });
+    // Within the consumer's own limits on a pull (the server's, for one it made).
+    let within = |wanted: usize, limit: i64| match usize::try_from(limit) {
+        Ok(limit) if limit > 0 => wanted.min(limit),
+        _ => wanted,
+    };
     let messages = consumer
         .stream()
-        .max_messages_per_batch(pull)
-        .max_bytes_per_batch(PULL_BYTES)
+        .max_messages_per_batch(within(pull, info.config.max_batch))
+        .max_bytes_per_batch(within(PULL_BYTES, info.config.max_bytes))
         .messages()
         .await
         .map_err(transient)?;
@@ -279,7 +313,7 @@ async fn recover(
             .try_collect()
             .await
             .map_err(transient)?;
-        let messages: Vec<(String, async_nats::Message)> = read
+        let messages: Vec<(Origin, async_nats::Message)> = read
             .into_iter()
             .flatten()
             .filter(|m| filters.is_empty() || filters.iter().any(|f| subject_matches(f, &m.subject)))
@@ -293,10 +327,7 @@ async fn recover(
                     status: None,
                     description: None,
                 };
-                (
-                    dead_letter_id(&stream.cached_info().config.name, m.sequence, &m.time),
-                    message,
-                )
+                (origin(&stream.cached_info().config.name, m.sequence, &m.time), message)
             })
             .collect();
         let (parts, decoded) = decode_batch(messages.iter().map(|(_, m)| m));
@@ -308,10 +339,13 @@ async fn recover(
             .into_iter()
             .map(Some)
             .collect::<Vec<_>>();
-        for ((id, message), slot) in messages.iter().zip(decoded) {
+        for ((from, message), slot) in messages.iter().zip(decoded) {
             match outcome(slot, &mut results) {
                 Ok(Ok(())) => recorded += 1,
-                Ok(Err((reason, text))) => dead.publish(message, reason, &text, id).await.map_err(transient)?,
+                Ok(Err((reason, text))) => dead
+                    .publish(message, reason, &text, Some(from))
+                    .await
+                    .map_err(transient)?,
                 Err(e) => return Err(log_stop(e)),
             }
         }
@@ -331,11 +365,14 @@ fn subject_matches(filter: &str, subject: &str) -> bool {
     }
 }
 
-/// The `Nats-Msg-Id` of the dead letter of stream message `sequence`, stored at
-/// `stored`: the same for every copy, so JetStream keeps one (and not the same for
-/// the message of that sequence in a stream deleted and made again meanwhile).
-fn dead_letter_id(stream: &str, sequence: u64, stored: &impl std::fmt::Display) -> String {
-    format!("opsflow-dlq:{stream}:{sequence}:{stored}")
+/// Where stream message `sequence`, stored at `stored`, is kept (its dead letter's
+/// identity).
+fn origin(stream: &str, sequence: u64, stored: &impl std::fmt::Display) -> Origin {
+    Origin {
+        stream: stream.to_owned(),
+        sequence,
+        stored: stored.to_string(),
+    }
 }
 
 /// The session's end for a failure of the log itself.
@@ -353,6 +390,7 @@ async fn session(
     log: &EventLog,
     shutdown: &CancellationToken,
     ready: &crate::ready::Flag,
+    consumed: &mut bool,
 ) -> Result<(), Stop> {
     // Setting up holds no work: shutdown does not wait for it (each step waits for
     // NATS, which may be unreachable).
@@ -365,6 +403,7 @@ async fn session(
         ack_all: mut deliveries,
     } = setup?;
     let ack_all = deliveries.is_some();
+    *consumed = true;
     let batch = config.ingest.batch;
     tracing::info!(stream = %config.ingest.stream, consumer = %config.ingest.consumer, "nats ingest consuming");
     ready.set(true);
@@ -528,11 +567,13 @@ async fn settle(
                 ingested += 1;
             }
             Ok(Err((reason, text))) => {
-                let id = message
+                let from = message
                     .info()
-                    .map(|info| dead_letter_id(info.stream, info.stream_sequence, &info.published))
-                    .unwrap_or_default();
-                dead.publish(message, reason, &text, &id).await.map_err(transient)?;
+                    .ok()
+                    .map(|info| origin(info.stream, info.stream_sequence, &info.published));
+                dead.publish(message, reason, &text, from.as_ref())
+                    .await
+                    .map_err(transient)?;
                 message.ack_with(AckKind::Term).await.map_err(transient)?;
             }
             Err(e) => {
