@@ -452,7 +452,11 @@ async fn a_work_queue_stream_is_ingested_with_one_acknowledgement_per_message() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_letter_too_large_for_nats_goes_without_its_payload() -> anyhow::Result<()> {
     let nats = NatsServer::start()?;
-    let server = TestServer::start_with(|c| c.nats = Some(NatsConfig::url(nats.url()))).await?;
+    // A process of its own: the dead-letter counters of in-process servers are
+    // shared by the tests running beside it.
+    let dir = tempfile::tempdir()?;
+    let opsflow = OpsflowProcess::start_with(dir.path(), &["--nats", &nats.url()])?;
+    wait_ready(&opsflow.url()).await?;
     let client = async_nats::connect(nats.url()).await?;
     let js = jetstream::new(client.clone());
     let mut dlq = client.subscribe("opsflow.dlq.>").await?;
@@ -476,9 +480,9 @@ async fn a_dead_letter_too_large_for_nats_goes_without_its_payload() -> anyhow::
         .map(|v| v.as_str().to_owned())
         .unwrap_or_default();
     assert!(omitted.contains("it is message 1 of stream OPS_EVENTS"), "{omitted}");
-    let events = wait_for_head(&server.url(), 1, Duration::from_secs(20)).await?;
+    let events = wait_for_head(&opsflow.url(), 1, Duration::from_secs(20)).await?;
     assert_eq!(events[0].id, "after-0", "ingest moved on");
-    server.shutdown().await
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
