@@ -128,6 +128,13 @@ async fn wait_for_head(url: &str, at_least: usize, within: Duration) -> anyhow::
     }
 }
 
+/// `opsflow dev` as a process of its own on `nats`, with `env` overrides, ready.
+async fn opsflow_on(nats: &NatsServer, data: &std::path::Path, env: &[(&str, &str)]) -> anyhow::Result<OpsflowProcess> {
+    let opsflow = OpsflowProcess::start_with_env(data, &["--nats", &nats.url()], env)?;
+    wait_ready(&opsflow.url()).await?;
+    Ok(opsflow)
+}
+
 /// [`wait_for_head`], then once `count` events are there, the log 2 s later: a stray
 /// redelivery recorded twice would show.
 async fn settled_head(url: &str, count: usize, within: Duration) -> anyhow::Result<Vec<v1::RecordedEvent>> {
@@ -255,8 +262,7 @@ async fn sigkill_during_ingest_loses_nothing_while_producers_keep_publishing() -
     // within the test; still longer than a restart takes, so a restarted opsflow
     // acknowledges newer messages before that redelivery.
     let env = [("OPSFLOW_NATS__INGEST__ACK_WAIT_SECS", "10")];
-    let mut opsflow = OpsflowProcess::start_with_env(dir.path(), &args, &env)?;
-    wait_ready(&opsflow.url()).await?;
+    let mut opsflow = opsflow_on(&nats, dir.path(), &env).await?;
     let producers = ["gamma", "delta"];
     let all = items(&producers, 20_000, false);
     let js = jetstream::new(async_nats::connect(nats.url()).await?);
@@ -382,8 +388,7 @@ async fn what_an_earlier_session_did_not_acknowledge_is_recorded_first() -> anyh
 async fn deliveries_to_someone_else_are_recorded_not_acknowledged_past() -> anyhow::Result<()> {
     let nats = NatsServer::start()?;
     let dir = tempfile::tempdir()?;
-    let opsflow = OpsflowProcess::start_with(dir.path(), &["--nats", &nats.url()])?;
-    wait_ready(&opsflow.url()).await?;
+    let opsflow = opsflow_on(&nats, dir.path(), &[]).await?;
     let js = jetstream::new(async_nats::connect(nats.url()).await?);
     let all = items(&["eps"], 400, false);
     publish_all(&js, all[..100].to_vec(), 16).await?;
@@ -428,8 +433,7 @@ async fn a_work_queue_stream_is_ingested_with_one_acknowledgement_per_message() 
     let nats = NatsServer::start()?;
     let dir = tempfile::tempdir()?;
     let env = [("OPSFLOW_NATS__INGEST__RETENTION", "workqueue")];
-    let opsflow = OpsflowProcess::start_with_env(dir.path(), &["--nats", &nats.url()], &env)?;
-    wait_ready(&opsflow.url()).await?;
+    let opsflow = opsflow_on(&nats, dir.path(), &env).await?;
     let js = jetstream::new(async_nats::connect(nats.url()).await?);
     publish_all(&js, items(&["wq"], 50, false), 16).await?;
     let events = settled_head(&opsflow.url(), 50, Duration::from_secs(20)).await?;
@@ -455,8 +459,7 @@ async fn a_dead_letter_too_large_for_nats_goes_without_its_payload() -> anyhow::
     // A process of its own: the dead-letter counters of in-process servers are
     // shared by the tests running beside it.
     let dir = tempfile::tempdir()?;
-    let opsflow = OpsflowProcess::start_with(dir.path(), &["--nats", &nats.url()])?;
-    wait_ready(&opsflow.url()).await?;
+    let opsflow = opsflow_on(&nats, dir.path(), &[]).await?;
     let client = async_nats::connect(nats.url()).await?;
     let js = jetstream::new(client.clone());
     let mut dlq = client.subscribe("opsflow.dlq.>").await?;

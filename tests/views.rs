@@ -22,6 +22,11 @@ async fn views_client(url: &str) -> anyhow::Result<ViewsClient<tonic::transport:
 }
 
 /// Appends one event over gRPC and returns its position.
+/// `thing.happened` number `n` on the stream `things`.
+async fn thing(url: &str, n: u64, time: &str, data: Value) -> anyhow::Result<u64> {
+    append(url, "things", &n.to_string(), "thing.happened", time, data).await
+}
+
 async fn append(url: &str, stream: &str, id: &str, event_type: &str, time: &str, data: Value) -> anyhow::Result<u64> {
     let mut grpc = client(url).await?;
     let mut e = event("e2e", id, event_type, &data.to_string());
@@ -292,15 +297,7 @@ async fn views_survive_restart_and_follow_definition_changes() -> anyhow::Result
     let server = Server::start(&config).await?;
     let url = format!("http://{}", server.addr());
     for n in 1..=3 {
-        append(
-            &url,
-            "things",
-            &n.to_string(),
-            "thing.happened",
-            "2026-11-01T10:00:00Z",
-            json!({ "n": n }),
-        )
-        .await?;
+        thing(&url, n, "2026-11-01T10:00:00Z", json!({ "n": n })).await?;
     }
     caught_up(&server, 3).await?;
     assert_eq!(things(&url).await?.0, 3.0);
@@ -310,15 +307,7 @@ async fn views_survive_restart_and_follow_definition_changes() -> anyhow::Result
     let server = Server::start(&config).await?;
     let url = format!("http://{}", server.addr());
     assert_eq!(server.views().position(), 3);
-    append(
-        &url,
-        "things",
-        "4",
-        "thing.happened",
-        "2026-11-01T10:01:00Z",
-        json!({ "n": 4 }),
-    )
-    .await?;
+    thing(&url, 4, "2026-11-01T10:01:00Z", json!({ "n": 4 })).await?;
     caught_up(&server, 4).await?;
     assert_eq!(things(&url).await?.0, 4.0);
 
@@ -384,15 +373,7 @@ async fn metrics_follow_the_views_and_count_evaluation_failures() -> anyhow::Res
     let url = format!("http://{}", server.addr());
     for n in 1..=2 {
         let group = if n == 1 { "a\"b\\c" } else { "plain" };
-        append(
-            &url,
-            "things",
-            &n.to_string(),
-            "thing.happened",
-            "2026-11-01T10:00:00Z",
-            json!({ "n": n, "g": group }),
-        )
-        .await?;
+        thing(&url, n, "2026-11-01T10:00:00Z", json!({ "n": n, "g": group })).await?;
     }
     caught_up(&server, 2).await?;
     let mut lines = Vec::new();

@@ -142,9 +142,9 @@ pub async fn ensure_stream(js: &jetstream::Context, config: &IngestConfig) -> Re
 struct Consuming {
     dead_letters: DeadLetters,
     messages: jetstream::consumer::pull::Stream,
-    /// Whether the consumer acknowledges a batch with its last message; then its
-    /// deliveries are checked for gaps.
-    ack_all: Option<Deliveries>,
+    /// Present when the consumer acknowledges a batch with its last message: its
+    /// deliveries are then checked for gaps.
+    deliveries: Option<Deliveries>,
 }
 
 /// The ingest stream, the dead-letter publisher and the consumer's message stream.
@@ -222,9 +222,7 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
             "nats ingest recorded what an earlier session was given and did not acknowledge"
         );
     }
-    let deliveries = ack_all.then_some(Deliveries {
-        next: info.delivered.consumer_sequence + 1,
-    });
+
     // Within the consumer's own limits on a pull (the server's, for one it made).
     let within = |wanted: usize, limit: i64| match usize::try_from(limit) {
         Ok(limit) if limit > 0 => wanted.min(limit),
@@ -240,7 +238,9 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
     Ok(Consuming {
         dead_letters,
         messages,
-        ack_all: deliveries,
+        deliveries: ack_all.then_some(Deliveries {
+            next: info.delivered.consumer_sequence + 1,
+        }),
     })
 }
 
@@ -295,12 +295,9 @@ async fn recover(
     dead: &DeadLetters,
 ) -> Result<u64, Stop> {
     let mut recorded = 0;
-    let to = *given.end();
-    let step = u64::try_from(batch.max(1)).unwrap_or(u64::MAX) - 1;
-    let mut next = (!given.is_empty()).then(|| *given.start());
-    while let Some(from) = next {
-        let end = to.min(from.saturating_add(step));
-        next = (end < to).then(|| end + 1);
+    let (last, batch) = (*given.end(), batch.max(1));
+    for from in given.step_by(batch) {
+        let end = last.min(from + (batch as u64 - 1));
         let read: Vec<Option<jetstream::message::StreamMessage>> = futures::stream::iter(from..=end)
             .map(|sequence| async move {
                 match stream.get_raw_message(sequence).await {
@@ -400,7 +397,7 @@ async fn session(
     let Consuming {
         dead_letters,
         mut messages,
-        ack_all: mut deliveries,
+        mut deliveries,
     } = setup?;
     let ack_all = deliveries.is_some();
     *consumed = true;
