@@ -11,6 +11,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use anyhow::Context as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -19,7 +21,7 @@ use tokio::net::TcpStream;
 /// One HTTP/2 connection; clones multiplex their calls over it.
 #[derive(Clone)]
 pub struct H2Channel {
-    send: SendRequest<tonic::body::Body>,
+    send: SendRequest<Full<Bytes>>,
 }
 
 impl H2Channel {
@@ -41,18 +43,29 @@ impl H2Channel {
     }
 }
 
-type ResponseFuture = Pin<Box<dyn Future<Output = Result<http::Response<Incoming>, hyper::Error>> + Send>>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type ResponseFuture = Pin<Box<dyn Future<Output = Result<http::Response<Incoming>, BoxError>> + Send>>;
 
 impl tower::Service<http::Request<tonic::body::Body>> for H2Channel {
     type Response = http::Response<Incoming>;
-    type Error = hyper::Error;
+    type Error = BoxError;
     type Future = ResponseFuture;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), hyper::Error>> {
-        self.send.poll_ready(cx)
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.send.poll_ready(cx).map_err(Into::into)
     }
 
+    /// The request goes out with its whole message as one body, so that HTTP/2
+    /// sends its headers and data together (tonic's streaming body is sent in
+    /// pieces, each flushed on its own: twice the writes of the server).
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> ResponseFuture {
-        Box::pin(self.send.send_request(request))
+        let mut send = self.send.clone();
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let message = body.collect().await?.to_bytes();
+            Ok(send
+                .send_request(http::Request::from_parts(parts, Full::new(message)))
+                .await?)
+        })
     }
 }
