@@ -12,6 +12,14 @@ use serde_json::{Map, Value};
 /// `serde_json::from_slice::<Value>` fails; duplicate keys keep the last value,
 /// as it does.
 pub(crate) fn parse(data: &[u8], keep: &dyn Fn(&str) -> bool) -> Option<Value> {
+    if let Some(value) = Fast::new(data).object(keep) {
+        return Some(value);
+    }
+    parse_with_serde(data, keep)
+}
+
+/// [`parse`] by serde_json alone.
+fn parse_with_serde(data: &[u8], keep: &dyn Fn(&str) -> bool) -> Option<Value> {
     let first = data.iter().find(|b| !b.is_ascii_whitespace())?;
     if *first != b'{' {
         return serde_json::from_slice(data).ok();
@@ -20,6 +28,205 @@ pub(crate) fn parse(data: &[u8], keep: &dyn Fn(&str) -> bool) -> Option<Value> {
     let value = de.deserialize_map(Object { keep }).ok()?;
     de.end().ok()?;
     Some(value)
+}
+
+/// The common case, read without serde: an object whose member names and strings
+/// have no escapes (nor control characters or invalid UTF-8), whose numbers are plain
+/// integers of up to 18 digits or decimals without an exponent (those kept are
+/// read by serde_json, so they come out exactly as a full parse gives them), and
+/// whose nesting stays shallow. Anything else, valid or not, makes it give up
+/// (`None`) and leaves the data to the serde path, so it never accepts what a full
+/// parse refuses nor reads a value differently.
+struct Fast<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+/// Nesting a skipped value may have before the fast path gives up (serde_json's
+/// limit is 128).
+const FAST_DEPTH: usize = 64;
+
+impl<'a> Fast<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        Fast { data, at: 0 }
+    }
+
+    fn object(mut self, keep: &dyn Fn(&str) -> bool) -> Option<Value> {
+        self.whitespace();
+        self.eat(b'{')?;
+        let mut map = Map::new();
+        self.whitespace();
+        if self.peek() == Some(b'}') {
+            self.at += 1;
+        } else {
+            loop {
+                self.whitespace();
+                let key = self.string()?;
+                self.whitespace();
+                self.eat(b':')?;
+                self.whitespace();
+                if keep(key) {
+                    let value = self.value_built()?;
+                    map.insert(key.to_owned(), value);
+                } else {
+                    self.value(0)?;
+                }
+                self.whitespace();
+                match self.next()? {
+                    b',' => continue,
+                    b'}' => break,
+                    _ => return None,
+                }
+            }
+        }
+        self.whitespace();
+        (self.at == self.data.len()).then_some(Value::Object(map))
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.data.get(self.at).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let b = self.peek()?;
+        self.at += 1;
+        Some(b)
+    }
+
+    fn eat(&mut self, expected: u8) -> Option<()> {
+        (self.next()? == expected).then_some(())
+    }
+
+    fn whitespace(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    /// A string without escapes or control characters, in valid UTF-8; its text.
+    fn string(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let start = self.at;
+        let rest = self.data.get(start..)?;
+        let len = rest.iter().position(|&b| b < 0x20 || b == b'"' || b == b'\\')?;
+        if rest[len] != b'"' {
+            return None;
+        }
+        let text = std::str::from_utf8(&rest[..len]).ok()?;
+        self.at = start + len + 1;
+        Some(text)
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.at.checked_add(word.len())?;
+        (self.data.get(self.at..end)? == word).then(|| self.at = end)
+    }
+
+    /// A number of the plain shapes (see [`Fast`]); whether it is an integer.
+    fn number(&mut self) -> Option<bool> {
+        let start = self.at;
+        if self.peek() == Some(b'-') {
+            self.at += 1;
+        }
+        let digits = self.digits();
+        if digits == 0 || digits > 18 || (digits > 1 && self.data[self.at - digits] == b'0') {
+            return None;
+        }
+        let integer = match self.peek() {
+            Some(b'.') => {
+                self.at += 1;
+                if self.digits() == 0 {
+                    return None;
+                }
+                false
+            }
+            _ => true,
+        };
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            return None;
+        }
+        // `-0` is left to serde_json, which reads it as a float.
+        if integer && &self.data[start..self.at] == b"-0" {
+            return None;
+        }
+        Some(integer)
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.at;
+        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            self.at += 1;
+        }
+        self.at - start
+    }
+
+    /// Checks and steps over one value.
+    fn value(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.string().map(drop),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            b'-' | b'0'..=b'9' => self.number().map(drop),
+            b'[' if depth < FAST_DEPTH => {
+                self.at += 1;
+                self.whitespace();
+                if self.peek() == Some(b']') {
+                    self.at += 1;
+                    return Some(());
+                }
+                loop {
+                    self.whitespace();
+                    self.value(depth + 1)?;
+                    self.whitespace();
+                    match self.next()? {
+                        b',' => continue,
+                        b']' => return Some(()),
+                        _ => return None,
+                    }
+                }
+            }
+            b'{' if depth < FAST_DEPTH => {
+                self.at += 1;
+                self.whitespace();
+                if self.peek() == Some(b'}') {
+                    self.at += 1;
+                    return Some(());
+                }
+                loop {
+                    self.whitespace();
+                    self.string()?;
+                    self.whitespace();
+                    self.eat(b':')?;
+                    self.whitespace();
+                    self.value(depth + 1)?;
+                    self.whitespace();
+                    match self.next()? {
+                        b',' => continue,
+                        b'}' => return Some(()),
+                        _ => return None,
+                    }
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// One value, built: strings and literals here, anything else checked here and
+    /// then read by serde_json from its text.
+    fn value_built(&mut self) -> Option<Value> {
+        let start = self.at;
+        match self.peek()? {
+            b'"' => self.string().map(|s| Value::String(s.to_owned())),
+            b't' => self.literal(b"true").map(|()| Value::Bool(true)),
+            b'f' => self.literal(b"false").map(|()| Value::Bool(false)),
+            b'n' => self.literal(b"null").map(|()| Value::Null),
+            _ => {
+                self.value(1)?;
+                serde_json::from_slice(&self.data[start..self.at]).ok()
+            }
+        }
+    }
 }
 
 /// Whether `data` is JSON that `serde_json::from_slice::<Value>` accepts (strings
@@ -163,6 +370,40 @@ mod tests {
         assert_eq!(parse(b"\"s\"", &keep_ab), Some(serde_json::json!("s")));
     }
 
+    /// What `parse` must give: a full parse with the other top-level fields removed.
+    fn reference(data: &[u8], keep: &dyn Fn(&str) -> bool) -> Option<Value> {
+        match serde_json::from_slice::<Value>(data).ok()? {
+            Value::Object(map) => Some(Value::Object(map.into_iter().filter(|(k, _)| keep(k)).collect())),
+            other => Some(other),
+        }
+    }
+
+    #[test]
+    fn the_fast_path_reads_common_data_and_leaves_the_rest_to_serde() {
+        let common = r#"{"order_id": "ORD-1", "total": 12500.5, "lines": [{"sku": "A", "qty": 2}],
+            "customer": "café", "priority": true, "note": null, "count": -3}"#
+            .as_bytes();
+        let keep = |k: &str| matches!(k, "order_id" | "total" | "lines" | "count" | "customer");
+        assert!(Fast::new(common).object(&keep).is_some());
+        assert_eq!(Fast::new(common).object(&keep), reference(common, &keep));
+        for unusual in [
+            &br#"{"a": "tab\tbed"}"#[..],
+            br#"{"a": 1e3}"#,
+            br#"{"a": -0}"#,
+            br#"{"a": 12345678901234567890}"#,
+            br#"{"a": 01}"#,
+            b"[1]",
+        ] {
+            assert_eq!(
+                Fast::new(unusual).object(&keep_ab),
+                None,
+                "{}",
+                String::from_utf8_lossy(unusual)
+            );
+            assert_eq!(parse(unusual, &keep_ab), reference(unusual, &keep_ab));
+        }
+    }
+
     #[test]
     fn invalid_json_is_none_as_for_a_full_parse() {
         for bad in [
@@ -178,6 +419,75 @@ mod tests {
         ] {
             assert!(serde_json::from_slice::<Value>(bad).is_err(), "{bad:?}");
             assert_eq!(parse(bad, &keep_ab), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    use proptest::prelude::*;
+
+    /// JSON text of one value, with the shapes either path may meet: escapes,
+    /// non-ASCII, control characters, numbers of every form, nesting.
+    fn json_text() -> impl Strategy<Value = String> {
+        let text = |pattern: &str| proptest::string::string_regex(pattern).expect("a valid regex");
+        // Mostly valid text, so that broken pieces are not everywhere.
+        let string = prop_oneof![
+            8 => text(r"[a-z\u{e9}\u{1F600} \x7f]{0,6}"),
+            2 => text(r#"([a-z]|\\[nt"/\\]|\\u00e9|\\ud83d\\ude00){0,4}"#),
+            1 => text(r"([a-z]|\x01|\\ud800|\\x){0,3}"),
+        ]
+        .prop_map(|s| format!("\"{s}\""))
+        .boxed();
+        let number = prop_oneof![
+            8 => text(r"-?(0|[1-9][0-9]{0,21})(\.[0-9]{1,4})?([eE][+-]?[0-9]{1,3})?"),
+            1 => text(r"-?0[0-9]{1,2}|-|1\.|\.5"),
+        ];
+        let leaf = prop_oneof![
+            string.clone(),
+            number,
+            Just("true".to_string()),
+            Just("false".to_string()),
+            Just("null".to_string()),
+        ];
+        leaf.prop_recursive(4, 24, 4, move |inner| {
+            let key = prop_oneof![Just("\"a\"".to_string()), string.clone()];
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(|v| format!("[{}]", v.join(", "))),
+                proptest::collection::vec((key, inner), 0..4).prop_map(|v| {
+                    let members: Vec<String> = v.into_iter().map(|(k, v)| format!("{k}:{v}")).collect();
+                    format!("{{{}}}", members.join(" ,"))
+                }),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        /// `parse` agrees with a full parse, on valid and broken data alike.
+        #[test]
+        fn parse_is_a_full_parse_projected(
+            members in proptest::collection::vec(
+                (prop_oneof![Just("a"), Just("b"), Just("c"), Just(r"a\u0062")], json_text()),
+                0..6,
+            ),
+            cut in proptest::option::of(0usize..400),
+            poke in proptest::option::of((0usize..400, any::<u8>())),
+        ) {
+            let members: Vec<String> = members.iter().map(|(k, v)| format!("\"{k}\" : {v}")).collect();
+            let mut data = format!(" {{ {} }} ", members.join(",")).into_bytes();
+            if let Some(cut) = cut {
+                data.truncate(cut);
+            }
+            if let Some((at, byte)) = poke
+                && at < data.len()
+            {
+                data[at] = byte;
+            }
+            prop_assert_eq!(
+                parse(&data, &keep_ab),
+                reference(&data, &keep_ab),
+                "{}",
+                String::from_utf8_lossy(&data)
+            );
         }
     }
 }
