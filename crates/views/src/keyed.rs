@@ -163,7 +163,7 @@ impl Role {
 pub fn group_of(group_by: &[(String, Expr)], scope: &Scope<'_>) -> Option<String> {
     let mut group = String::new();
     for (i, (label, expr)) in group_by.iter().enumerate() {
-        let value = expr.eval_string(scope).ok()?;
+        let value = expr.eval_str(scope).ok()?;
         if i > 0 {
             group.push(',');
         }
