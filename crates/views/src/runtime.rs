@@ -128,6 +128,8 @@ struct Inner {
     /// The last background rebuild failure, for `/readyz`.
     background_error: Mutex<Option<String>>,
     position: watch::Sender<u64>,
+    /// When the live views were last checkpointed, and at which position.
+    checkpointed: Mutex<(Instant, u64)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -333,8 +335,25 @@ impl Views {
             }
             None => ViewSet::new(&definitions),
         };
+        // A snapshot newer than the checkpoint (a crash came before the next
+        // checkpoint) is the views as they stood at its position: start there.
+        let live = match store.snapshots_below(head).next() {
+            Some((position, bytes)) if position > live.position() => match ViewSet::decode(&definitions, bytes) {
+                Ok(set) if set.position() == position => {
+                    tracing::info!(
+                        position,
+                        checkpoint = live.position(),
+                        "views start from a snapshot newer than their checkpoint"
+                    );
+                    set
+                }
+                Ok(_) | Err(_) => live,
+            },
+            _ => live,
+        };
         let (position, _) = watch::channel(live.position());
         tracing::info!(position = live.position(), version = %definitions.version, "views opened");
+        let checkpointed = Mutex::new((Instant::now(), live.position()));
         Ok(Views {
             inner: Arc::new(Inner {
                 log,
@@ -346,6 +365,7 @@ impl Views {
                 background: Mutex::new(Vec::new()),
                 background_error: Mutex::new(None),
                 position,
+                checkpointed,
             }),
         })
     }
@@ -364,6 +384,12 @@ impl Views {
     /// The last position the live views include.
     pub fn position(&self) -> u64 {
         *self.inner.position.borrow()
+    }
+
+    /// The position of the last checkpoint of the live views: where they would start
+    /// again after a crash (or from a newer snapshot).
+    pub fn checkpoint_position(&self) -> u64 {
+        lock(&self.inner.checkpointed).1
     }
 
     /// Watches the live position (for waiting until the views include an append).
@@ -408,9 +434,20 @@ impl Views {
                 }
                 continue;
             }
+            // Caught up: what was applied since the last checkpoint is saved once
+            // the interval has passed, even if no other event comes.
+            let (at, checkpointed) = *lock(&self.inner.checkpointed);
+            let unsaved = checkpointed < self.position();
+            let due = tokio::time::Instant::from_std(at + self.inner.options.checkpoint_interval);
             tokio::select! {
                 changed = head.changed() => if changed.is_err() { break Ok(()) },
                 () = shutdown.cancelled() => break Ok(()),
+                () = tokio::time::sleep_until(due), if unsaved => {
+                    let inner = self.inner.clone();
+                    if let Err(e) = blocking(move || inner.checkpoint()).await {
+                        break Err(e);
+                    }
+                }
             }
         };
         let background = std::mem::take(&mut *lock(&self.inner.background));
@@ -609,7 +646,6 @@ impl Inner {
     /// Applies events to the live set up to `target`, snapshotting at every multiple
     /// of `snapshot_every` and checkpointing every `checkpoint_interval`.
     fn catch_up(&self, target: u64, stop: &CancellationToken) -> Result<()> {
-        let mut last_checkpoint = Instant::now();
         let (from, wanted) = {
             let live = lock(&self.live);
             (live.position() + 1, live.wanted_types())
@@ -661,9 +697,8 @@ impl Inner {
                 let lag = (now_nanos() - recorded_at).max(0) as f64 / 1e9;
                 metrics::histogram!("opsflow_view_lag_seconds").record(lag);
             }
-            if last_checkpoint.elapsed() >= self.options.checkpoint_interval {
+            if lock(&self.checkpointed).0.elapsed() >= self.options.checkpoint_interval {
                 self.checkpoint()?;
-                last_checkpoint = Instant::now();
             }
             if applied == 0 || position >= target || stop.is_cancelled() {
                 return Ok(());
@@ -677,6 +712,7 @@ impl Inner {
         let live = lock(&self.live).clone();
         let bytes = live.encode();
         self.store.save_live(live.position(), &bytes)?;
+        *lock(&self.checkpointed) = (Instant::now(), live.position());
         metrics::gauge!("opsflow_view_checkpoint_bytes").set(bytes.len() as f64);
         Ok(())
     }

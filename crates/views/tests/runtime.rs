@@ -245,3 +245,89 @@ async fn shutdown_stops_a_catch_up_between_batches() -> anyhow::Result<()> {
     log.close().await?;
     Ok(())
 }
+
+fn count_all() -> anyhow::Result<Definitions> {
+    let yaml = "kpis:\n  - name: all\n    kind: count\n    on: { type: t.x }\n";
+    Definitions::from_files(&[("k.yaml".into(), yaml.into())]).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_views_are_checkpointed_while_events_trickle_in_and_once_they_stop() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let log = EventLog::open(dir.path().join("log"), LogOptions::default())?;
+    let defs = count_all()?;
+    let options = ViewsOptions {
+        snapshot_every: 1_000_000,
+        checkpoint_interval: Duration::from_millis(100),
+        batch: 5,
+    };
+    let views = Views::open(log.clone(), defs.clone(), &dir.path().join("views"), options)?;
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(views.clone().run(stop.clone()));
+    // One event at a time, so that every catch-up applies only a few.
+    let mut checkpointed_while_appending = 0;
+    for n in 0..120 {
+        let e = ProposedEvent::json("t.x", json!({ "n": n }).to_string());
+        log.append("s", ExpectedVersion::Any, vec![e]).await?;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        checkpointed_while_appending = views.checkpoint_position();
+    }
+    assert!(
+        checkpointed_while_appending > 0,
+        "no checkpoint in {} appends over more than 0.6 s (interval 0.1 s)",
+        log.head()
+    );
+    // Nothing more comes: the rest is checkpointed after the interval.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while views.checkpoint_position() < log.head() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "checkpoint stuck at {} of {}",
+            views.checkpoint_position(),
+            log.head()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    task.await??;
+    log.close().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_crash_views_start_from_a_snapshot_newer_than_their_checkpoint() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let log = EventLog::open(dir.path().join("log"), LogOptions::default())?;
+    let defs = count_all()?;
+    let options = ViewsOptions {
+        snapshot_every: 10,
+        checkpoint_interval: Duration::from_secs(3600),
+        batch: 5,
+    };
+    let views = Views::open(log.clone(), defs.clone(), &dir.path().join("views"), options.clone())?;
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(views.clone().run(stop.clone()));
+    let events = (0..25)
+        .map(|n| ProposedEvent::json("t.x", json!({ "n": n }).to_string()))
+        .collect();
+    log.append("s", ExpectedVersion::Any, events).await?;
+    until(&views, 25).await?;
+    assert_eq!(views.checkpoint_position(), 0, "no checkpoint is due within the hour");
+    // A crash: no shutdown, so no checkpoint.
+    task.abort();
+    let _ = task.await;
+    drop(views);
+    let views = Views::open(log.clone(), defs.clone(), &dir.path().join("views"), options)?;
+    assert_eq!(views.position(), 20, "the snapshot at 20 is newer than the checkpoint");
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(views.clone().run(stop.clone()));
+    until(&views, 25).await?;
+    assert_eq!(
+        views.kpis(AsOf::Live, &[]).await?.items,
+        replay(&log, &defs, 25)?.kpis()
+    );
+    stop.cancel();
+    task.await??;
+    log.close().await?;
+    Ok(())
+}
