@@ -12,6 +12,11 @@ pub struct Limits {
     pub max_append_events: u64,
     /// Largest append, in bytes (sum of its events).
     pub max_append_bytes: u64,
+    /// How far an event's `time` may be ahead of the server's clock, in seconds.
+    /// Views and timers run on event time: one event stamped by a clock years
+    /// ahead would move their clock there for good (windows empty, obligations
+    /// overdue), and an append-only log cannot take it back.
+    pub max_time_ahead_secs: u64,
 }
 
 impl Default for Limits {
@@ -20,6 +25,7 @@ impl Default for Limits {
             max_event_bytes: 1 << 20,
             max_append_events: 10_000,
             max_append_bytes: 16 << 20,
+            max_time_ahead_secs: 300,
         }
     }
 }
@@ -154,6 +160,7 @@ impl Limits {
         if parts.is_empty() {
             return Err(LogError::invalid("events", "an append needs at least one event"));
         }
+        let now = crate::writer::now_nanos();
         let mut index = 0usize; // events are numbered across all parts, in request order
         for part in parts {
             validate_stream_name(&part.stream)?;
@@ -185,6 +192,9 @@ impl Limits {
                     }
                     validate_text(|| at("metadata"), key, MAX_ATTRIBUTE_LEN)?;
                 }
+                if let Some(time) = event.time {
+                    self.check_time(time, now).map_err(|e| rename_field(e, &at("time")))?;
+                }
                 let size = event_size(event);
                 if size > self.max_event_bytes {
                     return Err(LogError::LimitExceeded {
@@ -212,6 +222,42 @@ impl Limits {
             });
         }
         Ok(())
+    }
+}
+
+impl Limits {
+    /// An event time at most `max_time_ahead_secs` ahead of `now` (both Unix nanoseconds).
+    fn check_time(&self, time: i64, now: i64) -> Result<()> {
+        let ahead = i128::from(time) - i128::from(now);
+        let limit = i128::from(self.max_time_ahead_secs) * 1_000_000_000;
+        if ahead <= limit {
+            return Ok(());
+        }
+        Err(LogError::invalid(
+            "time",
+            format!(
+                "{} is {} ahead of the server's clock ({}); at most {} s ahead is accepted \
+                 (log.max_time_ahead_secs): is the producer's clock right?",
+                timestamp(time),
+                ahead_text(ahead),
+                timestamp(now),
+                self.max_time_ahead_secs
+            ),
+        ))
+    }
+}
+
+fn timestamp(nanos: i64) -> String {
+    jiff::Timestamp::from_nanosecond(i128::from(nanos)).map_or_else(|_| format!("{nanos} ns"), |t| t.to_string())
+}
+
+/// A positive span of nanoseconds, roughly, for a person.
+fn ahead_text(nanos: i128) -> String {
+    match nanos / 1_000_000_000 {
+        s if s < 120 => format!("{s} s"),
+        s if s < 2 * 3600 => format!("{} min", s / 60),
+        s if s < 2 * 86_400 => format!("{} h", s / 3600),
+        s => format!("{} days", s / 86_400),
     }
 }
 
@@ -266,5 +312,28 @@ mod tests {
             .unwrap_err();
         let text = err.to_string();
         assert!(text.contains("events[0]") && text.contains("limit of 10"), "{text}");
+    }
+
+    #[test]
+    fn an_event_time_far_ahead_of_the_clock_is_refused_naming_both() {
+        let limits = Limits::default();
+        let at = |offset_secs: i64| {
+            let mut event = ProposedEvent::json("t", "{}").with_identity("s", "1");
+            event.time = Some(crate::writer::now_nanos() + offset_secs * 1_000_000_000);
+            limits.validate(&[StreamAppend {
+                stream: "s".into(),
+                expected: Default::default(),
+                events: vec![event],
+            }])
+        };
+        assert!(at(-10 * 365 * 86_400).is_ok(), "the past is fine");
+        assert!(at(240).is_ok(), "a clock a few minutes ahead is fine");
+        let text = at(3 * 365 * 86_400).unwrap_err().to_string();
+        assert!(
+            text.contains("events[0].time") && text.contains("days ahead") && text.contains("max_time_ahead_secs"),
+            "{text}"
+        );
+        let text = at(3600).unwrap_err().to_string();
+        assert!(text.contains("59 min ahead") || text.contains("60 min ahead"), "{text}");
     }
 }

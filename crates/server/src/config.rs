@@ -80,6 +80,9 @@ pub struct LogConfig {
     pub max_append_events: u64,
     /// Largest append, in bytes.
     pub max_append_bytes: u64,
+    /// How far an event's time may be ahead of the server's clock, in seconds
+    /// (views and timers run on event time; see `Limits::max_time_ahead_secs`).
+    pub max_time_ahead_secs: u64,
     /// sled page cache, in MiB.
     pub cache_mib: u64,
     /// Refuse events of catalog types (docs/catalog.md) whose data lacks a
@@ -94,6 +97,7 @@ impl LogConfig {
             max_event_bytes: self.max_event_bytes,
             max_append_events: self.max_append_events,
             max_append_bytes: self.max_append_bytes,
+            max_time_ahead_secs: self.max_time_ahead_secs,
         }
     }
 }
@@ -129,6 +133,7 @@ impl Default for LogConfig {
             max_event_bytes: limits.max_event_bytes,
             max_append_events: limits.max_append_events,
             max_append_bytes: limits.max_append_bytes,
+            max_time_ahead_secs: limits.max_time_ahead_secs,
             cache_mib: 256,
             validate_catalog: true,
         }
