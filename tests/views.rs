@@ -212,6 +212,10 @@ async fn kpis_and_compliance_live_as_of_and_rebuilt() -> anyhow::Result<()> {
     assert_eq!(body["error"]["code"], "not_found");
     for (query, field) in [
         ("/v1/kpis?as_of=99999999", "as_of"),
+        // How the views will stand is not known yet.
+        ("/v1/kpis?as_of=2099-01-01T00:00:00Z", "as_of"),
+        ("/v1/kpis?as_of=", "as_of"),
+        ("/v1/kpis?as_of=18446744073709551616", "as_of"),
         ("/v1/kpis?window=24h", "window"),
         // Repeated parameters are refused, not taken once (a repeated name adds).
         ("/v1/kpis?as_of=1&as_of=2", "as_of"),
@@ -220,7 +224,27 @@ async fn kpis_and_compliance_live_as_of_and_rebuilt() -> anyhow::Result<()> {
         let (status, body) = get(&format!("{url}{query}")).await?;
         assert_eq!(status, 400, "{query}: {body}");
         assert_eq!(body["error"]["field"], field, "{query}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        if query.contains("2099") {
+            assert!(message.contains("is in the future"), "{message}");
+        }
+        if query.contains("1844") {
+            assert!(message.contains("out of range"), "{message}");
+        }
     }
+    let err = views
+        .get_kpis(v1::GetKpisRequest {
+            as_of: Some(v1::AsOf {
+                point: Some(v1::as_of::Point::Time(prost_types::Timestamp {
+                    seconds: 4_070_908_800,
+                    nanos: 0,
+                })),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     // A repeated name adds to the list.
     let (status, body) = get(&format!("{url}/v1/kpis?name=order_cycle_time&name=mtta")).await?;
     assert_eq!(status, 200, "{body}");

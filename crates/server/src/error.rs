@@ -72,7 +72,9 @@ impl ApiError {
             ),
             ApiError::BodyTooLarge { .. } => (Code::InvalidArgument, StatusCode::PAYLOAD_TOO_LARGE, "limit_exceeded"),
             ApiError::Views(e) => match e {
-                ViewsError::PastHead { .. } => (Code::InvalidArgument, StatusCode::BAD_REQUEST, "invalid_argument"),
+                ViewsError::PastHead { .. } | ViewsError::FutureTime { .. } => {
+                    (Code::InvalidArgument, StatusCode::BAD_REQUEST, "invalid_argument")
+                }
                 ViewsError::UnknownView(_) | ViewsError::OtherKind { .. } => {
                     (Code::NotFound, StatusCode::NOT_FOUND, "not_found")
                 }
@@ -105,6 +107,7 @@ impl ApiError {
             ApiError::Log(e) | ApiError::Views(ViewsError::Log(e)) => e.detail_fields(),
             ApiError::InvalidArgument { field, .. } => json!({ "field": field }),
             ApiError::Views(ViewsError::PastHead { head, .. }) => json!({ "field": "as_of", "head": head }),
+            ApiError::Views(ViewsError::FutureTime { .. }) => json!({ "field": "as_of" }),
             ApiError::CloudEvent(e) => json!({ "field": e.attribute() }),
             ApiError::BodyTooLarge { limit } => json!({ "field": "body", "limit": limit }),
             _ => json!({}),

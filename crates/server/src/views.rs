@@ -38,11 +38,22 @@ fn as_of_from_proto(as_of: Option<v1::AsOf>) -> Result<AsOf, ApiError> {
 
 /// `as_of=1234` (a position) or `as_of=2026-11-21T10:00:00Z` (a time); absent is live.
 pub fn parse_as_of(text: Option<&str>) -> Result<AsOf, ApiError> {
-    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
+    let Some(text) = text.map(str::trim) else {
         return Ok(AsOf::Live);
     };
-    if let Ok(position) = text.parse::<u64>() {
-        return Ok(AsOf::Position(position));
+    if text.is_empty() {
+        return Err(ApiError::invalid(
+            "as_of",
+            "is empty: give a position or an RFC 3339 time, or leave as_of out for the live views",
+        ));
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse::<u64>().map(AsOf::Position).map_err(|_| {
+            ApiError::invalid(
+                "as_of",
+                format!("position {text} is out of range (at most {})", u64::MAX),
+            )
+        });
     }
     let time: jiff::Timestamp = text.parse().map_err(|e| {
         ApiError::invalid(

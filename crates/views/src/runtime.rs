@@ -31,6 +31,14 @@ pub enum ViewsError {
     /// An as-of position the log has not reached.
     #[error("as_of position {position} is past the head of the log ({head})")]
     PastHead { position: u64, head: u64 },
+    /// An as-of time after the server's clock: how the views will stand then is
+    /// not known yet.
+    #[error(
+        "as_of time {} is in the future (the server's clock reads {}): leave as_of out for the live views",
+        rfc3339(*time),
+        rfc3339(*now)
+    )]
+    FutureTime { time: i64, now: i64 },
     /// A control asked for as a KPI, or a KPI as a control.
     #[error("`{name}` is a {is}, not a {asked}")]
     OtherKind {
@@ -841,6 +849,12 @@ impl Inner {
             AsOf::Position(p) if p > head => return Err(ViewsError::PastHead { position: p, head }),
             AsOf::Position(p) => p,
             AsOf::Live => lock(&self.live).position(),
+            AsOf::Time(t) if t > now_nanos() => {
+                return Err(ViewsError::FutureTime {
+                    time: t,
+                    now: now_nanos(),
+                });
+            }
             AsOf::Time(t) => self.position_at_time(t, head)?,
         };
         {
@@ -967,6 +981,11 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ViewsError::Stopped(format!("a views worker panicked: {e}")))?
+}
+
+/// Unix nanoseconds as an RFC 3339 time, for messages.
+fn rfc3339(nanos: i64) -> String {
+    jiff::Timestamp::from_nanosecond(i128::from(nanos)).map_or_else(|_| format!("{nanos} ns"), |t| t.to_string())
 }
 
 #[cfg(test)]
