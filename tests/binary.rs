@@ -134,6 +134,12 @@ fn cli_round_trip_survives_a_clean_restart() -> anyhow::Result<()> {
         err.contains(r#"no KPI has the window "2h""#) && err.contains("24h"),
         "{err}"
     );
+    let out = cli(&url, &["kpis", "--name", "mtta", "--window", "now"])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"mtta does not have the window "now"; theirs are"#),
+        "{err}"
+    );
 
     assert!(server.terminate(Duration::from_secs(20))?, "SIGTERM exits with success");
     assert!(server.stdout_lines().iter().any(|l| l.contains("stopped cleanly")));

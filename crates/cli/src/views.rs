@@ -116,6 +116,7 @@ fn stats_text(stats: &std::collections::HashMap<String, f64>) -> String {
 }
 
 pub async fn kpis(args: KpisArgs) -> anyhow::Result<ExitCode> {
+    let request_names = args.names.clone();
     let request = v1::GetKpisRequest {
         as_of: as_of(args.as_of.as_deref())?,
         names: args.names,
@@ -134,8 +135,22 @@ pub async fn kpis(args: KpisArgs) -> anyhow::Result<ExitCode> {
             .flat_map(|k| k.values.iter().map(|v| v.window.as_str()))
             .collect();
         if let Some(unknown) = args.windows.iter().find(|w| !known.contains(w.as_str())) {
+            let which = if request_names.is_empty() {
+                "no KPI has".to_string()
+            } else {
+                format!(
+                    "{} {} not have",
+                    request_names.join(", "),
+                    if request_names.len() == 1 { "does" } else { "do" }
+                )
+            };
             anyhow::bail!(
-                "no KPI has the window {unknown:?}; the windows are: {}",
+                "{which} the window {unknown:?}; {} are: {}",
+                if request_names.is_empty() {
+                    "the windows"
+                } else {
+                    "theirs"
+                },
                 known.into_iter().collect::<Vec<_>>().join(", ")
             );
         }

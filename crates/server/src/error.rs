@@ -75,7 +75,7 @@ impl ApiError {
                 ViewsError::PastHead { .. } | ViewsError::FutureTime { .. } => {
                     (Code::InvalidArgument, StatusCode::BAD_REQUEST, "invalid_argument")
                 }
-                ViewsError::UnknownView(_) | ViewsError::OtherKind { .. } => {
+                ViewsError::UnknownView { .. } | ViewsError::OtherKind { .. } => {
                     (Code::NotFound, StatusCode::NOT_FOUND, "not_found")
                 }
                 ViewsError::Log(e) => ApiError::log_class(e.kind()),

@@ -189,7 +189,7 @@ impl v1::views_server::Views for ViewsService {
     ) -> Result<Response<v1::RebuildViewResponse>, tonic::Status> {
         let name = request.into_inner().name;
         if name.is_empty() {
-            return Err(ApiError::invalid("name", "is empty: name the view to rebuild").into());
+            return Err(ApiError::invalid("name", "is empty; give the name of the KPI or control to rebuild").into());
         }
         let report = self
             .views

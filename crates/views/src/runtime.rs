@@ -26,8 +26,8 @@ pub type Result<T, E = ViewsError> = std::result::Result<T, E>;
 /// What can go wrong in the views runtime.
 #[derive(Debug, thiserror::Error)]
 pub enum ViewsError {
-    #[error("no view named `{0}`")]
-    UnknownView(String),
+    #[error("no view named `{name}`; the views are: {}", known.join(", "))]
+    UnknownView { name: String, known: Vec<String> },
     /// An as-of position the log has not reached.
     #[error("as_of position {position} is past the head of the log ({head})")]
     PastHead { position: u64, head: u64 },
@@ -505,16 +505,29 @@ impl Views {
         let rebuilding = self.rebuilding();
         if as_of == AsOf::Live {
             let live = lock(&self.inner.live);
-            check_names(names, controls, |n| live.view(n).map(View::is_control))?;
+            check_names(
+                names,
+                controls,
+                |n| live.view(n).map(View::is_control),
+                || live.view_names(),
+            )?;
             return Ok(answer(&live, rebuilding, pick(&live)));
         }
         // One reading of the definitions for the names and the views built from them.
         let defs = self.definitions();
-        check_names(names, controls, |n| match (defs.kpi(n), defs.control(n)) {
-            (Some(_), _) => Some(false),
-            (None, Some(_)) => Some(true),
-            (None, None) => None,
-        })?;
+        check_names(
+            names,
+            controls,
+            |n| match (defs.kpi(n), defs.control(n)) {
+                (Some(_), _) => Some(false),
+                (None, Some(_)) => Some(true),
+                (None, None) => None,
+            },
+            || {
+                let kpis = defs.kpis.iter().map(|k| k.name.clone());
+                kpis.chain(defs.controls.iter().map(|c| c.name.clone())).collect()
+            },
+        )?;
         let wanted = match (names.is_empty(), controls) {
             (false, _) => names.to_vec(),
             (true, false) => defs.kpis.iter().map(|k| k.name.clone()).collect(),
@@ -544,7 +557,10 @@ impl Views {
         let defs = self.definitions();
         let known = ViewSet::new(&defs).view_names();
         if let Some(unknown) = names.iter().find(|n| !known.contains(n)) {
-            return Err(ViewsError::UnknownView(unknown.clone()));
+            return Err(ViewsError::UnknownView {
+                name: unknown.clone(),
+                known,
+            });
         }
         let names = if names.is_empty() { known } else { names };
         let inner = self.inner.clone();
@@ -615,11 +631,21 @@ impl Views {
 
 /// Every name is a view of the kind asked for (`controls`); `is_control` tells
 /// what a name is (`None`: no such view).
-fn check_names(names: &[String], controls: bool, is_control: impl Fn(&str) -> Option<bool>) -> Result<()> {
+fn check_names(
+    names: &[String],
+    controls: bool,
+    is_control: impl Fn(&str) -> Option<bool>,
+    known: impl FnOnce() -> Vec<String>,
+) -> Result<()> {
     let kind = |control: bool| if control { "control" } else { "KPI" };
     for name in names {
         match is_control(name) {
-            None => return Err(ViewsError::UnknownView(name.clone())),
+            None => {
+                return Err(ViewsError::UnknownView {
+                    name: name.clone(),
+                    known: known(),
+                });
+            }
             Some(control) if control != controls => {
                 return Err(ViewsError::OtherKind {
                     name: name.clone(),
