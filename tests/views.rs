@@ -144,6 +144,15 @@ async fn kpis_and_compliance_live_as_of_and_rebuilt() -> anyhow::Result<()> {
     let violation = &control["violations"][0];
     assert_eq!(violation["key"], "SO-1");
     assert_eq!(violation["position"], 2);
+    // Each violation names its control and the definitions version it was judged by.
+    assert_eq!(violation["control"], "large_orders_approved_before_shipping");
+    assert_eq!(violation["definitions_version"], body["definitions_version"]);
+    assert!(
+        violation["definitions_version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("sha256:")),
+        "{body}"
+    );
     assert!(
         violation["evidence"].as_array().is_some_and(|e| e.contains(&json!(2))),
         "{violation}"

@@ -121,6 +121,7 @@ fn kpis_proto(answer: Answer<KpiReport>) -> v1::GetKpisResponse {
 }
 
 fn controls_proto(answer: Answer<ControlReport>) -> v1::GetComplianceResponse {
+    let version = answer.definitions_version.clone();
     v1::GetComplianceResponse {
         position: answer.position,
         clock: timestamp(answer.clock),
@@ -144,6 +145,8 @@ fn controls_proto(answer: Answer<ControlReport>) -> v1::GetComplianceResponse {
                         evidence: v.evidence.clone(),
                         at: timestamp(v.at),
                         position: v.position,
+                        control: c.name.clone(),
+                        definitions_version: version.clone(),
                     })
                     .collect(),
                 pending: c
@@ -311,6 +314,8 @@ pub fn controls_json(r: &v1::GetComplianceResponse) -> Value {
                 "evidence": v.evidence,
                 "at": json_time(v.at.as_ref()),
                 "position": v.position,
+                "control": v.control,
+                "definitions_version": v.definitions_version,
             })).collect::<Vec<_>>(),
             "pending": c.pending.iter().map(|o| json!({
                 "key": o.key,
