@@ -449,7 +449,40 @@ mod tests {
             }
         }
         assert!(acked.len() > 10, "{} acknowledgements", acked.len());
-        assert!(acked.iter().all(|d| *d < SignedDuration::from_secs(60)), "{acked:?}");
+        let quick = acked.iter().filter(|d| **d < SignedDuration::from_secs(60)).count();
+        assert!(quick * 10 >= acked.len() * 6, "most in seconds: {acked:?}");
+        // Some incidents are reported late: a slow acknowledgement by event time.
+        assert!(acked.iter().any(|d| *d >= SignedDuration::from_mins(20)), "{acked:?}");
+    }
+
+    /// Live, a minute shows a slow acknowledgement and an overdue postmortem: some
+    /// incidents are recorded after they happened, a whole sev1 a week late.
+    #[test]
+    fn live_incidents_include_some_recorded_late() {
+        // The default seed: what `opsflow dev --demo` shows.
+        let mut g = Generator::new(42, 0, start());
+        let now = start() + SignedDuration::from_hours(24 * BACKFILL_DAYS);
+        g.backfill(now);
+        g.go_live(now);
+        // One minute at 20 events per second.
+        let live: Vec<DemoEvent> = (0..1_200)
+            .map(|i| g.next_live(now + SignedDuration::from_millis(50 * i)))
+            .collect();
+        let week_late: Vec<&DemoEvent> = live
+            .iter()
+            .filter(|e| e.event_type == "incident.resolved" && e.time < now - SignedDuration::from_hours(24 * 5))
+            .collect();
+        assert!(
+            week_late.iter().any(|e| e.data["severity"] == "sev1"),
+            "no sev1 resolved a week late within a minute"
+        );
+        // Nothing is stamped after the time it is recorded.
+        assert!(
+            live.iter()
+                .enumerate()
+                .all(|(i, e)| e.time <= now + SignedDuration::from_millis(50 * i as i64)),
+            "an event from the future"
+        );
     }
 
     #[test]

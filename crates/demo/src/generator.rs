@@ -76,7 +76,7 @@ pub struct Generator {
     pub(crate) clock: i64,
     /// Multiplier from business durations to event-time durations.
     scale: f64,
-    live: bool,
+    pub(crate) live: bool,
     queue: BinaryHeap<Scheduled>,
     seq: u64,
     versions: HashMap<String, u64>,
@@ -87,6 +87,8 @@ pub struct Generator {
     out: VecDeque<DemoEvent>,
     /// In live mode the first arrival is an order (the demo finds earlier runs by it).
     spawned_live: bool,
+    /// Incidents opened since going live.
+    pub(crate) live_incidents: u64,
 }
 
 impl Generator {
@@ -107,6 +109,7 @@ impl Generator {
             budgets: vec![Periods::new(); COST_CENTRES.len()],
             out: VecDeque::new(),
             spawned_live: false,
+            live_incidents: 0,
         };
         for sku in SKUS {
             for location in WAREHOUSES {
@@ -281,13 +284,27 @@ impl Generator {
 
     /// Queues an event on `stream` at the current time.
     pub(crate) fn emit(&mut self, stream: String, event_type: &'static str, correlation_id: &str, data: Value) {
+        self.emit_earlier(stream, event_type, correlation_id, data, 0);
+    }
+
+    /// [`Generator::emit`] of an event that happened `earlier_ms` before it is
+    /// recorded (reported late): its time is that much before the current time.
+    pub(crate) fn emit_earlier(
+        &mut self,
+        stream: String,
+        event_type: &'static str,
+        correlation_id: &str,
+        data: Value,
+        earlier_ms: i64,
+    ) {
+        let time = Timestamp::from_millisecond(self.clock - earlier_ms).unwrap_or(Timestamp::UNIX_EPOCH);
         let expected = self.versions.get(&stream).copied();
         self.versions.insert(stream.clone(), expected.map_or(0, |v| v + 1));
         self.out.push_back(DemoEvent {
             stream,
             expected,
             event_type,
-            time: self.now(),
+            time,
             data,
             correlation_id: correlation_id.to_owned(),
         });
