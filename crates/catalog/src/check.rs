@@ -10,7 +10,18 @@ pub(crate) fn check_object(spec: &EventSpec, data: &Map<String, Value>) -> Resul
         match data.get(field.name) {
             None if field.required => return Err(CatalogError::missing(spec.event_type, field.name)),
             None => {}
-            Some(value) if fits(field.kind, value) => {}
+            Some(value) if fits(field.kind, value) => {
+                if let (Some(format), Some(text)) = (field.format, value.as_str())
+                    && !format.fits(text)
+                {
+                    return Err(CatalogError::wrong_type(
+                        spec.event_type,
+                        field.name,
+                        format.expected(),
+                        describe(value),
+                    ));
+                }
+            }
             Some(value) => {
                 return Err(CatalogError::wrong_type(
                     spec.event_type,

@@ -32,12 +32,46 @@ impl Kind {
     }
 }
 
+/// Values a string field is further held to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `sev1` (most severe) to `sev4`.
+    Severity,
+    /// A month, `YYYY-MM`.
+    YearMonth,
+}
+
+impl Format {
+    /// What a value of this format must be, as error messages say it.
+    pub fn expected(self) -> &'static str {
+        match self {
+            Format::Severity => "one of sev1, sev2, sev3, sev4",
+            Format::YearMonth => "a month as YYYY-MM (2026-11)",
+        }
+    }
+
+    pub fn fits(self, text: &str) -> bool {
+        match self {
+            Format::Severity => matches!(text, "sev1" | "sev2" | "sev3" | "sev4"),
+            Format::YearMonth => {
+                let b = text.as_bytes();
+                b.len() == 7
+                    && b[..4].iter().all(u8::is_ascii_digit)
+                    && b[4] == b'-'
+                    && matches!((b[5], b[6]), (b'0', b'1'..=b'9') | (b'1', b'0'..=b'2'))
+            }
+        }
+    }
+}
+
 /// One field of a catalog event's data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Field {
     pub name: &'static str,
     pub kind: Kind,
     pub required: bool,
+    /// For strings: the values it may take, beyond being a non-empty string.
+    pub format: Option<Format>,
 }
 
 /// One catalog event type.
@@ -73,6 +107,7 @@ const fn req(name: &'static str, kind: Kind) -> Field {
         name,
         kind,
         required: true,
+        format: None,
     }
 }
 
@@ -81,6 +116,16 @@ const fn opt(name: &'static str, kind: Kind) -> Field {
         name,
         kind,
         required: false,
+        format: None,
+    }
+}
+
+impl Field {
+    const fn format(self, format: Format) -> Field {
+        Field {
+            format: Some(format),
+            ..self
+        }
     }
 }
 
@@ -250,7 +295,7 @@ pub static CATALOG: &[EventSpec] = &[
         "IncidentOpened",
         &[
             req("incident_id", Str),
-            req("severity", Str),
+            req("severity", Str).format(Format::Severity),
             req("service", Str),
             opt("title", Str),
         ],
@@ -268,7 +313,11 @@ pub static CATALOG: &[EventSpec] = &[
     spec(
         "incident.resolved",
         "IncidentResolved",
-        &[req("incident_id", Str), opt("by", Str), opt("severity", Str)],
+        &[
+            req("incident_id", Str),
+            opt("by", Str),
+            opt("severity", Str).format(Format::Severity),
+        ],
     ),
     spec(
         "postmortem.published",
@@ -302,7 +351,7 @@ pub static CATALOG: &[EventSpec] = &[
         "BudgetAllocated",
         &[
             req("cost_centre", Str),
-            req("period", Str),
+            req("period", Str).format(Format::YearMonth),
             req("amount", Money),
             opt("currency", Str),
         ],
@@ -312,7 +361,7 @@ pub static CATALOG: &[EventSpec] = &[
         "ExpenseRecorded",
         &[
             req("cost_centre", Str),
-            req("period", Str),
+            req("period", Str).format(Format::YearMonth),
             req("amount", Money),
             opt("category", Str),
             opt("requisition_id", Str),

@@ -1,7 +1,7 @@
 //! The catalog's validation, table-driven over every type: required fields,
 //! wrong kinds, protobuf round trips, and no panic on arbitrary bytes.
 
-use opsflow_catalog::{CATALOG, EventSpec, Kind, Problem, data_as_json, validate, validate_json};
+use opsflow_catalog::{CATALOG, EventSpec, Field, Format, Kind, Problem, data_as_json, validate, validate_json};
 use prost::Message as _;
 use prost_reflect::{DescriptorPool, DynamicMessage, Value as ProtoValue};
 use serde_json::{Map, Value, json};
@@ -10,9 +10,14 @@ const PROTOBUF: &str = "application/protobuf";
 const JSON: &str = "application/json";
 const TIME: &str = "2026-11-21T10:00:00Z";
 
-/// A valid value of each kind.
-fn good(kind: Kind) -> Value {
-    match kind {
+/// A valid value of each field.
+fn good(field: &Field) -> Value {
+    match field.format {
+        Some(Format::Severity) => return json!("sev2"),
+        Some(Format::YearMonth) => return json!("2026-11"),
+        None => {}
+    }
+    match field.kind {
         Kind::String => json!("x-1"),
         Kind::Money => json!(12500.5),
         Kind::Number => json!(-3.25),
@@ -22,8 +27,32 @@ fn good(kind: Kind) -> Value {
     }
 }
 
-/// Values that are not of each kind.
-fn bad(kind: Kind) -> Vec<Value> {
+/// Values a field does not take: of another kind, or of its kind but not its
+/// format; with what the error says was expected.
+fn bad(field: &Field) -> Vec<(Value, &'static str)> {
+    let mut values: Vec<(Value, &'static str)> = bad_kind(field.kind)
+        .into_iter()
+        .map(|v| (v, field.kind.expected()))
+        .collect();
+    match field.format {
+        Some(f @ Format::Severity) => {
+            values.extend([json!("critical"), json!("sev5"), json!("SEV1")].map(|v| (v, f.expected())))
+        }
+        Some(f @ Format::YearMonth) => values.extend(
+            [
+                json!("November"),
+                json!("2026-13"),
+                json!("2026-1"),
+                json!("2026-11-01"),
+            ]
+            .map(|v| (v, f.expected())),
+        ),
+        None => {}
+    }
+    values
+}
+
+fn bad_kind(kind: Kind) -> Vec<Value> {
     match kind {
         Kind::String => vec![json!(""), json!(12), json!(null), json!(["a"])],
         Kind::Money => vec![json!("12"), json!(-1), json!(true)],
@@ -39,7 +68,7 @@ fn sample(spec: &EventSpec, optional: bool) -> Map<String, Value> {
     spec.fields
         .iter()
         .filter(|f| f.required || optional)
-        .map(|f| (f.name.to_owned(), good(f.kind)))
+        .map(|f| (f.name.to_owned(), good(f)))
         .collect()
 }
 
@@ -81,7 +110,7 @@ fn every_missing_required_field_is_named() {
 fn every_field_of_the_wrong_kind_is_named_with_expected_and_actual() {
     for spec in CATALOG {
         for field in spec.fields {
-            for value in bad(field.kind) {
+            for (value, expected_text) in bad(field) {
                 let mut data = sample(spec, false);
                 data.insert(field.name.to_owned(), value.clone());
                 let err = validate_json(spec.event_type, &bytes(&data)).expect_err("must be refused");
@@ -89,7 +118,7 @@ fn every_field_of_the_wrong_kind_is_named_with_expected_and_actual() {
                 let Problem::WrongType { expected, actual } = &err.problem else {
                     panic!("{}.{} = {value}: {err}", spec.event_type, field.name);
                 };
-                assert_eq!(*expected, field.kind.expected());
+                assert_eq!(*expected, expected_text);
                 assert!(!actual.is_empty());
                 assert!(err.to_string().contains(spec.event_type));
             }
