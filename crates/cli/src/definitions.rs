@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use opsflow_definitions::{CheckError, Definitions};
+use opsflow_definitions::{CheckError, ControlKind, Definitions, Expr, Fields, KpiKind, Match, Origin};
 
 #[derive(Subcommand)]
 pub enum DefinitionsCommand {
@@ -28,6 +28,9 @@ pub fn run(command: DefinitionsCommand) -> ExitCode {
 fn check(dir: &Path) -> ExitCode {
     match Definitions::load_dir(dir) {
         Ok(d) => {
+            for warning in warnings(&d, dir) {
+                eprintln!("{warning}");
+            }
             println!(
                 "ok: {} kpis, {} controls, version {}",
                 d.kpis.len(),
@@ -47,6 +50,123 @@ fn check(dir: &Path) -> ExitCode {
     }
 }
 
+/// Things `check` lets pass but that are most often mistakes: an expression reading
+/// a data field its catalog type does not list (producers may add fields, so it is
+/// not an error), and a type named like a catalog type that is not one.
+pub fn warnings(d: &Definitions, dir: &Path) -> Vec<String> {
+    let mut out = Warnings::new();
+    for kpi in &d.kpis {
+        let at = Site {
+            dir,
+            origin: &kpi.origin,
+            what: format!("kpi `{}`", kpi.name),
+        };
+        let matches: Vec<&Match> = match &kpi.kind {
+            KpiKind::Duration { start, end } => vec![start, end],
+            KpiKind::Ratio { on, .. } | KpiKind::Count { on } | KpiKind::Sum { on, .. } => vec![on],
+            KpiKind::Level { set, add, limit } => set.iter().chain(add).chain(limit).collect(),
+            KpiKind::Open { open, .. } => open.iter().collect(),
+        };
+        at.matches(&mut out, &matches, kpi.key.as_ref(), &kpi.track, &kpi.close);
+        // Expressions evaluated on one match's event.
+        let group_by = kpi.group_by.iter().map(|(_, e)| e);
+        match &kpi.kind {
+            KpiKind::Ratio { on, good, .. } => at.fields(&mut out, &on.event_type, group_by.chain([good])),
+            KpiKind::Count { on } => at.fields(&mut out, &on.event_type, group_by),
+            KpiKind::Sum { on, value } => at.fields(&mut out, &on.event_type, group_by.chain([value])),
+            KpiKind::Duration { end, .. } => at.fields(&mut out, &end.event_type, group_by),
+            KpiKind::Level { .. } | KpiKind::Open { .. } => {}
+        }
+    }
+    for control in &d.controls {
+        let at = Site {
+            dir,
+            origin: &control.origin,
+            what: format!("control `{}`", control.name),
+        };
+        let (a, b) = match &control.kind {
+            ControlKind::Requires { when, requires } => (when, requires),
+            ControlKind::SeparationOfDuties { first, second } => (first, second),
+            ControlKind::Within { after, expect, .. } => (after, expect),
+        };
+        at.matches(&mut out, &[a, b], Some(&control.key), &control.track, &control.close);
+    }
+    out.into_iter()
+        .map(|(file, line, message)| format!("{file}:{line}: warning: {message}"))
+        .collect()
+}
+
+/// (file, line, message), in file and line order.
+type Warnings = std::collections::BTreeSet<(String, usize, String)>;
+
+/// Where a warning points: the definition.
+struct Site<'a> {
+    dir: &'a Path,
+    origin: &'a Origin,
+    what: String,
+}
+
+impl Site<'_> {
+    /// Each match's type, and its expressions (with the definition's key where the
+    /// match has none) against that type; tracked and closing types likewise.
+    fn matches(&self, out: &mut Warnings, matches: &[&Match], key: Option<&Expr>, track: &[String], close: &[String]) {
+        for m in matches {
+            self.event_type(out, &m.event_type);
+            let own = [&m.condition, &m.key, &m.value, &m.actor].into_iter().flatten();
+            let key = if m.key.is_none() { key } else { None };
+            self.fields(out, &m.event_type, own.chain(key));
+        }
+        for t in track.iter().chain(close) {
+            self.event_type(out, t);
+            let own_key = matches.iter().find(|m| &m.event_type == t).and_then(|m| m.key.as_ref());
+            self.fields(out, t, own_key.or(key));
+        }
+    }
+
+    fn event_type(&self, out: &mut Warnings, event_type: &str) {
+        if opsflow_catalog::spec_of(event_type).is_some() {
+            return;
+        }
+        let Some((domain, _)) = event_type.split_once('.') else {
+            return;
+        };
+        let alike: Vec<&str> = opsflow_catalog::types()
+            .filter(|t| t.split_once('.').is_some_and(|(d, _)| d == domain))
+            .collect();
+        if !alike.is_empty() {
+            out.insert(self.warn(format!(
+                "`{event_type}` is not a catalog type (the catalog's {domain}.* types: {}); a custom type is allowed: is it a typo?",
+                alike.join(", ")
+            )));
+        }
+    }
+
+    fn fields<'e>(&self, out: &mut Warnings, event_type: &str, exprs: impl IntoIterator<Item = &'e Expr>) {
+        let Some(spec) = opsflow_catalog::spec_of(event_type) else {
+            return;
+        };
+        for expr in exprs {
+            let Fields::Only(names) = expr.reads().event.data else {
+                continue;
+            };
+            for name in names.iter().filter(|n| spec.field(n).is_none()) {
+                let listed: Vec<&str> = spec.fields.iter().map(|f| f.name).collect();
+                out.insert(self.warn(format!(
+                    "`{}` reads data.{name}, which {event_type} does not have in the catalog (its fields: {}); \
+                     extra fields are allowed: is it a typo?",
+                    expr.source(),
+                    listed.join(", ")
+                )));
+            }
+        }
+    }
+
+    fn warn(&self, message: String) -> (String, usize, String) {
+        let file = self.dir.join(&self.origin.file).display().to_string();
+        (file, self.origin.line, format!("{}: {message}", self.what))
+    }
+}
+
 /// The error with its file as a path a terminal or an editor can open.
 fn located(dir: &Path, e: &CheckError) -> CheckError {
     let mut e = e.clone();
@@ -54,4 +174,51 @@ fn located(dir: &Path, e: &CheckError) -> CheckError {
         e.file = dir.join(&e.file).display().to_string();
     }
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_definitions_have_no_warnings() {
+        assert_eq!(
+            warnings(&opsflow_definitions::builtin(), Path::new("deploy/definitions")),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn unlisted_data_fields_and_near_catalog_types_are_warned_about() {
+        let yaml = "kpis:
+  - name: big_orders
+    kind: count
+    on: { type: order.placed, if: \"event.data.totl > 1000\" }
+    group_by: { channel: event.data.channel }
+  - name: typo
+    kind: count
+    on: { type: order.plaecd }
+  - name: custom
+    kind: count
+    on: { type: thing.happened, if: \"event.data.anything > 1\" }
+controls:
+  - name: dup
+    kind: separation_of_duties
+    key: event.data.approval_id
+    first: { type: approval.requested, actor: event.data.requestor }
+    second: { type: approval.granted, actor: event.data.approver }
+";
+        let d = Definitions::from_files(&[("k.yaml".into(), yaml.into())]).expect("valid definitions");
+        let w = warnings(&d, Path::new("defs"));
+        assert_eq!(w.len(), 3, "{w:#?}");
+        assert!(w[0].starts_with("defs/k.yaml:2: warning: kpi `big_orders`: `event.data.totl > 1000` reads data.totl, which order.placed does not have"), "{w:#?}");
+        assert!(
+            w[1].starts_with("defs/k.yaml:6: warning: kpi `typo`: `order.plaecd` is not a catalog type"),
+            "{w:#?}"
+        );
+        assert!(
+            w[2].starts_with("defs/k.yaml:13: warning: control `dup`: `event.data.requestor` reads data.requestor"),
+            "{w:#?}"
+        );
+    }
 }
