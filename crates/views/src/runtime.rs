@@ -324,6 +324,7 @@ impl Views {
     pub fn open(log: EventLog, definitions: Definitions, dir: &Path, options: ViewsOptions) -> Result<Views> {
         let store = ViewStore::open(dir)?;
         let head = log.head();
+        store.remove_snapshots_after(head)?;
         let live = match store.live()? {
             Some((position, bytes)) if position <= head => match ViewSet::decode(&definitions, bytes) {
                 Ok(set) if set.position() == position => set,
@@ -345,8 +346,13 @@ impl Views {
         };
         // A snapshot newer than the checkpoint (a crash came before the next
         // checkpoint) is the views as they stood at its position: start there.
-        let live = match store.snapshots_below(head).next() {
-            Some((position, bytes)) if position > live.position() => match ViewSet::decode(&definitions, bytes) {
+        let newest = store
+            .snapshot_positions()
+            .last()
+            .copied()
+            .filter(|p| *p > live.position());
+        let live = match newest.map(|p| (p, store.snapshot(p))) {
+            Some((position, Ok(Some(bytes)))) => match ViewSet::decode(&definitions, bytes) {
                 Ok(set) if set.position() == position => {
                     tracing::info!(
                         position,
@@ -765,6 +771,9 @@ impl Inner {
             }
         }
         let (events, position) = result?;
+        // The swapped-in views are saved now: with no event coming, nothing else
+        // would checkpoint them before a crash.
+        self.checkpoint()?;
         Ok(RebuildReport {
             names,
             events,

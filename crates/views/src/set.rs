@@ -359,10 +359,23 @@ impl ViewSet {
         let views = self
             .views
             .iter()
-            .map(|v| EncodedView {
-                name: v.name().to_string(),
-                fingerprint: v.fingerprint().to_string(),
-                state: postcard::to_stdvec(&v.stored).unwrap_or_default(),
+            .map(|v| {
+                if self.stale.iter().any(|n| n == v.name()) {
+                    // A stale view holds only what it saw since it went stale: stored
+                    // without a fingerprint, it decodes stale again (rebuilt), never as
+                    // a view that saw everything.
+                    EncodedView {
+                        name: v.name().to_string(),
+                        fingerprint: String::new(),
+                        state: Vec::new(),
+                    }
+                } else {
+                    EncodedView {
+                        name: v.name().to_string(),
+                        fingerprint: v.fingerprint().to_string(),
+                        state: postcard::to_stdvec(&v.stored).unwrap_or_default(),
+                    }
+                }
             })
             .collect();
         let encoded = Encoded {

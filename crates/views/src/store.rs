@@ -147,6 +147,32 @@ impl ViewStore {
         }
     }
 
+    /// Positions of the stored snapshots, oldest first.
+    pub(crate) fn snapshot_positions(&self) -> Vec<u64> {
+        let mut found: Vec<u64> = std::fs::read_dir(&self.snapshots)
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| snapshot_position(&entry.ok()?.path()))
+            .collect();
+        found.sort_unstable();
+        found
+    }
+
+    /// Deletes the snapshots after `position`: views of events the log no longer
+    /// has (it was cut or replaced), which must never serve as a starting point.
+    pub(crate) fn remove_snapshots_after(&self, position: u64) -> Result<()> {
+        for p in self.snapshot_positions().into_iter().filter(|p| *p > position) {
+            let path = self.snapshot_path(p);
+            std::fs::remove_file(&path).map_err(|e| storage("removing", &path, e))?;
+            tracing::warn!(
+                position = p,
+                head = position,
+                "removed a view snapshot beyond the head of the log"
+            );
+        }
+        Ok(())
+    }
+
     /// Snapshots at or below `position`, newest first, each read when reached. One
     /// that does not read or decompress is passed over (with a warning): an older
     /// one, or position 1, serves instead.
@@ -230,5 +256,9 @@ mod tests {
         let store = ViewStore::open(&path).unwrap();
         assert!(!partial.exists());
         assert_eq!(store.snapshots_below(u64::MAX).count(), 2);
+        // Beyond a (cut) log's head: gone.
+        assert_eq!(store.snapshot_positions(), vec![10, 20, 30]);
+        store.remove_snapshots_after(15).unwrap();
+        assert_eq!(store.snapshot_positions(), vec![10]);
     }
 }

@@ -224,8 +224,21 @@ fn changed_and_new_views_decode_empty_and_stale() {
             ("a.end", T0 + HOUR, json!({"id": "1"})),
         ],
     );
+    // A stale view goes on applying events, but stored (a checkpoint or a snapshot
+    // taken while it is rebuilt) it comes back stale: what it holds is partial.
+    feed(&mut decoded, &[("a.end", T0 + 2 * HOUR, json!({"id": "2"}))]);
+    let again = ViewSet::decode(&new, decoded.encode()).unwrap();
+    assert_eq!(again.stale_views(), ["cycle".to_string(), "count_a".to_string()]);
+    assert_eq!(again.position(), 3);
+
     decoded.put_view(alone.take_view("cycle").unwrap());
     assert_eq!(decoded.stale_views(), ["count_a".to_string()]);
+    let again = ViewSet::decode(&new, decoded.encode()).unwrap();
+    assert_eq!(
+        again.stale_views(),
+        ["count_a".to_string()],
+        "a rebuilt view is stored whole"
+    );
     assert_eq!(
         decoded.kpis()[0]
             .values
