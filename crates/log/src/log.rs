@@ -200,14 +200,14 @@ impl EventLog {
                 normalize(event);
             }
         }
-        let parts = self.check(parts).await?;
+        let (parts, refused) = self.check(parts).await?;
         if let Some(reason) = self.failure() {
             return Err(LogError::Poisoned(reason));
         }
         let (reply, rx) = oneshot::channel();
         self.inner
             .tx
-            .send(Command::Append(AppendJob { parts, reply }))
+            .send(Command::Append(AppendJob::new(parts, reply, refused)))
             .await
             .map_err(|_| LogError::Closed)?;
         let outcome = rx.await.map_err(|_| LogError::Closed)?;
@@ -242,11 +242,10 @@ impl EventLog {
             let parts = vec![part];
             if let Some(reason) = &poisoned {
                 results.push(Some(Err(LogError::Poisoned(reason.clone()))));
-            } else if let Err(e) = self.check_inline(&parts) {
-                results.push(Some(Err(e)));
             } else {
+                let refused = self.check_inline(&parts).err();
                 let (reply, rx) = oneshot::channel();
-                jobs.push(AppendJob { parts, reply });
+                jobs.push(AppendJob::new(parts, reply, refused));
                 waiting.push((results.len(), rx));
                 results.push(None);
             }
@@ -262,18 +261,26 @@ impl EventLog {
     }
 
     /// Checks the limits, then the content (see [`EventValidator`]) of one append;
-    /// large appends are content-checked on a blocking thread.
-    async fn check(&self, parts: Vec<StreamAppend>) -> Result<Vec<StreamAppend>> {
-        self.inner.limits.validate(&parts)?;
+    /// large appends are content-checked on a blocking thread. A refusal goes to the
+    /// writer with the append: it stands unless the append is an exact retry of
+    /// recorded events (see `AppendJob::refused`).
+    async fn check(&self, parts: Vec<StreamAppend>) -> Result<(Vec<StreamAppend>, Option<LogError>)> {
+        if let Err(e) = self.inner.limits.validate(&parts) {
+            return Ok((parts, Some(e)));
+        }
         let Some(validator) = self.inner.validator.clone() else {
-            return Ok(parts);
+            return Ok((parts, None));
         };
         let events: usize = parts.iter().map(|p| p.events.len()).sum();
         if events <= VALIDATE_INLINE_MAX_EVENTS {
-            validate_parts(validator.as_ref(), &parts)?;
-            return Ok(parts);
+            let refused = validate_parts(validator.as_ref(), &parts).err();
+            return Ok((parts, refused));
         }
-        blocking(move || validate_parts(validator.as_ref(), &parts).map(|()| parts)).await
+        blocking(move || {
+            let refused = validate_parts(validator.as_ref(), &parts).err();
+            Ok((parts, refused))
+        })
+        .await
     }
 
     /// [`EventLog::check`] on the caller's thread (for parts of independent appends,

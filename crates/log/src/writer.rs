@@ -37,6 +37,21 @@ pub(crate) type Reply = oneshot::Sender<Result<Vec<AppendOutcome>>>;
 pub(crate) struct AppendJob {
     pub parts: Vec<StreamAppend>,
     pub reply: Reply,
+    /// Why the checks before the writer refused the append: it is refused so unless
+    /// it is an exact retry of recorded events, which is answered as one (what was
+    /// recorded passed the checks in force then; limits and the catalog may have
+    /// tightened since).
+    pub refused: std::cell::Cell<Option<LogError>>,
+}
+
+impl AppendJob {
+    pub(crate) fn new(parts: Vec<StreamAppend>, reply: Reply, refused: Option<LogError>) -> Self {
+        AppendJob {
+            parts,
+            reply,
+            refused: std::cell::Cell::new(refused),
+        }
+    }
 }
 
 pub(crate) enum Command {
@@ -370,6 +385,9 @@ impl Writer {
                 if let Some(seen) = &mut seen
                     && !seen.insert(key)
                 {
+                    if let Some(refused) = jobs[index].refused.take() {
+                        return Err(refused);
+                    }
                     return Err(LogError::invalid(
                         format!("events[{i}].id"),
                         format!(
@@ -395,6 +413,13 @@ impl Writer {
             }
         }
         let dups = originals.iter().filter(|o| o.is_some()).count();
+        if let Some(refused) = jobs[index].refused.take() {
+            // Only an exact retry is answered; anything else hears why it is refused.
+            if count == 0 || dups < count {
+                return Err(refused);
+            }
+            return self.retry_outcome(parts, &originals, jobs, true).map_err(|_| refused);
+        }
         if dups > 0 {
             return self.retry_outcome(parts, &originals, jobs, dups == originals.len());
         }

@@ -357,6 +357,77 @@ async fn idempotency_survives_restart() -> TestResult {
     Ok(())
 }
 
+/// What was recorded passed the checks in force then: a retry of it is answered as
+/// one even where the checks have tightened since (a lower limit on event times
+/// here); anything new meets the checks of now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exact_retry_is_answered_as_one_after_the_limits_tightened() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let loose = LogOptions {
+        limits: opsflow_log::Limits {
+            max_time_ahead_secs: 7200,
+            ..opsflow_log::Limits::default()
+        },
+        ..options()
+    };
+    let log = common::open(dir.path(), loose).await?;
+    let now = jiff::Timestamp::now().as_nanosecond() as i64;
+    let mut ahead = event("incident.opened", "pager", "1", r#"{"incident_id":"I-1"}"#);
+    ahead.time = Some(now + 3_600_000_000_000);
+    let first = log
+        .append("incident/I-1", ExpectedVersion::NoStream, vec![ahead.clone()])
+        .await?;
+    common::close(log).await?;
+
+    let log = common::open(dir.path(), options()).await?;
+    let retry = log
+        .append("incident/I-1", ExpectedVersion::NoStream, vec![ahead.clone()])
+        .await?;
+    assert_eq!(
+        retry,
+        AppendOutcome {
+            positions: first.positions.clone(),
+            stream_version: 0,
+            duplicate: true
+        }
+    );
+    let each = log
+        .append_each(vec![StreamAppend {
+            stream: "incident/I-1".into(),
+            expected: ExpectedVersion::Any,
+            events: vec![ahead.clone()],
+        }])
+        .await;
+    assert!(matches!(&each[..], [Ok(o)] if o.duplicate), "{each:?}");
+    // The same identity with other content is not a retry: it hears why it is refused.
+    let changed = opsflow_log::ProposedEvent {
+        data: br#"{"incident_id":"I-2"}"#.to_vec().into(),
+        ..ahead.clone()
+    };
+    let err = log
+        .append("incident/I-1", ExpectedVersion::Any, vec![changed])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("ahead of the server's clock"), "{err}");
+    // A new event that far ahead is refused, and nothing is written.
+    let mut new = ahead.clone();
+    new.id = "2".into();
+    let err = log
+        .append("incident/I-1", ExpectedVersion::Any, vec![new.clone()])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("ahead of the server's clock"), "{err}");
+    // Alongside a recorded one, too: an append is all new or an exact retry.
+    let err = log
+        .append("incident/I-1", ExpectedVersion::Any, vec![ahead.clone(), new])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("ahead of the server's clock"), "{err}");
+    assert_eq!(log.head(), 1);
+    common::close(log).await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_rederives_lost_indexes() -> TestResult {
     let dir = tempfile::tempdir()?;
