@@ -55,7 +55,9 @@ impl tower::Service<http::Request<tonic::body::Body>> for H2Channel {
         self.send.poll_ready(cx).map_err(Into::into)
     }
 
-    /// The request goes out with its whole message as one body, so that HTTP/2
+    /// Unary calls only: the request body is collected before it is sent (a
+    /// client-streaming call would wait for ever). The request goes out with its
+    /// whole message as one body, so that HTTP/2
     /// sends its headers and data together (tonic's streaming body is sent in
     /// pieces, each flushed on its own: twice the writes of the server).
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> ResponseFuture {
