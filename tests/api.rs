@@ -219,6 +219,26 @@ async fn bad_input_gets_a_clear_error_and_writes_nothing() -> anyhow::Result<()>
             Code::InvalidArgument,
             &["has no events"],
         ),
+        (
+            v1::AppendRequest {
+                stream: "s/1".into(),
+                expected: None,
+                events: vec![v1::ProposedEvent {
+                    time: Some(prost_types::Timestamp {
+                        seconds: 4_070_908_800, // 2099-01-01
+                        nanos: 0,
+                    }),
+                    ..event("s", "x6", "a.b", "{}")
+                }],
+            },
+            Code::InvalidArgument,
+            &[
+                "events[0].time",
+                "2099-01-01T00:00:00Z",
+                "ahead of the server's clock",
+                "max_time_ahead_secs",
+            ],
+        ),
     ];
     for (request, code, needles) in cases {
         let status = grpc.append(request.clone()).await.expect_err("must be refused");

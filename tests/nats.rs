@@ -555,6 +555,13 @@ async fn bad_messages_are_dead_lettered_with_a_reason_and_ingest_continues() -> 
                               "data":{"customer":"acme"}})),
             "invalid",
         ),
+        // Stamped by a clock years ahead (log.max_time_ahead_secs).
+        (
+            structured(
+                json!({"specversion":"1.0","id":"7","source":"s","type":"a.b","subject":"s/1","time":"2099-01-01T00:00:00Z"}),
+            ),
+            "invalid",
+        ),
         // A catalog event without a required field (docs/catalog.md).
         (
             structured(
@@ -596,6 +603,11 @@ async fn bad_messages_are_dead_lettered_with_a_reason_and_ingest_continues() -> 
         );
     }
     assert_eq!(reasons, expected);
+    let ahead_error = &errors[errors.len() - 2];
+    assert!(
+        ahead_error.contains("events[0].time") && ahead_error.contains("ahead of the server's clock"),
+        "{ahead_error}"
+    );
     let catalog_error = errors.last().cloned().unwrap_or_default();
     assert!(
         catalog_error.contains("data.order_id: required field is missing for order.placed"),
@@ -608,7 +620,7 @@ async fn bad_messages_are_dead_lettered_with_a_reason_and_ingest_continues() -> 
     // see first.
     let lines = [
         "opsflow_nats_dead_letters_total{reason=\"decode\"} 4",
-        "opsflow_nats_dead_letters_total{reason=\"invalid\"} 4",
+        "opsflow_nats_dead_letters_total{reason=\"invalid\"} 5",
         "opsflow_nats_dead_letters_total{reason=\"version_conflict\"} 1",
     ];
     let deadline = Instant::now() + Duration::from_secs(10);
