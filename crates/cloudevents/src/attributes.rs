@@ -63,7 +63,8 @@ pub(crate) fn is_attribute_name(name: &str) -> bool {
 /// the message where the binding can (JSON member names without escapes).
 #[derive(Debug, Default)]
 pub(crate) struct Attributes<'a> {
-    values: BTreeMap<Cow<'a, str>, AttributeValue>,
+    /// In the order added; an event has about ten, so a list beats a map.
+    values: Vec<(Cow<'a, str>, AttributeValue)>,
 }
 
 impl<'a> Attributes<'a> {
@@ -75,18 +76,18 @@ impl<'a> Attributes<'a> {
                 name: name.into_owned(),
             });
         }
-        if self.values.contains_key(&name) {
+        if self.contains(&name) {
             return Err(CloudEventError::DuplicateAttribute {
                 attribute: name.into_owned(),
             });
         }
-        self.values.insert(name, value);
+        self.values.push((name, value));
         Ok(())
     }
 
     /// Whether the attribute `name` has been added.
     pub(crate) fn contains(&self, name: &str) -> bool {
-        self.values.contains_key(name)
+        self.values.iter().any(|(n, _)| n == name)
     }
 
     /// Checks the attributes and the payload and maps them to the log.
@@ -102,14 +103,18 @@ impl<'a> Attributes<'a> {
         let subject = self.non_empty("subject")?;
         let time = self.non_empty("time")?.map(|time| parse_time(&time)).transpose()?;
         let declared_content_type = self.non_empty("datacontenttype")?;
-        let expected = self.values.remove("expectedversion").map(parse_expected).transpose()?;
+        let expected = self.remove("expectedversion").map(parse_expected).transpose()?;
         let correlation_id = self.take_string("correlationid")?.unwrap_or_default();
         let causation_id = self.take_string("causationid")?.unwrap_or_default();
         let mut metadata = BTreeMap::new();
         if let Some(schema) = self.non_empty("dataschema")? {
             metadata.insert("dataschema".to_owned(), schema);
         }
-        for (name, value) in std::mem::take(&mut self.values) {
+        // In name order, so the first extension reported does not depend on the
+        // order of the members or headers.
+        let mut extensions = std::mem::take(&mut self.values);
+        extensions.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (name, value) in extensions {
             let text = extension_text(&name, value)?;
             metadata.insert(name.into_owned(), text);
         }
@@ -133,8 +138,13 @@ impl<'a> Attributes<'a> {
         })
     }
 
+    fn remove(&mut self, name: &str) -> Option<AttributeValue> {
+        let i = self.values.iter().position(|(n, _)| n == name)?;
+        Some(self.values.swap_remove(i).1)
+    }
+
     fn take_string(&mut self, name: &str) -> Result<Option<String>> {
-        match self.values.remove(name) {
+        match self.remove(name) {
             None => Ok(None),
             Some(AttributeValue::String(text)) => Ok(Some(text)),
             Some(other) => Err(CloudEventError::wrong_type(name, "a string", other.kind())),
