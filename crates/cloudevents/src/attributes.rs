@@ -68,6 +68,13 @@ pub(crate) struct Attributes<'a> {
 }
 
 impl<'a> Attributes<'a> {
+    /// Room for `n` attributes.
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        Attributes {
+            values: Vec::with_capacity(n),
+        }
+    }
+
     /// Adds one attribute; refuses invalid names and repeats.
     pub(crate) fn insert(&mut self, name: impl Into<Cow<'a, str>>, value: AttributeValue) -> Result<()> {
         let name = name.into();

@@ -63,6 +63,9 @@ async fn session(
     let mut subscription = log.subscribe(published + 1, EventFilter::default());
     let mut in_flight: FuturesOrdered<Ack> = FuturesOrdered::new();
     let mut subjects: HashMap<String, Outlet> = HashMap::new();
+    // The headers every event carries, built once: each publish adds its Nats-Msg-Id.
+    let mut template = HeaderMap::new();
+    template.insert("Content-Type", "application/cloudevents+json");
     // Looked up once: the macro looks the counter up in the registry on every call.
     let published_total = metrics::counter!("opsflow_nats_published_total");
     let mut saved = published;
@@ -86,7 +89,7 @@ async fn session(
             item = subscription.next(), if in_flight.len() < config.max_in_flight => {
                 match item {
                     Ok(SubscriptionItem::Event(event)) => {
-                        let ack = publish(client, &js, &mut subjects, &config.subject_prefix, &event).await?;
+                        let ack = publish(client, &js, &mut subjects, &config.subject_prefix, &template, &event).await?;
                         published_total.increment(1);
                         match ack {
                             Some(ack) => in_flight.push_back(ack),
@@ -138,6 +141,7 @@ async fn publish(
     js: &jetstream::Context,
     subjects: &mut HashMap<String, Outlet>,
     prefix: &str,
+    template: &HeaderMap,
     event: &RecordedEvent,
 ) -> anyhow::Result<Option<Ack>> {
     let outlet = match subjects.get(&event.event_type) {
@@ -154,9 +158,11 @@ async fn publish(
         }
     };
     let position = event.position;
-    let mut headers = HeaderMap::new();
-    headers.insert("Nats-Msg-Id", async_nats::HeaderValue::from(position));
-    headers.insert("Content-Type", "application/cloudevents+json");
+    let mut headers = template.clone();
+    headers.insert(
+        async_nats::header::NATS_MESSAGE_ID,
+        async_nats::HeaderValue::from(position),
+    );
     let body: bytes::Bytes = opsflow_cloudevents::recorded_to_cloudevent(event).into();
     if outlet.in_stream {
         let ack = js.publish_with_headers(outlet.subject, headers, body).await?;
