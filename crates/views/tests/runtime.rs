@@ -59,6 +59,41 @@ fn sim_log(dir: &std::path::Path) -> anyhow::Result<EventLog> {
     Ok(EventLog::open(dir.join("log"), options)?)
 }
 
+/// `all` counts every `t.x`; `some` counts all of them under the first
+/// definitions, the even ones under the second.
+fn all_then_some() -> anyhow::Result<(Definitions, Definitions)> {
+    let counts = |cond: &str| {
+        format!(
+            "kpis:\n  - name: all\n    kind: count\n    on: {{ type: t.x }}\n  - name: some\n    kind: count\n    on: {{ type: t.x{cond} }}\n"
+        )
+    };
+    let v1 = Definitions::from_files(&[("k.yaml".into(), counts(""))]).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let v2 = Definitions::from_files(&[("k.yaml".into(), counts(", if: \"event.data.n % 2 == 0\""))])
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((v1, v2))
+}
+
+/// Opens the views again after a crash (an aborted run): work it had handed to
+/// blocking threads still holds the store for a moment, as a crashed process's
+/// threads would until they die.
+async fn reopen(
+    log: &EventLog,
+    defs: &Definitions,
+    dir: &std::path::Path,
+    options: &ViewsOptions,
+) -> anyhow::Result<Views> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match Views::open(log.clone(), defs.clone(), dir, options.clone()) {
+            Ok(views) => return Ok(views),
+            Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("lock") => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 async fn append_all(log: &EventLog, steps: &[Step], clock: &mut i64) -> anyhow::Result<u64> {
     let mut last = 0;
     for (event_type, data, gap) in steps {
@@ -194,14 +229,7 @@ proptest! {
 async fn a_changed_definition_rebuilds_only_its_view_and_as_of_still_matches() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let log = sim_log(dir.path())?;
-    let counts = |cond: &str| {
-        format!(
-            "kpis:\n  - name: all\n    kind: count\n    on: {{ type: t.x }}\n  - name: some\n    kind: count\n    on: {{ type: t.x{cond} }}\n"
-        )
-    };
-    let v1 = Definitions::from_files(&[("k.yaml".into(), counts(""))]).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let v2 = Definitions::from_files(&[("k.yaml".into(), counts(", if: \"event.data.n % 2 == 0\""))])
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (v1, v2) = all_then_some()?;
     let running = start(&log, &v1, &dir.path().join("views"))?;
     let mut clock = T0;
     let steps: Vec<Step> = (0..40).map(|n| ("t.x", json!({ "n": n }), 1)).collect();
@@ -324,18 +352,7 @@ async fn after_a_crash_views_start_from_a_snapshot_newer_than_their_checkpoint()
     task.abort();
     let _ = task.await;
     drop(views);
-    // Work the aborted run had handed to blocking threads still holds the store
-    // for a moment, as a crashed process's threads would until they die.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let views = loop {
-        match Views::open(log.clone(), defs.clone(), &dir.path().join("views"), options.clone()) {
-            Ok(views) => break views,
-            Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("lock") => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    };
+    let views = reopen(&log, &defs, &dir.path().join("views"), &options).await?;
     assert_eq!(views.position(), 20, "the snapshot at 20 is newer than the checkpoint");
     let stop = CancellationToken::new();
     let task = tokio::spawn(views.clone().run(stop.clone()));
@@ -354,14 +371,7 @@ async fn after_a_crash_views_start_from_a_snapshot_newer_than_their_checkpoint()
 async fn a_rebuilt_view_is_checkpointed_when_it_is_swapped_in() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let log = sim_log(dir.path())?;
-    let counts = |cond: &str| {
-        format!(
-            "kpis:\n  - name: all\n    kind: count\n    on: {{ type: t.x }}\n  - name: some\n    kind: count\n    on: {{ type: t.x{cond} }}\n"
-        )
-    };
-    let v1 = Definitions::from_files(&[("k.yaml".into(), counts(""))]).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let v2 = Definitions::from_files(&[("k.yaml".into(), counts(", if: \"event.data.n % 2 == 0\""))])
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (v1, v2) = all_then_some()?;
     let options = ViewsOptions {
         snapshot_every: 1_000,
         checkpoint_interval: Duration::from_secs(3600),
@@ -395,16 +405,7 @@ async fn a_rebuilt_view_is_checkpointed_when_it_is_swapped_in() -> anyhow::Resul
     task.abort();
     let _ = task.await;
     drop(views);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let views = loop {
-        match Views::open(log.clone(), v2.clone(), &views_dir, options.clone()) {
-            Ok(views) => break views,
-            Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("lock") => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    };
+    let views = reopen(&log, &v2, &views_dir, &options).await?;
     // Opened, not yet run: the rebuilt view is there, not a stale empty one.
     assert_eq!(views.kpis(AsOf::Live, &[]).await?.items, expected);
     log.close().await?;
