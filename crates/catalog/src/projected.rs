@@ -55,32 +55,46 @@ impl<'a> Fast<'a> {
         self.whitespace();
         self.eat(b'{')?;
         let mut map = Map::new();
-        self.whitespace();
-        if self.peek() == Some(b'}') {
-            self.at += 1;
-        } else {
-            loop {
-                self.whitespace();
-                let key = self.string()?;
-                self.whitespace();
-                self.eat(b':')?;
-                self.whitespace();
-                if keep(key) {
-                    let value = self.value_built()?;
-                    map.insert(key.to_owned(), value);
-                } else {
-                    self.value(0)?;
-                }
-                self.whitespace();
-                match self.next()? {
-                    b',' => continue,
-                    b'}' => break,
-                    _ => return None,
-                }
+        self.sequence(b'}', |p| {
+            let key = p.key()?;
+            if keep(key) {
+                map.insert(key.to_owned(), p.value_built()?);
+            } else {
+                p.value(0)?;
             }
-        }
+            Some(())
+        })?;
         self.whitespace();
         (self.at == self.data.len()).then_some(Value::Object(map))
+    }
+
+    /// The items of an array or the members of an object, after its opening
+    /// bracket: each read by `item`, separated by commas, up to `close`.
+    fn sequence(&mut self, close: u8, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.whitespace();
+        if self.peek() == Some(close) {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            self.whitespace();
+            item(self)?;
+            self.whitespace();
+            match self.next()? {
+                b',' => continue,
+                b if b == close => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    /// A member's name and the colon after it, up to its value.
+    fn key(&mut self) -> Option<&'a str> {
+        let key = self.string()?;
+        self.whitespace();
+        self.eat(b':')?;
+        self.whitespace();
+        Some(key)
     }
 
     fn peek(&self) -> Option<u8> {
@@ -122,8 +136,8 @@ impl<'a> Fast<'a> {
         (self.data.get(self.at..end)? == word).then(|| self.at = end)
     }
 
-    /// A number of the plain shapes (see [`Fast`]); whether it is an integer.
-    fn number(&mut self) -> Option<bool> {
+    /// A number of the plain shapes (see [`Fast`]).
+    fn number(&mut self) -> Option<()> {
         let start = self.at;
         if self.peek() == Some(b'-') {
             self.at += 1;
@@ -146,10 +160,7 @@ impl<'a> Fast<'a> {
             return None;
         }
         // `-0` is left to serde_json, which reads it as a float.
-        if integer && &self.data[start..self.at] == b"-0" {
-            return None;
-        }
-        Some(integer)
+        (!(integer && &self.data[start..self.at] == b"-0")).then_some(())
     }
 
     fn digits(&mut self) -> usize {
@@ -167,46 +178,17 @@ impl<'a> Fast<'a> {
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
             b'n' => self.literal(b"null"),
-            b'-' | b'0'..=b'9' => self.number().map(drop),
+            b'-' | b'0'..=b'9' => self.number(),
             b'[' if depth < FAST_DEPTH => {
                 self.at += 1;
-                self.whitespace();
-                if self.peek() == Some(b']') {
-                    self.at += 1;
-                    return Some(());
-                }
-                loop {
-                    self.whitespace();
-                    self.value(depth + 1)?;
-                    self.whitespace();
-                    match self.next()? {
-                        b',' => continue,
-                        b']' => return Some(()),
-                        _ => return None,
-                    }
-                }
+                self.sequence(b']', |p| p.value(depth + 1))
             }
             b'{' if depth < FAST_DEPTH => {
                 self.at += 1;
-                self.whitespace();
-                if self.peek() == Some(b'}') {
-                    self.at += 1;
-                    return Some(());
-                }
-                loop {
-                    self.whitespace();
-                    self.string()?;
-                    self.whitespace();
-                    self.eat(b':')?;
-                    self.whitespace();
-                    self.value(depth + 1)?;
-                    self.whitespace();
-                    match self.next()? {
-                        b',' => continue,
-                        b'}' => return Some(()),
-                        _ => return None,
-                    }
-                }
+                self.sequence(b'}', |p| {
+                    p.key()?;
+                    p.value(depth + 1)
+                })
             }
             _ => None,
         }
