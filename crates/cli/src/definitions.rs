@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use opsflow_definitions::{CheckError, ControlKind, Definitions, Expr, Fields, KpiKind, Match, Origin};
+use opsflow_definitions::{CheckError, Definitions, Expr, Fields, KpiKind, Match, Origin};
 
 #[derive(Subcommand)]
 pub enum DefinitionsCommand {
@@ -61,13 +61,7 @@ pub fn warnings(d: &Definitions, dir: &Path) -> Vec<String> {
             origin: &kpi.origin,
             what: format!("kpi `{}`", kpi.name),
         };
-        let matches: Vec<&Match> = match &kpi.kind {
-            KpiKind::Duration { start, end } => vec![start, end],
-            KpiKind::Ratio { on, .. } | KpiKind::Count { on } | KpiKind::Sum { on, .. } => vec![on],
-            KpiKind::Level { set, add, limit } => set.iter().chain(add).chain(limit).collect(),
-            KpiKind::Open { open, .. } => open.iter().collect(),
-        };
-        at.matches(&mut out, &matches, kpi.key.as_ref(), &kpi.track, &kpi.close);
+        at.matches(&mut out, &kpi.kind.matches(), kpi.key.as_ref(), &kpi.track, &kpi.close);
         // Expressions evaluated on one match's event.
         let group_by = kpi.group_by.iter().map(|(_, e)| e);
         match &kpi.kind {
@@ -84,12 +78,13 @@ pub fn warnings(d: &Definitions, dir: &Path) -> Vec<String> {
             origin: &control.origin,
             what: format!("control `{}`", control.name),
         };
-        let (a, b) = match &control.kind {
-            ControlKind::Requires { when, requires } => (when, requires),
-            ControlKind::SeparationOfDuties { first, second } => (first, second),
-            ControlKind::Within { after, expect, .. } => (after, expect),
-        };
-        at.matches(&mut out, &[a, b], Some(&control.key), &control.track, &control.close);
+        at.matches(
+            &mut out,
+            &control.kind.matches(),
+            Some(&control.key),
+            &control.track,
+            &control.close,
+        );
     }
     out.into_iter()
         .map(|(file, line, message)| format!("{file}:{line}: warning: {message}"))
@@ -112,9 +107,8 @@ impl Site<'_> {
     fn matches(&self, out: &mut Warnings, matches: &[&Match], key: Option<&Expr>, track: &[String], close: &[String]) {
         for m in matches {
             self.event_type(out, &m.event_type);
-            let own = [&m.condition, &m.key, &m.value, &m.actor].into_iter().flatten();
             let key = if m.key.is_none() { key } else { None };
-            self.fields(out, &m.event_type, own.chain(key));
+            self.fields(out, &m.event_type, m.expressions().chain(key));
         }
         for t in track.iter().chain(close) {
             self.event_type(out, t);

@@ -44,7 +44,8 @@ pub struct Match {
 }
 
 impl Match {
-    fn expressions(&self) -> impl Iterator<Item = &Expr> {
+    /// Its expressions: condition, key, value, actor (those present).
+    pub fn expressions(&self) -> impl Iterator<Item = &Expr> {
         [&self.condition, &self.key, &self.value, &self.actor]
             .into_iter()
             .flatten()
@@ -131,26 +132,17 @@ pub struct KpiDef {
 impl KpiDef {
     /// What the KPI's expressions read, together (see [`Reads`]).
     pub fn reads(&self) -> Reads {
-        let mut matches: Vec<&Match> = Vec::new();
         let mut own: Vec<&Expr> = self.key.iter().chain(self.group_by.iter().map(|(_, e)| e)).collect();
         match &self.kind {
-            KpiKind::Duration { start, end } => matches.extend([start, end]),
-            KpiKind::Ratio { on, good, .. } => {
-                matches.push(on);
-                own.push(good);
-            }
-            KpiKind::Count { on } => matches.push(on),
-            KpiKind::Sum { on, value } => {
-                matches.push(on);
-                own.push(value);
-            }
-            KpiKind::Level { set, add, limit } => matches.extend(set.iter().chain(add).chain(limit)),
-            KpiKind::Open { open, state } => {
-                matches.extend(open);
-                own.extend(state);
-            }
+            KpiKind::Ratio { good, .. } => own.push(good),
+            KpiKind::Sum { value, .. } => own.push(value),
+            KpiKind::Open { state, .. } => own.extend(state),
+            KpiKind::Duration { .. } | KpiKind::Count { .. } | KpiKind::Level { .. } => {}
         }
-        union(own.into_iter().chain(matches.into_iter().flat_map(Match::expressions)))
+        union(
+            own.into_iter()
+                .chain(self.kind.matches().into_iter().flat_map(Match::expressions)),
+        )
     }
 }
 
@@ -197,6 +189,16 @@ pub enum KpiKind {
 }
 
 impl KpiKind {
+    /// The matches that select its events, in definition order.
+    pub fn matches(&self) -> Vec<&Match> {
+        match self {
+            KpiKind::Duration { start, end } => vec![start, end],
+            KpiKind::Ratio { on, .. } | KpiKind::Count { on } | KpiKind::Sum { on, .. } => vec![on],
+            KpiKind::Level { set, add, limit } => set.iter().chain(add).chain(limit).collect(),
+            KpiKind::Open { open, .. } => open.iter().collect(),
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             KpiKind::Duration { .. } => "duration",
@@ -242,12 +244,7 @@ pub struct ControlDef {
 impl ControlDef {
     /// What the control's expressions read, together (see [`Reads`]).
     pub fn reads(&self) -> Reads {
-        let (a, b) = match &self.kind {
-            ControlKind::Requires { when, requires } => (when, requires),
-            ControlKind::SeparationOfDuties { first, second } => (first, second),
-            ControlKind::Within { after, expect, .. } => (after, expect),
-        };
-        union(std::iter::once(&self.key).chain(a.expressions()).chain(b.expressions()))
+        union(std::iter::once(&self.key).chain(self.kind.matches().into_iter().flat_map(Match::expressions)))
     }
 }
 
@@ -269,6 +266,15 @@ pub enum ControlKind {
 }
 
 impl ControlKind {
+    /// Its two matches: the event that obliges (or is checked), then the other.
+    pub fn matches(&self) -> [&Match; 2] {
+        match self {
+            ControlKind::Requires { when, requires } => [when, requires],
+            ControlKind::SeparationOfDuties { first, second } => [first, second],
+            ControlKind::Within { after, expect, .. } => [after, expect],
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             ControlKind::Requires { .. } => "requires",
