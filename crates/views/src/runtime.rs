@@ -228,16 +228,15 @@ impl Views {
         let head = log.head();
         store.remove_snapshots_after(head)?;
         let live = match store.live()? {
-            Some((position, bytes)) if position <= head => match ViewSet::decode(&definitions, bytes) {
-                Ok(set) if set.position() == position => set,
-                Ok(_) | Err(_) => {
+            Some((position, bytes)) if position <= head => {
+                decoded_at(&definitions, position, bytes).unwrap_or_else(|| {
                     tracing::warn!(
                         position,
                         "view checkpoint unreadable; views are rebuilt from position 1"
                     );
                     ViewSet::new(&definitions)
-                }
-            },
+                })
+            }
             Some((position, _)) => {
                 // The log lost events the views had seen (it was replaced or cut):
                 // the views must not claim them.
@@ -248,24 +247,22 @@ impl Views {
         };
         // A snapshot newer than the checkpoint (a crash came before the next
         // checkpoint) is the views as they stood at its position: start there.
-        let newest = store
+        let newer = store
             .snapshot_positions()
             .last()
             .copied()
-            .filter(|p| *p > live.position());
-        let live = match newest.map(|p| (p, store.snapshot(p))) {
-            Some((position, Ok(Some(bytes)))) => match ViewSet::decode(&definitions, bytes) {
-                Ok(set) if set.position() == position => {
-                    tracing::info!(
-                        position,
-                        checkpoint = live.position(),
-                        "views start from a snapshot newer than their checkpoint"
-                    );
-                    set
-                }
-                Ok(_) | Err(_) => live,
-            },
-            _ => live,
+            .filter(|p| *p > live.position())
+            .and_then(|p| decoded_at(&definitions, p, store.snapshot(p).ok()??));
+        let live = match newer {
+            Some(set) => {
+                tracing::info!(
+                    position = set.position(),
+                    checkpoint = live.position(),
+                    "views start from a snapshot newer than their checkpoint"
+                );
+                set
+            }
+            None => live,
         };
         let (position, _) = watch::channel(live.position());
         tracing::info!(position = live.position(), version = %definitions.version, "views opened");
@@ -431,10 +428,7 @@ impl Views {
                 (None, Some(_)) => Some(true),
                 (None, None) => None,
             },
-            || {
-                let kpis = defs.kpis.iter().map(|k| k.name.clone());
-                kpis.chain(defs.controls.iter().map(|c| c.name.clone())).collect()
-            },
+            || view_names(&defs),
         )?;
         let wanted = match (names.is_empty(), controls) {
             (false, _) => names.to_vec(),
@@ -463,7 +457,7 @@ impl Views {
     /// in once caught up. Returns when done.
     pub async fn rebuild(&self, names: Vec<String>, shutdown: CancellationToken) -> Result<RebuildReport> {
         let defs = self.definitions();
-        let known = ViewSet::new(&defs).view_names();
+        let known = view_names(&defs);
         if let Some(unknown) = names.iter().find(|n| !known.contains(n)) {
             return Err(ViewsError::UnknownView {
                 name: unknown.clone(),
@@ -535,6 +529,20 @@ impl Views {
         background.retain(|h| !h.is_finished());
         background.push(handle);
     }
+}
+
+/// The stored view set `bytes` for `defs` (views whose definition changed come back
+/// stale), if it decodes and stands at `position`.
+fn decoded_at(defs: &Definitions, position: u64, bytes: Vec<u8>) -> Option<ViewSet> {
+    ViewSet::decode(defs, bytes)
+        .ok()
+        .filter(|set| set.position() == position)
+}
+
+/// The names of every view of `defs`, KPIs then controls.
+fn view_names(defs: &Definitions) -> Vec<String> {
+    let kpis = defs.kpis.iter().map(|k| k.name.clone());
+    kpis.chain(defs.controls.iter().map(|c| c.name.clone())).collect()
 }
 
 /// Every name is a view of the kind asked for (`controls`); `is_control` tells

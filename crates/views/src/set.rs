@@ -360,21 +360,21 @@ impl ViewSet {
             .views
             .iter()
             .map(|v| {
-                if self.stale.iter().any(|n| n == v.name()) {
-                    // A stale view holds only what it saw since it went stale: stored
-                    // without a fingerprint, it decodes stale again (rebuilt), never as
-                    // a view that saw everything.
-                    EncodedView {
-                        name: v.name().to_string(),
-                        fingerprint: String::new(),
-                        state: Vec::new(),
-                    }
+                // A stale view holds only what it saw since it went stale: stored
+                // without a fingerprint, it decodes stale again (rebuilt), never as a
+                // view that saw everything.
+                let (fingerprint, state) = if self.stale.iter().any(|n| n == v.name()) {
+                    (String::new(), Vec::new())
                 } else {
-                    EncodedView {
-                        name: v.name().to_string(),
-                        fingerprint: v.fingerprint().to_string(),
-                        state: postcard::to_stdvec(&v.stored).unwrap_or_default(),
-                    }
+                    (
+                        v.fingerprint().to_string(),
+                        postcard::to_stdvec(&v.stored).unwrap_or_default(),
+                    )
+                };
+                EncodedView {
+                    name: v.name().to_string(),
+                    fingerprint,
+                    state,
                 }
             })
             .collect();

@@ -177,16 +177,13 @@ impl ViewStore {
     /// that does not read or decompress is passed over (with a warning): an older
     /// one, or position 1, serves instead.
     pub(crate) fn snapshots_below(&self, position: u64) -> impl Iterator<Item = (u64, Vec<u8>)> + use<> {
-        let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(&self.snapshots)
+        let found: Vec<(u64, PathBuf)> = self
+            .snapshot_positions()
             .into_iter()
-            .flatten()
-            .filter_map(|entry| {
-                let path = entry.ok()?.path();
-                snapshot_position(&path).map(|p| (p, path))
-            })
-            .filter(|(p, _)| *p <= position)
+            .rev()
+            .filter(|p| *p <= position)
+            .map(|p| (p, self.snapshot_path(p)))
             .collect();
-        found.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
         found.into_iter().filter_map(|(position, path)| {
             match std::fs::read(&path)
                 .map_err(|e| storage("reading", &path, e))

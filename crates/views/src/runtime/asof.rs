@@ -114,13 +114,10 @@ impl Inner {
             AsOf::Position(p) if p > head => return Err(ViewsError::PastHead { position: p, head }),
             AsOf::Position(p) => p,
             AsOf::Live => lock(&self.live).position(),
-            AsOf::Time(t) if t > now_nanos() => {
-                return Err(ViewsError::FutureTime {
-                    time: t,
-                    now: now_nanos(),
-                });
-            }
-            AsOf::Time(t) => self.position_at_time(t, head)?,
+            AsOf::Time(t) => match now_nanos() {
+                now if t > now => return Err(ViewsError::FutureTime { time: t, now }),
+                _ => self.position_at_time(t, head)?,
+            },
         };
         {
             let live = lock(&self.live);
