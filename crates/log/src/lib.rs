@@ -51,6 +51,6 @@ pub use store::{SLED_SEGMENT_SIZE, STORE_FORMAT};
 pub use subscription::{Subscription, SubscriptionItem};
 pub use types::{
     AppendOutcome, BrokenLink, Direction, EventFilter, ExpectedVersion, ProposedEvent, RecordFields, RecordedEvent,
-    Scanned, StreamAppend, StreamInfo, UnixNanos, VerifyReport, civil_from_days,
+    Scanned, StreamAppend, StreamInfo, UnixNanos, VerifyReport, civil_from_days, rfc3339,
 };
 pub use validator::{EventValidator, Rejection};

@@ -238,17 +238,13 @@ impl Limits {
             format!(
                 "{} is {} ahead of the server's clock ({}); at most {} s ahead is accepted \
                  (log.max_time_ahead_secs): is the producer's clock right?",
-                timestamp(time),
+                crate::rfc3339(time),
                 ahead_text(ahead),
-                timestamp(now),
+                crate::rfc3339(now),
                 self.max_time_ahead_secs
             ),
         ))
     }
-}
-
-fn timestamp(nanos: i64) -> String {
-    jiff::Timestamp::from_nanosecond(i128::from(nanos)).map_or_else(|_| format!("{nanos} ns"), |t| t.to_string())
 }
 
 /// A positive span of nanoseconds, roughly, for a person.

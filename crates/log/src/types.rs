@@ -9,6 +9,12 @@ use bytes::Bytes;
 /// Nanoseconds since the Unix epoch (UTC).
 pub type UnixNanos = i64;
 
+/// Unix nanoseconds as an RFC 3339 time, for messages (the number itself when out
+/// of range).
+pub fn rfc3339(nanos: UnixNanos) -> String {
+    jiff::Timestamp::from_nanosecond(i128::from(nanos)).map_or_else(|_| format!("{nanos} ns"), |t| t.to_string())
+}
+
 /// The proleptic Gregorian `(year, month, day)` of a day number (days since
 /// 1970-01-01), after Howard Hinnant's `civil_from_days`.
 pub fn civil_from_days(days: i64) -> (i64, i64, i64) {

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use opsflow_definitions::{Definitions, EventData, FieldSet, Fields};
-use opsflow_log::{Direction, EventLog, LogError, RecordedEvent, Scanned};
+use opsflow_log::{Direction, EventLog, LogError, RecordedEvent, Scanned, rfc3339};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -796,9 +796,4 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ViewsError::Stopped(format!("a views worker panicked: {e}")))?
-}
-
-/// Unix nanoseconds as an RFC 3339 time, for messages.
-fn rfc3339(nanos: i64) -> String {
-    jiff::Timestamp::from_nanosecond(i128::from(nanos)).map_or_else(|_| format!("{nanos} ns"), |t| t.to_string())
 }
