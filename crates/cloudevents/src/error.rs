@@ -77,12 +77,15 @@ pub enum CloudEventError {
 
     /// No `subject`, and the stream could not be derived from the data.
     #[error(
-        "missing subject: the stream is taken from the CloudEvents `subject` attribute (or, for JSON data, from the {} field)",
-        list_fields(.fields)
+        "missing subject: the stream is taken from the CloudEvents `subject` attribute (or, for JSON data, from the {} field){}",
+        list_fields(.fields),
+        not_json_note(.not_json.as_deref())
     )]
     MissingSubject {
         /// The data fields that were looked for, in order.
         fields: Vec<String>,
+        /// The data's content type when it is not JSON (so no field was looked at).
+        not_json: Option<String>,
     },
 
     /// An event of a batch is invalid; `index` counts from 0.
@@ -165,6 +168,18 @@ fn describe_content_type(content_type: Option<&str>) -> String {
     }
 }
 
+/// Why no field was found when the data is not JSON: producers that leave out the
+/// content type (CloudEvents SDKs do, in binary mode) send bytes
+/// (`application/octet-stream`).
+fn not_json_note(content_type: Option<&str>) -> String {
+    content_type.map_or_else(String::new, |ct| {
+        format!(
+            "; this event's data is `{ct}`, not JSON, so no field was read: if it is JSON, \
+             say so in `datacontenttype` (in binary mode, the `Content-Type` header)"
+        )
+    })
+}
+
 fn list_fields(fields: &[String]) -> String {
     let quoted: Vec<String> = fields.iter().map(|f| format!("`{f}`")).collect();
     quoted.join(" or ")
@@ -195,9 +210,19 @@ mod tests {
     fn missing_subject_lists_the_fields_tried() {
         let err = CloudEventError::MissingSubject {
             fields: vec!["goods_id".into(), "po_id".into()],
+            not_json: None,
         };
         assert!(
             err.to_string().ends_with("from the `goods_id` or `po_id` field)"),
+            "{err}"
+        );
+        let err = CloudEventError::MissingSubject {
+            fields: vec!["order_id".into()],
+            not_json: Some("application/octet-stream".into()),
+        };
+        assert!(
+            err.to_string()
+                .contains("data is `application/octet-stream`, not JSON, so no field was read"),
             "{err}"
         );
     }

@@ -101,7 +101,10 @@ pub fn stream_for(subject: Option<&str>, event: &ProposedEvent) -> Result<String
         fields.push("sku".into());
         fields.push("location".into());
     }
-    Err(CloudEventError::MissingSubject { fields })
+    Err(CloudEventError::MissingSubject {
+        fields,
+        not_json: (!json_data).then(|| event.content_type.clone()),
+    })
 }
 
 /// The type's first dot-separated token: the business object it is about.
