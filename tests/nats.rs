@@ -502,6 +502,10 @@ async fn bad_messages_are_dead_lettered_with_a_reason_and_ingest_continues() -> 
         h.insert("Content-Type", "application/cloudevents+json");
         ("ops.events.x".to_owned(), h, bytes::Bytes::from(body.to_string()))
     };
+    let expecting = |expected: &str, (subject, mut h, body): (String, HeaderMap, bytes::Bytes)| {
+        h.insert("opsflow-expected-version", expected);
+        (subject, h, body)
+    };
     let mut bad_json = HeaderMap::new();
     bad_json.insert("Content-Type", "application/cloudevents+json");
     // With a JetStream header that holds for the ingest stream, not for the
@@ -538,6 +542,22 @@ async fn bad_messages_are_dead_lettered_with_a_reason_and_ingest_continues() -> 
                 json!({"specversion":"1.0","id":"2","source":"s","type":"a.b","subject":"s/9","expectedversion":"5"}),
             ),
             "version_conflict",
+        ),
+        // The request's expected version in the header, as over HTTP: s/8 has no
+        // version 3; and a header that is not an expected version.
+        (
+            expecting(
+                "3",
+                structured(json!({"specversion":"1.0","id":"8","source":"s","type":"a.b","subject":"s/8"})),
+            ),
+            "version_conflict",
+        ),
+        (
+            expecting(
+                "soon",
+                structured(json!({"specversion":"1.0","id":"9","source":"s","type":"a.b","subject":"s/8"})),
+            ),
+            "invalid",
         ),
         // A well-formed CloudEvent whose type the log refuses.
         (
@@ -620,8 +640,8 @@ async fn bad_messages_are_dead_lettered_with_a_reason_and_ingest_continues() -> 
     // see first.
     let lines = [
         "opsflow_nats_dead_letters_total{reason=\"decode\"} 4",
-        "opsflow_nats_dead_letters_total{reason=\"invalid\"} 5",
-        "opsflow_nats_dead_letters_total{reason=\"version_conflict\"} 1",
+        "opsflow_nats_dead_letters_total{reason=\"invalid\"} 6",
+        "opsflow_nats_dead_letters_total{reason=\"version_conflict\"} 2",
     ];
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -689,7 +709,7 @@ async fn request_reply_returns_positions_and_structured_errors() -> anyhow::Resu
     let reply = ask(proto.clone(), request.encode_to_vec().into()).await??;
     let response = v1::AppendResponse::decode(reply.payload)?;
     assert_eq!((response.first_position, response.stream_version), (2, 1));
-    let reply = ask(proto, request.encode_to_vec().into()).await??;
+    let reply = ask(proto.clone(), request.encode_to_vec().into()).await??;
     let h = reply.headers.unwrap_or_default();
     assert_eq!(h.get("Nats-Service-Error-Code").map(|v| v.as_str()), Some("409"));
     let err: serde_json::Value = serde_json::from_slice(&reply.payload)?;
@@ -697,6 +717,24 @@ async fn request_reply_returns_positions_and_structured_errors() -> anyhow::Resu
         (err["error"]["expected"].as_str(), err["error"]["actual"].as_u64()),
         (Some("0"), Some(1))
     );
+    // The request's expected version in the header: order/PO-1 exists.
+    let mut expecting = headers.clone();
+    expecting.insert("opsflow-expected-version", "no_stream");
+    let mut next = ce.clone();
+    next["id"] = json!("r3");
+    let reply = ask(expecting.clone(), next.to_string().into()).await??;
+    let err: serde_json::Value = serde_json::from_slice(&reply.payload)?;
+    assert_eq!(err["error"]["code"], "wrong_expected_version", "{err}");
+    expecting.insert("opsflow-expected-version", "soon");
+    let reply = ask(expecting.clone(), next.to_string().into()).await??;
+    let err: serde_json::Value = serde_json::from_slice(&reply.payload)?;
+    assert_eq!(err["error"]["field"], "opsflow-expected-version", "{err}");
+    let mut proto_expecting = proto.clone();
+    proto_expecting.insert("opsflow-expected-version", "1");
+    let reply = ask(proto_expecting, request.encode_to_vec().into()).await??;
+    let err: serde_json::Value = serde_json::from_slice(&reply.payload)?;
+    assert_eq!(err["error"]["field"], "opsflow-expected-version", "{err}");
+    assert_eq!(server.server.log().head(), 2, "refused requests write nothing");
     let reply = ask(headers.clone(), bytes::Bytes::from_static(b"{")).await??;
     assert_eq!(
         reply
@@ -825,6 +863,54 @@ async fn outbound_publishes_in_order_and_resumes_without_gaps_or_duplicates() ->
         };
         assert_eq!(m.subject.as_str(), format!("opsflow.log.{expected_type}"));
     }
+    drop(opsflow);
+    Ok(())
+}
+
+/// Once outbound has caught up, its checkpoint is durable even if no append comes
+/// after: a SIGKILL after a quiet spell longer than the capturing stream's duplicate
+/// window re-publishes nothing (it used to re-publish everything since the last
+/// group commit, and the stream kept the copies).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_checkpoint_is_durable_once_caught_up() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let js = jetstream::new(async_nats::connect(nats.url()).await?);
+    js.create_stream(jetstream::stream::Config {
+        name: "OPSFLOW_LOG".into(),
+        subjects: vec!["opsflow.log.>".into()],
+        duplicate_window: Duration::from_secs(1),
+        ..Default::default()
+    })
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let args = ["--nats", &nats.url()];
+    let mut opsflow = OpsflowProcess::start_with(dir.path(), &args)?;
+    let mut c = client(&opsflow.url()).await?;
+    for i in 0..3 {
+        c.append(v1::AppendRequest {
+            stream: "note/quiet".into(),
+            expected: None,
+            events: vec![event("quiet", &format!("q{i}"), "note.added", "{}")],
+        })
+        .await?;
+    }
+    let mut stream = js.get_stream("OPSFLOW_LOG").await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stream.info().await?.state.messages < 3 {
+        anyhow::ensure!(Instant::now() < deadline, "outbound did not publish the 3 events");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Past the checkpoint interval and the duplicate window, with no append since.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    opsflow.kill();
+    let opsflow = OpsflowProcess::start_with(dir.path(), &args)?;
+    wait_ready(&opsflow.url()).await?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        stream.info().await?.state.messages,
+        3,
+        "events published before the crash were published again"
+    );
     drop(opsflow);
     Ok(())
 }

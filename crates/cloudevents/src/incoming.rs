@@ -1,6 +1,61 @@
 //! What a parsed CloudEvent becomes: an event for one stream of the log.
 
+use std::collections::HashSet;
+
 use opsflow_log::{ExpectedVersion, ProposedEvent, StreamAppend};
+
+use crate::CloudEventError;
+
+/// The header (HTTP and NATS) that sets a request's expected versions: each
+/// stream's version before the request. An event's `expectedversion` extension
+/// sets its own.
+pub const EXPECTED_VERSION_HEADER: &str = "opsflow-expected-version";
+
+/// The request's expected version from its headers (`None`: the header is absent);
+/// an error names the header when its value is not one.
+pub fn request_expected<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> Result<Option<ExpectedVersion>, CloudEventError> {
+    let Some((_, value)) = headers
+        .into_iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(EXPECTED_VERSION_HEADER))
+    else {
+        return Ok(None);
+    };
+    let text = std::str::from_utf8(value).map_err(|_| {
+        CloudEventError::invalid(EXPECTED_VERSION_HEADER, &String::from_utf8_lossy(value), "is not UTF-8")
+    })?;
+    text.trim()
+        .parse::<ExpectedVersion>()
+        .map(Some)
+        .map_err(|e| CloudEventError::invalid(EXPECTED_VERSION_HEADER, text, e.to_string()))
+}
+
+/// The appends of a request's events, one per event. `request` (the
+/// [`EXPECTED_VERSION_HEADER`]) is the expectation of each stream's first event in
+/// the request (its version before the request), unless the event sets its own;
+/// the stream's later events follow that one. Without either, an event expects
+/// [`ExpectedVersion::Any`].
+pub fn appends(incoming: Vec<Incoming>, request: Option<ExpectedVersion>) -> Vec<StreamAppend> {
+    let mut seen = HashSet::new();
+    incoming
+        .into_iter()
+        .map(
+            |Incoming {
+                 stream,
+                 expected,
+                 event,
+             }| {
+                let first = request.is_some() && seen.insert(stream.clone());
+                StreamAppend {
+                    expected: expected.or(request.filter(|_| first)).unwrap_or_default(),
+                    stream,
+                    events: vec![event],
+                }
+            },
+        )
+        .collect()
+}
 
 /// One incoming CloudEvent mapped to the log: the target stream, an optional
 /// expected version, the event.
@@ -39,5 +94,45 @@ mod tests {
         assert_eq!(append.expected, ExpectedVersion::Any);
         assert_eq!(append.events, vec![event]);
         assert_eq!(append.stream, "order/1");
+    }
+
+    #[test]
+    fn the_request_expectation_is_each_streams_first_events() {
+        let event = |stream: &str, expected| Incoming {
+            stream: stream.into(),
+            expected,
+            event: ProposedEvent::json("order.placed", "{}"),
+        };
+        let parts = appends(
+            vec![
+                event("a", None),
+                event("b", Some(ExpectedVersion::Exact(4))),
+                event("a", None),
+                event("c", None),
+            ],
+            Some(ExpectedVersion::NoStream),
+        );
+        let expected: Vec<_> = parts.iter().map(|p| (p.stream.as_str(), p.expected)).collect();
+        assert_eq!(
+            expected,
+            [
+                ("a", ExpectedVersion::NoStream),
+                ("b", ExpectedVersion::Exact(4)),
+                ("a", ExpectedVersion::Any),
+                ("c", ExpectedVersion::NoStream),
+            ]
+        );
+        let parts = appends(vec![event("a", None)], None);
+        assert_eq!(parts[0].expected, ExpectedVersion::Any);
+    }
+
+    #[test]
+    fn the_request_header_is_read_case_insensitively_and_checked() {
+        let headers = [("Opsflow-Expected-Version", &b" 3 "[..])];
+        assert_eq!(request_expected(headers).unwrap(), Some(ExpectedVersion::Exact(3)));
+        assert_eq!(request_expected([("x", &b"1"[..])]).unwrap(), None);
+        let err = request_expected([(EXPECTED_VERSION_HEADER, &b"soon"[..])]).unwrap_err();
+        assert_eq!(err.attribute(), Some(EXPECTED_VERSION_HEADER));
+        assert!(err.to_string().contains("soon"), "{err}");
     }
 }

@@ -150,7 +150,7 @@ mod stream;
 
 pub use binary::{parse_binary, parse_nats_binary};
 pub use error::{CloudEventError, Result};
-pub use incoming::Incoming;
+pub use incoming::{EXPECTED_VERSION_HEADER, Incoming, appends, request_expected};
 pub use json::{parse_batch, parse_structured};
 pub use mode::parse_any;
 pub use output::{recorded_to_cloudevent, recorded_to_json};

@@ -307,6 +307,15 @@ impl EventLog {
         self.inner.store.save_checkpoint(name, position)
     }
 
+    /// Makes the checkpoints saved so far durable now (an fsync) instead of with the
+    /// next group commit, which may never come when appends stop: for a consumer
+    /// that has caught up and would otherwise, after a crash, redo everything since
+    /// its last durable checkpoint however long ago.
+    pub async fn flush_checkpoints(&self) -> Result<()> {
+        self.inner.store.db.flush_async().await?;
+        Ok(())
+    }
+
     /// Reads the whole log from a position (see [`EventLog::read_all_blocking`]).
     pub async fn read_all(&self, from: Option<u64>, direction: Direction, limit: usize) -> Result<Vec<RecordedEvent>> {
         let log = self.clone();

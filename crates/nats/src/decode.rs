@@ -2,7 +2,7 @@
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use opsflow_cloudevents::{CloudEventError, Incoming};
+use opsflow_cloudevents::CloudEventError;
 use opsflow_log::{ErrorKind, LogError, StreamAppend};
 
 /// Why a message cannot be recorded; the suffix of its dead-letter subject.
@@ -68,11 +68,13 @@ pub fn content_type<'a>(headers: &[(&str, &'a [u8])]) -> Option<&'a str> {
 /// Decodes one message into one single-event append. The mode follows the
 /// CloudEvents NATS binding: `Content-Type: application/cloudevents+json` (or no
 /// headers and a JSON body) is structured mode, `ce-*` headers are binary mode,
-/// `application/cloudevents+protobuf` is the protobuf format.
+/// `application/cloudevents+protobuf` is the protobuf format. The header
+/// `opsflow-expected-version` is the event's expected version unless the event's
+/// `expectedversion` extension sets it, as over HTTP.
 pub fn decode(headers: Option<&HeaderMap>, payload: Bytes) -> Result<StreamAppend, (DeadReason, String)> {
     let pairs = header_pairs(headers);
     let ct = content_type(&pairs);
-    let mut incoming = opsflow_cloudevents::parse_any(ct, pairs.iter().copied(), payload).map_err(decode_error)?;
+    let incoming = opsflow_cloudevents::parse_any(ct, pairs.iter().copied(), payload).map_err(decode_error)?;
     if incoming.len() != 1 {
         return Err((
             DeadReason::Decode,
@@ -82,19 +84,10 @@ pub fn decode(headers: Option<&HeaderMap>, payload: Bytes) -> Result<StreamAppen
             ),
         ));
     }
-    let Some(Incoming {
-        stream,
-        expected,
-        event,
-    }) = incoming.pop()
-    else {
-        return Err((DeadReason::Decode, "no event in the message".into()));
-    };
-    Ok(StreamAppend {
-        stream,
-        expected: expected.unwrap_or_default(),
-        events: vec![event],
-    })
+    let request = opsflow_cloudevents::request_expected(pairs.iter().copied()).map_err(decode_error)?;
+    opsflow_cloudevents::appends(incoming, request)
+        .pop()
+        .ok_or_else(|| (DeadReason::Decode, "no event in the message".into()))
 }
 
 /// A CloudEvent that reads but whose attribute values the log cannot take (a

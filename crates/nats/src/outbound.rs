@@ -109,6 +109,13 @@ async fn session(
             log.save_checkpoint(&config.checkpoint, published)?;
             saved = published;
             save_due.as_mut().reset(tokio::time::Instant::now() + CHECKPOINT_EVERY);
+            // Caught up: appends may stop here, and with them the group commits that
+            // would make the checkpoint durable. Without this, a crash after a quiet
+            // spell re-publishes events older than a capturing stream's duplicate
+            // window (at most one fsync per CHECKPOINT_EVERY).
+            if in_flight.is_empty() && published >= log.head() {
+                log.flush_checkpoints().await?;
+            }
         }
     };
     // Settle what is in flight, then save how far we got.
@@ -118,8 +125,11 @@ async fn session(
         }
         published = position;
     }
-    // Bounded: a flush waits for the connection, and NATS may be unreachable.
-    let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
+    // Bounded, and not tried while disconnected: a flush waits for the connection,
+    // and NATS may be unreachable (the server's shutdown flushes once more).
+    if client.connection_state() == async_nats::connection::State::Connected {
+        let _ = tokio::time::timeout(Duration::from_secs(1), client.flush()).await;
+    }
     if published != saved {
         log.save_checkpoint(&config.checkpoint, published)?;
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures::StreamExt;
-use opsflow_log::{ErrorKind, EventLog, LogError, StreamAppend};
+use opsflow_log::{ErrorKind, EventLog, LogError};
 use opsflow_proto::{convert, v1};
 use prost::Message as _;
 use serde_json::{Value, json};
@@ -80,7 +80,25 @@ fn is_protobuf(ct: Option<&str>) -> bool {
 pub async fn handle(log: &EventLog, headers: Option<&HeaderMap>, payload: Bytes) -> (HeaderMap, Bytes) {
     let pairs = header_pairs(headers);
     let ct = content_type(&pairs);
+    let request_expected = match opsflow_cloudevents::request_expected(pairs.iter().copied()) {
+        Ok(expected) => expected,
+        Err(e) => {
+            let field = json!({ "field": e.attribute() });
+            return error_reply(400, "invalid_argument", e.to_string(), field);
+        }
+    };
     if is_protobuf(ct) {
+        if request_expected.is_some() {
+            return error_reply(
+                400,
+                "invalid_argument",
+                format!(
+                    "an AppendRequest sets its own expected_version; the {} header applies to CloudEvents bodies",
+                    opsflow_cloudevents::EXPECTED_VERSION_HEADER
+                ),
+                json!({ "field": opsflow_cloudevents::EXPECTED_VERSION_HEADER }),
+            );
+        }
         let request = match v1::AppendRequest::decode(payload) {
             Ok(r) => r,
             Err(e) => {
@@ -116,7 +134,7 @@ pub async fn handle(log: &EventLog, headers: Option<&HeaderMap>, payload: Bytes)
     };
     let single = incoming.len() == 1;
     let streams: Vec<String> = incoming.iter().map(|i| i.stream.clone()).collect();
-    let parts: Vec<StreamAppend> = incoming.into_iter().map(StreamAppend::from).collect();
+    let parts = opsflow_cloudevents::appends(incoming, request_expected);
     match log.append_many(parts).await {
         Ok(outcomes) => {
             let results: Vec<Value> = outcomes

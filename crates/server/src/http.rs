@@ -9,16 +9,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
-use opsflow_cloudevents::{Incoming, parse_batch, parse_binary, parse_structured, recorded_to_json};
-use opsflow_log::{Direction, EventLog, ExpectedVersion, StreamAppend};
+use opsflow_cloudevents::{parse_batch, parse_binary, parse_structured, recorded_to_json};
+use opsflow_log::{Direction, EventLog};
 use serde_json::{Value, json};
 
 use crate::health::{Tasks, readiness};
 use crate::{ApiError, grpc};
 
-/// Header that carries the expected version of each stream before the request
-/// (an event's `expectedversion` extension attribute sets its own).
-pub const EXPECTED_VERSION_HEADER: &str = "opsflow-expected-version";
+pub use opsflow_cloudevents::EXPECTED_VERSION_HEADER;
 
 #[derive(Clone)]
 pub struct HttpState {
@@ -93,17 +91,8 @@ async fn post_events(
     })?;
     let ct = content_type(&headers);
     let media = ct.as_deref().map(media_type).unwrap_or_default();
-    let header_expected = headers
-        .get(EXPECTED_VERSION_HEADER)
-        .map(|v| {
-            v.to_str()
-                .map_err(|_| ApiError::invalid(EXPECTED_VERSION_HEADER, "is not ASCII"))
-                .and_then(|s| {
-                    s.parse::<ExpectedVersion>()
-                        .map_err(|e| ApiError::invalid(EXPECTED_VERSION_HEADER, e))
-                })
-        })
-        .transpose()?;
+    let header_expected =
+        opsflow_cloudevents::request_expected(headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())))?;
     let (incoming, batch) = if media == "application/cloudevents-batch+json" {
         (parse_batch(&body)?, true)
     } else if media == "application/cloudevents+json" {
@@ -118,26 +107,7 @@ async fn post_events(
         return Err(ApiError::invalid("batch", "the batch has no events"));
     }
     let streams: Vec<String> = incoming.iter().map(|i| i.stream.clone()).collect();
-    // The header states each stream's version before the request: it is the
-    // expectation of a stream's first event; its later events follow that one.
-    let mut seen = std::collections::HashSet::new();
-    let parts = incoming
-        .into_iter()
-        .map(
-            |Incoming {
-                 stream,
-                 expected,
-                 event,
-             }| {
-                let first = seen.insert(stream.clone());
-                StreamAppend {
-                    expected: expected.or(header_expected.filter(|_| first)).unwrap_or_default(),
-                    stream,
-                    events: vec![event],
-                }
-            },
-        )
-        .collect();
+    let parts = opsflow_cloudevents::appends(incoming, header_expected);
     let outcomes = state.log.append_many(parts).await?;
     let results: Vec<Value> = outcomes
         .iter()

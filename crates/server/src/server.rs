@@ -203,12 +203,15 @@ impl Server {
         }
         // Publishes still buffered go out if NATS is there; an unreachable server
         // must not hold the shutdown.
-        if let Some(nats) = self.nats
-            && tokio::time::timeout(std::time::Duration::from_secs(5), nats.client.flush())
+        if let Some(nats) = self.nats {
+            if nats.client.connection_state() != async_nats::connection::State::Connected {
+                tracing::warn!("NATS is unreachable; stopping without the publishes it has not taken");
+            } else if tokio::time::timeout(std::time::Duration::from_secs(2), nats.client.flush())
                 .await
                 .is_err()
-        {
-            tracing::warn!("NATS did not take the buffered publishes within 5 s; stopping without them");
+            {
+                tracing::warn!("NATS did not take the buffered publishes within 2 s; stopping without them");
+            }
         }
         self.log.close().await.context("closing the event log")?;
         close_views(self.views.views).await;
