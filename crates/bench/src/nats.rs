@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, context::PublishAckFuture};
+use async_nats::jetstream;
 use opsflow_server::{Config, NatsConfig, Server};
 use opsflow_testkit::NatsServer;
 
@@ -103,30 +103,63 @@ fn prepared(messages: u64) -> Vec<(HeaderMap, bytes::Bytes)> {
     (0..messages).map(structured).collect()
 }
 
-/// Publishes the messages with `WINDOW` acks outstanding; returns when all are acked.
+/// Publishes the messages as JetStream publishes with `WINDOW` acknowledgements
+/// outstanding; returns when every one is acknowledged. Each publish names one reply
+/// subject, and the stream's acknowledgements are counted there (as a pipelining
+/// producer in any language does), rather than through a future per message.
 async fn publish(
-    js: &jetstream::Context,
+    client: &async_nats::Client,
     subject: &str,
     messages: Vec<(HeaderMap, bytes::Bytes)>,
 ) -> anyhow::Result<()> {
-    let mut pending: std::collections::VecDeque<PublishAckFuture> = std::collections::VecDeque::new();
-    for (headers, body) in messages {
-        pending.push_back(js.publish_with_headers(subject.to_owned(), headers, body).await?);
-        if pending.len() >= WINDOW
-            && let Some(ack) = pending.pop_front()
-        {
-            ack.await.context("publish not acknowledged")?;
+    let reply = async_nats::Subject::from(client.new_inbox());
+    let mut acks = client.subscribe(reply.clone()).await?;
+    client.flush().await?;
+    let subject = async_nats::Subject::from(subject);
+    let total = messages.len();
+    let mut acked = 0;
+    for (sent, (headers, body)) in messages.into_iter().enumerate() {
+        while sent - acked >= WINDOW {
+            next_ack(&mut acks).await?;
+            acked += 1;
         }
+        client
+            .publish_with_reply_and_headers(subject.clone(), reply.clone(), headers, body)
+            .await?;
     }
-    for ack in pending {
-        ack.await.context("publish not acknowledged")?;
+    while acked < total {
+        next_ack(&mut acks).await?;
+        acked += 1;
     }
+    Ok(())
+}
+
+/// The next JetStream publish acknowledgement: an error if it is one, or if none
+/// comes within 30 s.
+async fn next_ack(acks: &mut async_nats::Subscriber) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let ack = tokio::time::timeout(Duration::from_secs(30), acks.next())
+        .await
+        .context("publish not acknowledged within 30 s")?
+        .context("acknowledgement subscription closed")?;
+    let parsed: serde_json::Value = serde_json::from_slice(&ack.payload).with_context(|| {
+        format!(
+            "not a publish acknowledgement: {}",
+            String::from_utf8_lossy(&ack.payload)
+        )
+    })?;
+    anyhow::ensure!(
+        parsed.get("error").is_none() && parsed.get("seq").is_some_and(serde_json::Value::is_u64),
+        "publish refused: {}",
+        String::from_utf8_lossy(&ack.payload)
+    );
     Ok(())
 }
 
 async fn raw_publish(extra: &str, messages: u64) -> anyhow::Result<f64> {
     let nats = NatsServer::start_with_config(extra)?;
-    let js = jetstream::new(async_nats::connect(nats.url()).await?);
+    let client = async_nats::connect(nats.url()).await?;
+    let js = jetstream::new(client.clone());
     js.create_stream(jetstream::stream::Config {
         name: "BENCH_RAW".into(),
         subjects: vec!["bench.raw.>".into()],
@@ -136,7 +169,7 @@ async fn raw_publish(extra: &str, messages: u64) -> anyhow::Result<f64> {
     .await?;
     let prepared = prepared(messages);
     let started = Instant::now();
-    publish(&js, "bench.raw.order.placed", prepared).await?;
+    publish(&client, "bench.raw.order.placed", prepared).await?;
     Ok(messages as f64 / started.elapsed().as_secs_f64())
 }
 
@@ -150,7 +183,8 @@ async fn ingest(extra: &str, messages: u64) -> anyhow::Result<f64> {
         ..Config::default()
     };
     let server = Server::start(&config).await?;
-    let js = jetstream::new(async_nats::connect(nats.url()).await?);
+    let client = async_nats::connect(nats.url()).await?;
+    let js = jetstream::new(client.clone());
     // Wait for opsflow's stream and consumer.
     let deadline = Instant::now() + Duration::from_secs(30);
     while js.get_stream("OPS_EVENTS").await.is_err() || !consumer_exists(&js).await {
@@ -159,7 +193,7 @@ async fn ingest(extra: &str, messages: u64) -> anyhow::Result<f64> {
     }
     let prepared = prepared(messages);
     let started = Instant::now();
-    publish(&js, "ops.events.order.placed", prepared).await?;
+    publish(&client, "ops.events.order.placed", prepared).await?;
     // Durable in the log, and every message acknowledged.
     let mut head = server.log().watch_head();
     while *head.borrow_and_update() < messages {
