@@ -264,6 +264,22 @@ impl RecentChunks {
     }
 }
 
+/// Opens a sled database. sled's background threads may hold the directory lock for
+/// a moment after the previous handle in this process was dropped: a lock held
+/// elsewhere is retried for up to 5 s before it is an error.
+pub fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
+    let mut attempts = 0;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") && attempts < 50 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            opened => return opened,
+        }
+    }
+}
+
 impl Store {
     pub(crate) fn open(path: &Path, cache_bytes: u64) -> Result<Store> {
         let config = sled::Config::new()
@@ -275,19 +291,7 @@ impl Store {
             // segments keep chunk-holding pages inline in sled's log.
             .segment_size(SLED_SEGMENT_SIZE)
             .mode(sled::Mode::LowSpace);
-        // sled's background threads may hold the directory lock for a moment after
-        // the previous handle in this process was dropped: retry briefly.
-        let mut attempts = 0;
-        let db = loop {
-            match config.open() {
-                Ok(db) => break db,
-                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") && attempts < 50 => {
-                    attempts += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(100));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
+        let db = open_sled(&config)?;
         let checkpoints = db.open_tree(CHECKPOINTS)?;
         let store = Store {
             db,

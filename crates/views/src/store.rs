@@ -78,11 +78,12 @@ fn snapshot_position(path: &Path) -> Option<u64> {
 
 impl ViewStore {
     pub(crate) fn open(path: &Path) -> Result<ViewStore> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(64 << 20)
-            .mode(sled::Mode::LowSpace)
-            .open()?;
+        let db = opsflow_log::open_sled(
+            &sled::Config::new()
+                .path(path)
+                .cache_capacity(64 << 20)
+                .mode(sled::Mode::LowSpace),
+        )?;
         // Snapshots of older versions (in sled, of an older state format): gone.
         for key in db.scan_prefix([OLD_SNAPSHOT]).keys() {
             db.remove(key?)?;
