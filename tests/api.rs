@@ -669,3 +669,59 @@ async fn the_expected_version_header_applies_to_each_streams_first_event() -> an
     assert_eq!(server.server.log().head(), 6);
     server.shutdown().await
 }
+
+/// Shutdown is not held up by a client that opened a stream and stopped reading
+/// it (it used to wait for that client to go away); a client that reads sees its
+/// stream end with UNAVAILABLE, not as if it were complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_for_a_client_that_stopped_reading() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let url = server.url();
+    let mut c = client(&url).await?;
+    // Megabytes of events: more than HTTP/2 flow control lets through unread.
+    let data = json!({ "text": "x".repeat(300) }).to_string();
+    for batch in 0..20 {
+        c.append(v1::AppendRequest {
+            stream: format!("note/{batch}"),
+            expected: None,
+            events: (0..1000)
+                .map(|i| event("test", &format!("{batch}-{i}"), "note.added", &data))
+                .collect(),
+        })
+        .await?;
+    }
+    let mut stalled = client(&url).await?;
+    let mut read = stalled
+        .read(v1::ReadRequest {
+            limit: 100_000,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    read.message().await?;
+    let mut reading = client(&url).await?;
+    let mut live = reading
+        .subscribe(v1::SubscribeRequest {
+            from_end: true,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let started = std::time::Instant::now();
+    let stopped = tokio::time::timeout(std::time::Duration::from_secs(30), server.shutdown()).await;
+    assert!(matches!(stopped, Ok(Ok(()))), "shutdown did not finish: {stopped:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    let ended = loop {
+        match live.message().await {
+            Ok(Some(_)) => continue,
+            other => break other,
+        }
+    };
+    assert_eq!(ended.err().map(|s| s.code()), Some(Code::Unavailable));
+    drop(read);
+    Ok(())
+}

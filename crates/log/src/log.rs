@@ -972,7 +972,12 @@ mod tests {
         }
         // Past the head there is nothing to check, and nothing is broken (the
         // recorded head hash used to be compared with the empty range's).
-        for (from, to) in [(Some(11), None), (Some(20), None), (Some(11), Some(15)), (Some(60), Some(60))] {
+        for (from, to) in [
+            (Some(11), None),
+            (Some(20), None),
+            (Some(11), Some(15)),
+            (Some(60), Some(60)),
+        ] {
             let report = log.verify(from, to).await?;
             assert!(report.ok(), "{from:?}..{to:?}: {report:?}");
             assert_eq!((report.events_checked, report.head_position), (0, 0));

@@ -6,7 +6,6 @@ use futures::Stream;
 use opsflow_log::{Direction, EventFilter, EventLog, LogError, SubscriptionItem};
 use opsflow_proto::v1::{self, subscribe_response};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
@@ -20,6 +19,24 @@ pub const MAX_READ_LIMIT: u32 = 100_000;
 const PAGE: usize = 512;
 
 type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The responses a task sends to `rx`, as a response stream that ends with
+/// `UNAVAILABLE` as soon as the server shuts down: responses still buffered are not
+/// sent (the client sees where it was cut off, and resumes from there), and a client
+/// that stopped reading holds up nothing.
+fn until_shutdown<T: Send + 'static>(
+    rx: mpsc::Receiver<Result<T, Status>>,
+    shutdown: CancellationToken,
+) -> EventStream<T> {
+    Box::pin(futures::stream::unfold(Some((rx, shutdown)), |state| async move {
+        let (mut rx, shutdown) = state?;
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => Some((Err(Status::unavailable("the server is shutting down")), None)),
+            item = rx.recv() => item.map(|item| (item, Some((rx, shutdown)))),
+        }
+    }))
+}
 
 /// `opsflow.v1.EventLog`.
 #[derive(Clone)]
@@ -111,7 +128,7 @@ impl v1::event_log_server::EventLog for EventLogService {
                 }
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(until_shutdown(rx, self.shutdown.clone())))
     }
 
     type SubscribeStream = EventStream<v1::SubscribeResponse>;
@@ -138,15 +155,12 @@ impl v1::event_log_server::EventLog for EventLogService {
         };
         let mut subscription = self.log.subscribe(from, filter);
         let (tx, rx) = mpsc::channel(64);
-        let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             loop {
+                // The response stream ends itself at shutdown (see until_shutdown),
+                // which closes the channel.
                 let item = tokio::select! {
                     item = subscription.next() => item,
-                    _ = shutdown.cancelled() => {
-                        let _ = tx.send(Err(Status::unavailable("the server is shutting down"))).await;
-                        return;
-                    }
                     _ = tx.closed() => return,
                 };
                 let message = match item {
@@ -172,7 +186,7 @@ impl v1::event_log_server::EventLog for EventLogService {
                 }
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(until_shutdown(rx, self.shutdown.clone())))
     }
 
     async fn get_stream(&self, request: Request<v1::GetStreamRequest>) -> Result<Response<v1::StreamInfo>, Status> {

@@ -192,7 +192,22 @@ impl Server {
                 tracing::warn!(task = name, "a transport task did not stop within 10 s");
             }
         }
-        let served = self.serving.await.context("the server task panicked")?;
+        // Streams end at shutdown, but a client that stopped reading cannot be sent
+        // their end: its connection is cut after a grace period. Every acknowledged
+        // append is durable already; an append whose answer is lost is retried by
+        // its client and absorbed as a duplicate.
+        let mut serving = self.serving;
+        let served = match tokio::time::timeout(SERVING_GRACE, &mut serving).await {
+            Ok(joined) => joined.context("the server task panicked")?,
+            Err(_) => {
+                tracing::warn!(
+                    grace = ?SERVING_GRACE,
+                    "connections still open after the grace period (a client not reading its stream); closing them"
+                );
+                serving.abort();
+                Ok(())
+            }
+        };
         for task in self.views.handles {
             if tokio::time::timeout(std::time::Duration::from_secs(30), task)
                 .await
@@ -230,6 +245,9 @@ impl Server {
         self.shutdown().await
     }
 }
+
+/// How long shutdown waits for open connections to finish their requests.
+const SERVING_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How long shutdown waits for the views' store to close.
 const VIEWS_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
