@@ -155,6 +155,20 @@ fn data_that_is_not_an_object_is_an_error_naming_data() {
     assert_eq!(err.field, "content_type");
 }
 
+/// JSON is UTF-8: invalid bytes inside a string (which serde_json skips without
+/// checking) are refused, for catalog and custom types alike.
+#[test]
+fn json_data_with_invalid_utf8_is_refused() {
+    for (event_type, data) in [
+        ("my.custom", &b"{\"a\":\"\xff\"}"[..]),
+        ("order.placed", b"{\"order_id\":\"PO-1\",\"note\":\"\xc3(\"}"),
+    ] {
+        let err = validate(event_type, JSON, data).expect_err("invalid UTF-8");
+        assert_eq!(err.field, "data");
+        assert!(err.to_string().contains("invalid UTF-8 at byte"), "{err}");
+    }
+}
+
 #[test]
 fn custom_types_take_any_json_or_any_bytes() {
     assert!(validate("my.custom", JSON, br#"{"anything": [1, 2]}"#).is_ok());
