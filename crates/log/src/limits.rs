@@ -64,6 +64,14 @@ pub fn validate_stream_name(stream: &str) -> Result<()> {
             format!("{stream:?} has an empty segment (leading, trailing or double '/')"),
         ));
     }
+    // URL paths give `.` and `..` segments a meaning (HTTP clients resolve them
+    // away), so such a stream could not be read at /v1/streams/<name>.
+    if stream.split('/').any(|segment| segment == "." || segment == "..") {
+        return Err(LogError::invalid(
+            field,
+            format!("{stream:?} has a '.' or '..' segment, which URL paths resolve away"),
+        ));
+    }
     Ok(())
 }
 
@@ -273,10 +281,10 @@ mod tests {
 
     #[test]
     fn stream_names() {
-        for ok in ["order/PO-1001", "incident/INC-7", "a", "x.y:z@w/1_2"] {
+        for ok in ["order/PO-1001", "incident/INC-7", "a", "x.y:z@w/1_2", "a/.b/c..", "..."] {
             assert!(validate_stream_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "/a", "a/", "a//b", "a b", "a\0b", "é"] {
+        for bad in ["", "/a", "a/", "a//b", "a b", "a\0b", "é", ".", "..", "a/./b", "a/../b", "a/.."] {
             assert!(validate_stream_name(bad).is_err(), "{bad:?}");
         }
         assert!(validate_stream_name(&"a".repeat(257)).is_err());
