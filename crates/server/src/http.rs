@@ -175,16 +175,19 @@ pub(crate) fn only_params(q: &HashMap<String, String>, known: &[&str]) -> Result
     }
 }
 
+/// The query parameter `key` as a non-negative integer, when given.
+fn number_param(q: &HashMap<String, String>, key: &str) -> Result<Option<u64>, ApiError> {
+    q.get(key)
+        .map(|v| {
+            v.parse::<u64>()
+                .map_err(|_| ApiError::invalid(key, format!("{v:?} is not a non-negative integer")))
+        })
+        .transpose()
+}
+
 fn read_params(q: &HashMap<String, String>) -> Result<ReadParams, ApiError> {
     only_params(q, &["from", "limit", "direction"])?;
-    let number = |key: &str| -> Result<Option<u64>, ApiError> {
-        q.get(key)
-            .map(|v| {
-                v.parse::<u64>()
-                    .map_err(|_| ApiError::invalid(key, format!("{v:?} is not a non-negative integer")))
-            })
-            .transpose()
-    };
+    let number = |key: &str| number_param(q, key);
     // 0 means the default, as in gRPC's ReadRequest.
     let limit = number("limit")?
         .filter(|l| *l > 0)
@@ -249,8 +252,18 @@ async fn get_stream(
     })))
 }
 
-async fn verify(State(state): State<HttpState>) -> Result<Json<Value>, ApiError> {
-    let r = state.log.verify(None, None).await?;
+/// `GET /v1/audit/verify[?from=N][&to=M]`: the hash chain over positions
+/// `from..=to` (default: the whole log), as gRPC's `Audit.Verify`.
+async fn verify(
+    State(state): State<HttpState>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let q = query_params(q)?;
+    only_params(&q, &["from", "to"])?;
+    let r = state
+        .log
+        .verify(number_param(&q, "from")?, number_param(&q, "to")?)
+        .await?;
     Ok(Json(json!({
         "ok": r.ok(),
         "events_checked": r.events_checked,
