@@ -254,6 +254,26 @@ async fn kpis_and_compliance_live_as_of_and_rebuilt() -> anyhow::Result<()> {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    // Nanos outside 0..1e9 are refused, as in an appended event's time.
+    for nanos in [-5, 2_000_000_000] {
+        let err = views
+            .get_kpis(v1::GetKpisRequest {
+                as_of: Some(v1::AsOf {
+                    point: Some(v1::as_of::Point::Time(prost_types::Timestamp {
+                        seconds: 1_763_719_200,
+                        nanos,
+                    })),
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert!(
+            err.message().contains("as_of.time") && err.message().contains("nanos"),
+            "{err:?}"
+        );
+    }
     // A repeated name adds to the list.
     let (status, body) = get(&format!("{url}/v1/kpis?name=order_cycle_time&name=mtta")).await?;
     assert_eq!(status, 200, "{body}");

@@ -27,12 +27,10 @@ fn as_of_from_proto(as_of: Option<v1::AsOf>) -> Result<AsOf, ApiError> {
     match as_of.and_then(|a| a.point) {
         None => Ok(AsOf::Live),
         Some(v1::as_of::Point::Position(p)) => Ok(AsOf::Position(p)),
-        Some(v1::as_of::Point::Time(t)) => {
-            let nanos = i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos);
-            i64::try_from(nanos)
-                .map(AsOf::Time)
-                .map_err(|_| ApiError::invalid("as_of.time", "is out of range"))
-        }
+        // Checked as an appended event's time is (nanos within 0..1e9).
+        Some(v1::as_of::Point::Time(t)) => opsflow_proto::convert::from_timestamp(&t, "as_of.time")
+            .map(AsOf::Time)
+            .map_err(ApiError::from),
     }
 }
 
