@@ -183,33 +183,15 @@ fn missing(name: &str) -> CloudEventError {
     }
 }
 
-/// A URI-reference (RFC 3986) as far as its characters go: no spaces, control
-/// characters or `"<>\^`{|}`, and `%` only before two hex digits. Characters
-/// beyond ASCII are let through (IRIs).
+/// A URI-reference (RFC 3986) as far as its characters go (see
+/// [`opsflow_log::uri_reference_problem`]).
 fn check_uri_reference(attribute: &str, text: &str) -> Result<()> {
-    let bytes = text.as_bytes();
-    let bad = bytes.iter().enumerate().find(|&(i, &b)| match b {
-        b'%' => {
-            !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
-        }
-        b' ' | b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}' => true,
-        b => b.is_ascii_control(),
-    });
-    match bad {
+    match opsflow_log::uri_reference_problem(text) {
         None => Ok(()),
-        Some((i, &b)) => Err(CloudEventError::invalid(
+        Some(problem) => Err(CloudEventError::invalid(
             attribute,
             text,
-            format!(
-                "not a URI-reference: {:?} at byte {i} {}",
-                char::from(b),
-                if b == b'%' {
-                    "is not followed by two hex digits"
-                } else {
-                    "must be percent-encoded"
-                }
-            ),
+            problem.trim_start_matches("is ").to_owned(),
         )),
     }
 }

@@ -75,6 +75,48 @@ pub fn validate_stream_name(stream: &str) -> Result<()> {
     Ok(())
 }
 
+/// Why `text` is not a URI-reference (RFC 3986) as far as its characters go, or
+/// `None`: no spaces, control characters or `"<>\^`{|}`, and `%` only before two
+/// hex digits. Characters beyond ASCII are let through (IRIs).
+pub fn uri_reference_problem(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let (i, &b) = bytes.iter().enumerate().find(|&(i, &b)| match b {
+        b'%' => {
+            !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+        }
+        b' ' | b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}' => true,
+        b => b.is_ascii_control(),
+    })?;
+    Some(format!(
+        "is not a URI-reference: {:?} at byte {i} {}",
+        char::from(b),
+        if b == b'%' {
+            "is not followed by two hex digits"
+        } else {
+            "must be percent-encoded"
+        }
+    ))
+}
+
+/// Why a non-empty `content_type` is not a media type (`type/subtype`, each an RFC
+/// 9110 token, then optional `;` parameters), or `None`.
+pub fn media_type_problem(content_type: &str) -> Option<String> {
+    if content_type.is_empty() {
+        return None;
+    }
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    let token = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    match essence.split_once('/') {
+        Some((kind, subtype)) if token(kind) && token(subtype) => None,
+        _ => Some("is not a media type (type/subtype, e.g. application/json)".into()),
+    }
+}
+
 /// Checks an event type: dot-separated tokens of `[A-Za-z0-9_-]`, at most 128 bytes
 /// (each token is a valid NATS subject token).
 pub fn validate_event_type(event_type: &str) -> Result<()> {
@@ -192,6 +234,15 @@ impl Limits {
                 validate_text(|| at("id"), &event.id, MAX_ID_LEN)?;
                 validate_text(|| at("source"), &event.source, MAX_SOURCE_LEN)?;
                 validate_text(|| at("content_type"), &event.content_type, MAX_ATTRIBUTE_LEN)?;
+                if let Some(problem) = uri_reference_problem(&event.source) {
+                    return Err(LogError::invalid(at("source"), format!("{:?} {problem}", event.source)));
+                }
+                if let Some(problem) = media_type_problem(&event.content_type) {
+                    return Err(LogError::invalid(
+                        at("content_type"),
+                        format!("{:?} {problem}", event.content_type),
+                    ));
+                }
                 validate_text(|| at("correlation_id"), &event.correlation_id, MAX_ATTRIBUTE_LEN)?;
                 validate_text(|| at("causation_id"), &event.causation_id, MAX_ATTRIBUTE_LEN)?;
                 for key in event.metadata.keys() {
@@ -278,6 +329,61 @@ fn rename_field(err: LogError, field: &str) -> LogError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sources_are_uri_references_and_content_types_media_types() {
+        for ok in [
+            "shop",
+            "https://shop.example.com/orders",
+            "urn:x:y",
+            "/a/b%20c",
+            "opsflow:unspecified",
+            "é",
+        ] {
+            assert_eq!(uri_reference_problem(ok), None, "{ok}");
+        }
+        for bad in ["not a uri", "a\"b", "a%zz", "a%2", "{x}", "a\tb"] {
+            assert!(uri_reference_problem(bad).is_some(), "{bad:?}");
+        }
+        for ok in [
+            "",
+            "application/json",
+            "text/plain; charset=utf-8",
+            "application/cloudevents+json",
+            "application/vnd.a-b.c+json",
+        ] {
+            assert_eq!(media_type_problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "not a media type",
+            "json",
+            "application/",
+            "/json",
+            "text/plain x",
+            "a/b/c",
+        ] {
+            assert!(media_type_problem(bad).is_some(), "{bad:?}");
+        }
+        let event = |source: &str, content_type: &str| StreamAppend {
+            stream: "s".into(),
+            expected: crate::ExpectedVersion::Any,
+            events: vec![ProposedEvent {
+                content_type: content_type.into(),
+                ..ProposedEvent::json("t", "{}").with_identity(source, "1")
+            }],
+        };
+        let limits = Limits::default();
+        assert!(limits.validate(&[event("shop", "application/json")]).is_ok());
+        for (source, content_type, field) in [
+            ("not a uri", "application/json", "events[0].source"),
+            ("shop", "not a media type", "events[0].content_type"),
+        ] {
+            match limits.validate(&[event(source, content_type)]) {
+                Err(LogError::InvalidArgument { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{source:?} {content_type:?}: {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn stream_names() {
