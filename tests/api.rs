@@ -581,6 +581,10 @@ async fn unknown_routes_and_oversized_bodies_get_json_errors() -> anyhow::Result
         let message = err["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains(&format!("GET {path}")), "{message}");
     }
+    // A stream name that does not decode to UTF-8: 400, the JSON error object.
+    let (status, err) = get(&format!("{url}/v1/streams/custom/%FF%FE")).await?;
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["error"]["field"], "stream", "{err}");
     // A route asked with a method it does not take: 405, the JSON error object, Allow.
     let refused = reqwest::Client::new().delete(format!("{url}/v1/events")).send().await?;
     assert_eq!(refused.status().as_u16(), 405);

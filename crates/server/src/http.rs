@@ -234,9 +234,12 @@ async fn get_events(
 
 async fn get_stream(
     State(state): State<HttpState>,
-    Path(stream): Path<String>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
+    // A path that does not decode (invalid UTF-8 after percent-decoding) gets the
+    // JSON error every other bad input gets, not axum's plain text.
+    let Path(stream) = path.map_err(|e| ApiError::invalid("stream", e.body_text()))?;
     let p = read_params(&query_params(q)?)?;
     let info = state.log.stream_info(&stream).await?;
     let events = state.log.read_stream(&stream, p.from, p.direction, p.limit).await?;
