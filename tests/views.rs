@@ -196,6 +196,7 @@ async fn kpis_and_compliance_live_as_of_and_rebuilt() -> anyhow::Result<()> {
             .unwrap_or_default()
             .contains("no_such_kpi")
     );
+    assert_eq!(body["error"]["name"], "no_such_kpi", "{body}");
     let err = views
         .get_compliance(v1::GetComplianceRequest {
             names: vec!["nope".into()],
@@ -204,6 +205,19 @@ async fn kpis_and_compliance_live_as_of_and_rebuilt() -> anyhow::Result<()> {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
+    // The controls are listed, not the KPIs; the detail names the view.
+    assert!(
+        err.message().starts_with("no control named `nope`; the controls are: "),
+        "{}",
+        err.message()
+    );
+    assert!(!err.message().contains("order_cycle_time"), "{}", err.message());
+    let detail = err
+        .metadata()
+        .get("opsflow-error")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(detail.contains(r#""name":"nope""#), "{detail}");
     // A view of the other kind is not found either, and the message says what it is.
     let err = views
         .get_compliance(v1::GetComplianceRequest {

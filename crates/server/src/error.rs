@@ -108,6 +108,9 @@ impl ApiError {
             ApiError::InvalidArgument { field, .. } => json!({ "field": field }),
             ApiError::Views(ViewsError::PastHead { head, .. }) => json!({ "field": "as_of", "head": head }),
             ApiError::Views(ViewsError::FutureTime { .. }) => json!({ "field": "as_of" }),
+            ApiError::Views(ViewsError::UnknownView { name, .. } | ViewsError::OtherKind { name, .. }) => {
+                json!({ "field": "names", "name": name })
+            }
             ApiError::CloudEvent(e) => json!({ "field": e.attribute() }),
             ApiError::BodyTooLarge { limit } => json!({ "field": "body", "limit": limit }),
             _ => json!({}),

@@ -28,8 +28,13 @@ pub type Result<T, E = ViewsError> = std::result::Result<T, E>;
 /// What can go wrong in the views runtime.
 #[derive(Debug, thiserror::Error)]
 pub enum ViewsError {
-    #[error("no view named `{name}`; the views are: {}", known.join(", "))]
-    UnknownView { name: String, known: Vec<String> },
+    /// No view of that name (of the kind asked for: `view`, `KPI` or `control`).
+    #[error("no {kind} named `{name}`; the {kind}s are: {}", known.join(", "))]
+    UnknownView {
+        name: String,
+        kind: &'static str,
+        known: Vec<String>,
+    },
     /// An as-of position the log has not reached.
     #[error("as_of position {position} is past the head of the log ({head})")]
     PastHead { position: u64, head: u64 },
@@ -461,6 +466,7 @@ impl Views {
         if let Some(unknown) = names.iter().find(|n| !known.contains(n)) {
             return Err(ViewsError::UnknownView {
                 name: unknown.clone(),
+                kind: "view",
                 known,
             });
         }
@@ -559,7 +565,13 @@ fn check_names(
             None => {
                 return Err(ViewsError::UnknownView {
                     name: name.clone(),
-                    known: known(),
+                    kind: kind(controls),
+                    // The views of the kind asked for: a KPI name is no help to a
+                    // compliance query.
+                    known: known()
+                        .into_iter()
+                        .filter(|n| is_control(n) == Some(controls))
+                        .collect(),
                 });
             }
             Some(control) if control != controls => {
