@@ -611,6 +611,35 @@ async fn unknown_routes_and_oversized_bodies_get_json_errors() -> anyhow::Result
         "UNIMPLEMENTED"
     );
 
+    // Bytes that are not an AppendRequest (a field with invalid UTF-8): the
+    // client's input, INVALID_ARGUMENT naming the field, not INTERNAL.
+    let mut frame = vec![0u8, 0, 0, 0, 4];
+    frame.extend([0x0a, 0x02, 0xff, 0xfe]); // stream (field 1) = 0xff 0xfe
+    let grpc = reqwest::Client::new()
+        .post(format!("{url}/opsflow.v1.EventLog/Append"))
+        .header("content-type", "application/grpc")
+        .body(frame)
+        .send()
+        .await?;
+    let header = |name: &str| {
+        grpc.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(
+        header("grpc-status"),
+        "3",
+        "INVALID_ARGUMENT: {}",
+        header("grpc-message")
+    );
+    assert!(
+        header("opsflow-error").contains(r#""field":"stream""#),
+        "{}",
+        header("opsflow-error")
+    );
+
     let (status, err) = post(&url, "application/cloudevents+json", "x".repeat(10_000)).await?;
     assert_eq!(status, 413, "{err}");
     assert_eq!(err["error"]["code"], "limit_exceeded");

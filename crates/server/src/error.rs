@@ -151,6 +151,65 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// tonic answers a request it cannot decode (malformed protobuf, invalid UTF-8 in a
+/// string field) with `INTERNAL`, as if the server had failed; it is the client's
+/// input, so it becomes `INVALID_ARGUMENT` naming the field, with the
+/// `opsflow-error` detail other refused inputs carry.
+pub(crate) async fn decode_errors_are_invalid_argument(response: Response) -> Response {
+    const PREFIX: &str = "failed to decode Protobuf message: ";
+    let message = response
+        .headers()
+        .get("grpc-message")
+        .map(|m| percent_decoded(m.as_bytes()))
+        .filter(|m| m.starts_with(PREFIX));
+    let (Some(message), true) = (
+        message,
+        response
+            .headers()
+            .get("grpc-status")
+            .is_some_and(|s| s.as_bytes() == b"13"),
+    ) else {
+        return response;
+    };
+    // "AppendRequest.stream: invalid string value: ..." names the field.
+    let detail = &message[PREFIX.len()..];
+    let field = detail
+        .split_once(": ")
+        .and_then(|(path, _)| path.split_once('.'))
+        .map_or("request", |(_, field)| field);
+    let status = tonic::Status::from(ApiError::invalid(field, detail));
+    let replaced = status.into_http::<axum::body::Body>();
+    let (mut parts, body) = response.into_parts();
+    for (name, value) in replaced.headers() {
+        parts.headers.insert(name, value.clone());
+    }
+    Response::from_parts(parts, body)
+}
+
+/// A `grpc-message` header's text (percent-encoded, gRPC's wire format).
+fn percent_decoded(raw: &[u8]) -> String {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            raw[i],
+            raw.get(i + 1).copied().and_then(hex),
+            raw.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(high), Some(low)) => {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -99,7 +99,10 @@ impl Server {
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_alpha)
-            .into_axum_router();
+            .into_axum_router()
+            .layer(axum::middleware::map_response(
+                crate::error::decode_errors_are_invalid_argument,
+            ));
         let (nats, ingest) = match &config.nats {
             Some(nats_config) => {
                 let (client, handles) = start_nats(nats_config, &log, &tasks, &shutdown).await?;
