@@ -115,10 +115,10 @@ impl<'a> Attributes<'a> {
         let causation_id = self.take_string("causationid")?.unwrap_or_default();
         let mut metadata = BTreeMap::new();
         if let Some(schema) = self.non_empty("dataschema")? {
-            // A URI-reference's characters rather than an absolute URI: the
-            // protobuf format's type URLs (`type.googleapis.com/pkg.Msg`), which
-            // producers give as the schema, have no scheme.
-            check_uri_reference("dataschema", &schema)?;
+            // Checked by the log (a URI-reference: the protobuf format's type URLs,
+            // which producers give as the schema, have no scheme), where an exact
+            // retry of an event recorded before the check still answers as a
+            // duplicate.
             metadata.insert("dataschema".to_owned(), schema);
         }
         // In name order, so the first extension reported does not depend on the
@@ -415,29 +415,6 @@ mod tests {
             .expect("valid attribute");
         let err = attributes.into_incoming(Payload::Absent).expect_err("wrong type");
         assert!(matches!(err, CloudEventError::WrongType { .. }), "{err}");
-    }
-
-    #[test]
-    fn dataschema_must_be_a_uri_reference() {
-        for good in [
-            "https://schemas.example.com/order/v1.json",
-            "urn:example:order:v1",
-            "type.googleapis.com/shop.v1.OrderPlaced",
-        ] {
-            let mut attributes = base();
-            attributes.insert("dataschema", string(good)).expect("valid attribute");
-            let incoming = attributes.into_incoming(Payload::Absent).expect(good);
-            assert_eq!(
-                incoming.event.metadata.get("dataschema").map(String::as_str),
-                Some(good)
-            );
-        }
-        for bad in ["not a uri", "https://x/a b", "https://x/%zz", "https://x/{v}"] {
-            let mut attributes = base();
-            attributes.insert("dataschema", string(bad)).expect("valid attribute");
-            let err = attributes.into_incoming(Payload::Absent).expect_err(bad);
-            assert_eq!(err.attribute(), Some("dataschema"), "{err}");
-        }
     }
 
     #[test]

@@ -64,12 +64,20 @@ pub fn validate_stream_name(stream: &str) -> Result<()> {
             format!("{stream:?} has an empty segment (leading, trailing or double '/')"),
         ));
     }
-    // URL paths give `.` and `..` segments a meaning (HTTP clients resolve them
-    // away), so such a stream could not be read at /v1/streams/<name>.
+    Ok(())
+}
+
+/// A stream name an append may use: a valid name ([`validate_stream_name`]) without
+/// `.` or `..` segments, which URL paths give a meaning (HTTP clients resolve them
+/// away, so such a stream could not be read at `/v1/streams/<name>`). Only appends
+/// are held to it: streams recorded before the rule stay readable by name, and an
+/// exact retry of one of their events still answers as a duplicate.
+fn validate_new_stream_name(stream: &str) -> Result<()> {
+    validate_stream_name(stream)?;
     if stream.split('/').any(|segment| segment == "." || segment == "..") {
         return Err(LogError::invalid(
-            field,
-            format!("{stream:?} has a '.' or '..' segment, which URL paths resolve away"),
+            "stream",
+            format!("{stream:?} has a '.' or '..' segment, which HTTP clients resolve away in /v1/streams/<name>"),
         ));
     }
     Ok(())
@@ -213,7 +221,7 @@ impl Limits {
         let now = crate::writer::now_nanos();
         let mut index = 0usize; // events are numbered across all parts, in request order
         for part in parts {
-            validate_stream_name(&part.stream)?;
+            validate_new_stream_name(&part.stream)?;
             if part.events.is_empty() {
                 return Err(LogError::invalid(
                     "events",
@@ -236,6 +244,15 @@ impl Limits {
                 validate_text(|| at("content_type"), &event.content_type, MAX_ATTRIBUTE_LEN)?;
                 if let Some(problem) = uri_reference_problem(&event.source) {
                     return Err(LogError::invalid(at("source"), format!("{:?} {problem}", event.source)));
+                }
+                // `dataschema` becomes the CloudEvents attribute of that name, a URI.
+                if let Some(schema) = event.metadata.get("dataschema")
+                    && let Some(problem) = uri_reference_problem(schema)
+                {
+                    return Err(LogError::invalid(
+                        at("metadata.dataschema"),
+                        format!("{schema:?} {problem}"),
+                    ));
                 }
                 if let Some(problem) = media_type_problem(&event.content_type) {
                     return Err(LogError::invalid(
@@ -374,6 +391,25 @@ mod tests {
         };
         let limits = Limits::default();
         assert!(limits.validate(&[event("shop", "application/json")]).is_ok());
+        let mut with_schema = event("shop", "application/json");
+        for (schema, ok) in [
+            ("https://schemas.example.com/order/v1.json", true),
+            ("type.googleapis.com/shop.v1.OrderPlaced", true),
+            ("not a uri", false),
+            ("https://x/%zz", false),
+        ] {
+            with_schema.events[0]
+                .metadata
+                .insert("dataschema".into(), schema.into());
+            match limits.validate(std::slice::from_ref(&with_schema)) {
+                Ok(()) => assert!(ok, "{schema:?} accepted"),
+                Err(LogError::InvalidArgument { field, .. }) => {
+                    assert!(!ok, "{schema:?} refused");
+                    assert_eq!(field, "events[0].metadata.dataschema");
+                }
+                Err(other) => panic!("{other:?}"),
+            }
+        }
         for (source, content_type, field) in [
             ("not a uri", "application/json", "events[0].source"),
             ("shop", "not a media type", "events[0].content_type"),
@@ -390,10 +426,13 @@ mod tests {
         for ok in ["order/PO-1001", "incident/INC-7", "a", "x.y:z@w/1_2", "a/.b/c..", "..."] {
             assert!(validate_stream_name(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "", "/a", "a/", "a//b", "a b", "a\0b", "é", ".", "..", "a/./b", "a/../b", "a/..",
-        ] {
+        for bad in ["", "/a", "a/", "a//b", "a b", "a\0b", "é"] {
             assert!(validate_stream_name(bad).is_err(), "{bad:?}");
+        }
+        // Dot segments: readable (streams recorded before the rule), not appendable.
+        for dotted in [".", "..", "a/./b", "a/../b", "a/.."] {
+            assert!(validate_stream_name(dotted).is_ok(), "{dotted:?}");
+            assert!(validate_new_stream_name(dotted).is_err(), "{dotted:?}");
         }
         assert!(validate_stream_name(&"a".repeat(257)).is_err());
     }
