@@ -639,6 +639,22 @@ async fn unknown_routes_and_oversized_bodies_get_json_errors() -> anyhow::Result
         "{}",
         header("opsflow-error")
     );
+    // A nested field is named by its path: events (3) holding source (2) = 0xff.
+    let mut frame = vec![0u8, 0, 0, 0, 5];
+    frame.extend([0x1a, 0x03, 0x12, 0x01, 0xff]);
+    let grpc = reqwest::Client::new()
+        .post(format!("{url}/opsflow.v1.EventLog/Append"))
+        .header("content-type", "application/grpc")
+        .body(frame)
+        .send()
+        .await?;
+    let detail = grpc
+        .headers()
+        .get("opsflow-error")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(detail.contains(r#""field":"events.source""#), "{detail}");
 
     let (status, err) = post(&url, "application/cloudevents+json", "x".repeat(10_000)).await?;
     assert_eq!(status, 413, "{err}");

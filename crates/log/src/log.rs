@@ -312,8 +312,10 @@ impl EventLog {
     /// that has caught up and would otherwise, after a crash, redo everything since
     /// its last durable checkpoint however long ago.
     pub async fn flush_checkpoints(&self) -> Result<()> {
-        self.inner.store.db.flush_async().await?;
-        Ok(())
+        // sled 0.34's flush_async can hang when flushes overlap: a blocking flush
+        // on the blocking pool, as everywhere else in this crate.
+        let db = self.inner.store.db.clone();
+        blocking(move || db.flush().map(|_| ()).map_err(LogError::from)).await
     }
 
     /// Reads the whole log from a position (see [`EventLog::read_all_blocking`]).

@@ -69,6 +69,8 @@ async fn session(
     // Looked up once: the macro looks the counter up in the registry on every call.
     let published_total = metrics::counter!("opsflow_nats_published_total");
     let mut saved = published;
+    // The log's head when the checkpoint was last saved.
+    let mut head_at_save = log.head();
     // One timer, reset when the checkpoint is saved: a timer armed per event costs a
     // wake-up of the runtime's driver per event.
     let save_due = tokio::time::sleep(CHECKPOINT_EVERY);
@@ -109,13 +111,17 @@ async fn session(
             log.save_checkpoint(&config.checkpoint, published)?;
             saved = published;
             save_due.as_mut().reset(tokio::time::Instant::now() + CHECKPOINT_EVERY);
-            // Caught up: appends may stop here, and with them the group commits that
-            // would make the checkpoint durable. Without this, a crash after a quiet
-            // spell re-publishes events older than a capturing stream's duplicate
-            // window (at most one fsync per CHECKPOINT_EVERY).
-            if in_flight.is_empty() && published >= log.head() {
+            // The checkpoint becomes durable with the next group commit, which may
+            // never come: when outbound has caught up (appends may stop here), or
+            // when nothing was committed since the last save (a backlog drained
+            // with no appends). Then it is fsynced now (at most once per
+            // CHECKPOINT_EVERY); otherwise a crash after a quiet spell re-publishes
+            // events older than a capturing stream's duplicate window.
+            let head = log.head();
+            if (in_flight.is_empty() && published >= head) || head == head_at_save {
                 log.flush_checkpoints().await?;
             }
+            head_at_save = head;
         }
     };
     // Settle what is in flight, then save how far we got.
@@ -125,9 +131,9 @@ async fn session(
         }
         published = position;
     }
-    // Bounded, and not tried while disconnected: a flush waits for the connection,
+    // Bounded, and not tried once disconnected: a flush waits for the connection,
     // and NATS may be unreachable (the server's shutdown flushes once more).
-    if client.connection_state() == async_nats::connection::State::Connected {
+    if client.connection_state() != async_nats::connection::State::Disconnected {
         let _ = tokio::time::timeout(Duration::from_secs(1), client.flush()).await;
     }
     if published != saved {

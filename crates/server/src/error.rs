@@ -109,7 +109,7 @@ impl ApiError {
             ApiError::Views(ViewsError::PastHead { head, .. }) => json!({ "field": "as_of", "head": head }),
             ApiError::Views(ViewsError::FutureTime { .. }) => json!({ "field": "as_of" }),
             ApiError::Views(ViewsError::UnknownView { name, .. } | ViewsError::OtherKind { name, .. }) => {
-                json!({ "field": "names", "name": name })
+                json!({ "name": name })
             }
             ApiError::CloudEvent(e) => json!({ "field": e.attribute() }),
             ApiError::BodyTooLarge { limit } => json!({ "field": "body", "limit": limit }),
@@ -171,12 +171,23 @@ pub(crate) async fn decode_errors_are_invalid_argument(response: Response) -> Re
     ) else {
         return response;
     };
-    // "AppendRequest.stream: invalid string value: ..." names the field.
+    // prost names the field innermost first: "ProposedEvent.source:
+    // AppendRequest.events: invalid string value: ..." is `events.source`.
     let detail = &message[PREFIX.len()..];
-    let field = detail
-        .split_once(": ")
-        .and_then(|(path, _)| path.split_once('.'))
-        .map_or("request", |(_, field)| field);
+    let mut path: Vec<&str> = detail
+        .split(": ")
+        .map_while(|part| {
+            let (message, field) = part.split_once('.')?;
+            let word = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            (word(message) && word(field)).then_some(field)
+        })
+        .collect();
+    path.reverse();
+    let field = if path.is_empty() {
+        "request".to_owned()
+    } else {
+        path.join(".")
+    };
     let status = tonic::Status::from(ApiError::invalid(field, detail));
     let replaced = status.into_http::<axum::body::Body>();
     let (mut parts, body) = response.into_parts();

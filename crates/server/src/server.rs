@@ -195,17 +195,20 @@ impl Server {
                 tracing::warn!(task = name, "a transport task did not stop within 10 s");
             }
         }
-        // Streams end at shutdown, but a client that stopped reading cannot be sent
-        // their end: its connection is cut after a grace period. Every acknowledged
-        // append is durable already; an append whose answer is lost is retried by
-        // its client and absorbed as a duplicate.
+        // Streams end at shutdown, but a client that stopped reading may not be
+        // sent their end: after a grace period the shutdown stops waiting for its
+        // connection (axum runs connections as tasks of their own: they end with
+        // the process; an embedder's runtime keeps them until it stops). Every
+        // acknowledged append is durable already; an append whose answer is lost is
+        // retried by its client and absorbed as a duplicate.
         let mut serving = self.serving;
         let served = match tokio::time::timeout(SERVING_GRACE, &mut serving).await {
             Ok(joined) => joined.context("the server task panicked")?,
             Err(_) => {
                 tracing::warn!(
                     grace = ?SERVING_GRACE,
-                    "connections still open after the grace period (a client not reading its stream); closing them"
+                    "connections still open after the grace period (a client not reading its stream); \
+                     stopping without them (they end when the process exits)"
                 );
                 serving.abort();
                 Ok(())
@@ -222,7 +225,7 @@ impl Server {
         // Publishes still buffered go out if NATS is there; an unreachable server
         // must not hold the shutdown.
         if let Some(nats) = self.nats {
-            if nats.client.connection_state() != async_nats::connection::State::Connected {
+            if nats.client.connection_state() == async_nats::connection::State::Disconnected {
                 tracing::warn!("NATS is unreachable; stopping without the publishes it has not taken");
             } else if tokio::time::timeout(std::time::Duration::from_secs(2), nats.client.flush())
                 .await
