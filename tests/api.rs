@@ -612,49 +612,38 @@ async fn unknown_routes_and_oversized_bodies_get_json_errors() -> anyhow::Result
     );
 
     // Bytes that are not an AppendRequest (a field with invalid UTF-8): the
-    // client's input, INVALID_ARGUMENT naming the field, not INTERNAL.
-    let mut frame = vec![0u8, 0, 0, 0, 4];
-    frame.extend([0x0a, 0x02, 0xff, 0xfe]); // stream (field 1) = 0xff 0xfe
-    let grpc = reqwest::Client::new()
-        .post(format!("{url}/opsflow.v1.EventLog/Append"))
-        .header("content-type", "application/grpc")
-        .body(frame)
-        .send()
-        .await?;
-    let header = |name: &str| {
-        grpc.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    assert_eq!(
-        header("grpc-status"),
-        "3",
-        "INVALID_ARGUMENT: {}",
-        header("grpc-message")
-    );
-    assert!(
-        header("opsflow-error").contains(r#""field":"stream""#),
-        "{}",
-        header("opsflow-error")
-    );
-    // A nested field is named by its path: events (3) holding source (2) = 0xff.
-    let mut frame = vec![0u8, 0, 0, 0, 5];
-    frame.extend([0x1a, 0x03, 0x12, 0x01, 0xff]);
-    let grpc = reqwest::Client::new()
-        .post(format!("{url}/opsflow.v1.EventLog/Append"))
-        .header("content-type", "application/grpc")
-        .body(frame)
-        .send()
-        .await?;
-    let detail = grpc
-        .headers()
-        .get("opsflow-error")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    assert!(detail.contains(r#""field":"events.source""#), "{detail}");
+    // client's input, INVALID_ARGUMENT naming the field (by its path when nested),
+    // not INTERNAL.
+    for (message, field) in [
+        // stream (field 1) = 0xff 0xfe
+        (&[0x0a, 0x02, 0xff, 0xfe][..], "stream"),
+        // events (field 3) holding source (field 2) = 0xff
+        (&[0x1a, 0x03, 0x12, 0x01, 0xff][..], "events.source"),
+    ] {
+        let mut frame = vec![0u8, 0, 0, 0, message.len() as u8];
+        frame.extend(message);
+        let grpc = reqwest::Client::new()
+            .post(format!("{url}/opsflow.v1.EventLog/Append"))
+            .header("content-type", "application/grpc")
+            .body(frame)
+            .send()
+            .await?;
+        let header = |name: &str| {
+            grpc.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert_eq!(
+            header("grpc-status"),
+            "3",
+            "INVALID_ARGUMENT: {}",
+            header("grpc-message")
+        );
+        let detail = header("opsflow-error");
+        assert!(detail.contains(&format!(r#""field":"{field}""#)), "{detail}");
+    }
 
     let (status, err) = post(&url, "application/cloudevents+json", "x".repeat(10_000)).await?;
     assert_eq!(status, 413, "{err}");
