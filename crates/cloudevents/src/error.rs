@@ -59,6 +59,14 @@ pub enum CloudEventError {
         reason: String,
     },
 
+    /// A request header (not a CloudEvents attribute) whose value is not valid.
+    #[error("header `{header}` has an invalid value {value:?}: {reason}")]
+    InvalidHeader {
+        header: String,
+        value: String,
+        reason: String,
+    },
+
     /// A member or `ce-` header whose name is not a CloudEvents attribute name.
     #[error("`{name}` is not a valid CloudEvents attribute name (lower-case ASCII letters and digits only)")]
     InvalidAttributeName { name: String },
@@ -108,6 +116,7 @@ impl CloudEventError {
             | CloudEventError::DuplicateAttribute { attribute }
             | CloudEventError::NotAllowed { attribute, .. } => Some(attribute),
             CloudEventError::InvalidAttributeName { name } => Some(name),
+            CloudEventError::InvalidHeader { header, .. } => Some(header),
             CloudEventError::UnsupportedSpecVersion { .. } => Some("specversion"),
             CloudEventError::DataConflict => Some("data"),
             CloudEventError::MissingSubject { .. } => Some("subject"),

@@ -22,13 +22,16 @@ pub fn request_expected<'a>(
     else {
         return Ok(None);
     };
-    let text = std::str::from_utf8(value).map_err(|_| {
-        CloudEventError::invalid(EXPECTED_VERSION_HEADER, &String::from_utf8_lossy(value), "is not UTF-8")
-    })?;
+    let invalid = |value: &str, reason: String| CloudEventError::InvalidHeader {
+        header: EXPECTED_VERSION_HEADER.to_owned(),
+        value: value.to_owned(),
+        reason,
+    };
+    let text = std::str::from_utf8(value).map_err(|_| invalid(&String::from_utf8_lossy(value), "not UTF-8".into()))?;
     text.trim()
         .parse::<ExpectedVersion>()
         .map(Some)
-        .map_err(|e| CloudEventError::invalid(EXPECTED_VERSION_HEADER, text, e.to_string()))
+        .map_err(|e| invalid(text, e.to_string()))
 }
 
 /// The appends of a request's events, one per event. `request` (the
@@ -133,6 +136,10 @@ mod tests {
         assert_eq!(request_expected([("x", &b"1"[..])]).unwrap(), None);
         let err = request_expected([(EXPECTED_VERSION_HEADER, &b"soon"[..])]).unwrap_err();
         assert_eq!(err.attribute(), Some(EXPECTED_VERSION_HEADER));
-        assert!(err.to_string().contains("soon"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("header `opsflow-expected-version` has an invalid value \"soon\""),
+            "{err}"
+        );
     }
 }

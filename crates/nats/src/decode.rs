@@ -97,7 +97,9 @@ pub fn decode(headers: Option<&HeaderMap>, payload: Bytes) -> Result<StreamAppen
 /// `decode`.
 fn decode_error(e: CloudEventError) -> (DeadReason, String) {
     let reason = match e {
-        CloudEventError::InvalidValue { .. } | CloudEventError::MissingSubject { .. } => DeadReason::Invalid,
+        CloudEventError::InvalidValue { .. }
+        | CloudEventError::InvalidHeader { .. }
+        | CloudEventError::MissingSubject { .. } => DeadReason::Invalid,
         _ => DeadReason::Decode,
     };
     (reason, e.to_string())
