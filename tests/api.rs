@@ -610,6 +610,12 @@ async fn unknown_routes_and_oversized_bodies_get_json_errors() -> anyhow::Result
         Some("12"),
         "UNIMPLEMENTED"
     );
+    let message = grpc
+        .headers()
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(message.contains("opsflow.v1.EventLog/Nope"), "{message:?}");
 
     // Bytes that are not an AppendRequest (a field with invalid UTF-8): the
     // client's input, INVALID_ARGUMENT naming the field (by its path when nested),

@@ -197,6 +197,26 @@ pub(crate) async fn decode_errors_are_invalid_argument(response: Response) -> Re
     Response::from_parts(parts, body)
 }
 
+/// tonic answers a method its service does not have with `UNIMPLEMENTED` and no
+/// message; this names the method, as an unknown service's answer does.
+pub(crate) async fn unimplemented_names_the_method(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path().to_owned();
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    if headers.get("grpc-status").is_some_and(|s| s.as_bytes() == b"12")
+        && headers.get("grpc-message").is_none_or(|m| m.is_empty())
+    {
+        let named = tonic::Status::unimplemented(format!("no gRPC method {path}")).into_http::<axum::body::Body>();
+        if let Some(message) = named.headers().get("grpc-message") {
+            headers.insert("grpc-message", message.clone());
+        }
+    }
+    response
+}
+
 /// A `grpc-message` header's text (percent-encoded, gRPC's wire format).
 fn percent_decoded(raw: &[u8]) -> String {
     let mut out = Vec::with_capacity(raw.len());

@@ -102,7 +102,8 @@ impl Server {
             .into_axum_router()
             .layer(axum::middleware::map_response(
                 crate::error::decode_errors_are_invalid_argument,
-            ));
+            ))
+            .layer(axum::middleware::from_fn(crate::error::unimplemented_names_the_method));
         let (nats, ingest) = match &config.nats {
             Some(nats_config) => {
                 let (client, handles) = start_nats(nats_config, &log, &tasks, &shutdown).await?;
