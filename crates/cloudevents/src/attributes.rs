@@ -188,11 +188,7 @@ fn missing(name: &str) -> CloudEventError {
 fn check_uri_reference(attribute: &str, text: &str) -> Result<()> {
     match opsflow_log::uri_reference_problem(text) {
         None => Ok(()),
-        Some(problem) => Err(CloudEventError::invalid(
-            attribute,
-            text,
-            problem.trim_start_matches("is ").to_owned(),
-        )),
+        Some(problem) => Err(CloudEventError::invalid(attribute, text, problem)),
     }
 }
 

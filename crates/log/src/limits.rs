@@ -97,7 +97,7 @@ pub fn uri_reference_problem(text: &str) -> Option<String> {
         b => b.is_ascii_control(),
     })?;
     Some(format!(
-        "is not a URI-reference: {:?} at byte {i} {}",
+        "not a URI-reference: {:?} at byte {i} {}",
         char::from(b),
         if b == b'%' {
             "is not followed by two hex digits"
@@ -109,7 +109,7 @@ pub fn uri_reference_problem(text: &str) -> Option<String> {
 
 /// Why a non-empty `content_type` is not a media type (`type/subtype`, each an RFC
 /// 9110 token, then optional `;` parameters), or `None`.
-pub fn media_type_problem(content_type: &str) -> Option<String> {
+fn media_type_problem(content_type: &str) -> Option<String> {
     if content_type.is_empty() {
         return None;
     }
@@ -121,7 +121,7 @@ pub fn media_type_problem(content_type: &str) -> Option<String> {
     };
     match essence.split_once('/') {
         Some((kind, subtype)) if token(kind) && token(subtype) => None,
-        _ => Some("is not a media type (type/subtype, e.g. application/json)".into()),
+        _ => Some("not a media type (type/subtype, e.g. application/json)".into()),
     }
 }
 
@@ -243,7 +243,10 @@ impl Limits {
                 validate_text(|| at("source"), &event.source, MAX_SOURCE_LEN)?;
                 validate_text(|| at("content_type"), &event.content_type, MAX_ATTRIBUTE_LEN)?;
                 if let Some(problem) = uri_reference_problem(&event.source) {
-                    return Err(LogError::invalid(at("source"), format!("{:?} {problem}", event.source)));
+                    return Err(LogError::invalid(
+                        at("source"),
+                        format!("{:?} is {problem}", event.source),
+                    ));
                 }
                 // `dataschema` becomes the CloudEvents attribute of that name, a URI.
                 if let Some(schema) = event.metadata.get("dataschema")
@@ -251,13 +254,13 @@ impl Limits {
                 {
                     return Err(LogError::invalid(
                         at("metadata.dataschema"),
-                        format!("{schema:?} {problem}"),
+                        format!("{schema:?} is {problem}"),
                     ));
                 }
                 if let Some(problem) = media_type_problem(&event.content_type) {
                     return Err(LogError::invalid(
                         at("content_type"),
-                        format!("{:?} {problem}", event.content_type),
+                        format!("{:?} is {problem}", event.content_type),
                     ));
                 }
                 validate_text(|| at("correlation_id"), &event.correlation_id, MAX_ATTRIBUTE_LEN)?;
