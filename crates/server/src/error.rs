@@ -155,25 +155,16 @@ impl IntoResponse for ApiError {
 /// string field) with `INTERNAL`, as if the server had failed; it is the client's
 /// input, so it becomes `INVALID_ARGUMENT` naming the field, with the
 /// `opsflow-error` detail other refused inputs carry.
-pub(crate) async fn decode_errors_are_invalid_argument(response: Response) -> Response {
+pub(crate) async fn decode_errors_are_invalid_argument(mut response: Response) -> Response {
     const PREFIX: &str = "failed to decode Protobuf message: ";
-    let message = response
-        .headers()
-        .get("grpc-message")
-        .map(|m| percent_decoded(m.as_bytes()))
-        .filter(|m| m.starts_with(PREFIX));
-    let (Some(message), true) = (
-        message,
-        response
-            .headers()
-            .get("grpc-status")
-            .is_some_and(|s| s.as_bytes() == b"13"),
-    ) else {
+    let Some(detail) = tonic::Status::from_header_map(response.headers())
+        .filter(|status| status.code() == tonic::Code::Internal)
+        .and_then(|status| status.message().strip_prefix(PREFIX).map(str::to_owned))
+    else {
         return response;
     };
     // prost names the field innermost first: "ProposedEvent.source:
     // AppendRequest.events: invalid string value: ..." is `events.source`.
-    let detail = &message[PREFIX.len()..];
     let mut path: Vec<&str> = detail
         .split(": ")
         .map_while(|part| {
@@ -188,13 +179,10 @@ pub(crate) async fn decode_errors_are_invalid_argument(response: Response) -> Re
     } else {
         path.join(".")
     };
-    let status = tonic::Status::from(ApiError::invalid(field, detail));
-    let replaced = status.into_http::<axum::body::Body>();
-    let (mut parts, body) = response.into_parts();
-    for (name, value) in replaced.headers() {
-        parts.headers.insert(name, value.clone());
-    }
-    Response::from_parts(parts, body)
+    let status = tonic::Status::from(ApiError::invalid(field, detail.as_str()));
+    // Replaces grpc-status and grpc-message, and adds the opsflow-error detail.
+    let _ = status.add_header(response.headers_mut());
+    response
 }
 
 /// tonic answers a method its service does not have with `UNIMPLEMENTED` and no
@@ -205,40 +193,12 @@ pub(crate) async fn unimplemented_names_the_method(
 ) -> Response {
     let path = request.uri().path().to_owned();
     let mut response = next.run(request).await;
-    let headers = response.headers_mut();
-    if headers.get("grpc-status").is_some_and(|s| s.as_bytes() == b"12")
-        && headers.get("grpc-message").is_none_or(|m| m.is_empty())
+    if tonic::Status::from_header_map(response.headers())
+        .is_some_and(|status| status.code() == tonic::Code::Unimplemented && status.message().is_empty())
     {
-        let named = tonic::Status::unimplemented(format!("no gRPC method {path}")).into_http::<axum::body::Body>();
-        if let Some(message) = named.headers().get("grpc-message") {
-            headers.insert("grpc-message", message.clone());
-        }
+        let _ = tonic::Status::unimplemented(format!("no gRPC method {path}")).add_header(response.headers_mut());
     }
     response
-}
-
-/// A `grpc-message` header's text (percent-encoded, gRPC's wire format).
-fn percent_decoded(raw: &[u8]) -> String {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (
-            raw[i],
-            raw.get(i + 1).copied().and_then(hex),
-            raw.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(high), Some(low)) => {
-                out.push((high * 16 + low) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
