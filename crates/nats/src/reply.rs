@@ -82,10 +82,7 @@ pub async fn handle(log: &EventLog, headers: Option<&HeaderMap>, payload: Bytes)
     let ct = content_type(&pairs);
     let request_expected = match opsflow_cloudevents::request_expected(pairs.iter().copied()) {
         Ok(expected) => expected,
-        Err(e) => {
-            let field = json!({ "field": e.attribute() });
-            return error_reply(400, "invalid_argument", e.to_string(), field);
-        }
+        Err(e) => return cloudevent_error_reply(&e),
     };
     if is_protobuf(ct) {
         if request_expected.is_some() {
@@ -127,10 +124,7 @@ pub async fn handle(log: &EventLog, headers: Option<&HeaderMap>, payload: Bytes)
     let incoming = match opsflow_cloudevents::parse_any(ct, pairs.iter().copied(), payload) {
         Ok(i) if !i.is_empty() => i,
         Ok(_) => return error_reply(400, "invalid_argument", "the batch has no events".into(), Value::Null),
-        Err(e) => {
-            let field = json!({ "field": e.attribute() });
-            return error_reply(400, "invalid_argument", e.to_string(), field);
-        }
+        Err(e) => return cloudevent_error_reply(&e),
     };
     let single = incoming.len() == 1;
     let streams: Vec<String> = incoming.iter().map(|i| i.stream.clone()).collect();
@@ -156,6 +150,17 @@ pub async fn handle(log: &EventLog, headers: Option<&HeaderMap>, payload: Bytes)
         }
         Err(e) => log_error_reply(&e),
     }
+}
+
+/// A request that is not a CloudEvent opsflow can take: 400 naming the attribute
+/// (or header).
+fn cloudevent_error_reply(e: &opsflow_cloudevents::CloudEventError) -> (HeaderMap, Bytes) {
+    error_reply(
+        400,
+        "invalid_argument",
+        e.to_string(),
+        json!({ "field": e.attribute() }),
+    )
 }
 
 fn log_error_reply(e: &LogError) -> (HeaderMap, Bytes) {
