@@ -71,17 +71,6 @@ pub struct Incoming {
     pub event: ProposedEvent,
 }
 
-impl From<Incoming> for StreamAppend {
-    /// A single-event append; no `expectedversion` means [`ExpectedVersion::Any`].
-    fn from(incoming: Incoming) -> Self {
-        StreamAppend {
-            stream: incoming.stream,
-            expected: incoming.expected.unwrap_or_default(),
-            events: vec![incoming.event],
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,11 +78,16 @@ mod tests {
     #[test]
     fn converts_to_a_single_event_append() {
         let event = ProposedEvent::json("order.placed", "{}").with_identity("shop", "1");
-        let append = StreamAppend::from(Incoming {
-            stream: "order/1".into(),
-            expected: None,
-            event: event.clone(),
-        });
+        let mut parts = appends(
+            vec![Incoming {
+                stream: "order/1".into(),
+                expected: None,
+                event: event.clone(),
+            }],
+            None,
+        );
+        assert_eq!(parts.len(), 1);
+        let append = parts.remove(0);
         assert_eq!(append.expected, ExpectedVersion::Any);
         assert_eq!(append.events, vec![event]);
         assert_eq!(append.stream, "order/1");
