@@ -87,7 +87,7 @@ impl RequiresState {
                     self.keys.remove(&key);
                     dropped = true;
                 }
-                RoleKind::Track if !dropped => ctx.track(&mut self.keys, key),
+                RoleKind::Track if !dropped => ctx.track(role, &mut self.keys, key),
                 RoleKind::Close => {
                     self.keys.remove(&key);
                     dropped = true;
@@ -172,7 +172,7 @@ impl DutiesState {
                         });
                     }
                 }
-                RoleKind::Track if !dropped => ctx.track(&mut self.keys, key),
+                RoleKind::Track if !dropped => ctx.track(role, &mut self.keys, key),
                 RoleKind::Close => {
                     self.keys.remove(&key);
                     dropped = true;
@@ -276,7 +276,7 @@ impl WithinState {
                         });
                     }
                 }
-                RoleKind::Track if !dropped => ctx.track(&mut self.keys, key),
+                RoleKind::Track if !dropped => ctx.track(role, &mut self.keys, key),
                 RoleKind::Close => {
                     // The key ended: a pending obligation is withdrawn, not violated.
                     if let Some(WithinKey {

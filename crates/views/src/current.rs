@@ -74,7 +74,7 @@ impl LevelState {
                         _ => state.limit = Some(value),
                     }
                 }
-                RoleKind::Track if !dropped => {
+                RoleKind::Track if !dropped && role.keep => {
                     if let Some(state) = self.keys.get_mut(&key) {
                         state.seen.insert(ctx.keep());
                     }
@@ -254,7 +254,9 @@ impl OpenState {
                     // A tracked event of an open key is seen and moves its state.
                     let Some(state) = self.keys.get_mut(&key) else { continue };
                     let Some(item) = state.open.as_mut() else { continue };
-                    state.seen.insert(ctx.keep());
+                    if role.keep {
+                        state.seen.insert(ctx.keep());
+                    }
                     let scope = Scope {
                         event: ctx.event,
                         seen: Some(&state.seen),

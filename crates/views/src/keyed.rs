@@ -71,7 +71,11 @@ impl<'a> Ctx<'a> {
     }
 
     /// Remembers the event being applied as `seen[type]` of `key` (a `Track` role).
-    pub fn track<K: Tracks>(&mut self, keys: &mut KeyMap<K>, key: Key) {
+    /// Nothing when the role does not keep its events ([`Role::keep`]).
+    pub fn track<K: Tracks>(&mut self, role: &Role, keys: &mut KeyMap<K>, key: Key) {
+        if !role.keep {
+            return;
+        }
         let event = self.keep();
         keys.entry(key).or_default().seen_mut().insert(event);
     }
@@ -146,6 +150,10 @@ pub struct Role {
     pub key: Option<Expr>,
     /// Where [`Ctx::key`] caches the key: the same for keys written alike in any view.
     pub key_slot: usize,
+    /// For `Track`: whether the event is remembered as `seen[type]` of its key. Not
+    /// when no expression of the view reads `seen` (see `Reads::seen`): nothing
+    /// would ever read it, and it would hold the event until the key closes.
+    pub keep: bool,
 }
 
 impl Role {

@@ -81,7 +81,7 @@ impl DurationState {
                     self.series
                         .add(group, seconds, ctx.event.time, ctx.clock, &def.windows, def.buckets);
                 }
-                RoleKind::Track if !dropped => ctx.track(&mut self.keys, key),
+                RoleKind::Track if !dropped => ctx.track(role, &mut self.keys, key),
                 RoleKind::Close => {
                     self.keys.remove(&key);
                     dropped = true;
@@ -167,7 +167,7 @@ impl RatioState {
                         dropped = true;
                     }
                 }
-                (RoleKind::Track, Some(key)) if !dropped => ctx.track(&mut self.keys, key),
+                (RoleKind::Track, Some(key)) if !dropped => ctx.track(role, &mut self.keys, key),
                 (RoleKind::Close, Some(key)) => {
                     self.keys.remove(&key);
                     dropped = true;

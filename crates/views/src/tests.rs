@@ -309,6 +309,49 @@ kpis:
     assert_eq!(views.view("tickets").map(|v| v.keys()), Some(1));
 }
 
+#[test]
+fn tracked_events_are_kept_only_for_views_that_read_seen() {
+    let d = defs(
+        r#"
+kpis:
+  - name: plain
+    kind: open
+    key: event.data.id
+    open: [{ type: opened }]
+    track: [picked]
+    close: [closed]
+  - name: reading
+    kind: open
+    key: event.data.id
+    open: [{ type: opened }]
+    track: [picked]
+    close: [closed]
+    state: "'picked' in seen ? 'in hand' : 'waiting'"
+"#,
+    );
+    let mut views = ViewSet::new(&d);
+    feed(
+        &mut views,
+        &[("opened", T0, json!({"id": "1", "note": "x".repeat(64)}))],
+    );
+    let stored = crate::StoredSet::open(views.encode()).unwrap();
+    let before = (stored.state_len("plain"), stored.state_len("reading"));
+    feed(&mut views, &[("picked", T0 + HOUR, json!({"id": "1"}))]);
+    let stored = crate::StoredSet::open(views.encode()).unwrap();
+    // Both states moved; only the view whose state reads `seen` remembers the event.
+    let states: Vec<String> = views
+        .kpis()
+        .iter()
+        .map(|k| {
+            let v = k.values.iter().find(|v| v.group.starts_with("state=")).unwrap();
+            format!("{} {}", k.name, v.group)
+        })
+        .collect();
+    assert_eq!(states, ["plain state=picked", "reading state=in hand"]);
+    assert_eq!(stored.state_len("plain"), before.0, "plain kept the tracked event");
+    assert!(stored.state_len("reading") > before.1, "reading did not keep it");
+}
+
 const CLOSING: &str = r#"
 controls:
   - name: approved

@@ -79,10 +79,13 @@ impl View {
             }
             KpiKind::Open { open, .. } => roles.extend(open.iter().map(|m| (RoleKind::Open, m))),
         }
-        let routes = routes(&roles, def.key.as_ref(), &def.track, &def.close);
+        let reads = def.reads();
+        // A KPI reports nothing of its tracked events but what its expressions read
+        // of them: when none reads `seen`, tracking only moves an open key's state.
+        let routes = routes(&roles, def.key.as_ref(), &def.track, &def.close, reads.seen);
         View {
             routes,
-            reads: def.reads(),
+            reads,
             def: Def::Kpi(def),
             stored: Stored { eval_errors: 0, state },
         }
@@ -103,7 +106,8 @@ impl View {
                 vec![(RoleKind::After, after), (RoleKind::Expect, expect)],
             ),
         };
-        let routes = routes(&roles, Some(&def.key), &def.track, &def.close);
+        // A control's tracked events are the evidence of its violations: always kept.
+        let routes = routes(&roles, Some(&def.key), &def.track, &def.close, true);
         View {
             routes,
             reads: def.reads(),
@@ -269,8 +273,15 @@ impl View {
 
 /// Groups roles by event type: kind roles in definition order, then `Track`, then
 /// `Close`. A tracked or closing type uses the key of a match of the same type that
-/// has its own `key:`, else the definition's key.
-fn routes(kind_roles: &[(RoleKind, &Match)], key: Option<&Expr>, track: &[String], close: &[String]) -> Vec<Route> {
+/// has its own `key:`, else the definition's key. `keep`: whether `Track` roles
+/// remember their events as `seen`.
+fn routes(
+    kind_roles: &[(RoleKind, &Match)],
+    key: Option<&Expr>,
+    track: &[String],
+    close: &[String],
+    keep: bool,
+) -> Vec<Route> {
     let mut routes: Vec<Route> = Vec::new();
     let mut push = |event_type: &str, role: Role| match routes.iter_mut().find(|r| r.event_type == event_type) {
         Some(route) => route.roles.push(role),
@@ -288,6 +299,7 @@ fn routes(kind_roles: &[(RoleKind, &Match)], key: Option<&Expr>, track: &[String
                 matcher: Some((*m).clone()),
                 key,
                 key_slot: usize::MAX,
+                keep: true,
             },
         );
     }
@@ -311,6 +323,7 @@ fn routes(kind_roles: &[(RoleKind, &Match)], key: Option<&Expr>, track: &[String
                 matcher: None,
                 key: key_for(t),
                 key_slot: usize::MAX,
+                keep,
             },
         );
     }
@@ -322,6 +335,7 @@ fn routes(kind_roles: &[(RoleKind, &Match)], key: Option<&Expr>, track: &[String
                 matcher: None,
                 key: key_for(t),
                 key_slot: usize::MAX,
+                keep: true,
             },
         );
     }

@@ -153,7 +153,9 @@ impl Node {
             // `'t' in seen` asks only which types were seen.
             Node::In(lhs, rhs) => {
                 lhs.reads(r);
-                if !matches!(&**rhs, Node::Path(Root::Seen, keys) if keys.is_empty()) {
+                if matches!(&**rhs, Node::Path(Root::Seen, keys) if keys.is_empty()) {
+                    r.seen_types();
+                } else {
                     rhs.reads(r);
                 }
             }

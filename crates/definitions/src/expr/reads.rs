@@ -184,6 +184,9 @@ pub struct Reads {
     pub event: EventReads,
     /// Of the kept events: `start` and every `seen[type]`.
     pub kept: EventReads,
+    /// Whether `seen` is read at all (a tracked event, or only which types were
+    /// seen): a view none of whose expressions does need not remember tracked events.
+    pub seen: bool,
 }
 
 impl Reads {
@@ -191,12 +194,14 @@ impl Reads {
         Reads {
             event: EventReads::everything(),
             kept: EventReads::everything(),
+            seen: true,
         }
     }
 
     pub fn union(&mut self, other: &Reads) {
         self.event.union(&other.event);
         self.kept.union(&other.kept);
+        self.seen |= other.seen;
     }
 
     pub(crate) fn event_path<S: AsRef<str>>(&mut self, keys: &[S]) {
@@ -207,8 +212,14 @@ impl Reads {
         self.kept.path(keys);
     }
 
+    /// `'t' in seen`: which types were seen, nothing of the events.
+    pub(crate) fn seen_types(&mut self) {
+        self.seen = true;
+    }
+
     /// `seen` followed by `keys` (the first one names the type).
     pub(crate) fn seen_path<S: AsRef<str>>(&mut self, keys: &[S]) {
+        self.seen = true;
         match keys.split_first() {
             Some((_type, rest)) => self.kept.path(rest),
             None => self.kept = EventReads::everything(),
@@ -242,6 +253,19 @@ mod tests {
     }
 
     #[test]
+    fn seen_is_read_by_any_mention_of_it() {
+        assert!(!reads("event.data.total > 1 && start.data.channel == 'web'").seen);
+        assert!(reads("seen['order.placed'].time > 0").seen);
+        assert!(reads("'order.returned' in seen").seen);
+        assert!(reads("size(seen) > 0").seen);
+        // Left to the interpreter: everything, seen included.
+        assert!(reads("event.data.lines.exists(l, l.qty > 1)").seen);
+        let mut both = reads("event.data.total > 1");
+        both.union(&reads("'x' in seen"));
+        assert!(both.seen);
+    }
+
+    #[test]
     fn native_expressions_union_their_paths() {
         let r = reads(
             "event.time <= timestamp(seen['order.placed'].data.promised_by) \
@@ -250,6 +274,7 @@ mod tests {
         assert_eq!(r.event.data, only(&["complete"]));
         assert_eq!(r.kept.data, only(&["promised_by"]));
         assert!(!r.kept.stream && !r.kept.metadata);
+        assert!(r.seen);
         let r = reads("has(start.data.channel) ? start.data.channel : 'unknown'");
         assert_eq!(r.kept.data, only(&["channel"]));
     }
