@@ -16,6 +16,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// mimalloc: views decode and apply events with many small allocations, which
 /// glibc's allocator serves markedly slower (measured by `opsflow-bench --only views`).
+/// Built without transparent huge pages (the workspace's `no_thp` feature): an
+/// as-of query decodes a snapshot into fresh memory, and the kernel zeroing 2 MB
+/// pages for it was half of the decode and most of the p99 (as-of KPIs p99 300-390
+/// ms with huge pages, 187-196 ms without, same machine, interleaved runs). On a
+/// host whose THP setting is `always` rather than `madvise`, set
+/// `MIMALLOC_ALLOW_THP=0` for the same effect.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use opsflow_server::{Config, Server};
