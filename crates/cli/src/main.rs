@@ -16,7 +16,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// mimalloc: views decode and apply events with many small allocations, which
 /// glibc's allocator serves markedly slower (measured by `opsflow-bench --only views`).
-/// Built without transparent huge pages (the workspace's `no_thp` feature): an
+/// Built not to ask for transparent huge pages (the workspace's `no_thp` feature): an
 /// as-of query decodes a snapshot into fresh memory, and the kernel zeroing 2 MB
 /// pages for it was half of the decode and most of the p99 (as-of KPIs p99 300-390
 /// ms with huge pages, 187-196 ms without, same machine, interleaved runs). On a

@@ -196,7 +196,7 @@ impl StoredEvents {
         &self.bytes
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.spans.len()
     }
 

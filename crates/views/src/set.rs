@@ -477,6 +477,12 @@ impl StoredSet {
         self.position
     }
 
+    /// How many events the stored views keep (each once, however many keep it).
+    #[cfg(test)]
+    pub(crate) fn kept_events(&self) -> usize {
+        self.events.len()
+    }
+
     /// The size of a view's stored state (how much decoding it and applying events to
     /// it costs, roughly); 0 when it is not stored.
     pub fn state_len(&self, name: &str) -> usize {

@@ -258,6 +258,10 @@ mod tests {
         assert!(reads("seen['order.placed'].time > 0").seen);
         assert!(reads("'order.returned' in seen").seen);
         assert!(reads("size(seen) > 0").seen);
+        assert!(reads("seen['t'].data.x").seen);
+        assert!(reads("has(seen.t)").seen);
+        assert!(reads("event.data.x > 1 ? true : seen['t'].data.ok").seen);
+        assert!(reads("event.data.x.startsWith(seen['t'].data.prefix)").seen);
         // Left to the interpreter: everything, seen included.
         assert!(reads("event.data.lines.exists(l, l.qty > 1)").seen);
         let mut both = reads("event.data.total > 1");
