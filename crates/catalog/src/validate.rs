@@ -17,17 +17,18 @@ use crate::{CatalogError, EventSpec, Result, protobuf, spec_of};
 /// ```
 pub fn validate_json(event_type: &str, data: &[u8]) -> Result<()> {
     // JSON text is UTF-8 (RFC 8259), and serde_json does not check the strings it
-    // skips: checked here first, for all of it.
-    if let Err(e) = std::str::from_utf8(data) {
-        return Err(CatalogError::unreadable(
+    // skips: checked here first, for all of it (so the text is parsed as a `str`,
+    // without checking its strings again).
+    let text = std::str::from_utf8(data).map_err(|e| {
+        CatalogError::unreadable(
             event_type,
             format!("not valid JSON: invalid UTF-8 at byte {}", e.valid_up_to()),
-        ));
-    }
+        )
+    })?;
     match spec_of(event_type) {
         Some(spec) => check_object(spec, &json_object(spec, data)?),
         None if data.is_empty() => Ok(()),
-        None => serde_json::from_slice::<serde::de::IgnoredAny>(data)
+        None => serde_json::from_str::<serde::de::IgnoredAny>(text)
             .map(|_| ())
             .map_err(|e| CatalogError::unreadable(event_type, format!("not valid JSON ({e})"))),
     }

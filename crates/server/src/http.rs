@@ -16,8 +16,6 @@ use serde_json::{Value, json};
 use crate::health::{Tasks, readiness};
 use crate::{ApiError, grpc};
 
-pub use opsflow_cloudevents::EXPECTED_VERSION_HEADER;
-
 #[derive(Clone)]
 pub struct HttpState {
     pub log: EventLog,

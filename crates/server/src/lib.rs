@@ -24,6 +24,6 @@ pub mod views;
 pub use config::{Config, ConfigError, DefinitionsConfig, DemoConfig, LogConfig, ViewsConfig};
 pub use error::ApiError;
 pub use health::{TaskState, Tasks, readiness};
-pub use http::EXPECTED_VERSION_HEADER;
+pub use opsflow_cloudevents::EXPECTED_VERSION_HEADER;
 pub use opsflow_nats::NatsConfig;
 pub use server::{Server, wait_for_signal};
