@@ -3,6 +3,7 @@
 //! anything else by the CEL interpreter.
 
 mod cel;
+mod kept;
 mod native;
 mod path;
 mod reads;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use self::cel::CelProgram;
+pub use self::kept::{EventSource, LazyEvent, SharedEvent};
 use self::native::NativeProgram;
 use self::path::FieldPath;
 pub use self::reads::{EventReads, FieldSet, Fields, Reads};
@@ -42,7 +44,7 @@ pub struct EventData {
 /// (one entry per tracked type), so a sorted vector: no allocation per entry beyond
 /// the shared event.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Seen(Vec<Arc<EventData>>);
+pub struct Seen(Vec<SharedEvent>);
 
 impl Seen {
     pub const fn new() -> Seen {
@@ -50,12 +52,12 @@ impl Seen {
     }
 
     fn find(&self, event_type: &str) -> Result<usize, usize> {
-        self.0.binary_search_by(|e| e.event_type.as_str().cmp(event_type))
+        self.0.binary_search_by(|e| e.event_type().cmp(event_type))
     }
 
-    /// The last event of `event_type`.
+    /// The last event of `event_type` (decoded if it was stored).
     pub fn get(&self, event_type: &str) -> Option<&Arc<EventData>> {
-        self.find(event_type).ok().map(|i| &self.0[i])
+        self.find(event_type).ok().map(|i| self.0[i].event())
     }
 
     pub fn contains_key(&self, event_type: &str) -> bool {
@@ -71,27 +73,28 @@ impl Seen {
     }
 
     /// Remembers `event` as the last of its type.
-    pub fn insert(&mut self, event: Arc<EventData>) {
-        match self.find(&event.event_type) {
+    pub fn insert(&mut self, event: impl Into<SharedEvent>) {
+        let event = event.into();
+        match self.find(event.event_type()) {
             Ok(i) => self.0[i] = event,
             Err(i) => self.0.insert(i, event),
         }
     }
 
-    /// The events, in type order.
-    pub fn events(&self) -> impl Iterator<Item = &Arc<EventData>> {
+    /// The events, in type order (as kept: stored ones are not decoded).
+    pub fn events(&self) -> impl Iterator<Item = &SharedEvent> {
         self.0.iter()
     }
 
-    /// `(type, event)` in type order.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Arc<EventData>)> {
-        self.0.iter().map(|e| (&e.event_type, e))
+    /// `(type, event)` in type order (stored events are decoded).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Arc<EventData>)> {
+        self.0.iter().map(|e| (e.event_type(), e.event()))
     }
 }
 
-impl FromIterator<Arc<EventData>> for Seen {
+impl<E: Into<SharedEvent>> FromIterator<E> for Seen {
     /// The last event of each type wins.
-    fn from_iter<I: IntoIterator<Item = Arc<EventData>>>(events: I) -> Seen {
+    fn from_iter<I: IntoIterator<Item = E>>(events: I) -> Seen {
         let mut seen = Seen::new();
         for e in events {
             seen.insert(e);

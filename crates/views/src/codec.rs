@@ -7,7 +7,7 @@ use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use opsflow_definitions::{EventData, EventReads, FieldSet};
+use opsflow_definitions::{EventData, EventReads, EventSource, FieldSet, LazyEvent, SharedEvent};
 use serde::de::Deserializer;
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
@@ -200,16 +200,53 @@ impl StoredEvents {
         self.spans.len()
     }
 
-    /// Event `index`, decoded.
-    fn decode(&self, index: usize) -> Result<EventData, String> {
-        let stored = self
-            .spans
+    /// Event `index`: its type, position and time only, the rest decoded when first
+    /// used ([`EventSource::load`]).
+    fn lazy(self: &Arc<Self>, index: u32) -> Result<SharedEvent, String> {
+        /// The fields of a [`StoredEvent`] up to its time, borrowed.
+        #[derive(Deserialize)]
+        struct Header<'a> {
+            position: u64,
+            _version: u64,
+            _stream: &'a str,
+            _source: &'a str,
+            _id: &'a str,
+            event_type: &'a str,
+            time: i64,
+        }
+        let (header, _) = postcard::take_from_bytes::<Header>(self.stored(index as usize)?)
+            .map_err(|e| format!("kept event {index} does not decode: {e}"))?;
+        let source: Arc<dyn EventSource> = self.clone();
+        let lazy = LazyEvent::new(
+            header.event_type.to_owned(),
+            header.position,
+            header.time,
+            source,
+            index,
+        );
+        Ok(SharedEvent::Stored(Arc::new(lazy)))
+    }
+
+    fn stored(&self, index: usize) -> Result<&[u8], String> {
+        self.spans
             .get(index)
             .and_then(|&(start, end)| self.bytes.get(start..end))
-            .ok_or_else(|| format!("kept event {index} is not in the event table"))?;
-        postcard::from_bytes::<StoredEvent>(stored)
+            .ok_or_else(|| format!("kept event {index} is not in the event table"))
+    }
+
+    /// Event `index`, decoded.
+    fn decode(&self, index: usize) -> Result<EventData, String> {
+        postcard::from_bytes::<StoredEvent>(self.stored(index)?)
             .map(EventData::from)
             .map_err(|e| format!("kept event {index} does not decode: {e}"))
+    }
+}
+
+impl EventSource for StoredEvents {
+    fn load(&self, index: u32) -> Option<EventData> {
+        self.decode(index as usize)
+            .map_err(|e| tracing::error!("{e}; the event is taken as its type, position and time only"))
+            .ok()
     }
 }
 
@@ -306,7 +343,7 @@ impl From<StoredEvent> for EventData {
 /// control), so a view set stores each kept event once, in a table beside the views
 /// ([`EventTable`]), and a `Kept` encodes as its index there.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Kept(pub Arc<EventData>);
+pub struct Kept(pub SharedEvent);
 
 enum Table {
     Writing {
@@ -325,10 +362,13 @@ enum Table {
     },
     Reading {
         events: Arc<StoredEvents>,
+        /// Each event comes decoded only as far as its type, position and time, the
+        /// rest on first use (see [`SharedEvent`]).
+        lazy: bool,
         /// Each event once decoded, shared by every view of this decode that keeps
         /// it. Per decode, not per table: views decoding on other threads take
         /// copies of their own rather than contend for the same reference counts.
-        decoded: Vec<Option<Arc<EventData>>>,
+        decoded: Vec<Option<SharedEvent>>,
     },
 }
 
@@ -356,10 +396,11 @@ impl EventTable {
     }
 
     /// Resolves `Kept` indexes against `events`, decoding each when first referred
-    /// to (several threads may decode views of one stored set, each with a table).
-    pub(crate) fn reading(events: Arc<StoredEvents>) -> EventTable {
+    /// to (several threads may decode views of one stored set, each with a table);
+    /// `lazy`: only as far as its type, position and time, the rest on first use.
+    pub(crate) fn reading(events: Arc<StoredEvents>, lazy: bool) -> EventTable {
         let decoded = vec![None; events.len()];
-        TABLE.with(|t| *t.borrow_mut() = Some(Table::Reading { events, decoded }));
+        TABLE.with(|t| *t.borrow_mut() = Some(Table::Reading { events, lazy, decoded }));
         EventTable(())
     }
 
@@ -388,12 +429,13 @@ impl Serialize for Kept {
                 by_position,
                 events,
             }) => {
-                let pointer = Arc::as_ptr(&self.0);
+                let event = self.0.event();
+                let pointer = Arc::as_ptr(event);
                 if let Some(&index) = by_pointer.get(&pointer) {
                     return Some(index);
                 }
-                let projected = kept.project_with(&self.0, data);
-                let same = by_position.entry(self.0.position).or_default();
+                let projected = kept.project_with(event, data);
+                let same = by_position.entry(event.position).or_default();
                 let found = same
                     .iter()
                     .copied()
@@ -426,14 +468,17 @@ impl<'de> Deserialize<'de> for Kept {
         let index = u32::deserialize(deserializer)?;
         TABLE
             .with(|t| match &mut *t.borrow_mut() {
-                Some(Table::Reading { events, decoded }) => {
+                Some(Table::Reading { events, lazy, decoded }) => {
                     let slot = decoded
                         .get_mut(index as usize)
                         .ok_or_else(|| format!("kept event {index} is not in the event table"))?;
                     if let Some(event) = slot {
                         return Ok(event.clone());
                     }
-                    let event = Arc::new(events.decode(index as usize)?);
+                    let event = match lazy {
+                        true => events.lazy(index)?,
+                        false => SharedEvent::from(Arc::new(events.decode(index as usize)?)),
+                    };
                     *slot = Some(event.clone());
                     Ok(event)
                 }
@@ -534,19 +579,28 @@ mod tests {
                 "nested": {"a": [1, 0.1, null, true]}}),
             metadata: BTreeMap::from([("k".into(), "v".into())]),
         };
-        let kept = Kept(Arc::new(event));
+        let kept = Kept(Arc::new(event).into());
         // Kept twice: stored once, both refer to it.
         let table = EventTable::writing(&EventReads::everything());
         let bytes = postcard::to_stdvec(&(kept.clone(), kept.clone())).unwrap();
         let events = postcard::to_stdvec(&table.finish()).unwrap();
         assert!(postcard::to_stdvec(&kept).is_err(), "outside a table");
-        let (lazy, end) = StoredEvents::parse(events.clone(), 0).unwrap();
+        let (stored, end) = StoredEvents::parse(events.clone(), 0).unwrap();
         assert_eq!(end, events.len());
-        let table = EventTable::reading(Arc::new(lazy));
-        let (back, again): (Kept, Kept) = postcard::from_bytes(&bytes).unwrap();
-        drop(table);
-        assert_eq!(back, kept);
-        assert!(Arc::ptr_eq(&back.0, &again.0), "decoded once, shared");
+        let stored = Arc::new(stored);
+        for lazy in [false, true] {
+            let table = EventTable::reading(stored.clone(), lazy);
+            let (back, again): (Kept, Kept) = postcard::from_bytes(&bytes).unwrap();
+            drop(table);
+            assert_eq!(back.0.is_decoded(), !lazy);
+            assert_eq!(
+                (back.0.event_type(), back.0.position(), back.0.time()),
+                ("order.placed", 7, kept.0.time())
+            );
+            assert_eq!(back, kept);
+            assert!(back.0.is_decoded());
+            assert!(Arc::ptr_eq(back.0.event(), again.0.event()), "decoded once, shared");
+        }
     }
 
     #[test]
@@ -567,14 +621,14 @@ mod tests {
         // The event held whole by one view and projected by another is stored once,
         // as the views read it.
         let table = EventTable::writing(&kept);
-        let bytes = postcard::to_stdvec(&(Kept(Arc::new(wide)), Kept(Arc::new(narrow.clone())))).unwrap();
+        let bytes = postcard::to_stdvec(&(Kept(Arc::new(wide).into()), Kept(Arc::new(narrow.clone()).into()))).unwrap();
         let events = postcard::to_stdvec(&table.finish()).unwrap();
         let (stored, _) = StoredEvents::parse(events, 0).unwrap();
         assert_eq!(stored.len(), 1);
-        let table = EventTable::reading(Arc::new(stored));
+        let table = EventTable::reading(Arc::new(stored), false);
         let (first, second): (Kept, Kept) = postcard::from_bytes(&bytes).unwrap();
         drop(table);
-        assert_eq!(*first.0, narrow);
-        assert!(Arc::ptr_eq(&first.0, &second.0));
+        assert_eq!(**first.0.event(), narrow);
+        assert!(Arc::ptr_eq(first.0.event(), second.0.event()));
     }
 }

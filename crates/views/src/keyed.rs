@@ -184,7 +184,7 @@ pub fn group_of(group_by: &[(String, Expr)], scope: &Scope<'_>) -> Option<String
 
 /// Positions of a key's tracked events, oldest first.
 pub fn seen_positions(seen: &Seen) -> Vec<u64> {
-    let mut positions: Vec<u64> = seen.events().map(|e| e.position).collect();
+    let mut positions: Vec<u64> = seen.events().map(|e| e.position()).collect();
     positions.sort_unstable();
     positions
 }

@@ -62,19 +62,19 @@ impl DurationState {
                     }
                     let state = self.keys.entry(key).or_default();
                     if state.start.is_none() {
-                        state.start = Some(Kept(ctx.keep()));
+                        state.start = Some(Kept(ctx.keep().into()));
                     }
                 }
                 RoleKind::End => {
                     let Some(state) = self.keys.get(&key) else { continue };
-                    if !role.holds(&ctx.scope(&state.seen, state.start.as_ref().map(|s| &*s.0))) {
+                    if !role.holds(&ctx.scope(&state.seen, state.start.as_ref().map(|s| &**s.0.event()))) {
                         continue;
                     }
                     let Some(state) = self.keys.remove(&key) else { continue };
                     dropped = true;
                     let Some(start) = &state.start else { continue };
-                    let seconds = (ctx.event.time - start.0.time) as f64 / NANOS_PER_SECOND as f64;
-                    let Some(group) = group_of(&def.group_by, &ctx.scope(&state.seen, Some(&start.0))) else {
+                    let seconds = (ctx.event.time - start.0.time()) as f64 / NANOS_PER_SECOND as f64;
+                    let Some(group) = group_of(&def.group_by, &ctx.scope(&state.seen, Some(start.0.event()))) else {
                         *errors += 1;
                         continue;
                     };

@@ -400,9 +400,11 @@ impl ViewSet {
     }
 
     /// [`ViewSet::decode`] of the views named `names` only (as [`ViewSet::only`]):
-    /// the other views' states are not decoded at all.
+    /// the other views' states are not decoded at all, and the events they keep
+    /// only when first used ([`StoredSet::decode_lazily`]): for a set that lives
+    /// briefly, as an as-of query's does.
     pub fn decode_only(defs: &Definitions, bytes: impl Into<Vec<u8>>, names: &[&str]) -> Result<ViewSet> {
-        StoredSet::open(bytes.into())?.decode(ViewSet::only(defs, names))
+        StoredSet::open(bytes.into())?.decode_lazily(ViewSet::only(defs, names))
     }
 
     /// Adds the views of `other`, a set of other views of the same definitions at the
@@ -492,8 +494,20 @@ impl StoredSet {
     /// `set` (empty views) with the stored states of its views, at the stored
     /// position. Views whose definition changed or is new stay empty and are listed
     /// in [`ViewSet::stale_views`].
-    pub fn decode(&self, mut set: ViewSet) -> Result<ViewSet> {
-        let _table = EventTable::reading(self.events.clone());
+    pub fn decode(&self, set: ViewSet) -> Result<ViewSet> {
+        self.decode_with(set, false)
+    }
+
+    /// [`StoredSet::decode`] for a set that lives briefly (an as-of query): the
+    /// events its views keep come with their type, position and time, the rest
+    /// decoded on first use, so that those the query never reads cost almost nothing.
+    /// The set holds the stored bytes while it holds any such event.
+    pub fn decode_lazily(&self, set: ViewSet) -> Result<ViewSet> {
+        self.decode_with(set, true)
+    }
+
+    fn decode_with(&self, mut set: ViewSet, lazy: bool) -> Result<ViewSet> {
+        let _table = EventTable::reading(self.events.clone(), lazy);
         set.position = self.position;
         set.clock = self.clock;
         let stored: HashMap<&str, &EncodedView> = self.views.iter().map(|v| (v.name.as_str(), v)).collect();

@@ -19,34 +19,56 @@ const OLD_SNAPSHOT: u8 = b's';
 const SNAPSHOTS: &str = "snapshots";
 const SNAPSHOT_EXTENSION: &str = "snap";
 /// Marks a state stored LZ4-compressed (a view set's own encoding starts with its
-/// format version, a small number, so the two never collide).
+/// format version, a small number, so the markers never collide with it).
 const COMPRESSED: u8 = b'z';
+/// Marks a state stored LZ4-compressed after the CRC-32 of the compressed bytes
+/// (little endian): how states are written now. An as-of query decodes the events
+/// views keep only when it reads them, so damage must be found when the state is
+/// read, not halfway through a query.
+const CHECKED: u8 = b'c';
 /// A compressed state claiming more than this is corrupt, not allocated.
 const MAX_STATE: usize = 1 << 30;
 
 fn compress(state: &[u8]) -> Vec<u8> {
-    let mut out = vec![COMPRESSED];
-    out.extend(lz4_flex::compress_prepend_size(state));
+    let compressed = lz4_flex::compress_prepend_size(state);
+    let mut out = Vec::with_capacity(5 + compressed.len());
+    out.push(CHECKED);
+    out.extend(crc32fast::hash(&compressed).to_le_bytes());
+    out.extend(compressed);
     out
 }
 
 fn decompress(stored: &[u8]) -> Result<Vec<u8>> {
     match stored.split_first() {
-        Some((&COMPRESSED, rest)) => {
-            let claimed = rest
-                .get(..4)
-                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-                .unwrap_or(usize::MAX);
-            if claimed > MAX_STATE {
+        Some((&CHECKED, rest)) => {
+            let (crc, compressed) = rest
+                .split_first_chunk::<4>()
+                .ok_or_else(|| ViewsError::Corrupt("a stored view state is cut short".into()))?;
+            let (expected, found) = (u32::from_le_bytes(*crc), crc32fast::hash(compressed));
+            if expected != found {
                 return Err(ViewsError::Corrupt(format!(
-                    "a stored view state claims {claimed} bytes"
+                    "a stored view state is damaged: CRC-32 {found:08x}, stored {expected:08x}"
                 )));
             }
-            lz4_flex::decompress_size_prepended(rest)
-                .map_err(|e| ViewsError::Corrupt(format!("a stored view state does not decompress: {e}")))
+            decompress_lz4(compressed)
         }
+        Some((&COMPRESSED, rest)) => decompress_lz4(rest),
         _ => Ok(stored.to_vec()),
     }
+}
+
+fn decompress_lz4(compressed: &[u8]) -> Result<Vec<u8>> {
+    let claimed = compressed
+        .get(..4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .unwrap_or(usize::MAX);
+    if claimed > MAX_STATE {
+        return Err(ViewsError::Corrupt(format!(
+            "a stored view state claims {claimed} bytes"
+        )));
+    }
+    lz4_flex::decompress_size_prepended(compressed)
+        .map_err(|e| ViewsError::Corrupt(format!("a stored view state does not decompress: {e}")))
 }
 
 #[derive(Clone)]
@@ -221,6 +243,18 @@ mod tests {
         huge.extend(u32::MAX.to_le_bytes());
         assert!(decompress(&huge).is_err());
         assert!(decompress(&stored[..stored.len() / 2]).is_err());
+        assert!(decompress(&stored[..3]).is_err());
+        // States written before checksums read as they are.
+        let mut unchecked = vec![COMPRESSED];
+        unchecked.extend(lz4_flex::compress_prepend_size(&state));
+        assert_eq!(decompress(&unchecked).unwrap(), state);
+        // Any damaged byte is found, even one that still decompresses.
+        for at in [1, 5, 9, stored.len() / 2, stored.len() - 1] {
+            let mut damaged = stored.clone();
+            damaged[at] ^= 0x10;
+            let e = decompress(&damaged).unwrap_err().to_string();
+            assert!(e.contains("damaged"), "byte {at}: {e}");
+        }
     }
 
     #[test]

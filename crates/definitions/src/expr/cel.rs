@@ -80,7 +80,7 @@ impl CelProgram {
                 .seen
                 .into_iter()
                 .flat_map(crate::Seen::iter)
-                .map(|(t, e)| (Key::from(t.as_str()), event_value(e)))
+                .map(|(t, e)| (Key::from(t), event_value(e)))
                 .collect();
             context.add_variable_from_value("seen", cel::Value::Map(Map { map: Arc::new(seen) }));
         }

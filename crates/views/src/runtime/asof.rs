@@ -42,7 +42,7 @@ fn replay_part(
     events: &Receiver<Arc<Vec<Prepared>>>,
 ) -> Option<ViewSet> {
     let mut set = stored
-        .decode(ViewSet::only(defs, names))
+        .decode_lazily(ViewSet::only(defs, names))
         .ok()
         .filter(|set| set.stale_views().is_empty())?;
     for batch in events {

@@ -365,7 +365,7 @@ impl<'a> Map<'a> {
             Map::Seen(seen) => seen
                 .into_iter()
                 .flat_map(Seen::iter)
-                .map(|(k, e)| (k.as_str(), V::Map(Map::Event(e))))
+                .map(|(k, e)| (k, V::Map(Map::Event(e))))
                 .collect(),
         }
     }
