@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use opsflow_definitions::{EventData, EventReads, EventSource, FieldSet, LazyEvent, SharedEvent};
 use serde::de::Deserializer;
@@ -169,6 +170,8 @@ pub(crate) struct StoredEvents {
     bytes: Vec<u8>,
     /// Where each event's bytes start and end.
     spans: Vec<(usize, usize)>,
+    /// An event decoded on first use ([`EventSource::load`]) did not decode.
+    failed: AtomicBool,
 }
 
 impl StoredEvents {
@@ -188,7 +191,8 @@ impl StoredEvents {
             rest = after;
         }
         let end = bytes.len() - rest.len();
-        Ok((StoredEvents { bytes, spans }, end))
+        let failed = AtomicBool::new(false);
+        Ok((StoredEvents { bytes, spans, failed }, end))
     }
 
     /// The bytes the table was parsed from.
@@ -198,6 +202,10 @@ impl StoredEvents {
 
     pub(crate) fn len(&self) -> usize {
         self.spans.len()
+    }
+
+    pub(crate) fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
     }
 
     /// Event `index`: its type, position and time only, the rest decoded when first
@@ -245,7 +253,10 @@ impl StoredEvents {
 impl EventSource for StoredEvents {
     fn load(&self, index: u32) -> Option<EventData> {
         self.decode(index as usize)
-            .map_err(|e| tracing::error!("{e}; the event is taken as its type, position and time only"))
+            .map_err(|error| {
+                self.failed.store(true, Ordering::Relaxed);
+                tracing::error!(%error, "a kept event of stored view state does not decode");
+            })
             .ok()
     }
 }
@@ -475,9 +486,10 @@ impl<'de> Deserialize<'de> for Kept {
                     if let Some(event) = slot {
                         return Ok(event.clone());
                     }
-                    let event = match lazy {
-                        true => events.lazy(index)?,
-                        false => SharedEvent::from(Arc::new(events.decode(index as usize)?)),
+                    let event = if *lazy {
+                        events.lazy(index)?
+                    } else {
+                        SharedEvent::from(Arc::new(events.decode(index as usize)?))
                     };
                     *slot = Some(event.clone());
                     Ok(event)

@@ -232,7 +232,14 @@ impl Views {
         let store = ViewStore::open(dir)?;
         let head = log.head();
         store.remove_snapshots_after(head)?;
-        let live = match store.live()? {
+        let checkpoint = store.live().or_else(|e| match e {
+            ViewsError::Corrupt(reason) => {
+                tracing::warn!(%reason, "view checkpoint damaged; views are rebuilt from position 1");
+                Ok(None)
+            }
+            other => Err(other),
+        })?;
+        let live = match checkpoint {
             Some((position, bytes)) if position <= head => {
                 decoded_at(&definitions, position, bytes).unwrap_or_else(|| {
                     tracing::warn!(
@@ -251,13 +258,12 @@ impl Views {
             None => ViewSet::new(&definitions),
         };
         // A snapshot newer than the checkpoint (a crash came before the next
-        // checkpoint) is the views as they stood at its position: start there.
+        // checkpoint, or the checkpoint is damaged) is the views as they stood at its
+        // position: start at the newest that reads.
         let newer = store
-            .snapshot_positions()
-            .last()
-            .copied()
-            .filter(|p| *p > live.position())
-            .and_then(|p| decoded_at(&definitions, p, store.snapshot(p).ok()??));
+            .snapshots_below(head)
+            .take_while(|(p, _)| *p > live.position())
+            .find_map(|(p, bytes)| decoded_at(&definitions, p, bytes));
         let live = match newer {
             Some(set) => {
                 tracing::info!(
@@ -774,7 +780,15 @@ impl Inner {
     /// queries can start there again.
     fn merge_into_snapshot(&self, defs: &Definitions, fresh: &ViewSet) -> Result<()> {
         let position = fresh.position();
-        let mut snapshot = match self.store.snapshot(position)? {
+        let stored = self.store.snapshot(position).or_else(|e| match e {
+            ViewsError::Corrupt(reason) => {
+                // Overwritten below by a full rebuild; passed over by as-of queries.
+                tracing::warn!(position, %reason, "a view snapshot is damaged");
+                Ok(None)
+            }
+            other => Err(other),
+        })?;
+        let mut snapshot = match stored {
             Some(bytes) => match ViewSet::decode(defs, bytes) {
                 Ok(set) if set.position() == position => set,
                 _ => return Ok(()),

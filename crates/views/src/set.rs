@@ -400,11 +400,9 @@ impl ViewSet {
     }
 
     /// [`ViewSet::decode`] of the views named `names` only (as [`ViewSet::only`]):
-    /// the other views' states are not decoded at all, and the events they keep
-    /// only when first used ([`StoredSet::decode_lazily`]): for a set that lives
-    /// briefly, as an as-of query's does.
+    /// the other views' states are not decoded at all.
     pub fn decode_only(defs: &Definitions, bytes: impl Into<Vec<u8>>, names: &[&str]) -> Result<ViewSet> {
-        StoredSet::open(bytes.into())?.decode_lazily(ViewSet::only(defs, names))
+        StoredSet::open(bytes.into())?.decode(ViewSet::only(defs, names))
     }
 
     /// Adds the views of `other`, a set of other views of the same definitions at the
@@ -501,9 +499,18 @@ impl StoredSet {
     /// [`StoredSet::decode`] for a set that lives briefly (an as-of query): the
     /// events its views keep come with their type, position and time, the rest
     /// decoded on first use, so that those the query never reads cost almost nothing.
-    /// The set holds the stored bytes while it holds any such event.
+    /// The set holds the stored bytes while it holds any such event. A kept event
+    /// that fails to decode then is its type, position and time only: check
+    /// [`StoredSet::lazy_failed`] before trusting the set.
     pub fn decode_lazily(&self, set: ViewSet) -> Result<ViewSet> {
         self.decode_with(set, true)
+    }
+
+    /// Some kept event of a [`StoredSet::decode_lazily`] failed to decode when first
+    /// used (a state stored before checksums, damaged): sets decoded from this one
+    /// are not the views as they stood.
+    pub fn lazy_failed(&self) -> bool {
+        self.events.failed()
     }
 
     fn decode_with(&self, mut set: ViewSet, lazy: bool) -> Result<ViewSet> {

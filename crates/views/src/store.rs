@@ -248,7 +248,7 @@ mod tests {
         let mut unchecked = vec![COMPRESSED];
         unchecked.extend(lz4_flex::compress_prepend_size(&state));
         assert_eq!(decompress(&unchecked).unwrap(), state);
-        // Any damaged byte is found, even one that still decompresses.
+        // Any damaged byte is found by the checksum, before decompressing.
         for at in [1, 5, 9, stored.len() / 2, stored.len() - 1] {
             let mut damaged = stored.clone();
             damaged[at] ^= 0x10;

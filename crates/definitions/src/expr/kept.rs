@@ -15,7 +15,8 @@ use super::EventData;
 /// Where stored kept events are decoded from.
 pub trait EventSource: Send + Sync {
     /// Event `index` of this source, decoded; `None` when it does not decode (the
-    /// source says why, once; the event is then its type, position and time only).
+    /// source records and logs why; the event is then its type, position and time
+    /// only).
     fn load(&self, index: u32) -> Option<EventData>;
 }
 

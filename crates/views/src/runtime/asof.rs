@@ -34,7 +34,8 @@ fn balanced_groups<'a>(names: &[&'a str], parts: usize, weight: impl Fn(&str) ->
 }
 
 /// The views `names` of `stored`, none of them stale, with every prepared event of
-/// `events` applied; `None` when they do not decode.
+/// `events` applied; `None` when they do not decode (now, or a kept event when the
+/// replay first read it).
 fn replay_part(
     defs: &Definitions,
     stored: &StoredSet,
@@ -48,7 +49,7 @@ fn replay_part(
     for batch in events {
         batch.iter().for_each(|prepared| prepared.apply_to(&mut set));
     }
-    Some(set)
+    (!stored.lazy_failed()).then_some(set)
 }
 
 /// Reads the events `from..=to` of `log` and decodes what views of `shape` read of
