@@ -938,3 +938,124 @@ async fn shutdown_does_not_wait_for_an_unreachable_nats() -> anyhow::Result<()> 
     );
     Ok(())
 }
+
+/// Events committed while NATS is unreachable are published once it is back, even
+/// across a restart of opsflow in between: the outbound checkpoint never moves past
+/// a publish the server has not confirmed (it used to, for a core publish into the
+/// client's buffer, and a type first seen while disconnected was taken as captured
+/// by no stream). With a stream capturing `opsflow.log.>`, and without (core
+/// publishes, to a subscriber).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_publishes_what_was_committed_while_nats_was_down() -> anyhow::Result<()> {
+    for captured in [true, false] {
+        committed_while_nats_was_down(captured)
+            .await
+            .map_err(|e| e.context(format!("captured by a stream: {captured}")))?;
+    }
+    Ok(())
+}
+
+async fn committed_while_nats_was_down(captured: bool) -> anyhow::Result<()> {
+    let mut nats = NatsServer::start()?;
+    if captured {
+        let stream_config = jetstream::stream::Config {
+            name: "OPSFLOW_LOG".into(),
+            subjects: vec!["opsflow.log.>".into()],
+            ..Default::default()
+        };
+        jetstream::new(async_nats::connect(nats.url()).await?)
+            .create_stream(stream_config)
+            .await?;
+    }
+    // What reaches `opsflow.log.>`: the stream's messages, or a subscriber's.
+    let published = async |nats: &NatsServer, subscriber: Option<&mut async_nats::Subscriber>, at_least: usize| {
+        let mut ids = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        match subscriber {
+            Some(sub) => {
+                while ids.len() < at_least && Instant::now() < deadline {
+                    if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(200), sub.next()).await {
+                        ids.extend(m.headers.and_then(|h| h.get("Nats-Msg-Id").map(|v| v.to_string())));
+                    }
+                }
+                // Anything published twice would come within this.
+                while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(500), sub.next()).await {
+                    ids.extend(m.headers.and_then(|h| h.get("Nats-Msg-Id").map(|v| v.to_string())));
+                }
+            }
+            None => {
+                let js = jetstream::new(async_nats::connect(nats.url()).await?);
+                let mut stream = js.get_stream("OPSFLOW_LOG").await?;
+                while (stream.info().await?.state.messages as usize) < at_least && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                for seq in 1..=stream.info().await?.state.messages {
+                    let m = stream.get_raw_message(seq).await?;
+                    ids.extend(m.headers.get("Nats-Msg-Id").map(|v| v.to_string()));
+                }
+            }
+        }
+        anyhow::Ok(ids)
+    };
+    let subscribe = async |nats: &NatsServer| -> anyhow::Result<Option<async_nats::Subscriber>> {
+        if captured {
+            return Ok(None);
+        }
+        let nc = async_nats::connect(nats.url()).await?;
+        let sub = nc.subscribe("opsflow.log.>").await?;
+        nc.flush().await?;
+        Ok(Some(sub))
+    };
+    let mut sub = subscribe(&nats).await?;
+    let dir = tempfile::tempdir()?;
+    let args = ["--nats", &nats.url()];
+    let mut opsflow = OpsflowProcess::start_with(dir.path(), &args)?;
+    wait_ready(&opsflow.url()).await?;
+    let mut c = client(&opsflow.url()).await?;
+    let mut append = async |id: &str, event_type: &str| {
+        c.append(v1::AppendRequest {
+            stream: "note/down".into(),
+            expected: None,
+            events: vec![event("down", id, event_type, "{}")],
+        })
+        .await
+    };
+    append("a", "note.added").await?;
+    assert_eq!(published(&nats, sub.as_mut(), 1).await?, ["1"]);
+    // Past the checkpoint interval: `a` is confirmed and checkpointed.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // NATS goes away; a new type and a known one are committed; opsflow stops.
+    nats.stop();
+    append("b", "note.moved").await?;
+    append("c", "note.added").await?;
+    append("d", "note.moved").await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    assert!(
+        opsflow.terminate(Duration::from_secs(30))?,
+        "opsflow did not stop cleanly"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown waited {:?} for NATS",
+        started.elapsed()
+    );
+    // Both come back: every event is published, in position order, `a` once.
+    nats.restart()?;
+    let mut sub = subscribe(&nats).await?;
+    let opsflow = OpsflowProcess::start_with(dir.path(), &args)?;
+    wait_ready(&opsflow.url()).await?;
+    let expected: &[&str] = if captured {
+        &["1", "2", "3", "4"]
+    } else {
+        &["2", "3", "4"]
+    };
+    assert_eq!(
+        published(&nats, sub.as_mut(), expected.len()).await?,
+        expected,
+        "an event committed while NATS was down is missing, or published twice"
+    );
+    drop(opsflow);
+    Ok(())
+}

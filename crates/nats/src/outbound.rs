@@ -2,13 +2,17 @@
 //! structured CloudEvent with `Nats-Msg-Id` = position. When a JetStream stream
 //! captures the subject, publishes are JetStream publishes (pipelined, each
 //! acknowledged), so a restart that re-publishes is deduplicated by the stream.
-//! A checkpoint in the log makes publishing resume where it stopped, without gaps.
+//! A checkpoint in the log makes publishing resume where it stopped, without gaps:
+//! it moves past a JetStream publish once the stream acknowledges it, and past a
+//! core publish once a round trip through the server after it comes back (the
+//! server has then taken it), never for a publish only in the client's buffer.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream;
+use async_nats::jetstream::context::GetStreamByNameErrorKind;
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
 use opsflow_log::{EventFilter, EventLog, LogError, RecordedEvent, SubscriptionItem};
@@ -21,6 +25,14 @@ type Ack = futures::future::BoxFuture<'static, (u64, Result<(), String>)>;
 /// How often the outbound checkpoint is saved while publishing (and how long after
 /// the last publish it is saved when publishing pauses).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// How long the server may take to confirm the core publishes before a checkpoint
+/// (a round trip): longer, and the session starts again from the last checkpoint.
+const CONFIRM_WITHIN: Duration = Duration::from_secs(5);
+
+/// How long a stopping session waits for the acknowledgements and the confirmation
+/// of what it published; what is not confirmed by then is published again next time.
+const SETTLE_WITHIN: Duration = Duration::from_secs(1);
 
 /// Publishes committed events until `shutdown`, resuming from the checkpoint.
 pub async fn run_outbound(
@@ -59,6 +71,10 @@ async fn session(
     ready: &crate::Flag,
 ) -> anyhow::Result<()> {
     let js = jetstream::new(client.clone());
+    let Some(jetstream) = or_shutdown(shutdown, jetstream_available(&js)).await.transpose()? else {
+        return Ok(());
+    };
+    let mut echoes = Echo::new(client).await?;
     let mut published = log.checkpoint(&config.checkpoint)?.unwrap_or(0);
     let mut subscription = log.subscribe(published + 1, EventFilter::default());
     let mut in_flight: FuturesOrdered<Ack> = FuturesOrdered::new();
@@ -69,6 +85,8 @@ async fn session(
     // Looked up once: the macro looks the counter up in the registry on every call.
     let published_total = metrics::counter!("opsflow_nats_published_total");
     let mut saved = published;
+    // Core publishes since the last checkpoint, which the server has yet to confirm.
+    let mut unconfirmed = false;
     // The log's head when the checkpoint was last saved.
     let mut head_at_save = log.head();
     // One timer, reset when the checkpoint is saved: a timer armed per event costs a
@@ -91,7 +109,12 @@ async fn session(
             item = subscription.next(), if in_flight.len() < config.max_in_flight => {
                 match item {
                     Ok(SubscriptionItem::Event(event)) => {
-                        let ack = publish(client, &js, &mut subjects, &config.subject_prefix, &template, &event).await?;
+                        let to = Outbound { client, js: jetstream.then_some(&js), prefix: &config.subject_prefix, template: &template };
+                        let Some(ack) = or_shutdown(shutdown, to.publish(&mut subjects, &event)).await else {
+                            break Ok(());
+                        };
+                        let ack = ack?;
+                        unconfirmed |= ack.is_none();
                         published_total.increment(1);
                         match ack {
                             Some(ack) => in_flight.push_back(ack),
@@ -108,6 +131,13 @@ async fn session(
         // At most every CHECKPOINT_EVERY, not per event: a crash re-publishes at most
         // that much, which a capturing stream deduplicates by `Nats-Msg-Id`.
         if published != saved && save_due.is_elapsed() {
+            if unconfirmed {
+                match or_shutdown(shutdown, echoes.round_trip(client, CONFIRM_WITHIN)).await {
+                    None => break Ok(()),
+                    Some(confirmed) => confirmed?,
+                }
+                unconfirmed = false;
+            }
             log.save_checkpoint(&config.checkpoint, published)?;
             saved = published;
             save_due.as_mut().reset(tokio::time::Instant::now() + CHECKPOINT_EVERY);
@@ -124,19 +154,20 @@ async fn session(
             head_at_save = head;
         }
     };
-    // Settle what is in flight, then save how far we got.
-    while let Some((position, acked)) = in_flight.next().await {
-        if acked.is_err() {
-            break;
+    // Settle what is in flight and confirm the core publishes, briefly (NATS may be
+    // unreachable), then save how far the server has surely taken them.
+    let settled = tokio::time::timeout(SETTLE_WITHIN, async {
+        while let Some((position, acked)) = in_flight.next().await {
+            if acked.is_err() {
+                return false;
+            }
+            published = position;
         }
-        published = position;
-    }
-    // Bounded, and not tried once disconnected: a flush waits for the connection,
-    // and NATS may be unreachable (the server's shutdown flushes once more).
-    if client.connection_state() != async_nats::connection::State::Disconnected {
-        let _ = tokio::time::timeout(Duration::from_secs(1), client.flush()).await;
-    }
-    if published != saved {
+        !unconfirmed || echoes.round_trip(client, SETTLE_WITHIN).await.is_ok()
+    })
+    .await
+    .unwrap_or(false);
+    if settled && published != saved {
         log.save_checkpoint(&config.checkpoint, published)?;
     }
     result
@@ -150,43 +181,119 @@ struct Outlet {
     in_stream: bool,
 }
 
-/// Publishes `event`: the acknowledgement to wait for when a stream captures it,
-/// `None` for a core publish (done once the connection has it).
-async fn publish(
-    client: &async_nats::Client,
-    js: &jetstream::Context,
-    subjects: &mut HashMap<String, Outlet>,
-    prefix: &str,
-    template: &HeaderMap,
-    event: &RecordedEvent,
-) -> anyhow::Result<Option<Ack>> {
-    let outlet = match subjects.get(&event.event_type) {
-        Some(outlet) => outlet.clone(),
-        None => {
-            let subject = format!("{prefix}.{}", event.event_type);
-            let in_stream = js.stream_by_subject(subject.clone()).await.is_ok();
-            let outlet = Outlet {
-                subject: subject.into(),
-                in_stream,
-            };
-            subjects.insert(event.event_type.clone(), outlet.clone());
-            outlet
+/// `work`, unless `shutdown` comes first (`None`): a NATS request or publish waits
+/// for the connection, which may not come back.
+async fn or_shutdown<T>(shutdown: &CancellationToken, work: impl Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => None,
+        done = work => Some(done),
+    }
+}
+
+/// Whether the server has JetStream for this account (without it no stream can
+/// capture a subject, and every publish is a core publish). An error is transient.
+async fn jetstream_available(js: &jetstream::Context) -> anyhow::Result<bool> {
+    use async_nats::jetstream::context::AccountErrorKind;
+    match js.query_account().await {
+        Ok(_) => Ok(true),
+        Err(e)
+            if matches!(
+                e.kind(),
+                AccountErrorKind::JetStreamUnavailable | AccountErrorKind::JetStream(_)
+            ) =>
+        {
+            tracing::info!(reason = %e, "no JetStream for outbound: events go out as core NATS publishes");
+            Ok(false)
         }
-    };
-    let position = event.position;
-    let mut headers = template.clone();
-    headers.insert(
-        async_nats::header::NATS_MESSAGE_ID,
-        async_nats::HeaderValue::from(position),
-    );
-    let body: bytes::Bytes = opsflow_cloudevents::recorded_to_cloudevent(event).into();
-    if outlet.in_stream {
-        let ack = js.publish_with_headers(outlet.subject, headers, body).await?;
-        Ok(Some(
-            async move { (position, ack.await.map(|_| ()).map_err(|e| e.to_string())) }.boxed(),
-        ))
-    } else {
-        client.publish_with_headers(outlet.subject, headers, body).await?;
-        Ok(None)
+        Err(e) => Err(anyhow::anyhow!("asking the server about JetStream: {e}")),
+    }
+}
+
+/// A subject of this session's own, to which a message makes a round trip through
+/// the server: once it is back, the server has taken every publish sent before it
+/// (a connection's messages are processed in order).
+struct Echo {
+    subject: async_nats::Subject,
+    replies: async_nats::Subscriber,
+}
+
+impl Echo {
+    async fn new(client: &async_nats::Client) -> anyhow::Result<Echo> {
+        let subject = async_nats::Subject::from(client.new_inbox());
+        let replies = client.subscribe(subject.clone()).await?;
+        Ok(Echo { subject, replies })
+    }
+
+    async fn round_trip(&mut self, client: &async_nats::Client, within: Duration) -> anyhow::Result<()> {
+        client.publish(self.subject.clone(), bytes::Bytes::new()).await?;
+        match tokio::time::timeout(within, self.replies.next()).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(anyhow::anyhow!("the confirmation subscription closed")),
+            Err(_) => Err(anyhow::anyhow!(
+                "the server did not confirm the core publishes within {within:?}"
+            )),
+        }
+    }
+}
+
+/// Where a session publishes.
+struct Outbound<'a> {
+    client: &'a async_nats::Client,
+    /// `None` when the server has no JetStream.
+    js: Option<&'a jetstream::Context>,
+    prefix: &'a str,
+    template: &'a HeaderMap,
+}
+
+impl Outbound<'_> {
+    /// Publishes `event`: the acknowledgement to wait for when a stream captures
+    /// it, `None` for a core publish (confirmed by the next [`Echo`]).
+    async fn publish(
+        &self,
+        subjects: &mut HashMap<String, Outlet>,
+        event: &RecordedEvent,
+    ) -> anyhow::Result<Option<Ack>> {
+        let outlet = match subjects.get(&event.event_type) {
+            Some(outlet) => outlet.clone(),
+            None => {
+                let subject = format!("{}.{}", self.prefix, event.event_type);
+                let in_stream = match self.js {
+                    None => false,
+                    Some(js) => match js.stream_by_subject(subject.clone()).await {
+                        Ok(_) => true,
+                        Err(e) if e.kind() == GetStreamByNameErrorKind::NotFound => false,
+                        // Unknown is not "none": guessing would send a captured
+                        // subject's events as core publishes, unacknowledged.
+                        Err(e) => anyhow::bail!("looking up the stream that captures {subject}: {e}"),
+                    },
+                };
+                let outlet = Outlet {
+                    subject: subject.into(),
+                    in_stream,
+                };
+                subjects.insert(event.event_type.clone(), outlet.clone());
+                outlet
+            }
+        };
+        let position = event.position;
+        let mut headers = self.template.clone();
+        headers.insert(
+            async_nats::header::NATS_MESSAGE_ID,
+            async_nats::HeaderValue::from(position),
+        );
+        let body: bytes::Bytes = opsflow_cloudevents::recorded_to_cloudevent(event).into();
+        match self.js {
+            Some(js) if outlet.in_stream => {
+                let ack = js.publish_with_headers(outlet.subject, headers, body).await?;
+                Ok(Some(
+                    async move { (position, ack.await.map(|_| ()).map_err(|e| e.to_string())) }.boxed(),
+                ))
+            }
+            _ => {
+                self.client.publish_with_headers(outlet.subject, headers, body).await?;
+                Ok(None)
+            }
+        }
     }
 }
