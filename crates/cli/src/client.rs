@@ -14,7 +14,13 @@ use crate::output::{EVENT_HEADER, print_event, print_pairs, rfc3339};
 use crate::{ClientOpts, OutputFormat};
 
 pub async fn channel(server: &str) -> anyhow::Result<Channel> {
-    let endpoint = Channel::from_shared(server.to_owned())
+    // `host:port` alone means plain HTTP/2 there, as `opsflow dev` serves it.
+    let server = if server.contains("://") {
+        server.to_owned()
+    } else {
+        format!("http://{server}")
+    };
+    let endpoint = Channel::from_shared(server.clone())
         .with_context(|| format!("--server {server:?} is not a URL like http://127.0.0.1:7070"))?;
     endpoint.connect().await.with_context(|| {
         format!("cannot connect to {server}: is opsflow running there? (start one with `opsflow dev`, or set --server / OPSFLOW_SERVER)")

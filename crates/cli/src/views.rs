@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 use opsflow_proto::v1::{self, views_client::ViewsClient};
 use serde_json::json;
 
+use opsflow_server::ApiError;
 use opsflow_server::views::{self as views_api, controls_json, kpis_json, status_name};
 
 use crate::output::{emit, nanos, rfc3339};
@@ -55,7 +56,10 @@ pub enum ViewsCommand {
 }
 
 fn as_of(text: Option<&str>) -> anyhow::Result<Option<v1::AsOf>> {
-    let as_of = views_api::parse_as_of(text).map_err(|e| anyhow::anyhow!("--as-of: {e}"))?;
+    let as_of = views_api::parse_as_of(text).map_err(|e| match e {
+        ApiError::InvalidArgument { reason, .. } => anyhow::anyhow!("--as-of {reason}"),
+        other => anyhow::anyhow!("--as-of: {other}"),
+    })?;
     Ok(views_api::as_of_proto(as_of))
 }
 
@@ -145,11 +149,11 @@ pub async fn kpis(args: KpisArgs) -> anyhow::Result<ExitCode> {
                 )
             };
             anyhow::bail!(
-                "{which} the window {unknown:?}; {} are: {}",
-                if request_names.is_empty() {
-                    "the windows"
-                } else {
-                    "theirs"
+                "{which} the window {unknown:?}; {}: {}",
+                match request_names.len() {
+                    0 => "the windows are",
+                    1 => "it has",
+                    _ => "they have",
                 },
                 known.into_iter().collect::<Vec<_>>().join(", ")
             );
