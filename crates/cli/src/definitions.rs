@@ -62,6 +62,7 @@ pub fn warnings(d: &Definitions, dir: &Path) -> Vec<String> {
             what: format!("kpi `{}`", kpi.name),
         };
         at.matches(&mut out, &kpi.kind.matches(), kpi.key.as_ref(), &kpi.track, &kpi.close);
+        at.seen(&mut out, &kpi.reads(), &kpi.track);
         // Expressions evaluated on one match's event.
         let group_by = kpi.group_by.iter().map(|(_, e)| e);
         match &kpi.kind {
@@ -85,6 +86,7 @@ pub fn warnings(d: &Definitions, dir: &Path) -> Vec<String> {
             &control.track,
             &control.close,
         );
+        at.seen(&mut out, &control.reads(), &control.track);
     }
     out.into_iter()
         .map(|(file, line, message)| format!("{file}:{line}: warning: {message}"))
@@ -155,6 +157,20 @@ impl Site<'_> {
         }
     }
 
+    /// Types the expressions look for in `seen` that are not tracked, so never there.
+    fn seen(&self, out: &mut Warnings, reads: &opsflow_definitions::Reads, track: &[String]) {
+        for t in reads.seen_types.iter().filter(|t| !track.contains(t)) {
+            let tracked = match track {
+                [] => "it tracks nothing".to_string(),
+                _ => format!("it tracks {}", track.join(", ")),
+            };
+            out.insert(self.warn(format!(
+                "an expression looks for `{t}` in `seen`, which holds only tracked types ({tracked}): \
+                 add it to `track:`, or is it a typo?"
+            )));
+        }
+    }
+
     fn warn(&self, message: String) -> (String, usize, String) {
         let file = self.dir.join(&self.origin.file).display().to_string();
         (file, self.origin.line, format!("{}: {message}", self.what))
@@ -179,6 +195,36 @@ mod tests {
         assert_eq!(
             warnings(&opsflow_definitions::builtin(), Path::new("deploy/definitions")),
             Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn a_type_looked_for_in_seen_but_not_tracked_is_warned_about() {
+        let yaml = "kpis:
+  - name: on_time
+    kind: ratio
+    key: event.data.order_id
+    on: { type: order.delivered }
+    good: \"event.time <= timestamp(seen['order.plced'].data.promised_by)\"
+    track: [order.placed]
+controls:
+  - name: returned
+    kind: requires
+    key: event.data.order_id
+    when: { type: order.shipped, if: \"!('order.returned' in seen)\" }
+    requires: { type: order.approved }
+";
+        let d = Definitions::from_files(&[("k.yaml".into(), yaml.into())]).expect("valid definitions");
+        let w = warnings(&d, Path::new("defs"));
+        assert_eq!(w.len(), 2, "{w:#?}");
+        assert_eq!(
+            w[0],
+            "defs/k.yaml:2: warning: kpi `on_time`: an expression looks for `order.plced` in `seen`, which holds \
+             only tracked types (it tracks order.placed): add it to `track:`, or is it a typo?"
+        );
+        assert!(
+            w[1].starts_with("defs/k.yaml:9: warning: control `returned`: an expression looks for `order.returned` in `seen`, which holds only tracked types (it tracks nothing)"),
+            "{w:#?}"
         );
     }
 

@@ -154,7 +154,10 @@ impl Node {
             Node::In(lhs, rhs) => {
                 lhs.reads(r);
                 if matches!(&**rhs, Node::Path(Root::Seen, keys) if keys.is_empty()) {
-                    r.seen_types();
+                    r.seen_types(match &**lhs {
+                        Node::Literal(Literal::String(t)) => Some(t),
+                        _ => None,
+                    });
                 } else {
                     rhs.reads(r);
                 }

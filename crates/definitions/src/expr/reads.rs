@@ -187,6 +187,9 @@ pub struct Reads {
     /// Whether `seen` is read at all (a tracked event, or only which types were
     /// seen): a view none of whose expressions does need not remember tracked events.
     pub seen: bool,
+    /// The types named in `seen['t']…` and `'t' in seen`: `seen` holds only tracked
+    /// types, so one no `track:` lists is a mistake `definitions check` points out.
+    pub seen_types: BTreeSet<String>,
 }
 
 impl Reads {
@@ -195,6 +198,7 @@ impl Reads {
             event: EventReads::everything(),
             kept: EventReads::everything(),
             seen: true,
+            seen_types: BTreeSet::new(),
         }
     }
 
@@ -202,6 +206,7 @@ impl Reads {
         self.event.union(&other.event);
         self.kept.union(&other.kept);
         self.seen |= other.seen;
+        self.seen_types.extend(other.seen_types.iter().cloned());
     }
 
     pub(crate) fn event_path<S: AsRef<str>>(&mut self, keys: &[S]) {
@@ -212,16 +217,21 @@ impl Reads {
         self.kept.path(keys);
     }
 
-    /// `'t' in seen`: which types were seen, nothing of the events.
-    pub(crate) fn seen_types(&mut self) {
+    /// `'t' in seen` (`named`: `t` when it is written out): which types were seen,
+    /// nothing of the events.
+    pub(crate) fn seen_types(&mut self, named: Option<&str>) {
         self.seen = true;
+        self.seen_types.extend(named.map(str::to_owned));
     }
 
     /// `seen` followed by `keys` (the first one names the type).
     pub(crate) fn seen_path<S: AsRef<str>>(&mut self, keys: &[S]) {
         self.seen = true;
         match keys.split_first() {
-            Some((_type, rest)) => self.kept.path(rest),
+            Some((event_type, rest)) => {
+                self.seen_types.insert(event_type.as_ref().to_owned());
+                self.kept.path(rest)
+            }
             None => self.kept = EventReads::everything(),
         }
     }
@@ -279,6 +289,9 @@ mod tests {
         assert_eq!(r.kept.data, only(&["promised_by"]));
         assert!(!r.kept.stream && !r.kept.metadata);
         assert!(r.seen);
+        let named = |r: Reads| r.seen_types.into_iter().collect::<Vec<_>>();
+        assert_eq!(named(r), ["order.placed", "order.returned"]);
+        assert_eq!(named(reads("has(seen.t) && event.data.k in seen")), ["t"]);
         let r = reads("has(start.data.channel) ? start.data.channel : 'unknown'");
         assert_eq!(r.kept.data, only(&["channel"]));
     }
