@@ -113,6 +113,26 @@ async fn kpis_and_compliance_live_as_of_and_rebuilt() -> anyhow::Result<()> {
     assert!(value(cycle, "24h", "channel=web").is_some(), "{cycle}");
     let on_time = value(&body["kpis"][1], "7d", "").expect("a 7d value");
     assert_eq!(on_time["stats"]["ratio"], 1.0);
+    // Some windows only, as `opsflow kpis --window` asks (a list, or repeated).
+    for query in ["window=24h,7d", "window=24h&window=7d"] {
+        let (status, body) = get(&format!("{url}/v1/kpis?name=order_cycle_time&{query}")).await?;
+        assert_eq!(status, 200, "{body}");
+        let values = body["kpis"][0]["values"].as_array().cloned().unwrap_or_default();
+        assert!(!values.is_empty(), "{body}");
+        assert!(
+            values.iter().all(|v| v["window"] == "24h" || v["window"] == "7d"),
+            "{body}"
+        );
+    }
+    let (status, body) = get(&format!("{url}/v1/kpis?name=order_cycle_time&window=2h")).await?;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["error"]["message"]
+            .as_str()
+            .map(|m| m.starts_with(r#"invalid window: order_cycle_time does not have the window "2h"; it has: "#)),
+        Some(true),
+        "{body}"
+    );
 
     // The same over gRPC.
     let mut views = views_client(&url).await?;
@@ -239,7 +259,7 @@ async fn kpis_and_compliance_live_as_of_and_rebuilt() -> anyhow::Result<()> {
         ("/v1/kpis?as_of=2099-01-01T00:00:00Z", "as_of"),
         ("/v1/kpis?as_of=", "as_of"),
         ("/v1/kpis?as_of=18446744073709551616", "as_of"),
-        ("/v1/kpis?window=24h", "window"),
+        ("/v1/compliance?window=24h", "window"),
         // Repeated parameters are refused, not taken once (a repeated name adds).
         ("/v1/kpis?as_of=1&as_of=2", "as_of"),
         ("/v1/events?limit=1&limit=2", "limit"),

@@ -56,10 +56,7 @@ pub enum ViewsCommand {
 }
 
 fn as_of(text: Option<&str>) -> anyhow::Result<Option<v1::AsOf>> {
-    let as_of = views_api::parse_as_of(text).map_err(|e| match e {
-        ApiError::InvalidArgument { reason, .. } => anyhow::anyhow!("--as-of {reason}"),
-        other => anyhow::anyhow!("--as-of: {other}"),
-    })?;
+    let as_of = views_api::parse_as_of(text).map_err(|e| said("--as-of ", e))?;
     Ok(views_api::as_of_proto(as_of))
 }
 
@@ -119,6 +116,15 @@ fn stats_text(stats: &std::collections::HashMap<String, f64>) -> String {
         .join(" ")
 }
 
+/// An argument the server's own check refused, said as the CLI names it: `prefix`
+/// (the option) and the reason.
+fn said(prefix: &str, e: ApiError) -> anyhow::Error {
+    match e {
+        ApiError::InvalidArgument { reason, .. } => anyhow::anyhow!("{prefix}{reason}"),
+        other => anyhow::anyhow!("{prefix}{other}"),
+    }
+}
+
 pub async fn kpis(args: KpisArgs) -> anyhow::Result<ExitCode> {
     let request_names = args.names.clone();
     let request = v1::GetKpisRequest {
@@ -132,36 +138,7 @@ pub async fn kpis(args: KpisArgs) -> anyhow::Result<ExitCode> {
         .map_err(crate::client::status)?
         .into_inner();
     let mut response = response;
-    if !args.windows.is_empty() {
-        let known: std::collections::BTreeSet<&str> = response
-            .kpis
-            .iter()
-            .flat_map(|k| k.values.iter().map(|v| v.window.as_str()))
-            .collect();
-        if let Some(unknown) = args.windows.iter().find(|w| !known.contains(w.as_str())) {
-            let which = if request_names.is_empty() {
-                "no KPI has".to_string()
-            } else {
-                format!(
-                    "{} {} not have",
-                    request_names.join(", "),
-                    if request_names.len() == 1 { "does" } else { "do" }
-                )
-            };
-            anyhow::bail!(
-                "{which} the window {unknown:?}; {}: {}",
-                match request_names.len() {
-                    0 => "the windows are",
-                    1 => "it has",
-                    _ => "they have",
-                },
-                known.into_iter().collect::<Vec<_>>().join(", ")
-            );
-        }
-        for kpi in &mut response.kpis {
-            kpi.values.retain(|v| args.windows.contains(&v.window));
-        }
-    }
+    views_api::keep_windows(&mut response, &request_names, &args.windows).map_err(|e| said("", e))?;
     if args.opts.output == OutputFormat::Json {
         emit(format_args!("{}", kpis_json(&response)));
         return Ok(ExitCode::SUCCESS);

@@ -135,8 +135,8 @@ struct ReadParams {
     direction: Direction,
 }
 
-/// The query parameters by name. A repeated `name` (the views' KPIs or controls)
-/// adds to the list, as a comma does; any other repeated parameter is refused, not
+/// The query parameters by name. A repeated `name` or `window` (of the views) adds
+/// to the list, as a comma does; any other repeated parameter is refused, not
 /// silently taken once.
 pub(crate) fn query_params(pairs: Vec<(String, String)>) -> Result<HashMap<String, String>, ApiError> {
     use std::collections::hash_map::Entry;
@@ -146,7 +146,7 @@ pub(crate) fn query_params(pairs: Vec<(String, String)>) -> Result<HashMap<Strin
             Entry::Vacant(slot) => {
                 slot.insert(value);
             }
-            Entry::Occupied(mut names) if names.key() == "name" => {
+            Entry::Occupied(mut names) if ["name", "window"].contains(&names.key().as_str()) => {
                 let names = names.get_mut();
                 names.push(',');
                 names.push_str(&value);

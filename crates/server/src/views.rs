@@ -224,10 +224,15 @@ pub fn router(state: ViewsHttp) -> axum::Router {
 
 /// The view names asked for (`name=a,b`); any parameter but `name` and `as_of` is
 /// refused, naming it.
-fn names(query: &HashMap<String, String>) -> Result<Vec<String>, ApiError> {
-    crate::http::only_params(query, &["name", "as_of"])?;
-    Ok(query
-        .get("name")
+fn names(query: &HashMap<String, String>, known: &[&str]) -> Result<Vec<String>, ApiError> {
+    crate::http::only_params(query, known)?;
+    Ok(list(query, "name"))
+}
+
+/// A comma-separated (or repeated) query parameter as a list.
+fn list(query: &HashMap<String, String>, key: &str) -> Vec<String> {
+    query
+        .get(key)
         .map(|n| {
             n.split(',')
                 .map(str::trim)
@@ -235,7 +240,37 @@ fn names(query: &HashMap<String, String>) -> Result<Vec<String>, ApiError> {
                 .map(str::to_owned)
                 .collect()
         })
-        .unwrap_or_default())
+        .unwrap_or_default()
+}
+
+/// Keeps of each KPI the values of `windows` only (all when empty). A window no KPI
+/// asked for has (`names`: those asked for; empty, all) is an error naming the
+/// windows they do have.
+pub fn keep_windows(response: &mut v1::GetKpisResponse, names: &[String], windows: &[String]) -> Result<(), ApiError> {
+    if windows.is_empty() {
+        return Ok(());
+    }
+    let known: std::collections::BTreeSet<&str> = response
+        .kpis
+        .iter()
+        .flat_map(|k| k.values.iter().map(|v| v.window.as_str()))
+        .collect();
+    if let Some(unknown) = windows.iter().find(|w| !known.contains(w.as_str())) {
+        let (which, has) = match names {
+            [] => ("no KPI has".to_string(), "the windows are"),
+            [one] => (format!("{one} does not have"), "it has"),
+            many => (format!("{} do not have", many.join(", ")), "they have"),
+        };
+        let known: Vec<&str> = known.into_iter().collect();
+        return Err(ApiError::invalid(
+            "window",
+            format!("{which} the window {unknown:?}; {has}: {}", known.join(", ")),
+        ));
+    }
+    for kpi in &mut response.kpis {
+        kpi.values.retain(|v| windows.contains(&v.window));
+    }
+    Ok(())
 }
 
 /// The proto form of an as-of point (`None`: live), for clients.
@@ -330,8 +365,10 @@ async fn get_kpis(
 ) -> Result<Json<Value>, ApiError> {
     let query = crate::http::query_params(query)?;
     let as_of = parse_as_of(query.get("as_of").map(String::as_str))?;
-    let answer = state.views.kpis(as_of, &names(&query)?).await?;
-    Ok(Json(kpis_json(&kpis_proto(answer))))
+    let names = names(&query, &["name", "as_of", "window"])?;
+    let mut response = kpis_proto(state.views.kpis(as_of, &names).await?);
+    keep_windows(&mut response, &names, &list(&query, "window"))?;
+    Ok(Json(kpis_json(&response)))
 }
 
 async fn get_compliance(
@@ -340,7 +377,7 @@ async fn get_compliance(
 ) -> Result<Json<Value>, ApiError> {
     let query = crate::http::query_params(query)?;
     let as_of = parse_as_of(query.get("as_of").map(String::as_str))?;
-    let answer = state.views.controls(as_of, &names(&query)?).await?;
+    let answer = state.views.controls(as_of, &names(&query, &["name", "as_of"])?).await?;
     Ok(Json(controls_json(&controls_proto(answer))))
 }
 
