@@ -67,3 +67,14 @@ fn a_missing_directory_is_an_error() -> anyhow::Result<()> {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the directory"));
     Ok(())
 }
+
+#[test]
+fn a_directory_without_definitions_is_warned_about() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("notes.txt"), "kpis: []")?;
+    let out = check(dir.path())?;
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("warning: no KPI or control is defined here"), "{err}");
+    Ok(())
+}

@@ -31,6 +31,12 @@ fn check(dir: &Path) -> ExitCode {
             for warning in warnings(&d, dir) {
                 eprintln!("{warning}");
             }
+            if d.kpis.is_empty() && d.controls.is_empty() {
+                eprintln!(
+                    "{}: warning: no KPI or control is defined here (definitions are .yaml or .yml files with kpis: and controls:)",
+                    dir.display()
+                );
+            }
             println!(
                 "ok: {} kpis, {} controls, version {}",
                 d.kpis.len(),

@@ -19,7 +19,7 @@ pub struct KpisArgs {
     #[arg(long = "name", value_name = "NAME")]
     pub names: Vec<String>,
     /// The views as they stood at a position (e.g. 1200) or a time (RFC 3339).
-    #[arg(long, value_name = "POSITION|TIME")]
+    #[arg(long, value_name = "POSITION|TIME", allow_hyphen_values = true)]
     pub as_of: Option<String>,
     /// Only these windows (1h, 24h, 7d, now, day:2026-11-21; repeatable). Default:
     /// the rolling windows and current values, without calendar days.
@@ -35,7 +35,7 @@ pub struct ComplianceArgs {
     #[arg(long = "name", value_name = "NAME")]
     pub names: Vec<String>,
     /// The views as they stood at a position (e.g. 1200) or a time (RFC 3339).
-    #[arg(long, value_name = "POSITION|TIME")]
+    #[arg(long, value_name = "POSITION|TIME", allow_hyphen_values = true)]
     pub as_of: Option<String>,
     /// Violations listed per control in the table (the JSON output has them all).
     #[arg(long, default_value_t = 5)]

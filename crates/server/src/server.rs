@@ -245,9 +245,10 @@ impl Server {
     pub async fn run_until_signal(self) -> anyhow::Result<()> {
         wait_for_signal().await;
         tokio::spawn(async {
-            wait_for_signal().await;
+            let signal = wait_for_signal().await;
             tracing::error!("second signal: exiting without finishing the shutdown");
-            std::process::exit(130);
+            // As a shell reports a process the signal ended: 128 + its number.
+            std::process::exit(128 + signal);
         });
         self.shutdown().await
     }
@@ -368,26 +369,30 @@ async fn start_nats(
     Ok((NatsState { client, ready, wanted }, handles))
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn wait_for_signal() {
+/// Completes on SIGINT (Ctrl-C) or SIGTERM, with its number.
+pub async fn wait_for_signal() -> i32 {
+    const SIGINT: i32 = 2;
     #[cfg(unix)]
     {
+        const SIGTERM: i32 = 15;
         use tokio::signal::unix::{SignalKind, signal};
         match signal(SignalKind::terminate()) {
             Ok(mut term) => {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => SIGINT,
+                    _ = term.recv() => SIGTERM,
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the server");
                 let _ = tokio::signal::ctrl_c().await;
+                SIGINT
             }
         }
     }
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+        SIGINT
     }
 }
