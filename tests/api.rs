@@ -139,6 +139,10 @@ async fn grpc_appends_are_readable_over_http_and_back() -> anyhow::Result<()> {
         body["results"][1]["stream"], "order/PO-3",
         "stream derived from order_id"
     );
+    // An empty batch is valid in a request (JSON batch format, 4.3): nothing happens.
+    let (status, body) = post(&url, "application/cloudevents-batch+json", "[]".to_owned()).await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"results": [], "duplicate": false}));
 
     let verify = reqwest::get(format!("{url}/v1/audit/verify"))
         .await?

@@ -692,6 +692,21 @@ async fn request_reply_returns_positions_and_structured_errors() -> anyhow::Resu
         serde_json::from_slice::<serde_json::Value>(&reply.payload)?["duplicate"],
         true
     );
+    // An empty batch is valid in a request (JSON batch format, 4.3): nothing happens.
+    let mut batch = HeaderMap::new();
+    batch.insert("Content-Type", "application/cloudevents-batch+json");
+    let reply = ask(batch, "[]".into()).await??;
+    assert!(
+        reply
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Service-Error-Code"))
+            .is_none()
+    );
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&reply.payload)?,
+        json!({"results": [], "duplicate": false})
+    );
 
     let mut proto = HeaderMap::new();
     proto.insert("Content-Type", "application/protobuf");

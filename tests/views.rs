@@ -287,7 +287,19 @@ async fn kpis_and_compliance_live_as_of_and_rebuilt() -> anyhow::Result<()> {
         })
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    // A time (or position) the views have not reached yet: valid later.
+    assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+    let err = views
+        .get_kpis(v1::GetKpisRequest {
+            as_of: Some(v1::AsOf {
+                point: Some(v1::as_of::Point::Position(1_000_000)),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+    assert!(err.message().contains("past the head"), "{err:?}");
     // Nanos outside 0..1e9 are refused, as in an appended event's time.
     for nanos in [-5, 2_000_000_000] {
         let err = views

@@ -270,10 +270,19 @@ fn parse_expected(value: AttributeValue) -> Result<ExpectedVersion> {
     }
 }
 
-/// An extension attribute as a metadata value.
+/// An extension attribute as a metadata value. A JSON number must be a CloudEvents
+/// Integer (32 bits, no fraction: JSON format §2.2); no other numbers exist there.
 fn extension_text(name: &str, value: AttributeValue) -> Result<String> {
     match value {
-        AttributeValue::String(text) | AttributeValue::Number(text) => Ok(text),
+        AttributeValue::String(text) => Ok(text),
+        AttributeValue::Number(text) => text.parse::<i32>().map(|n| n.to_string()).map_err(|_| {
+            CloudEventError::invalid(
+                name,
+                &text,
+                "a number must be a CloudEvents Integer (a whole number from -2147483648 to 2147483647); \
+                 send other numbers as strings",
+            )
+        }),
         AttributeValue::Boolean(flag) => Ok(flag.to_string()),
         AttributeValue::Composite(kind) => Err(CloudEventError::wrong_type(name, "a string, number or boolean", kind)),
     }

@@ -325,6 +325,20 @@ mod tests {
             err.to_string(),
             "attribute `tenant` must be a string, number or boolean, found an array"
         );
+        // Numbers are CloudEvents Integers: 32 bits, no fraction.
+        for number in [json!(1.5), json!(1_099_511_627_776u64), json!(2.0)] {
+            let err = parse(json!({"tenant": number})).expect_err("not an Integer");
+            assert!(
+                err.to_string().starts_with(&format!(
+                    "attribute `tenant` has an invalid value \"{number}\": a number must be a CloudEvents Integer"
+                )),
+                "{err}"
+            );
+        }
+        for (number, text) in [(json!(-2_147_483_648i64), "-2147483648"), (json!(42), "42")] {
+            let incoming = parse(json!({"tenant": number})).expect("an Integer");
+            assert_eq!(incoming.event.metadata.get("tenant").map(String::as_str), Some(text));
+        }
         let err = parse(json!({"data_base64": 12})).expect_err("number base64");
         assert_eq!(err.attribute(), Some("data_base64"));
     }

@@ -26,12 +26,14 @@ pub enum LogError {
         actual: Option<u64>,
     },
 
-    /// The same `(source, id)` was already recorded with different content.
-    #[error("event (source {event_source:?}, id {id:?}) is already recorded at position {position} with different content{}", detail_suffix(.detail))]
+    /// The same `(source, id)` was already recorded with different content, or an
+    /// append mixes recorded events with new ones.
+    #[error("event (source {event_source:?}, id {id:?}) is already recorded at position {position} {detail}")]
     DuplicateConflict {
         event_source: String,
         id: String,
         position: u64,
+        /// How the append conflicts with it, as the end of the message.
         detail: String,
     },
 
@@ -60,14 +62,6 @@ fn fmt_actual(actual: &Option<u64>) -> String {
     match actual {
         Some(v) => v.to_string(),
         None => "no stream".to_owned(),
-    }
-}
-
-fn detail_suffix(detail: &str) -> String {
-    if detail.is_empty() {
-        String::new()
-    } else {
-        format!(" ({detail})")
     }
 }
 

@@ -934,6 +934,27 @@ mod tests {
                 "{data}: {outcome:?}"
             );
         }
+        // Say which conflict it is: different content, or recorded and new mixed.
+        let message = |outcome: Result<AppendOutcome>| outcome.err().map(|e| e.to_string()).unwrap_or_default();
+        let changed = log
+            .append(
+                "note/1",
+                ExpectedVersion::Any,
+                vec![with("application/json", r#"{"a":2}"#)],
+            )
+            .await;
+        assert!(message(changed).ends_with("with different content (data differs)"));
+        let new = ProposedEvent::json("note.added", "{}").with_identity("test", "n-new");
+        let mixed = log
+            .append(
+                "note/1",
+                ExpectedVersion::Any,
+                vec![with("application/json", r#"{"b":[1,2],"a":1}"#), new],
+            )
+            .await;
+        let said = message(mixed);
+        assert!(said.contains("while other events of this append are new"), "{said}");
+        assert!(!said.contains("different content"), "{said}");
         let text = |data: &str| ProposedEvent {
             content_type: "text/plain".into(),
             data: data.to_owned().into(),

@@ -567,7 +567,7 @@ impl Writer {
                         event_source: event.source.clone(),
                         id: event.id.clone(),
                         position,
-                        detail: format!("{what} differs"),
+                        detail: format!("with different content ({what} differs)"),
                     });
                 }
                 if !all {
@@ -575,7 +575,9 @@ impl Writer {
                         event_source: event.source.clone(),
                         id: event.id.clone(),
                         position,
-                        detail: "an append must be all new events or an exact retry of recorded ones".into(),
+                        detail: "while other events of this append are new: an append must be all new events \
+                                 or an exact retry of recorded ones"
+                            .into(),
                     });
                 }
                 positions.push(position);

@@ -123,7 +123,13 @@ pub async fn handle(log: &EventLog, headers: Option<&HeaderMap>, payload: Bytes)
     }
     let incoming = match opsflow_cloudevents::parse_any(ct, pairs.iter().copied(), payload) {
         Ok(i) if !i.is_empty() => i,
-        Ok(_) => return error_reply(400, "invalid_argument", "the batch has no events".into(), Value::Null),
+        // The JSON batch format allows an empty batch in a request: nothing to do.
+        Ok(_) => {
+            let mut headers = HeaderMap::new();
+            headers.insert("Content-Type", "application/json");
+            let nothing = json!({ "results": [], "duplicate": false });
+            return (headers, nothing.to_string().into());
+        }
         Err(e) => return cloudevent_error_reply(&e),
     };
     let single = incoming.len() == 1;

@@ -72,8 +72,10 @@ impl ApiError {
             ),
             ApiError::BodyTooLarge { .. } => (Code::InvalidArgument, StatusCode::PAYLOAD_TOO_LARGE, "limit_exceeded"),
             ApiError::Views(e) => match e {
+                // Valid later, once the log or the clock gets there (gRPC's
+                // OUT_OF_RANGE, not INVALID_ARGUMENT).
                 ViewsError::PastHead { .. } | ViewsError::FutureTime { .. } => {
-                    (Code::InvalidArgument, StatusCode::BAD_REQUEST, "invalid_argument")
+                    (Code::OutOfRange, StatusCode::BAD_REQUEST, "out_of_range")
                 }
                 ViewsError::UnknownView { .. } | ViewsError::OtherKind { .. } => {
                     (Code::NotFound, StatusCode::NOT_FOUND, "not_found")

@@ -102,7 +102,9 @@ async fn post_events(
         return Err(ApiError::UnsupportedMediaType(ct.unwrap_or_default()));
     };
     if incoming.is_empty() {
-        return Err(ApiError::invalid("batch", "the batch has no events"));
+        // The JSON batch format allows an empty batch in a request: nothing to do.
+        let nothing = json!({ "results": [], "duplicate": false });
+        return Ok((StatusCode::OK, Json(nothing)).into_response());
     }
     let streams: Vec<String> = incoming.iter().map(|i| i.stream.clone()).collect();
     let parts = opsflow_cloudevents::appends(incoming, header_expected);
