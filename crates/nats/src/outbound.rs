@@ -74,7 +74,9 @@ async fn session(
     let Some(jetstream) = or_shutdown(shutdown, jetstream_available(&js)).await.transpose()? else {
         return Ok(());
     };
-    let mut echoes = Echo::new(client).await?;
+    let Some(mut echoes) = or_shutdown(shutdown, Echo::new(client)).await.transpose()? else {
+        return Ok(());
+    };
     let mut published = log.checkpoint(&config.checkpoint)?.unwrap_or(0);
     let mut subscription = log.subscribe(published + 1, EventFilter::default());
     let mut in_flight: FuturesOrdered<Ack> = FuturesOrdered::new();
@@ -155,18 +157,20 @@ async fn session(
         }
     };
     // Settle what is in flight and confirm the core publishes, briefly (NATS may be
-    // unreachable), then save how far the server has surely taken them.
-    let settled = tokio::time::timeout(SETTLE_WITHIN, async {
-        while let Some((position, acked)) = in_flight.next().await {
-            if acked.is_err() {
-                return false;
+    // unreachable), then save how far the server has surely taken them. Not after a
+    // failure: an acknowledgement after a failed one does not cover it.
+    let settled = result.is_ok()
+        && tokio::time::timeout(SETTLE_WITHIN, async {
+            while let Some((position, acked)) = in_flight.next().await {
+                if acked.is_err() {
+                    return false;
+                }
+                published = position;
             }
-            published = position;
-        }
-        !unconfirmed || echoes.round_trip(client, SETTLE_WITHIN).await.is_ok()
-    })
-    .await
-    .unwrap_or(false);
+            !unconfirmed || echoes.round_trip(client, SETTLE_WITHIN).await.is_ok()
+        })
+        .await
+        .unwrap_or(false);
     if settled && published != saved {
         log.save_checkpoint(&config.checkpoint, published)?;
     }
@@ -198,10 +202,17 @@ async fn jetstream_available(js: &jetstream::Context) -> anyhow::Result<bool> {
     match js.query_account().await {
         Ok(_) => Ok(true),
         Err(e)
-            if matches!(
-                e.kind(),
-                AccountErrorKind::JetStreamUnavailable | AccountErrorKind::JetStream(_)
-            ) =>
+            if match e.kind() {
+                AccountErrorKind::JetStreamUnavailable => true,
+                // Not enabled, for the server or the account; other API errors
+                // (a cluster without a leader, say) pass.
+                AccountErrorKind::JetStream(api) => [
+                    jetstream::ErrorCode::JETSTREAM_NOT_ENABLED,
+                    jetstream::ErrorCode::JETSTREAM_NOT_ENABLED_FOR_ACCOUNT,
+                ]
+                .contains(&api.error_code()),
+                _ => false,
+            } =>
         {
             tracing::info!(reason = %e, "no JetStream for outbound: events go out as core NATS publishes");
             Ok(false)
@@ -212,28 +223,55 @@ async fn jetstream_available(js: &jetstream::Context) -> anyhow::Result<bool> {
 
 /// A subject of this session's own, to which a message makes a round trip through
 /// the server: once it is back, the server has taken every publish sent before it
-/// (a connection's messages are processed in order).
+/// on the same connection (a connection's messages are processed in order). A
+/// reconnect in between drops what the old connection had not sent, so it fails
+/// the round trip.
 struct Echo {
     subject: async_nats::Subject,
     replies: async_nats::Subscriber,
+    /// The client's connection count when publishes were last confirmed.
+    connects: u64,
+}
+
+fn connects(client: &async_nats::Client) -> u64 {
+    client.statistics().connects.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 impl Echo {
     async fn new(client: &async_nats::Client) -> anyhow::Result<Echo> {
+        let connects = connects(client);
         let subject = async_nats::Subject::from(client.new_inbox());
         let replies = client.subscribe(subject.clone()).await?;
-        Ok(Echo { subject, replies })
+        Ok(Echo {
+            subject,
+            replies,
+            connects,
+        })
     }
 
     async fn round_trip(&mut self, client: &async_nats::Client, within: Duration) -> anyhow::Result<()> {
-        client.publish(self.subject.clone(), bytes::Bytes::new()).await?;
-        match tokio::time::timeout(within, self.replies.next()).await {
-            Ok(Some(_)) => Ok(()),
-            Ok(None) => Err(anyhow::anyhow!("the confirmation subscription closed")),
-            Err(_) => Err(anyhow::anyhow!(
-                "the server did not confirm the core publishes within {within:?}"
-            )),
+        let back = tokio::time::timeout(within, async {
+            client.publish(self.subject.clone(), bytes::Bytes::new()).await?;
+            anyhow::Ok(self.replies.next().await)
+        });
+        match back.await {
+            Ok(Ok(Some(_))) => {}
+            Ok(Ok(None)) => anyhow::bail!("the confirmation subscription closed"),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => anyhow::bail!(
+                "the server did not confirm the core publishes within {within:?} (is NATS reachable, and may \
+                 this user publish to its own inbox, `_INBOX.>` by default?)"
+            ),
         }
+        let now = connects(client);
+        if now != self.connects {
+            self.connects = now;
+            anyhow::bail!(
+                "the connection to NATS was made again since the last confirmation: publishes the old one had \
+                 not sent may be lost, so outbound starts again from its checkpoint"
+            );
+        }
+        Ok(())
     }
 }
 

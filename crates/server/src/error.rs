@@ -6,7 +6,7 @@
 //! | wrong expected version | `FAILED_PRECONDITION` | 409 |
 //! | duplicate `(source, id)` with other content | `ALREADY_EXISTS` | 409 |
 //! | not found, unknown view | `NOT_FOUND` | 404 |
-//! | as-of position past the head | `INVALID_ARGUMENT` | 400 |
+//! | as-of past the head or in the future (valid later) | `OUT_OF_RANGE` | 400 |
 //! | views runtime stopped | `UNAVAILABLE` | 503 |
 //! | unsupported media type | `INVALID_ARGUMENT` | 415 |
 //! | request body over the limit | `INVALID_ARGUMENT` | 413 |

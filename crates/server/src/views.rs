@@ -222,8 +222,8 @@ pub fn router(state: ViewsHttp) -> axum::Router {
         .with_state(state)
 }
 
-/// The view names asked for (`name=a,b`); any parameter but `name` and `as_of` is
-/// refused, naming it.
+/// The view names asked for (`name=a,b`); a parameter not in `known` is refused,
+/// naming it.
 fn names(query: &HashMap<String, String>, known: &[&str]) -> Result<Vec<String>, ApiError> {
     crate::http::only_params(query, known)?;
     Ok(list(query, "name"))
