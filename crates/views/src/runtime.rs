@@ -232,14 +232,7 @@ impl Views {
         let store = ViewStore::open(dir)?;
         let head = log.head();
         store.remove_snapshots_after(head)?;
-        let checkpoint = store.live().or_else(|e| match e {
-            ViewsError::Corrupt(reason) => {
-                tracing::warn!(%reason, "view checkpoint damaged; views are rebuilt from position 1");
-                Ok(None)
-            }
-            other => Err(other),
-        })?;
-        let live = match checkpoint {
+        let live = match store.live()? {
             Some((position, bytes)) if position <= head => {
                 decoded_at(&definitions, position, bytes).unwrap_or_else(|| {
                     tracing::warn!(
@@ -780,15 +773,7 @@ impl Inner {
     /// queries can start there again.
     fn merge_into_snapshot(&self, defs: &Definitions, fresh: &ViewSet) -> Result<()> {
         let position = fresh.position();
-        let stored = self.store.snapshot(position).or_else(|e| match e {
-            ViewsError::Corrupt(reason) => {
-                // Overwritten below by a full rebuild; passed over by as-of queries.
-                tracing::warn!(position, %reason, "a view snapshot is damaged");
-                Ok(None)
-            }
-            other => Err(other),
-        })?;
-        let mut snapshot = match stored {
+        let mut snapshot = match self.store.snapshot(position)? {
             Some(bytes) => match ViewSet::decode(defs, bytes) {
                 Ok(set) if set.position() == position => set,
                 _ => return Ok(()),

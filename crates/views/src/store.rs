@@ -59,9 +59,8 @@ fn decompress(stored: &[u8]) -> Result<Vec<u8>> {
 
 fn decompress_lz4(compressed: &[u8]) -> Result<Vec<u8>> {
     let claimed = compressed
-        .get(..4)
-        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-        .unwrap_or(usize::MAX);
+        .first_chunk::<4>()
+        .map_or(usize::MAX, |b| u32::from_le_bytes(*b) as usize);
     if claimed > MAX_STATE {
         return Err(ViewsError::Corrupt(format!(
             "a stored view state claims {claimed} bytes"
@@ -126,13 +125,17 @@ impl ViewStore {
         self.snapshots.join(format!("{position:020}.{SNAPSHOT_EXTENSION}"))
     }
 
-    /// The live checkpoint: (position, encoded view set).
+    /// The live checkpoint: (position, encoded view set). A damaged one reads as
+    /// none (with a warning): the views start from a snapshot or position 1.
     pub(crate) fn live(&self) -> Result<Option<(u64, Vec<u8>)>> {
-        match self.db.get(LIVE)? {
-            None => Ok(None),
-            Some(v) => {
-                let (position, state) = split_position(&v)?;
-                Ok(Some((position, decompress(state)?)))
+        let Some(v) = self.db.get(LIVE)? else {
+            return Ok(None);
+        };
+        match split_position(&v).and_then(|(position, state)| Ok((position, decompress(state)?))) {
+            Ok(live) => Ok(Some(live)),
+            Err(e) => {
+                tracing::warn!(error = %e, "the view checkpoint is damaged; the views are rebuilt");
+                Ok(None)
             }
         }
     }
@@ -161,10 +164,14 @@ impl ViewStore {
         write().map_err(|e| storage("writing", &path, e))
     }
 
+    /// The snapshot at `position`. A damaged one reads as none (with a warning): an
+    /// older one serves as-of queries, and a full rebuild writes it again.
     pub(crate) fn snapshot(&self, position: u64) -> Result<Option<Vec<u8>>> {
         let path = self.snapshot_path(position);
         match std::fs::read(&path) {
-            Ok(stored) => decompress(&stored).map(Some),
+            Ok(stored) => Ok(decompress(&stored)
+                .map_err(|e| tracing::warn!(position, error = %e, "a view snapshot is damaged; passed over"))
+                .ok()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(storage("reading", &path, e)),
         }
@@ -197,28 +204,25 @@ impl ViewStore {
     }
 
     /// Snapshots at or below `position`, newest first, each read when reached. One
-    /// that does not read or decompress is passed over (with a warning): an older
+    /// that does not read or is damaged is passed over (with a warning): an older
     /// one, or position 1, serves instead.
     pub(crate) fn snapshots_below(&self, position: u64) -> impl Iterator<Item = (u64, Vec<u8>)> + use<> {
-        let found: Vec<(u64, PathBuf)> = self
+        let store = self.clone();
+        let found: Vec<u64> = self
             .snapshot_positions()
             .into_iter()
             .rev()
             .filter(|p| *p <= position)
-            .map(|p| (p, self.snapshot_path(p)))
             .collect();
-        found.into_iter().filter_map(|(position, path)| {
-            match std::fs::read(&path)
-                .map_err(|e| storage("reading", &path, e))
-                .and_then(|stored| decompress(&stored))
-            {
-                Ok(state) => Some((position, state)),
+        found
+            .into_iter()
+            .filter_map(move |position| match store.snapshot(position) {
+                Ok(state) => state.map(|state| (position, state)),
                 Err(e) => {
                     tracing::warn!(position, error = %e, "a view snapshot is unreadable; using an older one");
                     None
                 }
-            }
-        })
+            })
     }
 
     pub(crate) fn flush(&self) -> Result<()> {
