@@ -97,6 +97,12 @@ async fn session(
     tokio::pin!(save_due);
     tracing::info!(from = published + 1, prefix = %config.subject_prefix, "nats outbound publishing");
     ready.set(true);
+    let to = Outbound {
+        client,
+        js: jetstream.then_some(&js),
+        prefix: &config.subject_prefix,
+        template: &template,
+    };
     let result = loop {
         tokio::select! {
             biased;
@@ -111,7 +117,6 @@ async fn session(
             item = subscription.next(), if in_flight.len() < config.max_in_flight => {
                 match item {
                     Ok(SubscriptionItem::Event(event)) => {
-                        let to = Outbound { client, js: jetstream.then_some(&js), prefix: &config.subject_prefix, template: &template };
                         let Some(ack) = or_shutdown(shutdown, to.publish(&mut subjects, &event)).await else {
                             break Ok(());
                         };
