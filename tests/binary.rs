@@ -140,14 +140,26 @@ fn cli_round_trip_survives_a_clean_restart() -> anyhow::Result<()> {
         err.contains(r#"mtta does not have the window "now"; it has: "#),
         "{err}"
     );
-    for bad in ["yesterday", "-5"] {
+    let out = cli(&url, &["kpis", "--as-of", "yesterday"])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"--as-of "yesterday" is neither a position nor an RFC 3339 time"#),
+        "{err}"
+    );
+    for bad in ["-5", "1.5"] {
         let out = cli(&url, &["kpis", "--as-of", bad])?;
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
-            err.contains(&format!("--as-of {bad:?} is neither a position nor an RFC 3339 time")),
+            err.contains(&format!(
+                "--as-of {bad:?} is not a position: a position is a whole number, 0 or more"
+            )),
             "{err}"
         );
     }
+    // With no --window, JSON has the table's windows: no calendar days.
+    let out = cli(&url, &["kpis", "--name", "mtta", "--output", "json"])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && !text.contains("day:"), "{text}");
     // A server given as host:port is plain HTTP/2 there.
     let out = cli(url.trim_start_matches("http://"), &["kpis", "--name", "mtta"])?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

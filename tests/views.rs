@@ -483,11 +483,12 @@ async fn metrics_follow_the_views_and_count_evaluation_failures() -> anyhow::Res
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Label values escaped as the text format wants.
+    // Label values escaped as the text format wants (the group `g=a"b\\c` has its
+    // value's backslash escaped already).
     assert!(
         lines
             .iter()
-            .any(|l| l.starts_with(r#"opsflow_kpi{name="things",window="24h",group="g=a\"b\\c"} 1"#)),
+            .any(|l| l.starts_with(r#"opsflow_kpi{name="things",window="24h",group="g=a\"b\\\\c"} 1"#)),
         "{lines:#?}"
     );
     // Both events failed the key `event.data.nope`.

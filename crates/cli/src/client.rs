@@ -155,8 +155,8 @@ pub async fn append(a: AppendArgs) -> anyhow::Result<ExitCode> {
         "stream": a.stream, "position": r.first_position, "stream_version": r.stream_version, "duplicate": r.duplicate,
     });
     match a.opts.output {
-        OutputFormat::Json => println!("{json}"),
-        OutputFormat::Table => println!(
+        OutputFormat::Json => crate::output::emit(format_args!("{json}")),
+        OutputFormat::Table => crate::output::emit(format_args!(
             "{} position {} (stream {} version {})",
             if r.duplicate {
                 "already recorded at"
@@ -166,7 +166,7 @@ pub async fn append(a: AppendArgs) -> anyhow::Result<ExitCode> {
             r.first_position,
             a.stream,
             r.stream_version
-        ),
+        )),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -37,12 +37,12 @@ fn check(dir: &Path) -> ExitCode {
                     dir.display()
                 );
             }
-            println!(
+            crate::output::emit(format_args!(
                 "ok: {} kpis, {} controls, version {}",
                 d.kpis.len(),
                 d.controls.len(),
                 d.version
-            );
+            ));
             ExitCode::SUCCESS
         }
         Err(errors) => {

@@ -25,6 +25,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use opsflow_server::{Config, Server};
+use output::say;
 
 #[derive(Parser)]
 #[command(
@@ -249,39 +250,48 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let server = Server::start(&config).await?;
     let url = format!("http://{}", server.addr());
-    println!("opsflow is running");
-    println!("  data      {}", config.data_dir.display());
-    println!("  gRPC      {url}  (opsflow.v1.EventLog, opsflow.v1.Views, opsflow.v1.Audit, health, reflection)");
-    println!("  HTTP      {url}/v1/events  {url}/v1/streams/{{stream}}");
-    println!("  views     {url}/v1/kpis  {url}/v1/compliance  (opsflow.v1.Views; opsflow kpis, opsflow compliance)");
+    say(format_args!("opsflow is running"));
+    say(format_args!("  data      {}", config.data_dir.display()));
+    say(format_args!(
+        "  gRPC      {url}  (opsflow.v1.EventLog, opsflow.v1.Views, opsflow.v1.Audit, health, reflection)"
+    ));
+    say(format_args!("  HTTP      {url}/v1/events  {url}/v1/streams/{{stream}}"));
+    say(format_args!(
+        "  views     {url}/v1/kpis  {url}/v1/compliance  (opsflow.v1.Views; opsflow kpis, opsflow compliance)"
+    ));
     match &config.definitions.dir {
-        Some(dir) => println!("  defs      {} (reloaded on change)", dir.display()),
-        None => println!("  defs      built-in default set (--definitions DIR to use your own)"),
+        Some(dir) => say(format_args!("  defs      {} (reloaded on change)", dir.display())),
+        None => say(format_args!(
+            "  defs      built-in default set (--definitions DIR to use your own)"
+        )),
     }
-    println!("  health    {url}/healthz  {url}/readyz  {url}/metrics");
+    say(format_args!("  health    {url}/healthz  {url}/readyz  {url}/metrics"));
     if let Some(nats) = &config.nats {
-        println!(
+        say(format_args!(
             "  NATS      {}  ingest {} -> stream {}",
             nats.urls.join(","),
             nats.ingest.subjects.join(","),
             nats.ingest.stream
-        );
-        println!(
+        ));
+        say(format_args!(
             "            requests {}  outbound {}.<type>  dead letters {}.<reason>",
             nats.request_reply.subject, nats.outbound.subject_prefix, nats.dead_letters.subject_prefix
-        );
+        ));
     }
-    println!("  try       opsflow tail --server {url}");
+    say(format_args!("  try       opsflow tail --server {url}"));
     if config.demo.enabled {
-        println!("  demo      {} events/s, seed {}", config.demo.rate, config.demo.seed);
+        say(format_args!(
+            "  demo      {} events/s, seed {}",
+            config.demo.rate, config.demo.seed
+        ));
         let token = server.shutdown_token();
         server.tasks().spawn(
             "demo",
             demo::run(url.clone(), config.demo.rate, config.demo.seed, token),
         );
     }
-    println!("press Ctrl-C to stop");
+    say(format_args!("press Ctrl-C to stop"));
     server.run_until_signal().await?;
-    println!("opsflow stopped cleanly");
+    say(format_args!("opsflow stopped cleanly"));
     Ok(())
 }

@@ -19,6 +19,33 @@ pub fn rfc3339(nanos: i64) -> String {
         .unwrap_or_else(|_| nanos.to_string())
 }
 
+/// `text` for a table cell: control characters (a newline in a key from event
+/// data) shown escaped (`\n`), so each row stays one line.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
+/// A line of a server's own output (where it listens, that it stopped): written
+/// while standard output is there. A server goes on, and stops cleanly, when it
+/// is not (`opsflow dev | head -3`).
+pub fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_fmt(line).and_then(|()| out.write_all(b"\n"));
+}
+
 /// Prints a line; a closed stdout (`opsflow tail | head`) ends the program quietly.
 pub fn emit(line: std::fmt::Arguments<'_>) {
     use std::io::Write;

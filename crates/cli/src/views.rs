@@ -10,7 +10,7 @@ use serde_json::json;
 use opsflow_server::ApiError;
 use opsflow_server::views::{self as views_api, controls_json, kpis_json, status_name};
 
-use crate::output::{emit, nanos, rfc3339};
+use crate::output::{emit, nanos, printable, rfc3339};
 use crate::{ClientOpts, OutputFormat};
 
 #[derive(Args)]
@@ -22,7 +22,8 @@ pub struct KpisArgs {
     #[arg(long, value_name = "POSITION|TIME", allow_hyphen_values = true)]
     pub as_of: Option<String>,
     /// Only these windows (1h, 24h, 7d, now, day:2026-11-21; repeatable). Default:
-    /// the rolling windows and current values, without calendar days.
+    /// the rolling windows and current values, without calendar days (in the table
+    /// and in JSON; HTTP `GET /v1/kpis` without `window=` has them all).
     #[arg(long = "window", value_name = "WINDOW")]
     pub windows: Vec<String>,
     #[command(flatten)]
@@ -139,6 +140,12 @@ pub async fn kpis(args: KpisArgs) -> anyhow::Result<ExitCode> {
         .into_inner();
     let mut response = response;
     views_api::keep_windows(&mut response, &request_names, &args.windows).map_err(|e| said("", e))?;
+    if args.windows.is_empty() {
+        // The default, in the table and in JSON alike: no calendar days.
+        for kpi in &mut response.kpis {
+            kpi.values.retain(|v| !v.window.starts_with("day:"));
+        }
+    }
     if args.opts.output == OutputFormat::Json {
         emit(format_args!("{}", kpis_json(&response)));
         return Ok(ExitCode::SUCCESS);
@@ -148,13 +155,6 @@ pub async fn kpis(args: KpisArgs) -> anyhow::Result<ExitCode> {
         response.clock.as_ref(),
         &response.definitions_version,
     );
-    let shown = |w: &str| {
-        if args.windows.is_empty() {
-            !w.starts_with("day:")
-        } else {
-            args.windows.iter().any(|x| x == w)
-        }
-    };
     // (name, window, group, value, status, stats) per line, then aligned.
     let mut lines: Vec<[String; 6]> = Vec::new();
     for kpi in &response.kpis {
@@ -163,7 +163,7 @@ pub async fn kpis(args: KpisArgs) -> anyhow::Result<ExitCode> {
         } else {
             kpi.name.clone()
         };
-        let values: Vec<_> = kpi.values.iter().filter(|v| shown(&v.window)).collect();
+        let values = &kpi.values;
         if values.is_empty() {
             lines.push([
                 name.clone(),
@@ -181,7 +181,7 @@ pub async fn kpis(args: KpisArgs) -> anyhow::Result<ExitCode> {
                 if v.group.is_empty() {
                     "-".into()
                 } else {
-                    v.group.clone()
+                    printable(&v.group).into_owned()
                 },
                 headline_text(&kpi.kind, v.headline),
                 status_name(v.status).into(),
@@ -251,8 +251,8 @@ pub async fn compliance(args: ComplianceArgs) -> anyhow::Result<ExitCode> {
             let evidence: Vec<String> = v.evidence.iter().map(u64::to_string).collect();
             emit(format_args!(
                 "    violation  {}  {}  at {}  evidence positions {}",
-                v.key,
-                v.message,
+                printable(&v.key),
+                printable(&v.message),
                 rfc3339(nanos(v.at.as_ref())),
                 evidence.join(",")
             ));
@@ -260,7 +260,7 @@ pub async fn compliance(args: ComplianceArgs) -> anyhow::Result<ExitCode> {
         for o in c.pending.iter().take(args.show) {
             emit(format_args!(
                 "    pending    {}  due {}",
-                o.key,
+                printable(&o.key),
                 rfc3339(nanos(o.due.as_ref()))
             ));
         }

@@ -174,6 +174,8 @@ impl std::error::Error for CompileError {}
 pub struct Expr {
     source: Arc<str>,
     compiled: Compiled,
+    /// See [`Expr::names_start`].
+    names_start: bool,
 }
 
 /// Shows the source, not the compiled program.
@@ -222,10 +224,15 @@ impl Expr {
                 column: None,
             });
         }
+        let names_start;
         let compiled = match FieldPath::parse(source) {
-            Ok(Some(path)) => Compiled::Path(Arc::new(path)),
+            Ok(Some(path)) => {
+                names_start = path.is_of_start();
+                Compiled::Path(Arc::new(path))
+            }
             Ok(None) => {
                 let program = CelProgram::compile(source)?;
+                names_start = program.names_start;
                 path::check_fields(program.program.expression(), source).map_err(|e| CompileError {
                     message: e.message,
                     column: Some(e.column),
@@ -245,6 +252,7 @@ impl Expr {
         Ok(Expr {
             source: source.into(),
             compiled,
+            names_start,
         })
     }
 
@@ -252,9 +260,11 @@ impl Expr {
     /// native path is tested against.
     #[cfg(test)]
     pub(crate) fn interpreted(source: &str) -> Result<Expr, CompileError> {
+        let program = CelProgram::compile(source)?;
         Ok(Expr {
             source: source.into(),
-            compiled: Compiled::Cel(Arc::new(CelProgram::compile(source)?)),
+            names_start: program.names_start,
+            compiled: Compiled::Cel(Arc::new(program)),
         })
     }
 
@@ -272,6 +282,13 @@ impl Expr {
     /// an expression in the native subset.
     pub fn is_native(&self) -> bool {
         !matches!(self.compiled, Compiled::Cel(_))
+    }
+
+    /// Whether the expression names `start`, the start event of a duration KPI
+    /// (which only a duration KPI's `end` condition and `group_by` have). Not when
+    /// `start` may be a comprehension's own variable.
+    pub fn names_start(&self) -> bool {
+        self.names_start
     }
 
     /// What the expression reads of the event being applied and of the kept events

@@ -53,6 +53,13 @@ pub fn parse_as_of(text: Option<&str>) -> Result<AsOf, ApiError> {
             )
         });
     }
+    if text.parse::<f64>().is_ok() {
+        // `-5`, `1.5`, `1e3`: meant as a position, not a time.
+        return Err(ApiError::invalid(
+            "as_of",
+            format!("{text:?} is not a position: a position is a whole number, 0 or more"),
+        ));
+    }
     let time: jiff::Timestamp = text.parse().map_err(|e| {
         ApiError::invalid(
             "as_of",

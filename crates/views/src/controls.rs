@@ -22,12 +22,14 @@ pub struct Findings {
 }
 
 impl Findings {
-    fn record(&mut self, violation: Violation) {
+    /// Records a violation; returns the one it pushed out of `newest`, if any.
+    fn record(&mut self, violation: Violation) -> Option<Violation> {
         self.total += 1;
-        if self.newest.len() == VIOLATIONS_KEPT {
-            self.newest.pop_front();
-        }
+        let dropped = (self.newest.len() == VIOLATIONS_KEPT)
+            .then(|| self.newest.pop_front())
+            .flatten();
         self.newest.push_back(violation);
+        dropped
     }
 }
 
@@ -207,12 +209,22 @@ impl Tracks for WithinKey {
 /// `expect` event settles it, late when after the deadline; the view clock passing the
 /// deadline makes it overdue. A key's state is dropped when its obligation settles,
 /// or at an `after`-type event that opens none.
+///
+/// The clock is the latest event time of any stream, so an `expect` can arrive after
+/// the clock passed its deadline and yet be on time by its own time (recorded late,
+/// or another producer ahead). An overdue violation still among the newest kept is
+/// therefore remembered by key (`overdue`): its `expect`, when it comes, withdraws it
+/// (on time) or turns it into a late violation with the `expect` as evidence.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WithinState {
     #[serde(with = "sorted_map")]
     keys: KeyMap<WithinKey>,
     /// `(due, key)` of every pending obligation.
     due: BTreeSet<(i64, Key)>,
+    /// The deadline of each key's overdue violation, while it is in
+    /// `findings.newest` and no `expect` or `close` of the key came since.
+    #[serde(with = "sorted_map")]
+    overdue: KeyMap<i64>,
     pub findings: Findings,
 }
 
@@ -232,6 +244,8 @@ impl WithinState {
                     match (holds, state.is_some_and(|k| k.pending.is_some())) {
                         (_, true) => {} // the first obligation stands
                         (true, false) => {
+                            // A new obligation: an `expect` from now on is for it.
+                            self.overdue.remove(&key);
                             let due = ctx.event.time.saturating_add(within);
                             let state = self.keys.entry(key.clone()).or_default();
                             let mut evidence = seen_positions(&state.seen);
@@ -246,7 +260,13 @@ impl WithinState {
                     }
                 }
                 RoleKind::Expect => {
-                    if state.is_none_or(|k| k.pending.is_none()) || !role.holds(&scope) {
+                    if state.is_none_or(|k| k.pending.is_none()) {
+                        if self.overdue.contains_key(&key) && role.holds(&scope) {
+                            self.settle_overdue(def, within, key, ctx.event.time, ctx.event.position);
+                        }
+                        continue;
+                    }
+                    if !role.holds(&scope) {
                         continue;
                     }
                     let Some(WithinKey {
@@ -259,26 +279,23 @@ impl WithinState {
                     self.due.remove(&(pending.due, key.clone()));
                     self.findings.checked += 1;
                     if ctx.event.time > pending.due {
-                        let (after, expect) = types(def);
-                        let late = (ctx.event.time - pending.due) as f64 / NANOS_PER_SECOND as f64;
                         let mut evidence = pending.evidence;
                         evidence.push(ctx.event.position);
-                        self.findings.record(Violation {
-                            message: format!(
-                                "{expect} {} late: due within {} of {after}",
-                                format_seconds(late),
-                                format_seconds(within as f64 / NANOS_PER_SECOND as f64)
-                            ),
+                        let dropped = self.findings.record(Violation {
+                            message: late_message(def, within, ctx.event.time - pending.due),
                             key: key.into_string(),
                             evidence,
                             at: pending.due,
                             position: ctx.event.position,
                         });
+                        self.forget(dropped);
                     }
                 }
                 RoleKind::Track if !dropped => ctx.track(role, &mut self.keys, key),
                 RoleKind::Close => {
-                    // The key ended: a pending obligation is withdrawn, not violated.
+                    // The key ended: a pending obligation is withdrawn, not violated;
+                    // an overdue one stands.
+                    self.overdue.remove(&key);
                     if let Some(WithinKey {
                         pending: Some(pending), ..
                     }) = self.keys.remove(&key)
@@ -310,7 +327,8 @@ impl WithinState {
             };
             let (after, expect) = types(def);
             self.findings.checked += 1;
-            self.findings.record(Violation {
+            self.overdue.insert(key.clone(), due);
+            let dropped = self.findings.record(Violation {
                 message: format!(
                     "no {expect} within {} of {after}",
                     format_seconds(within as f64 / NANOS_PER_SECOND as f64)
@@ -320,6 +338,39 @@ impl WithinState {
                 at: due,
                 position,
             });
+            self.forget(dropped);
+        }
+    }
+
+    /// An `expect` (at `time`, `position`) for `key` whose obligation was found
+    /// overdue: on time by its own time, the violation is withdrawn (the obligation
+    /// stays counted in `checked`); late, it becomes a late violation with the
+    /// `expect` as evidence.
+    fn settle_overdue(&mut self, def: &ControlDef, within: i64, key: Key, time: i64, position: u64) {
+        let Some(due) = self.overdue.remove(&key) else { return };
+        let Some(at) = self
+            .findings
+            .newest
+            .iter()
+            .rposition(|v| v.at == due && v.key == key.as_str())
+        else {
+            return;
+        };
+        if time <= due {
+            self.findings.newest.remove(at);
+            self.findings.total -= 1;
+        } else if let Some(violation) = self.findings.newest.get_mut(at) {
+            violation.message = late_message(def, within, time - due);
+            violation.evidence.push(position);
+        }
+    }
+
+    /// A violation pushed out of the kept ones can no longer be amended.
+    fn forget(&mut self, dropped: Option<Violation>) {
+        if let Some(v) = dropped
+            && self.overdue.get(v.key.as_str()) == Some(&v.at)
+        {
+            self.overdue.remove(v.key.as_str());
         }
     }
 
@@ -338,6 +389,16 @@ impl WithinState {
             })
             .collect()
     }
+}
+
+/// `postmortem.published 2h 30m late: due within 5d of incident.resolved`.
+fn late_message(def: &ControlDef, within: i64, late: i64) -> String {
+    let (after, expect) = types(def);
+    format!(
+        "{expect} {} late: due within {} of {after}",
+        format_seconds(late as f64 / NANOS_PER_SECOND as f64),
+        format_seconds(within as f64 / NANOS_PER_SECOND as f64)
+    )
 }
 
 /// The two event types a control relates, for messages.

@@ -6,7 +6,7 @@ use opsflow_definitions::{Expr, KpiDef, Scope};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::sorted_map;
-use crate::keyed::{Ctx, Key, KeyMap, NO_SEEN, Role, RoleKind, Seen, group_of, seen_codec};
+use crate::keyed::{Ctx, Key, KeyMap, NO_SEEN, Role, RoleKind, Seen, escaped, group_of, seen_codec};
 use crate::report::{KpiValue, Status};
 use crate::time::NANOS_PER_SECOND;
 
@@ -107,7 +107,7 @@ impl LevelState {
                 let status = Status::of(target, target.and_then(|t| stats.get(&t.stat).copied()));
                 KpiValue {
                     window: "now".into(),
-                    group: key.to_string(),
+                    group: escaped(key),
                     headline: Some(state.value),
                     stats,
                     status,
@@ -290,10 +290,11 @@ impl OpenState {
         };
         for item in self.keys.values().filter_map(|k| k.open.as_ref()) {
             count(String::new(), item.since);
-            count(format!("state={}", item.state), item.since);
+            let state = escaped(&item.state);
+            count(format!("state={state}"), item.since);
             if grouped {
                 count(item.group.clone(), item.since);
-                count(format!("{},state={}", item.group, item.state), item.since);
+                count(format!("{},state={state}", item.group), item.since);
             }
         }
         tally

@@ -4,7 +4,7 @@
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ViewError {
     /// The state was written by another format version: rebuild from the log.
-    #[error("view state format {found}, expected {expected}")]
+    #[error("view state format {found} (written by another opsflow version), this one reads {expected}")]
     Format { found: u8, expected: u8 },
     /// The bytes do not decode: rebuild from the log.
     #[error("corrupt view state: {0}")]

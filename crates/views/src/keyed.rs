@@ -167,7 +167,8 @@ impl Role {
 }
 
 /// `label=value,label2=value2`, or `""` without `group_by`; `None` when a label fails
-/// to evaluate.
+/// to evaluate. Values are escaped ([`push_escaped`]), so different values never
+/// make the same group.
 pub fn group_of(group_by: &[(String, Expr)], scope: &Scope<'_>) -> Option<String> {
     let mut group = String::new();
     for (i, (label, expr)) in group_by.iter().enumerate() {
@@ -177,9 +178,29 @@ pub fn group_of(group_by: &[(String, Expr)], scope: &Scope<'_>) -> Option<String
         }
         group.push_str(label);
         group.push('=');
-        group.push_str(&value);
+        push_escaped(&mut group, &value);
     }
     Some(group)
+}
+
+/// Appends `value` with `\`, `,` and `=` escaped by a backslash: a value in a group
+/// (`label=value,...`) cannot end its label or start another, and a key reported as
+/// a group of its own (a level KPI's per-key rows) has no unescaped `=`, so it
+/// never reads as a `group_by` group.
+pub fn push_escaped(out: &mut String, value: &str) {
+    for c in value.chars() {
+        if matches!(c, '\\' | ',' | '=') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+}
+
+/// `value` escaped as [`push_escaped`] does.
+pub fn escaped(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    push_escaped(&mut out, value);
+    out
 }
 
 /// Positions of a key's tracked events, oldest first.

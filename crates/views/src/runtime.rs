@@ -233,15 +233,22 @@ impl Views {
         let head = log.head();
         store.remove_snapshots_after(head)?;
         let live = match store.live()? {
-            Some((position, bytes)) if position <= head => {
-                decoded_at(&definitions, position, bytes).unwrap_or_else(|| {
+            Some((position, bytes)) if position <= head => match ViewSet::decode(&definitions, bytes) {
+                Ok(set) if set.position() == position => set,
+                Ok(set) => {
                     tracing::warn!(
                         position,
-                        "view checkpoint unreadable; views are rebuilt from position 1"
+                        decoded = set.position(),
+                        "view checkpoint is of another position; views are rebuilt from position 1"
                     );
                     ViewSet::new(&definitions)
-                })
-            }
+                }
+                Err(e) => {
+                    // A format of another opsflow version says so here.
+                    tracing::warn!(position, error = %e, "view checkpoint unreadable; views are rebuilt from position 1");
+                    ViewSet::new(&definitions)
+                }
+            },
             Some((position, _)) => {
                 // The log lost events the views had seen (it was replaced or cut):
                 // the views must not claim them.

@@ -140,12 +140,19 @@ impl Sketch {
     }
 
     /// The nearest-rank quantile: the `ceil(q * n)`-th smallest sample (at least the
-    /// first), within 1% (and clamped to the exact min and max).
+    /// first), within 1% (and clamped to the exact min and max); the first and the
+    /// last sample exactly.
     pub fn quantile(&self, q: f64) -> Option<f64> {
         if self.count == 0 {
             return None;
         }
         let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
+        if rank == 1 {
+            return Some(self.min);
+        }
+        if rank >= self.count {
+            return Some(self.max);
+        }
         let mut seen = 0u64;
         // Ascending values: the most negative first.
         for &(index, count) in self.negative.0.iter().rev() {
@@ -241,6 +248,20 @@ mod tests {
             assert_eq!(a.quantile(q), all.quantile(q));
         }
         assert_eq!(a.count(), all.count());
+    }
+
+    #[test]
+    fn the_first_and_last_samples_are_exact() {
+        let values = [0.051, 0.199, 0.25, 0.251, 0.299, 0.599, 1.599, 1.851];
+        let mut sketch = Sketch::default();
+        for v in values {
+            sketch.add(v);
+        }
+        // ceil(0.9 × 8) = ceil(0.99 × 8) = 8: the largest sample, not its bucket.
+        assert_eq!(sketch.quantile(0.9), Some(1.851));
+        assert_eq!(sketch.quantile(0.99), Some(1.851));
+        assert_eq!(sketch.quantile(0.1), Some(0.051));
+        assert_eq!(sketch.quantile(0.0), Some(0.051));
     }
 
     #[test]

@@ -310,6 +310,51 @@ kpis:
 }
 
 #[test]
+fn group_values_and_per_key_rows_are_escaped_so_groups_never_merge() {
+    let d = defs(
+        r#"
+kpis:
+  - name: grp
+    kind: count
+    on: { type: g }
+    group_by: { x: event.data.x, y: event.data.y }
+  - name: lvl
+    kind: level
+    key: event.data.sku
+    set: [{ type: s, value: event.data.v }]
+    group_by: { team: event.data.team }
+"#,
+    );
+    let mut views = ViewSet::new(&d);
+    feed(
+        &mut views,
+        &[
+            ("g", T0, json!({"x": "1,y=2", "y": "3"})),
+            ("g", T0, json!({"x": "1", "y": "2,y=3"})),
+            ("g", T0, json!({"x": "a\\", "y": "b"})),
+            ("s", T0, json!({"sku": "S1", "team": "a", "v": 5})),
+            ("s", T0, json!({"sku": "team=a", "team": "b", "v": -7})),
+        ],
+    );
+    let kpis = views.kpis();
+    let groups = |k: usize| -> Vec<String> {
+        let mut g: Vec<String> = kpis[k].values.iter().map(|v| v.group.clone()).collect();
+        g.sort();
+        g.dedup();
+        g
+    };
+    assert_eq!(
+        groups(0),
+        ["", r"x=1,y=2\,y\=3", r"x=1\,y\=2,y=3", r"x=a\\,y=b"],
+        "three groups, none merged"
+    );
+    // A key is a row of its own; escaped, it never reads as a `group_by` group.
+    assert_eq!(groups(1), ["", "S1", "team=a", "team=b", r"team\=a"]);
+    let rows = kpis[1].values.iter().filter(|v| v.group == "team=a").count();
+    assert_eq!(rows, 1, "{:?}", kpis[1].values);
+}
+
+#[test]
 fn tracked_events_are_kept_only_for_views_that_read_seen() {
     let d = defs(
         r#"

@@ -33,6 +33,8 @@ pub(crate) struct CelProgram {
     uses_event: bool,
     uses_seen: bool,
     uses_start: bool,
+    /// `start` is named as a variable (not only bound by a comprehension).
+    pub(super) names_start: bool,
 }
 
 impl CelProgram {
@@ -66,6 +68,7 @@ impl CelProgram {
             uses_event: references.has_variable("event") || binds_variables,
             uses_seen: references.has_variable("seen") || binds_variables,
             uses_start: references.has_variable("start") || binds_variables,
+            names_start: references.has_variable("start") && !binds_variables,
             program,
         })
     }

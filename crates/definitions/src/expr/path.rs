@@ -60,6 +60,11 @@ struct Segment<'a> {
 }
 
 impl FieldPath {
+    /// Whether the path reads the `start` event.
+    pub(crate) fn is_of_start(&self) -> bool {
+        matches!(self.root, Root::Start)
+    }
+
     /// Parses `source` as a field path. `Ok(None)` when it is not a plain path (it is
     /// then left to CEL); `Err` when it is a path of an event but names a field an
     /// event does not have, a mistake better reported when the definitions are checked.

@@ -86,7 +86,9 @@ pub(crate) fn kpi(c: &mut Checker<'_>, node: &Node) -> Option<KpiDef> {
         "ratio" => c.expr(map, "key"),
         _ => None,
     };
-    let group_by = group_by(c, map);
+    c.start_known = kind == "duration";
+    let group_by = group_by(c, map, &kind);
+    c.start_known = false;
     let track = c.event_types(map, "track");
     let close = c.event_types(map, "close");
     let (windows, buckets) = if windowed(&kind) {
@@ -100,7 +102,9 @@ pub(crate) fn kpi(c: &mut Checker<'_>, node: &Node) -> Option<KpiDef> {
     let kind_def = match kind.as_str() {
         "duration" => {
             let start = c.required_match(map, "start", &what, m);
+            c.start_known = true;
             let end = c.required_match(map, "end", &what, m);
+            c.start_known = false;
             start.zip(end).map(|(start, end)| KpiKind::Duration { start, end })
         }
         "ratio" => {
@@ -167,7 +171,7 @@ pub(crate) fn kpi(c: &mut Checker<'_>, node: &Node) -> Option<KpiDef> {
 }
 
 /// `group_by: { label: expression }`, in file order.
-fn group_by(c: &mut Checker<'_>, map: &MarkedMappingNode) -> Vec<(String, crate::Expr)> {
+fn group_by(c: &mut Checker<'_>, map: &MarkedMappingNode, kind: &str) -> Vec<(String, crate::Expr)> {
     let Some(node) = c.get(map, "group_by") else {
         return Vec::new();
     };
@@ -184,6 +188,14 @@ fn group_by(c: &mut Checker<'_>, map: &MarkedMappingNode) -> Vec<(String, crate:
                     "invalid group label `{}`: use lowercase letters, digits and `_`, starting with a letter",
                     label.as_str()
                 ),
+            );
+            continue;
+        }
+        if kind == "open" && label.as_str() == "state" {
+            c.error(
+                span_loc(label.span()),
+                "group label `state` is taken: an open KPI reports its counts by state as `state=...`; \
+                 name the label otherwise",
             );
             continue;
         }

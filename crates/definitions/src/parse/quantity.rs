@@ -154,8 +154,11 @@ impl Checker<'_> {
 pub(crate) enum Unit {
     /// Seconds: `72h` or a number of seconds.
     Seconds,
-    /// A fraction: `95%` or `0.95`.
+    /// A fraction of a whole, from 0 to 1 (a ratio): `95%` or `0.95`.
     Fraction,
+    /// A share that may pass the whole (a level's usage of its limit): `80%`,
+    /// `0.8`, `120%`; never negative.
+    Share,
     /// A plain number.
     Number,
 }
@@ -164,7 +167,8 @@ impl Unit {
     pub(crate) fn of(kind: &str, stat: &str) -> Unit {
         match (kind, stat) {
             ("duration", "p50" | "p90" | "p99" | "mean") => Unit::Seconds,
-            ("ratio", "ratio") | ("level", "usage") => Unit::Fraction,
+            ("ratio", "ratio") => Unit::Fraction,
+            ("level", "usage") => Unit::Share,
             _ => Unit::Number,
         }
     }
@@ -198,9 +202,14 @@ pub(crate) fn comparison(text: &str, unit: Unit) -> Result<Comparison, String> {
                 n / 100.0
             ));
         }
+        if unit == Unit::Share && n < 0.0 {
+            return Err(format!(
+                "this stat is a share of a limit, never negative: `{rest}` is below 0"
+            ));
+        }
         n
     } else if let Some(p) = rest.strip_suffix('%') {
-        if unit != Unit::Fraction {
+        if !matches!(unit, Unit::Fraction | Unit::Share) {
             return Err("a percentage only fits a ratio or a usage".into());
         }
         let p: f64 = p
@@ -210,12 +219,20 @@ pub(crate) fn comparison(text: &str, unit: Unit) -> Result<Comparison, String> {
         if !p.is_finite() {
             return Err(format!("`{rest}` is not a percentage such as 95%"));
         }
+        if unit == Unit::Fraction && !(0.0..=100.0).contains(&p) {
+            return Err(format!("this stat is a fraction: `{rest}` is outside 0% to 100%"));
+        }
+        if unit == Unit::Share && p < 0.0 {
+            return Err(format!(
+                "this stat is a share of a limit, never negative: `{rest}` is below 0%"
+            ));
+        }
         p / 100.0
     } else if unit == Unit::Seconds {
         parse_duration(rest)? as f64 / NANOS_PER_SEC as f64
     } else {
         return Err(match unit {
-            Unit::Fraction => format!("`{rest}` is not a number or a percentage such as 95%"),
+            Unit::Fraction | Unit::Share => format!("`{rest}` is not a number or a percentage such as 95%"),
             _ => format!("`{rest}` is not a number"),
         });
     };
@@ -288,6 +305,12 @@ mod tests {
         assert!(c("== 3", Unit::Number).is_err());
         assert!(c("<=", Unit::Number).is_err());
         assert!(c(">= 95", Unit::Fraction).is_err());
+        assert!(c(">= 130%", Unit::Fraction).is_err());
+        assert!(c(">= -5%", Unit::Fraction).is_err());
+        // A usage may pass its limit.
+        assert_eq!(c("<= 120%", Unit::Share), Ok(Comparison { op: Op::Le, value: 1.2 }));
+        assert_eq!(c("<= 1.5", Unit::Share), Ok(Comparison { op: Op::Le, value: 1.5 }));
+        assert!(c("<= -0.5", Unit::Share).is_err());
         assert!(c(">= 95%", Unit::Number).is_err());
         assert!(c("<= 3h", Unit::Number).is_err());
         assert!(c("<= soon", Unit::Seconds).is_err());

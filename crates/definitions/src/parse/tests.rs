@@ -576,8 +576,8 @@ fn match_without_type() {
 #[test]
 fn invalid_event_type() {
     assert_error(
-        "kpis:\n  - name: c\n    kind: count\n    on: { type: Order.Placed }\n",
-        "defs.yaml:4:17: `type`: invalid event type `Order.Placed`",
+        "kpis:\n  - name: c\n    kind: count\n    on: { type: order..placed }\n",
+        "defs.yaml:4:17: `type`: invalid event type `order..placed`",
         &[],
     );
     assert_error(
@@ -587,6 +587,8 @@ fn invalid_event_type() {
     );
     // Custom types are fine as long as they have the syntax.
     ok("kpis:\n  - name: c\n    kind: count\n    on: { type: 3pl.pallet-scanned_v2 }\n");
+    // Any type the log records, capitals too.
+    ok("kpis:\n  - name: c\n    kind: count\n    on: { type: Order.Placed }\n");
 }
 
 #[test]
@@ -622,7 +624,7 @@ fn every_error_in_every_file_is_reported() {
         ("b.yaml".to_string(), "kpis: [\n".to_string()),
         (
             "c.yaml".to_string(),
-            "controls:\n  - name: c\n    kind: within\n    after: { }\n    expect: { type: B }\n    within: never\n"
+            "controls:\n  - name: c\n    kind: within\n    after: { }\n    expect: { type: b! }\n    within: never\n"
                 .to_string(),
         ),
     ];
@@ -646,4 +648,43 @@ fn every_error_in_every_file_is_reported() {
         "{e}"
     );
     assert_eq!(e.to_string().lines().count(), 7);
+}
+
+#[test]
+fn start_is_known_only_in_a_duration_end_condition_and_group_by() {
+    const DURATION: &str = "kpis:\n  - name: d\n    kind: duration\n    key: event.data.id\n";
+    ok(&format!(
+        "{DURATION}    start: {{ type: a }}\n    end: {{ type: b, if: 'event.time > start.time' }}\n    group_by: {{ c: start.data.channel }}\n"
+    ));
+    assert_error(
+        &format!("{DURATION}    start: {{ type: a, if: 'start.data.x == 1' }}\n    end: {{ type: b }}\n"),
+        "defs.yaml:5:27: `if`: `start` is the start event of a duration KPI, known only in its `end` condition",
+        &["`start.data.x == 1` could never evaluate"],
+    );
+    assert_error(
+        &format!("{DURATION}    start: {{ type: a }}\n    end: {{ type: b, key: start.data.id }}\n"),
+        "defs.yaml:6:26: `key`: `start` is the start event",
+        &[],
+    );
+    assert_error(
+        "kpis:\n  - name: c\n    kind: count\n    on: { type: a, if: \"start.data.x == 1\" }\n    group_by: { x: event.data.x }\n",
+        "defs.yaml:4:24: `if`: `start` is the start event",
+        &[],
+    );
+    assert_error(
+        "controls:\n  - name: c\n    kind: within\n    key: event.data.id\n    after: { type: a }\n    expect: { type: b, if: 'start.time > 0' }\n    within: 1h\n",
+        "defs.yaml:6:28: `if`: `start` is the start event",
+        &[],
+    );
+    // A comprehension's own variable named `start` is not the start event.
+    ok("kpis:\n  - name: c\n    kind: count\n    on: { type: a, if: 'event.data.items.exists(start, start > 1)' }\n");
+}
+
+#[test]
+fn an_open_kpi_reports_states_under_the_label_state() {
+    assert_error(
+        "kpis:\n  - name: o\n    kind: open\n    key: event.data.id\n    open: { type: a }\n    close: [b]\n    group_by: { state: event.data.s }\n",
+        "defs.yaml:7:17: group label `state` is taken",
+        &[],
+    );
 }

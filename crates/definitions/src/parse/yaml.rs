@@ -51,13 +51,17 @@ pub(crate) fn valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
-/// The syntax of event types in matches: `[a-z0-9][a-z0-9_.-]*`.
+/// The syntax of event types in matches: what the log records (dot-separated
+/// tokens of `[A-Za-z0-9_-]`, at most 128 bytes), so any recorded type can be
+/// measured.
 pub(crate) fn valid_event_type(t: &str) -> bool {
-    let mut chars = t.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'))
+    t.len() <= 128
+        && t.split('.').all(|token| {
+            !token.is_empty()
+                && token
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+        })
 }
 
 /// The extra fields a match may or must have where it is used.
@@ -75,6 +79,9 @@ pub(crate) enum MatchExtra {
 pub(crate) struct Checker<'f> {
     pub file: &'f str,
     pub errors: Vec<CheckError>,
+    /// Whether expressions compiled now may name `start` (see [`Expr::names_start`]):
+    /// a duration KPI's `end` condition and `group_by`.
+    pub start_known: bool,
 }
 
 impl<'f> Checker<'f> {
@@ -82,6 +89,7 @@ impl<'f> Checker<'f> {
         Checker {
             file,
             errors: Vec::new(),
+            start_known: false,
         }
     }
 
@@ -173,6 +181,17 @@ impl<'f> Checker<'f> {
 
     pub fn compile(&mut self, scalar: &MarkedScalarNode, key: &str) -> Option<Expr> {
         match Expr::compile(scalar.as_str()) {
+            Ok(e) if e.names_start() && !self.start_known => {
+                self.error(
+                    span_loc(scalar.span()),
+                    format!(
+                        "`{key}`: `start` is the start event of a duration KPI, known only in its `end` \
+                         condition (`if`) and its `group_by`; here it never is, so `{}` could never evaluate",
+                        scalar.as_str().split_whitespace().collect::<Vec<_>>().join(" ")
+                    ),
+                );
+                None
+            }
             Ok(e) => Some(e),
             Err(e) => {
                 self.error(
@@ -199,7 +218,7 @@ impl<'f> Checker<'f> {
         } else {
             self.error(
                 span_loc(scalar.span()),
-                format!("`{key}`: invalid event type `{t}` (lowercase letters, digits, `_`, `.` and `-`, starting with a letter or digit)"),
+                format!("`{key}`: invalid event type `{t}` (dot-separated words of letters, digits, `_` and `-`, at most 128 bytes, as the log records them)"),
             );
             None
         }
@@ -246,6 +265,8 @@ impl<'f> Checker<'f> {
             }
         };
         let condition = self.expr(map, "if");
+        // Only a condition may read `start`.
+        let start_known = std::mem::replace(&mut self.start_known, false);
         let match_key = self.expr(map, "key");
         let value = match extra {
             MatchExtra::Value => self.required_expr(map, "value", &what),
@@ -255,6 +276,7 @@ impl<'f> Checker<'f> {
             MatchExtra::Actor => self.required_expr(map, "actor", &what),
             _ => None,
         };
+        self.start_known = start_known;
         if self.errors.len() > before {
             return None;
         }
