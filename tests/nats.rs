@@ -450,20 +450,68 @@ async fn a_work_queue_stream_is_ingested_with_one_acknowledgement_per_message() 
     Ok(())
 }
 
+/// The next message of `subscriber` within `secs` seconds.
+async fn next_within(subscriber: &mut async_nats::Subscriber, secs: u64) -> anyhow::Result<async_nats::Message> {
+    tokio::time::timeout(Duration::from_secs(secs), subscriber.next())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("subscription closed"))
+}
+
+/// Header `name` of `message`, or empty.
+fn header_of(message: &async_nats::Message, name: &str) -> String {
+    message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(name))
+        .map(|v| v.as_str().to_owned())
+        .unwrap_or_default()
+}
+
+/// `opsflow dev` as a process of its own on a new nats-server, with a client
+/// subscribed to the dead letters.
+struct WithDeadLetters {
+    nats: NatsServer,
+    _dir: tempfile::TempDir,
+    opsflow: OpsflowProcess,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    dlq: async_nats::Subscriber,
+}
+
+async fn with_dead_letters() -> anyhow::Result<WithDeadLetters> {
+    let nats = NatsServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let opsflow = opsflow_on(&nats, dir.path(), &[]).await?;
+    let client = async_nats::connect(nats.url()).await?;
+    let js = jetstream::new(client.clone());
+    let dlq = client.subscribe("opsflow.dlq.>").await?;
+    client.flush().await?;
+    Ok(WithDeadLetters {
+        nats,
+        _dir: dir,
+        opsflow,
+        client,
+        js,
+        dlq,
+    })
+}
+
 /// A bad message close to NATS's largest does not fit in a dead letter with the
 /// error added: it goes without its payload, saying where the original is, and
 /// ingest moves on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_letter_too_large_for_nats_goes_without_its_payload() -> anyhow::Result<()> {
-    let nats = NatsServer::start()?;
     // A process of its own: the dead-letter counters of in-process servers are
     // shared by the tests running beside it.
-    let dir = tempfile::tempdir()?;
-    let opsflow = opsflow_on(&nats, dir.path(), &[]).await?;
-    let client = async_nats::connect(nats.url()).await?;
-    let js = jetstream::new(client.clone());
-    let mut dlq = client.subscribe("opsflow.dlq.>").await?;
-    client.flush().await?;
+    // Every field bound: the server and the data directory live to the end.
+    let WithDeadLetters {
+        nats: _nats,
+        _dir,
+        opsflow,
+        client,
+        js,
+        mut dlq,
+    } = with_dead_letters().await?;
     let max = client.server_info().max_payload;
     let mut headers = HeaderMap::new();
     headers.insert("Content-Type", "application/cloudevents+json");
@@ -471,17 +519,10 @@ async fn a_dead_letter_too_large_for_nats_goes_without_its_payload() -> anyhow::
     big.resize(max - 100, b'x');
     let good = items(&["after"], 1, false).remove(0);
     publish_all(&js, vec![("ops.events.x".to_owned(), headers, big.into()), good], 1).await?;
-    let dead = tokio::time::timeout(Duration::from_secs(20), dlq.next())
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("dlq closed"))?;
+    let dead = next_within(&mut dlq, 20).await?;
     assert_eq!(dead.subject.as_str(), "opsflow.dlq.decode");
     assert!(dead.payload.is_empty());
-    let omitted = dead
-        .headers
-        .as_ref()
-        .and_then(|h| h.get("Opsflow-Payload-Omitted"))
-        .map(|v| v.as_str().to_owned())
-        .unwrap_or_default();
+    let omitted = header_of(&dead, "Opsflow-Payload-Omitted");
     assert!(omitted.contains("it is message 1 of stream OPS_EVENTS"), "{omitted}");
     let events = wait_for_head(&opsflow.url(), 1, Duration::from_secs(20)).await?;
     assert_eq!(events[0].id, "after-0", "ingest moved on");
@@ -1081,5 +1122,148 @@ async fn committed_while_nats_was_down(captured: bool, restarted: bool) -> anyho
         "an event committed while NATS was down is missing, or published twice"
     );
     drop(opsflow);
+    Ok(())
+}
+
+/// Publishes one message with `headers` (a raw header block, `NATS/1.0` first) as a
+/// raw client can, which async-nats could not: its headers may be malformed.
+async fn publish_raw(nats: &NatsServer, subject: &str, headers: &[u8], payload: &[u8]) -> anyhow::Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", nats.port())).await?;
+    let mut stream = BufReader::new(stream);
+    let mut line = String::new();
+    stream.read_line(&mut line).await?; // INFO
+    let mut out = Vec::new();
+    out.extend_from_slice(b"CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true}\r\n");
+    out.extend_from_slice(format!("HPUB {subject} {} {}\r\n", headers.len(), headers.len() + payload.len()).as_bytes());
+    out.extend_from_slice(headers);
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b"\r\nPING\r\n");
+    stream.get_mut().write_all(&out).await?;
+    loop {
+        line.clear();
+        anyhow::ensure!(
+            stream.read_line(&mut line).await? > 0,
+            "nats-server closed the raw connection"
+        );
+        anyhow::ensure!(!line.starts_with("-ERR"), "nats-server refused the raw publish: {line}");
+        if line.starts_with("PONG") {
+            return Ok(());
+        }
+    }
+}
+
+/// A message whose NATS headers async-nats cannot parse drops the connection it is
+/// delivered on: it is read from the stream by sequence, dead-lettered with its raw
+/// header block, deleted from the stream (the only way past it), and ingest goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_whose_headers_no_client_reads_is_dead_lettered_and_ingest_goes_on() -> anyhow::Result<()> {
+    use base64::Engine;
+    let WithDeadLetters {
+        nats,
+        _dir,
+        opsflow,
+        client: _client,
+        js,
+        mut dlq,
+    } = with_dead_letters().await?;
+    let raw_headers = b"NATS/1.0\r\nX-Bad: \xff\xfe\r\n\r\n";
+    let payload =
+        br#"{"specversion":"1.0","id":"poison","source":"/raw","type":"order.placed","data":{"order_id":"P-1"}}"#;
+    publish_raw(&nats, "ops.events.order.placed", raw_headers, payload).await?;
+    publish_all(&js, items(&["after"], 3, false), 3).await?;
+
+    let dead = next_within(&mut dlq, 30).await?;
+    assert_eq!(dead.subject.as_str(), "opsflow.dlq.decode");
+    assert_eq!(&dead.payload[..], &payload[..]);
+    let original =
+        base64::engine::general_purpose::STANDARD.decode(header_of(&dead, "Opsflow-Original-Headers-Base64"))?;
+    assert_eq!(original, raw_headers);
+    let error = header_of(&dead, "Opsflow-Error");
+    assert!(error.contains("not UTF-8"), "{error}");
+    let events = settled_head(&opsflow.url(), 3, Duration::from_secs(30)).await?;
+    assert_exactly_once(&events, &["after"], 3, true);
+    // Gone from the stream, so never delivered again.
+    let stream = js.get_stream("OPS_EVENTS").await?;
+    assert!(
+        stream.get_raw_message(1).await.is_err(),
+        "the poison message is deleted"
+    );
+    Ok(())
+}
+
+/// A stream that also captures opsflow's own subjects (its committed events here)
+/// is adopted: the consumer takes only the ingest subjects, so neither outbound
+/// events nor dead letters come back as ingest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adopted_stream_capturing_opsflows_own_subjects_is_not_ingested_from_them() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let client = async_nats::connect(nats.url()).await?;
+    let js = jetstream::new(client.clone());
+    js.create_stream(jetstream::stream::Config {
+        name: "OPS_EVENTS".into(),
+        subjects: vec!["ops.>".into(), "opsflow.log.>".into()],
+        ..Default::default()
+    })
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let opsflow = opsflow_on(&nats, dir.path(), &[]).await?;
+    let mut dlq = client.subscribe("opsflow.dlq.>").await?;
+    client.flush().await?;
+    let mut headers = HeaderMap::new();
+    headers.insert("Content-Type", "application/cloudevents+json");
+    let mut all = items(&["own"], 20, false);
+    all.push(("ops.events.x".to_owned(), headers, "not json".into()));
+    publish_all(&js, all, 8).await?;
+    let events = settled_head(&opsflow.url(), 20, Duration::from_secs(30)).await?;
+    assert_exactly_once(&events, &["own"], 20, true);
+    let dead = next_within(&mut dlq, 20).await?;
+    assert_eq!(dead.subject.as_str(), "opsflow.dlq.decode");
+    // Outbound put the 20 events in the stream too; none came back as a dead letter.
+    let mut stream = js.get_stream("OPS_EVENTS").await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stream.info().await?.state.messages < 41 {
+        anyhow::ensure!(Instant::now() < deadline, "outbound events not in the stream");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), dlq.next())
+            .await
+            .is_err(),
+        "one dead letter only"
+    );
+    let info = stream.consumer_info("opsflow-ingest").await?;
+    assert_eq!(info.config.filter_subject, "ops.events.>");
+    Ok(())
+}
+
+/// An event whose outbound CloudEvent does not fit in a NATS message goes out
+/// without its data (saying so), and the events after it follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_publishes_an_event_too_large_for_nats_without_its_data() -> anyhow::Result<()> {
+    let nats = NatsServer::start_with_config("max_payload: 8192")?;
+    let nc = async_nats::connect(nats.url()).await?;
+    let mut out = nc.subscribe("opsflow.log.>").await?;
+    nc.flush().await?;
+    let server = TestServer::start_with(|c| c.nats = Some(NatsConfig::url(nats.url()))).await?;
+    wait_ready(&server.url()).await?;
+    let mut c = client(&server.url()).await?;
+    let big = json!({ "order_id": "BIG-1", "note": "x".repeat(20_000) }).to_string();
+    for (id, data) in [("big", big.as_str()), ("small", r#"{"order_id":"S-1"}"#)] {
+        c.append(v1::AppendRequest {
+            stream: format!("order/{id}"),
+            expected: None,
+            events: vec![opsflow_e2e::event("out", id, "custom.note", data)],
+        })
+        .await?;
+    }
+    let got = [next_within(&mut out, 20).await?, next_within(&mut out, 20).await?];
+    let omitted = header_of(&got[0], "Opsflow-Payload-Omitted");
+    assert!(omitted.contains("read position 1 from the log"), "{omitted}");
+    let first: serde_json::Value = serde_json::from_slice(&got[0].payload)?;
+    assert_eq!((first["id"].as_str(), first.get("data")), (Some("big"), None));
+    let second: serde_json::Value = serde_json::from_slice(&got[1].payload)?;
+    assert_eq!(second["data"]["order_id"], "S-1");
     Ok(())
 }

@@ -126,6 +126,13 @@ impl<'a> Attributes<'a> {
         let mut extensions = std::mem::take(&mut self.values);
         extensions.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for (name, value) in extensions {
+            // `data` is the payload, never an attribute (spec, "Attribute Naming").
+            if name == "data" {
+                return Err(CloudEventError::NotAllowed {
+                    attribute: name.into_owned(),
+                    reason: "`data` is the event's payload, not an attribute (in binary mode the body)".into(),
+                });
+            }
             let text = extension_text(&name, value)?;
             metadata.insert(name.into_owned(), text);
         }

@@ -233,6 +233,13 @@ mod tests {
     }
 
     #[test]
+    fn ce_data_is_not_an_attribute() {
+        let err = parse(&[("ce-subject", "order/PO-1"), ("ce-data", "x")], None, b"").expect_err("ce-data");
+        assert_eq!(err.attribute(), Some("data"), "{err}");
+        assert!(err.to_string().contains("the event's payload"), "{err}");
+    }
+
+    #[test]
     fn ce_datacontenttype_is_not_allowed() {
         let err = parse(
             &[("ce-subject", "s"), ("ce-datacontenttype", "application/json")],

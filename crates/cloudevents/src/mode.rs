@@ -24,9 +24,9 @@ pub(crate) const SUPPORTED: [&str; 4] = [
 ///    `application/cloudevents-batch+json` ([`parse_batch`]),
 ///    `application/cloudevents+protobuf` ([`parse_protobuf`]) or
 ///    `application/cloudevents-batch+protobuf` ([`parse_protobuf_batch`]).
-/// 2. Otherwise a `ce-specversion` header (name in any case) means binary mode
-///    ([`parse_nats_binary`]): the data's content type is `ce-datacontenttype`,
-///    else `content_type`.
+/// 2. Otherwise a `ce-` header (`ce-specversion`, name in any case) means binary
+///    mode ([`parse_nats_binary`]): the data's content type is
+///    `ce-datacontenttype`, else `content_type`.
 /// 3. Otherwise, with no content type and a body that starts with `{` (after
 ///    whitespace), structured JSON: the NATS binding's structured mode, which
 ///    may arrive without headers.
@@ -66,9 +66,12 @@ pub fn parse_any<'a>(
         }
     }
     let headers: Vec<(&str, &[u8])> = headers.into_iter().collect();
+    // Binary mode: `ce-specversion`, or other `ce-` headers without it (binary mode
+    // missing its specversion, which parsing says, rather than the body misread
+    // as a structured event).
     if headers
         .iter()
-        .any(|(name, _)| name.eq_ignore_ascii_case("ce-specversion"))
+        .any(|(name, _)| name.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("ce-")))
     {
         return parse_nats_binary(headers, content_type, body).map(|event| vec![event]);
     }
@@ -179,6 +182,13 @@ mod tests {
         assert_eq!(events[0].event.content_type, "application/octet-stream");
         let err = parse(None, &BINARY_HEADERS, b"{}").expect_err("binary, no subject");
         assert!(matches!(err, CloudEventError::MissingSubject { .. }), "{err}");
+        // `ce-` headers without `ce-specversion`: binary mode that lacks it, not a
+        // structured event read from the body.
+        let err = parse(None, &BINARY_HEADERS[1..], br#"{"order_id":"PO-2"}"#).expect_err("no specversion");
+        assert!(
+            matches!(&err, CloudEventError::MissingAttribute { attribute } if attribute == "specversion"),
+            "{err}"
+        );
     }
 
     /// NATS binding §3: a `Content-Type` of `application/cloudevents` is structured
@@ -206,8 +216,8 @@ mod tests {
 
     #[test]
     fn anything_else_is_refused_naming_the_content_type() {
-        let err = parse(Some("application/json"), &[("ce-id", b"e-1")], JSON_EVENT.as_bytes())
-            .expect_err("JSON content type without ce-specversion");
+        let err = parse(Some("application/json"), &[("x-id", b"e-1")], JSON_EVENT.as_bytes())
+            .expect_err("JSON content type without ce- headers");
         assert_eq!(
             err.to_string(),
             "cannot tell the CloudEvents content mode: content type \"application/json\" is not a CloudEvents \

@@ -67,9 +67,21 @@ pub fn stream_for(subject: Option<&str>, event: &ProposedEvent) -> Result<String
     let json_data = event.content_type.is_empty() || media::is_json(&event.content_type);
     // Data that is not a JSON object has no key fields.
     let members = if json_data {
-        serde_json::from_slice::<Members<'_>>(&event.data)
-            .map(|Members(m)| m)
-            .unwrap_or_default()
+        match serde_json::from_slice::<Members<'_>>(&event.data) {
+            Ok(Members(m)) => m,
+            // Not JSON at all: say so, rather than that no key field was found.
+            Err(e)
+                if !event.data.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(&event.data).is_err() =>
+            {
+                let shown: String = String::from_utf8_lossy(&event.data).chars().take(40).collect();
+                return Err(CloudEventError::invalid(
+                    "data",
+                    &shown,
+                    format!("the data is declared JSON but is not valid JSON ({e})"),
+                ));
+            }
+            Err(_) => Vec::new(),
+        }
     } else {
         Vec::new()
     };
@@ -256,11 +268,14 @@ mod tests {
             ("order.placed", r#"{"order_id":null}"#),
             ("order.placed", r#"{"order_id":{"a":1}}"#),
             ("order.placed", r#"["order_id"]"#),
-            ("order.placed", "not json"),
         ] {
             let err = stream(event_type, data).expect_err(data);
             assert!(matches!(err, CloudEventError::MissingSubject { .. }), "{data}: {err}");
         }
+        // Declared JSON and not JSON: that is the problem to name.
+        let err = stream("order.placed", "not json").expect_err("not json");
+        assert_eq!(err.attribute(), Some("data"));
+        assert!(err.to_string().contains("is not valid JSON"), "{err}");
         let binary = ProposedEvent {
             content_type: "text/plain".into(),
             ..event("order.placed", r#"{"order_id":"1"}"#)

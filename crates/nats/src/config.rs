@@ -185,13 +185,100 @@ impl NatsConfig {
         if self.outbound.max_in_flight == 0 {
             return err("outbound.max_in_flight", "must be at least 1".into());
         }
+        // What opsflow publishes must not come back to it as ingest: a dead letter
+        // ingested again is dead-lettered again, without end.
+        if self.ingest.enabled {
+            for (key, subject, what) in self.own_subjects() {
+                if let Some(ingested) = self
+                    .ingest
+                    .subjects
+                    .iter()
+                    .find(|s| crate::subjects::overlap(s, &subject))
+                {
+                    return err(
+                        key,
+                        format!(
+                            "{subject} overlaps the ingest subject {ingested}: opsflow would ingest its own {what}; \
+                             choose subjects apart"
+                        ),
+                    );
+                }
+            }
+        }
+        let dead_letters = format!("{}.>", self.dead_letters.subject_prefix);
+        let outbound = format!("{}.>", self.outbound.subject_prefix);
+        if self.outbound.enabled && crate::subjects::overlap(&dead_letters, &outbound) {
+            return err(
+                "outbound.subject_prefix",
+                format!("{outbound} overlaps the dead letters' {dead_letters}; choose subjects apart"),
+            );
+        }
         if self.user.is_some() != self.password.is_some() {
             return err("password", "user and password go together".into());
         }
         Ok(())
     }
 
+    /// The subjects opsflow itself publishes or answers on: (config key, subject,
+    /// what goes there).
+    pub(crate) fn own_subjects(&self) -> Vec<(&'static str, String, &'static str)> {
+        let mut own = vec![(
+            "dead_letters.subject_prefix",
+            format!("{}.>", self.dead_letters.subject_prefix),
+            "dead letters",
+        )];
+        if self.outbound.enabled {
+            own.push((
+                "outbound.subject_prefix",
+                format!("{}.>", self.outbound.subject_prefix),
+                "committed events",
+            ));
+        }
+        if self.request_reply.enabled {
+            own.push((
+                "request_reply.subject",
+                self.request_reply.subject.clone(),
+                "append requests (the stream would answer them first)",
+            ));
+        }
+        own
+    }
+
     pub(crate) fn ack_wait(&self) -> Duration {
         Duration::from_secs(self.ingest.ack_wait_secs.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opsflow_never_ingests_what_it_publishes() {
+        let mut config = NatsConfig::default();
+        assert_eq!(config.validate(), Ok(()));
+        config.dead_letters.subject_prefix = "ops.events.dlq".into();
+        let (key, message) = config.validate().unwrap_err();
+        assert_eq!(key, "nats.dead_letters.subject_prefix");
+        assert!(
+            message.contains("ops.events.dlq.> overlaps the ingest subject ops.events.>"),
+            "{message}"
+        );
+
+        let mut config = NatsConfig::default();
+        config.ingest.subjects = vec!["ops.events.>".into(), "opsflow.>".into()];
+        assert_eq!(config.validate().unwrap_err().0, "nats.dead_letters.subject_prefix");
+        config.ingest.subjects = vec!["ops.events.>".into(), "opsflow.log.>".into()];
+        assert_eq!(config.validate().unwrap_err().0, "nats.outbound.subject_prefix");
+        // Without outbound, nothing is published there.
+        config.outbound.enabled = false;
+        assert_eq!(config.validate(), Ok(()));
+
+        let mut config = NatsConfig::default();
+        config.request_reply.subject = "ops.events.append".into();
+        assert_eq!(config.validate().unwrap_err().0, "nats.request_reply.subject");
+        let mut config = NatsConfig::default();
+        config.outbound.subject_prefix = "opsflow.dlq".into();
+        assert_eq!(config.validate().unwrap_err().0, "nats.outbound.subject_prefix");
     }
 }

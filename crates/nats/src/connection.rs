@@ -78,3 +78,9 @@ pub async fn connect(config: &NatsConfig) -> Result<Client, NatsError> {
 pub fn is_connected(client: &Client) -> bool {
     matches!(client.connection_state(), async_nats::connection::State::Connected)
 }
+
+/// How many times the client has connected: a change means a new connection, and
+/// whatever the old one had not sent or received is gone.
+pub(crate) fn connects(client: &Client) -> u64 {
+    client.statistics().connects.load(std::sync::atomic::Ordering::Relaxed)
+}

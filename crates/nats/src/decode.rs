@@ -21,6 +21,14 @@ pub enum DeadReason {
 }
 
 impl DeadReason {
+    pub const ALL: [DeadReason; 5] = [
+        DeadReason::Decode,
+        DeadReason::Invalid,
+        DeadReason::Limit,
+        DeadReason::VersionConflict,
+        DeadReason::DuplicateConflict,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             DeadReason::Decode => "decode",

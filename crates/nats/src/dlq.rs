@@ -20,14 +20,37 @@ impl DeadLetters {
     pub async fn ensure(js: jetstream::Context, config: &DeadLetterConfig) -> Result<DeadLetters, NatsError> {
         let subject = format!("{}.>", config.subject_prefix);
         if js.stream_by_subject(subject.clone()).await.is_err() {
-            js.get_or_create_stream(stream::Config {
-                name: config.stream.clone(),
-                subjects: vec![subject],
-                storage: stream::StorageType::File,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| NatsError::JetStream(e.to_string()))?;
+            let mut made = js
+                .get_or_create_stream(stream::Config {
+                    name: config.stream.clone(),
+                    subjects: vec![subject.clone()],
+                    storage: stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| NatsError::JetStream(e.to_string()))?;
+            // A stream of that name made otherwise would leave dead letters nowhere:
+            // ingest would stop at the first bad message.
+            let info = made.info().await.map_err(|e| NatsError::JetStream(e.to_string()))?;
+            if !info
+                .config
+                .subjects
+                .iter()
+                .any(|s| crate::subjects::covers(s, &subject))
+            {
+                return Err(NatsError::IncompatibleStream {
+                    stream: config.stream.clone(),
+                    reason: format!(
+                        "it keeps {:?}, not the dead letters' {subject}: add {subject} to it, or set \
+                         [nats.dead_letters] stream to another name",
+                        info.config.subjects
+                    ),
+                });
+            }
+        }
+        // Every reason's count is on /metrics from the start, at 0 until it is not.
+        for reason in DeadReason::ALL {
+            metrics::counter!("opsflow_nats_dead_letters_total", "reason" => reason.as_str()).increment(0);
         }
         Ok(DeadLetters {
             js,
@@ -119,7 +142,7 @@ impl Origin {
 
 /// The size of `headers` in a NATS message (`NATS/1.0` line, `name: value` lines,
 /// blank line), as it counts against `max_payload`.
-fn headers_size(headers: &HeaderMap) -> usize {
+pub(crate) fn headers_size(headers: &HeaderMap) -> usize {
     let lines: usize = headers
         .iter()
         .map(|(name, values)| {

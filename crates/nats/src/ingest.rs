@@ -17,7 +17,6 @@
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{AckPolicy, pull};
-use async_nats::jetstream::stream::RawMessageErrorKind;
 use async_nats::jetstream::{self, AckKind, stream};
 use std::sync::Arc;
 
@@ -76,6 +75,7 @@ pub async fn run_ingest(
             Err(Stop::Transient(e)) => {
                 metrics::counter!("opsflow_nats_ingest_interruptions_total").increment(1);
                 tracing::warn!(error = %e, retry_in = ?delay, "nats ingest interrupted");
+                ready.ingest.fail(e);
             }
         }
         tokio::select! {
@@ -112,16 +112,34 @@ pub async fn ensure_stream(js: &jetstream::Context, config: &IngestConfig) -> Re
         num_replicas: config.replicas,
         ..Default::default()
     };
-    let mut stream = js
-        .get_or_create_stream(wanted)
-        .await
-        .map_err(|e| NatsError::JetStream(e.to_string()))?;
+    let mut stream = match js.get_or_create_stream(wanted).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            // Most likely another stream holds the subjects: name it.
+            for subject in &config.subjects {
+                if let Ok(other) = js.stream_by_subject(subject.clone()).await
+                    && other != config.stream
+                {
+                    return Err(NatsError::IncompatibleStream {
+                        stream: config.stream.clone(),
+                        reason: format!(
+                            "it cannot be created ({e}): stream {other} already captures {subject}; set \
+                             [nats.ingest] stream = \"{other}\" to ingest from it, or take {subject} out of it"
+                        ),
+                    });
+                }
+            }
+            return Err(NatsError::JetStream(e.to_string()));
+        }
+    };
     let info = stream.info().await.map_err(|e| NatsError::JetStream(e.to_string()))?;
     let existing = &info.config;
+    // Adopted when its subjects cover the ingest subjects (`ops.>` covers
+    // `ops.events.>`); the consumer then filters to the ingest subjects.
     let missing: Vec<&String> = config
         .subjects
         .iter()
-        .filter(|s| !existing.subjects.contains(s))
+        .filter(|s| !existing.subjects.iter().any(|e| crate::subjects::covers(e, s)))
         .collect();
     if !missing.is_empty() {
         return Err(NatsError::IncompatibleStream {
@@ -172,6 +190,15 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
                     AckPolicy::All
                 },
                 ack_wait: config.ack_wait(),
+                // Only the ingest subjects, whatever else an adopted stream captures.
+                filter_subject: match config.ingest.subjects.as_slice() {
+                    [one] => one.clone(),
+                    _ => String::new(),
+                },
+                filter_subjects: match config.ingest.subjects.as_slice() {
+                    [_] => Vec::new(),
+                    many => many.to_vec(),
+                },
                 // Room for what is being appended and one and a half pulls delivered.
                 max_ack_pending: i64::try_from(batch * BATCHES_IN_FLIGHT + pull * 2).unwrap_or(i64::MAX),
                 ..Default::default()
@@ -194,6 +221,37 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
             }
         )));
     }
+    // What the consumer delivers: its filters, else all its stream captures.
+    let mut delivered = info.config.filter_subjects.clone();
+    delivered.extend(Some(info.config.filter_subject.clone()).filter(|f| !f.is_empty()));
+    if delivered.is_empty() {
+        delivered = stream.cached_info().config.subjects.clone();
+    }
+    for (key, own, what) in config.own_subjects() {
+        if let Some(overlapping) = delivered.iter().find(|d| crate::subjects::overlap(d, &own)) {
+            return Err(transient(format!(
+                "consumer {} of stream {} delivers {overlapping}, which holds opsflow's own {what} ({own}, \
+                 [nats] {key}): ingesting them would loop; give the consumer filter subjects within {:?}, or \
+                 delete it and opsflow will make its own",
+                config.ingest.consumer, config.ingest.stream, config.ingest.subjects
+            )));
+        }
+    }
+    let left_out: Vec<&String> = config
+        .ingest
+        .subjects
+        .iter()
+        .filter(|s| !delivered.iter().any(|d| crate::subjects::covers(d, s)))
+        .collect();
+    if !left_out.is_empty() {
+        tracing::warn!(
+            consumer = %config.ingest.consumer,
+            filters = ?delivered,
+            "the ingest consumer delivers only part of the ingest subjects {:?}: events outside its filters are \
+             not ingested",
+            left_out
+        );
+    }
     if info.config.max_deliver > 0 {
         tracing::warn!(
             consumer = %config.ingest.consumer,
@@ -212,7 +270,7 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
         let mut filters = info.config.filter_subjects.clone();
         filters.extend(Some(info.config.filter_subject.clone()).filter(|f| !f.is_empty()));
         let (from, to) = (*given.start(), *given.end());
-        let recorded = recover(&stream, &filters, given, batch, log, &dead_letters).await?;
+        let recorded = recover(js, &stream, &filters, given, batch, log, &dead_letters).await?;
         tracing::info!(
             consumer = %config.ingest.consumer,
             from,
@@ -277,6 +335,9 @@ impl Deliveries {
     }
 }
 
+/// How often a session checks whether the client connected again.
+const RECONNECT_CHECK: Duration = Duration::from_secs(1);
+
 /// Stream messages read at once while recovering.
 const RECOVER_READS: usize = 64;
 
@@ -287,6 +348,7 @@ const RECOVER_READS: usize = 64;
 /// outside the consumer's `filters`) is skipped, a bad one is dead-lettered again
 /// (JetStream drops the copy by its `Nats-Msg-Id`). Returns how many were recorded.
 async fn recover(
+    js: &jetstream::Context,
     stream: &stream::Stream,
     filters: &[String],
     given: std::ops::RangeInclusive<u64>,
@@ -296,37 +358,37 @@ async fn recover(
 ) -> Result<u64, Stop> {
     let mut recorded = 0;
     let (last, batch) = (*given.end(), batch.max(1));
+    let name = stream.cached_info().config.name.clone();
     for from in given.step_by(batch) {
         let end = last.min(from + (batch as u64 - 1));
-        let read: Vec<Option<jetstream::message::StreamMessage>> = futures::stream::iter(from..=end)
-            .map(|sequence| async move {
-                match stream.get_raw_message(sequence).await {
-                    Ok(message) => Ok(Some(message)),
-                    Err(e) if matches!(e.kind(), RawMessageErrorKind::NoMessageFound) => Ok(None),
-                    Err(e) => Err(e),
-                }
-            })
+        let read: Vec<Option<Stored>> = futures::stream::iter(from..=end)
+            .map(|sequence| read_stored(js, &name, sequence))
             .buffered(RECOVER_READS)
             .try_collect()
             .await
             .map_err(transient)?;
-        let messages: Vec<(Origin, async_nats::Message)> = read
-            .into_iter()
-            .flatten()
-            .filter(|m| filters.is_empty() || filters.iter().any(|f| subject_matches(f, &m.subject)))
-            .map(|m| {
-                let message = async_nats::Message {
-                    length: m.payload.len(),
-                    subject: m.subject,
-                    reply: None,
-                    payload: m.payload,
-                    headers: Some(m.headers),
-                    status: None,
-                    description: None,
-                };
-                (origin(&stream.cached_info().config.name, m.sequence, &m.time), message)
-            })
-            .collect();
+        let mut messages: Vec<(Origin, async_nats::Message)> = Vec::new();
+        for m in read.into_iter().flatten() {
+            if !(filters.is_empty() || filters.iter().any(|f| crate::subjects::matches(f, &m.subject))) {
+                continue;
+            }
+            let at = origin(&name, m.sequence, &m.time);
+            match m.headers {
+                Ok(headers) => messages.push((
+                    at,
+                    async_nats::Message {
+                        length: m.payload.len(),
+                        subject: m.subject.into(),
+                        reply: None,
+                        payload: m.payload,
+                        headers: Some(headers),
+                        status: None,
+                        description: None,
+                    },
+                )),
+                Err(why) => poisoned(stream, dead, at, m.subject, m.payload, &m.raw_headers, &why).await?,
+            }
+        }
         let (parts, decoded) = decode_batch(messages.iter().map(|(_, m)| m));
         let mut results = log
             .submit_each(parts)
@@ -350,16 +412,119 @@ async fn recover(
     Ok(recorded)
 }
 
-/// Whether `subject` matches a NATS subject `filter` (`*` one token, `>` the rest).
-fn subject_matches(filter: &str, subject: &str) -> bool {
-    let (mut filter, mut subject) = (filter.split('.'), subject.split('.'));
-    loop {
-        match (filter.next(), subject.next()) {
-            (Some(">"), Some(_)) | (None, None) => return true,
-            (Some(f), Some(s)) if f == "*" || f == s => {}
-            _ => return false,
-        }
+/// A stream message read by sequence through the JetStream API, whose answer is
+/// JSON: its headers arrive as bytes, so one whose headers the client cannot parse
+/// (delivered, it drops the client's connection) is read too.
+struct Stored {
+    subject: String,
+    sequence: u64,
+    time: String,
+    payload: bytes::Bytes,
+    /// The parsed headers, or why they do not parse.
+    headers: Result<async_nats::HeaderMap, String>,
+    raw_headers: Vec<u8>,
+}
+
+/// Stream message `sequence` of `stream`; `None` when it is gone.
+async fn read_stored(js: &jetstream::Context, stream: &str, sequence: u64) -> Result<Option<Stored>, String> {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use jetstream::response::Response;
+
+    #[derive(serde::Deserialize)]
+    struct Reply {
+        message: stream::RawMessage,
     }
+    let reply: Response<Reply> = js
+        .request(
+            format!("STREAM.MSG.GET.{stream}"),
+            &serde_json::json!({ "seq": sequence }),
+        )
+        .await
+        .map_err(|e| format!("reading message {sequence} of stream {stream}: {e}"))?;
+    let message = match reply {
+        Response::Ok(Reply { message }) => message,
+        Response::Err { error } if error.error_code() == jetstream::ErrorCode::NO_MESSAGE_FOUND => return Ok(None),
+        Response::Err { error } => return Err(format!("reading message {sequence} of stream {stream}: {error}")),
+    };
+    let undecodable = |what: &str| format!("message {sequence} of stream {stream}: its {what} is not base64");
+    let payload = STANDARD.decode(&message.payload).map_err(|_| undecodable("payload"))?;
+    let raw_headers = match &message.headers {
+        Some(h) => STANDARD.decode(h).map_err(|_| undecodable("header block"))?,
+        None => Vec::new(),
+    };
+    Ok(Some(Stored {
+        subject: message.subject,
+        sequence: message.sequence,
+        time: message.time.to_string(),
+        payload: payload.into(),
+        headers: parse_headers(&raw_headers),
+        raw_headers,
+    }))
+}
+
+/// A NATS header block (`NATS/1.0`, then `Name: value` lines), read as the client
+/// reads one delivered; an error says what it cannot read.
+fn parse_headers(raw: &[u8]) -> Result<async_nats::HeaderMap, String> {
+    use std::str::FromStr;
+    let mut headers = async_nats::HeaderMap::new();
+    if raw.is_empty() {
+        return Ok(headers);
+    }
+    let text = std::str::from_utf8(raw).map_err(|_| "the header block is not UTF-8".to_owned())?;
+    let mut lines = text.split("\r\n");
+    if !lines.next().is_some_and(|l| l.starts_with("NATS/1.0")) {
+        return Err("the header block does not start with NATS/1.0".into());
+    }
+    for line in lines.filter(|l| !l.is_empty()) {
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| format!("header line {line:?} has no colon"))?;
+        let name =
+            async_nats::HeaderName::from_str(name).map_err(|e| format!("header name {name:?} is not valid: {e}"))?;
+        headers.append(name, value.trim());
+    }
+    Ok(headers)
+}
+
+/// A message whose headers cannot be read: every delivery of it drops the client's
+/// connection, so it can be neither recorded nor terminated as a delivery. It is
+/// dead-lettered (the raw header block in `Opsflow-Original-Headers-Base64`) and
+/// then deleted from the stream, the only way past it.
+async fn poisoned(
+    stream: &stream::Stream,
+    dead: &DeadLetters,
+    at: Origin,
+    subject: String,
+    payload: bytes::Bytes,
+    raw_headers: &[u8],
+    why: &str,
+) -> Result<(), Stop> {
+    use base64::Engine;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(
+        "Opsflow-Original-Headers-Base64",
+        base64::engine::general_purpose::STANDARD.encode(raw_headers).as_str(),
+    );
+    let message = async_nats::Message {
+        length: payload.len(),
+        subject: subject.into(),
+        reply: None,
+        payload,
+        headers: Some(headers),
+        status: None,
+        description: None,
+    };
+    let error = format!(
+        "the message's NATS headers cannot be read ({why}); a client drops its connection at it, so it is \
+         deleted from stream {} (sequence {}) after this dead letter",
+        at.stream, at.sequence
+    );
+    dead.publish(&message, DeadReason::Decode, &error, Some(&at))
+        .await
+        .map_err(transient)?;
+    stream.delete_message(at.sequence).await.map_err(transient)?;
+    Ok(())
 }
 
 /// Where stream message `sequence`, stored at `stored`, is kept (its dead letter's
@@ -401,6 +566,11 @@ async fn session(
     } = setup?;
     let ack_all = deliveries.is_some();
     *consumed = true;
+    // A new connection ends the session: deliveries the old one had not received
+    // are then recovered at once, not redelivered after `ack_wait`.
+    let client = js.client();
+    let connected = crate::connection::connects(&client);
+    let mut reconnected = tokio::time::interval(RECONNECT_CHECK);
     let batch = config.ingest.batch;
     tracing::info!(stream = %config.ingest.stream, consumer = %config.ingest.consumer, "nats ingest consuming");
     ready.set(true);
@@ -425,6 +595,14 @@ async fn session(
             Some(done) = settling.join_next(), if !settling.is_empty() => {
                 if let Err(stop) = done.unwrap_or_else(|e| Err(transient(e))) {
                     break Err(stop);
+                }
+                continue;
+            }
+            _ = reconnected.tick() => {
+                if crate::connection::connects(&client) != connected {
+                    break Err(transient(
+                        "the connection to NATS was made again: what the old one was given is recovered now",
+                    ));
                 }
                 continue;
             }
@@ -603,20 +781,6 @@ mod tests {
             "{gap}"
         );
         assert_eq!(deliveries, Deliveries { next: 10 }, "a gap does not move on");
-    }
-
-    #[test]
-    fn subjects_match_filters_as_nats_does() {
-        for (filter, subject, matches) in [
-            ("ops.events.>", "ops.events.order.placed", true),
-            ("ops.events.>", "ops.events", false),
-            ("ops.*.order", "ops.events.order", true),
-            ("ops.*.order", "ops.events.order.placed", false),
-            ("ops.events.order", "ops.events.order", true),
-            ("ops.events.order", "ops.events.orders", false),
-        ] {
-            assert_eq!(subject_matches(filter, subject), matches, "{filter} {subject}");
-        }
     }
 
     #[test]

@@ -30,6 +30,7 @@ mod ingest;
 mod outbound;
 mod ready;
 mod reply;
+mod subjects;
 
 pub use config::{DeadLetterConfig, IngestConfig, NatsConfig, OutboundConfig, RequestReplyConfig, TlsConfig};
 pub use connection::{connect, is_connected};

@@ -19,6 +19,7 @@ use opsflow_log::{EventFilter, EventLog, LogError, RecordedEvent, SubscriptionIt
 use tokio_util::sync::CancellationToken;
 
 use crate::OutboundConfig;
+use crate::connection::connects;
 
 type Ack = futures::future::BoxFuture<'static, (u64, Result<(), String>)>;
 
@@ -52,7 +53,9 @@ pub async fn run_outbound(
                 if matches!(e.downcast_ref::<LogError>(), Some(LogError::Closed)) {
                     return Ok(());
                 }
+                metrics::counter!("opsflow_nats_outbound_interruptions_total").increment(1);
                 tracing::warn!(error = %e, retry_in = ?delay, "nats outbound interrupted");
+                ready.outbound.fail(format!("{e:#}"));
             }
         }
         tokio::select! {
@@ -238,10 +241,6 @@ struct Echo {
     connects: u64,
 }
 
-fn connects(client: &async_nats::Client) -> u64 {
-    client.statistics().connects.load(std::sync::atomic::Ordering::Relaxed)
-}
-
 impl Echo {
     async fn new(client: &async_nats::Client) -> anyhow::Result<Echo> {
         let connects = connects(client);
@@ -325,7 +324,32 @@ impl Outbound<'_> {
             async_nats::header::NATS_MESSAGE_ID,
             async_nats::HeaderValue::from(position),
         );
-        let body: bytes::Bytes = opsflow_cloudevents::recorded_to_cloudevent(event).into();
+        let mut body: bytes::Bytes = opsflow_cloudevents::recorded_to_cloudevent(event).into();
+        let max_payload = self.client.server_info().max_payload;
+        if max_payload > 0 && crate::dlq::headers_size(&headers) + body.len() > max_payload {
+            // The event goes out without its data rather than never (outbound could
+            // not move past it): its attributes, and where to read it whole.
+            let without_data = RecordedEvent {
+                data: bytes::Bytes::new(),
+                ..event.clone()
+            };
+            body = opsflow_cloudevents::recorded_to_cloudevent(&without_data).into();
+            headers.insert(
+                "Opsflow-Payload-Omitted",
+                format!(
+                    "the event ({} bytes of data) does not fit in a NATS message (max_payload {max_payload}); \
+                     read position {position} from the log",
+                    event.data.len()
+                )
+                .as_str(),
+            );
+            metrics::counter!("opsflow_nats_outbound_data_omitted_total").increment(1);
+            tracing::warn!(
+                position,
+                max_payload,
+                "outbound event too large for NATS: published without its data"
+            );
+        }
         match self.js {
             Some(js) if outlet.in_stream => {
                 let ack = js.publish_with_headers(outlet.subject, headers, body).await?;

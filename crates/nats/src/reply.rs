@@ -5,6 +5,7 @@
 //! an `opsflow.v1.AppendResponse`. Errors carry `Nats-Service-Error-Code` (an HTTP
 //! status) and `Nats-Service-Error` headers, and a JSON body `{"error": {...}}`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
@@ -14,6 +15,8 @@ use opsflow_log::{ErrorKind, EventLog, LogError};
 use opsflow_proto::{convert, v1};
 use prost::Message as _;
 use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::RequestReplyConfig;
@@ -50,23 +53,59 @@ pub async fn run_request_reply(
             Some(Err(_)) => {}
         }
         tracing::info!(subject = %config.subject, "serving append requests");
-        loop {
+        // Requests are handled concurrently, as HTTP's are, so that appends from
+        // many producers share the log's group commit; a producer that needs two
+        // events in order waits for the first one's reply.
+        let slots = Arc::new(Semaphore::new(CONCURRENT_REQUESTS));
+        let mut handling: JoinSet<()> = JoinSet::new();
+        let stopped = loop {
+            while handling.try_join_next().is_some() {}
             let request = tokio::select! {
                 r = requests.next() => r,
-                _ = shutdown.cancelled() => return Ok(()),
+                _ = shutdown.cancelled() => break true,
             };
-            let Some(request) = request else { break };
+            let Some(request) = request else { break false };
             let Some(reply_to) = request.reply.clone() else {
                 tracing::debug!("append request without a reply subject ignored");
                 continue;
             };
-            let (headers, body) = handle(&log, request.headers.as_ref(), request.payload).await;
-            if let Err(e) = client.publish_with_headers(reply_to, headers, body).await {
-                tracing::warn!(error = %e, "cannot send an append reply");
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                break true;
+            };
+            let (log, client) = (log.clone(), client.clone());
+            handling.spawn(async move {
+                let (headers, body) = handle(&log, request.headers.as_ref(), request.payload).await;
+                if let Err(e) = client.publish_with_headers(reply_to, headers, body).await {
+                    tracing::warn!(error = %e, "cannot send an append reply");
+                }
+                drop(slot);
+            });
+        };
+        // The appends under way finish (their events are recorded either way) and
+        // their replies go out, unless NATS does not take them in time.
+        let finished = tokio::time::timeout(REPLIES_WITHIN, async { while handling.join_next().await.is_some() {} });
+        if finished.await.is_err() {
+            tracing::warn!("append replies not sent within {REPLIES_WITHIN:?}; their producers will retry");
+        }
+        if stopped {
+            // The connection is this task's own: send what is buffered, briefly, and
+            // not at all when NATS is unreachable (shutdown does not wait for it).
+            if crate::is_connected(&client) {
+                let _ = tokio::time::timeout(FLUSH_WITHIN, client.flush()).await;
             }
+            return Ok(());
         }
     }
 }
+
+/// Append requests handled at once at most.
+const CONCURRENT_REQUESTS: usize = 256;
+
+/// How long a stopping or resubscribing request loop waits for replies under way.
+const REPLIES_WITHIN: Duration = Duration::from_secs(5);
+
+/// How long a stopping request loop waits for its replies to leave.
+const FLUSH_WITHIN: Duration = Duration::from_secs(2);
 
 fn is_protobuf(ct: Option<&str>) -> bool {
     let media = ct.map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase());

@@ -284,16 +284,20 @@ async fn readyz(State(state): State<HttpState>) -> Response {
         // A task is ready only while the connection is up: its consumer or
         // subscription does nothing without it.
         let part = |wanted: bool, flag: &opsflow_nats::Flag| match (wanted, connected, flag.get()) {
-            (false, _, _) => "disabled",
-            (true, false, _) => "waiting for the connection",
-            (true, true, true) => "ready",
-            (true, true, false) => "starting or recovering",
+            (false, _, _) => "disabled".to_owned(),
+            (true, false, _) => "waiting for the connection".to_owned(),
+            (true, true, true) => "ready".to_owned(),
+            // The last failure says why, e.g. a consumer or stream opsflow cannot use.
+            (true, true, false) => match flag.problem_text() {
+                Some(problem) => format!("starting or recovering; last failure: {problem}"),
+                None => "starting or recovering".to_owned(),
+            },
         };
         let ingest = part(nats.wanted.ingest, &nats.ready.ingest);
         let requests = part(nats.wanted.requests, &nats.ready.requests);
         let outbound = part(nats.wanted.outbound, &nats.ready.outbound);
         ready &= connected
-            && [ingest, requests, outbound]
+            && [&ingest, &requests, &outbound]
                 .iter()
                 .all(|s| *s == "ready" || *s == "disabled");
         report["nats"] = json!({

@@ -329,8 +329,16 @@ async fn start_nats(
         handles.push(transport(tasks, "nats-ingest", run));
     }
     if config.request_reply.enabled {
+        // A connection of its own: a request the client cannot read (malformed
+        // headers from a raw client) drops the connection it arrives on, and must
+        // not interrupt ingest and outbound with it.
+        let requests = opsflow_nats::NatsConfig {
+            name: format!("{}-requests", config.name),
+            ..config.clone()
+        };
+        let requests = opsflow_nats::connect(&requests).await?;
         let run = opsflow_nats::run_request_reply(
-            client.clone(),
+            requests,
             config.request_reply.clone(),
             log.clone(),
             shutdown.clone(),
