@@ -478,10 +478,10 @@ struct WithDeadLetters {
     dlq: async_nats::Subscriber,
 }
 
-async fn with_dead_letters() -> anyhow::Result<WithDeadLetters> {
+async fn with_dead_letters(env: &[(&str, &str)]) -> anyhow::Result<WithDeadLetters> {
     let nats = NatsServer::start()?;
     let dir = tempfile::tempdir()?;
-    let opsflow = opsflow_on(&nats, dir.path(), &[]).await?;
+    let opsflow = opsflow_on(&nats, dir.path(), env).await?;
     let client = async_nats::connect(nats.url()).await?;
     let js = jetstream::new(client.clone());
     let dlq = client.subscribe("opsflow.dlq.>").await?;
@@ -511,7 +511,7 @@ async fn a_dead_letter_too_large_for_nats_goes_without_its_payload() -> anyhow::
         client,
         js,
         mut dlq,
-    } = with_dead_letters().await?;
+    } = with_dead_letters(&[]).await?;
     let max = client.server_info().max_payload;
     let mut headers = HeaderMap::new();
     headers.insert("Content-Type", "application/cloudevents+json");
@@ -1158,6 +1158,16 @@ async fn publish_raw(nats: &NatsServer, subject: &str, headers: &[u8], payload: 
 /// header block, deleted from the stream (the only way past it), and ingest goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_whose_headers_no_client_reads_is_dead_lettered_and_ingest_goes_on() -> anyhow::Result<()> {
+    poisoned_message_is_taken_out(&[]).await
+}
+
+/// The same with a consumer that acknowledges each message (a work queue).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_work_queue_takes_out_a_message_whose_headers_no_client_reads() -> anyhow::Result<()> {
+    poisoned_message_is_taken_out(&[("OPSFLOW_NATS__INGEST__RETENTION", "workqueue")]).await
+}
+
+async fn poisoned_message_is_taken_out(env: &[(&str, &str)]) -> anyhow::Result<()> {
     use base64::Engine;
     let WithDeadLetters {
         nats,
@@ -1166,7 +1176,7 @@ async fn a_message_whose_headers_no_client_reads_is_dead_lettered_and_ingest_goe
         client: _client,
         js,
         mut dlq,
-    } = with_dead_letters().await?;
+    } = with_dead_letters(env).await?;
     let raw_headers = b"NATS/1.0\r\nX-Bad: \xff\xfe\r\n\r\n";
     let payload =
         br#"{"specversion":"1.0","id":"poison","source":"/raw","type":"order.placed","data":{"order_id":"P-1"}}"#;
@@ -1242,8 +1252,28 @@ async fn an_adopted_stream_capturing_opsflows_own_subjects_is_not_ingested_from_
 /// without its data (saying so), and the events after it follow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_publishes_an_event_too_large_for_nats_without_its_data() -> anyhow::Result<()> {
-    let nats = NatsServer::start_with_config("max_payload: 8192")?;
+    outbound_too_large("max_payload: 8192", None).await
+}
+
+/// The same against a capturing stream's own `max_msg_size`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_publishes_an_event_too_large_for_its_stream_without_its_data() -> anyhow::Result<()> {
+    outbound_too_large("", Some(8192)).await
+}
+
+async fn outbound_too_large(nats_config: &str, stream_limit: Option<i32>) -> anyhow::Result<()> {
+    let nats = NatsServer::start_with_config(nats_config)?;
     let nc = async_nats::connect(nats.url()).await?;
+    if let Some(limit) = stream_limit {
+        jetstream::new(nc.clone())
+            .create_stream(jetstream::stream::Config {
+                name: "OPSFLOW_LOG".into(),
+                subjects: vec!["opsflow.log.>".into()],
+                max_message_size: limit,
+                ..Default::default()
+            })
+            .await?;
+    }
     let mut out = nc.subscribe("opsflow.log.>").await?;
     nc.flush().await?;
     let server = TestServer::start_with(|c| c.nats = Some(NatsConfig::url(nats.url()))).await?;
@@ -1266,4 +1296,34 @@ async fn outbound_publishes_an_event_too_large_for_nats_without_its_data() -> an
     let second: serde_json::Value = serde_json::from_slice(&got[1].payload)?;
     assert_eq!(second["data"]["order_id"], "S-1");
     Ok(())
+}
+
+/// A stream that captures the request subject answers each request itself (a
+/// publish acknowledgement) before opsflow can: request/reply says so in /readyz.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_capturing_the_request_subject_is_reported() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let js = jetstream::new(async_nats::connect(nats.url()).await?);
+    js.create_stream(jetstream::stream::Config {
+        name: "CAPTURES_REQUESTS".into(),
+        subjects: vec!["opsflow.api.>".into()],
+        ..Default::default()
+    })
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let opsflow = OpsflowProcess::start_with(dir.path(), &["--nats", &nats.url()])?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready: serde_json::Value = match reqwest::get(format!("{}/readyz", opsflow.url())).await {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => serde_json::Value::Null,
+        };
+        let requests = ready["nats"]["requests"].as_str().unwrap_or_default().to_owned();
+        if requests.contains("stream CAPTURES_REQUESTS captures the request subject opsflow.api.append") {
+            assert_eq!(ready["ready"], false, "{ready}");
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "not reported: {ready}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

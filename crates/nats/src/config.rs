@@ -213,6 +213,20 @@ impl NatsConfig {
                 format!("{outbound} overlaps the dead letters' {dead_letters}; choose subjects apart"),
             );
         }
+        if self.request_reply.enabled {
+            let requests = &self.request_reply.subject;
+            for (key, published, enabled) in [
+                ("dead_letters.subject_prefix", &dead_letters, true),
+                ("outbound.subject_prefix", &outbound, self.outbound.enabled),
+            ] {
+                if enabled && crate::subjects::overlap(requests, published) {
+                    return err(
+                        key,
+                        format!("{published} overlaps the request subject {requests}; choose subjects apart"),
+                    );
+                }
+            }
+        }
         if self.user.is_some() != self.password.is_some() {
             return err("password", "user and password go together".into());
         }
@@ -280,5 +294,11 @@ mod tests {
         let mut config = NatsConfig::default();
         config.outbound.subject_prefix = "opsflow.dlq".into();
         assert_eq!(config.validate().unwrap_err().0, "nats.outbound.subject_prefix");
+        // Outbound of a type `api.append` would land on the request subject.
+        let mut config = NatsConfig::default();
+        config.outbound.subject_prefix = "opsflow".into();
+        let (key, message) = config.validate().unwrap_err();
+        assert_eq!(key, "nats.outbound.subject_prefix");
+        assert!(message.contains("overlaps"), "{message}");
     }
 }

@@ -19,8 +19,14 @@ impl DeadLetters {
     /// Makes sure a stream keeps `<prefix>.>`.
     pub async fn ensure(js: jetstream::Context, config: &DeadLetterConfig) -> Result<DeadLetters, NatsError> {
         let subject = format!("{}.>", config.subject_prefix);
-        if js.stream_by_subject(subject.clone()).await.is_err() {
-            let mut made = js
+        // The stream that captures dead letters (any stream: a lookup matches one
+        // capturing some of them), else one made for them.
+        let mut kept = match js.stream_by_subject(subject.clone()).await {
+            Ok(name) => js
+                .get_stream(name)
+                .await
+                .map_err(|e| NatsError::JetStream(e.to_string()))?,
+            Err(_) => js
                 .get_or_create_stream(stream::Config {
                     name: config.stream.clone(),
                     subjects: vec![subject.clone()],
@@ -28,34 +34,35 @@ impl DeadLetters {
                     ..Default::default()
                 })
                 .await
-                .map_err(|e| NatsError::JetStream(e.to_string()))?;
-            // A stream of that name made otherwise would leave dead letters nowhere:
-            // ingest would stop at the first bad message.
-            let info = made.info().await.map_err(|e| NatsError::JetStream(e.to_string()))?;
-            if !info
-                .config
-                .subjects
-                .iter()
-                .any(|s| crate::subjects::covers(s, &subject))
-            {
-                return Err(NatsError::IncompatibleStream {
-                    stream: config.stream.clone(),
-                    reason: format!(
-                        "it keeps {:?}, not the dead letters' {subject}: add {subject} to it, or set \
-                         [nats.dead_letters] stream to another name",
-                        info.config.subjects
-                    ),
-                });
-            }
-        }
-        // Every reason's count is on /metrics from the start, at 0 until it is not.
-        for reason in DeadReason::ALL {
-            metrics::counter!("opsflow_nats_dead_letters_total", "reason" => reason.as_str()).increment(0);
+                .map_err(|e| NatsError::JetStream(e.to_string()))?,
+        };
+        // One that keeps only some of them (or a stream of that name made
+        // otherwise) would leave the others nowhere: ingest would stop at them.
+        let info = kept.info().await.map_err(|e| NatsError::JetStream(e.to_string()))?;
+        if !info
+            .config
+            .subjects
+            .iter()
+            .any(|s| crate::subjects::covers(s, &subject))
+        {
+            return Err(NatsError::IncompatibleStream {
+                stream: info.config.name.clone(),
+                reason: format!(
+                    "it keeps {:?}, not all of the dead letters' {subject}: make it keep {subject}, or set \
+                     [nats.dead_letters] to a stream and prefix of their own",
+                    info.config.subjects
+                ),
+            });
         }
         Ok(DeadLetters {
             js,
             prefix: config.subject_prefix.clone(),
         })
+    }
+
+    /// The server's largest message (0: unknown).
+    pub fn max_payload(&self) -> usize {
+        self.js.client().server_info().max_payload
     }
 
     /// Publishes a dead letter for `message`, kept in the ingest stream as `origin`,

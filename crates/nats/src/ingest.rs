@@ -59,6 +59,11 @@ pub async fn run_ingest(
     ready: crate::Readiness,
 ) -> anyhow::Result<()> {
     let js = jetstream::new(client);
+    // Every reason's count is on /metrics from the start, at 0 until it is not.
+    for reason in crate::DeadReason::ALL {
+        metrics::counter!("opsflow_nats_dead_letters_total", "reason" => reason.as_str()).increment(0);
+    }
+    metrics::counter!("opsflow_nats_ingested_total").increment(0);
     let mut delay = Duration::from_millis(200);
     loop {
         let mut consumed = false;
@@ -265,11 +270,15 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
     let ack_all = info.config.ack_policy == AckPolicy::All;
     if !ack_all {
         tracing::info!(consumer = %config.ingest.consumer, "existing consumer acknowledges each message");
-    } else if info.num_ack_pending > 0 {
+    }
+    if info.num_ack_pending > 0 {
         let given = info.ack_floor.stream_sequence + 1..=info.delivered.stream_sequence;
         let mut filters = info.config.filter_subjects.clone();
         filters.extend(Some(info.config.filter_subject.clone()).filter(|f| !f.is_empty()));
         let (from, to) = (*given.start(), *given.end());
+        // A consumer acknowledging each message would get them again, but only
+        // after `ack_wait`; recorded now (the redeliveries are then duplicates),
+        // they keep their order and a message no client can read is taken out.
         let recorded = recover(js, &stream, &filters, given, batch, log, &dead_letters).await?;
         tracing::info!(
             consumer = %config.ingest.consumer,
@@ -341,12 +350,13 @@ const RECONNECT_CHECK: Duration = Duration::from_secs(1);
 /// Stream messages read at once while recovering.
 const RECOVER_READS: usize = 64;
 
-/// Records the messages of stream sequences `given` (those an earlier session of
-/// an `AckPolicy::All` consumer was given, past its acknowledged floor) before this
-/// session acknowledges anything. Each is read from the stream by sequence: one
+/// Records the messages of stream sequences `given` (those an earlier session was
+/// given, past the consumer's acknowledged floor) before this session acknowledges
+/// anything: with `AckPolicy::All` its first acknowledgement would cover them. Each is read from the stream by sequence: one
 /// recorded already is a duplicate the log absorbs, one gone from the stream (or
 /// outside the consumer's `filters`) is skipped, a bad one is dead-lettered again
-/// (JetStream drops the copy by its `Nats-Msg-Id`). Returns how many were recorded.
+/// (JetStream drops the copy by its `Nats-Msg-Id`), one whose headers no client can
+/// read is [`poisoned`]. Returns how many were recorded.
 async fn recover(
     js: &jetstream::Context,
     stream: &stream::Stream,
@@ -409,6 +419,7 @@ async fn recover(
             }
         }
     }
+    metrics::counter!("opsflow_nats_ingested_total").increment(recorded);
     Ok(recorded)
 }
 
@@ -463,8 +474,12 @@ async fn read_stored(js: &jetstream::Context, stream: &str, sequence: u64) -> Re
     }))
 }
 
-/// A NATS header block (`NATS/1.0`, then `Name: value` lines), read as the client
-/// reads one delivered; an error says what it cannot read.
+/// A NATS header block read exactly as async-nats reads a delivered one (its
+/// connection reader): `NATS/1.0` with an optional status, then `Name: value` lines,
+/// a line starting with whitespace continuing the value before it. An error (what
+/// the client would fail on, dropping its connection) says what it cannot read; a
+/// block the client reads is never an error, so no deliverable message is taken
+/// for a poisoned one.
 fn parse_headers(raw: &[u8]) -> Result<async_nats::HeaderMap, String> {
     use std::str::FromStr;
     let mut headers = async_nats::HeaderMap::new();
@@ -472,25 +487,48 @@ fn parse_headers(raw: &[u8]) -> Result<async_nats::HeaderMap, String> {
         return Ok(headers);
     }
     let text = std::str::from_utf8(raw).map_err(|_| "the header block is not UTF-8".to_owned())?;
-    let mut lines = text.split("\r\n");
-    if !lines.next().is_some_and(|l| l.starts_with("NATS/1.0")) {
-        return Err("the header block does not start with NATS/1.0".into());
+    let mut lines = text.lines().peekable();
+    let version = lines.next().ok_or_else(|| "the header block is empty".to_owned())?;
+    let suffix = version
+        .strip_prefix("NATS/1.0")
+        .ok_or_else(|| "the header block does not start with NATS/1.0".to_owned())?
+        .trim();
+    let status = suffix.split_once(' ').map_or(suffix, |(status, _)| status.trim());
+    if !status.is_empty() && status.parse::<async_nats::StatusCode>().is_err() {
+        return Err(format!("the status {status:?} is not a status code"));
     }
-    for line in lines.filter(|l| !l.is_empty()) {
+    while let Some(line) = lines.next() {
+        if line.is_empty() {
+            continue;
+        }
         let (name, value) = line
             .split_once(':')
             .ok_or_else(|| format!("header line {line:?} has no colon"))?;
         let name =
             async_nats::HeaderName::from_str(name).map_err(|e| format!("header name {name:?} is not valid: {e}"))?;
-        headers.append(name, value.trim());
+        let mut value = value.trim_start().to_owned();
+        while let Some(more) = lines.next_if(|l| l.starts_with(char::is_whitespace)) {
+            value.push_str(more);
+        }
+        value.truncate(value.trim_end().len());
+        let value = async_nats::HeaderValue::from_str(&value)
+            .map_err(|_| format!("the value of header {name} holds a line break"))?;
+        headers.append(name, value);
     }
     Ok(headers)
 }
 
+/// Room left in a dead letter for opsflow's own headers (error, reason, subject,
+/// message id) besides the payload and the copy of the original header block.
+const DEAD_LETTER_HEADROOM: usize = 2048;
+
 /// A message whose headers cannot be read: every delivery of it drops the client's
 /// connection, so it can be neither recorded nor terminated as a delivery. It is
-/// dead-lettered (the raw header block in `Opsflow-Original-Headers-Base64`) and
-/// then deleted from the stream, the only way past it.
+/// dead-lettered with its whole payload (the raw header block in
+/// `Opsflow-Original-Headers-Base64`, cut to fit when it must be) and only then
+/// deleted from the stream, the only way past it. When the payload itself cannot
+/// go whole into a dead letter, nothing is deleted and ingest stops here, saying
+/// what to do: deleting would lose the message.
 async fn poisoned(
     stream: &stream::Stream,
     dead: &DeadLetters,
@@ -501,11 +539,44 @@ async fn poisoned(
     why: &str,
 ) -> Result<(), Stop> {
     use base64::Engine;
+    let manual = format!(
+        "save it and delete it by hand (`nats stream rmm {} {}`)",
+        at.stream, at.sequence
+    );
+    if stream.cached_info().config.deny_delete {
+        return Err(transient(format!(
+            "message {} of stream {} has NATS headers no client can read ({why}), and the stream denies deletes: {manual}",
+            at.sequence, at.stream
+        )));
+    }
+    let max_payload = dead.max_payload();
+    let room = max_payload.saturating_sub(payload.len() + DEAD_LETTER_HEADROOM);
+    if max_payload > 0 && room == 0 {
+        return Err(transient(format!(
+            "message {} of stream {} has NATS headers no client can read ({why}) and a payload too large to \
+             dead-letter whole: {manual}",
+            at.sequence, at.stream
+        )));
+    }
+    // Base64 takes 4 bytes for 3.
+    let kept = if max_payload > 0 {
+        raw_headers.len().min(room / 4 * 3)
+    } else {
+        raw_headers.len()
+    };
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(
         "Opsflow-Original-Headers-Base64",
-        base64::engine::general_purpose::STANDARD.encode(raw_headers).as_str(),
+        base64::engine::general_purpose::STANDARD
+            .encode(&raw_headers[..kept])
+            .as_str(),
     );
+    if kept < raw_headers.len() {
+        headers.insert(
+            "Opsflow-Original-Headers-Cut",
+            format!("the first {kept} of {} bytes", raw_headers.len()).as_str(),
+        );
+    }
     let message = async_nats::Message {
         length: payload.len(),
         subject: subject.into(),
@@ -523,7 +594,13 @@ async fn poisoned(
     dead.publish(&message, DeadReason::Decode, &error, Some(&at))
         .await
         .map_err(transient)?;
-    stream.delete_message(at.sequence).await.map_err(transient)?;
+    stream.delete_message(at.sequence).await.map_err(|e| {
+        transient(format!(
+            "deleting message {} of stream {} (dead-lettered: its NATS headers no client can read) failed ({e}); \
+             opsflow's NATS user needs $JS.API.STREAM.MSG.DELETE.{}, or {manual}",
+            at.sequence, at.stream, at.stream
+        ))
+    })?;
     Ok(())
 }
 
@@ -781,6 +858,30 @@ mod tests {
             "{gap}"
         );
         assert_eq!(deliveries, Deliveries { next: 10 }, "a gap does not move on");
+    }
+
+    #[test]
+    fn header_blocks_read_as_the_client_reads_delivered_ones() {
+        let read = |raw: &[u8]| parse_headers(raw);
+        let value = |raw: &[u8], name: &str| read(raw).ok().and_then(|h| h.get(name).map(|v| v.as_str().to_owned()));
+        assert_eq!(value(b"NATS/1.0\r\nA: x\r\n\r\n", "A").as_deref(), Some("x"));
+        // Bare line feeds, a status, continuation lines: the client reads them.
+        assert_eq!(value(b"NATS/1.0\r\nA: x\nB: y\r\n\r\n", "B").as_deref(), Some("y"));
+        assert_eq!(value(b"NATS/1.0 503\r\nA: x\r\n\r\n", "A").as_deref(), Some("x"));
+        assert_eq!(value(b"NATS/1.0\r\nA: x\r\n  y\r\n\r\n", "A").as_deref(), Some("x  y"));
+        assert!(read(b"").is_ok_and(|h| h.is_empty()));
+        // What it fails on (and drops its connection for).
+        for (raw, why) in [
+            (&b"NATS/1.0\r\nX-Bad: \xff\r\n\r\n"[..], "not UTF-8"),
+            (b"NATS/1.0\r\nno colon here\r\n\r\n", "no colon"),
+            (b"NATS/1.0\r\nBad Name: x\r\n\r\n", "header name"),
+            (b"NATS/1.0\r\nA: x\ry\r\n\r\n", "line break"),
+            (b"HTTP/1.1\r\n\r\n", "NATS/1.0"),
+            (b"NATS/1.0 abc\r\n\r\n", "status"),
+        ] {
+            let err = read(raw).expect_err(why);
+            assert!(err.contains(why), "{err}");
+        }
     }
 
     #[test]

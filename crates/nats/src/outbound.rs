@@ -191,6 +191,8 @@ async fn session(
 struct Outlet {
     subject: async_nats::Subject,
     in_stream: bool,
+    /// The capturing stream's largest message (`max_msg_size`), 0 for none.
+    stream_limit: usize,
 }
 
 /// `work`, unless `shutdown` comes first (`None`): a NATS request or publish waits
@@ -300,19 +302,25 @@ impl Outbound<'_> {
             Some(outlet) => outlet.clone(),
             None => {
                 let subject = format!("{}.{}", self.prefix, event.event_type);
-                let in_stream = match self.js {
-                    None => false,
-                    Some(js) => match js.stream_by_subject(subject.clone()).await {
-                        Ok(_) => true,
-                        Err(e) if e.kind() == GetStreamByNameErrorKind::NotFound => false,
-                        // Unknown is not "none": guessing would send a captured
-                        // subject's events as core publishes, unacknowledged.
-                        Err(e) => anyhow::bail!("looking up the stream that captures {subject}: {e}"),
-                    },
-                };
+                let stream =
+                    match self.js {
+                        None => None,
+                        Some(js) => match js.stream_by_subject(subject.clone()).await {
+                            Ok(name) => Some(js.get_stream(&name).await.map_err(|e| {
+                                anyhow::anyhow!("reading stream {name}, which captures {subject}: {e}")
+                            })?),
+                            Err(e) if e.kind() == GetStreamByNameErrorKind::NotFound => None,
+                            // Unknown is not "none": guessing would send a captured
+                            // subject's events as core publishes, unacknowledged.
+                            Err(e) => anyhow::bail!("looking up the stream that captures {subject}: {e}"),
+                        },
+                    };
                 let outlet = Outlet {
                     subject: subject.into(),
-                    in_stream,
+                    in_stream: stream.is_some(),
+                    stream_limit: stream
+                        .and_then(|s| usize::try_from(s.cached_info().config.max_message_size).ok())
+                        .unwrap_or(0),
                 };
                 subjects.insert(event.event_type.clone(), outlet.clone());
                 outlet
@@ -325,7 +333,12 @@ impl Outbound<'_> {
             async_nats::HeaderValue::from(position),
         );
         let mut body: bytes::Bytes = opsflow_cloudevents::recorded_to_cloudevent(event).into();
-        let max_payload = self.client.server_info().max_payload;
+        // The server's limit, and a capturing stream's own when it is lower.
+        let max_payload = match (self.client.server_info().max_payload, outlet.stream_limit) {
+            (server, 0) => server,
+            (0, stream) => stream,
+            (server, stream) => server.min(stream),
+        };
         if max_payload > 0 && crate::dlq::headers_size(&headers) + body.len() > max_payload {
             // The event goes out without its data rather than never (outbound could
             // not move past it): its attributes, and where to read it whole.

@@ -49,7 +49,25 @@ pub async fn run_request_reply(
         // the connection: shutdown does not wait for it).
         match shutdown.run_until_cancelled(client.flush()).await {
             None => return Ok(()),
-            Some(Ok(())) => ready.requests.set(true),
+            Some(Ok(())) => match shutdown
+                .run_until_cancelled(captured_by(&client, &config.subject))
+                .await
+            {
+                None => return Ok(()),
+                // JetStream acknowledges every request to a captured subject
+                // before opsflow can answer: say so rather than seem ready.
+                Some(Some(stream)) => {
+                    let problem = format!(
+                        "stream {stream} captures the request subject {}: JetStream answers each request \
+                         first (a publish acknowledgement), so producers never see opsflow's reply; take the \
+                         subject out of the stream or set [nats.request_reply] subject",
+                        config.subject
+                    );
+                    tracing::error!("{problem}");
+                    ready.requests.fail(problem);
+                }
+                Some(None) => ready.requests.set(true),
+            },
             Some(Err(_)) => {}
         }
         tracing::info!(subject = %config.subject, "serving append requests");
@@ -69,9 +87,11 @@ pub async fn run_request_reply(
                 tracing::debug!("append request without a reply subject ignored");
                 continue;
             };
-            let Ok(slot) = slots.clone().acquire_owned().await else {
-                break true;
+            let slot = tokio::select! {
+                slot = slots.clone().acquire_owned() => slot,
+                _ = shutdown.cancelled() => break true,
             };
+            let Ok(slot) = slot else { break true };
             let (log, client) = (log.clone(), client.clone());
             handling.spawn(async move {
                 let (headers, body) = handle(&log, request.headers.as_ref(), request.payload).await;
@@ -81,8 +101,12 @@ pub async fn run_request_reply(
                 drop(slot);
             });
         };
-        // The appends under way finish (their events are recorded either way) and
+        // No more requests for this node (the queue group's others take them), then
+        // the appends under way finish (their events are recorded either way) and
         // their replies go out, unless NATS does not take them in time.
+        if stopped {
+            let _ = requests.unsubscribe().await;
+        }
         let finished = tokio::time::timeout(REPLIES_WITHIN, async { while handling.join_next().await.is_some() {} });
         if finished.await.is_err() {
             tracing::warn!("append replies not sent within {REPLIES_WITHIN:?}; their producers will retry");
@@ -106,6 +130,21 @@ const REPLIES_WITHIN: Duration = Duration::from_secs(5);
 
 /// How long a stopping request loop waits for its replies to leave.
 const FLUSH_WITHIN: Duration = Duration::from_secs(2);
+
+/// The JetStream stream that captures `subject`, if any (none without JetStream,
+/// or when the lookup fails: a warning then, not a refusal).
+async fn captured_by(client: &async_nats::Client, subject: &str) -> Option<String> {
+    let js = async_nats::jetstream::new(client.clone());
+    match tokio::time::timeout(Duration::from_secs(5), js.stream_by_subject(subject)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) if e.kind() == async_nats::jetstream::context::GetStreamByNameErrorKind::NotFound => None,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, subject, "cannot tell whether a stream captures the request subject");
+            None
+        }
+        Err(_) => None,
+    }
+}
 
 fn is_protobuf(ct: Option<&str>) -> bool {
     let media = ct.map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase());

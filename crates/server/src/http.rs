@@ -283,7 +283,7 @@ async fn readyz(State(state): State<HttpState>) -> Response {
         let connected = opsflow_nats::is_connected(&nats.client);
         // A task is ready only while the connection is up: its consumer or
         // subscription does nothing without it.
-        let part = |wanted: bool, flag: &opsflow_nats::Flag| match (wanted, connected, flag.get()) {
+        let part = |wanted: bool, connected: bool, flag: &opsflow_nats::Flag| match (wanted, connected, flag.get()) {
             (false, _, _) => "disabled".to_owned(),
             (true, false, _) => "waiting for the connection".to_owned(),
             (true, true, true) => "ready".to_owned(),
@@ -293,9 +293,11 @@ async fn readyz(State(state): State<HttpState>) -> Response {
                 None => "starting or recovering".to_owned(),
             },
         };
-        let ingest = part(nats.wanted.ingest, &nats.ready.ingest);
-        let requests = part(nats.wanted.requests, &nats.ready.requests);
-        let outbound = part(nats.wanted.outbound, &nats.ready.outbound);
+        // Request/reply has a connection of its own.
+        let requests_connected = nats.requests.as_ref().is_none_or(opsflow_nats::is_connected);
+        let ingest = part(nats.wanted.ingest, connected, &nats.ready.ingest);
+        let requests = part(nats.wanted.requests, requests_connected, &nats.ready.requests);
+        let outbound = part(nats.wanted.outbound, connected, &nats.ready.outbound);
         ready &= connected
             && [&ingest, &requests, &outbound]
                 .iter()

@@ -297,6 +297,8 @@ where
 #[derive(Clone)]
 pub(crate) struct NatsState {
     pub client: async_nats::Client,
+    /// Request/reply's connection of its own, when it is on.
+    pub requests: Option<async_nats::Client>,
     pub ready: opsflow_nats::Readiness,
     pub wanted: NatsWanted,
 }
@@ -316,6 +318,7 @@ async fn start_nats(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<(NatsState, Vec<Transport>)> {
     let client = opsflow_nats::connect(config).await?;
+    let mut requests_client = None;
     let mut handles = Vec::new();
     let ready = opsflow_nats::Readiness::default();
     if config.ingest.enabled {
@@ -337,6 +340,7 @@ async fn start_nats(
             ..config.clone()
         };
         let requests = opsflow_nats::connect(&requests).await?;
+        requests_client = Some(requests.clone());
         let run = opsflow_nats::run_request_reply(
             requests,
             config.request_reply.clone(),
@@ -374,7 +378,15 @@ async fn start_nats(
         requests: config.request_reply.enabled,
         outbound: config.outbound.enabled,
     };
-    Ok((NatsState { client, ready, wanted }, handles))
+    Ok((
+        NatsState {
+            client,
+            requests: requests_client,
+            ready,
+            wanted,
+        },
+        handles,
+    ))
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM, with its number.

@@ -221,10 +221,11 @@ pub struct WithinState {
     keys: KeyMap<WithinKey>,
     /// `(due, key)` of every pending obligation.
     due: BTreeSet<(i64, Key)>,
-    /// The deadline of each key's overdue violation, while it is in
-    /// `findings.newest` and no `expect` or `close` of the key came since.
+    /// `(at, position)` of each key's overdue violation (its deadline, and where it
+    /// was found), while it is in `findings.newest` and no `expect`, `close` or new
+    /// obligation of the key came since.
     #[serde(with = "sorted_map")]
-    overdue: KeyMap<i64>,
+    overdue: KeyMap<(i64, u64)>,
     pub findings: Findings,
 }
 
@@ -327,7 +328,7 @@ impl WithinState {
             };
             let (after, expect) = types(def);
             self.findings.checked += 1;
-            self.overdue.insert(key.clone(), due);
+            self.overdue.insert(key.clone(), (due, position));
             let dropped = self.findings.record(Violation {
                 message: format!(
                     "no {expect} within {} of {after}",
@@ -347,12 +348,14 @@ impl WithinState {
     /// stays counted in `checked`); late, it becomes a late violation with the
     /// `expect` as evidence.
     fn settle_overdue(&mut self, def: &ControlDef, within: i64, key: Key, time: i64, position: u64) {
-        let Some(due) = self.overdue.remove(&key) else { return };
+        let Some((due, found)) = self.overdue.remove(&key) else {
+            return;
+        };
         let Some(at) = self
             .findings
             .newest
             .iter()
-            .rposition(|v| v.at == due && v.key == key.as_str())
+            .rposition(|v| v.at == due && v.position == found && v.key == key.as_str())
         else {
             return;
         };
@@ -368,7 +371,7 @@ impl WithinState {
     /// A violation pushed out of the kept ones can no longer be amended.
     fn forget(&mut self, dropped: Option<Violation>) {
         if let Some(v) = dropped
-            && self.overdue.get(v.key.as_str()) == Some(&v.at)
+            && self.overdue.get(v.key.as_str()) == Some(&(v.at, v.position))
         {
             self.overdue.remove(v.key.as_str());
         }
