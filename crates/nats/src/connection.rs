@@ -17,11 +17,20 @@ pub async fn connect(config: &NatsConfig) -> Result<Client, NatsError> {
             let exp = u32::try_from(attempts.min(8)).unwrap_or(8);
             Duration::from_millis(100 * 2u64.pow(exp)).min(Duration::from_secs(10))
         })
-        .event_callback(|event| async move {
-            match event {
-                async_nats::Event::Connected => tracing::info!("nats connected"),
-                async_nats::Event::Disconnected => tracing::warn!("nats disconnected; reconnecting"),
-                other => tracing::info!(event = %other, "nats event"),
+        .event_callback({
+            // Which connection (opsflow has one for request/reply of its own).
+            let connection = config.name.clone();
+            move |event| {
+                let connection = connection.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Connected => tracing::info!(%connection, "nats connected"),
+                        async_nats::Event::Disconnected => {
+                            tracing::warn!(%connection, "nats disconnected; reconnecting")
+                        }
+                        other => tracing::info!(%connection, event = %other, "nats event"),
+                    }
+                }
             }
         });
     if let Some(path) = &config.credentials_file {

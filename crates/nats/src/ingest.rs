@@ -210,7 +210,13 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
             },
         )
         .await
-        .map_err(transient)?;
+        .map_err(|e| {
+            transient(format!(
+                "consumer {} of stream {}: {e} (a consumer of that name made otherwise, e.g. a push consumer, \
+                 cannot be used: delete it and opsflow will make its own, or set [nats.ingest] consumer)",
+                config.ingest.consumer, config.ingest.stream
+            ))
+        })?;
     let info = consumer.cached_info();
     // A consumer made otherwise is adopted if it can keep the promise: each message
     // acknowledged, and only once recorded, with its payload.
