@@ -129,6 +129,14 @@ impl Site<'_> {
         if opsflow_catalog::spec_of(event_type).is_some() {
             return;
         }
+        // Types are case-sensitive: `Order.Placed` never matches `order.placed`.
+        if let Some(catalog) = opsflow_catalog::types().find(|t| t.eq_ignore_ascii_case(event_type)) {
+            out.insert(self.warn(format!(
+                "`{event_type}` is not the catalog type `{catalog}`: event types are case-sensitive, so it \
+                 matches only events recorded with exactly this type"
+            )));
+            return;
+        }
         let Some((domain, _)) = event_type.split_once('.') else {
             return;
         };
@@ -247,6 +255,9 @@ controls:
   - name: custom
     kind: count
     on: { type: thing.happened, if: \"event.data.anything > 1\" }
+  - name: capitals
+    kind: count
+    on: { type: Order.Placed }
 controls:
   - name: dup
     kind: separation_of_duties
@@ -256,14 +267,21 @@ controls:
 ";
         let d = Definitions::from_files(&[("k.yaml".into(), yaml.into())]).expect("valid definitions");
         let w = warnings(&d, Path::new("defs"));
-        assert_eq!(w.len(), 3, "{w:#?}");
+        assert_eq!(w.len(), 4, "{w:#?}");
         assert!(w[0].starts_with("defs/k.yaml:2: warning: kpi `big_orders`: `event.data.totl > 1000` reads data.totl, which order.placed does not have"), "{w:#?}");
         assert!(
             w[1].starts_with("defs/k.yaml:6: warning: kpi `typo`: `order.plaecd` is not a catalog type"),
             "{w:#?}"
         );
         assert!(
-            w[2].starts_with("defs/k.yaml:13: warning: control `dup`: `event.data.requestor` reads data.requestor"),
+            w[2].starts_with(
+                "defs/k.yaml:12: warning: kpi `capitals`: `Order.Placed` is not the catalog type `order.placed`: \
+                 event types are case-sensitive"
+            ),
+            "{w:#?}"
+        );
+        assert!(
+            w[3].starts_with("defs/k.yaml:16: warning: control `dup`: `event.data.requestor` reads data.requestor"),
             "{w:#?}"
         );
     }

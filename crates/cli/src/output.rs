@@ -22,19 +22,29 @@ pub fn rfc3339(nanos: i64) -> String {
 /// `text` for a table cell: control characters (a newline in a key from event
 /// data) shown escaped (`\n`), so each row stays one line.
 pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
+    escaped_where(text, char::is_control)
+}
+
+/// A key for a table cell: as [`printable`], with backslashes doubled too, so a
+/// key holding a newline and one holding a backslash and an `n` never print
+/// alike (groups come escaped from the views already).
+pub fn printable_key(key: &str) -> std::borrow::Cow<'_, str> {
+    escaped_where(key, |c| c == '\\' || c.is_control())
+}
+
+fn escaped_where(text: &str, escape: impl Fn(char) -> bool) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(&escape) {
         return text.into();
     }
-    text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect::<String>()
-        .into()
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if escape(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
 }
 
 /// A line of a server's own output (where it listens, that it stopped): written
@@ -129,5 +139,22 @@ pub fn print_pairs(pairs: &[(&str, String)], json: &Value, format: OutputFormat)
                 emit(format_args!("{k:<16} {v}"));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_cells_stay_on_one_line_and_keys_never_print_alike() {
+        assert_eq!(printable("plain"), "plain");
+        assert_eq!(printable("a\nb"), "a\\nb");
+        // Groups come escaped: a backslash stays as it is.
+        assert_eq!(printable(r"x=1\,y"), r"x=1\,y");
+        let (newline, backslash_n) = (printable_key("N\nX"), printable_key(r"N\nX"));
+        assert_eq!(newline, r"N\nX");
+        assert_eq!(backslash_n, r"N\\nX");
+        assert_ne!(newline, backslash_n);
     }
 }

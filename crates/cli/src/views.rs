@@ -10,7 +10,7 @@ use serde_json::json;
 use opsflow_server::ApiError;
 use opsflow_server::views::{self as views_api, controls_json, kpis_json, status_name};
 
-use crate::output::{emit, nanos, printable, rfc3339};
+use crate::output::{emit, nanos, printable, printable_key, rfc3339};
 use crate::{ClientOpts, OutputFormat};
 
 #[derive(Args)]
@@ -251,7 +251,7 @@ pub async fn compliance(args: ComplianceArgs) -> anyhow::Result<ExitCode> {
             let evidence: Vec<String> = v.evidence.iter().map(u64::to_string).collect();
             emit(format_args!(
                 "    violation  {}  {}  at {}  evidence positions {}",
-                printable(&v.key),
+                printable_key(&v.key),
                 printable(&v.message),
                 rfc3339(nanos(v.at.as_ref())),
                 evidence.join(",")
@@ -260,7 +260,7 @@ pub async fn compliance(args: ComplianceArgs) -> anyhow::Result<ExitCode> {
         for o in c.pending.iter().take(args.show) {
             emit(format_args!(
                 "    pending    {}  due {}",
-                printable(&o.key),
+                printable_key(&o.key),
                 rfc3339(nanos(o.due.as_ref()))
             ));
         }

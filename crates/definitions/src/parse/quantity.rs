@@ -156,8 +156,8 @@ pub(crate) enum Unit {
     Seconds,
     /// A fraction of a whole, from 0 to 1 (a ratio): `95%` or `0.95`.
     Fraction,
-    /// A share that may pass the whole (a level's usage of its limit): `80%`,
-    /// `0.8`, `120%`; never negative.
+    /// A share of a limit, which may pass it or fall below zero (a level's
+    /// usage: value / limit, and a value can be negative): `80%`, `0.8`, `120%`.
     Share,
     /// A plain number.
     Number,
@@ -202,11 +202,6 @@ pub(crate) fn comparison(text: &str, unit: Unit) -> Result<Comparison, String> {
                 n / 100.0
             ));
         }
-        if unit == Unit::Share && n < 0.0 {
-            return Err(format!(
-                "this stat is a share of a limit, never negative: `{rest}` is below 0"
-            ));
-        }
         n
     } else if let Some(p) = rest.strip_suffix('%') {
         if !matches!(unit, Unit::Fraction | Unit::Share) {
@@ -221,11 +216,6 @@ pub(crate) fn comparison(text: &str, unit: Unit) -> Result<Comparison, String> {
         }
         if unit == Unit::Fraction && !(0.0..=100.0).contains(&p) {
             return Err(format!("this stat is a fraction: `{rest}` is outside 0% to 100%"));
-        }
-        if unit == Unit::Share && p < 0.0 {
-            return Err(format!(
-                "this stat is a share of a limit, never negative: `{rest}` is below 0%"
-            ));
         }
         p / 100.0
     } else if unit == Unit::Seconds {
@@ -310,7 +300,14 @@ mod tests {
         // A usage may pass its limit.
         assert_eq!(c("<= 120%", Unit::Share), Ok(Comparison { op: Op::Le, value: 1.2 }));
         assert_eq!(c("<= 1.5", Unit::Share), Ok(Comparison { op: Op::Le, value: 1.5 }));
-        assert!(c("<= -0.5", Unit::Share).is_err());
+        // A value below zero gives a negative usage.
+        assert_eq!(
+            c(">= -10%", Unit::Share),
+            Ok(Comparison {
+                op: Op::Ge,
+                value: -0.1
+            })
+        );
         assert!(c(">= 95%", Unit::Number).is_err());
         assert!(c("<= 3h", Unit::Number).is_err());
         assert!(c("<= soon", Unit::Seconds).is_err());
