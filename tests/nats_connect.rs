@@ -1,0 +1,184 @@
+//! Connecting to a real nats-server that asks for credentials: user and password, a
+//! token, an nkey, and TLS with client certificates. opsflow must connect, ingest
+//! and publish with each, and say so when the credentials are wrong.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use opsflow_e2e::{client, read_all, wait_ready};
+use opsflow_nats::NatsConfig;
+use opsflow_testkit::{NatsServer, TestServer};
+
+/// A structured CloudEvent for the ingest subject.
+fn cloudevent(id: &str) -> (async_nats::HeaderMap, bytes::Bytes) {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Content-Type", "application/cloudevents+json");
+    let body = serde_json::json!({
+        "specversion": "1.0", "id": id, "source": "/auth-test", "type": "custom.auth",
+        "subject": "auth/1", "data": {"n": 1},
+    });
+    (headers, body.to_string().into())
+}
+
+/// Starts opsflow in-process with `nats`, publishes one event with `producer`, and
+/// waits until it is in the log and comes back on `opsflow.log.>`.
+async fn ingests_and_publishes(nats: NatsConfig, producer: async_nats::Client) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let mut out = producer.subscribe("opsflow.log.>").await?;
+    producer.flush().await?;
+    let server = TestServer::start_with(|c| c.nats = Some(nats)).await?;
+    wait_ready(&server.url()).await?;
+    let (headers, body) = cloudevent("e-1");
+    jetstream::new(producer)
+        .publish_with_headers("ops.events.custom.auth", headers, body)
+        .await?
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut log = client(&server.url()).await?;
+    while read_all(&mut log).await?.is_empty() {
+        anyhow::ensure!(Instant::now() < deadline, "the event was not ingested");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let published = tokio::time::timeout(Duration::from_secs(20), out.next()).await?;
+    anyhow::ensure!(published.is_some(), "outbound subscription closed");
+    Ok(())
+}
+
+/// `/readyz` of an opsflow whose NATS credentials are refused: not ready, NATS
+/// disconnected, and never a crash.
+async fn refused(nats: NatsConfig) -> anyhow::Result<()> {
+    let server = TestServer::start_with(|c| c.nats = Some(nats)).await?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = reqwest::get(format!("{}/readyz", server.url())).await?;
+        let status = r.status();
+        let body: serde_json::Value = r.json().await?;
+        anyhow::ensure!(status == 503, "ready with refused credentials: {body}");
+        if body["nats"]["status"] == "disconnected" && Instant::now() > deadline {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline + Duration::from_secs(10), "{body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_and_password() -> anyhow::Result<()> {
+    let nats = NatsServer::start_with_config(r#"authorization { user: "ops", password: "s3cret pass" }"#)?;
+    let config = NatsConfig {
+        user: Some("ops".into()),
+        password: Some("s3cret pass".into()),
+        ..NatsConfig::url(nats.url())
+    };
+    let producer = async_nats::ConnectOptions::with_user_and_password("ops".into(), "s3cret pass".into())
+        .connect(nats.url())
+        .await?;
+    ingests_and_publishes(config.clone(), producer).await?;
+    refused(NatsConfig {
+        password: Some("wrong".into()),
+        ..config
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token() -> anyhow::Result<()> {
+    let nats = NatsServer::start_with_config(r#"authorization { token: "t0ken-42" }"#)?;
+    let config = NatsConfig {
+        token: Some("t0ken-42".into()),
+        ..NatsConfig::url(nats.url())
+    };
+    let producer = async_nats::ConnectOptions::with_token("t0ken-42".into())
+        .connect(nats.url())
+        .await?;
+    ingests_and_publishes(config.clone(), producer).await?;
+    refused(NatsConfig {
+        token: Some("other".into()),
+        ..config
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nkey_seed_file() -> anyhow::Result<()> {
+    let (opsflow_key, producer_key) = (nkeys::KeyPair::new_user(), nkeys::KeyPair::new_user());
+    let nats = NatsServer::start_with_config(&format!(
+        r#"authorization {{ users: [ {{ nkey: "{}" }}, {{ nkey: "{}" }} ] }}"#,
+        opsflow_key.public_key(),
+        producer_key.public_key()
+    ))?;
+    let dir = tempfile::tempdir()?;
+    let seed_file = dir.path().join("opsflow.nk");
+    std::fs::write(&seed_file, format!("{}\n", opsflow_key.seed()?))?;
+    let config = NatsConfig {
+        nkey_seed_file: Some(seed_file),
+        ..NatsConfig::url(nats.url())
+    };
+    let producer = async_nats::ConnectOptions::with_nkey(producer_key.seed()?)
+        .connect(nats.url())
+        .await?;
+    ingests_and_publishes(config, producer).await?;
+    // A key the server does not know.
+    let stranger = dir.path().join("stranger.nk");
+    std::fs::write(&stranger, nkeys::KeyPair::new_user().seed()?)?;
+    refused(NatsConfig {
+        nkey_seed_file: Some(stranger),
+        ..NatsConfig::url(nats.url())
+    })
+    .await
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files
+/// in `dir`: (ca, server cert, server key, client cert, client key).
+fn certificates(dir: &Path) -> anyhow::Result<[std::path::PathBuf; 5]> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "opsflow test CA");
+    let ca_key = KeyPair::generate()?;
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let leaf = |names: Vec<String>, common: &str| -> anyhow::Result<(String, String)> {
+        let mut params = CertificateParams::new(names)?;
+        params.distinguished_name.push(DnType::CommonName, common);
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &ca_cert, &ca_key)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    };
+    let (server_cert, server_key) = leaf(vec!["127.0.0.1".into(), "localhost".into()], "nats-server")?;
+    let (client_cert, client_key) = leaf(vec!["opsflow".into()], "opsflow")?;
+    let files = ["ca.pem", "server.pem", "server-key.pem", "client.pem", "client-key.pem"].map(|f| dir.join(f));
+    for (path, text) in files
+        .iter()
+        .zip([ca_cert.pem(), server_cert, server_key, client_cert, client_key])
+    {
+        std::fs::write(path, text)?;
+    }
+    Ok(files)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_client_certificate() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let [ca, server_cert, server_key, client_cert, client_key] = certificates(dir.path())?;
+    let nats = NatsServer::start_with_config(&format!(
+        "tls {{ cert_file: {:?}, key_file: {:?}, ca_file: {:?}, verify: true, timeout: 5 }}",
+        server_cert, server_key, ca
+    ))?;
+    let mut config = NatsConfig::url(nats.url());
+    config.tls.required = true;
+    config.tls.ca_file = Some(ca.clone());
+    config.tls.cert_file = Some(client_cert.clone());
+    config.tls.key_file = Some(client_key.clone());
+    let producer = async_nats::ConnectOptions::new()
+        .require_tls(true)
+        .add_root_certificates(ca.clone())
+        .add_client_certificate(client_cert, client_key)
+        .connect(nats.url())
+        .await?;
+    ingests_and_publishes(config.clone(), producer).await?;
+    // Without a client certificate the server refuses the connection.
+    config.tls.cert_file = None;
+    config.tls.key_file = None;
+    refused(config).await
+}
