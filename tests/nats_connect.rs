@@ -182,3 +182,101 @@ async fn tls_with_a_client_certificate() -> anyhow::Result<()> {
     config.tls.key_file = None;
     refused(config).await
 }
+
+/// Three free loopback ports for cluster routes.
+fn free_ports() -> anyhow::Result<[u16; 3]> {
+    let listeners = [(); 3].map(|()| std::net::TcpListener::bind(("127.0.0.1", 0)));
+    let mut ports = [0; 3];
+    for (port, listener) in ports.iter_mut().zip(listeners) {
+        *port = listener?.local_addr()?.port();
+    }
+    Ok(ports)
+}
+
+/// A three-node JetStream cluster: opsflow's stream is replicated three times
+/// (`[nats.ingest] replicas`), and ingest goes on, exactly once, when the node
+/// opsflow may be connected to is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_node_cluster_keeps_ingesting_when_a_node_dies() -> anyhow::Result<()> {
+    let routes = free_ports()?;
+    let route_list = routes.map(|p| format!("nats-route://127.0.0.1:{p}")).join(", ");
+    let mut nodes = Vec::new();
+    for (i, port) in routes.iter().enumerate() {
+        nodes.push(NatsServer::start_with_config(&format!(
+            "server_name: n{i}\ncluster {{ name: opsflow-test, listen: \"127.0.0.1:{port}\", routes: [{route_list}] }}"
+        ))?);
+    }
+    let urls: Vec<String> = nodes.iter().map(NatsServer::url).collect();
+    // JetStream answers once the cluster has elected its meta leader.
+    let others = urls[1..]
+        .iter()
+        .map(|u| u.parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let producer = async_nats::connect(others).await?;
+    let js = jetstream::new(producer.clone());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while js.query_account().await.is_err() {
+        anyhow::ensure!(Instant::now() < deadline, "the cluster did not form in 30 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A process of its own, as deployed (its log on this test's stderr).
+    let dir = tempfile::tempdir()?;
+    let server = opsflow_testkit::OpsflowProcess::start_with_env(
+        dir.path(),
+        &["--nats", &urls[0]],
+        &[
+            ("OPSFLOW_NATS__URLS", &urls.join(",")),
+            ("OPSFLOW_NATS__INGEST__REPLICAS", "3"),
+        ],
+    )?;
+    wait_ready(&server.url()).await?;
+    let stream = js.get_stream("OPS_EVENTS").await?;
+    assert_eq!(stream.cached_info().config.num_replicas, 3);
+
+    let publish = |from: usize, to: usize| {
+        let js = js.clone();
+        async move {
+            for i in from..to {
+                // As a producer does: a publish that fails while the stream elects
+                // a new leader is sent again (a copy is absorbed by opsflow).
+                let deadline = Instant::now() + Duration::from_secs(30);
+                loop {
+                    let (headers, body) = cloudevent(&format!("c-{i}"));
+                    let acked = match js.publish_with_headers("ops.events.custom.auth", headers, body).await {
+                        Ok(ack) => ack.await.map(|_| ()).map_err(anyhow::Error::from),
+                        Err(e) => Err(e.into()),
+                    };
+                    match acked {
+                        Ok(()) => break,
+                        Err(e) if Instant::now() < deadline => {
+                            eprintln!("publish of c-{i} failed ({e}); again");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            anyhow::Ok(())
+        }
+    };
+    let count = |url: String| async move {
+        let mut log = client(&url).await?;
+        anyhow::Ok(read_all(&mut log).await?)
+    };
+    publish(0, 100).await?;
+    nodes[0].kill();
+    publish(100, 200).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let events = loop {
+        let events = count(server.url()).await?;
+        if events.len() >= 200 || Instant::now() > deadline {
+            break events;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!((events.len(), ids.len()), (200, 200), "each event once");
+    Ok(())
+}

@@ -16,29 +16,34 @@ pub struct DeadLetters {
 }
 
 impl DeadLetters {
-    /// Makes sure a stream keeps `<prefix>.>`.
-    pub async fn ensure(js: jetstream::Context, config: &DeadLetterConfig) -> Result<DeadLetters, NatsError> {
+    /// Makes sure a stream keeps `<prefix>.>`; one made here has `replicas`
+    /// replicas (the ingest stream's: ingest stops when dead letters have no home).
+    pub async fn ensure(
+        js: jetstream::Context,
+        config: &DeadLetterConfig,
+        replicas: usize,
+    ) -> Result<DeadLetters, NatsError> {
         let subject = format!("{}.>", config.subject_prefix);
+        let failed =
+            |e: &dyn std::fmt::Display| NatsError::JetStream(format!("the dead-letter stream for {subject}: {e}"));
         // The stream that captures dead letters (any stream: a lookup matches one
         // capturing some of them), else one made for them.
         let mut kept = match js.stream_by_subject(subject.clone()).await {
-            Ok(name) => js
-                .get_stream(name)
-                .await
-                .map_err(|e| NatsError::JetStream(e.to_string()))?,
+            Ok(name) => js.get_stream(name).await.map_err(|e| failed(&e))?,
             Err(_) => js
                 .get_or_create_stream(stream::Config {
                     name: config.stream.clone(),
                     subjects: vec![subject.clone()],
                     storage: stream::StorageType::File,
+                    num_replicas: replicas,
                     ..Default::default()
                 })
                 .await
-                .map_err(|e| NatsError::JetStream(e.to_string()))?,
+                .map_err(|e| failed(&e))?,
         };
         // One that keeps only some of them (or a stream of that name made
         // otherwise) would leave the others nowhere: ingest would stop at them.
-        let info = kept.info().await.map_err(|e| NatsError::JetStream(e.to_string()))?;
+        let info = kept.info().await.map_err(|e| failed(&e))?;
         if !info
             .config
             .subjects

@@ -175,7 +175,7 @@ struct Consuming {
 /// ([`recover`]).
 async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> Result<Consuming, Stop> {
     let stream = ensure_stream(js, &config.ingest).await.map_err(transient)?;
-    let dead_letters = DeadLetters::ensure(js.clone(), &config.dead_letters)
+    let dead_letters = DeadLetters::ensure(js.clone(), &config.dead_letters, config.ingest.replicas)
         .await
         .map_err(transient)?;
     let batch = config.ingest.batch;
