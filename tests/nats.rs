@@ -1327,3 +1327,27 @@ async fn a_stream_capturing_the_request_subject_is_reported() -> anyhow::Result<
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A header value holding a bare CR stops async-nats's connection task (it panics
+/// there) while the client still reads as connected. A request carrying one stops
+/// the request connection: /readyz says so, rather than look ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_nats_client_is_reported_not_ready() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let opsflow = opsflow_on(&nats, dir.path(), &[]).await?;
+    publish_raw(&nats, "opsflow.api.append", b"NATS/1.0\r\nA: x\ry\r\n\r\n", b"{}").await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ready: serde_json::Value = reqwest::get(format!("{}/readyz", opsflow.url())).await?.json().await?;
+        let monitor = &ready["tasks"]["nats-monitor"];
+        if monitor["status"] == "failed" {
+            let reason = monitor["reason"].as_str().unwrap_or_default();
+            assert!(reason.contains("connection opsflow-requests stopped"), "{ready}");
+            assert_eq!(ready["ready"], false, "{ready}");
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "a stopped client not reported: {ready}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -223,15 +223,19 @@ async fn a_three_node_cluster_keeps_ingesting_when_a_node_dies() -> anyhow::Resu
     let dir = tempfile::tempdir()?;
     let server = opsflow_testkit::OpsflowProcess::start_with_env(
         dir.path(),
-        &["--nats", &urls[0]],
+        &[],
         &[
             ("OPSFLOW_NATS__URLS", &urls.join(",")),
             ("OPSFLOW_NATS__INGEST__REPLICAS", "3"),
         ],
     )?;
     wait_ready(&server.url()).await?;
-    let stream = js.get_stream("OPS_EVENTS").await?;
-    assert_eq!(stream.cached_info().config.num_replicas, 3);
+    // Both streams opsflow makes survive a node: the dead letters' too (with one
+    // replica on the node killed below, ingest would wait for it forever).
+    for name in ["OPS_EVENTS", "OPSFLOW_DLQ"] {
+        let stream = js.get_stream(name).await?;
+        assert_eq!(stream.cached_info().config.num_replicas, 3, "{name}");
+    }
 
     let publish = |from: usize, to: usize| {
         let js = js.clone();

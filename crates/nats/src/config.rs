@@ -294,11 +294,14 @@ mod tests {
         let mut config = NatsConfig::default();
         config.outbound.subject_prefix = "opsflow.dlq".into();
         assert_eq!(config.validate().unwrap_err().0, "nats.outbound.subject_prefix");
-        // Outbound of a type `api.append` would land on the request subject.
+        // Outbound of a type `append` would land on the request subject.
         let mut config = NatsConfig::default();
-        config.outbound.subject_prefix = "opsflow".into();
+        config.outbound.subject_prefix = "opsflow.api".into();
         let (key, message) = config.validate().unwrap_err();
         assert_eq!(key, "nats.outbound.subject_prefix");
-        assert!(message.contains("overlaps"), "{message}");
+        assert!(
+            message.contains("overlaps the request subject opsflow.api.append"),
+            "{message}"
+        );
     }
 }

@@ -93,3 +93,13 @@ pub fn is_connected(client: &Client) -> bool {
 pub(crate) fn connects(client: &Client) -> u64 {
     client.statistics().connects.load(std::sync::atomic::Ordering::Relaxed)
 }
+
+/// Why `client` no longer works, if its connection task is gone (a flush cannot
+/// even be handed to it); `None` while it works, or only waits for the server.
+pub async fn client_stopped(client: &Client) -> Option<String> {
+    use async_nats::client::FlushErrorKind;
+    match tokio::time::timeout(Duration::from_secs(2), client.flush()).await {
+        Ok(Err(e)) if e.kind() == FlushErrorKind::SendError => Some(e.to_string()),
+        _ => None,
+    }
+}

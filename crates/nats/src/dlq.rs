@@ -44,6 +44,15 @@ impl DeadLetters {
         // One that keeps only some of them (or a stream of that name made
         // otherwise) would leave the others nowhere: ingest would stop at them.
         let info = kept.info().await.map_err(|e| failed(&e))?;
+        if info.config.num_replicas < replicas {
+            tracing::warn!(
+                stream = %info.config.name,
+                replicas = info.config.num_replicas,
+                ingest_replicas = replicas,
+                "the dead-letter stream has fewer replicas than the ingest stream: while a node holding it is \
+                 down, dead letters have no home and ingest waits"
+            );
+        }
         if !info
             .config
             .subjects
@@ -77,14 +86,15 @@ impl DeadLetters {
     /// window (2 minutes unless configured otherwise). A dead letter that would not
     /// fit in a NATS message (the original near `max_payload`, plus the error) goes
     /// without the payload, saying where the original is: otherwise it could never
-    /// be published, and ingest could not move past it.
+    /// be published, and ingest could not move past it. Returns whether the dead
+    /// letter holds the whole payload.
     pub async fn publish(
         &self,
         message: &async_nats::Message,
         reason: DeadReason,
         error: &str,
         origin: Option<&Origin>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<bool> {
         // Keep the original headers, except NATS's own (`Nats-Msg-Id`,
         // `Nats-Expected-*`, `Nats-Rollup`, `Nats-TTL`, ...): JetStream would apply
         // them to the dead letter's publish, dropping it as a duplicate or refusing
@@ -111,6 +121,7 @@ impl DeadLetters {
             insert(&mut headers, "Nats-Msg-Id", &origin.id());
         }
         let mut payload = message.payload.clone();
+        let mut whole = true;
         let max_payload = self.js.client().server_info().max_payload;
         if max_payload > 0 && headers_size(&headers) + payload.len() > max_payload {
             let place = origin.map_or_else(
@@ -126,12 +137,13 @@ impl DeadLetters {
                 ),
             );
             payload = bytes::Bytes::new();
+            whole = false;
         }
         let subject = format!("{}.{}", self.prefix, reason.as_str());
         self.js.publish_with_headers(subject, headers, payload).await?.await?;
         metrics::counter!("opsflow_nats_dead_letters_total", "reason" => reason.as_str()).increment(1);
         tracing::warn!(reason = reason.as_str(), subject = %message.subject, error, "message dead-lettered");
-        Ok(())
+        Ok(whole)
     }
 }
 

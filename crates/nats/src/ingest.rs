@@ -175,7 +175,8 @@ struct Consuming {
 /// ([`recover`]).
 async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> Result<Consuming, Stop> {
     let stream = ensure_stream(js, &config.ingest).await.map_err(transient)?;
-    let dead_letters = DeadLetters::ensure(js.clone(), &config.dead_letters, config.ingest.replicas)
+    let replicas = stream.cached_info().config.num_replicas.max(1);
+    let dead_letters = DeadLetters::ensure(js.clone(), &config.dead_letters, replicas)
         .await
         .map_err(transient)?;
     let batch = config.ingest.batch;
@@ -278,7 +279,22 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
         tracing::info!(consumer = %config.ingest.consumer, "existing consumer acknowledges each message");
     }
     if info.num_ack_pending > 0 {
-        let given = info.ack_floor.stream_sequence + 1..=info.delivered.stream_sequence;
+        let (floor, delivered) = (info.ack_floor.stream_sequence, info.delivered.stream_sequence);
+        // One acknowledgement covers them all with `AckPolicy::All`: every one
+        // must be read. Acknowledged one by one, only the last deliveries are
+        // read (as many as may be pending at once): one message left
+        // unacknowledged long ago must not make each session read everything
+        // since; JetStream redelivers the older ones.
+        let span = match u64::try_from(info.config.max_ack_pending) {
+            Ok(pending) if pending > 0 => pending,
+            _ => RECOVER_SPAN_UNLIMITED,
+        };
+        let first = if ack_all {
+            floor + 1
+        } else {
+            (floor + 1).max(delivered.saturating_sub(span) + 1)
+        };
+        let given = first..=delivered;
         let mut filters = info.config.filter_subjects.clone();
         filters.extend(Some(info.config.filter_subject.clone()).filter(|f| !f.is_empty()));
         let (from, to) = (*given.start(), *given.end());
@@ -353,6 +369,10 @@ impl Deliveries {
 /// How often a session checks whether the client connected again.
 const RECONNECT_CHECK: Duration = Duration::from_secs(1);
 
+/// Deliveries read back for a consumer acknowledging each message and with no
+/// `max_ack_pending`.
+const RECOVER_SPAN_UNLIMITED: u64 = 10_000;
+
 /// Stream messages read at once while recovering.
 const RECOVER_READS: usize = 64;
 
@@ -417,10 +437,13 @@ async fn recover(
         for ((from, message), slot) in messages.iter().zip(decoded) {
             match outcome(slot, &mut results) {
                 Ok(Ok(())) => recorded += 1,
-                Ok(Err((reason, text))) => dead
-                    .publish(message, reason, &text, Some(from))
-                    .await
-                    .map_err(transient)?,
+                Ok(Err((reason, text))) => {
+                    // The original stays in the stream: a dead letter without the
+                    // payload says where it is.
+                    dead.publish(message, reason, &text, Some(from))
+                        .await
+                        .map_err(transient)?;
+                }
                 Err(e) => return Err(log_stop(e)),
             }
         }
@@ -592,14 +615,24 @@ async fn poisoned(
         status: None,
         description: None,
     };
+    // The reason quotes the bad line: cut, so the room counted above holds.
+    let why: String = why.chars().take(200).collect();
     let error = format!(
         "the message's NATS headers cannot be read ({why}); a client drops its connection at it, so it is \
          deleted from stream {} (sequence {}) after this dead letter",
         at.stream, at.sequence
     );
-    dead.publish(&message, DeadReason::Decode, &error, Some(&at))
+    let whole = dead
+        .publish(&message, DeadReason::Decode, &error, Some(&at))
         .await
         .map_err(transient)?;
+    if !whole {
+        return Err(transient(format!(
+            "message {} of stream {} has NATS headers no client can read ({why}) and its dead letter could not \
+             hold the whole payload: {manual}",
+            at.sequence, at.stream
+        )));
+    }
     stream.delete_message(at.sequence).await.map_err(|e| {
         transient(format!(
             "deleting message {} of stream {} (dead-lettered: its NATS headers no client can read) failed ({e}); \

@@ -361,11 +361,32 @@ async fn start_nats(
         handles.push(transport(tasks, "nats-outbound", run));
     }
     let monitor = client.clone();
+    let watched: Vec<(String, async_nats::Client)> = std::iter::once((config.name.clone(), client.clone()))
+        .chain(
+            requests_client
+                .clone()
+                .map(|c| (format!("{}-requests", config.name), c)),
+        )
+        .collect();
     let token = shutdown.clone();
     tasks.spawn("nats-monitor", async move {
         loop {
             let up = if opsflow_nats::is_connected(&monitor) { 1.0 } else { 0.0 };
             ::metrics::gauge!("opsflow_nats_connected").set(up);
+            // A client whose connection task died (async-nats panics on a header
+            // value holding a bare CR, which a raw client can send) still reads as
+            // connected and does nothing: found by its commands no longer going
+            // anywhere, it fails this task, so /readyz says so.
+            for (name, client) in &watched {
+                if let Some(stopped) = opsflow_nats::client_stopped(client).await {
+                    ::metrics::gauge!("opsflow_nats_connected").set(0.0);
+                    tracing::error!(connection = %name, error = %stopped, "the NATS client stopped");
+                    anyhow::bail!(
+                        "the NATS client of connection {name} stopped ({stopped}), most likely at a message it \
+                         could not read; NATS does nothing until opsflow is restarted"
+                    );
+                }
+            }
             tokio::select! {
                 _ = token.cancelled() => return Ok(()),
                 _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
