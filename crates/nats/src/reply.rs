@@ -92,22 +92,22 @@ pub async fn run_request_reply(
                 _ = shutdown.cancelled() => break true,
             };
             let Ok(slot) = slot else { break true };
-            let (log, client) = (log.clone(), client.clone());
-            handling.spawn(async move {
-                let (headers, body) = handle(&log, request.headers.as_ref(), request.payload).await;
-                if let Err(e) = client.publish_with_headers(reply_to, headers, body).await {
-                    tracing::warn!(error = %e, "cannot send an append reply");
-                }
-                drop(slot);
-            });
+            handling.spawn(answer(log.clone(), client.clone(), request, reply_to, Some(slot)));
         };
-        // No more requests for this node (the queue group's others take them), then
-        // the appends under way finish (their events are recorded either way) and
-        // their replies go out, unless NATS does not take them in time.
-        if stopped {
-            let _ = requests.unsubscribe().await;
-        }
-        let finished = tokio::time::timeout(REPLIES_WITHIN, async { while handling.join_next().await.is_some() {} });
+        // No more requests for this node (the queue group's others take them); those
+        // already delivered to it are answered. Then the appends under way finish
+        // (their events are recorded either way) and their replies go out, unless
+        // NATS does not take them in time.
+        // (Not with NATS unreachable: shutdown does not wait for it.)
+        let drained = stopped && crate::is_connected(&client) && requests.drain().await.is_ok();
+        let finished = tokio::time::timeout(REPLIES_WITHIN, async {
+            while drained && let Some(request) = requests.next().await {
+                if let Some(reply_to) = request.reply.clone() {
+                    handling.spawn(answer(log.clone(), client.clone(), request, reply_to, None));
+                }
+            }
+            while handling.join_next().await.is_some() {}
+        });
         if finished.await.is_err() {
             tracing::warn!("append replies not sent within {REPLIES_WITHIN:?}; their producers will retry");
         }
@@ -120,6 +120,22 @@ pub async fn run_request_reply(
             return Ok(());
         }
     }
+}
+
+/// Appends what `request` carries and sends the reply to `reply_to`; `slot` is
+/// held meanwhile.
+async fn answer(
+    log: EventLog,
+    client: async_nats::Client,
+    request: async_nats::Message,
+    reply_to: async_nats::Subject,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+) {
+    let (headers, body) = handle(&log, request.headers.as_ref(), request.payload).await;
+    if let Err(e) = client.publish_with_headers(reply_to, headers, body).await {
+        tracing::warn!(error = %e, "cannot send an append reply");
+    }
+    drop(slot);
 }
 
 /// Append requests handled at once at most.
