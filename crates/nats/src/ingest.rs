@@ -907,6 +907,12 @@ mod tests {
         // Bare line feeds, a status, continuation lines: the client reads them.
         assert_eq!(value(b"NATS/1.0\r\nA: x\nB: y\r\n\r\n", "B").as_deref(), Some("y"));
         assert_eq!(value(b"NATS/1.0 503\r\nA: x\r\n\r\n", "A").as_deref(), Some("x"));
+        // A status line, as a raw producer may write one: the pull consumer hands
+        // such a delivery over (a test showed it), so it is read, not poisoned.
+        assert_eq!(
+            value(b"NATS/1.0 408 Timeout\r\nA: x\r\n\r\n", "A").as_deref(),
+            Some("x")
+        );
         assert_eq!(value(b"NATS/1.0\r\nA: x\r\n  y\r\n\r\n", "A").as_deref(), Some("x  y"));
         assert!(read(b"").is_ok_and(|h| h.is_empty()));
         // What it fails on (and drops its connection for).
