@@ -49,27 +49,16 @@ pub async fn run_request_reply(
         // the connection: shutdown does not wait for it).
         match shutdown.run_until_cancelled(client.flush()).await {
             None => return Ok(()),
-            Some(Ok(())) => match shutdown
-                .run_until_cancelled(captured_by(&client, &config.subject))
-                .await
-            {
-                None => return Ok(()),
-                // JetStream acknowledges every request to a captured subject
-                // before opsflow can answer: say so rather than seem ready.
-                Some(Some(stream)) => {
-                    let problem = format!(
-                        "stream {stream} captures the request subject {}: JetStream answers each request \
-                         first (a publish acknowledgement), so producers never see opsflow's reply; take the \
-                         subject out of the stream or set [nats.request_reply] subject",
-                        config.subject
-                    );
-                    tracing::error!("{problem}");
-                    ready.requests.fail(problem);
+            Some(Ok(())) => {
+                let check = check_capture(client.clone(), config.subject.clone(), ready.requests.clone());
+                if shutdown.run_until_cancelled(check).await.is_none() {
+                    return Ok(());
                 }
-                Some(None) => ready.requests.set(true),
-            },
+            }
             Some(Err(_)) => {}
         }
+        // A stream may capture the subject later (or stop): checked again now and then.
+        let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + CAPTURE_CHECK, CAPTURE_CHECK);
         tracing::info!(subject = %config.subject, "serving append requests");
         // Requests are handled concurrently, as HTTP's are, so that appends from
         // many producers share the log's group commit; a producer that needs two
@@ -80,6 +69,10 @@ pub async fn run_request_reply(
             while handling.try_join_next().is_some() {}
             let request = tokio::select! {
                 r = requests.next() => r,
+                _ = recheck.tick() => {
+                    handling.spawn(check_capture(client.clone(), config.subject.clone(), ready.requests.clone()));
+                    continue;
+                }
                 _ = shutdown.cancelled() => break true,
             };
             let Some(request) = request else { break false };
@@ -146,6 +139,29 @@ const REPLIES_WITHIN: Duration = Duration::from_secs(5);
 
 /// How long a stopping request loop waits for its replies to leave.
 const FLUSH_WITHIN: Duration = Duration::from_secs(2);
+
+/// How often request/reply checks again that no stream captures its subject.
+const CAPTURE_CHECK: Duration = Duration::from_secs(30);
+
+/// Ready unless a JetStream stream captures `subject`: JetStream acknowledges
+/// every request to a captured subject before opsflow can answer, so say so
+/// rather than seem ready.
+async fn check_capture(client: async_nats::Client, subject: String, ready: crate::Flag) {
+    match captured_by(&client, &subject).await {
+        Some(stream) => {
+            let problem = format!(
+                "stream {stream} captures the request subject {subject}: JetStream answers each request first (a \
+                 publish acknowledgement), so producers never see opsflow's reply; take the subject out of the \
+                 stream or set [nats.request_reply] subject"
+            );
+            if ready.problem_text().as_deref() != Some(problem.as_str()) {
+                tracing::error!("{problem}");
+            }
+            ready.fail(problem);
+        }
+        None => ready.set(true),
+    }
+}
 
 /// The JetStream stream that captures `subject`, if any (none without JetStream,
 /// or when the lookup fails: a warning then, not a refusal).
