@@ -234,13 +234,15 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
         )));
     }
     // What the consumer delivers: its filters, else all its stream captures.
-    let mut delivered = info.config.filter_subjects.clone();
-    delivered.extend(Some(info.config.filter_subject.clone()).filter(|f| !f.is_empty()));
-    if delivered.is_empty() {
-        delivered = stream.cached_info().config.subjects.clone();
-    }
+    let mut filters = info.config.filter_subjects.clone();
+    filters.extend(Some(info.config.filter_subject.clone()).filter(|f| !f.is_empty()));
+    let delivers = if filters.is_empty() {
+        &stream.cached_info().config.subjects
+    } else {
+        &filters
+    };
     for (key, own, what) in config.own_subjects() {
-        if let Some(overlapping) = delivered.iter().find(|d| crate::subjects::overlap(d, &own)) {
+        if let Some(overlapping) = delivers.iter().find(|d| crate::subjects::overlap(d, &own)) {
             return Err(transient(format!(
                 "consumer {} of stream {} delivers {overlapping}, which holds opsflow's own {what} ({own}, \
                  [nats] {key}): ingesting them would loop; give the consumer filter subjects within {:?}, or \
@@ -253,12 +255,12 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
         .ingest
         .subjects
         .iter()
-        .filter(|s| !delivered.iter().any(|d| crate::subjects::covers(d, s)))
+        .filter(|s| !delivers.iter().any(|d| crate::subjects::covers(d, s)))
         .collect();
     if !left_out.is_empty() {
         tracing::warn!(
             consumer = %config.ingest.consumer,
-            filters = ?delivered,
+            filters = ?delivers,
             "the ingest consumer delivers only part of the ingest subjects {:?}: events outside its filters are \
              not ingested",
             left_out
@@ -295,8 +297,6 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
             (floor + 1).max(delivered.saturating_sub(span) + 1)
         };
         let given = first..=delivered;
-        let mut filters = info.config.filter_subjects.clone();
-        filters.extend(Some(info.config.filter_subject.clone()).filter(|f| !f.is_empty()));
         let (from, to) = (*given.start(), *given.end());
         // A consumer acknowledging each message would get them again, but only
         // after `ack_wait`; recorded now (the redeliveries are then duplicates),
@@ -378,9 +378,10 @@ const RECOVER_READS: usize = 64;
 
 /// Records the messages of stream sequences `given` (those an earlier session was
 /// given, past the consumer's acknowledged floor) before this session acknowledges
-/// anything: with `AckPolicy::All` its first acknowledgement would cover them. Each is read from the stream by sequence: one
-/// recorded already is a duplicate the log absorbs, one gone from the stream (or
-/// outside the consumer's `filters`) is skipped, a bad one is dead-lettered again
+/// anything: with `AckPolicy::All` its first acknowledgement would cover them.
+/// Each is read from the stream by sequence: one recorded already is a duplicate
+/// the log absorbs, one gone from the stream (or outside the consumer's `filters`)
+/// is skipped, a bad one is dead-lettered again
 /// (JetStream drops the copy by its `Nats-Msg-Id`), one whose headers no client can
 /// read is [`poisoned`]. Returns how many were recorded.
 async fn recover(
@@ -410,18 +411,7 @@ async fn recover(
             }
             let at = origin(&name, m.sequence, &m.time);
             match m.headers {
-                Ok(headers) => messages.push((
-                    at,
-                    async_nats::Message {
-                        length: m.payload.len(),
-                        subject: m.subject.into(),
-                        reply: None,
-                        payload: m.payload,
-                        headers: Some(headers),
-                        status: None,
-                        description: None,
-                    },
-                )),
+                Ok(headers) => messages.push((at, message(m.subject, m.payload, headers))),
                 Err(why) => poisoned(stream, dead, at, m.subject, m.payload, &m.raw_headers, &why).await?,
             }
         }
@@ -463,6 +453,19 @@ struct Stored {
     /// The parsed headers, or why they do not parse.
     headers: Result<async_nats::HeaderMap, String>,
     raw_headers: Vec<u8>,
+}
+
+/// A message as the consumer would deliver it (without a reply subject).
+fn message(subject: String, payload: bytes::Bytes, headers: async_nats::HeaderMap) -> async_nats::Message {
+    async_nats::Message {
+        length: payload.len(),
+        subject: subject.into(),
+        reply: None,
+        payload,
+        headers: Some(headers),
+        status: None,
+        description: None,
+    }
 }
 
 /// Stream message `sequence` of `stream`; `None` when it is gone.
@@ -568,24 +571,23 @@ async fn poisoned(
     why: &str,
 ) -> Result<(), Stop> {
     use base64::Engine;
-    let manual = format!(
-        "save it and delete it by hand (`nats stream rmm {} {}`)",
-        at.stream, at.sequence
-    );
+    // The reason quotes the bad line: cut, so the room counted below holds.
+    let why: String = why.chars().take(200).collect();
+    // Ingest stops at the message, saying why and what to do.
+    let stuck = |because: &str| {
+        transient(format!(
+            "message {} of stream {} has NATS headers no client can read ({why}) {because}: save it and delete \
+             it by hand (`nats stream rmm {} {}`)",
+            at.sequence, at.stream, at.stream, at.sequence
+        ))
+    };
     if stream.cached_info().config.deny_delete {
-        return Err(transient(format!(
-            "message {} of stream {} has NATS headers no client can read ({why}), and the stream denies deletes: {manual}",
-            at.sequence, at.stream
-        )));
+        return Err(stuck("and the stream denies deletes"));
     }
     let max_payload = dead.max_payload();
     let room = max_payload.saturating_sub(payload.len() + DEAD_LETTER_HEADROOM);
     if max_payload > 0 && room == 0 {
-        return Err(transient(format!(
-            "message {} of stream {} has NATS headers no client can read ({why}) and a payload too large to \
-             dead-letter whole: {manual}",
-            at.sequence, at.stream
-        )));
+        return Err(stuck("and a payload too large to dead-letter whole"));
     }
     // Base64 takes 4 bytes for 3.
     let kept = if max_payload > 0 {
@@ -606,17 +608,7 @@ async fn poisoned(
             format!("the first {kept} of {} bytes", raw_headers.len()).as_str(),
         );
     }
-    let message = async_nats::Message {
-        length: payload.len(),
-        subject: subject.into(),
-        reply: None,
-        payload,
-        headers: Some(headers),
-        status: None,
-        description: None,
-    };
-    // The reason quotes the bad line: cut, so the room counted above holds.
-    let why: String = why.chars().take(200).collect();
+    let message = message(subject, payload, headers);
     let error = format!(
         "the message's NATS headers cannot be read ({why}); a client drops its connection at it, so it is \
          deleted from stream {} (sequence {}) after this dead letter",
@@ -627,17 +619,13 @@ async fn poisoned(
         .await
         .map_err(transient)?;
     if !whole {
-        return Err(transient(format!(
-            "message {} of stream {} has NATS headers no client can read ({why}) and its dead letter could not \
-             hold the whole payload: {manual}",
-            at.sequence, at.stream
-        )));
+        return Err(stuck("and its dead letter could not hold the whole payload"));
     }
     stream.delete_message(at.sequence).await.map_err(|e| {
-        transient(format!(
-            "deleting message {} of stream {} (dead-lettered: its NATS headers no client can read) failed ({e}); \
-             opsflow's NATS user needs $JS.API.STREAM.MSG.DELETE.{}, or {manual}",
-            at.sequence, at.stream, at.stream
+        stuck(&format!(
+            "and could not be deleted once dead-lettered ({e}; opsflow's NATS user needs \
+             $JS.API.STREAM.MSG.DELETE.{})",
+            at.stream
         ))
     })?;
     Ok(())

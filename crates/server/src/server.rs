@@ -319,6 +319,8 @@ async fn start_nats(
 ) -> anyhow::Result<(NatsState, Vec<Transport>)> {
     let client = opsflow_nats::connect(config).await?;
     let mut requests_client = None;
+    // The connections the monitor watches, by name.
+    let mut watched = vec![(config.name.clone(), client.clone())];
     let mut handles = Vec::new();
     let ready = opsflow_nats::Readiness::default();
     if config.ingest.enabled {
@@ -339,7 +341,9 @@ async fn start_nats(
             name: format!("{}-requests", config.name),
             ..config.clone()
         };
+        let name = requests.name.clone();
         let requests = opsflow_nats::connect(&requests).await?;
+        watched.push((name, requests.clone()));
         requests_client = Some(requests.clone());
         let run = opsflow_nats::run_request_reply(
             requests,
@@ -361,13 +365,6 @@ async fn start_nats(
         handles.push(transport(tasks, "nats-outbound", run));
     }
     let monitor = client.clone();
-    let watched: Vec<(String, async_nats::Client)> = std::iter::once((config.name.clone(), client.clone()))
-        .chain(
-            requests_client
-                .clone()
-                .map(|c| (format!("{}-requests", config.name), c)),
-        )
-        .collect();
     let token = shutdown.clone();
     tasks.spawn("nats-monitor", async move {
         loop {
