@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 /// `serde_json::from_slice::<Value>` fails; duplicate keys keep the last value,
 /// as it does.
 pub(crate) fn parse(data: &[u8], keep: &dyn Fn(&str) -> bool) -> Option<Value> {
-    if let Some(value) = Fast::new(data).object(keep) {
+    if let Some(value) = Fast::new(data).and_then(|fast| fast.object(keep)) {
         return Some(value);
     }
     parse_with_serde(data, keep)
@@ -38,6 +38,8 @@ fn parse_with_serde(data: &[u8], keep: &dyn Fn(&str) -> bool) -> Option<Value> {
 /// (`None`) and leaves the data to the serde path, so it never accepts what a full
 /// parse refuses nor reads a value differently.
 struct Fast<'a> {
+    /// The data, checked to be UTF-8 once: its strings are slices of it.
+    text: &'a str,
     data: &'a [u8],
     at: usize,
 }
@@ -47,8 +49,14 @@ struct Fast<'a> {
 const FAST_DEPTH: usize = 64;
 
 impl<'a> Fast<'a> {
-    fn new(data: &'a [u8]) -> Self {
-        Fast { data, at: 0 }
+    /// `None` when `data` is not UTF-8 (no JSON is, so the serde path refuses it).
+    fn new(data: &'a [u8]) -> Option<Self> {
+        let text = std::str::from_utf8(data).ok()?;
+        Some(Fast {
+            text,
+            data: text.as_bytes(),
+            at: 0,
+        })
     }
 
     fn object(mut self, keep: &dyn Fn(&str) -> bool) -> Option<Value> {
@@ -126,7 +134,8 @@ impl<'a> Fast<'a> {
         if rest[len] != b'"' {
             return None;
         }
-        let text = std::str::from_utf8(&rest[..len]).ok()?;
+        // Both ends are at a quote (ASCII), so on character boundaries.
+        let text = self.text.get(start..start + len)?;
         self.at = start + len + 1;
         Some(text)
     }
@@ -366,8 +375,11 @@ mod tests {
             "customer": "café", "priority": true, "note": null, "count": -3}"#
             .as_bytes();
         let keep = |k: &str| matches!(k, "order_id" | "total" | "lines" | "count" | "customer");
-        assert!(Fast::new(common).object(&keep).is_some());
-        assert_eq!(Fast::new(common).object(&keep), reference(common, &keep));
+        assert!(Fast::new(common).and_then(|f| f.object(&keep)).is_some());
+        assert_eq!(
+            Fast::new(common).and_then(|f| f.object(&keep)),
+            reference(common, &keep)
+        );
         for unusual in [
             &br#"{"a": "tab\tbed"}"#[..],
             br#"{"a": 1e3}"#,
@@ -377,7 +389,7 @@ mod tests {
             b"[1]",
         ] {
             assert_eq!(
-                Fast::new(unusual).object(&keep_ab),
+                Fast::new(unusual).and_then(|f| f.object(&keep_ab)),
                 None,
                 "{}",
                 String::from_utf8_lossy(unusual)
