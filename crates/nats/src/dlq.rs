@@ -76,7 +76,7 @@ impl DeadLetters {
 
     /// The server's largest message (0: unknown).
     pub fn max_payload(&self) -> usize {
-        self.js.client().server_info().max_payload
+        self.js.client().max_payload()
     }
 
     /// Publishes a dead letter for `message`, kept in the ingest stream as `origin`,
@@ -122,7 +122,7 @@ impl DeadLetters {
         }
         let mut payload = message.payload.clone();
         let mut whole = true;
-        let max_payload = self.js.client().server_info().max_payload;
+        let max_payload = self.js.client().max_payload();
         if max_payload > 0 && headers_size(&headers) + payload.len() > max_payload {
             let place = origin.map_or_else(
                 || "it is not kept".to_owned(),

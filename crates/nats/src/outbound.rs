@@ -334,7 +334,7 @@ impl Outbound<'_> {
         );
         let mut body: bytes::Bytes = opsflow_cloudevents::recorded_to_cloudevent(event).into();
         // The server's limit, and a capturing stream's own when it is lower.
-        let max_payload = match (self.client.server_info().max_payload, outlet.stream_limit) {
+        let max_payload = match (self.client.max_payload(), outlet.stream_limit) {
             (server, 0) => server,
             (0, stream) => stream,
             (server, stream) => server.min(stream),
