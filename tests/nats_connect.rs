@@ -268,12 +268,36 @@ async fn a_three_node_cluster_keeps_ingesting_when_a_node_dies() -> anyhow::Resu
         anyhow::Ok(read_all(&mut log).await?)
     };
     publish(0, 100).await?;
-    nodes[0].kill();
-    publish(100, 200).await?;
+    // The node opsflow's connection is on (the client picks one at random) dies
+    // while a producer publishes and opsflow ingests.
+    let mut on = None;
+    for (i, node) in nodes.iter().enumerate() {
+        let connz: serde_json::Value = reqwest::get(format!("{}/connz", node.monitor_url()))
+            .await?
+            .json()
+            .await?;
+        let names = connz["connections"].as_array().cloned().unwrap_or_default();
+        if names.iter().any(|c| c["name"] == "opsflow") {
+            on = Some(i);
+        }
+    }
+    let on = on.ok_or_else(|| anyhow::anyhow!("no node has opsflow's connection"))?;
+    let publisher = tokio::spawn(publish(100, 400));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(server.url()).await?.len() < 120 {
+        anyhow::ensure!(Instant::now() < deadline, "opsflow is not ingesting");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    anyhow::ensure!(
+        !publisher.is_finished(),
+        "the producer finished before the node died: the failover would prove nothing"
+    );
+    nodes[on].kill();
+    publisher.await??;
     let deadline = Instant::now() + Duration::from_secs(60);
     let events = loop {
         let events = count(server.url()).await?;
-        if events.len() >= 200 || Instant::now() > deadline {
+        if events.len() >= 400 || Instant::now() > deadline {
             break events;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -281,6 +305,6 @@ async fn a_three_node_cluster_keeps_ingesting_when_a_node_dies() -> anyhow::Resu
     let mut ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
-    assert_eq!((events.len(), ids.len()), (200, 200), "each event once");
+    assert_eq!((events.len(), ids.len()), (400, 400), "each event once");
     Ok(())
 }

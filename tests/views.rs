@@ -192,7 +192,14 @@ async fn kpis_and_compliance_live_as_of_and_rebuilt() -> anyhow::Result<()> {
         .await?
         .into_inner();
     assert_eq!(as_of.position, 2);
-    assert!(as_of.kpis[0].values.iter().all(|v| v.headline.is_none()), "{as_of:?}");
+    let windows: Vec<&str> = as_of.kpis[0].values.iter().map(|v| v.window.as_str()).collect();
+    for window in ["1h", "24h", "7d"] {
+        assert!(windows.contains(&window), "no {window} window: {as_of:?}");
+    }
+    for value in &as_of.kpis[0].values {
+        assert_eq!(value.headline, None, "{as_of:?}");
+        assert_eq!(value.stats.get("count"), Some(&0.0), "{as_of:?}");
+    }
     // As of a time before anything was recorded: empty views at position 0.
     let (_, body) = get(&format!("{url}/v1/kpis?as_of=2000-01-01T00:00:00Z")).await?;
     assert_eq!(body["position"], 0);
@@ -351,15 +358,25 @@ async fn kpis_and_compliance_live_as_of_and_rebuilt() -> anyhow::Result<()> {
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
 
-    // Every KPI is a Prometheus gauge.
+    // Every KPI headline is a Prometheus gauge (calendar days aside).
     tokio::time::sleep(Duration::from_millis(300)).await;
     let metrics = reqwest::get(format!("{url}/metrics")).await?.text().await?;
-    assert!(
-        metrics.lines().any(|l| l.starts_with("opsflow_kpi{")
-            && l.contains(r#"name="order_cycle_time""#)
-            && l.contains(r#"window="24h""#)),
-        "{metrics}"
-    );
+    let all = views.get_kpis(v1::GetKpisRequest::default()).await?.into_inner();
+    let mut gauges = 0;
+    for kpi in &all.kpis {
+        for value in kpi.values.iter().filter(|v| !v.window.starts_with("day:")) {
+            let Some(headline) = value.headline else { continue };
+            let series = format!(
+                r#"opsflow_kpi{{name="{}",window="{}",group="{}"}} "#,
+                kpi.name, value.window, value.group
+            );
+            let line = metrics.lines().find(|l| l.starts_with(&series));
+            let gauge: Option<f64> = line.and_then(|l| l[series.len()..].parse().ok());
+            assert_eq!(gauge, Some(headline), "{series}in:\n{metrics}");
+            gauges += 1;
+        }
+    }
+    assert!(gauges > 0, "no KPI has a headline: {all:?}");
     server.shutdown().await
 }
 

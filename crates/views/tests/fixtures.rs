@@ -316,6 +316,7 @@ fn fixtures() {
     assert!(!paths.is_empty(), "no fixtures in {}", dir.display());
     let only = std::env::var("FIXTURE").ok();
     let mut failures = Vec::new();
+    let mut ran = 0;
     for path in &paths {
         if only
             .as_ref()
@@ -323,8 +324,10 @@ fn fixtures() {
         {
             continue;
         }
+        ran += 1;
         failures.extend(run(path));
     }
+    assert!(ran > 0, "FIXTURE={only:?} names no fixture in {}", dir.display());
     assert!(
         failures.is_empty(),
         "{} problem(s):\n{}",
@@ -333,22 +336,44 @@ fn fixtures() {
     );
 }
 
+/// Every default KPI and control has expectations in a fixture over the default
+/// definitions: a KPI with at least one value, a control with at least one check.
 #[test]
 fn every_default_definition_has_a_fixture() {
     let defs = default_definitions();
     let dir = workspace().join("testdata/views");
-    let mut text = String::new();
+    let mut expected: Vec<String> = Vec::new();
     for entry in std::fs::read_dir(&dir).expect("testdata/views exists").flatten() {
-        text.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+        let path = entry.path();
+        if path.extension().is_none_or(|x| x != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("readable fixture");
+        let fixture: Fixture =
+            serde_json::from_value(yaml_to_json(&text)).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        if !fixture.use_defaults {
+            continue;
+        }
+        let kpis = fixture.expect.kpis.iter().filter(|(_, values)| !values.is_empty());
+        let controls = fixture.expect.controls.iter().filter(|(_, c)| {
+            c.status.is_some()
+                || c.checked.is_some()
+                || c.violations_total.is_some()
+                || c.violations.is_some()
+                || c.pending.is_some()
+        });
+        expected.extend(kpis.map(|(name, _)| name.clone()));
+        expected.extend(controls.map(|(name, _)| name.clone()));
     }
-    let names = defs
+    let missing: Vec<&String> = defs
         .kpis
         .iter()
         .map(|k| &k.name)
-        .chain(defs.controls.iter().map(|c| &c.name));
-    let missing: Vec<&String> = names.filter(|n| !text.contains(&format!("{n}:"))).collect();
+        .chain(defs.controls.iter().map(|c| &c.name))
+        .filter(|n| !expected.contains(n))
+        .collect();
     assert!(
         missing.is_empty(),
-        "default definitions without expectations: {missing:?}"
+        "default definitions without expectations in a `use_defaults: true` fixture: {missing:?}"
     );
 }

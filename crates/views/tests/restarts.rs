@@ -9,38 +9,7 @@ use std::sync::Arc;
 use opsflow_definitions::{Definitions, EventData};
 use opsflow_views::ViewSet;
 use proptest::prelude::*;
-use serde_json::json;
-use support::{default_definitions, nanos};
-
-const TYPES: &[&str] = &[
-    "order.placed",
-    "order.approved",
-    "order.picked",
-    "order.shipped",
-    "order.delivered",
-    "order.cancelled",
-    "order.returned",
-    "shipment.dispatched",
-    "shipment.delayed",
-    "shipment.delivered",
-    "approval.requested",
-    "approval.granted",
-    "approval.rejected",
-    "purchase_order.issued",
-    "goods.received",
-    "invoice.received",
-    "incident.opened",
-    "incident.acknowledged",
-    "incident.mitigated",
-    "incident.resolved",
-    "postmortem.published",
-    "inventory.adjusted",
-    "inventory.counted",
-    "reorder_point.set",
-    "budget.allocated",
-    "expense.recorded",
-    "custom.thing",
-];
+use support::{TYPES, default_definitions, nanos, sample_data};
 
 /// One generated event: a type, a key among three, a number, a time step and a flag.
 #[derive(Debug, Clone)]
@@ -70,12 +39,6 @@ fn step() -> impl Strategy<Value = Step> {
         })
 }
 
-fn rfc3339(nanos: i64) -> String {
-    jiff::Timestamp::from_nanosecond(nanos as i128)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
-}
-
 fn events(steps: &[Step]) -> Vec<EventData> {
     let mut time = nanos("2026-11-01T00:00:00Z");
     let minute = 60_000_000_000i64;
@@ -85,35 +48,15 @@ fn events(steps: &[Step]) -> Vec<EventData> {
         .map(|(i, s)| {
             time += s.step_minutes * minute;
             let event_type = TYPES[s.type_index];
-            let k = format!("K-{}", s.key);
-            let who = if s.flag { "alice" } else { "bob" };
-            let amount = s.amount as f64 / 4.0;
-            let later = rfc3339(time + (s.amount as i64 % 72) * 60 * minute);
-            let severity = format!("sev{}", s.key + 1);
-            let data = match event_type.split('.').next().unwrap_or_default() {
-                "order" => json!({"order_id": k, "customer": "c", "total": s.amount, "currency": "EUR",
-                    "promised_by": later, "channel": if s.flag { "web" } else { "store" }, "carrier": "dhl",
-                    "approver": who, "reason": "r", "complete": s.flag, "damaged": s.amount % 7 == 0}),
-                "shipment" => json!({"shipment_id": k, "carrier": if s.flag { "dhl" } else { "ups" }, "eta": later, "reason": "r"}),
-                "approval" => json!({"approval_id": k, "subject_type": if s.flag { "order" } else { "requisition" },
-                    "subject_id": k, "requester": who, "approver": if s.amount % 2 == 0 { "alice" } else { "carol" }}),
-                "purchase_order" | "goods" | "invoice" => json!({"po_number": k, "vendor": if s.flag { "acme" } else { "globex" },
-                    "amount": (s.amount % 3) as f64 * 100.0, "quantity": s.amount % 3, "expected_by": later, "invoice_id": format!("I-{i}")}),
-                "incident" | "postmortem" => json!({"incident_id": k, "severity": severity, "service": "api", "by": who, "author": who}),
-                "inventory" | "reorder_point" => json!({"sku": k, "location": "W1", "delta": amount - 2500.0,
-                    "quantity": amount, "reorder_point": 1000}),
-                "budget" | "expense" => json!({"cost_centre": k, "period": "2026-11", "amount": amount}),
-                _ => json!({"anything": amount}),
-            };
             EventData {
                 position: i as u64 + 1,
                 version: 0,
-                stream: format!("s/{k}"),
+                stream: format!("s/K-{}", s.key),
                 source: "prop".into(),
                 id: format!("e{i}"),
                 event_type: event_type.into(),
                 time,
-                data,
+                data: sample_data(event_type, s.key, s.amount, s.flag, time, i),
                 metadata: Default::default(),
             }
         })

@@ -3,6 +3,8 @@
 //! position (from snapshots taken every few positions); definition changes rebuild
 //! exactly the changed views.
 
+mod support;
+
 use std::time::Duration;
 
 use opsflow_definitions::Definitions;
@@ -12,44 +14,57 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use support::{TYPES, sample_data};
+
 const T0: i64 = 1_795_219_200_000_000_000; // 2026-11-21T00:00:00Z
 const MINUTE: i64 = 60_000_000_000;
 
-/// One generated event: (type, data, minutes after the previous one).
+/// One event to append: (type, data, minutes after the previous one).
 type Step = (&'static str, Value, i64);
 
-fn step() -> impl Strategy<Value = Step> {
-    let key = prop_oneof![Just("A"), Just("B"), Just("C")];
-    let actor = prop_oneof![Just("ann"), Just("bob")];
-    let gap = prop_oneof![0i64..5, 60i64..600, 1440i64..10_000];
-    (0usize..10, key, actor, 0u32..20_000, gap).prop_map(|(kind, key, actor, amount, gap)| {
-        let (t, data) = match kind {
-            0 => (
-                "order.placed",
-                json!({"order_id": key, "customer": "c", "total": amount, "currency": "EUR",
-                       "promised_by": "2026-11-25T00:00:00Z"}),
-            ),
-            1 => ("order.shipped", json!({"order_id": key, "carrier": "DHL"})),
-            2 => ("order.delivered", json!({"order_id": key})),
-            3 => ("order.cancelled", json!({"order_id": key, "reason": "r"})),
-            4 => (
-                "incident.opened",
-                json!({"incident_id": key, "severity": "sev1", "service": "s"}),
-            ),
-            5 => ("incident.acknowledged", json!({"incident_id": key, "by": actor})),
-            6 => ("incident.resolved", json!({"incident_id": key})),
-            7 => ("postmortem.published", json!({"incident_id": key, "author": actor})),
-            8 => (
-                "approval.requested",
-                json!({"approval_id": key, "subject_type": "order", "subject_id": key, "requester": actor}),
-            ),
-            _ => (
-                "approval.granted",
-                json!({"approval_id": key, "subject_type": "order", "subject_id": key, "approver": actor}),
-            ),
-        };
-        (t, data, gap)
-    })
+/// One generated event: a type of [`TYPES`] (every type the default views read,
+/// and one they do not), a key among three, a number, a flag and the minutes since
+/// the previous event (negative: a late event).
+#[derive(Debug, Clone)]
+struct Generated {
+    type_index: usize,
+    key: u8,
+    amount: u32,
+    flag: bool,
+    gap: i64,
+}
+
+fn generated() -> impl Strategy<Value = Generated> {
+    (
+        0..TYPES.len(),
+        0u8..3,
+        0u32..20_000,
+        any::<bool>(),
+        prop_oneof![6 => 0i64..5, 6 => 60i64..600, 2 => 1440i64..10_000, 1 => -600i64..0],
+    )
+        .prop_map(|(type_index, key, amount, flag, gap)| Generated {
+            type_index,
+            key,
+            amount,
+            flag,
+            gap,
+        })
+}
+
+/// The steps of `generated`, their data dated from `clock` as [`append_all`] dates
+/// them (which advances it the same way).
+fn steps(generated: &[Generated], clock: i64, index: &mut usize) -> Vec<Step> {
+    let mut time = clock;
+    generated
+        .iter()
+        .map(|g| {
+            time += g.gap * MINUTE;
+            *index += 1;
+            let event_type = TYPES[g.type_index];
+            let data = sample_data(event_type, g.key, g.amount, g.flag, time, *index);
+            (event_type, data, g.gap)
+        })
+        .collect()
 }
 
 /// A log for events on a simulated clock, which runs ahead of the real one.
@@ -139,13 +154,25 @@ struct Running {
     task: tokio::task::JoinHandle<opsflow_views::Result<(), opsflow_views::ViewsError>>,
 }
 
-fn start(log: &EventLog, defs: &Definitions, dir: &std::path::Path) -> anyhow::Result<Running> {
-    let options = ViewsOptions {
+/// Snapshots every 7 positions, a checkpoint after every batch of 5.
+fn options() -> ViewsOptions {
+    ViewsOptions {
         snapshot_every: 7,
         checkpoint_interval: Duration::from_millis(1),
         batch: 5,
-    };
-    let views = Views::open(log.clone(), defs.clone(), dir, options)?;
+    }
+}
+
+fn start(log: &EventLog, defs: &Definitions, dir: &std::path::Path) -> anyhow::Result<Running> {
+    let views = Views::open(log.clone(), defs.clone(), dir, options())?;
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(views.clone().run(stop.clone()));
+    Ok(Running { views, stop, task })
+}
+
+/// [`start`] on views that a crashed run may still hold for a moment ([`reopen`]).
+async fn start_again(log: &EventLog, defs: &Definitions, dir: &std::path::Path) -> anyhow::Result<Running> {
+    let views = reopen(log, defs, dir, &options()).await?;
     let stop = CancellationToken::new();
     let task = tokio::spawn(views.clone().run(stop.clone()));
     Ok(Running { views, stop, task })
@@ -198,11 +225,14 @@ async fn check(log: &EventLog, defs: &Definitions, views: &Views, cuts: &[u64]) 
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
+    /// Chunks of events, each appended while a runtime runs; between chunks the
+    /// runtime stops cleanly or is aborted mid-flight (a crash: its last checkpoint
+    /// may be behind), and the next one opens the same views directory.
     #[test]
     fn live_equals_replay_across_restarts_and_as_of_equals_a_cut(
-        chunks in prop::collection::vec(prop::collection::vec(step(), 1..30), 1..5),
+        chunks in prop::collection::vec((prop::collection::vec(generated(), 1..40), any::<bool>()), 1..6),
         cuts in prop::collection::vec(any::<u64>(), 3),
     ) {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
@@ -210,14 +240,20 @@ proptest! {
             let dir = tempfile::tempdir()?;
             let log = sim_log(dir.path())?;
             let defs = opsflow_definitions::builtin();
+            let views_dir = dir.path().join("views");
             let mut clock = T0;
-            for chunk in &chunks {
-                // Each chunk: a fresh runtime over the same views directory (a restart).
-                let running = start(&log, &defs, &dir.path().join("views"))?;
-                append_all(&log, chunk, &mut clock).await?;
+            let mut index = 0;
+            for (chunk, crash) in &chunks {
+                let running = start_again(&log, &defs, &views_dir).await?;
+                append_all(&log, &steps(chunk, clock, &mut index), &mut clock).await?;
                 check(&log, &defs, &running.views, &cuts).await?;
-                running.stop.cancel();
-                running.task.await??;
+                if *crash {
+                    running.task.abort();
+                    let _ = running.task.await;
+                } else {
+                    running.stop.cancel();
+                    running.task.await??;
+                }
             }
             log.close().await?;
             Ok::<_, anyhow::Error>(())

@@ -109,3 +109,82 @@ pub fn events(fixture: &[FixtureEvent]) -> Vec<EventData> {
         })
         .collect()
 }
+
+/// Every event type the default definitions read, and one they do not.
+pub const TYPES: &[&str] = &[
+    "order.placed",
+    "order.approved",
+    "order.picked",
+    "order.shipped",
+    "order.delivered",
+    "order.cancelled",
+    "order.returned",
+    "shipment.dispatched",
+    "shipment.delayed",
+    "shipment.delivered",
+    "approval.requested",
+    "approval.granted",
+    "approval.rejected",
+    "purchase_order.issued",
+    "goods.received",
+    "invoice.received",
+    "incident.opened",
+    "incident.acknowledged",
+    "incident.mitigated",
+    "incident.resolved",
+    "postmortem.published",
+    "inventory.adjusted",
+    "inventory.counted",
+    "reorder_point.set",
+    "budget.allocated",
+    "expense.recorded",
+    "custom.thing",
+];
+
+/// Data for an event of `event_type` at `time` (Unix nanoseconds), the `index`th of
+/// a run: keyed `K-<key>` (order, shipment, approval, purchase order, incident,
+/// SKU, cost centre), numbers from `amount`, choices from `flag`, and dates some
+/// hours after `time`.
+pub fn sample_data(
+    event_type: &str,
+    key: u8,
+    amount_units: u32,
+    flag: bool,
+    time: i64,
+    index: usize,
+) -> serde_json::Value {
+    use serde_json::json;
+    let minute = 60_000_000_000i64;
+    let k = format!("K-{key}");
+    let who = if flag { "alice" } else { "bob" };
+    let amount = amount_units as f64 / 4.0;
+    let later = rfc3339(time + (amount_units as i64 % 72) * 60 * minute);
+    let severity = format!("sev{}", key + 1);
+    match event_type.split('.').next().unwrap_or_default() {
+        "order" => json!({"order_id": k, "customer": "c", "total": amount_units, "currency": "EUR",
+                    "promised_by": later, "channel": if flag { "web" } else { "store" }, "carrier": "dhl",
+                    "approver": who, "reason": "r", "complete": flag, "damaged": amount_units % 7 == 0}),
+        "shipment" => {
+            json!({"shipment_id": k, "carrier": if flag { "dhl" } else { "ups" }, "eta": later, "reason": "r"})
+        }
+        "approval" => json!({"approval_id": k, "subject_type": if flag { "order" } else { "requisition" },
+                    "subject_id": k, "requester": who, "approver": if amount_units % 2 == 0 { "alice" } else { "carol" }}),
+        "purchase_order" | "goods" | "invoice" => {
+            json!({"po_number": k, "vendor": if flag { "acme" } else { "globex" },
+                    "amount": (amount_units % 3) as f64 * 100.0, "quantity": amount_units % 3, "expected_by": later, "invoice_id": format!("I-{index}")})
+        }
+        "incident" | "postmortem" => {
+            json!({"incident_id": k, "severity": severity, "service": "api", "by": who, "author": who})
+        }
+        "inventory" | "reorder_point" => json!({"sku": k, "location": "W1", "delta": amount - 2500.0,
+                    "quantity": amount, "reorder_point": 1000}),
+        "budget" | "expense" => json!({"cost_centre": k, "period": "2026-11", "amount": amount}),
+        _ => json!({"anything": amount}),
+    }
+}
+
+fn rfc3339(nanos: i64) -> String {
+    jiff::Timestamp::from_nanosecond(nanos as i128)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
