@@ -646,7 +646,7 @@ impl Inner {
                 lag_of = Some(event.recorded_at());
                 apply_scanned(&mut live, event);
                 applied += 1;
-                if live.position() % self.options.snapshot_every == 0 {
+                if live.position().is_multiple_of(self.options.snapshot_every) {
                     // Encoded after the lock is released: a clone shares the kept events.
                     snapshot = Some(live.clone());
                     break;
@@ -767,10 +767,10 @@ impl Inner {
     /// After each event of a rebuild: merge into the snapshot at this position, and
     /// stop now and then if the server is shutting down.
     fn rebuilt_to(&self, defs: &Definitions, fresh: &ViewSet, stop: &CancellationToken) -> Result<()> {
-        if fresh.position() % self.options.snapshot_every == 0 {
+        if fresh.position().is_multiple_of(self.options.snapshot_every) {
             self.merge_into_snapshot(defs, fresh)?;
         }
-        if fresh.position() % 65_536 == 0 && stop.is_cancelled() {
+        if fresh.position().is_multiple_of(65_536) && stop.is_cancelled() {
             return Err(ViewsError::Stopped("shutdown during a rebuild".into()));
         }
         Ok(())

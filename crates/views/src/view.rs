@@ -210,10 +210,10 @@ impl View {
 
     /// Turns obligations the clock has passed into violations.
     pub(crate) fn expire(&mut self, clock: i64, position: u64) {
-        if let (Def::Control(def), State::Within(s)) = (&self.def, &mut self.stored.state) {
-            if let ControlKind::Within { within_nanos, .. } = &def.kind {
-                s.expire(def, *within_nanos, clock, position);
-            }
+        if let (Def::Control(def), State::Within(s)) = (&self.def, &mut self.stored.state)
+            && let ControlKind::Within { within_nanos, .. } = &def.kind
+        {
+            s.expire(def, *within_nanos, clock, position);
         }
     }
 

@@ -53,9 +53,9 @@ impl Generator {
         let i = self.cycle;
         self.cycle += 1;
         let o = |k: u64| format!("O-{k}");
-        let total = if i % 10 == 0 { 12_000 } else { 250 };
+        let total = if i.is_multiple_of(10) { 12_000 } else { 250 };
         let promised = self.due(i);
-        self.push("order.placed", json!({"order_id": o(i), "customer": "c", "total": total, "currency": "EUR", "promised_by": promised, "channel": if i % 2 == 0 { "web" } else { "store" }}));
+        self.push("order.placed", json!({"order_id": o(i), "customer": "c", "total": total, "currency": "EUR", "promised_by": promised, "channel": if i.is_multiple_of(2) { "web" } else { "store" }}));
         if let Some(k) = i.checked_sub(LAG) {
             self.push("approval.requested", json!({"approval_id": format!("A-{k}"), "subject_type": "order", "subject_id": o(k), "requester": "alice"}));
             self.push("order.picked", json!({"order_id": o(k), "warehouse": "W1"}));
@@ -84,7 +84,7 @@ impl Generator {
                 json!({"invoice_id": format!("I-{k}"), "po_number": format!("P-{k}"), "amount": 100, "quantity": 10}),
             );
         }
-        if i % 4 == 0 {
+        if i.is_multiple_of(4) {
             let n = i / 4;
             self.push(
                 "incident.opened",

@@ -163,12 +163,12 @@ pub fn sample_data(
     match event_type.split('.').next().unwrap_or_default() {
         "order" => json!({"order_id": k, "customer": "c", "total": amount_units, "currency": "EUR",
                     "promised_by": later, "channel": if flag { "web" } else { "store" }, "carrier": "dhl",
-                    "approver": who, "reason": "r", "complete": flag, "damaged": amount_units % 7 == 0}),
+                    "approver": who, "reason": "r", "complete": flag, "damaged": amount_units.is_multiple_of(7)}),
         "shipment" => {
             json!({"shipment_id": k, "carrier": if flag { "dhl" } else { "ups" }, "eta": later, "reason": "r"})
         }
         "approval" => json!({"approval_id": k, "subject_type": if flag { "order" } else { "requisition" },
-                    "subject_id": k, "requester": who, "approver": if amount_units % 2 == 0 { "alice" } else { "carol" }}),
+                    "subject_id": k, "requester": who, "approver": if amount_units.is_multiple_of(2) { "alice" } else { "carol" }}),
         "purchase_order" | "goods" | "invoice" => {
             json!({"po_number": k, "vendor": if flag { "acme" } else { "globex" },
                     "amount": (amount_units % 3) as f64 * 100.0, "quantity": amount_units % 3, "expected_by": later, "invoice_id": format!("I-{index}")})
