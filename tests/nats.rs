@@ -195,6 +195,21 @@ async fn ten_thousand_events_in_three_modes_land_exactly_once_in_order() -> anyh
     let server = TestServer::start_with(|c| c.nats = Some(NatsConfig::url(nats.url()))).await?;
     wait_ready(&server.url()).await?;
     let js = jetstream::new(async_nats::connect(nats.url()).await?);
+    // Every NATS counter is on /metrics from the start, so the first increase shows.
+    let metrics = reqwest::get(format!("{}/metrics", server.url())).await?.text().await?;
+    for counter in [
+        "opsflow_nats_ingested_total",
+        "opsflow_nats_ingest_interruptions_total",
+        "opsflow_nats_dead_letters_total{reason=\"decode\"}",
+        "opsflow_nats_published_total",
+        "opsflow_nats_outbound_interruptions_total",
+        "opsflow_nats_outbound_data_omitted_total",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(&format!("{counter} "))),
+            "no {counter} in:\n{metrics}"
+        );
+    }
     let producers = ["json", "binary", "proto", "json2", "binary2", "proto2"];
     // 6 producers × 1667 = 10,002 events, two per mode.
     publish_all(&js, items(&producers, 1667, true), 256).await?;
@@ -240,13 +255,19 @@ async fn nats_restart_opsflow_kill_and_republish_keep_exactly_once() -> anyhow::
         "the producer finished before NATS stopped: the restart would prove nothing"
     );
     nats.stop();
-    // While NATS is down, opsflow is not ready, and says why.
+    // While NATS is down, opsflow is not ready, and says why: the last attempt to
+    // connect, with the URL it tried.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let refused = format!("cannot connect to {}", nats.url());
     loop {
         let r = reqwest::get(format!("{}/readyz", opsflow.url())).await?;
         let status = r.status().as_u16();
         let body: serde_json::Value = r.json().await?;
-        if body["nats"]["status"] == "disconnected" {
+        if body["nats"]["status"] == "disconnected"
+            && body["nats"]["connection"]
+                .as_str()
+                .is_some_and(|c| c.starts_with(&refused))
+        {
             assert_eq!(status, 503, "{body}");
             assert_eq!(body["nats"]["ingest"], "waiting for the connection", "{body}");
             break;

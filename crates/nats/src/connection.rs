@@ -4,11 +4,14 @@ use std::time::Duration;
 
 use async_nats::{Client, ConnectOptions};
 
-use crate::{NatsConfig, NatsError};
+use crate::{Flag, NatsConfig, NatsError};
 
 /// Connects with retries in the background: the client is returned at once and
-/// reconnects forever with capped exponential backoff.
-pub async fn connect(config: &NatsConfig) -> Result<Client, NatsError> {
+/// reconnects forever with capped exponential backoff. `state` follows the
+/// connection: ready while connected, else why not (the last failed attempt, named
+/// with the URLs it tried).
+pub async fn connect(config: &NatsConfig, state: &Flag) -> Result<Client, NatsError> {
+    state.fail(format!("connecting to {}", config.urls.join(", ")));
     let mut options = ConnectOptions::new()
         .name(&config.name)
         .retry_on_initial_connect()
@@ -18,15 +21,36 @@ pub async fn connect(config: &NatsConfig) -> Result<Client, NatsError> {
             Duration::from_millis(100 * 2u64.pow(exp)).min(Duration::from_secs(10))
         })
         .event_callback({
-            // Which connection (opsflow has one for request/reply of its own).
+            // Which connection (opsflow has one for request/reply of its own), and
+            // where it goes: the client's errors name neither.
             let connection = config.name.clone();
+            let urls = config.urls.join(", ");
+            let state = state.clone();
             move |event| {
-                let connection = connection.clone();
+                let (connection, urls, state) = (connection.clone(), urls.clone(), state.clone());
                 async move {
                     match event {
-                        async_nats::Event::Connected => tracing::info!(%connection, "nats connected"),
+                        async_nats::Event::Connected => {
+                            state.set(true);
+                            tracing::info!(%connection, "nats connected");
+                        }
                         async_nats::Event::Disconnected => {
-                            tracing::warn!(%connection, "nats disconnected; reconnecting")
+                            state.fail(format!("disconnected from {urls}; reconnecting"));
+                            tracing::warn!(%connection, %urls, "nats disconnected; reconnecting");
+                        }
+                        async_nats::Event::ClientError(error) => {
+                            let problem = format!(
+                                "cannot connect to {urls} ({error}): is nats-server running there, \
+                                 and reachable? retrying"
+                            );
+                            tracing::warn!(%connection, "{problem}");
+                            state.fail(problem);
+                        }
+                        async_nats::Event::ServerError(error) => {
+                            tracing::warn!(%connection, %urls, %error, "nats server error");
+                            if !state.get() {
+                                state.fail(format!("{urls} refused the connection: {error}"));
+                            }
                         }
                         other => tracing::info!(%connection, event = %other, "nats event"),
                     }

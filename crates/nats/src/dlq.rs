@@ -152,8 +152,8 @@ impl DeadLetters {
 pub struct Origin {
     pub stream: String,
     pub sequence: u64,
-    /// The stored time, as async-nats prints it.
-    pub stored: String,
+    /// The stored time, Unix nanoseconds.
+    pub stored: i128,
 }
 
 impl Origin {

@@ -64,6 +64,7 @@ pub async fn run_ingest(
         metrics::counter!("opsflow_nats_dead_letters_total", "reason" => reason.as_str()).increment(0);
     }
     metrics::counter!("opsflow_nats_ingested_total").increment(0);
+    metrics::counter!("opsflow_nats_ingest_interruptions_total").increment(0);
     let mut delay = Duration::from_millis(200);
     loop {
         let mut consumed = false;
@@ -409,7 +410,7 @@ async fn recover(
             if !(filters.is_empty() || filters.iter().any(|f| crate::subjects::matches(f, &m.subject))) {
                 continue;
             }
-            let at = origin(&name, m.sequence, &m.time);
+            let at = origin_of_stored(&name, m.sequence, &m.time);
             match m.headers {
                 Ok(headers) => messages.push((at, message(m.subject, m.payload, headers))),
                 Err(why) => poisoned(stream, dead, at, m.subject, m.payload, &m.raw_headers, &why).await?,
@@ -633,11 +634,23 @@ async fn poisoned(
 
 /// Where stream message `sequence`, stored at `stored`, is kept (its dead letter's
 /// identity).
-fn origin(stream: &str, sequence: u64, stored: &impl std::fmt::Display) -> Origin {
+fn origin(stream: &str, sequence: u64, stored: &async_nats::datetime::DateTime) -> Origin {
     Origin {
         stream: stream.to_owned(),
         sequence,
-        stored: stored.to_string(),
+        stored: stored.unix_timestamp_nanos(),
+    }
+}
+
+/// [`origin`] of a stream message read by sequence, whose stored time is RFC 3339
+/// text: the same identity as its delivery gives it. (A server always sends the
+/// time; the epoch stands in for one it did not.)
+fn origin_of_stored(stream: &str, sequence: u64, stored: &str) -> Origin {
+    let nanos = async_nats::datetime::parse_rfc3339(stored).map_or(0, |t| t.unix_timestamp_nanos());
+    Origin {
+        stream: stream.to_owned(),
+        sequence,
+        stored: nanos,
     }
 }
 
@@ -915,6 +928,16 @@ mod tests {
             let err = read(raw).expect_err(why);
             assert!(err.contains(why), "{err}");
         }
+    }
+
+    #[test]
+    fn a_dead_letter_is_named_alike_whether_its_message_was_delivered_or_read_by_sequence() -> anyhow::Result<()> {
+        let text = "2026-11-23T04:49:17.748934871Z";
+        let delivered = async_nats::datetime::parse_rfc3339(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let read = origin_of_stored("OPS_EVENTS", 7, text);
+        assert_eq!(read.id(), origin("OPS_EVENTS", 7, &delivered).id());
+        assert_eq!(read.id(), "opsflow-dlq:OPS_EVENTS:7:1795409357748934871");
+        Ok(())
     }
 
     #[test]

@@ -14,9 +14,9 @@
 //! ```no_run
 //! # async fn demo(log: opsflow_log::EventLog) -> anyhow::Result<()> {
 //! let config = opsflow_nats::NatsConfig::url("nats://127.0.0.1:4222");
-//! let client = opsflow_nats::connect(&config).await?;
-//! let shutdown = tokio_util::sync::CancellationToken::new();
 //! let ready = opsflow_nats::Readiness::default();
+//! let client = opsflow_nats::connect(&config, &ready.connection).await?;
+//! let shutdown = tokio_util::sync::CancellationToken::new();
 //! tokio::spawn(opsflow_nats::run_ingest(client, config, log, shutdown, ready));
 //! # Ok(()) }
 //! ```

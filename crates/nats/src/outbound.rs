@@ -43,6 +43,10 @@ pub async fn run_outbound(
     shutdown: CancellationToken,
     ready: crate::Readiness,
 ) -> anyhow::Result<()> {
+    // On /metrics from the start, at 0, so that the first one shows in `increase()`.
+    metrics::counter!("opsflow_nats_published_total").increment(0);
+    metrics::counter!("opsflow_nats_outbound_interruptions_total").increment(0);
+    metrics::counter!("opsflow_nats_outbound_data_omitted_total").increment(0);
     let mut delay = Duration::from_millis(200);
     loop {
         let outcome = session(&client, &config, &log, &shutdown, &ready.outbound).await;

@@ -10,6 +10,10 @@ pub struct Readiness {
     pub ingest: Flag,
     pub requests: Flag,
     pub outbound: Flag,
+    /// The connection ingest and outbound share ([`crate::connect`]).
+    pub connection: Flag,
+    /// Request/reply's own connection.
+    pub requests_connection: Flag,
 }
 
 /// One task's readiness, and why it is not ready when it failed.

@@ -306,6 +306,14 @@ async fn readyz(State(state): State<HttpState>) -> Response {
             "status": if connected { "connected" } else { "disconnected" },
             "ingest": ingest, "requests": requests, "outbound": outbound,
         });
+        // Why not connected: the last failed attempt, with the URLs it tried.
+        let why = |connected: bool, flag: &opsflow_nats::Flag| (!connected).then(|| flag.problem_text()).flatten();
+        if let Some(problem) = why(connected, &nats.ready.connection) {
+            report["nats"]["connection"] = json!(problem);
+        }
+        if let Some(problem) = why(requests_connected, &nats.ready.requests_connection) {
+            report["nats"]["requests_connection"] = json!(problem);
+        }
         report["ready"] = json!(ready);
     }
     // Views and definitions are reported, not gating: a refused definitions edit

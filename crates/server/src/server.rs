@@ -317,12 +317,12 @@ async fn start_nats(
     tasks: &Tasks,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<(NatsState, Vec<Transport>)> {
-    let client = opsflow_nats::connect(config).await?;
+    let ready = opsflow_nats::Readiness::default();
+    let client = opsflow_nats::connect(config, &ready.connection).await?;
     let mut requests_client = None;
     // The connections the monitor watches, by name.
     let mut watched = vec![(config.name.clone(), client.clone())];
     let mut handles = Vec::new();
-    let ready = opsflow_nats::Readiness::default();
     if config.ingest.enabled {
         let run = opsflow_nats::run_ingest(
             client.clone(),
@@ -342,7 +342,7 @@ async fn start_nats(
             ..config.clone()
         };
         let name = requests.name.clone();
-        let requests = opsflow_nats::connect(&requests).await?;
+        let requests = opsflow_nats::connect(&requests, &ready.requests_connection).await?;
         watched.push((name, requests.clone()));
         requests_client = Some(requests.clone());
         let run = opsflow_nats::run_request_reply(
