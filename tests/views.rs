@@ -265,6 +265,10 @@ async fn kpis_and_compliance_live_as_of_and_rebuilt() -> anyhow::Result<()> {
         // How the views will stand is not known yet.
         ("/v1/kpis?as_of=2099-01-01T00:00:00Z", "as_of"),
         ("/v1/kpis?as_of=", "as_of"),
+        ("/v1/kpis?window=", "window"),
+        ("/v1/kpis?name=", "name"),
+        // `+01:00` not written %2B: the message says so.
+        ("/v1/kpis?as_of=2026-11-20T00:00:00+01:00", "as_of"),
         ("/v1/kpis?as_of=18446744073709551616", "as_of"),
         ("/v1/compliance?window=24h", "window"),
         // Repeated parameters are refused, not taken once (a repeated name adds).
@@ -280,6 +284,12 @@ async fn kpis_and_compliance_live_as_of_and_rebuilt() -> anyhow::Result<()> {
         }
         if query.contains("1844") {
             assert!(message.contains("out of range"), "{message}");
+        }
+        if query.contains("+01:00") {
+            assert!(message.contains("write it %2B"), "{message}");
+        }
+        if query.ends_with('=') {
+            assert!(message.contains("is empty"), "{message}");
         }
     }
     let err = views

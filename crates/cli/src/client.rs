@@ -43,8 +43,31 @@ pub fn status(s: tonic::Status) -> anyhow::Error {
         .get("opsflow-error")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| serde_json::from_str(v).ok());
+    // Not the server's answer but the connection's end (the server died, or the
+    // network went): tonic words it as the HTTP/2 layer saw it.
+    let transport = detail.is_none()
+        && matches!(
+            s.code(),
+            tonic::Code::Unknown | tonic::Code::Unavailable | tonic::Code::Internal
+        )
+        && [
+            "h2 protocol error",
+            "transport error",
+            "connection reset",
+            "broken pipe",
+        ]
+        .iter()
+        .any(|t| s.message().to_lowercase().contains(t));
+    let message = if transport {
+        format!(
+            "lost the connection to the server (is it still running?): {}",
+            s.message()
+        )
+    } else {
+        s.message().to_owned()
+    };
     Refused {
-        message: s.message().to_owned(),
+        message,
         code: s.code(),
         detail,
     }
@@ -331,4 +354,23 @@ pub async fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     }
     print_pairs(&pairs, &json, a.opts.output);
     Ok(if r.ok { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_connection_says_so_and_a_refusal_stays_as_the_server_said_it() {
+        let lost = status(tonic::Status::unknown(
+            "h2 protocol error: error reading a body from connection",
+        ));
+        assert!(
+            lost.to_string()
+                .starts_with("lost the connection to the server (is it still running?): h2 protocol error"),
+            "{lost}"
+        );
+        let refused = status(tonic::Status::unavailable("the server is shutting down"));
+        assert_eq!(refused.to_string(), "the server is shutting down (Unavailable)");
+    }
 }

@@ -61,9 +61,15 @@ pub fn parse_as_of(text: Option<&str>) -> Result<AsOf, ApiError> {
         ));
     }
     let time: jiff::Timestamp = text.parse().map_err(|e| {
+        // `+01:00` unescaped in a URL query arrives as ` 01:00`.
+        let hint = if text.contains(' ') {
+            "; in a URL query a `+` reads as a space: write it %2B"
+        } else {
+            ""
+        };
         ApiError::invalid(
             "as_of",
-            format!("{text:?} is neither a position nor an RFC 3339 time ({e})"),
+            format!("{text:?} is neither a position nor an RFC 3339 time ({e}){hint}"),
         )
     })?;
     i64::try_from(time.as_nanosecond())
@@ -233,21 +239,28 @@ pub fn router(state: ViewsHttp) -> axum::Router {
 /// naming it.
 fn names(query: &HashMap<String, String>, known: &[&str]) -> Result<Vec<String>, ApiError> {
     crate::http::only_params(query, known)?;
-    Ok(list(query, "name"))
+    list(query, "name")
 }
 
-/// A comma-separated (or repeated) query parameter as a list.
-fn list(query: &HashMap<String, String>, key: &str) -> Vec<String> {
-    query
-        .get(key)
-        .map(|n| {
-            n.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
+/// A comma-separated (or repeated) query parameter as a list; given but empty
+/// (`?window=`) is an error, as an empty `as_of` is: leaving it out means all.
+fn list(query: &HashMap<String, String>, key: &str) -> Result<Vec<String>, ApiError> {
+    let Some(value) = query.get(key) else {
+        return Ok(Vec::new());
+    };
+    let items: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if items.is_empty() {
+        return Err(ApiError::invalid(
+            key,
+            format!("is empty: name one or more, or leave {key} out for all"),
+        ));
+    }
+    Ok(items)
 }
 
 /// Keeps of each KPI the values of `windows` only (all when empty). A window no KPI
@@ -374,7 +387,7 @@ async fn get_kpis(
     let as_of = parse_as_of(query.get("as_of").map(String::as_str))?;
     let names = names(&query, &["name", "as_of", "window"])?;
     let mut response = kpis_proto(state.views.kpis(as_of, &names).await?);
-    keep_windows(&mut response, &names, &list(&query, "window"))?;
+    keep_windows(&mut response, &names, &list(&query, "window")?)?;
     Ok(Json(kpis_json(&response)))
 }
 

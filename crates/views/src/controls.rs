@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::sorted_map;
 use crate::keyed::{Ctx, Key, KeyMap, NO_SEEN, Role, RoleKind, Seen, Tracks, seen_codec, seen_positions};
 use crate::report::{Obligation, Violation};
-use crate::time::{NANOS_PER_SECOND, format_seconds};
+use crate::time::{NANOS_PER_SECOND, format_seconds, format_span};
 
 /// Violations kept per control; the count stays exact.
 pub const VIOLATIONS_KEPT: usize = 1000;
@@ -399,7 +399,7 @@ fn late_message(def: &ControlDef, within: i64, late: i64) -> String {
     let (after, expect) = types(def);
     format!(
         "{expect} {} late: due within {} of {after}",
-        format_seconds(late as f64 / NANOS_PER_SECOND as f64),
+        format_span(late),
         format_seconds(within as f64 / NANOS_PER_SECOND as f64)
     )
 }

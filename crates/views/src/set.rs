@@ -52,7 +52,7 @@ impl WantedTypes {
 }
 
 /// The leading byte of [`ViewSet::encode`]; bumped whenever stored state changes shape.
-pub const FORMAT: u8 = 6;
+pub const FORMAT: u8 = 7;
 
 /// Every view of a [`Definitions`], fed the log in position order.
 ///

@@ -39,6 +39,27 @@ pub fn format_seconds(seconds: f64) -> String {
     }
 }
 
+/// A span of time for people: days, hours, minutes and seconds, the zero parts left
+/// out (`2h 30m`, `1d 1.5s`); seconds to the millisecond.
+pub fn format_span(nanos: i64) -> String {
+    let millis = (nanos.unsigned_abs() + 500_000) / 1_000_000;
+    let (days, rest) = (millis / 86_400_000, millis % 86_400_000);
+    let (hours, rest) = (rest / 3_600_000, rest % 3_600_000);
+    let (minutes, rest) = (rest / 60_000, rest % 60_000);
+    let mut parts = Vec::new();
+    for (n, unit) in [(days, "d"), (hours, "h"), (minutes, "m")] {
+        if n > 0 {
+            parts.push(format!("{n}{unit}"));
+        }
+    }
+    if rest > 0 || parts.is_empty() {
+        let seconds = format!("{}.{:03}", rest / 1000, rest % 1000);
+        parts.push(format!("{}s", seconds.trim_end_matches('0').trim_end_matches('.')));
+    }
+    let span = parts.join(" ");
+    if nanos < 0 { format!("-{span}") } else { span }
+}
+
 /// A plain number without a trailing `.0`.
 pub fn format_number(x: f64) -> String {
     if x.fract() == 0.0 && x.abs() < 1e15 {
@@ -51,6 +72,18 @@ pub fn format_number(x: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spans_read_as_people_write_them() {
+        let s = NANOS_PER_SECOND;
+        assert_eq!(format_span(2 * 3600 * s), "2h");
+        assert_eq!(format_span(9000 * s), "2h 30m");
+        assert_eq!(format_span(86_401 * s + s / 2), "1d 1.5s");
+        assert_eq!(format_span(61 * s + 1), "1m 1s");
+        assert_eq!(format_span(0), "0s");
+        assert_eq!(format_span(1_500_000), "0.002s");
+        assert_eq!(format_span(-90 * s), "-1m 30s");
+    }
 
     #[test]
     fn day_labels() {
