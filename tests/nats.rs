@@ -306,13 +306,20 @@ async fn nats_restart_opsflow_kill_and_republish_keep_exactly_once() -> anyhow::
     Ok(())
 }
 
-/// [`publish_all`] one message at a time, on a task of its own.
+/// [`publish_all`] one message at a time, on a task of its own, paced (a pause
+/// after every 100) so that it is surely still publishing when a fault comes.
 fn publish_in_background(
     js: &jetstream::Context,
     items: Vec<(String, HeaderMap, bytes::Bytes)>,
 ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
     let js = js.clone();
-    tokio::spawn(async move { publish_all(&js, items, 1).await })
+    tokio::spawn(async move {
+        for chunk in items.chunks(100) {
+            publish_all(&js, chunk.to_vec(), 1).await?;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    })
 }
 
 /// opsflow's ingest consumer.

@@ -269,7 +269,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(nats) = &config.nats {
         say(format_args!(
             "  NATS      {}  ingest {} -> stream {}",
-            nats.urls.join(","),
+            nats.display_urls(),
             nats.ingest.subjects.join(","),
             nats.ingest.stream
         ));

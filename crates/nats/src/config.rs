@@ -161,6 +161,16 @@ impl NatsConfig {
         }
     }
 
+    /// The server URLs as logs, `/readyz` and the start banner show them: without
+    /// a `user:password@` (or token) written into one.
+    pub fn display_urls(&self) -> String {
+        self.urls
+            .iter()
+            .map(|u| without_credentials(u))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Checks values that parse but make no sense; errors name the key.
     pub fn validate(&self) -> Result<(), (String, String)> {
         let err = |k: &str, m: String| Err((format!("nats.{k}"), m));
@@ -263,8 +273,34 @@ impl NatsConfig {
     }
 }
 
+/// `url` without the user information of its authority (`nats://u:p@host:4222` is
+/// `nats://host:4222`).
+fn without_credentials(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.find('/').map_or(rest, |end| &rest[..end]);
+    match authority.rfind('@') {
+        Some(at) if scheme.is_empty() => rest[at + 1..].to_owned(),
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::without_credentials;
+
+    #[test]
+    fn urls_are_shown_without_credentials() {
+        assert_eq!(without_credentials("nats://u:s3cret@nats:4222"), "nats://nats:4222");
+        assert_eq!(
+            without_credentials("nats://token@127.0.0.1:4222"),
+            "nats://127.0.0.1:4222"
+        );
+        assert_eq!(without_credentials("u:p@host:4222"), "host:4222");
+        assert_eq!(without_credentials("tls://host:4222/x@y"), "tls://host:4222/x@y");
+        assert_eq!(without_credentials("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+    }
+
     use super::*;
 
     #[test]

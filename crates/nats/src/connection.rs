@@ -11,7 +11,7 @@ use crate::{Flag, NatsConfig, NatsError};
 /// connection: ready while connected, else why not (the last failed attempt, named
 /// with the URLs it tried).
 pub async fn connect(config: &NatsConfig, state: &Flag) -> Result<Client, NatsError> {
-    state.fail(format!("connecting to {}", config.urls.join(", ")));
+    state.fail(format!("connecting to {}", config.display_urls()));
     let mut options = ConnectOptions::new()
         .name(&config.name)
         .retry_on_initial_connect()
@@ -24,7 +24,7 @@ pub async fn connect(config: &NatsConfig, state: &Flag) -> Result<Client, NatsEr
             // Which connection (opsflow has one for request/reply of its own), and
             // where it goes: the client's errors name neither.
             let connection = config.name.clone();
-            let urls = config.urls.join(", ");
+            let urls = config.display_urls();
             let state = state.clone();
             move |event| {
                 let (connection, urls, state) = (connection.clone(), urls.clone(), state.clone());

@@ -74,7 +74,7 @@ impl DeadLetters {
         })
     }
 
-    /// The server's largest message (0: unknown).
+    /// The server's largest message, as negotiated at the last connect.
     pub fn max_payload(&self) -> usize {
         self.js.client().max_payload()
     }

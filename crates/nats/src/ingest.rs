@@ -410,7 +410,7 @@ async fn recover(
             if !(filters.is_empty() || filters.iter().any(|f| crate::subjects::matches(f, &m.subject))) {
                 continue;
             }
-            let at = origin_of_stored(&name, m.sequence, &m.time);
+            let at = origin(&name, m.sequence, &m.time);
             match m.headers {
                 Ok(headers) => messages.push((at, message(m.subject, m.payload, headers))),
                 Err(why) => poisoned(stream, dead, at, m.subject, m.payload, &m.raw_headers, &why).await?,
@@ -449,7 +449,8 @@ async fn recover(
 struct Stored {
     subject: String,
     sequence: u64,
-    time: String,
+    /// When the stream stored it (what a delivery's `published` says).
+    time: async_nats::datetime::DateTime,
     payload: bytes::Bytes,
     /// The parsed headers, or why they do not parse.
     headers: Result<async_nats::HeaderMap, String>,
@@ -500,7 +501,7 @@ async fn read_stored(js: &jetstream::Context, stream: &str, sequence: u64) -> Re
     Ok(Some(Stored {
         subject: message.subject,
         sequence: message.sequence,
-        time: message.time.to_string(),
+        time: message.time,
         payload: payload.into(),
         headers: parse_headers(&raw_headers),
         raw_headers,
@@ -639,18 +640,6 @@ fn origin(stream: &str, sequence: u64, stored: &async_nats::datetime::DateTime) 
         stream: stream.to_owned(),
         sequence,
         stored: stored.unix_timestamp_nanos(),
-    }
-}
-
-/// [`origin`] of a stream message read by sequence, whose stored time is RFC 3339
-/// text: the same identity as its delivery gives it. (A server always sends the
-/// time; the epoch stands in for one it did not.)
-fn origin_of_stored(stream: &str, sequence: u64, stored: &str) -> Origin {
-    let nanos = async_nats::datetime::parse_rfc3339(stored).map_or(0, |t| t.unix_timestamp_nanos());
-    Origin {
-        stream: stream.to_owned(),
-        sequence,
-        stored: nanos,
     }
 }
 
@@ -930,13 +919,19 @@ mod tests {
         }
     }
 
+    /// The stored time of a message read by sequence (as `$JS.API.STREAM.MSG.GET`
+    /// answers) and of its delivery (the `$JS.ACK` reply subject's nanoseconds) name
+    /// its dead letter alike.
     #[test]
     fn a_dead_letter_is_named_alike_whether_its_message_was_delivered_or_read_by_sequence() -> anyhow::Result<()> {
-        let text = "2026-11-23T04:49:17.748934871Z";
-        let delivered = async_nats::datetime::parse_rfc3339(text).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let read = origin_of_stored("OPS_EVENTS", 7, text);
-        assert_eq!(read.id(), origin("OPS_EVENTS", 7, &delivered).id());
-        assert_eq!(read.id(), "opsflow-dlq:OPS_EVENTS:7:1795409357748934871");
+        let read: stream::RawMessage = serde_json::from_str(
+            r#"{"subject":"ops.events.x","seq":7,"data":"","time":"2026-11-23T04:49:17.748934871Z"}"#,
+        )?;
+        let delivered =
+            async_nats::datetime::from_nanos(1_795_409_357_748_934_871).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let id = origin("OPS_EVENTS", read.sequence, &read.time).id();
+        assert_eq!(id, origin("OPS_EVENTS", 7, &delivered).id());
+        assert_eq!(id, "opsflow-dlq:OPS_EVENTS:7:1795409357748934871");
         Ok(())
     }
 

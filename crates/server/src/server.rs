@@ -390,7 +390,7 @@ async fn start_nats(
             }
         }
     });
-    tracing::info!(urls = ?config.urls, "nats transport started");
+    tracing::info!(urls = %config.display_urls(), "nats transport started");
     let wanted = NatsWanted {
         ingest: config.ingest.enabled,
         requests: config.request_reply.enabled,

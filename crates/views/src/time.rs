@@ -40,9 +40,13 @@ pub fn format_seconds(seconds: f64) -> String {
 }
 
 /// A span of time for people: days, hours, minutes and seconds, the zero parts left
-/// out (`2h 30m`, `1d 1.5s`); seconds to the millisecond.
+/// out (`2h 30m`, `1d 1.5s`); seconds to the millisecond (at least 1 ms when not 0).
 pub fn format_span(nanos: i64) -> String {
-    let millis = (nanos.unsigned_abs() + 500_000) / 1_000_000;
+    // To the nearest millisecond; a span under half of one is still not none.
+    let millis = match (nanos.unsigned_abs() + 500_000) / 1_000_000 {
+        0 if nanos != 0 => 1,
+        millis => millis,
+    };
     let (days, rest) = (millis / 86_400_000, millis % 86_400_000);
     let (hours, rest) = (rest / 3_600_000, rest % 3_600_000);
     let (minutes, rest) = (rest / 60_000, rest % 60_000);
@@ -81,6 +85,7 @@ mod tests {
         assert_eq!(format_span(86_401 * s + s / 2), "1d 1.5s");
         assert_eq!(format_span(61 * s + 1), "1m 1s");
         assert_eq!(format_span(0), "0s");
+        assert_eq!(format_span(1), "0.001s");
         assert_eq!(format_span(1_500_000), "0.002s");
         assert_eq!(format_span(-90 * s), "-1m 30s");
     }
