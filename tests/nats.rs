@@ -1342,6 +1342,18 @@ async fn poisoned_message_is_taken_out(env: &[(&str, &str)]) -> anyhow::Result<(
     assert_eq!(original, raw_headers);
     let error = header_of(&dead, "Opsflow-Error");
     assert!(error.contains("not UTF-8"), "{error}");
+    // Named by where it was kept: the stream, its sequence and its stored time (Unix
+    // nanoseconds, as a delivery of it would say), here read by sequence.
+    let id = header_of(&dead, "Nats-Msg-Id");
+    let stored: i128 = id
+        .strip_prefix("opsflow-dlq:OPS_EVENTS:1:")
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("dead letter id {id:?}"))?;
+    let now = jiff::Timestamp::now().as_nanosecond();
+    assert!(
+        (now - 60_000_000_000..=now).contains(&stored),
+        "dead letter id {id:?}: not the stored time"
+    );
     let events = settled_head(&opsflow.url(), 3, Duration::from_secs(30)).await?;
     assert_exactly_once(&events, &["after"], 3, true);
     // Gone from the stream, so never delivered again.
