@@ -367,6 +367,24 @@ async fn kpis_and_compliance_live_as_of_and_rebuilt() -> anyhow::Result<()> {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
+    // An empty name is a bad request, as RebuildView says of its own.
+    let err = views
+        .get_kpis(v1::GetKpisRequest {
+            names: vec!["mtta".into(), String::new()],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("names[1]"), "{err:?}");
+    let err = views
+        .get_compliance(v1::GetComplianceRequest {
+            names: vec![String::new()],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
 
     // Every KPI headline is a Prometheus gauge (calendar days aside).
     tokio::time::sleep(Duration::from_millis(300)).await;

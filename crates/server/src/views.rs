@@ -23,6 +23,18 @@ pub struct ViewsService {
     pub shutdown: CancellationToken,
 }
 
+/// An empty name among `names` is a bad request (as `RebuildView` says of its
+/// `name`), not an unknown view.
+fn no_empty_name(names: &[String]) -> Result<(), ApiError> {
+    match names.iter().position(String::is_empty) {
+        Some(i) => Err(ApiError::invalid(
+            format!("names[{i}]"),
+            "is empty; give the name of a KPI or control, or no names for all",
+        )),
+        None => Ok(()),
+    }
+}
+
 fn as_of_from_proto(as_of: Option<v1::AsOf>) -> Result<AsOf, ApiError> {
     match as_of.and_then(|a| a.point) {
         None => Ok(AsOf::Live),
@@ -183,6 +195,7 @@ impl v1::views_server::Views for ViewsService {
     ) -> Result<Response<v1::GetKpisResponse>, tonic::Status> {
         let req = request.into_inner();
         let as_of = as_of_from_proto(req.as_of)?;
+        no_empty_name(&req.names)?;
         let answer = self.views.kpis(as_of, &req.names).await.map_err(ApiError::from)?;
         Ok(Response::new(kpis_proto(answer)))
     }
@@ -193,6 +206,7 @@ impl v1::views_server::Views for ViewsService {
     ) -> Result<Response<v1::GetComplianceResponse>, tonic::Status> {
         let req = request.into_inner();
         let as_of = as_of_from_proto(req.as_of)?;
+        no_empty_name(&req.names)?;
         let answer = self.views.controls(as_of, &req.names).await.map_err(ApiError::from)?;
         Ok(Response::new(controls_proto(answer)))
     }

@@ -145,6 +145,11 @@ struct Inner {
     position: watch::Sender<u64>,
     /// When the live views were last checkpointed, and at which position.
     checkpointed: Mutex<(Instant, u64)>,
+    /// Held for a whole rebuild: rebuilds run one after another (each swaps views
+    /// into the live set and merges them into the snapshots it passes).
+    rebuilds: Mutex<()>,
+    /// Held while a snapshot file is written, or read, changed and written again.
+    snapshots: Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -290,6 +295,8 @@ impl Views {
                 background_error: Mutex::new(None),
                 position,
                 checkpointed,
+                rebuilds: Mutex::new(()),
+                snapshots: Mutex::new(()),
             }),
         })
     }
@@ -658,7 +665,9 @@ impl Inner {
             let position = live.position();
             drop(live);
             if let Some(set) = snapshot.take() {
-                self.store.save_snapshot(set.position(), &set.encode())?;
+                let bytes = set.encode();
+                let _writing = lock(&self.snapshots);
+                self.store.save_snapshot(set.position(), &bytes)?;
             }
             self.position.send_replace(position);
             if let Some(recorded_at) = lag_of {
@@ -687,6 +696,8 @@ impl Inner {
 
     fn rebuild(&self, defs: &Definitions, names: Vec<String>, stop: &CancellationToken) -> Result<RebuildReport> {
         let started = Instant::now();
+        // One at a time: a rebuild asked for while another runs waits for it.
+        let _one_at_a_time = lock(&self.rebuilds);
         {
             let mut rebuilding = lock(&self.rebuilding);
             rebuilding.extend(names.iter().cloned());
@@ -780,6 +791,9 @@ impl Inner {
     /// queries can start there again.
     fn merge_into_snapshot(&self, defs: &Definitions, fresh: &ViewSet) -> Result<()> {
         let position = fresh.position();
+        // Read, changed and written again as one: the live views may write this
+        // snapshot meanwhile.
+        let _writing = lock(&self.snapshots);
         let mut snapshot = match self.store.snapshot(position)? {
             Some(bytes) => match ViewSet::decode(defs, bytes) {
                 Ok(set) if set.position() == position => set,

@@ -516,3 +516,44 @@ async fn damaged_checkpoints_and_snapshots_are_passed_over_and_rebuilt() -> anyh
     log.close().await?;
     Ok(())
 }
+
+/// Rebuilds asked for at the same time, of one view and of several, while events
+/// come: each returns once its views are swapped in, none fails, and the views and
+/// their snapshots (as-of answers) are as a replay gives them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuilds_at_the_same_time_all_finish_and_change_no_answer() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let log = sim_log(dir.path())?;
+    let defs = opsflow_definitions::builtin();
+    let running = start(&log, &defs, &dir.path().join("views"))?;
+    let mut clock = T0;
+    let mut index = 0;
+    let generated: Vec<Generated> = (0..600)
+        .map(|i| Generated {
+            type_index: i % TYPES.len(),
+            key: (i % 3) as u8,
+            amount: (i * 7919 % 20_000) as u32,
+            flag: i % 2 == 0,
+            gap: (i % 7) as i64,
+        })
+        .collect();
+    append_all(&log, &steps(&generated[..400], clock, &mut index), &mut clock).await?;
+    until(&running.views, log.head()).await?;
+    let names = ["order_cycle_time", "order_cycle_time", "mtta", "mttr", "open_orders"];
+    let rebuilds = names.map(|name| {
+        let views = running.views.clone();
+        let stop = running.stop.clone();
+        tokio::spawn(async move { views.rebuild(vec![name.to_owned()], stop).await })
+    });
+    // Events keep coming meanwhile.
+    append_all(&log, &steps(&generated[400..], clock, &mut index), &mut clock).await?;
+    for (name, rebuild) in names.iter().zip(rebuilds) {
+        let report = rebuild.await?.map_err(|e| anyhow::anyhow!("rebuilding {name}: {e}"))?;
+        assert_eq!(report.names, [*name]);
+    }
+    check(&log, &defs, &running.views, &[3, 210, 399, 455, 600]).await?;
+    running.stop.cancel();
+    running.task.await??;
+    log.close().await?;
+    Ok(())
+}
