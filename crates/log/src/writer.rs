@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc as std_mpsc;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -82,11 +82,17 @@ struct Pending {
     time: i64,
 }
 
+/// The last position the writer has given out. Held by the writer from the moment
+/// it takes a group's `recorded_at` until the group's positions are given: whoever
+/// reads it under the lock sees every event recorded so far, or none of a group.
+pub(crate) type Assigned = Arc<Mutex<u64>>;
+
 pub(crate) struct Writer {
     store: Store,
     identities: IdentityIndex,
     head: Head,
     last_recorded_at: i64,
+    assigned: Assigned,
     streams: HashMap<String, Option<u64>, foldhash::fast::RandomState>,
     poison: Arc<OnceLock<String>>,
     /// Hands frozen stream index tails to the indexer thread.
@@ -128,6 +134,7 @@ impl Writer {
         identities: IdentityIndex,
         head: Head,
         last_recorded_at: i64,
+        assigned: Assigned,
         poison: Arc<OnceLock<String>>,
     ) -> Self {
         Writer {
@@ -135,6 +142,7 @@ impl Writer {
             identities,
             head,
             last_recorded_at,
+            assigned,
             streams: HashMap::default(),
             poison,
             indexer: None,
@@ -234,6 +242,10 @@ impl Writer {
         if self.streams.len() > STREAM_CACHE_LIMIT {
             self.streams.clear();
         }
+        // The clock is read under the lock, and the lock kept until the group's
+        // positions are given (see `EventLog::head_recorded_through`).
+        let assigned = self.assigned.clone();
+        let mut assigned = assigned.lock().unwrap_or_else(|e| e.into_inner());
         let recorded_at = now_nanos().max(self.last_recorded_at);
         self.last_recorded_at = recorded_at;
         let mut group = Group {
@@ -273,6 +285,8 @@ impl Writer {
                 .batch
                 .insert(&segment_key(segment.first_position), segment.finish());
         }
+        *assigned = self.head.position;
+        drop(assigned);
         let mut outcomes_result = outcomes;
         if self.head != start_head {
             group.batch.insert(META_HEAD, &self.head.encode()[..]);

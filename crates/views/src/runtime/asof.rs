@@ -105,6 +105,11 @@ fn usable_snapshot(defs: &Definitions, names: &[&str], position: u64, bytes: Vec
         .filter(|set| set.position() == position && set.stale_views().is_empty())
 }
 
+/// How long an as-of-time query waits for the appends recorded by its time to become
+/// readable (a group commit takes milliseconds; a log that refuses writes answers at
+/// once).
+const RECORDED_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Inner {
     /// The views `names` as they stood at `as_of` (the whole live set when it stands
     /// there already: cloning it is cheaper than decoding).
@@ -117,7 +122,12 @@ impl Inner {
             AsOf::Live => lock(&self.live).position(),
             AsOf::Time(t) => match now_nanos() {
                 now if t > now => return Err(ViewsError::FutureTime { time: t, now }),
-                _ => self.position_at_time(t, head)?,
+                // Every event recorded by `t`, also one whose group is still being
+                // made durable: the same answer now as later.
+                _ => {
+                    let head = self.log.head_recorded_through(t, RECORDED_WITHIN);
+                    self.position_at_time(t, head)?
+                }
             },
         };
         {
