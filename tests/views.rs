@@ -224,6 +224,15 @@ async fn kpis_and_compliance_live_as_of_and_rebuilt() -> anyhow::Result<()> {
             .contains("no_such_kpi")
     );
     assert_eq!(body["error"]["name"], "no_such_kpi", "{body}");
+    // Every unknown name at once.
+    let (status, body) = get(&format!("{url}/v1/kpis?name=mtta,nope,nope2")).await?;
+    assert_eq!(status, 404, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("no KPIs named `nope`, `nope2`; the KPIs are: "),
+        "{body}"
+    );
+    assert_eq!(body["error"]["names"], json!(["nope", "nope2"]), "{body}");
     let err = views
         .get_compliance(v1::GetComplianceRequest {
             names: vec!["nope".into()],

@@ -110,9 +110,11 @@ impl ApiError {
             ApiError::InvalidArgument { field, .. } => json!({ "field": field }),
             ApiError::Views(ViewsError::PastHead { head, .. }) => json!({ "field": "as_of", "head": head }),
             ApiError::Views(ViewsError::FutureTime { .. }) => json!({ "field": "as_of" }),
-            ApiError::Views(ViewsError::UnknownView { name, .. } | ViewsError::OtherKind { name, .. }) => {
-                json!({ "name": name })
+            ApiError::Views(ViewsError::UnknownView { name, others, .. }) => {
+                let names: Vec<&String> = std::iter::once(name).chain(others).collect();
+                json!({ "name": name, "names": names })
             }
+            ApiError::Views(ViewsError::OtherKind { name, .. }) => json!({ "name": name }),
             ApiError::CloudEvent(e) => json!({ "field": e.attribute() }),
             ApiError::BodyTooLarge { limit } => json!({ "field": "body", "limit": limit }),
             _ => json!({}),

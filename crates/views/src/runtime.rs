@@ -28,10 +28,17 @@ pub type Result<T, E = ViewsError> = std::result::Result<T, E>;
 /// What can go wrong in the views runtime.
 #[derive(Debug, thiserror::Error)]
 pub enum ViewsError {
-    /// No view of that name (of the kind asked for: `view`, `KPI` or `control`).
-    #[error("no {kind} named `{name}`; the {kind}s are: {}", known.join(", "))]
+    /// No view of that name (of the kind asked for: `view`, `KPI` or `control`);
+    /// `others`: more names asked for that are not views either.
+    #[error(
+        "no {kind}{} named {}; the {kind}s are: {}",
+        if others.is_empty() { "" } else { "s" },
+        std::iter::once(name).chain(others).map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
+        known.join(", ")
+    )]
     UnknownView {
         name: String,
+        others: Vec<String>,
         kind: &'static str,
         known: Vec<String>,
     },
@@ -476,9 +483,11 @@ impl Views {
     pub async fn rebuild(&self, names: Vec<String>, shutdown: CancellationToken) -> Result<RebuildReport> {
         let defs = self.definitions();
         let known = view_names(&defs);
-        if let Some(unknown) = names.iter().find(|n| !known.contains(n)) {
+        let mut unknown = names.iter().filter(|n| !known.contains(n)).cloned();
+        if let Some(name) = unknown.next() {
             return Err(ViewsError::UnknownView {
-                name: unknown.clone(),
+                name,
+                others: unknown.collect(),
                 kind: "view",
                 known,
             });
@@ -573,20 +582,24 @@ fn check_names(
     known: impl FnOnce() -> Vec<String>,
 ) -> Result<()> {
     let kind = |control: bool| if control { "control" } else { "KPI" };
+    // Every unknown name at once, not one per request.
+    let mut unknown = names.iter().filter(|n| is_control(n).is_none()).cloned();
+    if let Some(name) = unknown.next() {
+        return Err(ViewsError::UnknownView {
+            name,
+            others: unknown.collect(),
+            kind: kind(controls),
+            // The views of the kind asked for: a KPI name is no help to a
+            // compliance query.
+            known: known()
+                .into_iter()
+                .filter(|n| is_control(n) == Some(controls))
+                .collect(),
+        });
+    }
     for name in names {
         match is_control(name) {
-            None => {
-                return Err(ViewsError::UnknownView {
-                    name: name.clone(),
-                    kind: kind(controls),
-                    // The views of the kind asked for: a KPI name is no help to a
-                    // compliance query.
-                    known: known()
-                        .into_iter()
-                        .filter(|n| is_control(n) == Some(controls))
-                        .collect(),
-                });
-            }
+            None => {}
             Some(control) if control != controls => {
                 return Err(ViewsError::OtherKind {
                     name: name.clone(),
