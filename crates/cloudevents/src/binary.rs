@@ -9,11 +9,13 @@ use crate::attributes::{AttributeValue, Attributes, Payload};
 use crate::error::{CloudEventError, Result};
 use crate::{Incoming, media};
 
-/// Parses a binary-mode CloudEvent of the HTTP binding.
+/// Parses a binary-mode CloudEvent of the HTTP binding, or of the NATS binding,
+/// which maps headers the same way.
 ///
 /// Every header named `ce-<attribute>` (any case) carries one attribute; other
 /// headers are ignored. Values are unquoted when they are an HTTP quoted-string,
-/// then percent-decoded once and must be UTF-8 (HTTP binding §3.1.3.2). The data
+/// then percent-decoded once and must be UTF-8 (HTTP binding §3.1.3.2, NATS
+/// binding 1.0.3 §3.1.3.2). The data
 /// is `body`, its content type `content_type` (the `Content-Type` header);
 /// `ce-datacontenttype` is refused, as the binding requires.
 pub fn parse_binary<'a>(

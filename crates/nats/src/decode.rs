@@ -87,7 +87,8 @@ pub fn decode(headers: Option<&HeaderMap>, payload: Bytes) -> Result<StreamAppen
         return Err((
             DeadReason::Decode,
             format!(
-                "a NATS message carries one event; this one has {} (batch mode is HTTP only)",
+                "a message on the ingest subjects carries one event; this one has {} (send a batch to \
+                 opsflow.api.append, or over HTTP)",
                 incoming.len()
             ),
         ));
@@ -111,4 +112,24 @@ fn decode_error(e: CloudEventError) -> (DeadReason, String) {
         _ => DeadReason::Decode,
     };
     (reason, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_on_the_ingest_subjects_says_where_batches_go() {
+        let mut headers = HeaderMap::new();
+        headers.insert("Content-Type", "application/cloudevents-batch+json");
+        let event = r#"{"specversion":"1.0","id":"a","source":"s","type":"t.x","subject":"t/1"}"#;
+        let body = Bytes::from(format!("[{event},{}]", event.replace("\"a\"", "\"b\"")));
+        match decode(Some(&headers), body) {
+            Err((DeadReason::Decode, message)) => {
+                assert!(message.contains("this one has 2"), "{message}");
+                assert!(message.contains("opsflow.api.append"), "{message}");
+            }
+            other => panic!("expected a decode dead letter, got {other:?}"),
+        }
+    }
 }
