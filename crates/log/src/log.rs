@@ -905,6 +905,53 @@ mod tests {
         ProposedEvent::json("order.placed", "{}").with_identity("test", id)
     }
 
+    /// A retry may name the same media type differently (another content mode or
+    /// SDK): it is the same event. A different media type, or charset on a non-JSON
+    /// type, is not.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_retry_naming_the_same_media_type_differently_is_a_duplicate() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| LogError::Storage(e.into()))?;
+        let log = EventLog::open_async(dir.path(), LogOptions::default()).await?;
+        let with = |content_type: &str, data: &str| {
+            let mut e = event("ct-1");
+            e.content_type = content_type.into();
+            e.data = data.as_bytes().to_vec().into();
+            e
+        };
+        let first = log
+            .append("s", ExpectedVersion::Any, vec![with("application/json", r#"{"a":1}"#)])
+            .await?;
+        for same in [
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/json;charset=\"UTF-8\"",
+        ] {
+            let again = log
+                .append("s", ExpectedVersion::Any, vec![with(same, r#"{"a": 1}"#)])
+                .await?;
+            assert!(again.duplicate, "{same}");
+            assert_eq!(again.last_position(), first.last_position(), "{same}");
+        }
+        for other in ["application/json; charset=utf-16", "text/json+x", "application/xml"] {
+            match log
+                .append("s", ExpectedVersion::Any, vec![with(other, r#"{"a":1}"#)])
+                .await
+            {
+                Err(LogError::DuplicateConflict { .. }) => {}
+                unexpected => panic!("{other}: {unexpected:?}"),
+            }
+        }
+        let mut text = event("ct-2");
+        text.content_type = "text/plain".into();
+        log.append("s", ExpectedVersion::Any, vec![text.clone()]).await?;
+        text.content_type = "text/plain; charset=utf-8".into();
+        assert!(matches!(
+            log.append("s", ExpectedVersion::Any, vec![text]).await,
+            Err(LogError::DuplicateConflict { .. })
+        ));
+        log.close().await
+    }
+
     /// Whatever moment is asked for while appends go on, the head given includes
     /// every event recorded by then: the event after it was recorded later. (The
     /// plain head, read at the same moment, often does not: counted, for contrast.)

@@ -632,7 +632,7 @@ fn first_difference(stream: &str, a: &ProposedEvent, b: Content<'_>) -> Option<&
         Some("stream")
     } else if a.event_type != b.event_type {
         Some("type")
-    } else if a.content_type != b.content_type {
+    } else if !same_media_type(&a.content_type, b.content_type) {
         Some("content type")
     } else if a.data[..] != *b.data && !same_json(a.content_type.as_str(), &a.data, b.data) {
         Some("data")
@@ -645,6 +645,39 @@ fn first_difference(stream: &str, a: &ProposedEvent, b: Content<'_>) -> Option<&
     } else {
         None
     }
+}
+
+/// Whether content types `a` and `b` name the same media type: type, subtype and
+/// parameter names in any case, parameters in any order and spacing, and a JSON
+/// type's `charset=utf-8` (JSON is UTF-8, RFC 8259) left out. A retry may come
+/// through another mode or SDK (`application/json` in structured mode,
+/// `application/json; charset=utf-8` from a binary emitter). The stored content
+/// type stays as first written.
+fn same_media_type(a: &str, b: &str) -> bool {
+    a == b || media_type_key(a) == media_type_key(b)
+}
+
+/// `content_type` as [`same_media_type`] compares it.
+fn media_type_key(content_type: &str) -> (String, Vec<(String, String)>) {
+    let mut parts = content_type.split(';');
+    let essence = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+    let json = crate::is_json_content_type(&essence);
+    let mut params: Vec<(String, String)> = parts
+        .filter_map(|p| {
+            let (name, value) = p.split_once('=')?;
+            let name = name.trim().to_ascii_lowercase();
+            let value = value.trim().trim_matches('"');
+            let value = if name == "charset" {
+                value.to_ascii_lowercase()
+            } else {
+                value.to_owned()
+            };
+            Some((name, value))
+        })
+        .filter(|(name, value)| !(json && name == "charset" && value == "utf-8"))
+        .collect();
+    params.sort();
+    (essence, params)
 }
 
 /// Whether `a` and `b`, differing bytes of the content type `content_type`, are
