@@ -128,7 +128,10 @@ impl EventLog {
         let started = Instant::now();
         let identities = load_identities(&store)?;
         tracing::debug!(identities = identities.len(), elapsed = ?started.elapsed(), "identity index loaded");
-        let assigned: crate::writer::Assigned = Arc::new(Mutex::new(head.position));
+        let assigned: crate::writer::Assigned = Arc::new(Mutex::new(crate::writer::AssignedState {
+            position: head.position,
+            floor: 0,
+        }));
         let threads = Writer::new(
             store.clone(),
             identities,
@@ -180,12 +183,27 @@ impl EventLog {
     /// when the log refuses writes, the head as it is: what it lacks never became
     /// durable, or comes later than promised).
     pub fn head_recorded_through(&self, time: i64, within: std::time::Duration) -> u64 {
-        // A moment the clock has not passed could still be a later group's time.
-        let deadline = Instant::now() + within;
-        while crate::writer::now_nanos() <= time && Instant::now() < deadline {
-            std::thread::yield_now();
+        // Already past `time` at the head: everything recorded by then is readable.
+        let head = self.head();
+        if self
+            .read_all_blocking(Some(head), crate::Direction::Forward, 1)
+            .ok()
+            .and_then(|events| events.first().map(|e| e.recorded_at))
+            .is_some_and(|recorded_at| recorded_at > time)
+        {
+            return head;
         }
-        let target = *self.inner.assigned.lock().unwrap_or_else(|e| e.into_inner());
+        // No group is recorded by `time` after this (the floor, whatever the clock
+        // does); those given positions before it are waited for.
+        let target = {
+            let mut assigned = self.inner.assigned.lock().unwrap_or_else(|e| e.into_inner());
+            // Never past the clock: a time ahead of it (which callers refuse) must
+            // not push later events' recorded_at into the future.
+            let floor = time.min(crate::writer::now_nanos()).saturating_add(1);
+            assigned.floor = assigned.floor.max(floor);
+            assigned.position
+        };
+        let deadline = Instant::now() + within;
         loop {
             let head = self.head();
             if head >= target || self.inner.poison.get().is_some() || Instant::now() >= deadline {
@@ -932,7 +950,14 @@ mod tests {
             assert!(again.duplicate, "{same}");
             assert_eq!(again.last_position(), first.last_position(), "{same}");
         }
-        for other in ["application/json; charset=utf-16", "text/json+x", "application/xml"] {
+        for other in [
+            "application/json; charset=utf-16",
+            "text/json+x",
+            "application/xml",
+            // Quoted or bare parameters compare as written.
+            "application/json; a=\"1;b=2\"",
+            "application/json; v1",
+        ] {
             match log
                 .append("s", ExpectedVersion::Any, vec![with(other, r#"{"a":1}"#)])
                 .await

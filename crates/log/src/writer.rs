@@ -82,10 +82,19 @@ struct Pending {
     time: i64,
 }
 
-/// The last position the writer has given out. Held by the writer from the moment
-/// it takes a group's `recorded_at` until the group's positions are given: whoever
-/// reads it under the lock sees every event recorded so far, or none of a group.
-pub(crate) type Assigned = Arc<Mutex<u64>>;
+/// The last position the writer has given out, and the least `recorded_at` a
+/// group may take from now on. Held by the writer from the moment it takes a
+/// group's `recorded_at` until the group's positions are given: whoever reads it
+/// under the lock sees every event recorded so far, or none of a group; and whoever
+/// raises the floor past a moment under it knows no later group is recorded by
+/// that moment, whatever the clock does.
+pub(crate) type Assigned = Arc<Mutex<AssignedState>>;
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AssignedState {
+    pub position: u64,
+    pub floor: i64,
+}
 
 pub(crate) struct Writer {
     store: Store,
@@ -242,11 +251,12 @@ impl Writer {
         if self.streams.len() > STREAM_CACHE_LIMIT {
             self.streams.clear();
         }
-        // The clock is read under the lock, and the lock kept until the group's
-        // positions are given (see `EventLog::head_recorded_through`).
+        // The clock is read under the lock (and never below the floor readers
+        // raise), and the lock kept until the group's positions are given (see
+        // `EventLog::head_recorded_through`).
         let assigned = self.assigned.clone();
         let mut assigned = assigned.lock().unwrap_or_else(|e| e.into_inner());
-        let recorded_at = now_nanos().max(self.last_recorded_at);
+        let recorded_at = now_nanos().max(self.last_recorded_at).max(assigned.floor);
         self.last_recorded_at = recorded_at;
         let mut group = Group {
             batch: sled::Batch::default(),
@@ -285,7 +295,7 @@ impl Writer {
                 .batch
                 .insert(&segment_key(segment.first_position), segment.finish());
         }
-        *assigned = self.head.position;
+        assigned.position = self.head.position;
         drop(assigned);
         let mut outcomes_result = outcomes;
         if self.head != start_head {
@@ -298,6 +308,9 @@ impl Writer {
                     let reason = format!("applying a group failed: {e}");
                     tracing::error!(error = %e, "log write failed; refusing further writes");
                     let _ = self.poison.set(reason.clone());
+                    // Nothing of it is written: the head the flush publishes must not
+                    // claim it.
+                    self.head = start_head;
                     outcomes_result = outcomes_result
                         .into_iter()
                         .map(|_| Err(LogError::Poisoned(reason.clone())))
@@ -654,30 +667,44 @@ fn first_difference(stream: &str, a: &ProposedEvent, b: Content<'_>) -> Option<&
 /// `application/json; charset=utf-8` from a binary emitter). The stored content
 /// type stays as first written.
 fn same_media_type(a: &str, b: &str) -> bool {
-    a == b || media_type_key(a) == media_type_key(b)
+    a == b || media_type_key(a).is_some_and(|key| Some(key) == media_type_key(b))
 }
 
-/// `content_type` as [`same_media_type`] compares it.
-fn media_type_key(content_type: &str) -> (String, Vec<(String, String)>) {
+/// `content_type` as [`same_media_type`] compares it; `None` (compared as written)
+/// when a parameter is not `name=value` or its quoted value holds a quote, a
+/// backslash or a `;`, which a split on `;` and `=` could misread.
+fn media_type_key(content_type: &str) -> Option<(String, Vec<(String, String)>)> {
     let mut parts = content_type.split(';');
     let essence = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+    if essence.contains('"') {
+        return None;
+    }
     let json = crate::is_json_content_type(&essence);
-    let mut params: Vec<(String, String)> = parts
-        .filter_map(|p| {
-            let (name, value) = p.split_once('=')?;
-            let name = name.trim().to_ascii_lowercase();
-            let value = value.trim().trim_matches('"');
-            let value = if name == "charset" {
-                value.to_ascii_lowercase()
-            } else {
-                value.to_owned()
-            };
-            Some((name, value))
-        })
-        .filter(|(name, value)| !(json && name == "charset" && value == "utf-8"))
-        .collect();
+    let mut params = Vec::new();
+    for part in parts.map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, value) = part.split_once('=')?;
+        let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+        // `"UTF-8"` is `UTF-8`; any other quote (an escape, a `;` inside quotes
+        // split this part) is compared as written.
+        let value = match value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+            Some(inner) if !inner.contains(['"', '\\']) => inner,
+            _ if value.contains('"') => return None,
+            _ => value,
+        };
+        if name.is_empty() || name.contains('"') || value.is_empty() {
+            return None;
+        }
+        let value = if name == "charset" {
+            value.to_ascii_lowercase()
+        } else {
+            value.to_owned()
+        };
+        if !(json && name == "charset" && value == "utf-8") {
+            params.push((name, value));
+        }
+    }
     params.sort();
-    (essence, params)
+    Some((essence, params))
 }
 
 /// Whether `a` and `b`, differing bytes of the content type `content_type`, are

@@ -143,7 +143,8 @@ struct Inner {
     options: ViewsOptions,
     definitions: RwLock<Arc<Definitions>>,
     live: Mutex<ViewSet>,
-    rebuilding: Mutex<BTreeSet<String>>,
+    /// Views being rebuilt or waiting to be, with how many rebuilds of each.
+    rebuilding: Mutex<std::collections::BTreeMap<String, usize>>,
     /// Background rebuilds (after a reload or a restart with stale views): awaited
     /// by [`Views::run`] before it returns, so nothing holds the store after it.
     background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -297,7 +298,7 @@ impl Views {
                 options,
                 definitions: RwLock::new(Arc::new(definitions)),
                 live: Mutex::new(live),
-                rebuilding: Mutex::new(BTreeSet::new()),
+                rebuilding: Mutex::new(std::collections::BTreeMap::new()),
                 background: Mutex::new(Vec::new()),
                 background_error: Mutex::new(None),
                 position,
@@ -347,7 +348,7 @@ impl Views {
 
     /// Views being rebuilt.
     pub fn rebuilding(&self) -> BTreeSet<String> {
-        lock(&self.inner.rebuilding).clone()
+        lock(&self.inner.rebuilding).keys().cloned().collect()
     }
 
     /// Keeps the live views up to date until `shutdown`, then saves them. Also
@@ -709,17 +710,34 @@ impl Inner {
 
     fn rebuild(&self, defs: &Definitions, names: Vec<String>, stop: &CancellationToken) -> Result<RebuildReport> {
         let started = Instant::now();
-        // One at a time: a rebuild asked for while another runs waits for it.
-        let _one_at_a_time = lock(&self.rebuilds);
-        {
-            let mut rebuilding = lock(&self.rebuilding);
-            rebuilding.extend(names.iter().cloned());
-        }
-        let result = self.rebuild_inner(defs, &names, stop);
+        // Said to be rebuilding from the moment it is asked for, also while it waits.
         {
             let mut rebuilding = lock(&self.rebuilding);
             for n in &names {
-                rebuilding.remove(n);
+                *rebuilding.entry(n.clone()).or_default() += 1;
+            }
+        }
+        let result = {
+            // One at a time: a rebuild asked for while another runs waits for it,
+            // and does not start under definitions replaced meanwhile.
+            let _one_at_a_time = lock(&self.rebuilds);
+            if self.definitions().version == defs.version {
+                self.rebuild_inner(defs, &names, stop)
+            } else {
+                Err(ViewsError::Stopped(
+                    "the definitions changed while the rebuild waited; the views they changed are rebuilt".into(),
+                ))
+            }
+        };
+        {
+            let mut rebuilding = lock(&self.rebuilding);
+            for n in &names {
+                if let Some(count) = rebuilding.get_mut(n) {
+                    *count -= 1;
+                    if *count == 0 {
+                        rebuilding.remove(n);
+                    }
+                }
             }
         }
         let (events, position) = result?;
