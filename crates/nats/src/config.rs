@@ -287,7 +287,7 @@ fn without_credentials(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::without_credentials;
+    use super::*;
 
     #[test]
     fn urls_are_shown_without_credentials() {
@@ -300,8 +300,6 @@ mod tests {
         assert_eq!(without_credentials("tls://host:4222/x@y"), "tls://host:4222/x@y");
         assert_eq!(without_credentials("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
     }
-
-    use super::*;
 
     #[test]
     fn opsflow_never_ingests_what_it_publishes() {

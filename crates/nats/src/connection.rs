@@ -46,11 +46,10 @@ pub async fn connect(config: &NatsConfig, state: &Flag) -> Result<Client, NatsEr
                             tracing::warn!(%connection, "{problem}");
                             state.fail(problem);
                         }
+                        // A refused connect comes as a client error; these come on a
+                        // connection (a permission violation): logged, not a state.
                         async_nats::Event::ServerError(error) => {
                             tracing::warn!(%connection, %urls, %error, "nats server error");
-                            if !state.get() {
-                                state.fail(format!("{urls} refused the connection: {error}"));
-                            }
                         }
                         other => tracing::info!(%connection, event = %other, "nats event"),
                     }

@@ -122,8 +122,7 @@ impl DeadLetters {
         }
         let mut payload = message.payload.clone();
         let mut whole = true;
-        let max_payload = self.js.client().max_payload();
-        if max_payload > 0 && headers_size(&headers) + payload.len() > max_payload {
+        if headers_size(&headers) + payload.len() > self.max_payload() {
             let place = origin.map_or_else(
                 || "it is not kept".to_owned(),
                 |o| format!("it is message {} of stream {}", o.sequence, o.stream),

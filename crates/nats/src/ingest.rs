@@ -586,17 +586,12 @@ async fn poisoned(
     if stream.cached_info().config.deny_delete {
         return Err(stuck("and the stream denies deletes"));
     }
-    let max_payload = dead.max_payload();
-    let room = max_payload.saturating_sub(payload.len() + DEAD_LETTER_HEADROOM);
-    if max_payload > 0 && room == 0 {
+    let room = dead.max_payload().saturating_sub(payload.len() + DEAD_LETTER_HEADROOM);
+    if room == 0 {
         return Err(stuck("and a payload too large to dead-letter whole"));
     }
     // Base64 takes 4 bytes for 3.
-    let kept = if max_payload > 0 {
-        raw_headers.len().min(room / 4 * 3)
-    } else {
-        raw_headers.len()
-    };
+    let kept = raw_headers.len().min(room / 4 * 3);
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(
         "Opsflow-Original-Headers-Base64",

@@ -338,12 +338,11 @@ impl Outbound<'_> {
         );
         let mut body: bytes::Bytes = opsflow_cloudevents::recorded_to_cloudevent(event).into();
         // The server's limit, and a capturing stream's own when it is lower.
-        let max_payload = match (self.client.max_payload(), outlet.stream_limit) {
-            (server, 0) => server,
-            (0, stream) => stream,
-            (server, stream) => server.min(stream),
+        let max_payload = match outlet.stream_limit {
+            0 => self.client.max_payload(),
+            stream => self.client.max_payload().min(stream),
         };
-        if max_payload > 0 && crate::dlq::headers_size(&headers) + body.len() > max_payload {
+        if crate::dlq::headers_size(&headers) + body.len() > max_payload {
             // The event goes out without its data rather than never (outbound could
             // not move past it): its attributes, and where to read it whole.
             let without_data = RecordedEvent {
