@@ -130,19 +130,12 @@ impl EventLog {
         tracing::debug!(identities = identities.len(), elapsed = ?started.elapsed(), "identity index loaded");
         let assigned: crate::writer::Assigned = Arc::new(Mutex::new(crate::writer::AssignedState {
             position: head.position,
-            floor: 0,
+            floor: last_recorded_at,
         }));
-        let threads = Writer::new(
-            store.clone(),
-            identities,
-            head,
-            last_recorded_at,
-            assigned.clone(),
-            poison.clone(),
-        )
-        .index_every(options.index_every_events.max(1))
-        .spawn(rx, committed_tx)
-        .map_err(|e| LogError::Storage(sled::Error::Io(e)))?;
+        let threads = Writer::new(store.clone(), identities, head, assigned.clone(), poison.clone())
+            .index_every(options.index_every_events.max(1))
+            .spawn(rx, committed_tx)
+            .map_err(|e| LogError::Storage(sled::Error::Io(e)))?;
         tracing::info!(path = %path.display(), head = head.position, "event log opened");
         Ok(EventLog {
             inner: Arc::new(Inner {

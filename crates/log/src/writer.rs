@@ -83,7 +83,7 @@ struct Pending {
 }
 
 /// The last position the writer has given out, and the least `recorded_at` a
-/// group may take from now on. Held by the writer from the moment it takes a
+/// group may take from now on (the last group's, or more when a reader raised it). Held by the writer from the moment it takes a
 /// group's `recorded_at` until the group's positions are given: whoever reads it
 /// under the lock sees every event recorded so far, or none of a group; and whoever
 /// raises the floor past a moment under it knows no later group is recorded by
@@ -100,7 +100,6 @@ pub(crate) struct Writer {
     store: Store,
     identities: IdentityIndex,
     head: Head,
-    last_recorded_at: i64,
     assigned: Assigned,
     streams: HashMap<String, Option<u64>, foldhash::fast::RandomState>,
     poison: Arc<OnceLock<String>>,
@@ -142,7 +141,6 @@ impl Writer {
         store: Store,
         identities: IdentityIndex,
         head: Head,
-        last_recorded_at: i64,
         assigned: Assigned,
         poison: Arc<OnceLock<String>>,
     ) -> Self {
@@ -150,7 +148,6 @@ impl Writer {
             store,
             identities,
             head,
-            last_recorded_at,
             assigned,
             streams: HashMap::default(),
             poison,
@@ -256,8 +253,8 @@ impl Writer {
         // `EventLog::head_recorded_through`).
         let assigned = self.assigned.clone();
         let mut assigned = assigned.lock().unwrap_or_else(|e| e.into_inner());
-        let recorded_at = now_nanos().max(self.last_recorded_at).max(assigned.floor);
-        self.last_recorded_at = recorded_at;
+        let recorded_at = now_nanos().max(assigned.floor);
+        assigned.floor = recorded_at;
         let mut group = Group {
             batch: sled::Batch::default(),
             appended: Vec::new(),
