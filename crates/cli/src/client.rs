@@ -45,6 +45,7 @@ pub fn status(s: tonic::Status) -> anyhow::Error {
         .and_then(|v| serde_json::from_str(v).ok());
     // Not the server's answer but the connection's end (the server died, or the
     // network went): tonic words it as the HTTP/2 layer saw it.
+    let lowered = s.message().to_lowercase();
     let transport = detail.is_none()
         && matches!(
             s.code(),
@@ -57,7 +58,7 @@ pub fn status(s: tonic::Status) -> anyhow::Error {
             "broken pipe",
         ]
         .iter()
-        .any(|t| s.message().to_lowercase().contains(t));
+        .any(|t| lowered.contains(t));
     let message = if transport {
         format!(
             "lost the connection to the server (is it still running?): {}",

@@ -599,16 +599,14 @@ fn check_names(
         });
     }
     for name in names {
-        match is_control(name) {
-            None => {}
-            Some(control) if control != controls => {
-                return Err(ViewsError::OtherKind {
-                    name: name.clone(),
-                    is: kind(control),
-                    asked: kind(controls),
-                });
-            }
-            Some(_) => {}
+        if let Some(control) = is_control(name)
+            && control != controls
+        {
+            return Err(ViewsError::OtherKind {
+                name: name.clone(),
+                is: kind(control),
+                asked: kind(controls),
+            });
         }
     }
     Ok(())

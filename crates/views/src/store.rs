@@ -153,11 +153,8 @@ impl ViewStore {
     /// temporary name, synced, then renamed, so a reader sees the old one or the new.
     pub(crate) fn save_snapshot(&self, position: u64, state: &[u8]) -> Result<()> {
         use std::io::Write;
-        // A temporary name of its own: never another writer's half-written file.
-        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let path = self.snapshot_path(position);
-        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let temporary = path.with_extension(format!("{n}.tmp"));
+        let temporary = path.with_extension("tmp");
         let write = || -> std::io::Result<()> {
             let mut file = std::fs::File::create(&temporary)?;
             file.write_all(&compress(state))?;
