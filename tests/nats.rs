@@ -409,11 +409,7 @@ async fn sigkill_during_ingest_loses_nothing_while_producers_keep_publishing() -
         }
         tokio::time::sleep(Duration::from_millis(250 + 40 * attempt)).await;
         opsflow.kill();
-        let info = probe
-            .get_stream("OPS_EVENTS")
-            .await?
-            .consumer_info("opsflow-ingest")
-            .await?;
+        let info = ingest_consumer(&probe).await?;
         kills_in_flight += usize::from(info.num_ack_pending > 0);
         opsflow = OpsflowProcess::start_with_env(dir.path(), &args, &env)?;
     }
@@ -479,11 +475,7 @@ async fn what_an_earlier_session_did_not_acknowledge_is_recorded_first() -> anyh
     assert_eq!(dead.payload.as_ref(), b"{not json");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let info = js
-            .get_stream("OPS_EVENTS")
-            .await?
-            .consumer_info("opsflow-ingest")
-            .await?;
+        let info = ingest_consumer(&js).await?;
         if (info.ack_floor.stream_sequence, info.num_ack_pending) == (100, 0) {
             break;
         }
