@@ -312,6 +312,23 @@ pub(crate) struct KeptEvents(Vec<Arc<EventData>>);
 
 impl Serialize for KeptEvents {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Continuation {
+            stored: None,
+            new: self,
+        }
+        .serialize(s)
+    }
+}
+
+/// The events of a stored table (as they are stored) followed by new ones: the
+/// table of a [`KeptEvents`] written by [`EventTable::continuing`].
+pub(crate) struct Continuation<'a> {
+    pub(crate) stored: Option<&'a StoredEvents>,
+    pub(crate) new: &'a KeptEvents,
+}
+
+impl Serialize for Continuation<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::{Error, SerializeSeq};
         struct Bytes<'a>(&'a [u8]);
         impl Serialize for Bytes<'_> {
@@ -319,9 +336,15 @@ impl Serialize for KeptEvents {
                 s.serialize_bytes(self.0)
             }
         }
-        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        let stored = self.stored.map_or(0, StoredEvents::len);
+        let mut seq = s.serialize_seq(Some(stored + self.new.0.len()))?;
+        if let Some(table) = self.stored {
+            for index in 0..stored {
+                seq.serialize_element(&Bytes(table.stored(index).map_err(S::Error::custom)?))?;
+            }
+        }
         let mut event = Vec::new();
-        for e in &self.0 {
+        for e in &self.new.0 {
             event.clear();
             event = postcard::to_extend(&StoredEventRef::from(&**e), event).map_err(S::Error::custom)?;
             seq.serialize_element(&Bytes(&event))?;
@@ -365,11 +388,15 @@ enum Table {
         data: FieldSet,
         /// The index of each event already referred to (all are alive while the
         /// set encodes, so addresses are unique).
-        by_pointer: HashMap<*const EventData, u32>,
+        by_pointer: HashMap<*const EventData, u32, foldhash::fast::RandomState>,
         /// Indexes of the events collected so far at each position: views that keep
         /// different parts of an event keep different events.
-        by_position: HashMap<u64, Vec<u32>>,
+        by_position: HashMap<u64, Vec<u32>, foldhash::fast::RandomState>,
         events: Vec<Arc<EventData>>,
+        /// When continuing a stored table ([`EventTable::continuing`]): its events,
+        /// which new ones follow (indexes from its length on) and which an event
+        /// stored alike is found in instead of being added.
+        stored: Option<Box<Continued>>,
     },
     Reading {
         events: Arc<StoredEvents>,
@@ -381,6 +408,45 @@ enum Table {
         /// copies of their own rather than contend for the same reference counts.
         decoded: Vec<Option<SharedEvent>>,
     },
+}
+
+/// A stored event table that a [`Table::Writing`] continues.
+struct Continued {
+    events: Arc<StoredEvents>,
+    /// Indexes of its events by position, read when first needed.
+    by_position: Option<HashMap<u64, Vec<u32>, foldhash::fast::RandomState>>,
+    /// An event being compared with stored ones, encoded.
+    scratch: Vec<u8>,
+}
+
+impl Continued {
+    /// The index of a stored event encoded exactly as `event` would be.
+    fn find(&mut self, event: &EventData) -> Option<u32> {
+        let events = &self.events;
+        let by_position = self.by_position.get_or_insert_with(|| {
+            let mut by_position =
+                HashMap::with_capacity_and_hasher(events.len(), foldhash::fast::RandomState::default());
+            for index in 0..events.len() {
+                // A stored event starts with its position; one that does not read is
+                // never matched.
+                let position = events
+                    .stored(index)
+                    .ok()
+                    .and_then(|b| postcard::take_from_bytes::<u64>(b).ok());
+                if let (Some((position, _)), Ok(index)) = (position, u32::try_from(index)) {
+                    by_position.entry(position).or_insert_with(Vec::new).push(index);
+                }
+            }
+            by_position
+        });
+        let candidates = by_position.get(&event.position)?;
+        self.scratch.clear();
+        self.scratch = postcard::to_extend(&StoredEventRef::from(event), std::mem::take(&mut self.scratch)).ok()?;
+        candidates
+            .iter()
+            .copied()
+            .find(|&i| events.stored(i as usize).is_ok_and(|b| b == self.scratch.as_slice()))
+    }
 }
 
 thread_local! {
@@ -398,12 +464,30 @@ impl EventTable {
             *t.borrow_mut() = Some(Table::Writing {
                 kept: kept.clone(),
                 data: kept.data.lookup(),
-                by_pointer: HashMap::new(),
-                by_position: HashMap::new(),
+                by_pointer: HashMap::default(),
+                by_position: HashMap::default(),
                 events: Vec::new(),
+                stored: None,
             })
         });
         EventTable(())
+    }
+
+    /// [`EventTable::writing`] of events that follow those of `stored` (a stored
+    /// set's table, kept as it is): an event stored there alike (the same bytes)
+    /// refers to it, another one gets an index after them.
+    pub(crate) fn continuing(kept: &EventReads, stored: Arc<StoredEvents>) -> EventTable {
+        let table = EventTable::writing(kept);
+        TABLE.with(|t| {
+            if let Some(Table::Writing { stored: slot, .. }) = &mut *t.borrow_mut() {
+                *slot = Some(Box::new(Continued {
+                    events: stored,
+                    by_position: None,
+                    scratch: Vec::new(),
+                }));
+            }
+        });
+        table
     }
 
     /// Resolves `Kept` indexes against `events`, decoding each when first referred
@@ -439,6 +523,7 @@ impl Serialize for Kept {
                 by_pointer,
                 by_position,
                 events,
+                stored,
             }) => {
                 let event = self.0.event();
                 let pointer = Arc::as_ptr(event);
@@ -446,15 +531,16 @@ impl Serialize for Kept {
                     return Some(index);
                 }
                 let projected = kept.project_with(event, data);
+                let base = stored.as_ref().map_or(0, |s| s.events.len());
                 let same = by_position.entry(event.position).or_default();
                 let found = same
                     .iter()
                     .copied()
-                    .find(|&i| events.get(i as usize).is_some_and(|e| **e == projected));
-                let index = match found {
+                    .find(|&i| events.get(i as usize - base).is_some_and(|e| **e == projected));
+                let index = match found.or_else(|| stored.as_mut()?.find(&projected)) {
                     Some(index) => index,
                     None => {
-                        let next = u32::try_from(events.len()).ok()?;
+                        let next = u32::try_from(base + events.len()).ok()?;
                         same.push(next);
                         events.push(Arc::new(projected));
                         next
@@ -501,6 +587,42 @@ impl<'de> Deserialize<'de> for Kept {
     }
 }
 
+/// `#[serde(with = "byte_string")]` for a `Vec<u8>`: read and written whole. Postcard
+/// writes a `Vec<u8>` and a byte string alike (its length, then its bytes), so the
+/// stored bytes are the same, but a sequence is read a byte at a time.
+pub mod byte_string {
+    use serde::de::{Error, SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        struct Bytes;
+        impl<'de> Visitor<'de> for Bytes {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+                while let Some(b) = seq.next_element()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        deserializer.deserialize_byte_buf(Bytes)
+    }
+}
+
 /// `#[serde(with = "sorted_map")]` for a `HashMap`: encoded as pairs sorted by key, so
 /// the bytes do not depend on the hasher.
 pub mod sorted_map {
@@ -544,6 +666,26 @@ mod tests {
         String(String),
         Array(Vec<StoredValue>),
         Object(Vec<(String, StoredValue)>),
+    }
+
+    #[test]
+    fn byte_strings_are_byte_vectors_on_the_wire() {
+        #[derive(Serialize, Deserialize, Debug, PartialEq)]
+        struct Plain(String, Vec<u8>, u8);
+        #[derive(Serialize, Deserialize, Debug, PartialEq)]
+        struct Whole(String, #[serde(with = "byte_string")] Vec<u8>, u8);
+        for bytes in [Vec::new(), vec![0, 255, 7], (0..=255).cycle().take(300).collect()] {
+            let plain = postcard::to_stdvec(&Plain("a".into(), bytes.clone(), 9)).unwrap();
+            let whole = postcard::to_stdvec(&Whole("a".into(), bytes.clone(), 9)).unwrap();
+            assert_eq!(plain, whole);
+            assert_eq!(
+                postcard::from_bytes::<Whole>(&plain).unwrap(),
+                Whole("a".into(), bytes, 9)
+            );
+        }
+        // Cut short: an error.
+        let plain = postcard::to_stdvec(&Plain("a".into(), vec![1; 10], 9)).unwrap();
+        assert!(postcard::from_bytes::<Whole>(&plain[..6]).is_err());
     }
 
     #[test]

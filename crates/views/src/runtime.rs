@@ -823,27 +823,21 @@ impl Inner {
         // Read, changed and written again as one: the live views may write this
         // snapshot meanwhile.
         let _writing = lock(&self.snapshots);
-        let mut snapshot = match self.store.snapshot(position)? {
-            Some(bytes) => match ViewSet::decode(defs, bytes) {
-                Ok(set) if set.position() == position => set,
-                _ => return Ok(()),
+        match self.store.snapshot(position)? {
+            // The other views' states are copied as stored, not decoded: a merge
+            // costs about the bytes of the snapshot, not decoding and encoding it.
+            Some(bytes) => match fresh.splice_into(defs, bytes) {
+                Ok(Some(spliced)) => self.store.save_snapshot(position, &spliced),
+                // Unreadable (another format) or not of this position: left as it is.
+                _ => Ok(()),
             },
             // No snapshot here (taken under other definitions or never): only a full
             // rebuild can make a complete one.
             None if fresh.view_names().len() == ViewSet::new(defs).view_names().len() => {
-                self.store.save_snapshot(position, &fresh.encode())?;
-                return Ok(());
+                self.store.save_snapshot(position, &fresh.encode())
             }
-            None => return Ok(()),
-        };
-        let mut copy = ViewSet::decode(defs, fresh.encode())
-            .map_err(|e| ViewsError::Corrupt(format!("cannot copy a rebuilt view set: {e}")))?;
-        for name in fresh.view_names() {
-            if let Some(view) = copy.take_view(&name) {
-                snapshot.put_view(view);
-            }
+            None => Ok(()),
         }
-        self.store.save_snapshot(position, &snapshot.encode())
     }
 }
 

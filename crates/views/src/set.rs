@@ -8,7 +8,7 @@ use opsflow_definitions::{Definitions, EventData, EventReads, FieldSet, Fields};
 use opsflow_log::{EventLog, RecordFields, Scanned};
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{EventTable, KeptEvents, StoredEvents};
+use crate::codec::{Continuation, EventTable, KeptEvents, StoredEvents};
 use crate::keyed::{Ctx, KeyCache};
 use crate::report::{ControlReport, KpiReport};
 use crate::view::{Stored, View};
@@ -101,11 +101,23 @@ struct Encoded {
     views: Vec<EncodedView>,
 }
 
+/// An [`Encoded`] written by [`ViewSet::splice_into`]: a stored set's events and view
+/// states as they were stored, with some views replaced.
+#[derive(Serialize)]
+struct Spliced<'a> {
+    definitions_version: &'a str,
+    position: u64,
+    clock: i64,
+    events: Continuation<'a>,
+    views: Vec<EncodedView>,
+}
+
 #[derive(Serialize, Deserialize)]
 struct EncodedView {
     name: String,
     fingerprint: String,
     /// postcard of the view's state, decoded only when the fingerprint still matches.
+    #[serde(with = "crate::codec::byte_string")]
     state: Vec<u8>,
 }
 
@@ -389,6 +401,59 @@ impl ViewSet {
         // Serializing plain data into a Vec cannot fail.
         bytes.extend(postcard::to_stdvec(&encoded).unwrap_or_default());
         bytes
+    }
+
+    /// The stored set `stored` ([`ViewSet::encode`]) with this set's views in place
+    /// of its own, for `defs`: what decoding it, putting these views in and encoding
+    /// it again gives (read back, the same views), without decoding the stored views.
+    /// Their states and kept events are copied as stored; this set's kept events
+    /// follow, each one stored alike (an event both keep) referred to instead. Views
+    /// whose definition changed since are stored stale, as [`ViewSet::encode`] does;
+    /// so are views of `defs` in neither. `None` when `stored` is of another position.
+    pub fn splice_into(&self, defs: &Definitions, stored: Vec<u8>) -> Result<Option<Vec<u8>>> {
+        let corrupt = |e: postcard::Error| ViewError::Corrupt(e.to_string());
+        let stored = StoredSet::open(stored)?;
+        if stored.position != self.position {
+            return Ok(None);
+        }
+        let table = EventTable::continuing(&self.kept, stored.events.clone());
+        let mut fresh = HashMap::new();
+        for v in &self.views {
+            if !self.stale.iter().any(|n| n == v.name()) {
+                let state = postcard::to_stdvec(&v.stored).map_err(corrupt)?;
+                fresh.insert(v.name(), (v.fingerprint(), state));
+            }
+        }
+        let new = table.finish();
+        let views = ViewSet::new(defs)
+            .views
+            .iter()
+            .map(|v| {
+                let (fingerprint, state) = match fresh.remove(v.name()) {
+                    Some((fingerprint, state)) if fingerprint == v.fingerprint() => (fingerprint.to_string(), state),
+                    _ => match stored.views.iter().find(|e| e.name == v.name()) {
+                        Some(e) if e.fingerprint == v.fingerprint() => (e.fingerprint.clone(), e.state.clone()),
+                        _ => (String::new(), Vec::new()),
+                    },
+                };
+                EncodedView {
+                    name: v.name().to_string(),
+                    fingerprint,
+                    state,
+                }
+            })
+            .collect();
+        let spliced = Spliced {
+            definitions_version: &defs.version,
+            position: stored.position,
+            clock: stored.clock,
+            events: Continuation {
+                stored: Some(&stored.events),
+                new: &new,
+            },
+            views,
+        };
+        postcard::to_extend(&spliced, vec![FORMAT]).map(Some).map_err(corrupt)
     }
 
     /// State encoded by [`ViewSet::encode`], for `defs`. Views whose definition changed

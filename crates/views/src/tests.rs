@@ -590,3 +590,91 @@ kpis:
     close(&mut lazy);
     assert!(stored.lazy_failed());
 }
+
+#[test]
+fn rebuilt_views_spliced_into_a_stored_set_equal_them_put_into_the_decoded_set() {
+    let d = opsflow_definitions::builtin();
+    let order = |n: u32| {
+        json!({"order_id": format!("O-{n}"), "total": 20_000 * n, "channel": "web",
+        "promised_by": "2026-11-22T00:00:00Z", "approver": "a", "requester": "r", "note": "n"})
+    };
+    let mut events = Vec::new();
+    for n in 0..40 {
+        events.push(("order.placed", T0 + i64::from(n) * HOUR / 10, order(n)));
+        if n % 3 != 0 {
+            events.push(("order.approved", T0 + HOUR, order(n)));
+        }
+        if n % 2 == 0 {
+            events.push(("order.shipped", T0 + 2 * HOUR, order(n)));
+        }
+        if n % 4 == 0 {
+            events.push(("order.delivered", T0 + 30 * HOUR, order(n)));
+        }
+    }
+    let mut views = ViewSet::new(&d);
+    feed(&mut views, &events);
+    let stored = views.encode();
+    let kept = |bytes: &[u8]| crate::StoredSet::open(bytes.to_vec()).unwrap().kept_events();
+
+    // What a rebuild merged into a snapshot by decoding it, putting the rebuilt
+    // views in and encoding it again.
+    let merged = |d: &Definitions, stored: &[u8], fresh: &ViewSet| {
+        let mut set = ViewSet::decode(d, stored).unwrap();
+        let mut copy = ViewSet::decode(d, fresh.encode()).unwrap();
+        for name in fresh.view_names() {
+            set.put_view(copy.take_view(&name).unwrap());
+        }
+        set.encode()
+    };
+    let rebuilt = |d: &Definitions, names: &[&str]| {
+        let mut fresh = ViewSet::only(d, names);
+        feed(&mut fresh, &events);
+        fresh
+    };
+
+    // Same definitions: read back, the same set; events both keep are stored once.
+    let fresh = rebuilt(&d, &["order_on_time_rate", "large_orders_approved_before_shipping"]);
+    let spliced = fresh.splice_into(&d, stored.clone()).unwrap().unwrap();
+    let read = ViewSet::decode(&d, spliced.as_slice()).unwrap();
+    assert!(read.stale_views().is_empty());
+    assert_eq!(read.kpis(), views.kpis());
+    assert_eq!(read.controls(), views.controls());
+    assert_eq!(read.encode(), merged(&d, &stored, &fresh));
+    assert!(kept(&stored) > 0);
+    assert_eq!(kept(&spliced), kept(&stored), "no event stored twice");
+    // Spliced again (a second rebuild): nothing grows.
+    let again = fresh.splice_into(&d, spliced.clone()).unwrap().unwrap();
+    assert_eq!(again.len(), spliced.len());
+
+    // Changed definitions: the stored set's changed view is stale, the rebuilt one
+    // replaces it; a view that now reads more of kept events keeps new copies of them.
+    let yaml: Vec<(String, String)> = opsflow_definitions::BUILTIN_FILES
+        .iter()
+        .map(|(name, text)| {
+            let text = text.replace(
+                "event.time <= timestamp(seen['order.placed'].data.promised_by)\n      &&",
+                "event.time <= timestamp(seen['order.placed'].data.promised_by)\n      && seen['order.placed'].data.note == 'n' &&",
+            );
+            (name.to_string(), text)
+        })
+        .collect();
+    let changed = Definitions::from_files(&yaml).unwrap();
+    assert_ne!(changed.version, d.version);
+    assert_ne!(
+        changed.kpi("perfect_order_rate").unwrap().fingerprint,
+        d.kpi("perfect_order_rate").unwrap().fingerprint
+    );
+    let fresh = rebuilt(&changed, &["perfect_order_rate"]);
+    let spliced = fresh.splice_into(&changed, stored.clone()).unwrap().unwrap();
+    let read = ViewSet::decode(&changed, spliced.as_slice()).unwrap();
+    assert!(read.stale_views().is_empty());
+    assert_eq!(read.encode(), merged(&changed, &stored, &fresh));
+    assert!(kept(&spliced) > kept(&stored));
+
+    // Another position: not spliced.
+    let mut ahead = rebuilt(&d, &["order_on_time_rate"]);
+    feed(&mut ahead, &[("order.placed", T0, order(99))]);
+    assert!(ahead.splice_into(&d, stored.clone()).unwrap().is_none());
+    // Damaged: an error, not a panic.
+    assert!(fresh.splice_into(&d, stored[..stored.len() / 2].to_vec()).is_err());
+}
