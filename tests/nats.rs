@@ -282,6 +282,16 @@ async fn nats_restart_opsflow_kill_and_republish_keep_exactly_once() -> anyhow::
     let events = settled_head(&opsflow.url(), 2000, Duration::from_secs(90)).await?;
     assert_exactly_once(&events, &producers, 1000, true);
     let head = ingest_sequence(&js).await?;
+    // The outage is counted, on each of opsflow's two connections.
+    let metrics = reqwest::get(format!("{}/metrics", opsflow.url())).await?.text().await?;
+    for connection in ["opsflow", "opsflow-requests"] {
+        let line = format!("opsflow_nats_disconnections_total{{connection=\"{connection}\"}} ");
+        let count = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(line.as_str()))
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        anyhow::ensure!(count.is_some_and(|c| c >= 1), "{line}: {count:?}");
+    }
 
     // 2. SIGKILL opsflow while it ingests, then start it again on the same data.
     let publisher = publish_in_background(&js, all[2000..].to_vec());
@@ -688,6 +698,21 @@ async fn bad_messages_are_dead_lettered_with_a_reason_and_ingest_continues() -> 
             structured(json!({"specversion":"1.0","source":"s","type":"a.b","subject":"s/1"})),
             "decode",
         ),
+        // A batch of one: the NATS binding has no batch mode, whatever a batch holds.
+        (
+            (
+                "ops.events.x".to_owned(),
+                {
+                    let mut h = HeaderMap::new();
+                    h.insert("Content-Type", "application/cloudevents-batch+json");
+                    h
+                },
+                bytes::Bytes::from(
+                    json!([{"specversion":"1.0","id":"b1","source":"s","type":"a.b","subject":"s/1"}]).to_string(),
+                ),
+            ),
+            "decode",
+        ),
         (
             structured(json!({"specversion":"0.3","id":"1","source":"s","type":"a.b","subject":"s/1"})),
             "decode",
@@ -794,7 +819,7 @@ async fn bad_messages_are_dead_lettered_with_a_reason_and_ingest_continues() -> 
     // Counted once JetStream acknowledged the dead letter, which a subscriber may
     // see first.
     let lines = [
-        "opsflow_nats_dead_letters_total{reason=\"decode\"} 4",
+        "opsflow_nats_dead_letters_total{reason=\"decode\"} 5",
         "opsflow_nats_dead_letters_total{reason=\"invalid\"} 6",
         "opsflow_nats_dead_letters_total{reason=\"version_conflict\"} 2",
     ];

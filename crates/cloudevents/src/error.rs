@@ -21,14 +21,27 @@ pub enum CloudEventError {
     /// type is not a CloudEvents format, there is no `ce-specversion` header, and
     /// (without a content type) the body is not a JSON object.
     #[error(
-        "cannot tell the CloudEvents content mode: {}; send one of {} (structured or batch), \
-         or binary mode with a `ce-specversion` header",
+        "cannot tell the CloudEvents content mode: {}; send one of {}, or binary mode with a \
+         `ce-specversion` header",
         describe_content_type(.content_type.as_deref()),
-        crate::mode::SUPPORTED.join(", ")
+        crate::mode::supported(*.batches)
     )]
     UnsupportedContentMode {
         /// The content type as given; `None` when there was none.
         content_type: Option<String>,
+        /// Whether batches are taken where this was sent (the hint lists their formats).
+        batches: bool,
+    },
+
+    /// A batch where a message carries one event ([`parse_one`](crate::parse_one)): the
+    /// CloudEvents NATS binding has no batch mode.
+    #[error(
+        "content type {content_type:?} is a batch, but a message here carries one event (the CloudEvents \
+         NATS binding has no batch mode): publish each event as a message of its own"
+    )]
+    BatchNotTaken {
+        /// The content type as given.
+        content_type: String,
     },
 
     /// A required attribute (`specversion`, `id`, `source`, `type`) is absent or null.
@@ -108,7 +121,8 @@ impl CloudEventError {
         match self {
             CloudEventError::Json(_)
             | CloudEventError::Protobuf(_)
-            | CloudEventError::UnsupportedContentMode { .. } => None,
+            | CloudEventError::UnsupportedContentMode { .. }
+            | CloudEventError::BatchNotTaken { .. } => None,
             CloudEventError::MissingAttribute { attribute }
             | CloudEventError::WrongType { attribute, .. }
             | CloudEventError::EmptyAttribute { attribute }

@@ -107,10 +107,12 @@
 //!    names the business object and the field `T_id` (a non-empty string or a
 //!    number) gives the stream `T/<value>`: `order.placed` with `order_id: "PO-1"`
 //!    goes to `order/PO-1`.
-//! 3. Procurement events without an id of their own then join their parent's
-//!    stream: `approval.*` by `requisition_id` (`requisition/<value>`);
-//!    `purchase_order.*`, `goods.*` and `invoice.*` by `po_id`
-//!    (`purchase_order/<value>`).
+//! 3. Catalog events without an id field of their own then join the stream of the
+//!    object they belong to: `approval.*` by `requisition_id`
+//!    (`requisition/<value>`); `purchase_order.*`, `goods.*` and `invoice.*` by
+//!    `po_number` (`po/<value>`), else `po_id` (`purchase_order/<value>`);
+//!    `postmortem.*` by `incident_id`; inventory by `sku` and `location`; budgets
+//!    by `cost_centre` (the README's table).
 //! 4. Otherwise: [`CloudEventError::MissingSubject`], naming the fields looked for.
 //!
 //! [`stream_for`] applies the same rule to events that arrive in other encodings.
@@ -152,7 +154,7 @@ pub use binary::{parse_binary, parse_nats_binary};
 pub use error::{CloudEventError, Result};
 pub use incoming::{EXPECTED_VERSION_HEADER, Incoming, appends, request_expected};
 pub use json::{parse_batch, parse_structured};
-pub use mode::parse_any;
+pub use mode::{parse_any, parse_one};
 pub use output::{recorded_to_cloudevent, recorded_to_json};
 pub use protobuf::{parse_protobuf, parse_protobuf_batch, recorded_to_protobuf};
 pub use stream::stream_for;

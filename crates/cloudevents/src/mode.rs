@@ -8,12 +8,71 @@ use crate::error::{CloudEventError, Result};
 use crate::{Incoming, media, parse_batch, parse_nats_binary, parse_protobuf, parse_protobuf_batch, parse_structured};
 
 /// The media types of the structured and batch formats, in the order they are tried.
-pub(crate) const SUPPORTED: [&str; 4] = [
+const SUPPORTED: [&str; 4] = [
     media::CLOUDEVENTS_JSON,
     media::CLOUDEVENTS_BATCH_JSON,
     media::CLOUDEVENTS_PROTOBUF,
     media::CLOUDEVENTS_BATCH_PROTOBUF,
 ];
+
+/// The formats a content type may name, as a hint: with `batches`, the batch
+/// formats too.
+pub(crate) fn supported(batches: bool) -> String {
+    let formats: Vec<&str> = SUPPORTED
+        .iter()
+        .copied()
+        .filter(|f| batches || !f.contains("-batch"))
+        .collect();
+    let kinds = if batches { "structured or batch" } else { "structured" };
+    format!("{} ({kinds})", formats.join(", "))
+}
+
+/// Whether `content_type` names a batch format.
+fn is_batch(content_type: &str) -> bool {
+    media::is_media_type(content_type, media::CLOUDEVENTS_BATCH_JSON)
+        || media::is_media_type(content_type, media::CLOUDEVENTS_BATCH_PROTOBUF)
+}
+
+/// [`parse_any`] for a message that carries one event, as in the CloudEvents NATS
+/// binding (structured, binary or protobuf; it has no batch mode): a batch content
+/// type is [`CloudEventError::BatchNotTaken`], whatever it holds, and the hint of
+/// [`CloudEventError::UnsupportedContentMode`] names no batch format.
+///
+/// ```
+/// use bytes::Bytes;
+/// use opsflow_cloudevents::{CloudEventError, parse_one};
+///
+/// let batch = Bytes::from_static(br#"[{"specversion":"1.0","id":"1","source":"/s","type":"t.x"}]"#);
+/// let err = parse_one(Some("application/cloudevents-batch+json"), [], batch).unwrap_err();
+/// assert!(matches!(err, CloudEventError::BatchNotTaken { .. }));
+/// ```
+pub fn parse_one<'a>(
+    content_type: Option<&str>,
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    body: Bytes,
+) -> Result<Incoming> {
+    if let Some(content_type) = content_type.map(str::trim).filter(|c| is_batch(c)) {
+        return Err(CloudEventError::BatchNotTaken {
+            content_type: content_type.to_owned(),
+        });
+    }
+    match parse_any(content_type, headers, body) {
+        // Only a batch format gives other than one event, and those are refused above.
+        Ok(events) => match <[Incoming; 1]>::try_from(events) {
+            Ok([event]) => Ok(event),
+            Err(_) => Err(CloudEventError::BatchNotTaken {
+                content_type: content_type.unwrap_or_default().to_owned(),
+            }),
+        },
+        Err(CloudEventError::UnsupportedContentMode { content_type, .. }) => {
+            Err(CloudEventError::UnsupportedContentMode {
+                content_type,
+                batches: false,
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
 
 /// Parses a message in whichever content mode it uses; one event gives a vector
 /// of one.
@@ -80,6 +139,7 @@ pub fn parse_any<'a>(
     }
     Err(CloudEventError::UnsupportedContentMode {
         content_type: content_type.map(str::to_owned),
+        batches: true,
     })
 }
 
@@ -225,7 +285,7 @@ mod tests {
              application/cloudevents+protobuf, application/cloudevents-batch+protobuf (structured or batch), \
              or binary mode with a `ce-specversion` header"
         );
-        let CloudEventError::UnsupportedContentMode { content_type } = &err else {
+        let CloudEventError::UnsupportedContentMode { content_type, .. } = &err else {
             panic!("wrong variant: {err}")
         };
         assert_eq!(content_type.as_deref(), Some("application/json"));

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use opsflow_cloudevents::{
-    parse_any, parse_batch, parse_binary, parse_protobuf, parse_protobuf_batch, parse_structured,
+    parse_any, parse_batch, parse_binary, parse_one, parse_protobuf, parse_protobuf_batch, parse_structured,
 };
 use opsflow_proto::cloudevents::cloud_event::cloud_event_attribute_value::Attr;
 use opsflow_proto::cloudevents::cloud_event::{CloudEventAttributeValue, Data};
@@ -98,7 +98,8 @@ proptest! {
         body in proptest::collection::vec(any::<u8>(), 0..256),
     ) {
         let headers: Vec<(&str, &[u8])> = if with_specversion { vec![("Ce-Specversion", b"1.0")] } else { Vec::new() };
-        let _ = parse_any(content_type.as_deref(), headers, Bytes::from(body));
+        let _ = parse_any(content_type.as_deref(), headers.clone(), Bytes::from(body.clone()));
+        let _ = parse_one(content_type.as_deref(), headers, Bytes::from(body));
     }
 
     #[test]

@@ -12,6 +12,8 @@ use crate::{Flag, NatsConfig, NatsError};
 /// with the URLs it tried).
 pub async fn connect(config: &NatsConfig, state: &Flag) -> Result<Client, NatsError> {
     state.fail(format!("connecting to {}", config.display_urls()));
+    // On /metrics from the start, at 0, so that the first one shows in `increase()`.
+    metrics::counter!("opsflow_nats_disconnections_total", "connection" => config.name.clone()).increment(0);
     let mut options = ConnectOptions::new()
         .name(&config.name)
         .retry_on_initial_connect()
@@ -35,6 +37,8 @@ pub async fn connect(config: &NatsConfig, state: &Flag) -> Result<Client, NatsEr
                             tracing::info!(%connection, "nats connected");
                         }
                         async_nats::Event::Disconnected => {
+                            metrics::counter!("opsflow_nats_disconnections_total", "connection" => connection.clone())
+                                .increment(1);
                             state.fail(format!("disconnected from {urls}; reconnecting"));
                             tracing::warn!(%connection, %urls, "nats disconnected; reconnecting");
                         }

@@ -82,19 +82,18 @@ pub fn content_type<'a>(headers: &[(&str, &'a [u8])]) -> Option<&'a str> {
 pub fn decode(headers: Option<&HeaderMap>, payload: Bytes) -> Result<StreamAppend, (DeadReason, String)> {
     let pairs = header_pairs(headers);
     let ct = content_type(&pairs);
-    let incoming = opsflow_cloudevents::parse_any(ct, pairs.iter().copied(), payload).map_err(decode_error)?;
-    if incoming.len() != 1 {
-        return Err((
-            DeadReason::Decode,
-            format!(
-                "a message on the ingest subjects carries one event; this one has {} (send a batch to \
-                 opsflow.api.append, or over HTTP)",
-                incoming.len()
-            ),
-        ));
-    }
+    let incoming = match opsflow_cloudevents::parse_one(ct, pairs.iter().copied(), payload) {
+        Ok(incoming) => incoming,
+        Err(e @ CloudEventError::BatchNotTaken { .. }) => {
+            return Err((
+                DeadReason::Decode,
+                format!("{e} (or send the batch to opsflow.api.append, or over HTTP)"),
+            ));
+        }
+        Err(e) => return Err(decode_error(e)),
+    };
     let request = opsflow_cloudevents::request_expected(pairs.iter().copied()).map_err(decode_error)?;
-    opsflow_cloudevents::appends(incoming, request)
+    opsflow_cloudevents::appends(vec![incoming], request)
         .pop()
         .ok_or_else(|| (DeadReason::Decode, "no event in the message".into()))
 }
@@ -123,11 +122,35 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("Content-Type", "application/cloudevents-batch+json");
         let event = r#"{"specversion":"1.0","id":"a","source":"s","type":"t.x","subject":"t/1"}"#;
-        let body = Bytes::from(format!("[{event},{}]", event.replace("\"a\"", "\"b\"")));
-        match decode(Some(&headers), body) {
+        // Whatever the batch holds: two events, one, none.
+        for body in [
+            format!("[{event},{}]", event.replace("\"a\"", "\"b\"")),
+            format!("[{event}]"),
+            "[]".into(),
+        ] {
+            match decode(Some(&headers), Bytes::from(body)) {
+                Err((DeadReason::Decode, message)) => {
+                    assert!(message.contains("is a batch"), "{message}");
+                    assert!(message.contains("opsflow.api.append"), "{message}");
+                }
+                other => panic!("expected a decode dead letter, got {other:?}"),
+            }
+        }
+        headers.insert("Content-Type", "Application/CloudEvents-Batch+Protobuf; charset=x");
+        assert!(
+            matches!(decode(Some(&headers), Bytes::new()), Err((DeadReason::Decode, m)) if m.contains("is a batch"))
+        );
+    }
+
+    #[test]
+    fn an_unknown_mode_on_the_ingest_subjects_names_single_event_formats_only() {
+        let mut headers = HeaderMap::new();
+        headers.insert("Content-Type", "text/csv");
+        match decode(Some(&headers), Bytes::from_static(b"hello")) {
             Err((DeadReason::Decode, message)) => {
-                assert!(message.contains("this one has 2"), "{message}");
-                assert!(message.contains("opsflow.api.append"), "{message}");
+                assert!(message.contains("application/cloudevents+json"), "{message}");
+                assert!(message.contains("application/cloudevents+protobuf"), "{message}");
+                assert!(!message.contains("batch"), "{message}");
             }
             other => panic!("expected a decode dead letter, got {other:?}"),
         }
