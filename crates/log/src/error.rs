@@ -14,8 +14,17 @@ pub enum LogError {
     InvalidArgument { field: String, reason: String },
 
     /// A configured limit was exceeded.
-    #[error("{what} is {actual}, over the limit of {limit}")]
-    LimitExceeded { what: String, limit: u64, actual: u64 },
+    #[error("{what} is {actual}, over the limit of {limit} (log.{setting})")]
+    LimitExceeded {
+        /// Where in the request: `events[3]` (one event), `events` (the append).
+        field: String,
+        /// What was measured, in words: `size of events[3] (bytes)`.
+        what: String,
+        /// The configuration key of the limit (under `[log]`): `max_event_bytes`.
+        setting: &'static str,
+        limit: u64,
+        actual: u64,
+    },
 
     /// The stream is not at the expected version; nothing was written.
     #[error("wrong expected version for stream {stream:?}: expected {expected}, actual {}", fmt_actual(.actual))]
@@ -112,15 +121,21 @@ impl LogError {
     }
 
     /// The error's figures as the members every API's error object carries next to
-    /// its `code` and `message` (a JSON object): `field` (and `limit`, `actual`) for
-    /// invalid input, `stream`, `expected`, `actual` for a version conflict,
+    /// its `code` and `message` (a JSON object): `field` (and `limit`, `actual` and
+    /// the configuration key `setting` of the limit) for invalid input, `stream`, `expected`, `actual` for a version conflict,
     /// `source`, `id`, `position` for a conflicting duplicate; none for the others.
     pub fn detail_fields(&self) -> serde_json::Value {
         use serde_json::json;
         match self {
             LogError::InvalidArgument { field, .. } => json!({ "field": field }),
-            LogError::LimitExceeded { what, limit, actual } => {
-                json!({ "field": what, "limit": limit, "actual": actual })
+            LogError::LimitExceeded {
+                field,
+                setting,
+                limit,
+                actual,
+                ..
+            } => {
+                json!({ "field": field, "limit": limit, "actual": actual, "setting": format!("log.{setting}") })
             }
             LogError::WrongExpectedVersion {
                 stream,

@@ -277,7 +277,9 @@ impl Limits {
                 let size = event_size(event);
                 if size > self.max_event_bytes {
                     return Err(LogError::LimitExceeded {
+                        field: format!("events[{i}]"),
                         what: format!("size of events[{i}] (bytes)"),
+                        setting: "max_event_bytes",
                         limit: self.max_event_bytes,
                         actual: size,
                     });
@@ -288,14 +290,18 @@ impl Limits {
         }
         if total_events > self.max_append_events {
             return Err(LogError::LimitExceeded {
+                field: "events".into(),
                 what: "number of events in the append".into(),
+                setting: "max_append_events",
                 limit: self.max_append_events,
                 actual: total_events,
             });
         }
         if total_bytes > self.max_append_bytes {
             return Err(LogError::LimitExceeded {
+                field: "events".into(),
                 what: "size of the append (bytes)".into(),
+                setting: "max_append_bytes",
                 limit: self.max_append_bytes,
                 actual: total_bytes,
             });

@@ -77,13 +77,31 @@ async fn oversized_event_names_the_limit_and_its_size() -> TestResult {
         )
         .await;
     match &refused {
-        Err(LogError::LimitExceeded { what, limit: l, actual }) => {
+        Err(
+            e @ LogError::LimitExceeded {
+                field,
+                what,
+                limit: l,
+                actual,
+                ..
+            },
+        ) => {
             assert_eq!((*l, *actual), (limit, limit + 1));
             assert!(what.contains("events[1]"), "the message names the event: {what:?}");
             let text = refused.as_ref().err().map(ToString::to_string).unwrap_or_default();
             assert!(
                 text.contains(&limit.to_string()) && text.contains(&(limit + 1).to_string()),
                 "{text}"
+            );
+            assert!(
+                text.ends_with("(log.max_event_bytes)"),
+                "the message names the setting: {text}"
+            );
+            assert_eq!(field, "events[1]");
+            assert_eq!(
+                e.detail_fields(),
+                serde_json::json!({"field": "events[1]", "limit": limit, "actual": limit + 1,
+                                   "setting": "log.max_event_bytes"})
             );
         }
         other => panic!("expected a limit error, got {other:?}"),
@@ -128,9 +146,16 @@ async fn too_many_events_or_bytes_in_one_append() -> TestResult {
             .collect()
     };
     match log.append("load/1", ExpectedVersion::Any, events(max + 1, "a")).await {
-        Err(LogError::LimitExceeded { what, limit, actual }) => {
+        Err(LogError::LimitExceeded {
+            field,
+            what,
+            setting,
+            limit,
+            actual,
+        }) => {
             assert_eq!((limit, actual), (max, max + 1));
             assert!(what.contains("number of events"), "{what}");
+            assert_eq!((field.as_str(), setting), ("events", "max_append_events"));
         }
         other => panic!("expected a limit error, got {other:?}"),
     }
@@ -165,9 +190,16 @@ async fn too_many_events_or_bytes_in_one_append() -> TestResult {
         .append("blob/1", ExpectedVersion::Any, vec![blob("1"), blob("2"), blob("3")])
         .await
     {
-        Err(LogError::LimitExceeded { what, limit, actual }) => {
+        Err(LogError::LimitExceeded {
+            field,
+            what,
+            setting,
+            limit,
+            actual,
+        }) => {
             assert_eq!((limit, actual), (1_000, size));
             assert!(what.contains("size of the append"), "{what}");
+            assert_eq!((field.as_str(), setting), ("events", "max_append_bytes"));
         }
         other => panic!("expected a limit error, got {other:?}"),
     }
