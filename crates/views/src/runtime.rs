@@ -823,6 +823,11 @@ impl Inner {
         // Read, changed and written again as one: the live views may write this
         // snapshot meanwhile.
         let _writing = lock(&self.snapshots);
+        // A rebuild of every view makes the whole snapshot, whatever was there (or
+        // nothing was: taken under other definitions, or never).
+        if fresh.view_names().len() == defs.kpis.len() + defs.controls.len() {
+            return self.store.save_snapshot(position, &fresh.encode());
+        }
         match self.store.snapshot(position)? {
             // The other views' states are copied as stored, not decoded: a merge
             // costs about the bytes of the snapshot, not decoding and encoding it.
@@ -831,11 +836,6 @@ impl Inner {
                 // Unreadable (another format) or not of this position: left as it is.
                 _ => Ok(()),
             },
-            // No snapshot here (taken under other definitions or never): only a full
-            // rebuild can make a complete one.
-            None if fresh.view_names().len() == ViewSet::new(defs).view_names().len() => {
-                self.store.save_snapshot(position, &fresh.encode())
-            }
             None => Ok(()),
         }
     }
