@@ -319,9 +319,18 @@ impl Expr {
 
     /// A condition: anything but `true` (including an error) is false.
     pub fn eval_bool(&self, scope: &Scope<'_>) -> bool {
+        self.eval_condition(scope) == Some(true)
+    }
+
+    /// A condition that may fail: `None` when it does not evaluate (a missing field,
+    /// a type error) or evaluates to something other than a bool.
+    pub fn eval_condition(&self, scope: &Scope<'_>) -> Option<bool> {
         match &self.compiled {
-            Compiled::Native(program) => program.eval_bool(scope),
-            _ => matches!(self.eval(scope), Ok(Value::Bool(true))),
+            Compiled::Native(program) => program.eval_condition(scope),
+            _ => match self.eval(scope) {
+                Ok(Value::Bool(b)) => Some(b),
+                _ => None,
+            },
         }
     }
 

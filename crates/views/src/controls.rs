@@ -67,11 +67,11 @@ impl RequiresState {
             let state = self.keys.get(&key);
             let seen = state.map_or(&NO_SEEN, |k| &k.seen);
             match role.kind {
-                RoleKind::Requires if role.holds(&ctx.scope(seen, None)) => {
+                RoleKind::Requires if role.holds(&ctx.scope(seen, None), errors) => {
                     self.keys.entry(key).or_default().satisfied = true;
                 }
                 RoleKind::When => {
-                    if role.holds(&ctx.scope(seen, None)) {
+                    if role.holds(&ctx.scope(seen, None), errors) {
                         self.findings.checked += 1;
                         if !state.is_some_and(|k| k.satisfied) {
                             let mut evidence = seen_positions(seen);
@@ -135,7 +135,7 @@ impl DutiesState {
             let scope = ctx.scope(state.map_or(&NO_SEEN, |k| &k.seen), None);
             match role.kind {
                 RoleKind::First | RoleKind::Second => {
-                    if !role.holds(&scope) {
+                    if !role.holds(&scope, errors) {
                         continue;
                     }
                     let actor = match role
@@ -241,7 +241,7 @@ impl WithinState {
             let scope = ctx.scope(state.map_or(&NO_SEEN, |k| &k.seen), None);
             match role.kind {
                 RoleKind::After => {
-                    let holds = role.holds(&scope);
+                    let holds = role.holds(&scope, errors);
                     match (holds, state.is_some_and(|k| k.pending.is_some())) {
                         (_, true) => {} // the first obligation stands
                         (true, false) => {
@@ -262,12 +262,12 @@ impl WithinState {
                 }
                 RoleKind::Expect => {
                     if state.is_none_or(|k| k.pending.is_none()) {
-                        if self.overdue.contains_key(&key) && role.holds(&scope) {
+                        if self.overdue.contains_key(&key) && role.holds(&scope, errors) {
                             self.settle_overdue(def, within, key, ctx.event.time, ctx.event.position);
                         }
                         continue;
                     }
-                    if !role.holds(&scope) {
+                    if !role.holds(&scope, errors) {
                         continue;
                     }
                     let Some(WithinKey {

@@ -39,7 +39,7 @@ impl LevelState {
                 RoleKind::Set | RoleKind::Add | RoleKind::Limit => {
                     let existing = self.keys.get(&key);
                     let scope = ctx.scope(existing.map_or(&NO_SEEN, |k| &k.seen), None);
-                    if !role.holds(&scope) {
+                    if !role.holds(&scope, errors) {
                         continue;
                     }
                     let value = match role
@@ -215,7 +215,7 @@ impl OpenState {
                 RoleKind::Open => {
                     let existing = self.keys.get(&key);
                     let scope = ctx.scope(existing.map_or(&NO_SEEN, |k| &k.seen), None);
-                    if !role.holds(&scope) {
+                    if !role.holds(&scope, errors) {
                         continue;
                     }
                     let state = match state_expr {

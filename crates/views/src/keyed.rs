@@ -157,10 +157,14 @@ pub struct Role {
 }
 
 impl Role {
-    /// The match's condition (none holds); an evaluation failure is false.
-    pub fn holds(&self, scope: &Scope<'_>) -> bool {
+    /// The match's condition (none holds); an evaluation failure is false, and
+    /// counted in `errors`.
+    pub fn holds(&self, scope: &Scope<'_>, errors: &mut u64) -> bool {
         match self.matcher.as_ref().and_then(|m| m.condition.as_ref()) {
-            Some(condition) => condition.eval_bool(scope),
+            Some(condition) => condition.eval_condition(scope).unwrap_or_else(|| {
+                *errors += 1;
+                false
+            }),
             None => true,
         }
     }

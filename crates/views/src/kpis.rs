@@ -57,7 +57,7 @@ impl DurationState {
             match role.kind {
                 RoleKind::Start => {
                     let seen = self.keys.get(&key).map_or(&NO_SEEN, |k| &k.seen);
-                    if !role.holds(&ctx.scope(seen, None)) {
+                    if !role.holds(&ctx.scope(seen, None), errors) {
                         continue;
                     }
                     let state = self.keys.entry(key).or_default();
@@ -67,7 +67,10 @@ impl DurationState {
                 }
                 RoleKind::End => {
                     let Some(state) = self.keys.get(&key) else { continue };
-                    if !role.holds(&ctx.scope(&state.seen, state.start.as_ref().map(|s| &**s.0.event()))) {
+                    if !role.holds(
+                        &ctx.scope(&state.seen, state.start.as_ref().map(|s| &**s.0.event())),
+                        errors,
+                    ) {
                         continue;
                     }
                     let Some(state) = self.keys.remove(&key) else { continue };
@@ -150,17 +153,17 @@ impl RatioState {
                         .and_then(|k| self.keys.get(k))
                         .map_or(&NO_SEEN, |t| &t.seen);
                     let scope = ctx.scope(seen, None);
-                    if !role.holds(&scope) {
+                    if !role.holds(&scope, errors) {
                         continue;
                     }
-                    let is_good = good.eval_bool(&scope);
-                    let group = group_of(&def.group_by, &scope);
-                    match group {
-                        Some(group) => {
+                    // A sample whose `good` cannot be told (it reads what is not
+                    // there) counts neither way: an error, not a bad sample.
+                    match (good.eval_condition(&scope), group_of(&def.group_by, &scope)) {
+                        (Some(is_good), Some(group)) => {
                             self.series
                                 .add(group, is_good, ctx.event.time, ctx.clock, &def.windows, def.buckets)
                         }
-                        None => *errors += 1,
+                        _ => *errors += 1,
                     }
                     if let (Some(key), false) = (key, keep) {
                         self.keys.remove(&key);
@@ -204,7 +207,7 @@ impl SumState {
     pub fn apply(&mut self, def: &KpiDef, value: Option<&Expr>, roles: &[Role], ctx: &mut Ctx<'_>, errors: &mut u64) {
         for role in roles.iter().filter(|r| r.kind == RoleKind::On) {
             let scope = ctx.scope(&NO_SEEN, None);
-            if !role.holds(&scope) {
+            if !role.holds(&scope, errors) {
                 continue;
             }
             let sample = match value {

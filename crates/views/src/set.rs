@@ -51,8 +51,9 @@ impl WantedTypes {
     }
 }
 
-/// The leading byte of [`ViewSet::encode`]; bumped whenever stored state changes shape.
-pub const FORMAT: u8 = 7;
+/// The leading byte of [`ViewSet::encode`]; bumped whenever stored state changes shape
+/// or meaning (8: a ratio sample whose `good` fails to evaluate is no longer counted).
+pub const FORMAT: u8 = 8;
 
 /// Every view of a [`Definitions`], fed the log in position order.
 ///

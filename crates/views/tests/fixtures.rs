@@ -18,6 +18,7 @@
 //!       violations_total: 1
 //!       violations: [{ key: O-1, evidence: [1, 3], at: "2026-...", position: 3 }]
 //!       pending: [{ key: INC-1, due: "2026-...", evidence: [2] }]
+//!   eval_errors: { some_kpi: 1 }  # expressions that failed, per view (others: none)
 //! ```
 //!
 //! Percentile stats (`p50`, `p90`, `p99`) match within the sketch's 1%; every other
@@ -54,6 +55,10 @@ struct Expect {
     controls: BTreeMap<String, ExpectControl>,
     #[serde(default)]
     clock: Option<String>,
+    /// Expressions that failed to evaluate, per view: every view not named here must
+    /// have none.
+    #[serde(default)]
+    eval_errors: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -275,6 +280,13 @@ fn run(path: &Path) -> Vec<String> {
         && views.clock() != nanos(clock)
     {
         problems.push(format!("clock {}, expected {clock}", views.clock()));
+    }
+    let errors: BTreeMap<String, u64> = views.eval_errors().into_iter().filter(|(_, n)| *n > 0).collect();
+    if errors != fixture.expect.eval_errors {
+        problems.push(format!(
+            "evaluation errors {errors:?}, expected {:?}",
+            fixture.expect.eval_errors
+        ));
     }
     let restarted = with_restarts(&defs, &events);
     if restarted.encode() != views.encode() {

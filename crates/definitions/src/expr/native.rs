@@ -45,9 +45,13 @@ impl NativeProgram {
             .map_err(Failure::into_eval_error)
     }
 
-    /// Whether the expression evaluates to `true`; without building a [`Value`].
-    pub(crate) fn eval_bool(&self, scope: &Scope<'_>) -> bool {
-        matches!(self.root.eval(scope), Ok(V::Bool(true)))
+    /// The bool the expression evaluates to, `None` when it fails or is not a bool;
+    /// without building a [`Value`].
+    pub(crate) fn eval_condition(&self, scope: &Scope<'_>) -> Option<bool> {
+        match self.root.eval(scope) {
+            Ok(V::Bool(b)) => Some(b),
+            _ => None,
+        }
     }
 
     /// Adds what the expression reads to `reads`.

@@ -414,7 +414,12 @@ fn check_scope(scope: &Scope<'_>) -> Result<(), TestCaseError> {
             same_outcome(&native, &cel, !compiled.is_field_path(), source.contains('+')),
             "{source}:\n native {native:?}\n    cel {cel:?}"
         );
-        prop_assert_eq!(compiled.eval_bool(scope), interpreted.eval_bool(scope), "{}", source);
+        prop_assert_eq!(
+            compiled.eval_condition(scope),
+            interpreted.eval_condition(scope),
+            "{}",
+            source
+        );
         let (native_f64, cel_f64) = (compiled.eval_f64(scope), interpreted.eval_f64(scope));
         prop_assert!(
             match (&native_f64, &cel_f64) {
