@@ -134,6 +134,34 @@ async fn kpis_and_compliance_live_as_of_and_rebuilt() -> anyhow::Result<()> {
         "{body}"
     );
 
+    // A calendar day without samples is no value, not an error, while it is kept (31
+    // days back from the view clock, 2026-11-02); an older one, or no date, is.
+    for day in ["2026-10-20", "2026-10-03", "2026-11-10"] {
+        let (status, body) = get(&format!("{url}/v1/kpis?name=order_cycle_time&window=day:{day}")).await?;
+        assert_eq!(status, 200, "{day}: {body}");
+        assert_eq!(body["kpis"][0]["calendar_days"], true, "{body}");
+        assert_eq!(body["kpis"][0]["values"], json!([]), "{day}: {body}");
+    }
+    let (status, body) = get(&format!("{url}/v1/kpis?name=order_cycle_time&window=day:2026-11-02")).await?;
+    assert_eq!(status, 200, "{body}");
+    assert!(value(&body["kpis"][0], "day:2026-11-02", "").is_some(), "{body}");
+    for (window, says) in [
+        (
+            "day:2026-10-02",
+            r#""day:2026-10-02" is older than the 31 calendar days kept at the view clock (the oldest is day:2026-10-03)"#,
+        ),
+        (
+            "day:2026-13-01",
+            r#""day:2026-13-01" is not a calendar day: write day:YYYY-MM-DD"#,
+        ),
+        ("day:yesterday", r#""day:yesterday" is not a calendar day"#),
+    ] {
+        let (status, body) = get(&format!("{url}/v1/kpis?name=order_cycle_time&window={window}")).await?;
+        assert_eq!(status, 400, "{body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{window}: {message}");
+    }
+
     // The same over gRPC.
     let mut views = views_client(&url).await?;
     let grpc = views

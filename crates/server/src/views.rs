@@ -138,6 +138,7 @@ fn kpis_proto(answer: Answer<KpiReport>) -> v1::GetKpisResponse {
                 target: k.target.clone().unwrap_or_default(),
                 rebuilding: answer.rebuilding.contains(&k.name),
                 values: k.values.iter().map(kpi_value_proto).collect(),
+                calendar_days: k.calendar_days,
             })
             .collect(),
     }
@@ -279,7 +280,9 @@ fn list(query: &HashMap<String, String>, key: &str) -> Result<Vec<String>, ApiEr
 
 /// Keeps of each KPI the values of `windows` only (all when empty). A window no KPI
 /// asked for has (`names`: those asked for; empty, all) is an error naming the
-/// windows they do have.
+/// windows they do have; but a calendar day (`day:YYYY-MM-DD`) of KPIs with
+/// calendar days that has no samples is no value, not an error, unless it is older
+/// than the days kept at the view clock.
 pub fn keep_windows(response: &mut v1::GetKpisResponse, names: &[String], windows: &[String]) -> Result<(), ApiError> {
     if windows.is_empty() {
         return Ok(());
@@ -289,7 +292,40 @@ pub fn keep_windows(response: &mut v1::GetKpisResponse, names: &[String], window
         .iter()
         .flat_map(|k| k.values.iter().map(|v| v.window.as_str()))
         .collect();
-    if let Some(unknown) = windows.iter().find(|w| !known.contains(w.as_str())) {
+    let has_days = response.kpis.iter().any(|k| k.calendar_days);
+    let clock_day = response.clock.as_ref().map_or(0, |c| c.seconds.div_euclid(86_400));
+    for window in windows {
+        let Some(date) = window.strip_prefix("day:") else {
+            continue;
+        };
+        if known.contains(window.as_str()) || !has_days {
+            continue;
+        }
+        let Ok(date) = date.parse::<jiff::civil::Date>() else {
+            return Err(ApiError::invalid(
+                "window",
+                format!("{window:?} is not a calendar day: write day:YYYY-MM-DD, e.g. day:2026-11-21"),
+            ));
+        };
+        let day = date
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .map_or(i64::MIN, |z| z.timestamp().as_second().div_euclid(86_400));
+        let oldest = clock_day - (opsflow_views::DAYS_KEPT - 1);
+        if day < oldest {
+            return Err(ApiError::invalid(
+                "window",
+                format!(
+                    "{window:?} is older than the {} calendar days kept at the view clock (the oldest is day:{}); \
+                     ask as of a time within {} days after it",
+                    opsflow_views::DAYS_KEPT,
+                    opsflow_views::day_label(oldest),
+                    opsflow_views::DAYS_KEPT
+                ),
+            ));
+        }
+    }
+    let is_day_kept = |w: &str| has_days && w.starts_with("day:");
+    if let Some(unknown) = windows.iter().find(|w| !known.contains(w.as_str()) && !is_day_kept(w)) {
         let (which, has) = match names {
             [] => ("no KPI has".to_string(), "the windows are"),
             [one] => (format!("{one} does not have"), "it has"),
@@ -350,6 +386,7 @@ pub fn kpis_json(r: &v1::GetKpisResponse) -> Value {
             "kind": k.kind,
             "target": (!k.target.is_empty()).then_some(&k.target),
             "rebuilding": k.rebuilding,
+            "calendar_days": k.calendar_days,
             "values": k.values.iter().map(|v| json!({
                 "window": v.window,
                 "group": v.group,

@@ -81,6 +81,7 @@ pub use runtime::{
 };
 pub use set::{FORMAT, StoredSet, ViewSet, WantedTypes};
 pub use sketch::Sketch;
+pub use time::day_label;
 pub use view::View;
 pub use windowed::DAYS_KEPT;
 

@@ -57,6 +57,9 @@ pub struct KpiReport {
     pub clock: i64,
     /// The target as written, e.g. `p90 <= 72h` or `ratio >= 95%, amber >= 90%`.
     pub target: Option<String>,
+    /// Whether the KPI keeps calendar days (`buckets: day`): values `day:YYYY-MM-DD`
+    /// for the last [`crate::DAYS_KEPT`] days that have samples.
+    pub calendar_days: bool,
     pub values: Vec<KpiValue>,
 }
 

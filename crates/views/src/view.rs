@@ -236,6 +236,7 @@ impl View {
             position,
             clock,
             target: def.target.as_ref().map(|t| target_text(&def.kind, t)),
+            calendar_days: def.buckets == opsflow_definitions::Buckets::Day,
             values,
         })
     }
