@@ -85,19 +85,37 @@ fn time_text(ts: Option<&prost_types::Timestamp>) -> String {
 fn headline_text(kind: &str, stat: Option<f64>) -> String {
     let Some(x) = stat else { return "-".into() };
     match kind {
-        "duration" => {
-            let secs = x.max(0.0).round() as u64;
-            let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
-            match (d, h, m) {
-                (0, 0, 0) => format!("{s}s"),
-                (0, 0, _) => format!("{m}m{s:02}s"),
-                (0, _, _) => format!("{h}h{m:02}m"),
-                _ => format!("{d}d{h:02}h"),
-            }
-        }
+        "duration" => duration_text(x),
         "ratio" => format!("{:.1}%", x * 100.0),
         _ if x.fract() == 0.0 && x.abs() < 1e15 => format!("{}", x as i64),
         _ => format!("{x:.2}"),
+    }
+}
+
+/// Seconds as a person reads them, rounded to the last unit shown (a second from a
+/// minute up, a minute from a day up), so a value just over a target does not read
+/// as on it: `0.25s`, `42s`, `12m05s`, `5h07m12s`, `3d00h27m`, `-1h00m00s`.
+fn duration_text(x: f64) -> String {
+    if !x.is_finite() {
+        return format!("{x}");
+    }
+    let sign = if x < 0.0 { "-" } else { "" };
+    let a = x.abs();
+    if a < 10.0 {
+        let text = format!("{a:.2}");
+        return format!("{sign}{}s", text.trim_end_matches('0').trim_end_matches('.'));
+    }
+    if a >= 86_400.0 {
+        let minutes = (a / 60.0).round() as u64;
+        let (d, h, m) = (minutes / 1440, minutes / 60 % 24, minutes % 60);
+        return format!("{sign}{d}d{h:02}h{m:02}m");
+    }
+    let secs = a.round() as u64;
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{sign}{s}s"),
+        (0, _) => format!("{sign}{m}m{s:02}s"),
+        _ => format!("{sign}{h}h{m:02}m{s:02}s"),
     }
 }
 
@@ -290,5 +308,31 @@ pub async fn views(command: ViewsCommand) -> anyhow::Result<ExitCode> {
             crate::output::print_pairs(&pairs, &json, opts.output);
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duration_text;
+
+    #[test]
+    fn durations_read_to_their_last_unit_with_their_sign() {
+        for (seconds, text) in [
+            (0.0, "0s"),
+            (0.25, "0.25s"),
+            (1.5, "1.5s"),
+            (9.999, "10s"),
+            (42.4, "42s"),
+            (59.6, "1m00s"),
+            (725.0, "12m05s"),
+            (18_432.0, "5h07m12s"),
+            // Just over a 72h target: not `3d00h`.
+            (260_815.0, "3d00h27m"),
+            (-3600.0, "-1h00m00s"),
+            (-0.5, "-0.5s"),
+        ] {
+            assert_eq!(duration_text(seconds), text, "{seconds}");
+        }
+        assert_eq!(duration_text(f64::NAN), "NaN");
     }
 }

@@ -112,7 +112,7 @@
 //!    (`requisition/<value>`); `purchase_order.*`, `goods.*` and `invoice.*` by
 //!    `po_number` (`po/<value>`), else `po_id` (`purchase_order/<value>`);
 //!    `postmortem.*` by `incident_id`; inventory by `sku` and `location`; budgets
-//!    by `cost_centre` (the README's table).
+//!    by `cost_centre` (the table in `stream.rs`).
 //! 4. Otherwise: [`CloudEventError::MissingSubject`], naming the fields looked for.
 //!
 //! [`stream_for`] applies the same rule to events that arrive in other encodings.

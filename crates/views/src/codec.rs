@@ -310,6 +310,12 @@ impl<'a> From<&'a EventData> for StoredEventRef<'a> {
 /// ([`StoredEvents`]).
 pub(crate) struct KeptEvents(Vec<Arc<EventData>>);
 
+impl KeptEvents {
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
 impl Serialize for KeptEvents {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         Continuation {

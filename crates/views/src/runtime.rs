@@ -828,15 +828,31 @@ impl Inner {
         if fresh.view_names().len() == defs.kpis.len() + defs.controls.len() {
             return self.store.save_snapshot(position, &fresh.encode());
         }
-        match self.store.snapshot(position)? {
-            // The other views' states are copied as stored, not decoded: a merge
-            // costs about the bytes of the snapshot, not decoding and encoding it.
-            Some(bytes) => match fresh.splice_into(defs, bytes) {
-                Ok(Some(spliced)) => self.store.save_snapshot(position, &spliced),
-                // Unreadable (another format) or not of this position: left as it is.
+        let Some(bytes) = self.store.snapshot(position)? else {
+            return Ok(());
+        };
+        // The other views' states are copied as stored, not decoded: a merge costs
+        // about the bytes of the snapshot, not decoding and encoding it. So when
+        // the rebuilt views keep what the snapshot already holds (a rebuild under
+        // the same definitions); when they keep events it does not hold, the events
+        // the replaced views kept could stay in it unused, and it is written whole.
+        match fresh.splice_into(defs, bytes) {
+            Ok(Some((spliced, 0))) => self.store.save_snapshot(position, &spliced),
+            Ok(Some(_)) => match self.store.snapshot(position)?.map(|bytes| ViewSet::decode(defs, bytes)) {
+                Some(Ok(mut snapshot)) if snapshot.position() == position => {
+                    let mut copy = ViewSet::decode(defs, fresh.encode())
+                        .map_err(|e| ViewsError::Corrupt(format!("cannot copy a rebuilt view set: {e}")))?;
+                    for name in fresh.view_names() {
+                        if let Some(view) = copy.take_view(&name) {
+                            snapshot.put_view(view);
+                        }
+                    }
+                    self.store.save_snapshot(position, &snapshot.encode())
+                }
                 _ => Ok(()),
             },
-            None => Ok(()),
+            // Unreadable (another format) or not of this position: left as it is.
+            _ => Ok(()),
         }
     }
 }

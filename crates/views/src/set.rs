@@ -410,8 +410,11 @@ impl ViewSet {
     /// Their states and kept events are copied as stored; this set's kept events
     /// follow, each one stored alike (an event both keep) referred to instead. Views
     /// whose definition changed since are stored stale, as [`ViewSet::encode`] does;
-    /// so are views of `defs` in neither. `None` when `stored` is of another position.
-    pub fn splice_into(&self, defs: &Definitions, stored: Vec<u8>) -> Result<Option<Vec<u8>>> {
+    /// so are views of `defs` in neither. Also returns how many kept events it
+    /// added to the stored ones: events the replaced views alone kept stay in the
+    /// table, unused, so a caller that must keep it from growing writes the set whole
+    /// instead when some were added. `None` when `stored` is of another position.
+    pub fn splice_into(&self, defs: &Definitions, stored: Vec<u8>) -> Result<Option<(Vec<u8>, usize)>> {
         let corrupt = |e: postcard::Error| ViewError::Corrupt(e.to_string());
         let stored = StoredSet::open(stored)?;
         if stored.position != self.position {
@@ -454,7 +457,8 @@ impl ViewSet {
             },
             views,
         };
-        postcard::to_extend(&spliced, vec![FORMAT]).map(Some).map_err(corrupt)
+        let bytes = postcard::to_extend(&spliced, vec![FORMAT]).map_err(corrupt)?;
+        Ok(Some((bytes, new.len())))
     }
 
     /// State encoded by [`ViewSet::encode`], for `defs`. Views whose definition changed
