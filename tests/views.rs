@@ -527,6 +527,13 @@ async fn views_survive_restart_and_follow_definition_changes() -> anyhow::Result
     let message = reported.as_str().unwrap_or_default();
     assert!(message.contains("things.yaml:3"), "{reported}");
     assert_eq!(things(&url).await?.0, 3.0);
+    // And /metrics, for an alert.
+    let failed = format!(
+        r#"opsflow_definitions_reload_failed{{dir="{}"}} 1"#,
+        defs.path().display()
+    );
+    let text = reqwest::get(format!("{url}/metrics")).await?.text().await?;
+    assert!(text.lines().any(|l| l == failed), "no {failed}");
     server.shutdown().await
 }
 

@@ -568,15 +568,34 @@ fn sample(value: f64) -> String {
 #[derive(Clone, Default)]
 pub struct DefinitionsStatus {
     inner: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    /// The directory reloaded, as `/metrics` labels it.
+    dir: String,
 }
 
 impl DefinitionsStatus {
+    /// The status of reloading `dir` (none: the built-in set, never reloaded).
+    fn new(dir: Option<&std::path::Path>) -> Self {
+        let status = DefinitionsStatus {
+            inner: Default::default(),
+            dir: dir.map(|d| d.display().to_string()).unwrap_or_default(),
+        };
+        status.set(None);
+        status
+    }
+
     /// The last reload error, if the directory currently does not check.
     pub fn error(&self) -> Option<String> {
         self.inner.lock().map(|e| e.clone()).unwrap_or_default()
     }
 
     fn set(&self, error: Option<String>) {
+        // On /metrics too, for an alert: 1 while the directory on disk does not
+        // check (the last definitions that did stay in force).
+        metrics::gauge!("opsflow_definitions_reload_failed", "dir" => self.dir.clone()).set(if error.is_some() {
+            1.0
+        } else {
+            0.0
+        });
         if let Ok(mut e) = self.inner.lock() {
             *e = error;
         }
@@ -636,7 +655,7 @@ pub async fn start(
             shutdown.clone(),
         ),
     ));
-    let status = DefinitionsStatus::default();
+    let status = DefinitionsStatus::new(config.definitions.dir.as_deref());
     if let Some(dir) = config.definitions.dir.clone() {
         let every = Duration::from_millis(config.definitions.reload_interval_ms);
         handles.push(tasks.spawn(
