@@ -440,8 +440,54 @@ async fn kpis_and_compliance_live_as_of_and_rebuilt() -> anyhow::Result<()> {
             assert_eq!(gauge, Some(headline), "{series}in:\n{metrics}");
             gauges += 1;
         }
+        // Its status too, with or without a headline: 0 none, 1 green, 2 amber, 3 red.
+        for value in kpi.values.iter().filter(|v| !v.window.starts_with("day:")) {
+            let series = format!(
+                r#"opsflow_kpi_status{{name="{}",window="{}",group="{}"}} "#,
+                kpi.name, value.window, value.group
+            );
+            let status = match v1::Status::try_from(value.status) {
+                Ok(v1::Status::Green) => "1",
+                Ok(v1::Status::Amber) => "2",
+                Ok(v1::Status::Red) => "3",
+                _ => "0",
+            };
+            assert!(
+                metrics.lines().any(|l| l == format!("{series}{status}")),
+                "{series}{status}"
+            );
+        }
     }
     assert!(gauges > 0, "no KPI has a headline: {all:?}");
+    // And every control: status, violations, pending obligations, checks.
+    let compliance = views
+        .get_compliance(v1::GetComplianceRequest::default())
+        .await?
+        .into_inner();
+    assert!(!compliance.controls.is_empty());
+    for control in &compliance.controls {
+        let status = match v1::Status::try_from(control.status) {
+            Ok(v1::Status::Green) => 1,
+            Ok(v1::Status::Amber) => 2,
+            Ok(v1::Status::Red) => 3,
+            _ => 0,
+        };
+        for (metric, value) in [
+            ("opsflow_control_status", status),
+            ("opsflow_control_violations", control.violations_total),
+            ("opsflow_control_pending", control.pending.len() as u64),
+            ("opsflow_control_checked", control.checked),
+        ] {
+            let line = format!(r#"{metric}{{name="{}"}} {value}"#, control.name);
+            assert!(metrics.lines().any(|l| l == line), "no {line} in:\n{metrics}");
+        }
+    }
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == r#"opsflow_control_status{name="large_orders_approved_before_shipping"} 3"#),
+        "SO-1 (12,000) shipped without an approval: red"
+    );
     server.shutdown().await
 }
 

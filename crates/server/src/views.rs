@@ -483,8 +483,10 @@ impl ViewGauges {
     }
 }
 
-/// Renders every live KPI headline as `opsflow_kpi{name,window,group}` and every
-/// view's evaluation failures as `opsflow_view_eval_errors_total{view}` into
+/// Renders every live KPI headline as `opsflow_kpi{name,window,group}` and its
+/// status as `opsflow_kpi_status`, each control's status, violations, pending
+/// obligations and checks (`opsflow_control_*{name}`), and every view's evaluation
+/// failures as `opsflow_view_eval_errors_total{view}` into
 /// `gauges` every `every` until `shutdown` (calendar-day windows are left out: one
 /// series per day would grow without bound).
 pub async fn publish_gauges(
@@ -501,30 +503,87 @@ pub async fn publish_gauges(
             () = shutdown.cancelled() => return Ok(()),
         }
         let views = views.clone();
-        let text =
-            tokio::task::spawn_blocking(move || render_gauges(&views.live_kpis(), &views.live_eval_errors())).await?;
+        let text = tokio::task::spawn_blocking(move || {
+            render_gauges(&views.live_kpis(), &views.live_controls(), &views.live_eval_errors())
+        })
+        .await?;
         gauges.set(text);
     }
 }
 
-/// The Prometheus text exposition (format 0.0.4) of KPI headlines and evaluation
-/// failures.
-fn render_gauges(kpis: &[opsflow_views::KpiReport], eval_errors: &std::collections::BTreeMap<String, u64>) -> String {
+/// A status as a number, for alerts: 0 none (no target or no samples), 1 green,
+/// 2 amber, 3 red.
+fn status_number(status: opsflow_views::Status) -> u8 {
+    match status {
+        opsflow_views::Status::None => 0,
+        opsflow_views::Status::Green => 1,
+        opsflow_views::Status::Amber => 2,
+        opsflow_views::Status::Red => 3,
+    }
+}
+
+/// The Prometheus text exposition (format 0.0.4) of KPI headlines and statuses,
+/// controls, and evaluation failures.
+fn render_gauges(
+    kpis: &[opsflow_views::KpiReport],
+    controls: &[opsflow_views::ControlReport],
+    eval_errors: &std::collections::BTreeMap<String, u64>,
+) -> String {
     use std::fmt::Write;
     let mut out = String::new();
+    let values = || {
+        kpis.iter().flat_map(|kpi| {
+            kpi.values
+                .iter()
+                .filter(|v| !v.window.starts_with("day:"))
+                .map(move |v| {
+                    (
+                        kpi,
+                        v,
+                        format!(
+                            "name=\"{}\",window=\"{}\",group=\"{}\"",
+                            label(&kpi.name),
+                            label(&v.window),
+                            label(&v.group)
+                        ),
+                    )
+                })
+        })
+    };
     out.push_str("# HELP opsflow_kpi KPI headline value, by KPI, window and group\n# TYPE opsflow_kpi gauge\n");
-    for kpi in kpis {
-        for value in kpi.values.iter().filter(|v| !v.window.starts_with("day:")) {
-            if let Some(headline) = value.headline {
-                let _ = writeln!(
-                    out,
-                    "opsflow_kpi{{name=\"{}\",window=\"{}\",group=\"{}\"}} {}",
-                    label(&kpi.name),
-                    label(&value.window),
-                    label(&value.group),
-                    sample(headline)
-                );
-            }
+    for (_, value, labels) in values() {
+        if let Some(headline) = value.headline {
+            let _ = writeln!(out, "opsflow_kpi{{{labels}}} {}", sample(headline));
+        }
+    }
+    out.push_str(
+        "# HELP opsflow_kpi_status KPI status against its target: 0 none, 1 green, 2 amber, 3 red\n\
+         # TYPE opsflow_kpi_status gauge\n",
+    );
+    for (_, value, labels) in values() {
+        let _ = writeln!(out, "opsflow_kpi_status{{{labels}}} {}", status_number(value.status));
+    }
+    for (metric, help) in [
+        (
+            "opsflow_control_status",
+            "Control status: 1 green, 2 amber (obligations pending), 3 red (violations)",
+        ),
+        (
+            "opsflow_control_violations",
+            "Violations found by the control (a withdrawn one goes)",
+        ),
+        ("opsflow_control_pending", "Obligations of the control not yet due"),
+        ("opsflow_control_checked", "Checks the control made"),
+    ] {
+        let _ = write!(out, "# HELP {metric} {help}\n# TYPE {metric} gauge\n");
+        for control in controls {
+            let value = match metric {
+                "opsflow_control_status" => u64::from(status_number(control.status)),
+                "opsflow_control_violations" => control.violations_total,
+                "opsflow_control_pending" => control.pending.len() as u64,
+                _ => control.checked,
+            };
+            let _ = writeln!(out, "{metric}{{name=\"{}\"}} {value}", label(&control.name));
         }
     }
     out.push_str(

@@ -474,6 +474,12 @@ impl Views {
         lock(&self.inner.live).kpis()
     }
 
+    /// Every live control (for metrics): computing them is cheap, but they hold up to
+    /// the newest violations each.
+    pub fn live_controls(&self) -> Vec<ControlReport> {
+        lock(&self.inner.live).controls()
+    }
+
     /// Expression evaluation failures of each live view (for metrics).
     pub fn live_eval_errors(&self) -> std::collections::BTreeMap<String, u64> {
         lock(&self.inner.live).eval_errors()
