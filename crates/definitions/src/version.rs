@@ -20,11 +20,22 @@ pub fn version_of<N: AsRef<str>, C: AsRef<str>>(files: &[(N, C)]) -> String {
 }
 
 /// 16 hex digits of SHA-256 over the definition's canonical form: its YAML as JSON
-/// with sorted keys, every scalar a string. Comments, layout, key order and the
-/// rest of the file do not change it.
-pub(crate) fn fingerprint(node: &Node) -> String {
+/// with sorted keys, every scalar a string, without its top-level keys `report_only`
+/// (what only reports read, such as a KPI's `target`: its view's state does not
+/// depend on them, so a change to them needs no rebuild). Comments, layout, key
+/// order and the rest of the file do not change it.
+pub(crate) fn fingerprint(node: &Node, report_only: &[&str]) -> String {
     let mut canonical = String::new();
-    write_canonical(node, &mut canonical);
+    match node {
+        Node::Mapping(map) => {
+            let mut kept = marked_yaml::types::MarkedMappingNode::new_empty(*map.span());
+            for (k, v) in map.iter().filter(|(k, _)| !report_only.contains(&k.as_str())) {
+                kept.insert(k.clone(), v.clone());
+            }
+            write_canonical(&Node::Mapping(kept), &mut canonical);
+        }
+        other => write_canonical(other, &mut canonical),
+    }
     hex::encode(Sha256::digest(canonical.as_bytes()))[..16].to_string()
 }
 
@@ -81,9 +92,9 @@ mod tests {
     #[test]
     fn fingerprint_ignores_layout_and_key_order() {
         let parse = |s: &str| marked_yaml::parse_yaml(0, s).expect("yaml");
-        let a = fingerprint(&parse("name: x\nkind: count\non: { type: a.b }\n"));
-        let b = fingerprint(&parse("# comment\nkind: count\non:\n  type: a.b\nname: x\n"));
-        let c = fingerprint(&parse("name: x\nkind: count\non: { type: a.c }\n"));
+        let a = fingerprint(&parse("name: x\nkind: count\non: { type: a.b }\n"), &[]);
+        let b = fingerprint(&parse("# comment\nkind: count\non:\n  type: a.b\nname: x\n"), &[]);
+        let c = fingerprint(&parse("name: x\nkind: count\non: { type: a.c }\n"), &[]);
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_eq!(a.len(), 16);

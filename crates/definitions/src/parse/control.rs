@@ -106,6 +106,6 @@ pub(crate) fn control(c: &mut Checker<'_>, node: &Node) -> Option<ControlDef> {
         track,
         close,
         kind: kind_def?,
-        fingerprint: fingerprint(node),
+        fingerprint: fingerprint(node, &["description"]),
     })
 }

@@ -166,7 +166,9 @@ pub(crate) fn kpi(c: &mut Checker<'_>, node: &Node) -> Option<KpiDef> {
         windows,
         buckets,
         target,
-        fingerprint: fingerprint(node),
+        // A target (and the description) only colours reports: changing it keeps
+        // the view's state.
+        fingerprint: fingerprint(node, &["description", "target"]),
     })
 }
 

@@ -226,6 +226,34 @@ fn editing_one_definition_changes_only_its_fingerprint() {
 }
 
 #[test]
+fn a_target_or_description_edit_keeps_the_fingerprint() {
+    let kpi = |extra: &str| {
+        ok(&format!(
+            "kpis:\n  - name: a\n    kind: ratio\n    on: {{ type: order.delivered }}\n    good: event.data.ok\n{extra}"
+        ))
+        .kpis[0]
+            .fingerprint
+            .clone()
+    };
+    let plain = kpi("");
+    assert_eq!(kpi("    target: { green: \">= 95%\" }\n"), plain);
+    assert_eq!(
+        kpi("    target: { green: \">= 90%\", amber: \">= 80%\" }\n    description: d\n"),
+        plain
+    );
+    assert_ne!(kpi("    windows: [1h]\n"), plain, "a window is state");
+    let control = |description: &str| {
+        ok(&format!(
+            "controls:\n  - name: c\n    kind: requires\n    key: event.data.id\n    description: {description}\n    when: {{ type: a.b }}\n    requires: {{ type: a.c }}\n"
+        ))
+        .controls[0]
+            .fingerprint
+            .clone()
+    };
+    assert_eq!(control("one"), control("two"));
+}
+
+#[test]
 fn empty_files_and_sections_are_fine() {
     let d = ok("");
     assert!(d.kpis.is_empty() && d.controls.is_empty());
