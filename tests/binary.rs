@@ -127,6 +127,29 @@ fn cli_round_trip_survives_a_clean_restart() -> anyhow::Result<()> {
     let values = kpis[0]["kpis"][0]["values"].as_array().cloned().unwrap_or_default();
     assert!(!values.is_empty(), "{kpis:?}");
     assert!(values.iter().all(|v| v["window"] == "24h"), "{values:?}");
+    // The table: names and windows as lists, each value with its KPI's target.
+    let out = cli(&url, &["kpis", "--name", "mtta,open_orders", "--window", "24h,now"])?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = String::from_utf8_lossy(&out.stdout);
+    let header = table.lines().nth(1).unwrap_or_default();
+    assert!(
+        header
+            .split_whitespace()
+            .eq(["KPI", "WINDOW", "GROUP", "VALUE", "STATUS", "TARGET", "STATS"]),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("mtta ") && l.contains("p90 <= 15m")),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("open_orders ") && l.contains(" now ")),
+        "{table}"
+    );
     let out = cli(&url, &["kpis", "--window", "2h"])?;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -15,16 +15,17 @@ use crate::{ClientOpts, OutputFormat};
 
 #[derive(Args)]
 pub struct KpisArgs {
-    /// Only these KPIs (repeatable).
-    #[arg(long = "name", value_name = "NAME")]
+    /// Only these KPIs (repeatable, or a comma-separated list).
+    #[arg(long = "name", value_name = "NAME", value_delimiter = ',')]
     pub names: Vec<String>,
     /// The views as they stood at a position (e.g. 1200) or a time (RFC 3339).
     #[arg(long, value_name = "POSITION|TIME", allow_hyphen_values = true)]
     pub as_of: Option<String>,
-    /// Only these windows (1h, 24h, 7d, now, day:2026-11-21; repeatable). Default:
+    /// Only these windows (1h, 24h, 7d, now, day:2026-11-21; repeatable, or a
+    /// comma-separated list). Default:
     /// the rolling windows and current values, without calendar days (in the table
     /// and in JSON; HTTP `GET /v1/kpis` without `window=` has them all).
-    #[arg(long = "window", value_name = "WINDOW")]
+    #[arg(long = "window", value_name = "WINDOW", value_delimiter = ',')]
     pub windows: Vec<String>,
     #[command(flatten)]
     pub opts: ClientOpts,
@@ -32,8 +33,8 @@ pub struct KpisArgs {
 
 #[derive(Args)]
 pub struct ComplianceArgs {
-    /// Only these controls (repeatable).
-    #[arg(long = "name", value_name = "NAME")]
+    /// Only these controls (repeatable, or a comma-separated list).
+    #[arg(long = "name", value_name = "NAME", value_delimiter = ',')]
     pub names: Vec<String>,
     /// The views as they stood at a position (e.g. 1200) or a time (RFC 3339).
     #[arg(long, value_name = "POSITION|TIME", allow_hyphen_values = true)]
@@ -119,13 +120,19 @@ fn duration_text(x: f64) -> String {
     }
 }
 
-fn stats_text(stats: &std::collections::HashMap<String, f64>) -> String {
+/// The stats of a value, sorted by name: those of a duration KPI that are times
+/// (percentiles, mean, oldest) as durations, the rest as numbers.
+fn stats_text(kind: &str, stats: &std::collections::HashMap<String, f64>) -> String {
     let mut pairs: Vec<_> = stats.iter().collect();
     pairs.sort_by(|a, b| a.0.cmp(b.0));
     pairs
         .iter()
         .map(|(k, v)| {
-            if v.fract() == 0.0 && v.abs() < 1e15 {
+            let is_time =
+                matches!(k.as_str(), "p50" | "p90" | "p99" | "mean" | "oldest") && matches!(kind, "duration" | "open");
+            if is_time {
+                format!("{k}={}", duration_text(**v))
+            } else if v.fract() == 0.0 && v.abs() < 1e15 {
                 format!("{k}={}", **v as i64)
             } else {
                 format!("{k}={v:.3}")
@@ -173,8 +180,8 @@ pub async fn kpis(args: KpisArgs) -> anyhow::Result<ExitCode> {
         response.clock.as_ref(),
         &response.definitions_version,
     );
-    // (name, window, group, value, status, stats) per line, then aligned.
-    let mut lines: Vec<[String; 6]> = Vec::new();
+    // (name, window, group, value, status, target, stats) per line, then aligned.
+    let mut lines: Vec<[String; 7]> = Vec::new();
     for kpi in &response.kpis {
         let name = if kpi.rebuilding {
             format!("{} (rebuilding)", kpi.name)
@@ -182,6 +189,11 @@ pub async fn kpis(args: KpisArgs) -> anyhow::Result<ExitCode> {
             kpi.name.clone()
         };
         let values = &kpi.values;
+        let target = if kpi.target.is_empty() {
+            "-".to_string()
+        } else {
+            kpi.target.clone()
+        };
         if values.is_empty() {
             lines.push([
                 name.clone(),
@@ -189,6 +201,7 @@ pub async fn kpis(args: KpisArgs) -> anyhow::Result<ExitCode> {
                 "-".into(),
                 "-".into(),
                 "none".into(),
+                target.clone(),
                 String::new(),
             ]);
         }
@@ -203,11 +216,12 @@ pub async fn kpis(args: KpisArgs) -> anyhow::Result<ExitCode> {
                 },
                 headline_text(&kpi.kind, v.headline),
                 status_name(v.status).into(),
-                stats_text(&v.stats),
+                target.clone(),
+                stats_text(&kpi.kind, &v.stats),
             ]);
         }
     }
-    let header = ["KPI", "WINDOW", "GROUP", "VALUE", "STATUS", "STATS"].map(String::from);
+    let header = ["KPI", "WINDOW", "GROUP", "VALUE", "STATUS", "TARGET", "STATS"].map(String::from);
     let width = |i: usize| {
         lines
             .iter()
@@ -216,11 +230,11 @@ pub async fn kpis(args: KpisArgs) -> anyhow::Result<ExitCode> {
             .max()
             .unwrap_or(0)
     };
-    let (w0, w1, w2, w3) = (width(0), width(1), width(2), width(3));
+    let (w0, w1, w2, w3, w5) = (width(0), width(1), width(2), width(3), width(5));
     for l in std::iter::once(&header).chain(&lines) {
         emit(format_args!(
-            "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {:<6}  {}",
-            l[0], l[1], l[2], l[3], l[4], l[5]
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {:<6}  {:<w5$}  {}",
+            l[0], l[1], l[2], l[3], l[4], l[5], l[6]
         ));
     }
     Ok(ExitCode::SUCCESS)
@@ -268,10 +282,11 @@ pub async fn compliance(args: ComplianceArgs) -> anyhow::Result<ExitCode> {
         for v in c.violations.iter().rev().take(args.show) {
             let evidence: Vec<String> = v.evidence.iter().map(u64::to_string).collect();
             emit(format_args!(
-                "    violation  {}  {}  at {}  evidence positions {}",
+                "    violation  {}  {}  at {} (position {})  evidence positions {}",
                 printable_key(&v.key),
                 printable(&v.message),
                 rfc3339(nanos(v.at.as_ref())),
+                v.position,
                 evidence.join(",")
             ));
         }
