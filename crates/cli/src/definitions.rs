@@ -171,8 +171,22 @@ impl Site<'_> {
         }
     }
 
-    /// Types the expressions look for in `seen` that are not tracked, so never there.
+    /// Types the expressions look for in `seen` that are not tracked, so never there;
+    /// and data fields read of a tracked catalog type that it does not have.
     fn seen(&self, out: &mut Warnings, reads: &opsflow_definitions::Reads, track: &[String]) {
+        for (event_type, names) in &reads.seen_data {
+            let Some(spec) = opsflow_catalog::spec_of(event_type) else {
+                continue;
+            };
+            for name in names.iter().filter(|n| spec.field(n).is_none()) {
+                let listed: Vec<&str> = spec.fields.iter().map(|f| f.name).collect();
+                out.insert(self.warn(format!(
+                    "an expression reads seen['{event_type}'].data.{name}, which {event_type} does not have in the \
+                     catalog (its fields: {}); extra fields are allowed: is it a typo?",
+                    listed.join(", ")
+                )));
+            }
+        }
         for t in reads.seen_types.iter().filter(|t| !track.contains(t)) {
             let tracked = match track {
                 [] => "it tracks nothing".to_string(),
@@ -238,6 +252,28 @@ controls:
         );
         assert!(
             w[1].starts_with("defs/k.yaml:9: warning: control `returned`: an expression looks for `order.returned` in `seen`, which holds only tracked types (it tracks nothing)"),
+            "{w:#?}"
+        );
+    }
+
+    #[test]
+    fn a_data_field_read_of_a_seen_event_is_checked_against_its_catalog_type() {
+        let yaml = "kpis:
+  - name: on_time
+    kind: ratio
+    key: event.data.order_id
+    on: { type: order.delivered }
+    good: \"event.time <= timestamp(seen['order.placed'].data.promised_bye) && seen['order.placed'].data.total > 0\"
+    track: [order.placed]
+";
+        let d = Definitions::from_files(&[("k.yaml".into(), yaml.into())]).expect("valid definitions");
+        let w = warnings(&d, Path::new("defs"));
+        assert_eq!(w.len(), 1, "{w:#?}");
+        assert!(
+            w[0].starts_with(
+                "defs/k.yaml:2: warning: kpi `on_time`: an expression reads seen['order.placed'].data.promised_bye, \
+                 which order.placed does not have in the catalog (its fields: order_id,"
+            ),
             "{w:#?}"
         );
     }

@@ -190,6 +190,10 @@ pub struct Reads {
     /// The types named in `seen['t']…` and `'t' in seen`: `seen` holds only tracked
     /// types, so one no `track:` lists is a mistake `definitions check` points out.
     pub seen_types: BTreeSet<String>,
+    /// The top-level `data` fields read of each named type in `seen`
+    /// (`seen['order.placed'].data.promised_by`): checked against the catalog by
+    /// `definitions check`, as the fields of `event.data` are.
+    pub seen_data: std::collections::BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Reads {
@@ -199,6 +203,7 @@ impl Reads {
             kept: EventReads::everything(),
             seen: true,
             seen_types: BTreeSet::new(),
+            seen_data: std::collections::BTreeMap::new(),
         }
     }
 
@@ -207,6 +212,12 @@ impl Reads {
         self.kept.union(&other.kept);
         self.seen |= other.seen;
         self.seen_types.extend(other.seen_types.iter().cloned());
+        for (event_type, fields) in &other.seen_data {
+            self.seen_data
+                .entry(event_type.clone())
+                .or_default()
+                .extend(fields.iter().cloned());
+        }
     }
 
     pub(crate) fn event_path<S: AsRef<str>>(&mut self, keys: &[S]) {
@@ -230,6 +241,14 @@ impl Reads {
         match keys.split_first() {
             Some((event_type, rest)) => {
                 self.seen_types.insert(event_type.as_ref().to_owned());
+                if let [data, field, ..] = rest
+                    && data.as_ref() == "data"
+                {
+                    self.seen_data
+                        .entry(event_type.as_ref().to_owned())
+                        .or_default()
+                        .insert(field.as_ref().to_owned());
+                }
                 self.kept.path(rest)
             }
             None => self.kept = EventReads::everything(),
@@ -257,6 +276,12 @@ mod tests {
         assert_eq!(r.kept, EventReads::default());
         let r = reads("seen['order.placed'].data.promised_by");
         assert_eq!(r.kept.data, only(&["promised_by"]));
+        assert_eq!(
+            r.seen_data
+                .get("order.placed")
+                .map(|f| f.iter().map(String::as_str).collect::<Vec<_>>()),
+            Some(vec!["promised_by"])
+        );
         assert_eq!(r.event, EventReads::default());
         assert!(reads("start.stream").kept.stream);
         assert!(reads("event.metadata.k").event.metadata);
