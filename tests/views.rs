@@ -155,12 +155,26 @@ async fn kpis_and_compliance_live_as_of_and_rebuilt() -> anyhow::Result<()> {
             r#""day:2026-13-01" is not a calendar day: write day:YYYY-MM-DD"#,
         ),
         ("day:yesterday", r#""day:yesterday" is not a calendar day"#),
+        // Read as a date by some parsers, but never how a day is written here.
+        ("day:20261102", r#""day:20261102" is not a calendar day"#),
+        ("day:2026-11-02T00:00", r#"is not a calendar day"#),
     ] {
         let (status, body) = get(&format!("{url}/v1/kpis?name=order_cycle_time&window={window}")).await?;
         assert_eq!(status, 400, "{body}");
         let message = body["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains(says), "{window}: {message}");
     }
+
+    // Current values keep no calendar days.
+    let (status, body) = get(&format!("{url}/v1/kpis?name=open_orders&window=day:2026-11-02")).await?;
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(r#"open_orders does not have the window "day:2026-11-02""#),
+        "{message}"
+    );
+    let (_, body) = get(&format!("{url}/v1/kpis?name=open_orders")).await?;
+    assert_eq!(body["kpis"][0]["calendar_days"], false, "{body}");
 
     // The same over gRPC.
     let mut views = views_client(&url).await?;
@@ -488,6 +502,16 @@ async fn kpis_and_compliance_live_as_of_and_rebuilt() -> anyhow::Result<()> {
             .any(|l| l == r#"opsflow_control_status{name="large_orders_approved_before_shipping"} 3"#),
         "SO-1 (12,000) shipped without an approval: red"
     );
+    // No view is partial (none restarted empty after a definitions change).
+    for name in all
+        .kpis
+        .iter()
+        .map(|k| &k.name)
+        .chain(compliance.controls.iter().map(|c| &c.name))
+    {
+        let line = format!(r#"opsflow_view_partial{{view="{name}"}} 0"#);
+        assert!(metrics.lines().any(|l| l == line), "no {line}");
+    }
     server.shutdown().await
 }
 

@@ -106,7 +106,8 @@ fn duration_text(x: f64) -> String {
         let text = format!("{a:.2}");
         return format!("{sign}{}s", text.trim_end_matches('0').trim_end_matches('.'));
     }
-    if a >= 86_400.0 {
+    // Which units from the value as rounded to a second: 86,399.6 s is a day.
+    if a.round() >= 86_400.0 {
         let minutes = (a / 60.0).round() as u64;
         let (d, h, m) = (minutes / 1440, minutes / 60 % 24, minutes % 60);
         return format!("{sign}{d}d{h:02}h{m:02}m");
@@ -345,6 +346,7 @@ mod tests {
             (260_815.0, "3d00h27m"),
             (-3600.0, "-1h00m00s"),
             (-0.5, "-0.5s"),
+            (86_399.6, "1d00h00m"),
         ] {
             assert_eq!(duration_text(seconds), text, "{seconds}");
         }

@@ -114,16 +114,21 @@ mod tests {
             events.iter().map(|e| Arc::new((*e).clone())).collect()
         }
 
-        fn good(kpi: &str, event: &EventData, seen: &Seen) -> bool {
+        /// The ratio's `good`: `None` when it does not evaluate (the sample is left out).
+        fn judged(kpi: &str, event: &EventData, seen: &Seen) -> Option<bool> {
             let d = builtin();
             let KpiKind::Ratio { good, .. } = &d.kpi(kpi).expect("defined").kind else {
                 panic!("{kpi} is not a ratio")
             };
-            good.eval_bool(&Scope {
+            good.eval_condition(&Scope {
                 event,
                 seen: Some(seen),
                 start: None,
             })
+        }
+
+        fn good(kpi: &str, event: &EventData, seen: &Seen) -> bool {
+            judged(kpi, event, seen) == Some(true)
         }
 
         fn placed() -> EventData {
@@ -142,7 +147,9 @@ mod tests {
             let late = event("order.delivered", PROMISED + HOUR, json!({"order_id": "O-1"}));
             assert!(good("order_on_time_rate", &on_time, &seen(&[&p])));
             assert!(!good("order_on_time_rate", &late, &seen(&[&p])));
-            assert!(!good("order_on_time_rate", &on_time, &seen(&[])));
+            // Without the placement there is no promise to judge by: not judged.
+            assert_eq!(judged("order_on_time_rate", &on_time, &seen(&[])), None);
+            assert_eq!(judged("order_on_time_rate", &late, &seen(&[&p])), Some(false));
 
             assert!(good("perfect_order_rate", &on_time, &seen(&[&p])));
             assert!(!good("perfect_order_rate", &late, &seen(&[&p])));

@@ -39,7 +39,17 @@ pub(crate) fn fingerprint(node: &Node, report_only: &[&str]) -> String {
     hex::encode(Sha256::digest(canonical.as_bytes()))[..16].to_string()
 }
 
+/// Mappings whose order is meaning: `group_by`'s labels make a group in the order
+/// written (`a=1,b=2`), so reordering them changes the view's groups.
+const ORDERED: &[&str] = &["group_by"];
+
 fn write_canonical(node: &Node, out: &mut String) {
+    write_canonical_in(node, true, out);
+}
+
+/// `sorted`: whether this node's own mapping keys are sorted (its children's are,
+/// unless they are `ORDERED`).
+fn write_canonical_in(node: &Node, sorted: bool, out: &mut String) {
     match node {
         Node::Scalar(s) => push_json_string(s.as_str(), out),
         Node::Sequence(items) => {
@@ -54,7 +64,12 @@ fn write_canonical(node: &Node, out: &mut String) {
         }
         Node::Mapping(map) => {
             let mut entries: Vec<_> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+            if sorted {
+                entries.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+            } else {
+                // In order, and marked so as never to read like a sorted mapping.
+                out.push('~');
+            }
             out.push('{');
             for (i, (k, v)) in entries.into_iter().enumerate() {
                 if i > 0 {
@@ -62,7 +77,7 @@ fn write_canonical(node: &Node, out: &mut String) {
                 }
                 push_json_string(k.as_str(), out);
                 out.push(':');
-                write_canonical(v, out);
+                write_canonical_in(v, !ORDERED.contains(&k.as_str()), out);
             }
             out.push('}');
         }
@@ -89,9 +104,24 @@ mod tests {
         assert_ne!(version_of(&[("ab", "c")]), version_of(&[("a", "bc")]));
     }
 
+    fn parse(s: &str) -> Node {
+        marked_yaml::parse_yaml(0, s).expect("yaml")
+    }
+
+    #[test]
+    fn the_order_of_group_by_labels_is_in_the_fingerprint() {
+        let ab = fingerprint(&parse("name: x\ngroup_by: { a: event.data.a, b: event.data.b }\n"), &[]);
+        let ba = fingerprint(&parse("group_by: { b: event.data.b, a: event.data.a }\nname: x\n"), &[]);
+        assert_ne!(ab, ba, "groups are `a=..,b=..` or `b=..,a=..`");
+        let again = fingerprint(
+            &parse("group_by:\n  a: event.data.a\n  b: event.data.b\nname: x\n"),
+            &[],
+        );
+        assert_eq!(ab, again);
+    }
+
     #[test]
     fn fingerprint_ignores_layout_and_key_order() {
-        let parse = |s: &str| marked_yaml::parse_yaml(0, s).expect("yaml");
         let a = fingerprint(&parse("name: x\nkind: count\non: { type: a.b }\n"), &[]);
         let b = fingerprint(&parse("# comment\nkind: count\non:\n  type: a.b\nname: x\n"), &[]);
         let c = fingerprint(&parse("name: x\nkind: count\non: { type: a.c }\n"), &[]);

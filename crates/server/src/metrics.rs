@@ -52,6 +52,14 @@ fn describe() {
     );
     describe_histogram!("opsflow_group_commit_events", "Events per group commit");
     describe_histogram!("opsflow_fsync_seconds", Unit::Seconds, "Time of one flush + fsync");
+    metrics::describe_gauge!(
+        "opsflow_definitions_reload_failed",
+        "1 while the definitions directory does not check (the last set that did stays in force)"
+    );
+    describe_counter!(
+        "opsflow_nats_disconnections_total",
+        "NATS connections lost (the client reconnects by itself), by connection"
+    );
 }
 
 /// The Prometheus text exposition.

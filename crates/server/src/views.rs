@@ -301,15 +301,20 @@ pub fn keep_windows(response: &mut v1::GetKpisResponse, names: &[String], window
         if known.contains(window.as_str()) || !has_days {
             continue;
         }
-        let Ok(date) = date.parse::<jiff::civil::Date>() else {
+        // Only as the views write a day (other spellings jiff reads, such as
+        // 20261121, would match nothing).
+        let day = date
+            .parse::<jiff::civil::Date>()
+            .ok()
+            .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok())
+            .map(|z| z.timestamp().as_second().div_euclid(86_400))
+            .filter(|day| opsflow_views::day_label(*day) == date);
+        let Some(day) = day else {
             return Err(ApiError::invalid(
                 "window",
                 format!("{window:?} is not a calendar day: write day:YYYY-MM-DD, e.g. day:2026-11-21"),
             ));
         };
-        let day = date
-            .to_zoned(jiff::tz::TimeZone::UTC)
-            .map_or(i64::MIN, |z| z.timestamp().as_second().div_euclid(86_400));
         let oldest = clock_day - (opsflow_views::DAYS_KEPT - 1);
         if day < oldest {
             return Err(ApiError::invalid(
@@ -504,7 +509,22 @@ pub async fn publish_gauges(
         }
         let views = views.clone();
         let text = tokio::task::spawn_blocking(move || {
-            render_gauges(&views.live_kpis(), &views.live_controls(), &views.live_eval_errors())
+            // Views restarted empty after a definitions change hold only part of
+            // the log until their rebuild swaps in: their values and statuses are
+            // left out (an alert on them would read as resolved), and said to be
+            // partial. (During a rebuild asked for by hand the live view is whole.)
+            let partial: std::collections::BTreeSet<String> = views.live_stale().into_iter().collect();
+            let kpis: Vec<_> = views
+                .live_kpis()
+                .into_iter()
+                .filter(|k| !partial.contains(&k.name))
+                .collect();
+            let controls: Vec<_> = views
+                .live_controls()
+                .into_iter()
+                .filter(|c| !partial.contains(&c.name))
+                .collect();
+            render_gauges(&kpis, &controls, &views.live_eval_errors(), &partial)
         })
         .await?;
         gauges.set(text);
@@ -528,6 +548,7 @@ fn render_gauges(
     kpis: &[opsflow_views::KpiReport],
     controls: &[opsflow_views::ControlReport],
     eval_errors: &std::collections::BTreeMap<String, u64>,
+    partial: &std::collections::BTreeSet<String>,
 ) -> String {
     use std::fmt::Write;
     let mut out = String::new();
@@ -587,6 +608,19 @@ fn render_gauges(
         }
     }
     out.push_str(
+        "# HELP opsflow_view_partial 1 for a view that restarted empty after its definition changed, until its \
+         rebuild swaps in (its opsflow_kpi* or opsflow_control_* series are left out meanwhile)\n\
+         # TYPE opsflow_view_partial gauge\n",
+    );
+    for view in eval_errors.keys() {
+        let _ = writeln!(
+            out,
+            "opsflow_view_partial{{view=\"{}\"}} {}",
+            label(view),
+            u8::from(partial.contains(view))
+        );
+    }
+    out.push_str(
         "# HELP opsflow_view_eval_errors_total Expressions that failed to evaluate while views applied events, by view\n\
          # TYPE opsflow_view_eval_errors_total counter\n",
     );
@@ -632,13 +666,16 @@ pub struct DefinitionsStatus {
 }
 
 impl DefinitionsStatus {
-    /// The status of reloading `dir` (none: the built-in set, never reloaded).
+    /// The status of reloading `dir` (none: the built-in set, never reloaded, and
+    /// no metric).
     fn new(dir: Option<&std::path::Path>) -> Self {
         let status = DefinitionsStatus {
             inner: Default::default(),
             dir: dir.map(|d| d.display().to_string()).unwrap_or_default(),
         };
-        status.set(None);
+        if dir.is_some() {
+            status.set(None);
+        }
         status
     }
 

@@ -241,23 +241,22 @@ impl WithinState {
             let scope = ctx.scope(state.map_or(&NO_SEEN, |k| &k.seen), None);
             match role.kind {
                 RoleKind::After => {
-                    let holds = role.holds(&scope, errors);
-                    match (holds, state.is_some_and(|k| k.pending.is_some())) {
-                        (_, true) => {} // the first obligation stands
-                        (true, false) => {
-                            // A new obligation: an `expect` from now on is for it.
-                            self.overdue.remove(&key);
-                            let due = ctx.event.time.saturating_add(within);
-                            let state = self.keys.entry(key.clone()).or_default();
-                            let mut evidence = seen_positions(&state.seen);
-                            evidence.push(ctx.event.position);
-                            state.pending = Some(Pending { due, evidence });
-                            self.due.insert((due, key));
-                        }
-                        (false, false) => {
-                            self.keys.remove(&key);
-                            dropped = true;
-                        }
+                    // The first obligation stands: the condition is not even looked at.
+                    if state.is_some_and(|k| k.pending.is_some()) {
+                        continue;
+                    }
+                    if role.holds(&scope, errors) {
+                        // A new obligation: an `expect` from now on is for it.
+                        self.overdue.remove(&key);
+                        let due = ctx.event.time.saturating_add(within);
+                        let state = self.keys.entry(key.clone()).or_default();
+                        let mut evidence = seen_positions(&state.seen);
+                        evidence.push(ctx.event.position);
+                        state.pending = Some(Pending { due, evidence });
+                        self.due.insert((due, key));
+                    } else {
+                        self.keys.remove(&key);
+                        dropped = true;
                     }
                 }
                 RoleKind::Expect => {

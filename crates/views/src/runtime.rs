@@ -474,6 +474,12 @@ impl Views {
         lock(&self.inner.live).kpis()
     }
 
+    /// Live views that restarted empty after their definition changed and hold only
+    /// what they saw since, until their rebuild swaps in (for metrics).
+    pub fn live_stale(&self) -> Vec<String> {
+        lock(&self.inner.live).stale_views().to_vec()
+    }
+
     /// Every live control (for metrics): computing them is cheap, but they hold up to
     /// the newest violations each.
     pub fn live_controls(&self) -> Vec<ControlReport> {
@@ -837,26 +843,11 @@ impl Inner {
         let Some(bytes) = self.store.snapshot(position)? else {
             return Ok(());
         };
-        // The other views' states are copied as stored, not decoded: a merge costs
-        // about the bytes of the snapshot, not decoding and encoding it. So when
-        // the rebuilt views keep what the snapshot already holds (a rebuild under
-        // the same definitions); when they keep events it does not hold, the events
-        // the replaced views kept could stay in it unused, and it is written whole.
-        match fresh.splice_into(defs, bytes) {
-            Ok(Some((spliced, 0))) => self.store.save_snapshot(position, &spliced),
-            Ok(Some(_)) => match self.store.snapshot(position)?.map(|bytes| ViewSet::decode(defs, bytes)) {
-                Some(Ok(mut snapshot)) if snapshot.position() == position => {
-                    let mut copy = ViewSet::decode(defs, fresh.encode())
-                        .map_err(|e| ViewsError::Corrupt(format!("cannot copy a rebuilt view set: {e}")))?;
-                    for name in fresh.view_names() {
-                        if let Some(view) = copy.take_view(&name) {
-                            snapshot.put_view(view);
-                        }
-                    }
-                    self.store.save_snapshot(position, &snapshot.encode())
-                }
-                _ => Ok(()),
-            },
+        // The other views' states are copied as stored, not decoded, when the
+        // rebuilt views keep what the snapshot already holds (a rebuild under the
+        // same definitions): a merge then costs about the bytes of the snapshot.
+        match fresh.merge_into(defs, bytes) {
+            Ok(Some(merged)) => self.store.save_snapshot(position, &merged),
             // Unreadable (another format) or not of this position: left as it is.
             _ => Ok(()),
         }

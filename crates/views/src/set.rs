@@ -461,6 +461,27 @@ impl ViewSet {
         Ok(Some((bytes, new.len())))
     }
 
+    /// The stored set `stored` with this set's views put in, for `defs`: spliced
+    /// ([`ViewSet::splice_into`]) when that adds no kept events, else decoded, the
+    /// views put in, and encoded whole, so the stored table never grows with events
+    /// nothing uses. `None` when `stored` is of another position.
+    pub fn merge_into(&self, defs: &Definitions, stored: Vec<u8>) -> Result<Option<Vec<u8>>> {
+        match self.splice_into(defs, stored.clone())? {
+            None => Ok(None),
+            Some((spliced, 0)) => Ok(Some(spliced)),
+            Some(_) => {
+                let mut set = ViewSet::decode(defs, stored)?;
+                let mut copy = ViewSet::decode(defs, self.encode())?;
+                for name in self.view_names() {
+                    if let Some(view) = copy.take_view(&name) {
+                        set.put_view(view);
+                    }
+                }
+                Ok(Some(set.encode()))
+            }
+        }
+    }
+
     /// State encoded by [`ViewSet::encode`], for `defs`. Views whose definition changed
     /// or is new start empty and are listed in [`ViewSet::stale_views`]; views no longer
     /// defined are dropped. The kept events are read in place: a `Vec` is taken as

@@ -687,6 +687,16 @@ fn rebuilt_views_spliced_into_a_stored_set_equal_them_put_into_the_decoded_set()
     assert!(added > 0);
     assert_eq!(kept(&spliced), kept(&stored) + added);
     assert_eq!(added, kept(&fresh.encode()), "each new event once");
+    // Merged (what the runtime stores): written whole instead, with no unused event.
+    let whole = fresh.merge_into(&changed, stored.clone()).unwrap().unwrap();
+    assert_eq!(whole, merged(&changed, &stored, &fresh));
+    assert!(kept(&whole) <= kept(&spliced));
+    // Under the same definitions it is the splice.
+    let same = rebuilt(&d, &["order_on_time_rate"]);
+    assert_eq!(
+        same.merge_into(&d, stored.clone()).unwrap(),
+        same.splice_into(&d, stored.clone()).unwrap().map(|(bytes, _)| bytes)
+    );
 
     // Another position: not spliced.
     let mut ahead = rebuilt(&d, &["order_on_time_rate"]);
@@ -698,4 +708,32 @@ fn rebuilt_views_spliced_into_a_stored_set_equal_them_put_into_the_decoded_set()
             .splice_into(&changed, stored[..stored.len() / 2].to_vec())
             .is_err()
     );
+}
+
+#[test]
+fn conditions_that_fail_count_as_errors_only_where_they_decide() {
+    let d = defs(
+        r#"
+controls:
+  - name: pm
+    kind: within
+    key: event.data.id
+    after: { type: i.resolved, if: "event.data.sev == 'sev1'" }
+    expect: { type: i.reviewed }
+    within: 1h
+"#,
+    );
+    let mut views = ViewSet::new(&d);
+    feed(
+        &mut views,
+        &[
+            // No sev: the condition fails, an error; no obligation.
+            ("i.resolved", T0, json!({"id": "1"})),
+            ("i.resolved", T0, json!({"id": "2", "sev": "sev1"})),
+            // An obligation stands for 2: its condition is not looked at again.
+            ("i.resolved", T0 + 1, json!({"id": "2"})),
+        ],
+    );
+    assert_eq!(views.eval_errors()["pm"], 1);
+    assert_eq!(views.controls()[0].pending.len(), 1);
 }

@@ -151,7 +151,8 @@ impl View {
         matches!(self.def, Def::Control(_))
     }
 
-    /// Events skipped because a key, group or value failed to evaluate.
+    /// Expressions that failed to evaluate while applying events: keys, groups,
+    /// values and conditions (see `docs/definitions.md`).
     pub fn eval_errors(&self) -> u64 {
         self.stored.eval_errors
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use opsflow_definitions::Definitions;
 use opsflow_log::{EventLog, ExpectedVersion, LogOptions, ProposedEvent};
-use opsflow_views::{AsOf, ViewSet, Views, ViewsOptions, apply_event, into_event_data};
+use opsflow_views::{AsOf, Status, ViewSet, Views, ViewsOptions, apply_event, into_event_data};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -285,6 +285,23 @@ async fn a_changed_definition_rebuilds_only_its_view_and_as_of_still_matches() -
     check(&log, &v2, &running.views, &[3, 14, 22, 35, 40]).await?;
     append_all(&log, &steps[..5], &mut clock).await?;
     check(&log, &v2, &running.views, &[7, 44]).await?;
+
+    // A new target (and description) only: nothing is rebuilt, and the reports
+    // judge by it at once, as of any position too.
+    let yaml = "kpis:\n  - name: all\n    kind: count\n    on: { type: t.x }\n    description: every t.x\n    \
+                target: { green: \"<= 1\" }\n  - name: some\n    kind: count\n    on: { type: t.x, if: \"event.data.n % 2 == 0\" }\n";
+    let v3 = Definitions::from_files(&[("k.yaml".into(), yaml.into())]).map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert_ne!(v3.version, v2.version);
+    let stale = running.views.reload(v3.clone(), running.stop.clone());
+    assert!(stale.is_empty(), "{stale:?}");
+    for as_of in [AsOf::Live, AsOf::Position(22)] {
+        let all = running.views.kpis(as_of, &["all".to_string()]).await?.items;
+        assert_eq!(all[0].target.as_deref(), Some("count <= 1"), "{all:?}");
+        assert_eq!(all[0].description, "every t.x");
+        let day = all[0].values.iter().find(|v| v.window == "24h").expect("a 24h value");
+        assert_eq!(day.status, Status::Red, "{day:?}");
+    }
+    check(&log, &v3, &running.views, &[7, 44]).await?;
     running.stop.cancel();
     running.task.await??;
     log.close().await?;

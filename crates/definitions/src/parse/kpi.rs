@@ -94,7 +94,8 @@ pub(crate) fn kpi(c: &mut Checker<'_>, node: &Node) -> Option<KpiDef> {
     let (windows, buckets) = if windowed(&kind) {
         (c.windows(map), c.buckets(map))
     } else {
-        (Vec::new(), Default::default())
+        // Levels and open counts are current values: no windows, no calendar days.
+        (Vec::new(), crate::Buckets::None)
     };
     let target = c.target(map, &kind, kind_stats(&kind));
 
