@@ -150,6 +150,16 @@ fn cli_round_trip_survives_a_clean_restart() -> anyhow::Result<()> {
             .any(|l| l.starts_with("open_orders ") && l.contains(" now ")),
         "{table}"
     );
+    // A calendar day without samples: a row that says so.
+    let out = cli(&url, &["kpis", "--name", "mtta", "--window", "day:2099-01-01"])?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("mtta ") && l.contains("day:2099-01-01") && l.ends_with("no samples")),
+        "{table}"
+    );
     let out = cli(&url, &["kpis", "--window", "2h"])?;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -50,7 +50,12 @@ fn check(dir: &Path) -> ExitCode {
                 eprintln!("{}", located(dir, e));
             }
             let n = errors.len();
-            eprintln!("{n} problem{} in {}", if n == 1 { "" } else { "s" }, dir.display());
+            eprintln!(
+                "{n} problem{} in {} (warnings about likely typos, such as data fields a catalog type \
+                 does not have, follow once these are fixed)",
+                if n == 1 { "" } else { "s" },
+                dir.display()
+            );
             ExitCode::FAILURE
         }
     }

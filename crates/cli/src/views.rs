@@ -195,15 +195,26 @@ pub async fn kpis(args: KpisArgs) -> anyhow::Result<ExitCode> {
         } else {
             kpi.target.clone()
         };
-        if values.is_empty() {
+        // Calendar days asked for that have no samples: a row that says so, rather
+        // than none.
+        let mut empty: Vec<&str> = args
+            .windows
+            .iter()
+            .filter(|w| w.starts_with("day:") && kpi.calendar_days && !values.iter().any(|v| &v.window == *w))
+            .map(String::as_str)
+            .collect();
+        if values.is_empty() && empty.is_empty() {
+            empty.push("-");
+        }
+        for window in empty {
             lines.push([
                 name.clone(),
-                "-".into(),
+                window.into(),
                 "-".into(),
                 "-".into(),
                 "none".into(),
                 target.clone(),
-                String::new(),
+                "no samples".into(),
             ]);
         }
         for v in values {
@@ -280,6 +291,7 @@ pub async fn compliance(args: ComplianceArgs) -> anyhow::Result<ExitCode> {
             c.violations_total,
             c.pending.len()
         ));
+        let unlisted = c.violations.len().saturating_sub(args.show);
         for v in c.violations.iter().rev().take(args.show) {
             let evidence: Vec<String> = v.evidence.iter().map(u64::to_string).collect();
             emit(format_args!(
@@ -291,11 +303,24 @@ pub async fn compliance(args: ComplianceArgs) -> anyhow::Result<ExitCode> {
                 evidence.join(",")
             ));
         }
+        if unlisted > 0 {
+            emit(format_args!(
+                "    ... {unlisted} older violation{} not listed (--show N, or --output json for all kept)",
+                if unlisted == 1 { "" } else { "s" }
+            ));
+        }
         for o in c.pending.iter().take(args.show) {
             emit(format_args!(
                 "    pending    {}  due {}",
                 printable_key(&o.key),
                 rfc3339(nanos(o.due.as_ref()))
+            ));
+        }
+        let unlisted = c.pending.len().saturating_sub(args.show);
+        if unlisted > 0 {
+            emit(format_args!(
+                "    ... {unlisted} later obligation{} not listed",
+                if unlisted == 1 { "" } else { "s" }
             ));
         }
     }
