@@ -8,7 +8,7 @@ use opsflow_definitions::{Definitions, EventData, EventReads, FieldSet, Fields};
 use opsflow_log::{EventLog, RecordFields, Scanned};
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{Continuation, EventTable, KeptEvents, StoredEvents};
+use crate::codec::{Continuation, EventTable, StoredEvents};
 use crate::keyed::{Ctx, KeyCache};
 use crate::report::{ControlReport, KpiReport};
 use crate::view::{Stored, View};
@@ -91,29 +91,19 @@ pub struct ViewSet {
 }
 
 /// The stored state, written in place from the live set; read back field by field
-/// by [`StoredSet::open`].
+/// by [`StoredSet::open`]. Its events are a table of their own, or a stored set's
+/// followed by new ones ([`ViewSet::splice_into`]).
 #[derive(Serialize)]
-struct Encoded {
-    definitions_version: String,
-    position: u64,
-    clock: i64,
-    /// Every event some view keeps, once (views refer to them by index).
-    events: KeptEvents,
-    views: Vec<EncodedView>,
-}
-
-/// An [`Encoded`] written by [`ViewSet::splice_into`]: a stored set's events and view
-/// states as they were stored, with some views replaced.
-#[derive(Serialize)]
-struct Spliced<'a> {
+struct Encoded<'a> {
     definitions_version: &'a str,
     position: u64,
     clock: i64,
+    /// Every event some view keeps, once (views refer to them by index).
     events: Continuation<'a>,
     views: Vec<EncodedView>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct EncodedView {
     name: String,
     fingerprint: String,
@@ -369,13 +359,30 @@ impl ViewSet {
     /// The whole state: a format byte, then postcard.
     pub fn encode(&self) -> Vec<u8> {
         let table = EventTable::writing(&self.kept);
-        let views = self
-            .views
+        let views = self.encoded_views();
+        let new = table.finish();
+        let encoded = Encoded {
+            definitions_version: &self.version,
+            position: self.position,
+            clock: self.clock,
+            events: Continuation {
+                stored: None,
+                new: &new,
+            },
+            views,
+        };
+        // Serializing plain data into a Vec cannot fail.
+        postcard::to_extend(&encoded, vec![FORMAT]).unwrap_or_default()
+    }
+
+    /// Each view's state, encoded while an [`EventTable`] collects the events it
+    /// keeps. A stale view holds only what it saw since it went stale: stored
+    /// without a fingerprint, it decodes stale again (rebuilt), never as a view that
+    /// saw everything.
+    fn encoded_views(&self) -> Vec<EncodedView> {
+        self.views
             .iter()
             .map(|v| {
-                // A stale view holds only what it saw since it went stale: stored
-                // without a fingerprint, it decodes stale again (rebuilt), never as a
-                // view that saw everything.
                 let (fingerprint, state) = if self.stale.iter().any(|n| n == v.name()) {
                     (String::new(), Vec::new())
                 } else {
@@ -390,18 +397,7 @@ impl ViewSet {
                     state,
                 }
             })
-            .collect();
-        let encoded = Encoded {
-            definitions_version: self.version.clone(),
-            position: self.position,
-            clock: self.clock,
-            events: table.finish(),
-            views,
-        };
-        let mut bytes = vec![FORMAT];
-        // Serializing plain data into a Vec cannot fail.
-        bytes.extend(postcard::to_stdvec(&encoded).unwrap_or_default());
-        bytes
+            .collect()
     }
 
     /// The stored set `stored` ([`ViewSet::encode`]) with this set's views in place
@@ -415,39 +411,39 @@ impl ViewSet {
     /// table, unused, so a caller that must keep it from growing writes the set whole
     /// instead when some were added. `None` when `stored` is of another position.
     pub fn splice_into(&self, defs: &Definitions, stored: Vec<u8>) -> Result<Option<(Vec<u8>, usize)>> {
-        let corrupt = |e: postcard::Error| ViewError::Corrupt(e.to_string());
         let stored = StoredSet::open(stored)?;
-        if stored.position != self.position {
-            return Ok(None);
-        }
+        Ok((stored.position == self.position).then(|| self.splice(defs, &stored)))
+    }
+
+    /// [`ViewSet::splice_into`] an opened stored set of this set's position.
+    fn splice(&self, defs: &Definitions, stored: &StoredSet) -> (Vec<u8>, usize) {
         let table = EventTable::continuing(&self.kept, stored.events.clone());
-        let mut fresh = HashMap::new();
-        for v in &self.views {
-            if !self.stale.iter().any(|n| n == v.name()) {
-                let state = postcard::to_stdvec(&v.stored).map_err(corrupt)?;
-                fresh.insert(v.name(), (v.fingerprint(), state));
-            }
-        }
+        let mut fresh: HashMap<String, EncodedView> = self
+            .encoded_views()
+            .into_iter()
+            .filter(|e| !e.fingerprint.is_empty())
+            .map(|e| (e.name.clone(), e))
+            .collect();
         let new = table.finish();
         let views = ViewSet::new(defs)
             .views
             .iter()
             .map(|v| {
-                let (fingerprint, state) = match fresh.remove(v.name()) {
-                    Some((fingerprint, state)) if fingerprint == v.fingerprint() => (fingerprint.to_string(), state),
+                let kept = |e: &EncodedView| e.fingerprint == v.fingerprint();
+                match fresh.remove(v.name()) {
+                    Some(e) if kept(&e) => e,
                     _ => match stored.views.iter().find(|e| e.name == v.name()) {
-                        Some(e) if e.fingerprint == v.fingerprint() => (e.fingerprint.clone(), e.state.clone()),
-                        _ => (String::new(), Vec::new()),
+                        Some(e) if kept(e) => e.clone(),
+                        _ => EncodedView {
+                            name: v.name().to_string(),
+                            fingerprint: String::new(),
+                            state: Vec::new(),
+                        },
                     },
-                };
-                EncodedView {
-                    name: v.name().to_string(),
-                    fingerprint,
-                    state,
                 }
             })
             .collect();
-        let spliced = Spliced {
+        let spliced = Encoded {
             definitions_version: &defs.version,
             position: stored.position,
             clock: stored.clock,
@@ -457,8 +453,11 @@ impl ViewSet {
             },
             views,
         };
-        let bytes = postcard::to_extend(&spliced, vec![FORMAT]).map_err(corrupt)?;
-        Ok(Some((bytes, new.len())))
+        // Serializing plain data into a Vec cannot fail.
+        (
+            postcard::to_extend(&spliced, vec![FORMAT]).unwrap_or_default(),
+            new.len(),
+        )
     }
 
     /// The stored set `stored` with this set's views put in, for `defs`: spliced
@@ -466,11 +465,14 @@ impl ViewSet {
     /// views put in, and encoded whole, so the stored table never grows with events
     /// nothing uses. `None` when `stored` is of another position.
     pub fn merge_into(&self, defs: &Definitions, stored: Vec<u8>) -> Result<Option<Vec<u8>>> {
-        match self.splice_into(defs, stored.clone())? {
-            None => Ok(None),
-            Some((spliced, 0)) => Ok(Some(spliced)),
-            Some(_) => {
-                let mut set = ViewSet::decode(defs, stored)?;
+        let stored = StoredSet::open(stored)?;
+        if stored.position != self.position {
+            return Ok(None);
+        }
+        match self.splice(defs, &stored) {
+            (spliced, 0) => Ok(Some(spliced)),
+            _ => {
+                let mut set = stored.decode(ViewSet::new(defs))?;
                 let mut copy = ViewSet::decode(defs, self.encode())?;
                 for name in self.view_names() {
                     if let Some(view) = copy.take_view(&name) {
