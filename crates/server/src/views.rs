@@ -552,27 +552,26 @@ fn render_gauges(
 ) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let values = || {
-        kpis.iter().flat_map(|kpi| {
+    // Each KPI value (calendar days aside) with its labels.
+    let values: Vec<(&opsflow_views::KpiValue, String)> = kpis
+        .iter()
+        .flat_map(|kpi| {
             kpi.values
                 .iter()
                 .filter(|v| !v.window.starts_with("day:"))
                 .map(move |v| {
-                    (
-                        kpi,
-                        v,
-                        format!(
-                            "name=\"{}\",window=\"{}\",group=\"{}\"",
-                            label(&kpi.name),
-                            label(&v.window),
-                            label(&v.group)
-                        ),
-                    )
+                    let labels = format!(
+                        "name=\"{}\",window=\"{}\",group=\"{}\"",
+                        label(&kpi.name),
+                        label(&v.window),
+                        label(&v.group)
+                    );
+                    (v, labels)
                 })
         })
-    };
+        .collect();
     out.push_str("# HELP opsflow_kpi KPI headline value, by KPI, window and group\n# TYPE opsflow_kpi gauge\n");
-    for (_, value, labels) in values() {
+    for (value, labels) in &values {
         if let Some(headline) = value.headline {
             let _ = writeln!(out, "opsflow_kpi{{{labels}}} {}", sample(headline));
         }
@@ -581,30 +580,32 @@ fn render_gauges(
         "# HELP opsflow_kpi_status KPI status against its target: 0 none, 1 green, 2 amber, 3 red\n\
          # TYPE opsflow_kpi_status gauge\n",
     );
-    for (_, value, labels) in values() {
+    for (value, labels) in &values {
         let _ = writeln!(out, "opsflow_kpi_status{{{labels}}} {}", status_number(value.status));
     }
-    for (metric, help) in [
+    type Figure = fn(&opsflow_views::ControlReport) -> u64;
+    let figures: [(&str, &str, Figure); 4] = [
         (
             "opsflow_control_status",
             "Control status: 1 green, 2 amber (obligations pending), 3 red (violations)",
+            |c| u64::from(status_number(c.status)),
         ),
         (
             "opsflow_control_violations",
             "Violations found by the control (a withdrawn one goes)",
+            |c| c.violations_total,
         ),
-        ("opsflow_control_pending", "Obligations of the control not yet due"),
-        ("opsflow_control_checked", "Checks the control made"),
-    ] {
+        (
+            "opsflow_control_pending",
+            "Obligations of the control not yet due",
+            |c| c.pending.len() as u64,
+        ),
+        ("opsflow_control_checked", "Checks the control made", |c| c.checked),
+    ];
+    for (metric, help, figure) in figures {
         let _ = write!(out, "# HELP {metric} {help}\n# TYPE {metric} gauge\n");
         for control in controls {
-            let value = match metric {
-                "opsflow_control_status" => u64::from(status_number(control.status)),
-                "opsflow_control_violations" => control.violations_total,
-                "opsflow_control_pending" => control.pending.len() as u64,
-                _ => control.checked,
-            };
-            let _ = writeln!(out, "{metric}{{name=\"{}\"}} {value}", label(&control.name));
+            let _ = writeln!(out, "{metric}{{name=\"{}\"}} {}", label(&control.name), figure(control));
         }
     }
     out.push_str(
