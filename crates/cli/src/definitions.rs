@@ -157,22 +157,35 @@ impl Site<'_> {
     }
 
     fn fields<'e>(&self, out: &mut Warnings, event_type: &str, exprs: impl IntoIterator<Item = &'e Expr>) {
+        for expr in exprs {
+            if let Fields::Only(names) = expr.reads().event.data {
+                self.unlisted(out, event_type, &names, |name| {
+                    format!("`{}` reads data.{name}", expr.source())
+                });
+            }
+        }
+    }
+
+    /// A warning for each of `names` (top-level data fields) that the catalog type
+    /// `event_type` does not list; `read` says where one is read.
+    fn unlisted<'n>(
+        &self,
+        out: &mut Warnings,
+        event_type: &str,
+        names: impl IntoIterator<Item = &'n String>,
+        read: impl Fn(&str) -> String,
+    ) {
         let Some(spec) = opsflow_catalog::spec_of(event_type) else {
             return;
         };
-        for expr in exprs {
-            let Fields::Only(names) = expr.reads().event.data else {
-                continue;
-            };
-            for name in names.iter().filter(|n| spec.field(n).is_none()) {
-                let listed: Vec<&str> = spec.fields.iter().map(|f| f.name).collect();
-                out.insert(self.warn(format!(
-                    "`{}` reads data.{name}, which {event_type} does not have in the catalog (its fields: {}); \
-                     extra fields are allowed: is it a typo?",
-                    expr.source(),
-                    listed.join(", ")
-                )));
-            }
+        for name in names.into_iter().filter(|n| spec.field(n).is_none()) {
+            let listed: Vec<&str> = spec.fields.iter().map(|f| f.name).collect();
+            out.insert(self.warn(format!(
+                "{}, which {event_type} does not have in the catalog (its fields: {}); extra fields are \
+                 allowed: is it a typo?",
+                read(name),
+                listed.join(", ")
+            )));
         }
     }
 
@@ -180,17 +193,9 @@ impl Site<'_> {
     /// and data fields read of a tracked catalog type that it does not have.
     fn seen(&self, out: &mut Warnings, reads: &opsflow_definitions::Reads, track: &[String]) {
         for (event_type, names) in &reads.seen_data {
-            let Some(spec) = opsflow_catalog::spec_of(event_type) else {
-                continue;
-            };
-            for name in names.iter().filter(|n| spec.field(n).is_none()) {
-                let listed: Vec<&str> = spec.fields.iter().map(|f| f.name).collect();
-                out.insert(self.warn(format!(
-                    "an expression reads seen['{event_type}'].data.{name}, which {event_type} does not have in the \
-                     catalog (its fields: {}); extra fields are allowed: is it a typo?",
-                    listed.join(", ")
-                )));
-            }
+            self.unlisted(out, event_type, names, |name| {
+                format!("an expression reads seen['{event_type}'].data.{name}")
+            });
         }
         for t in reads.seen_types.iter().filter(|t| !track.contains(t)) {
             let tracked = match track {
