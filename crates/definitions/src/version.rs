@@ -26,16 +26,7 @@ pub fn version_of<N: AsRef<str>, C: AsRef<str>>(files: &[(N, C)]) -> String {
 /// order and the rest of the file do not change it.
 pub(crate) fn fingerprint(node: &Node, report_only: &[&str]) -> String {
     let mut canonical = String::new();
-    match node {
-        Node::Mapping(map) => {
-            let mut kept = marked_yaml::types::MarkedMappingNode::new_empty(*map.span());
-            for (k, v) in map.iter().filter(|(k, _)| !report_only.contains(&k.as_str())) {
-                kept.insert(k.clone(), v.clone());
-            }
-            write_canonical(&Node::Mapping(kept), &mut canonical);
-        }
-        other => write_canonical(other, &mut canonical),
-    }
+    write_canonical(node, true, report_only, &mut canonical);
     hex::encode(Sha256::digest(canonical.as_bytes()))[..16].to_string()
 }
 
@@ -43,13 +34,9 @@ pub(crate) fn fingerprint(node: &Node, report_only: &[&str]) -> String {
 /// written (`a=1,b=2`), so reordering them changes the view's groups.
 const ORDERED: &[&str] = &["group_by"];
 
-fn write_canonical(node: &Node, out: &mut String) {
-    write_canonical_in(node, true, out);
-}
-
 /// `sorted`: whether this node's own mapping keys are sorted (its children's are,
-/// unless they are `ORDERED`).
-fn write_canonical_in(node: &Node, sorted: bool, out: &mut String) {
+/// unless they are `ORDERED`); `skip`: its own keys left out.
+fn write_canonical(node: &Node, sorted: bool, skip: &[&str], out: &mut String) {
     match node {
         Node::Scalar(s) => push_json_string(s.as_str(), out),
         Node::Sequence(items) => {
@@ -58,12 +45,12 @@ fn write_canonical_in(node: &Node, sorted: bool, out: &mut String) {
                 if i > 0 {
                     out.push(',');
                 }
-                write_canonical(item, out);
+                write_canonical(item, true, &[], out);
             }
             out.push(']');
         }
         Node::Mapping(map) => {
-            let mut entries: Vec<_> = map.iter().collect();
+            let mut entries: Vec<_> = map.iter().filter(|(k, _)| !skip.contains(&k.as_str())).collect();
             if sorted {
                 entries.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
             } else {
@@ -77,7 +64,7 @@ fn write_canonical_in(node: &Node, sorted: bool, out: &mut String) {
                 }
                 push_json_string(k.as_str(), out);
                 out.push(':');
-                write_canonical_in(v, !ORDERED.contains(&k.as_str()), out);
+                write_canonical(v, !ORDERED.contains(&k.as_str()), &[], out);
             }
             out.push('}');
         }
