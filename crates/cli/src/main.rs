@@ -16,6 +16,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// mimalloc: views decode and apply events with many small allocations, which
 /// glibc's allocator serves markedly slower (measured by `opsflow-bench --only views`).
+/// mimalloc 2 (the workspace's `v2` feature), not the crate's default 3: the views
+/// rebuild ran 3-5% faster with it (interleaved runs, 2026-11-23), as-of queries the same.
 /// Built not to ask for transparent huge pages (the workspace's `no_thp` feature): an
 /// as-of query decodes a snapshot into fresh memory, and the kernel zeroing 2 MB
 /// pages for it was half of the decode and most of the p99 (as-of KPIs p99 300-390
