@@ -31,7 +31,7 @@ mod validate;
 mod validator;
 
 pub use error::{CatalogError, Problem, Result};
-pub use projected::is_json;
+pub use projected::{DataMembers, is_json};
 pub use table::{CATALOG, EventSpec, Field, Format, Kind, is_catalog_type, spec_of, types};
-pub use validate::{data_as_json, data_fields_as_json, validate, validate_json};
+pub use validate::{data_as_json, data_members, validate, validate_json};
 pub use validator::CatalogValidator;

@@ -12,22 +12,46 @@ use serde_json::{Map, Value};
 /// `serde_json::from_slice::<Value>` fails; duplicate keys keep the last value,
 /// as it does.
 pub(crate) fn parse(data: &[u8], keep: &dyn Fn(&str) -> bool) -> Option<Value> {
-    if let Some(value) = Fast::new(data).and_then(|fast| fast.object(keep)) {
-        return Some(value);
-    }
-    parse_with_serde(data, keep)
+    Some(match members(data, &|k| keep(k).then(|| k.to_owned()))? {
+        DataMembers::Object(members) => {
+            let mut map = Map::new();
+            for (k, v) in members {
+                map.insert(k, v);
+            }
+            Value::Object(map)
+        }
+        DataMembers::Other(value) => value,
+    })
 }
 
-/// [`parse`] by serde_json alone.
-fn parse_with_serde(data: &[u8], keep: &dyn Fn(&str) -> bool) -> Option<Value> {
+/// JSON data read as [`parse`] reads it, its object's members not yet made a map:
+/// each kept one named by what `keep` gives for its name.
+pub enum DataMembers<K> {
+    /// The kept members of an object in the order written, a name given twice
+    /// twice (the last one counts, as a JSON object read by serde_json keeps it).
+    Object(Vec<(K, Value)>),
+    /// Data that is not an object, whole.
+    Other(Value),
+}
+
+/// [`parse`] giving the members (see [`DataMembers`]).
+pub(crate) fn members<K>(data: &[u8], keep: &dyn Fn(&str) -> Option<K>) -> Option<DataMembers<K>> {
+    if let Some(members) = Fast::new(data).and_then(|fast| fast.object(keep)) {
+        return Some(DataMembers::Object(members));
+    }
+    members_with_serde(data, keep)
+}
+
+/// [`members`] by serde_json alone.
+fn members_with_serde<K>(data: &[u8], keep: &dyn Fn(&str) -> Option<K>) -> Option<DataMembers<K>> {
     let first = data.iter().find(|b| !b.is_ascii_whitespace())?;
     if *first != b'{' {
-        return serde_json::from_slice(data).ok();
+        return serde_json::from_slice(data).ok().map(DataMembers::Other);
     }
     let mut de = serde_json::Deserializer::from_slice(data);
-    let value = de.deserialize_map(Object { keep }).ok()?;
+    let members = de.deserialize_map(Object { keep }).ok()?;
     de.end().ok()?;
-    Some(value)
+    Some(DataMembers::Object(members))
 }
 
 /// The common case, read without serde: an object whose member names and strings
@@ -59,21 +83,20 @@ impl<'a> Fast<'a> {
         })
     }
 
-    fn object(mut self, keep: &dyn Fn(&str) -> bool) -> Option<Value> {
+    fn object<K>(mut self, keep: &dyn Fn(&str) -> Option<K>) -> Option<Vec<(K, Value)>> {
         self.whitespace();
         self.eat(b'{')?;
-        let mut map = Map::new();
+        let mut members = Vec::new();
         self.sequence(b'}', |p| {
             let key = p.key()?;
-            if keep(key) {
-                map.insert(key.to_owned(), p.value_built()?);
-            } else {
-                p.value(0)?;
+            match keep(key) {
+                Some(name) => members.push((name, p.value_built()?)),
+                None => p.value(0)?,
             }
             Some(())
         })?;
         self.whitespace();
-        (self.at == self.data.len()).then_some(Value::Object(map))
+        (self.at == self.data.len()).then_some(members)
     }
 
     /// The items of an array or the members of an object, after its opening
@@ -227,54 +250,55 @@ pub fn is_json(data: &[u8]) -> bool {
     Skip.deserialize(&mut de).is_ok() && de.end().is_ok()
 }
 
-struct Object<'k> {
-    keep: &'k dyn Fn(&str) -> bool,
+struct Object<'k, K> {
+    keep: &'k dyn Fn(&str) -> Option<K>,
 }
 
-impl<'de> Visitor<'de> for Object<'_> {
-    type Value = Value;
+impl<'de, K> Visitor<'de> for Object<'_, K> {
+    type Value = Vec<(K, Value)>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
-        let mut map = Map::new();
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Vec<(K, Value)>, A::Error> {
+        let mut members = Vec::new();
         while let Some(key) = access.next_key_seed(Key { keep: self.keep })? {
             match key {
                 Some(key) => {
                     let value: Value = access.next_value()?;
-                    map.insert(key, value);
+                    members.push((key, value));
                 }
                 None => access.next_value_seed(Skip)?,
             }
         }
-        Ok(Value::Object(map))
+        Ok(members)
     }
 }
 
-/// A key: `Some` (allocated) when kept, `None` when its value is to be skipped.
-struct Key<'k> {
-    keep: &'k dyn Fn(&str) -> bool,
+/// A key: `Some` (what `keep` makes of it) when kept, `None` when its value is to be
+/// skipped.
+struct Key<'k, K> {
+    keep: &'k dyn Fn(&str) -> Option<K>,
 }
 
-impl<'de> DeserializeSeed<'de> for Key<'_> {
-    type Value = Option<String>;
+impl<'de, K> DeserializeSeed<'de> for Key<'_, K> {
+    type Value = Option<K>;
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<String>, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<K>, D::Error> {
         deserializer.deserialize_str(self)
     }
 }
 
-impl<'de> Visitor<'de> for Key<'_> {
-    type Value = Option<String>;
+impl<'de, K> Visitor<'de> for Key<'_, K> {
+    type Value = Option<K>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a string key")
     }
 
-    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Option<String>, E> {
-        Ok((self.keep)(key).then(|| key.to_owned()))
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Option<K>, E> {
+        Ok((self.keep)(key))
     }
 }
 
@@ -337,6 +361,7 @@ impl<'de> Visitor<'de> for Skip {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn keep_ab(k: &str) -> bool {
         k == "a" || k == "b"
@@ -369,17 +394,41 @@ mod tests {
         }
     }
 
+    /// The fast path alone, its members made a map.
+    fn fast(data: &[u8], keep: &dyn Fn(&str) -> bool) -> Option<Value> {
+        let members = Fast::new(data)?.object(&|k| keep(k).then(|| k.to_owned()))?;
+        Some(Value::Object(members.into_iter().collect()))
+    }
+
+    #[test]
+    fn members_come_in_the_order_written_named_by_keep() {
+        let named = |k: &str| keep_ab(k).then_some(k.len());
+        for data in [
+            &br#"{"b": 2, "x": 0, "a": 1, "b": 3}"#[..],
+            br#"{"b": 2, "x": 0, "a": 1, "b": 3 }"#,
+        ] {
+            match members(data, &named) {
+                Some(DataMembers::Object(m)) => assert_eq!(m, [(1, json!(2)), (1, json!(1)), (1, json!(3))]),
+                _ => panic!("an object"),
+            }
+        }
+        // Escapes leave the data to serde_json, which gives the same.
+        match members(br#"{"\u0062": 2, "a": "\n"}"#, &|k| keep_ab(k).then(|| k.to_owned())) {
+            Some(DataMembers::Object(m)) => assert_eq!(m, [("b".to_owned(), json!(2)), ("a".to_owned(), json!("\n"))]),
+            _ => panic!("an object"),
+        }
+        assert!(matches!(members(b"[1]", &named), Some(DataMembers::Other(v)) if v == json!([1])));
+        assert!(members(b"{", &named).is_none());
+    }
+
     #[test]
     fn the_fast_path_reads_common_data_and_leaves_the_rest_to_serde() {
         let common = r#"{"order_id": "ORD-1", "total": 12500.5, "lines": [{"sku": "A", "qty": 2}],
             "customer": "café", "priority": true, "note": null, "count": -3}"#
             .as_bytes();
         let keep = |k: &str| matches!(k, "order_id" | "total" | "lines" | "count" | "customer");
-        assert!(Fast::new(common).and_then(|f| f.object(&keep)).is_some());
-        assert_eq!(
-            Fast::new(common).and_then(|f| f.object(&keep)),
-            reference(common, &keep)
-        );
+        assert!(fast(common, &keep).is_some());
+        assert_eq!(fast(common, &keep), reference(common, &keep));
         for unusual in [
             &br#"{"a": "tab\tbed"}"#[..],
             br#"{"a": 1e3}"#,
@@ -388,12 +437,7 @@ mod tests {
             br#"{"a": 01}"#,
             b"[1]",
         ] {
-            assert_eq!(
-                Fast::new(unusual).and_then(|f| f.object(&keep_ab)),
-                None,
-                "{}",
-                String::from_utf8_lossy(unusual)
-            );
+            assert_eq!(fast(unusual, &keep_ab), None, "{}", String::from_utf8_lossy(unusual));
             assert_eq!(parse(unusual, &keep_ab), reference(unusual, &keep_ab));
         }
     }

@@ -4,6 +4,7 @@ use serde_json::{Map, Value};
 
 use crate::check::{check_object, json_kind};
 use crate::media::{Media, media};
+use crate::projected::DataMembers;
 use crate::{CatalogError, EventSpec, Result, protobuf, spec_of};
 
 /// Validates JSON `data` for `event_type`. A catalog type needs a JSON object with
@@ -31,6 +32,31 @@ pub fn validate_json(event_type: &str, data: &[u8]) -> Result<()> {
         None => serde_json::from_str::<serde::de::IgnoredAny>(text)
             .map(|_| ())
             .map_err(|e| CatalogError::unreadable(event_type, format!("not valid JSON ({e})"))),
+    }
+}
+
+/// [`data_as_json`] keeping only the top-level fields `keep` names, without making
+/// them a map: each kept one named by what `keep` gives for its name, in the order
+/// written (a name given twice is there twice; the last counts). JSON fields that
+/// are not kept are skipped without being built, which is most of the cost of
+/// reading an event.
+pub fn data_members<K>(
+    event_type: &str,
+    content_type: &str,
+    data: &[u8],
+    keep: &dyn Fn(&str) -> Option<K>,
+) -> Option<DataMembers<K>> {
+    if data.is_empty() {
+        return None;
+    }
+    match media(content_type) {
+        Media::Json => crate::projected::members(data, keep),
+        _ => match data_as_json(event_type, content_type, data)? {
+            Value::Object(map) => Some(DataMembers::Object(
+                map.into_iter().filter_map(|(k, v)| Some((keep(&k)?, v))).collect(),
+            )),
+            other => Some(DataMembers::Other(other)),
+        },
     }
 }
 
@@ -62,24 +88,6 @@ pub fn data_as_json(event_type: &str, content_type: &str, data: &[u8]) -> Option
             protobuf::decode(spec, data).ok().map(Value::Object)
         }
         Media::Other => None,
-    }
-}
-
-/// [`data_as_json`] keeping only the top-level fields `keep` accepts (all of them
-/// for data that is not an object). JSON fields that are not kept are skipped
-/// without being built, which is most of the cost of reading an event.
-pub fn data_fields_as_json(
-    event_type: &str,
-    content_type: &str,
-    data: &[u8],
-    keep: &dyn Fn(&str) -> bool,
-) -> Option<Value> {
-    match media(content_type) {
-        Media::Json => crate::projected::parse(data, keep),
-        _ => match data_as_json(event_type, content_type, data)? {
-            Value::Object(map) => Some(Value::Object(map.into_iter().filter(|(k, _)| keep(k)).collect())),
-            other => Some(other),
-        },
     }
 }
 

@@ -105,7 +105,7 @@ mod tests {
             EventData {
                 event_type: event_type.into(),
                 time,
-                data,
+                data: crate::expr::Data::fields_of(data),
                 ..EventData::default()
             }
         }
@@ -232,7 +232,9 @@ mod tests {
                 })
             };
             assert_eq!(channel(&start), Ok("unknown".into()));
-            start.data["channel"] = json!("web");
+            let mut data = start.data.as_json().clone();
+            data["channel"] = json!("web");
+            start.data = data.into();
             assert_eq!(channel(&start), Ok("web".into()));
         }
 
@@ -246,7 +248,9 @@ mod tests {
             let shipped = event("order.shipped", 0, json!({"order_id": "O-1", "carrier": "dhl"}));
             let big = placed();
             let mut small = placed();
-            small.data["total"] = json!(10000);
+            let mut data = small.data.as_json().clone();
+            data["total"] = json!(10000);
+            small.data = data.into();
             let with = |seen: &Seen| {
                 when.matches(&Scope {
                     event: &shipped,

@@ -3,6 +3,7 @@
 //! anything else by the CEL interpreter.
 
 mod cel;
+mod data;
 mod kept;
 mod native;
 mod path;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use self::cel::CelProgram;
+pub use self::data::{Data, Members, Name};
 pub use self::kept::{EventSource, LazyEvent, SharedEvent};
 use self::native::NativeProgram;
 use self::path::FieldPath;
@@ -35,8 +37,8 @@ pub struct EventData {
     /// Event time, Unix nanoseconds.
     pub time: i64,
     /// The JSON data (protobuf catalog data decoded to the same fields); `Null` when
-    /// the data is not JSON.
-    pub data: serde_json::Value,
+    /// the data is not JSON. Views hold only the fields definitions read.
+    pub data: Data,
     pub metadata: BTreeMap<String, String>,
 }
 
@@ -214,7 +216,7 @@ impl Expr {
     ///
     /// let event = EventData {
     ///     event_type: "order.placed".into(),
-    ///     data: serde_json::json!({"order_id": "PO-1", "total": 12500.5}),
+    ///     data: serde_json::json!({"order_id": "PO-1", "total": 12500.5}).into(),
     ///     ..EventData::default()
     /// };
     /// let key = Expr::compile("event.data.order_id").unwrap();

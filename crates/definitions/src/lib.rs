@@ -45,8 +45,8 @@ mod watch;
 pub use builtin::{BUILTIN_FILES, builtin};
 pub use error::{CheckError, CheckErrors};
 pub use expr::{
-    CompileError, EvalError, EventData, EventReads, EventSource, Expr, FieldSet, Fields, LazyEvent, Reads, Scope, Seen,
-    SharedEvent, Value,
+    CompileError, Data, EvalError, EventData, EventReads, EventSource, Expr, FieldSet, Fields, LazyEvent, Members,
+    Name, Reads, Scope, Seen, SharedEvent, Value,
 };
 pub use model::{
     Buckets, Comparison, ControlDef, ControlKind, Definitions, KpiDef, KpiKind, Match, Op, Origin, Target, Window,

@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use opsflow_definitions::{EventData, EventReads, EventSource, FieldSet, LazyEvent, SharedEvent};
+use opsflow_definitions::{Data, EventData, EventReads, EventSource, FieldSet, LazyEvent, SharedEvent};
 use serde::de::Deserializer;
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
@@ -62,6 +62,26 @@ struct Entries<'a>(&'a serde_json::Map<String, serde_json::Value>);
 impl Serialize for Entries<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(self.0.iter().map(|(k, v)| (k, JsonRef(v))))
+    }
+}
+
+/// An event's data, serialized as [`StoredJson`] serializes the same JSON.
+struct DataRef<'a>(&'a Data);
+
+impl Serialize for DataRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        struct Entries<'a>(opsflow_definitions::Members<'a>);
+        impl Serialize for Entries<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                // Of exact size: postcard writes the length first.
+                s.collect_seq(self.0.clone().map(|(k, v)| (k, JsonRef(v))))
+            }
+        }
+        match self.0.members() {
+            // In name order, as a map's entries are.
+            Some(members) => s.serialize_newtype_variant(JSON, 7, "Object", &Entries(members)),
+            None => JsonRef(self.0.as_json()).serialize(s),
+        }
     }
 }
 
@@ -285,7 +305,7 @@ struct StoredEventRef<'a> {
     id: &'a str,
     event_type: &'a str,
     time: i64,
-    data: JsonRef<'a>,
+    data: DataRef<'a>,
     metadata: &'a BTreeMap<String, String>,
 }
 
@@ -299,7 +319,7 @@ impl<'a> From<&'a EventData> for StoredEventRef<'a> {
             id: &e.id,
             event_type: &e.event_type,
             time: e.time,
-            data: JsonRef(&e.data),
+            data: DataRef(&e.data),
             metadata: &e.metadata,
         }
     }
@@ -369,7 +389,7 @@ impl From<StoredEvent> for EventData {
             id: e.id,
             event_type: e.event_type,
             time: e.time,
-            data: e.data.0,
+            data: Data::fields_of(e.data.0),
             metadata: e.metadata,
         }
     }
@@ -727,6 +747,8 @@ mod tests {
 
     #[test]
     fn kept_events_round_trip_exactly() {
+        let data = serde_json::json!({"order_id": "O-1", "total": 12500.5, "lines": 3, "neg": -4,
+            "nested": {"a": [1, 0.1, null, true]}});
         let event = EventData {
             position: 7,
             version: 2,
@@ -735,10 +757,21 @@ mod tests {
             id: "e7".into(),
             event_type: "order.placed".into(),
             time: 1_763_719_200_000_000_000,
-            data: serde_json::json!({"order_id": "O-1", "total": 12500.5, "lines": 3, "neg": -4,
-                "nested": {"a": [1, 0.1, null, true]}}),
+            // As views decode data: the fields they read.
+            data: Data::fields_of(data.clone()),
             metadata: BTreeMap::from([("k".into(), "v".into())]),
         };
+        // Stored as the same bytes as the data held whole.
+        let whole = EventData {
+            data: data.into(),
+            ..event.clone()
+        };
+        let stored_bytes = |event: &EventData| {
+            let table = EventTable::writing(&EventReads::everything());
+            postcard::to_stdvec(&Kept(Arc::new(event.clone()).into())).unwrap();
+            postcard::to_stdvec(&table.finish()).unwrap()
+        };
+        assert_eq!(stored_bytes(&event), stored_bytes(&whole));
         let kept = Kept(Arc::new(event).into());
         // Kept twice: stored once, both refer to it.
         let table = EventTable::writing(&EventReads::everything());
@@ -769,7 +802,7 @@ mod tests {
             position: 3,
             stream: "order/O-1".into(),
             event_type: "order.placed".into(),
-            data: serde_json::json!({"order_id": "O-1", "total": 5, "channel": "web"}),
+            data: Data::fields_of(serde_json::json!({"order_id": "O-1", "total": 5, "channel": "web"})),
             ..EventData::default()
         };
         let kept = EventReads {

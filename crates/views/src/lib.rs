@@ -29,7 +29,7 @@
 //!     position,
 //!     event_type: event_type.into(),
 //!     time,
-//!     data: serde_json::json!({"incident_id": "INC-1"}),
+//!     data: serde_json::json!({"incident_id": "INC-1"}).into(),
 //!     ..EventData::default()
 //! };
 //! let log = [event(1, "incident.opened", 0), event(2, "deploy.done", 3 * minute), event(3, "incident.acknowledged", 5 * minute)];

@@ -12,7 +12,8 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use opsflow_definitions::{Definitions, EventData, FieldSet, Fields};
+use opsflow_catalog::DataMembers;
+use opsflow_definitions::{Data, Definitions, EventData, FieldSet, Fields};
 use opsflow_log::{Direction, EventLog, LogError, RecordedEvent, Scanned, rfc3339};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -175,13 +176,18 @@ pub fn into_event_data(event: RecordedEvent) -> EventData {
 /// [`into_event_data`] decoding only the top-level `data` fields in `fields`.
 fn into_event_data_with(event: RecordedEvent, fields: &FieldSet) -> EventData {
     let data = if fields.is_all() {
-        opsflow_catalog::data_as_json(&event.event_type, &event.content_type, &event.data)
+        opsflow_catalog::data_as_json(&event.event_type, &event.content_type, &event.data).map(Data::from)
     } else {
-        opsflow_catalog::data_fields_as_json(&event.event_type, &event.content_type, &event.data, &|k| {
-            fields.contains(k)
+        // Only the fields views read, named by the definitions' own copies of the names.
+        opsflow_catalog::data_members(&event.event_type, &event.content_type, &event.data, &|k| {
+            fields.name(k).cloned()
+        })
+        .map(|members| match members {
+            DataMembers::Object(fields) => Data::from_fields(fields),
+            DataMembers::Other(value) => Data::from(value),
         })
     }
-    .unwrap_or(serde_json::Value::Null);
+    .unwrap_or_default();
     EventData {
         position: event.position,
         version: event.version,

@@ -19,7 +19,7 @@ fn event(position: u64, event_type: &str, time: i64, data: serde_json::Value) ->
         position,
         event_type: event_type.into(),
         time,
-        data,
+        data: opsflow_definitions::Data::fields_of(data),
         ..EventData::default()
     }
 }

@@ -38,7 +38,7 @@ impl Generator {
             id: self.position.to_string(),
             event_type: event_type.into(),
             time: self.time,
-            data,
+            data: opsflow_definitions::Data::fields_of(data),
             metadata: Default::default(),
         });
     }
@@ -243,7 +243,8 @@ fn expression_costs() {
     let event = EventData {
         event_type: "expense.recorded".into(),
         time: nanos("2026-11-01T00:00:00Z"),
-        data: json!({"cost_centre": "cc1", "period": "2026-11", "amount": 12.5, "promised_by": "2026-11-02T00:00:00Z"}),
+        data: json!({"cost_centre": "cc1", "period": "2026-11", "amount": 12.5, "promised_by": "2026-11-02T00:00:00Z"})
+            .into(),
         ..EventData::default()
     };
     for source in [

@@ -56,7 +56,7 @@ fn events(steps: &[Step]) -> Vec<EventData> {
                 id: format!("e{i}"),
                 event_type: event_type.into(),
                 time,
-                data: sample_data(event_type, s.key, s.amount, s.flag, time, i),
+                data: opsflow_definitions::Data::fields_of(sample_data(event_type, s.key, s.amount, s.flag, time, i)),
                 metadata: Default::default(),
             }
         })

@@ -126,7 +126,7 @@ fn event_value(e: &EventData) -> cel::Value {
         ("time", timestamp(e.time)),
         ("position", cel::Value::Int(e.position as i64)),
         ("version", cel::Value::Int(e.version as i64)),
-        ("data", json_value(&e.data)),
+        ("data", json_value(e.data.as_json())),
         (
             "metadata",
             cel::Value::Map(Map {

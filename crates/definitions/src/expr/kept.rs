@@ -138,7 +138,7 @@ mod tests {
                 event_type: "order.placed".into(),
                 time: 7,
                 id: "o-1".into(),
-                data: serde_json::json!({"total": 12}),
+                data: serde_json::json!({"total": 12}).into(),
                 ..EventData::default()
             })
         }

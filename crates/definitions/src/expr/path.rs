@@ -167,12 +167,20 @@ impl FieldPath {
 
     /// The `data` value at `keys`.
     fn data<'a>(event: &'a EventData, keys: &[String]) -> Result<&'a serde_json::Value, EvalError> {
-        let mut node = &event.data;
-        for (i, key) in keys.iter().enumerate() {
+        let Some((first, rest)) = keys.split_first() else {
+            return Ok(event.data.as_json());
+        };
+        let mut node = event
+            .data
+            .get(first)
+            .ok()
+            .flatten()
+            .ok_or_else(|| EvalError::NoSuchField(data_path(&keys[..1])))?;
+        for (i, key) in rest.iter().enumerate() {
             node = node
                 .as_object()
                 .and_then(|o| o.get(key))
-                .ok_or_else(|| EvalError::NoSuchField(data_path(&keys[..=i])))?;
+                .ok_or_else(|| EvalError::NoSuchField(data_path(&keys[..=i + 1])))?;
         }
         Ok(node)
     }

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use super::EventData;
+use super::{Data, EventData, Name};
 
 /// Top-level fields of an event's `data`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -58,7 +58,7 @@ impl Fields {
     pub fn lookup(&self) -> FieldSet {
         match self {
             Fields::All => FieldSet(None),
-            Fields::Only(names) => FieldSet(Some(names.iter().map(|n| Box::from(n.as_str())).collect())),
+            Fields::Only(names) => FieldSet(Some(names.iter().map(|n| Name::from(n.as_str())).collect())),
         }
     }
 }
@@ -66,7 +66,7 @@ impl Fields {
 /// [`Fields`] for fast membership tests (see [`Fields::lookup`]). The names come
 /// from definitions, so a fixed hasher is safe: event data only looks them up.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldSet(Option<HashSet<Box<str>, foldhash::fast::FixedState>>);
+pub struct FieldSet(Option<HashSet<Name, foldhash::fast::FixedState>>);
 
 impl Default for FieldSet {
     fn default() -> Self {
@@ -83,16 +83,17 @@ impl FieldSet {
         self.0.as_ref().is_none_or(|names| names.contains(name))
     }
 
+    /// The set's own copy of `name` (shared, not copied, by [`Data::from_fields`]);
+    /// `None` when it is not in the set, or when the set is every field.
+    pub fn name(&self, name: &str) -> Option<&Name> {
+        self.0.as_ref()?.get(name)
+    }
+
     /// `data` with only these fields (a `data` that is not an object is kept whole).
-    pub fn project(&self, data: &serde_json::Value) -> serde_json::Value {
-        match (&self.0, data) {
-            (Some(names), serde_json::Value::Object(map)) => serde_json::Value::Object(
-                map.iter()
-                    .filter(|(k, _)| names.contains(k.as_str()))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            ),
-            _ => data.clone(),
+    pub fn project(&self, data: &Data) -> Data {
+        match &self.0 {
+            Some(names) => data.project(|k| names.contains(k)),
+            None => data.clone(),
         }
     }
 }
@@ -342,7 +343,7 @@ mod tests {
             id: "e3".into(),
             event_type: "order.placed".into(),
             time: 7,
-            data: serde_json::json!({"a": 1, "b": {"c": 2}, "d": [3]}),
+            data: serde_json::json!({"a": 1, "b": {"c": 2}, "d": [3]}).into(),
             metadata: [("k".to_owned(), "v".to_owned())].into(),
         };
         let mut r = EventReads {

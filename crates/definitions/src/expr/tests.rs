@@ -19,7 +19,8 @@ fn event(event_type: &str, time: i64, data: serde_json::Value) -> EventData {
         id: format!("id-{event_type}"),
         event_type: event_type.into(),
         time,
-        data,
+        // As views decode it: the object's fields.
+        data: crate::expr::Data::fields_of(data),
         metadata: BTreeMap::from([("tenant".to_string(), "acme".to_string())]),
     }
 }

@@ -101,7 +101,7 @@ pub fn events(fixture: &[FixtureEvent]) -> Vec<EventData> {
                 id: format!("e{}", i + 1),
                 event_type: e.event_type.clone(),
                 time: nanos(&e.time),
-                data: e.data.clone(),
+                data: opsflow_definitions::Data::fields_of(e.data.clone()),
                 metadata: e.metadata.clone(),
             };
             *version += 1;

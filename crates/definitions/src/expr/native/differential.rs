@@ -12,7 +12,7 @@ use std::sync::{Arc, LazyLock};
 use proptest::prelude::*;
 use serde_json::{Map as JsonMap, Value as Json};
 
-use crate::expr::{EvalError, EventData, Expr, Scope, Value};
+use crate::expr::{Data, EvalError, EventData, Expr, Scope, Value};
 use crate::{ControlKind, Definitions, KpiKind, Match};
 
 /// Every expression written in a set of definitions.
@@ -583,7 +583,15 @@ fn event_of(event_type: Option<String>) -> impl Strategy<Value = EventData> {
         "[a-c]{0,2}",
         0..3,
     );
-    (event_type, time, any::<u64>(), 0u64..5, "[a-c/]{0,3}", data(), metadata).prop_map(
+    let data = (data(), any::<bool>()).prop_map(|(data, fields)| {
+        // Both ways data is held: whole, and as the fields views decode.
+        if fields {
+            Data::fields_of(data)
+        } else {
+            Data::from(data)
+        }
+    });
+    (event_type, time, any::<u64>(), 0u64..5, "[a-c/]{0,3}", data, metadata).prop_map(
         |(event_type, time, position, version, stream, data, metadata)| EventData {
             position,
             version,
@@ -636,7 +644,7 @@ fn native_and_interpreter_agree_on_hand_written_events() {
         id: "id-1".into(),
         event_type: event_type.into(),
         time: PLACED_AT,
-        data,
+        data: Data::fields_of(data),
         metadata: BTreeMap::from([("tenant".to_string(), "acme".to_string())]),
     };
     let placed = with(

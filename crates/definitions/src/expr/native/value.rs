@@ -13,7 +13,7 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, FixedOffset, TimeDelta};
 
-use crate::expr::{EvalError, EventData, Seen, Value};
+use crate::expr::{Data, EvalError, EventData, Seen, Value};
 
 /// CEL's `timestamp`, as the interpreter holds it (instants compare, offsets don't).
 pub(super) type Timestamp = DateTime<FixedOffset>;
@@ -61,6 +61,9 @@ pub(super) enum List<'a> {
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Map<'a> {
     Json(&'a serde_json::Map<String, serde_json::Value>),
+    /// Event data held as fields ([`Data::whole`] is `None`): read without making
+    /// it a JSON object.
+    Data(&'a Data),
     Event(&'a EventData),
     Metadata(&'a BTreeMap<String, String>),
     /// `None` when the scope has no `seen`: CEL sees an empty map.
@@ -236,6 +239,14 @@ impl<'a> V<'a> {
         }
     }
 
+    /// An event's `data`.
+    pub(super) fn from_data(d: &'a Data) -> V<'a> {
+        match d.whole() {
+            Some(json) => V::from_json(json),
+            None => V::Map(Map::Data(d)),
+        }
+    }
+
     pub(super) fn from_literal(l: &'a Literal) -> V<'a> {
         match l {
             Literal::Null => V::Null,
@@ -328,6 +339,7 @@ impl<'a> Map<'a> {
     pub(super) fn get(&self, key: &str) -> Option<V<'a>> {
         match *self {
             Map::Json(o) => o.get(key).map(V::from_json),
+            Map::Data(d) => d.get(key).ok().flatten().map(V::from_json),
             Map::Event(e) => event_field(e, key),
             Map::Metadata(m) => m.get(key).map(|v| V::Str(Cow::Borrowed(v))),
             Map::Seen(seen) => seen?.get(key).map(|e| V::Map(Map::Event(e))),
@@ -337,6 +349,7 @@ impl<'a> Map<'a> {
     pub(super) fn contains(&self, key: &str) -> bool {
         match *self {
             Map::Json(o) => o.contains_key(key),
+            Map::Data(d) => matches!(d.get(key), Ok(Some(_))),
             Map::Event(_) => EVENT_KEYS.contains(&key),
             Map::Metadata(m) => m.contains_key(key),
             Map::Seen(seen) => seen.is_some_and(|s| s.contains_key(key)),
@@ -346,6 +359,7 @@ impl<'a> Map<'a> {
     pub(super) fn len(&self) -> usize {
         match *self {
             Map::Json(o) => o.len(),
+            Map::Data(d) => d.members().map_or(0, |m| m.len()),
             Map::Event(_) => EVENT_KEYS.len(),
             Map::Metadata(m) => m.len(),
             Map::Seen(seen) => seen.map_or(0, Seen::len),
@@ -357,6 +371,12 @@ impl<'a> Map<'a> {
     pub(super) fn entries(&self) -> Vec<(&'a str, V<'a>)> {
         match *self {
             Map::Json(o) => o.iter().map(|(k, v)| (k.as_str(), V::from_json(v))).collect(),
+            Map::Data(d) => d
+                .members()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k, V::from_json(v)))
+                .collect(),
             Map::Event(e) => EVENT_KEYS
                 .iter()
                 .filter_map(|k| event_field(e, k).map(|v| (*k, v)))
@@ -382,7 +402,7 @@ pub(super) fn event_field<'a>(e: &'a EventData, key: &str) -> Option<V<'a>> {
         // As the CEL path converts them: a position past i64::MAX wraps.
         "position" => V::Int(e.position as i64),
         "version" => V::Int(e.version as i64),
-        "data" => V::from_json(&e.data),
+        "data" => V::from_data(&e.data),
         "metadata" => V::Map(Map::Metadata(&e.metadata)),
         _ => return None,
     })

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::value::{Failure, Kind, Map, Outcome, V, event_field};
-use crate::expr::{EventData, Scope, Seen};
+use crate::expr::{Data, EventData, Scope, Seen};
 
 /// Where a path starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +20,7 @@ pub(super) enum Root {
 #[derive(Clone, Copy)]
 enum Place<'a> {
     Json(&'a serde_json::Value),
+    Data(&'a Data),
     Event(&'a EventData),
     Metadata(&'a BTreeMap<String, String>),
     Seen(Option<&'a Seen>),
@@ -29,6 +30,7 @@ impl<'a> Place<'a> {
     fn into_value(self) -> V<'a> {
         match self {
             Place::Json(v) => V::from_json(v),
+            Place::Data(d) => V::from_data(d),
             Place::Event(e) => V::Map(Map::Event(e)),
             Place::Metadata(m) => V::Map(Map::Metadata(m)),
             Place::Seen(s) => V::Map(Map::Seen(s)),
@@ -58,8 +60,12 @@ pub(super) fn walk<'a>(root: Root, keys: &'a [Box<str>], scope: &Scope<'a>) -> O
         place = match place {
             Place::Json(serde_json::Value::Object(o)) => Place::Json(o.get(key).ok_or(Failure::NoSuchKey(key))?),
             Place::Json(other) => return Err(no_fields(V::from_json(other).kind())),
+            Place::Data(data) => match data.get(key) {
+                Ok(member) => Place::Json(member.ok_or(Failure::NoSuchKey(key))?),
+                Err(other) => return Err(no_fields(V::from_json(other).kind())),
+            },
             Place::Event(e) => match key {
-                "data" => Place::Json(&e.data),
+                "data" => Place::Data(&e.data),
                 "metadata" => Place::Metadata(&e.metadata),
                 _ => return leaf(event_field(e, key).ok_or(Failure::NoSuchKey(key))?),
             },
