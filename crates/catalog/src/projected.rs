@@ -86,7 +86,8 @@ impl<'a> Fast<'a> {
     fn object<K>(mut self, keep: &dyn Fn(&str) -> Option<K>) -> Option<Vec<(K, Value)>> {
         self.whitespace();
         self.eat(b'{')?;
-        let mut members = Vec::new();
+        // Room for the few fields a reader keeps, allocated once.
+        let mut members = Vec::with_capacity(4);
         self.sequence(b'}', |p| {
             let key = p.key()?;
             match keep(key) {

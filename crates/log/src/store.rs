@@ -581,7 +581,9 @@ pub(crate) fn scan_from(
     fields: RecordFields,
 ) -> Result<Vec<Scanned>> {
     let mut prev = chunk.prev_hash;
-    let mut out = Vec::new();
+    // Sized once (a chunk holds a few hundred events): growing it moved each event
+    // several times. Bounded, as the count comes from the chunk's bytes.
+    let mut out = Vec::with_capacity(usize::try_from(chunk.count).unwrap_or(0).min(4096));
     for rec in chunk.records() {
         let (p, raw) = rec?;
         if p < position {
