@@ -389,7 +389,8 @@ impl From<StoredEvent> for EventData {
             id: e.id,
             event_type: e.event_type,
             time: e.time,
-            data: Data::fields_of(e.data.0),
+            // Whole, as decoded: read back only when a view reads it.
+            data: Data::from(e.data.0),
             metadata: e.metadata,
         }
     }

@@ -37,8 +37,10 @@ impl LevelState {
             };
             match role.kind {
                 RoleKind::Set | RoleKind::Add | RoleKind::Limit => {
-                    let existing = self.keys.get(&key);
-                    let scope = ctx.scope(existing.map_or(&NO_SEEN, |k| &k.seen), None);
+                    // One lookup for a key that has state (most events), a second to
+                    // insert a new one.
+                    let existing = self.keys.get_mut(&key);
+                    let scope = ctx.scope(existing.as_deref().map_or(&NO_SEEN, |k| &k.seen), None);
                     if !role.holds(&scope, errors) {
                         continue;
                     }
@@ -64,10 +66,14 @@ impl LevelState {
                             }
                         },
                     };
-                    let state = self.keys.entry(key).or_default();
-                    if let Some(group) = group {
-                        state.group = group;
-                    }
+                    let state = match (existing, group) {
+                        (Some(state), _) => state,
+                        (None, group) => {
+                            let state = self.keys.entry(key).or_default();
+                            state.group = group.unwrap_or_default();
+                            state
+                        }
+                    };
                     match role.kind {
                         RoleKind::Set => state.value = value,
                         RoleKind::Add => state.value += value,
@@ -263,7 +269,8 @@ impl OpenState {
                         start: None,
                     };
                     match state_expr.map(|e| e.eval_string(&scope)) {
-                        None => item.state = ctx.event.event_type.clone(),
+                        // Into the state's own buffer: no allocation per event.
+                        None => item.state.clone_from(&ctx.event.event_type),
                         Some(Ok(s)) => item.state = s,
                         Some(Err(_)) => *errors += 1,
                     }
