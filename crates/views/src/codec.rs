@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use opsflow_definitions::{Data, EventData, EventReads, EventSource, FieldSet, LazyEvent, SharedEvent};
+use opsflow_definitions::{Data, EventData, EventReads, EventSource, FieldSet, LazyEvent, Members, SharedEvent};
 use serde::de::Deserializer;
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
@@ -44,7 +44,7 @@ impl Serialize for JsonRef<'_> {
             }
             Value::String(text) => s.serialize_newtype_variant(JSON, 5, "String", text),
             Value::Array(items) => s.serialize_newtype_variant(JSON, 6, "Array", &Items(items)),
-            Value::Object(map) => s.serialize_newtype_variant(JSON, 7, "Object", &Entries(map)),
+            Value::Object(map) => s.serialize_newtype_variant(JSON, 7, "Object", &Entries(Members::Json(map.iter()))),
         }
     }
 }
@@ -57,11 +57,13 @@ impl Serialize for Items<'_> {
     }
 }
 
-struct Entries<'a>(&'a serde_json::Map<String, serde_json::Value>);
+/// An object's members, in name order, as `Object`'s entries.
+struct Entries<'a>(Members<'a>);
 
 impl Serialize for Entries<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|(k, v)| (k, JsonRef(v))))
+        // Of exact size: postcard writes the length first.
+        s.collect_seq(self.0.clone().map(|(k, v)| (k, JsonRef(v))))
     }
 }
 
@@ -70,15 +72,7 @@ struct DataRef<'a>(&'a Data);
 
 impl Serialize for DataRef<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        struct Entries<'a>(opsflow_definitions::Members<'a>);
-        impl Serialize for Entries<'_> {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                // Of exact size: postcard writes the length first.
-                s.collect_seq(self.0.clone().map(|(k, v)| (k, JsonRef(v))))
-            }
-        }
         match self.0.members() {
-            // In name order, as a map's entries are.
             Some(members) => s.serialize_newtype_variant(JSON, 7, "Object", &Entries(members)),
             None => JsonRef(self.0.as_json()).serialize(s),
         }
