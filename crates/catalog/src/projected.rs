@@ -236,6 +236,17 @@ impl<'a> Fast<'a> {
             b't' => self.literal(b"true").map(|()| Value::Bool(true)),
             b'f' => self.literal(b"false").map(|()| Value::Bool(false)),
             b'n' => self.literal(b"null").map(|()| Value::Null),
+            b'-' | b'0'..=b'9' => {
+                self.number()?;
+                let number = self.text.get(start..self.at)?;
+                // An integer (at most 18 digits, so in range) as serde_json reads
+                // it: non-negative ones as u64, negative ones as i64. Fractions go
+                // to serde_json, whose float parsing the other paths use too.
+                match number.parse::<i64>() {
+                    Ok(n) => Some(Value::from(n)),
+                    Err(_) => serde_json::from_str(number).ok(),
+                }
+            }
             _ => {
                 self.value(1)?;
                 serde_json::from_slice(&self.data[start..self.at]).ok()

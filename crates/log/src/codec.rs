@@ -248,11 +248,14 @@ pub(crate) fn decode_peeked(
 ) -> Result<RecordedEvent> {
     let mut r = Reader::new(record_body(record, at)?, at);
     r.pos = header.rest;
+    // A field left out is neither copied nor checked (as [`Reader::string_if`]).
     let text = |keep: bool, b: &[u8]| -> Result<String> {
-        match (keep, std::str::from_utf8(b)) {
-            (false, _) => Ok(String::new()),
-            (true, Ok(s)) => Ok(s.to_owned()),
-            (true, Err(_)) => Err(LogError::corrupt(at, "invalid UTF-8")),
+        if !keep {
+            return Ok(String::new());
+        }
+        match std::str::from_utf8(b) {
+            Ok(s) => Ok(s.to_owned()),
+            Err(_) => Err(LogError::corrupt(at, "invalid UTF-8")),
         }
     };
     let stream = text(fields.stream, header.stream)?;

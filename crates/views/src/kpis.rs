@@ -1,6 +1,7 @@
 //! Windowed KPIs: `duration`, `ratio`, `count` and `sum`.
 
 use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
 
 use opsflow_definitions::{Expr, KpiDef};
 use serde::{Deserialize, Serialize};
@@ -55,25 +56,35 @@ impl DurationState {
                 continue;
             };
             match role.kind {
-                RoleKind::Start => {
-                    let seen = self.keys.get(&key).map_or(&NO_SEEN, |k| &k.seen);
-                    if !role.holds(&ctx.scope(seen, None), errors) {
-                        continue;
+                // One lookup per role: the key's state is read and then kept,
+                // started or dropped through its entry.
+                RoleKind::Start => match self.keys.entry(key) {
+                    Entry::Occupied(mut state) => {
+                        if role.holds(&ctx.scope(&state.get().seen, None), errors) && state.get().start.is_none() {
+                            state.get_mut().start = Some(Kept(ctx.keep().into()));
+                        }
                     }
-                    let state = self.keys.entry(key).or_default();
-                    if state.start.is_none() {
-                        state.start = Some(Kept(ctx.keep().into()));
+                    Entry::Vacant(state) => {
+                        if role.holds(&ctx.scope(&NO_SEEN, None), errors) {
+                            state.insert(DurationKey {
+                                start: Some(Kept(ctx.keep().into())),
+                                seen: Seen::new(),
+                            });
+                        }
                     }
-                }
+                },
                 RoleKind::End => {
-                    let Some(state) = self.keys.get(&key) else { continue };
+                    let Entry::Occupied(state) = self.keys.entry(key) else {
+                        continue;
+                    };
+                    let held = state.get();
                     if !role.holds(
-                        &ctx.scope(&state.seen, state.start.as_ref().map(|s| &**s.0.event())),
+                        &ctx.scope(&held.seen, held.start.as_ref().map(|s| &**s.0.event())),
                         errors,
                     ) {
                         continue;
                     }
-                    let Some(state) = self.keys.remove(&key) else { continue };
+                    let state = state.remove();
                     dropped = true;
                     let Some(start) = &state.start else { continue };
                     let seconds = (ctx.event.time - start.0.time()) as f64 / NANOS_PER_SECOND as f64;
@@ -148,10 +159,12 @@ impl RatioState {
             };
             match (role.kind, key) {
                 (RoleKind::On, key) => {
-                    let seen = key
-                        .as_ref()
-                        .and_then(|k| self.keys.get(k))
-                        .map_or(&NO_SEEN, |t| &t.seen);
+                    // The key's entry is looked up once: read, then dropped.
+                    let mut state = key.map(|k| self.keys.entry(k));
+                    let seen = match &state {
+                        Some(Entry::Occupied(tracked)) => &tracked.get().seen,
+                        _ => &NO_SEEN,
+                    };
                     let scope = ctx.scope(seen, None);
                     if !role.holds(&scope, errors) {
                         continue;
@@ -165,8 +178,10 @@ impl RatioState {
                         }
                         _ => *errors += 1,
                     }
-                    if let (Some(key), false) = (key, keep) {
-                        self.keys.remove(&key);
+                    if !keep && let Some(state) = state.take() {
+                        if let Entry::Occupied(tracked) = state {
+                            tracked.remove();
+                        }
                         dropped = true;
                     }
                 }

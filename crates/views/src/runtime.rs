@@ -211,7 +211,10 @@ enum Prepared {
 impl Prepared {
     fn scanned(set: &ViewSet, scanned: Scanned) -> Prepared {
         match scanned {
-            Scanned::Event(event) => Prepared::of(set, event),
+            // The scan decoded only types the set wants (a filter taken before a
+            // reload may want more, which the set then passes over): no second
+            // lookup of the type here.
+            Scanned::Event(event) => Prepared::Apply(Arc::new(into_event_data_with(event, set.data_names()))),
             Scanned::Skipped { position, time, .. } => Prepared::Skip(position, time),
         }
     }
