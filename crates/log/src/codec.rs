@@ -100,6 +100,8 @@ impl<'a, 'b> Reader<'a, 'b> {
         Reader { buf, pos: 0, at }
     }
 
+    #[cold]
+    #[inline(never)]
     fn err(&self, what: &str) -> LogError {
         LogError::corrupt(self.at, format!("{what} at byte {} of {}", self.pos, self.buf.len()))
     }
@@ -118,7 +120,21 @@ impl<'a, 'b> Reader<'a, 'b> {
         Ok(b)
     }
 
+    /// A LEB128 number. Inlined for the one-byte case (lengths and small numbers, a
+    /// dozen per record); longer ones take the loop.
+    #[inline]
     pub(crate) fn varint(&mut self) -> Result<u64> {
+        match self.buf.get(self.pos) {
+            Some(&b) if b < 0x80 => {
+                self.pos += 1;
+                Ok(u64::from(b))
+            }
+            _ => self.varint_long(),
+        }
+    }
+
+    #[inline(never)]
+    fn varint_long(&mut self) -> Result<u64> {
         let mut v: u64 = 0;
         for shift in (0..64).step_by(7) {
             let b = self.u8()?;
@@ -130,6 +146,7 @@ impl<'a, 'b> Reader<'a, 'b> {
         Err(self.err("varint longer than 10 bytes"))
     }
 
+    #[inline]
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self
             .pos
@@ -141,6 +158,7 @@ impl<'a, 'b> Reader<'a, 'b> {
         Ok(s)
     }
 
+    #[inline]
     fn len_prefixed(&mut self) -> Result<&'a [u8]> {
         let n = self.varint()?;
         let n = usize::try_from(n).map_err(|_| self.err("length overflows"))?;
@@ -400,10 +418,15 @@ impl Chunk {
 
     /// The raw records in order: `(position, record bytes)`.
     pub(crate) fn records(&self) -> RawRecords<'_> {
+        self.records_at((self.body_start, 0))
+    }
+
+    /// The raw records from where [`RawRecords::state`] left them.
+    pub(crate) fn records_at(&self, (offset, index): (usize, u64)) -> RawRecords<'_> {
         RawRecords {
             chunk: self,
-            offset: self.body_start,
-            index: 0,
+            offset,
+            index,
         }
     }
 
@@ -430,6 +453,14 @@ pub(crate) struct RawRecords<'a> {
     chunk: &'a Chunk,
     offset: usize,
     index: u64,
+}
+
+impl RawRecords<'_> {
+    /// Where the next record starts, and its index: [`Chunk::records_at`] goes on
+    /// from there.
+    pub(crate) fn state(&self) -> (usize, u64) {
+        (self.offset, self.index)
+    }
 }
 
 impl<'a> Iterator for RawRecords<'a> {

@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::codec::chain_hash;
 use crate::identity::{IdentityIndex, SegmentBuilder, fingerprint, segment_key};
-use crate::store::{GENESIS, Head, META_HEAD, META_INDEXED, Store, decode_from, scan_from, tail_hash};
+use crate::store::{ChunkScan, GENESIS, Head, META_HEAD, META_INDEXED, Store, decode_from, tail_hash};
 use crate::validator::validate_parts;
 use crate::writer::{AppendJob, Command, Writer};
 use crate::{
@@ -465,7 +465,7 @@ impl EventLog {
         };
         EventIter {
             chunks,
-            buffer: Vec::new().into_iter(),
+            current: None,
             pending_err,
             head,
             from,
@@ -859,7 +859,8 @@ type TypeFilter = Box<dyn Fn(&str) -> bool + Send>;
 
 struct EventIter {
     chunks: Option<ChunkIter>,
-    buffer: std::vec::IntoIter<Scanned>,
+    /// The chunk being read.
+    current: Option<ChunkScan>,
     pending_err: Option<LogError>,
     head: u64,
     from: u64,
@@ -878,13 +879,19 @@ impl Iterator for EventIter {
             return Some(Err(e));
         }
         loop {
-            if let Some(event) = self.buffer.next() {
-                if event.position() > self.head {
-                    self.chunks = None;
-                    self.buffer = Vec::new().into_iter();
-                    return None;
+            if let Some(scan) = self.current.as_mut() {
+                match scan.next(&self.wanted, self.fields) {
+                    Some(Ok(event)) if event.position() > self.head => {
+                        self.stop();
+                        return None;
+                    }
+                    Some(Ok(event)) => return Some(Ok(event)),
+                    Some(Err(e)) => {
+                        self.stop();
+                        return Some(Err(e));
+                    }
+                    None => self.current = None,
                 }
-                return Some(Ok(event));
             }
             let chunk = match self.chunks.as_mut()?.next()? {
                 Ok(c) => c,
@@ -897,14 +904,16 @@ impl Iterator for EventIter {
                 self.chunks = None;
                 return None;
             }
-            match scan_from(&chunk, self.from, &self.wanted, self.fields) {
-                Ok(events) => self.buffer = events.into_iter(),
-                Err(e) => {
-                    self.chunks = None;
-                    return Some(Err(e));
-                }
-            }
+            self.current = Some(ChunkScan::new(chunk, self.from));
         }
+    }
+}
+
+impl EventIter {
+    /// Ends the scan: nothing more comes.
+    fn stop(&mut self) {
+        self.chunks = None;
+        self.current = None;
     }
 }
 

@@ -572,39 +572,72 @@ pub(crate) fn decode_from(chunk: &Chunk, position: u64, limit: usize) -> Result<
     Ok(out)
 }
 
-/// The events of `chunk` from `position` on: decoded when `wanted` accepts their
-/// type, else only their position and time (read without decoding the rest).
-pub(crate) fn scan_from(
-    chunk: &Chunk,
-    position: u64,
-    wanted: &dyn Fn(&str) -> bool,
-    fields: RecordFields,
-) -> Result<Vec<Scanned>> {
-    let mut prev = chunk.prev_hash;
-    // Sized once (a chunk holds a few hundred events): growing it moved each event
-    // several times. Bounded, as the count comes from the chunk's bytes.
-    let mut out = Vec::with_capacity(usize::try_from(chunk.count).unwrap_or(0).min(4096));
-    for rec in chunk.records() {
-        let (p, raw) = rec?;
-        if p < position {
-            prev = tail_hash(raw, p)?;
-            continue;
-        }
-        let header = header_at(raw, p)?;
-        if wanted(header.event_type) {
-            let event = decode_at(chunk, raw, &header, prev, fields)?;
-            prev = event.hash;
-            out.push(Scanned::Event(event));
-        } else {
-            prev = tail_hash(raw, p)?;
-            out.push(Scanned::Skipped {
-                position: p,
-                time: header.time,
-                recorded_at: header.recorded_at,
-            });
+/// The events of a chunk from a position on, read one at a time as they are asked
+/// for: decoded when the scan wants their type, else only their position and times
+/// (read without decoding the rest). Nothing is buffered, so an event is built once
+/// where its reader takes it.
+pub(crate) struct ChunkScan {
+    chunk: Chunk,
+    /// Where the next record starts, and its index in the chunk.
+    next: (usize, u64),
+    from: u64,
+    /// The hash of the record before the next one.
+    prev: [u8; 32],
+}
+
+impl ChunkScan {
+    pub(crate) fn new(chunk: Chunk, from: u64) -> ChunkScan {
+        ChunkScan {
+            next: chunk.records().state(),
+            prev: chunk.prev_hash,
+            chunk,
+            from,
         }
     }
-    Ok(out)
+
+    /// The next event at or after `from`; `None` at the chunk's end. An error ends
+    /// the scan of the chunk.
+    pub(crate) fn next(&mut self, wanted: &dyn Fn(&str) -> bool, fields: RecordFields) -> Option<Result<Scanned>> {
+        let result = self.step(wanted, fields);
+        if matches!(result, Some(Err(_))) {
+            self.next.1 = self.chunk.count;
+        }
+        result
+    }
+
+    fn step(&mut self, wanted: &dyn Fn(&str) -> bool, fields: RecordFields) -> Option<Result<Scanned>> {
+        let mut records = self.chunk.records_at(self.next);
+        loop {
+            let (p, raw) = match records.next()? {
+                Ok(record) => record,
+                Err(e) => return Some(Err(e)),
+            };
+            self.next = records.state();
+            if p < self.from {
+                match tail_hash(raw, p) {
+                    Ok(hash) => self.prev = hash,
+                    Err(e) => return Some(Err(e)),
+                }
+                continue;
+            }
+            let scanned = (|| {
+                let header = header_at(raw, p)?;
+                if wanted(header.event_type) {
+                    let event = decode_at(&self.chunk, raw, &header, self.prev, fields)?;
+                    self.prev = event.hash;
+                    Ok(Scanned::Event(event))
+                } else {
+                    self.prev = tail_hash(raw, p)?;
+                    Ok(Scanned::Skipped {
+                        position: p,
+                        time: header.time,
+                        recorded_at: header.recorded_at,
+                    })
+                }
+            })();
+            return Some(scanned);
+        }
+    }
 }
 
 /// The header of `raw`, the record at position `p`, checked to say so.

@@ -280,7 +280,7 @@ impl RecordFields {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[expect(
     clippy::large_enum_variant,
-    reason = "scans buffer a chunk's events by value; a box would cost an allocation per event"
+    reason = "scans hand each event on by value; a box would cost an allocation per event"
 )]
 pub enum Scanned {
     Event(RecordedEvent),
