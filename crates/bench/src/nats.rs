@@ -1,6 +1,12 @@
 //! `nats`: JetStream ingest end to end (publish → durable in the log → acked) next
 //! to the raw JetStream acked-publish rate on the same `nats-server`, for the
 //! default sync setting and for `sync_interval: always`.
+//!
+//! A third run per round measures the consume-only ceiling: the same publisher and
+//! a JetStream pull consumer (same client library, pulls and acknowledgement per
+//! batch as opsflow's) that does nothing with the messages. On a machine where the
+//! publisher, `nats-server` and the consumer share the cores, no consumer can ingest
+//! faster than this; the report gives opsflow's rate against it too.
 
 use std::time::{Duration, Instant};
 
@@ -24,21 +30,29 @@ const SETTINGS: [(&str, &str, u64); 2] = [
     ("sync_interval: always", "jetstream { sync_interval: always }", 10),
 ];
 
-/// Raw and ingest runs alternate this many times per setting, and the medians are
-/// compared: this VM's raw publish rate alone varies up to 2× between runs.
+/// Raw, consume-only and ingest runs alternate this many times per setting, and the
+/// medians are compared: this VM's raw publish rate alone varies up to 2× between
+/// runs.
 const ROUNDS: usize = 3;
+
+/// The consume-only consumer's pull request and acknowledgement batch: opsflow's
+/// defaults (`[nats.ingest] batch` 1,000, eight batches per pull).
+const CEILING_PULL: usize = 8000;
+const CEILING_BATCH: usize = 1000;
 
 pub async fn run(messages: u64) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
     for (label, extra, divisor) in SETTINGS {
         let messages = (messages / divisor).max(1000);
-        let (mut raw, mut ingested) = (Vec::new(), Vec::new());
+        let (mut raw, mut ceiling, mut ingested) = (Vec::new(), Vec::new(), Vec::new());
         for round in 1..=ROUNDS {
             eprintln!("nats, {label}, round {round} of {ROUNDS}");
             raw.push(raw_publish(extra, messages).await?);
+            ceiling.push(consume_only(extra, messages).await?);
             ingested.push(ingest(extra, messages).await?);
         }
         let (raw, raw_range) = median(raw);
+        let (ceiling, ceiling_range) = median(ceiling);
         let (ingest, ingest_range) = median(ingested);
         let ratio = ingest / raw;
         rows.push(Row::new(
@@ -49,12 +63,21 @@ pub async fn run(messages: u64) -> anyhow::Result<Vec<Row>> {
                 count(messages as f64)
             ),
         ));
+        rows.push(Row::new(
+            format!("nats consume-only ceiling (publish → pull → acked, nothing else), {label}"),
+            format!(
+                "{} msgs/s = {:.2}× raw, median of {ROUNDS} ({ceiling_range})",
+                count(ceiling),
+                ceiling / raw
+            ),
+        ));
         rows.push(
             Row::new(
                 format!("nats ingest publish → durable → acked, {label}"),
                 format!(
-                    "{} events/s = {ratio:.2}× raw, median of {ROUNDS} ({ingest_range})",
-                    count(ingest)
+                    "{} events/s = {ratio:.2}× raw, {:.2}× the consume-only ceiling, median of {ROUNDS} ({ingest_range})",
+                    count(ingest),
+                    ingest / ceiling
                 ),
             )
             .target("≥ 0.5× raw", ratio >= 0.5),
@@ -142,34 +165,109 @@ async fn next_ack(acks: &mut async_nats::Subscriber) -> anyhow::Result<()> {
         .await
         .context("publish not acknowledged within 30 s")?
         .context("acknowledgement subscription closed")?;
-    let parsed: serde_json::Value = serde_json::from_slice(&ack.payload).with_context(|| {
+    let parsed: PubAck = serde_json::from_slice(&ack.payload).with_context(|| {
         format!(
             "not a publish acknowledgement: {}",
             String::from_utf8_lossy(&ack.payload)
         )
     })?;
     anyhow::ensure!(
-        parsed.get("error").is_none() && parsed.get("seq").is_some_and(serde_json::Value::is_u64),
+        parsed.error.is_none() && parsed.seq.is_some(),
         "publish refused: {}",
         String::from_utf8_lossy(&ack.payload)
     );
     Ok(())
 }
 
-async fn raw_publish(extra: &str, messages: u64) -> anyhow::Result<f64> {
-    let nats = NatsServer::start_with_config(extra)?;
+/// What a producer reads of a JetStream publish acknowledgement
+/// (`{"stream":…,"seq":…}` or `{"error":{…}}`), parsed into a struct as a producer in
+/// any language does, not into a generic JSON value.
+#[derive(serde::Deserialize)]
+struct PubAck {
+    seq: Option<u64>,
+    error: Option<serde::de::IgnoredAny>,
+}
+
+/// A file-storage stream over `<subjects>.>` on a new connection to `nats`.
+async fn with_stream(
+    nats: &NatsServer,
+    name: &str,
+    subjects: &str,
+) -> anyhow::Result<(async_nats::Client, jetstream::Context)> {
     let client = async_nats::connect(nats.url()).await?;
     let js = jetstream::new(client.clone());
     js.create_stream(jetstream::stream::Config {
-        name: "BENCH_RAW".into(),
-        subjects: vec!["bench.raw.>".into()],
+        name: name.into(),
+        subjects: vec![format!("{subjects}.>")],
         storage: jetstream::stream::StorageType::File,
         ..Default::default()
     })
     .await?;
+    Ok((client, js))
+}
+
+async fn raw_publish(extra: &str, messages: u64) -> anyhow::Result<f64> {
+    let nats = NatsServer::start_with_config(extra)?;
+    let (client, _) = with_stream(&nats, "BENCH_RAW", "bench.raw").await?;
     let prepared = prepared(messages);
     let started = Instant::now();
     publish(&client, "bench.raw.order.placed", prepared).await?;
+    Ok(messages as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The consume-only ceiling: the messages published as in the raw run while a
+/// durable pull consumer on its own connection takes them in batches (whatever has
+/// arrived, at most [`CEILING_BATCH`]) and acknowledges each batch's last message
+/// (`AckPolicy::All`), doing nothing else with them. Returns when all are taken and
+/// acknowledged.
+async fn consume_only(extra: &str, messages: u64) -> anyhow::Result<f64> {
+    use futures::{FutureExt, StreamExt};
+    let nats = NatsServer::start_with_config(extra)?;
+    let (client, js) = with_stream(&nats, "BENCH_CEILING", "bench.ceiling").await?;
+    let consumer_client = async_nats::connect(nats.url()).await?;
+    let consumer: jetstream::consumer::PullConsumer = jetstream::new(consumer_client)
+        .get_stream("BENCH_CEILING")
+        .await?
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some("ceiling".into()),
+            ack_policy: jetstream::consumer::AckPolicy::All,
+            max_ack_pending: i64::try_from(CEILING_PULL * 3)?,
+            ..Default::default()
+        })
+        .await?;
+    let mut deliveries = consumer
+        .stream()
+        .max_messages_per_batch(CEILING_PULL)
+        .max_bytes_per_batch(64 << 20)
+        .messages()
+        .await?;
+    let consuming = tokio::spawn(async move {
+        let mut taken = 0u64;
+        while taken < messages {
+            let next = tokio::time::timeout(Duration::from_secs(30), deliveries.next())
+                .await
+                .context("no delivery within 30 s")?
+                .context("the consumer's message stream ended")?;
+            let mut last = next.map_err(|e| anyhow::anyhow!("delivery: {e}"))?;
+            taken += 1;
+            let mut batch = 1;
+            while batch < CEILING_BATCH {
+                match deliveries.next().now_or_never() {
+                    Some(Some(Ok(m))) => last = m,
+                    _ => break,
+                }
+                batch += 1;
+                taken += 1;
+            }
+            last.ack().await.map_err(|e| anyhow::anyhow!("acknowledging: {e}"))?;
+        }
+        anyhow::Ok(())
+    });
+    let prepared = prepared(messages);
+    let started = Instant::now();
+    publish(&client, "bench.ceiling.order.placed", prepared).await?;
+    consuming.await??;
+    settled(&js, "BENCH_CEILING", "ceiling").await?;
     Ok(messages as f64 / started.elapsed().as_secs_f64())
 }
 
@@ -201,16 +299,7 @@ async fn ingest(extra: &str, messages: u64) -> anyhow::Result<f64> {
             .await
             .context("ingest stalled")??;
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let stream = js.get_stream("OPS_EVENTS").await?;
-        let info = stream.consumer_info("opsflow-ingest").await?;
-        if info.num_ack_pending == 0 && info.num_pending == 0 {
-            break;
-        }
-        anyhow::ensure!(Instant::now() < deadline, "acks did not settle");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    settled(&js, "OPS_EVENTS", "opsflow-ingest").await?;
     let rate = messages as f64 / started.elapsed().as_secs_f64();
     anyhow::ensure!(
         server.log().head() == messages,
@@ -219,6 +308,20 @@ async fn ingest(extra: &str, messages: u64) -> anyhow::Result<f64> {
     );
     server.shutdown().await?;
     Ok(rate)
+}
+
+/// Waits (30 s at most) until the server has every message of `stream` delivered to
+/// `consumer` and acknowledged.
+async fn settled(js: &jetstream::Context, stream: &str, consumer: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let info = js.get_stream(stream).await?.consumer_info(consumer).await?;
+        if info.num_ack_pending == 0 && info.num_pending == 0 {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "acks did not settle");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 async fn consumer_exists(js: &jetstream::Context) -> bool {
