@@ -925,6 +925,46 @@ mod tests {
         ProposedEvent::json("order.placed", "{}").with_identity("test", id)
     }
 
+    /// An atomic append naming one stream in two parts: the second part's
+    /// expected version is checked against the stream with the first part applied,
+    /// and a conflict in either writes nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_append_naming_a_stream_twice_sees_its_own_first_part() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| LogError::Storage(e.into()))?;
+        let log = EventLog::open_async(dir.path(), LogOptions::default()).await?;
+        let part = |stream: &str, expected, id: &str| StreamAppend {
+            stream: stream.into(),
+            expected,
+            events: vec![event(id)],
+        };
+        let outcomes = log
+            .append_many(vec![
+                part("s/1", ExpectedVersion::NoStream, "a"),
+                part("s/2", ExpectedVersion::Any, "b"),
+                part("s/1", ExpectedVersion::Exact(0), "c"),
+            ])
+            .await?;
+        let versions: Vec<u64> = outcomes.iter().map(|o| o.stream_version).collect();
+        assert_eq!(versions, [0, 0, 1]);
+        // The stream as the writer now knows it: version 1.
+        log.append("s/1", ExpectedVersion::Exact(1), vec![event("d")]).await?;
+        // The second part expects the stream as it stood before the first: refused whole.
+        match log
+            .append_many(vec![
+                part("s/3", ExpectedVersion::NoStream, "e"),
+                part("s/3", ExpectedVersion::NoStream, "f"),
+            ])
+            .await
+        {
+            Err(LogError::WrongExpectedVersion { stream, actual, .. }) => {
+                assert_eq!((stream.as_str(), actual), ("s/3", Some(0)));
+            }
+            other => panic!("expected a version conflict, got {other:?}"),
+        }
+        assert_eq!(log.head(), 4);
+        log.close().await
+    }
+
     /// A retry may name the same media type differently (another content mode or
     /// SDK): it is the same event. A different media type, or charset on a non-JSON
     /// type, is not.

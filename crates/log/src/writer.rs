@@ -96,6 +96,9 @@ pub(crate) struct AssignedState {
     pub floor: i64,
 }
 
+/// The largest record buffer the writer keeps between appends.
+const RECORD_BUFFER_KEPT: usize = 64 << 10;
+
 pub(crate) struct Writer {
     store: Store,
     identities: IdentityIndex,
@@ -109,6 +112,9 @@ pub(crate) struct Writer {
     indexed_at: Instant,
     /// Events after which the stream index tail is due.
     index_every: u64,
+    /// Where each record is encoded before it joins its chunk (kept: one
+    /// allocation for the writer, not one per append).
+    record: Vec<u8>,
 }
 
 /// A frozen stream index tail, and the head it brings the index up to.
@@ -154,6 +160,7 @@ impl Writer {
             indexer: None,
             indexed_at: Instant::now(),
             index_every: 250_000,
+            record: Vec::with_capacity(512),
         }
     }
 
@@ -448,11 +455,13 @@ impl Writer {
             return self.retry_outcome(parts, &originals, jobs, dups == originals.len());
         }
         // 2. Expected versions, against the stream as it stands (this group included).
-        let mut versions: HashMap<&str, Option<u64>, foldhash::fast::RandomState> =
-            HashMap::with_capacity_and_hasher(parts.len(), foldhash::fast::RandomState::default());
+        // Versions this append moves, for a stream it names twice (none in a
+        // one-part append, which needs no map).
+        let mut versions: Option<HashMap<&str, Option<u64>, foldhash::fast::RandomState>> = (parts.len() > 1)
+            .then(|| HashMap::with_capacity_and_hasher(parts.len(), foldhash::fast::RandomState::default()));
         let mut firsts = Vec::with_capacity(parts.len());
         for part in parts {
-            let current = match versions.get(part.stream.as_str()) {
+            let current = match versions.as_ref().and_then(|v| v.get(part.stream.as_str())) {
                 Some(v) => *v,
                 None => self.stream_version(&part.stream)?,
             };
@@ -464,16 +473,18 @@ impl Writer {
                 });
             }
             let first = current.map_or(0, |v| v + 1);
-            versions.insert(part.stream.as_str(), Some(first + part.events.len() as u64 - 1));
+            if let Some(versions) = &mut versions {
+                versions.insert(part.stream.as_str(), Some(first + part.events.len() as u64 - 1));
+            }
             firsts.push(first);
         }
         // 3. Apply: nothing below can fail.
         let mut keys = keys.into_iter();
         let mut outcomes = Vec::with_capacity(parts.len());
+        let mut record = std::mem::take(&mut self.record);
         for (part_index, (part, first_version)) in parts.iter().zip(firsts).enumerate() {
             let first_position = self.head.position + 1;
             let mut positions = Vec::with_capacity(part.events.len());
-            let mut record = Vec::with_capacity(512);
             for (i, event) in part.events.iter().enumerate() {
                 let position = self.head.position + 1;
                 let version = first_version + i as u64;
@@ -538,12 +549,22 @@ impl Writer {
                 .appended
                 .push((index, part_index, first_version, first_position, count));
             let last_version = first_version + count - 1;
-            self.streams.insert(part.stream.clone(), Some(last_version));
+            // Known since `stream_version` above: updated in place, no key copied.
+            match self.streams.get_mut(part.stream.as_str()) {
+                Some(known) => *known = Some(last_version),
+                None => {
+                    self.streams.insert(part.stream.clone(), Some(last_version));
+                }
+            }
             outcomes.push(AppendOutcome {
                 positions,
                 stream_version: last_version,
                 duplicate: false,
             });
+        }
+        // A large event's buffer is not kept.
+        if record.capacity() <= RECORD_BUFFER_KEPT {
+            self.record = record;
         }
         Ok(outcomes)
     }
