@@ -35,10 +35,12 @@ const SETTINGS: [(&str, &str, u64); 2] = [
 /// runs.
 const ROUNDS: usize = 3;
 
-/// The consume-only consumer's pull request and acknowledgement batch: opsflow's
-/// defaults (`[nats.ingest] batch` 1,000, eight batches per pull).
-const CEILING_PULL: usize = 8000;
-const CEILING_BATCH: usize = 1000;
+/// The consume-only consumer's acknowledgement batch and pull request: opsflow's
+/// (`[nats.ingest] batch`, 1,000 by default, and eight batches per pull).
+fn ceiling_batches() -> (usize, usize) {
+    let batch = NatsConfig::default().ingest.batch;
+    (batch, batch * 8)
+}
 
 pub async fn run(messages: u64) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
@@ -217,13 +219,14 @@ async fn raw_publish(extra: &str, messages: u64) -> anyhow::Result<f64> {
 
 /// The consume-only ceiling: the messages published as in the raw run while a
 /// durable pull consumer on its own connection takes them in batches (whatever has
-/// arrived, at most [`CEILING_BATCH`]) and acknowledges each batch's last message
+/// arrived, at most opsflow's batch) and acknowledges each batch's last message
 /// (`AckPolicy::All`), doing nothing else with them. Returns when all are taken and
 /// acknowledged.
 async fn consume_only(extra: &str, messages: u64) -> anyhow::Result<f64> {
     use futures::{FutureExt, StreamExt};
     let nats = NatsServer::start_with_config(extra)?;
     let (client, js) = with_stream(&nats, "BENCH_CEILING", "bench.ceiling").await?;
+    let (most, pull) = ceiling_batches();
     let consumer_client = async_nats::connect(nats.url()).await?;
     let consumer: jetstream::consumer::PullConsumer = jetstream::new(consumer_client)
         .get_stream("BENCH_CEILING")
@@ -231,13 +234,13 @@ async fn consume_only(extra: &str, messages: u64) -> anyhow::Result<f64> {
         .create_consumer(jetstream::consumer::pull::Config {
             durable_name: Some("ceiling".into()),
             ack_policy: jetstream::consumer::AckPolicy::All,
-            max_ack_pending: i64::try_from(CEILING_PULL * 3)?,
+            max_ack_pending: i64::try_from(pull * 3)?,
             ..Default::default()
         })
         .await?;
     let mut deliveries = consumer
         .stream()
-        .max_messages_per_batch(CEILING_PULL)
+        .max_messages_per_batch(pull)
         .max_bytes_per_batch(64 << 20)
         .messages()
         .await?;
@@ -251,7 +254,7 @@ async fn consume_only(extra: &str, messages: u64) -> anyhow::Result<f64> {
             let mut last = next.map_err(|e| anyhow::anyhow!("delivery: {e}"))?;
             taken += 1;
             let mut batch = 1;
-            while batch < CEILING_BATCH {
+            while batch < most {
                 match deliveries.next().now_or_never() {
                     Some(Some(Ok(m))) => last = m,
                     _ => break,
