@@ -81,14 +81,23 @@ pub async fn run_request_reply(
                 continue;
             };
             let slot = tokio::select! {
-                slot = slots.clone().acquire_owned() => slot,
-                _ = shutdown.cancelled() => break true,
+                slot = slots.clone().acquire_owned() => slot.ok(),
+                _ = shutdown.cancelled() => None,
             };
-            let Ok(slot) = slot else { break true };
-            handling.spawn(answer(log.clone(), client.clone(), request, reply_to, Some(slot)));
+            // Taken from the subscription, it is answered whatever happens (without a
+            // slot when stopping, like those the drain below finds).
+            let stopping = slot.is_none();
+            handling.spawn(answer(log.clone(), client.clone(), request, reply_to, slot));
+            if stopping {
+                break true;
+            }
         };
         // No more requests for this node (the queue group's others take them); those
-        // already delivered to it are answered. Then the appends under way finish
+        // already delivered to it are answered. (async-nats 0.51 forgets a draining
+        // subscription once its UNSUB is written, not at the PONG after it: a request
+        // the server sent before taking the UNSUB and still on the wire then gets no
+        // answer, and its producer's retry after the timeout is absorbed by the
+        // idempotent append.) Then the appends under way finish
         // (their events are recorded either way) and their replies go out, unless
         // NATS does not take them in time.
         // (Not with NATS unreachable: shutdown does not wait for it.)
