@@ -1,5 +1,5 @@
 //! Connecting to a real nats-server that asks for credentials: user and password, a
-//! token, an nkey, and TLS with client certificates. opsflow must connect, ingest
+//! token, an nkey, a `.creds` file (operator mode), and TLS with client certificates. opsflow must connect, ingest
 //! and publish with each, and say so when the credentials are wrong.
 
 use std::path::Path;
@@ -124,6 +124,112 @@ async fn nkey_seed_file() -> anyhow::Result<()> {
     std::fs::write(&stranger, nkeys::KeyPair::new_user().seed()?)?;
     refused(NatsConfig {
         nkey_seed_file: Some(stranger),
+        ..NatsConfig::url(nats.url())
+    })
+    .await
+}
+
+/// A NATS JWT (header, claims, ed25519 signature by `issuer`, each base64url) with
+/// these `nats` claims about `subject`.
+fn jwt(issuer: &nkeys::KeyPair, subject: &str, name: &str, nats: serde_json::Value) -> anyhow::Result<String> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = b64.encode(r#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let claims = serde_json::json!({
+        "jti": format!("OPSFLOWTEST{}", name.to_uppercase()),
+        "iat": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs(),
+        "iss": issuer.public_key(),
+        "name": name,
+        "sub": subject,
+        "nats": nats,
+    });
+    let signed = format!("{header}.{}", b64.encode(claims.to_string()));
+    let signature = issuer.sign(signed.as_bytes())?;
+    Ok(format!("{signed}.{}", b64.encode(signature)))
+}
+
+/// A `.creds` file's text (a user JWT and the user's seed), as `nsc` writes it.
+fn creds(user_jwt: &str, user_seed: &str) -> String {
+    format!(
+        "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
+         ************************* IMPORTANT *************************\n\
+         NKEY Seed printed below can be used to sign and prove identity.\n\
+         NKEYs are sensitive and should be treated as secrets.\n\n\
+         -----BEGIN USER NKEY SEED-----\n{user_seed}\n------END USER NKEY SEED------\n"
+    )
+}
+
+/// An operator-mode server (an operator, one account with JetStream, users with
+/// JWTs, as `nsc` sets up): opsflow connects with a `.creds` file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_file_against_an_operator_mode_server() -> anyhow::Result<()> {
+    let operator = nkeys::KeyPair::new_operator();
+    let (account, system) = (nkeys::KeyPair::new_account(), nkeys::KeyPair::new_account());
+    let operator_jwt = jwt(
+        &operator,
+        &operator.public_key(),
+        "ops",
+        serde_json::json!({"type": "operator", "version": 2, "system_account": system.public_key()}),
+    )?;
+    let unlimited = serde_json::json!({
+        "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1, "wildcards": true,
+        "conn": -1, "leaf": -1, "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1,
+    });
+    let account_jwt = jwt(
+        &operator,
+        &account.public_key(),
+        "app",
+        serde_json::json!({"type": "account", "version": 2, "limits": unlimited}),
+    )?;
+    let system_jwt = jwt(
+        &operator,
+        &system.public_key(),
+        "sys",
+        serde_json::json!({"type": "account", "version": 2, "limits": {"subs": -1, "data": -1, "payload": -1, "conn": -1}}),
+    )?;
+    let user = |name: &str| -> anyhow::Result<(String, String)> {
+        let key = nkeys::KeyPair::new_user();
+        let claims = serde_json::json!({"type": "user", "version": 2, "pub": {}, "sub": {},
+                                        "subs": -1, "data": -1, "payload": -1});
+        Ok((jwt(&account, &key.public_key(), name, claims)?, key.seed()?))
+    };
+    let nats = NatsServer::start_with_config(&format!(
+        "operator: {operator_jwt}\nsystem_account: {}\nresolver: MEMORY\n\
+         resolver_preload: {{\n  {}: {account_jwt}\n  {}: {system_jwt}\n}}\n",
+        system.public_key(),
+        account.public_key(),
+        system.public_key(),
+    ))?;
+    let dir = tempfile::tempdir()?;
+    let (opsflow_jwt, opsflow_seed) = user("opsflow")?;
+    let creds_file = dir.path().join("opsflow.creds");
+    std::fs::write(&creds_file, creds(&opsflow_jwt, &opsflow_seed))?;
+    let (producer_jwt, producer_seed) = user("producer")?;
+    let producer_creds = dir.path().join("producer.creds");
+    std::fs::write(&producer_creds, creds(&producer_jwt, &producer_seed))?;
+    let producer = async_nats::ConnectOptions::with_credentials_file(&producer_creds)
+        .await?
+        .connect(nats.url())
+        .await?;
+    let config = NatsConfig {
+        credentials_file: Some(creds_file),
+        ..NatsConfig::url(nats.url())
+    };
+    ingests_and_publishes(config, producer).await?;
+    // A user of an account the server does not know.
+    let stranger = dir.path().join("stranger.creds");
+    let other_account = nkeys::KeyPair::new_account();
+    let key = nkeys::KeyPair::new_user();
+    let claims = serde_json::json!({"type": "user", "version": 2, "pub": {}, "sub": {}});
+    std::fs::write(
+        &stranger,
+        creds(
+            &jwt(&other_account, &key.public_key(), "stranger", claims)?,
+            &key.seed()?,
+        ),
+    )?;
+    refused(NatsConfig {
+        credentials_file: Some(stranger),
         ..NatsConfig::url(nats.url())
     })
     .await
