@@ -73,6 +73,12 @@ fn read_file(
         Ok(root) => root,
         Err(e) => {
             let (loc, message) = load_error(&e);
+            let (loc, message) = match indenting_tab(content, loc.0) {
+                // The scanner names where the value it was reading starts, often a
+                // line before the tab: the tab is what to fix.
+                Some(tab) if message.contains("tab") => (tab, format!("{message}: YAML indents with spaces only")),
+                _ => (loc, message),
+            };
             c.error(loc, message);
             return;
         }
@@ -144,6 +150,19 @@ fn second_document(content: &str) -> Option<usize> {
         }
     }
     None
+}
+
+/// The first tab in a line's indentation from line `from` on (1-based line and
+/// column), if any.
+fn indenting_tab(content: &str, from: usize) -> Option<Loc> {
+    content
+        .lines()
+        .enumerate()
+        .skip(from.saturating_sub(1))
+        .find_map(|(i, line)| {
+            let indent = &line[..line.len() - line.trim_start().len()];
+            indent.find('\t').map(|at| (i + 1, indent[..at].chars().count() + 1))
+        })
 }
 
 fn load_error(e: &LoadError) -> (Loc, String) {

@@ -279,6 +279,12 @@ fn files_are_read_sorted_by_name() {
 fn yaml_syntax_error() {
     assert_error("kpis:\n  - name: a\n    on: [x\n", "defs.yaml:4:1: YAML syntax:", &[]);
     assert_error("kpis:\n\t- name: a\n", "defs.yaml:2:", &["YAML syntax", "tabs"]);
+    // The scanner names the value before the tab; the error points at the tab.
+    assert_error(
+        "kpis:\n  - name: x\n  \tkind: count\n",
+        "defs.yaml:3:3: YAML syntax:",
+        &["found a tab: YAML indents with spaces only"],
+    );
 }
 
 #[test]
