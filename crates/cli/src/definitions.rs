@@ -70,6 +70,7 @@ pub fn warnings(d: &Definitions, dir: &Path) -> Vec<String> {
         let at = Site {
             dir,
             origin: &kpi.origin,
+            line: kpi.origin.line,
             what: format!("kpi `{}`", kpi.name),
         };
         at.matches(&mut out, &kpi.kind.matches(), kpi.key.as_ref(), &kpi.track, &kpi.close);
@@ -88,6 +89,7 @@ pub fn warnings(d: &Definitions, dir: &Path) -> Vec<String> {
         let at = Site {
             dir,
             origin: &control.origin,
+            line: control.origin.line,
             what: format!("control `{}`", control.name),
         };
         at.matches(
@@ -107,10 +109,13 @@ pub fn warnings(d: &Definitions, dir: &Path) -> Vec<String> {
 /// (file, line, message), in file and line order.
 type Warnings = std::collections::BTreeSet<(String, usize, String)>;
 
-/// Where a warning points: the definition.
+/// Where a warning points: the definition, or a line of it.
 struct Site<'a> {
     dir: &'a Path,
     origin: &'a Origin,
+    /// The line a warning names: the definition's, or that of the expression
+    /// it is about.
+    line: usize,
     what: String,
 }
 
@@ -159,7 +164,12 @@ impl Site<'_> {
     fn fields<'e>(&self, out: &mut Warnings, event_type: &str, exprs: impl IntoIterator<Item = &'e Expr>) {
         for expr in exprs {
             if let Fields::Only(names) = expr.reads().event.data {
-                self.unlisted(out, event_type, &names, |name| {
+                let at = Site {
+                    line: expr.line().unwrap_or(self.line),
+                    what: self.what.clone(),
+                    ..*self
+                };
+                at.unlisted(out, event_type, &names, |name| {
                     format!("`{}` reads data.{name}", expr.source())
                 });
             }
@@ -211,7 +221,7 @@ impl Site<'_> {
 
     fn warn(&self, message: String) -> (String, usize, String) {
         let file = self.dir.join(&self.origin.file).display().to_string();
-        (file, self.origin.line, format!("{}: {message}", self.what))
+        (file, self.line, format!("{}: {message}", self.what))
     }
 }
 
@@ -314,7 +324,8 @@ controls:
         let d = Definitions::from_files(&[("k.yaml".into(), yaml.into())]).expect("valid definitions");
         let w = warnings(&d, Path::new("defs"));
         assert_eq!(w.len(), 4, "{w:#?}");
-        assert!(w[0].starts_with("defs/k.yaml:2: warning: kpi `big_orders`: `event.data.totl > 1000` reads data.totl, which order.placed does not have"), "{w:#?}");
+        // At the expression's line, not the definition's.
+        assert!(w[0].starts_with("defs/k.yaml:4: warning: kpi `big_orders`: `event.data.totl > 1000` reads data.totl, which order.placed does not have"), "{w:#?}");
         assert!(
             w[1].starts_with("defs/k.yaml:6: warning: kpi `typo`: `order.plaecd` is not a catalog type"),
             "{w:#?}"
@@ -327,7 +338,7 @@ controls:
             "{w:#?}"
         );
         assert!(
-            w[3].starts_with("defs/k.yaml:16: warning: control `dup`: `event.data.requestor` reads data.requestor"),
+            w[3].starts_with("defs/k.yaml:19: warning: control `dup`: `event.data.requestor` reads data.requestor"),
             "{w:#?}"
         );
     }

@@ -184,6 +184,8 @@ pub struct Expr {
     compiled: Compiled,
     /// See [`Expr::names_start`].
     names_start: bool,
+    /// The definitions file line it was read from (0: not from a file).
+    line: usize,
 }
 
 /// Shows the source, not the compiled program.
@@ -261,6 +263,7 @@ impl Expr {
             source: source.into(),
             compiled,
             names_start,
+            line: 0,
         })
     }
 
@@ -273,12 +276,24 @@ impl Expr {
             source: source.into(),
             names_start: program.names_start,
             compiled: Compiled::Cel(Arc::new(program)),
+            line: 0,
         })
     }
 
     /// The expression as written.
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// The definitions file line it was read from, when it was read from one.
+    pub fn line(&self) -> Option<usize> {
+        (self.line > 0).then_some(self.line)
+    }
+
+    /// The same expression, read from `line` of a definitions file.
+    pub(crate) fn at_line(mut self, line: usize) -> Expr {
+        self.line = line;
+        self
     }
 
     /// Whether this is a plain field path, evaluated without the CEL interpreter.

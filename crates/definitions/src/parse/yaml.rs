@@ -192,7 +192,7 @@ impl<'f> Checker<'f> {
                 );
                 None
             }
-            Ok(e) => Some(e),
+            Ok(e) => Some(e.at_line(span_loc(scalar.span()).0)),
             Err(e) => {
                 self.error(
                     span_loc(scalar.span()),
