@@ -379,6 +379,18 @@ fn json_time(ts: Option<&prost_types::Timestamp>) -> Value {
     }))
 }
 
+/// A stat as JSON: a whole number as an integer (a count is `3`, not `3.0`), any
+/// other as it is; one that is not finite (none should be) as `null`.
+fn json_number(x: f64) -> Value {
+    // Whole numbers up to 2^53 are exact in both forms.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    if x.fract() == 0.0 && x.abs() <= EXACT {
+        Value::from(x as i64)
+    } else {
+        Value::from(x)
+    }
+}
+
 /// JSON of a KPI answer: `GET /v1/kpis` and `opsflow kpis --output json`.
 pub fn kpis_json(r: &v1::GetKpisResponse) -> Value {
     json!({
@@ -395,8 +407,8 @@ pub fn kpis_json(r: &v1::GetKpisResponse) -> Value {
             "values": k.values.iter().map(|v| json!({
                 "window": v.window,
                 "group": v.group,
-                "stats": v.stats,
-                "headline": v.headline,
+                "stats": v.stats.iter().map(|(k, x)| (k.clone(), json_number(*x))).collect::<serde_json::Map<_, _>>(),
+                "headline": v.headline.map(json_number),
                 "status": status_name(v.status),
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
@@ -811,5 +823,21 @@ async fn reload(
                 status.set(Some(message));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_stats_are_json_integers_and_others_stay_as_they_are() {
+        assert_eq!(json_number(3.0).to_string(), "3");
+        assert_eq!(json_number(-0.0).to_string(), "0");
+        assert_eq!(json_number(0.25).to_string(), "0.25");
+        assert_eq!(json_number(345_881.355).to_string(), "345881.355");
+        assert_eq!(json_number(2f64.powi(53)).to_string(), "9007199254740992");
+        assert_eq!(json_number(2f64.powi(60)).to_string(), "1.152921504606847e+18");
+        assert_eq!(json_number(f64::NAN), Value::Null);
     }
 }
