@@ -98,7 +98,7 @@ pub enum CloudEventError {
 
     /// No `subject`, and the stream could not be derived from the data.
     #[error(
-        "missing subject: the stream is taken from the CloudEvents `subject` attribute (or, for JSON data, from the {} field){}",
+        "missing subject: the stream is taken from the CloudEvents `subject` attribute (or, for JSON data and protobuf catalog data, from the {} field){}",
         list_fields(.fields),
         not_json_note(.not_json.as_deref())
     )]

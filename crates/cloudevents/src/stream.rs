@@ -24,6 +24,10 @@
 //! 4. Otherwise the event is refused with [`CloudEventError::MissingSubject`],
 //!    naming the fields that were looked for.
 //!
+//! Catalog data in protobuf (`application/protobuf`, the messages of
+//! `catalog.proto`) is decoded and read for the same fields; other data that is not
+//! JSON has none, so such an event needs a `subject`.
+//!
 //! The stream must be a valid log stream name
 //! ([`validate_stream_name`](opsflow_log::validate_stream_name)); an invalid one is
 //! refused naming `subject` or `data`.
@@ -65,8 +69,15 @@ pub fn stream_for(subject: Option<&str>, event: &ProposedEvent) -> Result<String
     }
     let keys = key_fields(&event.event_type);
     let json_data = event.content_type.is_empty() || media::is_json(&event.content_type);
+    // Protobuf catalog data, decoded to the same field names as JSON.
+    let decoded = (!json_data)
+        .then(|| opsflow_catalog::data_as_json(&event.event_type, &event.content_type, &event.data))
+        .flatten()
+        .map(|object| object.to_string());
     // Data that is not a JSON object has no key fields.
-    let members = if json_data {
+    let members = if let Some(decoded) = &decoded {
+        serde_json::from_str::<Members<'_>>(decoded).map_or_else(|_| Vec::new(), |Members(m)| m)
+    } else if json_data {
         match serde_json::from_slice::<Members<'_>>(&event.data) {
             Ok(Members(m)) => m,
             // Not JSON at all: say so, rather than that no key field was found.
@@ -115,7 +126,7 @@ pub fn stream_for(subject: Option<&str>, event: &ProposedEvent) -> Result<String
     }
     Err(CloudEventError::MissingSubject {
         fields,
-        not_json: (!json_data).then(|| event.content_type.clone()),
+        not_json: (!json_data && decoded.is_none()).then(|| event.content_type.clone()),
     })
 }
 
@@ -193,6 +204,42 @@ mod tests {
     }
 
     #[test]
+    fn protobuf_catalog_data_is_read_for_the_same_fields() {
+        let placed = opsflow_proto::v1::OrderPlaced {
+            order_id: "PO-9".into(),
+            customer: "acme".into(),
+            total: Some(12.5),
+            currency: "EUR".into(),
+            ..Default::default()
+        };
+        let as_protobuf = |event_type: &str, data: Vec<u8>| ProposedEvent {
+            content_type: "application/protobuf".into(),
+            data: data.into(),
+            ..event(event_type, "")
+        };
+        let order = as_protobuf("order.placed", prost::Message::encode_to_vec(&placed));
+        assert_eq!(stream_for(None, &order).expect("stream"), "order/PO-9");
+        // Decoded but without the field: the fields looked for, not "not JSON".
+        let nameless = opsflow_proto::v1::OrderPlaced {
+            order_id: String::new(),
+            ..placed
+        };
+        let nameless = as_protobuf("order.placed", prost::Message::encode_to_vec(&nameless));
+        match stream_for(None, &nameless) {
+            Err(CloudEventError::MissingSubject { fields, not_json }) => {
+                assert_eq!((fields, not_json), (vec!["order_id".to_owned()], None));
+            }
+            other => panic!("expected a missing subject, got {other:?}"),
+        }
+        // Protobuf of a custom type is not read: it needs a subject.
+        let custom = as_protobuf("thing.happened", vec![0x0a, 0x01, 0x41]);
+        assert!(matches!(
+            stream_for(None, &custom),
+            Err(CloudEventError::MissingSubject { not_json: Some(_), .. })
+        ));
+    }
+
+    #[test]
     fn procurement_events_join_their_parent_stream() {
         assert_eq!(
             stream("goods.received", r#"{"po_id":"PO-7"}"#).expect("stream"),
@@ -260,7 +307,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "missing subject: the stream is taken from the CloudEvents `subject` attribute \
-             (or, for JSON data, from the `goods_id` or `po_number` or `po_id` field)"
+             (or, for JSON data and protobuf catalog data, from the `goods_id` or `po_number` or `po_id` field)"
         );
         assert_eq!(err.attribute(), Some("subject"));
         for (event_type, data) in [
