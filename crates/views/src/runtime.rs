@@ -157,8 +157,21 @@ struct Inner {
     /// Held for a whole rebuild: rebuilds run one after another (each swaps views
     /// into the live set and merges them into the snapshots it passes).
     rebuilds: Mutex<()>,
+    /// Rebuilds running or waiting, which a request for views they cover joins.
+    flights: Mutex<Vec<Flight>>,
     /// Held while a snapshot file is written, or read, changed and written again.
     snapshots: Mutex<()>,
+}
+
+/// How a rebuild ended, for everyone waiting on it.
+type Landing = watch::Receiver<Option<Arc<Result<RebuildReport>>>>;
+
+/// A rebuild running or waiting to run.
+struct Flight {
+    /// The definitions version it rebuilds under.
+    version: String,
+    names: BTreeSet<String>,
+    landing: Landing,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -313,6 +326,7 @@ impl Views {
                 position,
                 checkpointed,
                 rebuilds: Mutex::new(()),
+                flights: Mutex::new(Vec::new()),
                 snapshots: Mutex::new(()),
             }),
         })
@@ -515,8 +529,56 @@ impl Views {
             });
         }
         let names = if names.is_empty() { known } else { names };
+        let mut landing = self.flight(defs, &names, shutdown);
+        let landed = landing
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| ViewsError::Stopped("the rebuild ended without an outcome".into()))?
+            .clone();
+        match landed.as_deref() {
+            Some(Ok(report)) => Ok(RebuildReport {
+                names,
+                ..report.clone()
+            }),
+            Some(Err(e)) => Err(joined(e)),
+            None => Err(ViewsError::Stopped("the rebuild ended without an outcome".into())),
+        }
+    }
+
+    /// The rebuild of `names` under `defs`: one already running or waiting under
+    /// the same definitions that covers them is joined (its views, rebuilt from
+    /// position 1 and caught up with the head, are what another would give), so a
+    /// client retrying after its deadline does not queue the same rebuild again;
+    /// else a new one starts. It runs to its end whoever waits, and [`Views::run`]
+    /// waits for it before it returns.
+    fn flight(&self, defs: Arc<Definitions>, names: &[String], shutdown: CancellationToken) -> Landing {
+        let mut flights = lock(&self.inner.flights);
+        if let Some(flight) = flights
+            .iter()
+            .find(|f| f.version == defs.version && names.iter().all(|n| f.names.contains(n)))
+        {
+            return flight.landing.clone();
+        }
+        let (land, landing) = watch::channel(None);
+        flights.push(Flight {
+            version: defs.version.clone(),
+            names: names.iter().cloned().collect(),
+            landing: landing.clone(),
+        });
+        drop(flights);
         let inner = self.inner.clone();
-        blocking(move || inner.rebuild(&defs, names, &shutdown)).await
+        let names = names.to_vec();
+        let handle = tokio::spawn(async move {
+            let rebuilding = inner.clone();
+            let outcome = blocking(move || rebuilding.rebuild(&defs, names, &shutdown)).await;
+            // Out of the list first: a request from now on starts a rebuild of its own.
+            lock(&inner.flights).retain(|f| !f.landing.same_channel(&land.subscribe()));
+            let _ = land.send(Some(Arc::new(outcome)));
+        });
+        let mut background = lock(&self.inner.background);
+        background.retain(|h| !h.is_finished());
+        background.push(handle);
+        landing
     }
 
     /// Puts new definitions in force: views whose definition is unchanged keep their
@@ -867,6 +929,20 @@ fn now_nanos() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// A rebuild's error for a request that joined it (not every error can be cloned):
+/// of the same kind as far as a client can tell.
+fn joined(e: &ViewsError) -> ViewsError {
+    match e {
+        ViewsError::Stopped(reason) => ViewsError::Stopped(reason.clone()),
+        ViewsError::Log(log) if log.kind() == opsflow_log::ErrorKind::Unavailable => {
+            ViewsError::Stopped(log.to_string())
+        }
+        ViewsError::Corrupt(reason) => ViewsError::Corrupt(reason.clone()),
+        ViewsError::Storage(storage) => ViewsError::Storage(storage.clone()),
+        other => ViewsError::Files(format!("the rebuild failed: {other}")),
+    }
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {

@@ -534,28 +534,59 @@ async fn damaged_checkpoints_and_snapshots_are_passed_over_and_rebuilt() -> anyh
     Ok(())
 }
 
+/// `n` events of every type in turn over `keys` keys.
+fn mixed(n: usize, keys: usize) -> Vec<Generated> {
+    (0..n)
+        .map(|i| Generated {
+            type_index: i % TYPES.len(),
+            key: (i % keys) as u8,
+            amount: (i * 7919 % 20_000) as u32,
+            flag: i % 2 == 0,
+            gap: (i % 7) as i64,
+        })
+        .collect()
+}
+
+/// The built-in views running over a log of `generated`, caught up; `clock` and
+/// `index` go on from there.
+struct Builtin {
+    log: EventLog,
+    defs: Definitions,
+    running: Running,
+    clock: i64,
+    index: usize,
+}
+
+async fn builtin_over(dir: &std::path::Path, generated: &[Generated]) -> anyhow::Result<Builtin> {
+    let log = sim_log(dir)?;
+    let defs = opsflow_definitions::builtin();
+    let running = start(&log, &defs, &dir.join("views"))?;
+    let (mut clock, mut index) = (T0, 0);
+    append_all(&log, &steps(generated, clock, &mut index), &mut clock).await?;
+    until(&running.views, log.head()).await?;
+    Ok(Builtin {
+        log,
+        defs,
+        running,
+        clock,
+        index,
+    })
+}
+
 /// Rebuilds asked for at the same time, of one view and of several, while events
 /// come: each returns once its views are swapped in, none fails, and the views and
 /// their snapshots (as-of answers) are as a replay gives them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebuilds_at_the_same_time_all_finish_and_change_no_answer() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let log = sim_log(dir.path())?;
-    let defs = opsflow_definitions::builtin();
-    let running = start(&log, &defs, &dir.path().join("views"))?;
-    let mut clock = T0;
-    let mut index = 0;
-    let generated: Vec<Generated> = (0..600)
-        .map(|i| Generated {
-            type_index: i % TYPES.len(),
-            key: (i % 3) as u8,
-            amount: (i * 7919 % 20_000) as u32,
-            flag: i % 2 == 0,
-            gap: (i % 7) as i64,
-        })
-        .collect();
-    append_all(&log, &steps(&generated[..400], clock, &mut index), &mut clock).await?;
-    until(&running.views, log.head()).await?;
+    let generated = mixed(600, 3);
+    let Builtin {
+        log,
+        defs,
+        running,
+        mut clock,
+        mut index,
+    } = builtin_over(dir.path(), &generated[..400]).await?;
     let names = ["order_cycle_time", "order_cycle_time", "mtta", "mttr", "open_orders"];
     let rebuilds = names.map(|name| {
         let views = running.views.clone();
@@ -569,6 +600,45 @@ async fn rebuilds_at_the_same_time_all_finish_and_change_no_answer() -> anyhow::
         assert_eq!(report.names, [*name]);
     }
     check(&log, &defs, &running.views, &[3, 210, 399, 455, 600]).await?;
+    running.stop.cancel();
+    running.task.await??;
+    log.close().await?;
+    Ok(())
+}
+
+/// A rebuild asked for while one under the same definitions that covers its views
+/// runs or waits joins it, so a client retrying after its deadline queues nothing:
+/// the answers are that rebuild's. Asked for once it is done, a rebuild is a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_asked_for_while_one_covering_it_runs_joins_it() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let Builtin { log, defs, running, .. } = builtin_over(dir.path(), &mixed(300, 5)).await?;
+    let ask = |names: &[&str]| {
+        let (views, stop) = (running.views.clone(), running.stop.clone());
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        async move { views.rebuild(names, stop).await }
+    };
+    // Polled in order: every view first, then one of them, twice.
+    let (all, mtta, again) = futures::future::join3(ask(&[]), ask(&["mtta"]), ask(&["mtta"])).await;
+    let (all, mtta, again) = (all?, mtta?, again?);
+    assert_eq!(all.names.len(), defs.kpis.len() + defs.controls.len());
+    for joined in [&mtta, &again] {
+        assert_eq!(joined.names, ["mtta"]);
+        assert_eq!(
+            (joined.events, joined.position, joined.seconds),
+            (all.events, all.position, all.seconds),
+            "not the rebuild it joined"
+        );
+    }
+    // Views the running one does not cover: a rebuild of their own.
+    let (open_orders, mttr) = futures::future::join(ask(&["open_orders"]), ask(&["mttr"])).await;
+    assert_ne!(open_orders?.seconds, mttr?.seconds);
+    let later = ask(&["mtta"]).await?;
+    assert_ne!(
+        later.seconds, all.seconds,
+        "a rebuild asked for after the last one ended is new"
+    );
+    check(&log, &defs, &running.views, &[1, 150, 300]).await?;
     running.stop.cancel();
     running.task.await??;
     log.close().await?;
