@@ -124,7 +124,12 @@ impl Site<'_> {
     /// match has none) against that type; tracked and closing types likewise.
     fn matches(&self, out: &mut Warnings, matches: &[&Match], key: Option<&Expr>, track: &[String], close: &[String]) {
         for m in matches {
-            self.event_type(out, &m.event_type);
+            let at = Site {
+                line: if m.line > 0 { m.line } else { self.line },
+                what: self.what.clone(),
+                ..*self
+            };
+            at.event_type(out, &m.event_type);
             let key = if m.key.is_none() { key } else { None };
             self.fields(out, &m.event_type, m.expressions().chain(key));
         }
@@ -327,12 +332,12 @@ controls:
         // At the expression's line, not the definition's.
         assert!(w[0].starts_with("defs/k.yaml:4: warning: kpi `big_orders`: `event.data.totl > 1000` reads data.totl, which order.placed does not have"), "{w:#?}");
         assert!(
-            w[1].starts_with("defs/k.yaml:6: warning: kpi `typo`: `order.plaecd` is not a catalog type"),
+            w[1].starts_with("defs/k.yaml:8: warning: kpi `typo`: `order.plaecd` is not a catalog type"),
             "{w:#?}"
         );
         assert!(
             w[2].starts_with(
-                "defs/k.yaml:12: warning: kpi `capitals`: `Order.Placed` is not the catalog type `order.placed`: \
+                "defs/k.yaml:14: warning: kpi `capitals`: `Order.Placed` is not the catalog type `order.placed`: \
                  event types are case-sensitive"
             ),
             "{w:#?}"

@@ -41,6 +41,8 @@ pub struct Match {
     pub value: Option<Expr>,
     /// `actor:` (separation of duties).
     pub actor: Option<Expr>,
+    /// The definitions file line of its `type:` (0: not from a file).
+    pub line: usize,
 }
 
 impl Match {

@@ -186,6 +186,7 @@ mod tests {
             key: None,
             value: None,
             actor: None,
+            line: 0,
         };
         let duration = KpiKind::Duration {
             start: m.clone(),

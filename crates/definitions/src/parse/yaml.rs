@@ -254,7 +254,9 @@ impl<'f> Checker<'f> {
         let before = self.errors.len();
         let what = format!("a match in `{key}`");
         self.unknown_fields(map, allowed, &what);
-        let event_type = match self.get(map, "type") {
+        let type_node = self.get(map, "type");
+        let line = type_node.map_or_else(|| mapping_loc(map).0, |t| span_loc(t.span()).0);
+        let event_type = match type_node {
             Some(t) => self.event_type(t, "type"),
             None => {
                 self.error(
@@ -286,6 +288,7 @@ impl<'f> Checker<'f> {
             key: match_key,
             value,
             actor,
+            line,
         })
     }
 
