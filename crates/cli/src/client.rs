@@ -219,7 +219,7 @@ pub async fn read(a: ReadArgs) -> anyhow::Result<ExitCode> {
         v1::Direction::Forward
     };
     let request = v1::ReadRequest {
-        stream: a.stream.unwrap_or_default(),
+        stream: a.stream.clone().unwrap_or_default(),
         direction: direction as i32,
         from: a.from,
         limit: a.limit,
@@ -228,9 +228,21 @@ pub async fn read(a: ReadArgs) -> anyhow::Result<ExitCode> {
     if a.opts.output == OutputFormat::Table {
         crate::output::emit(format_args!("{EVENT_HEADER}"));
     }
+    let mut printed = 0u64;
     while let Some(item) = stream.message().await.map_err(status)? {
         if let Some(e) = item.event {
             print_event(&e, a.opts.output);
+            printed += 1;
+        }
+    }
+    // An empty table alone would not say why.
+    if printed == 0 && a.opts.output == OutputFormat::Table {
+        let way = if a.backward { "down" } else { "on" };
+        match (&a.stream, a.from) {
+            (Some(name), None) => eprintln!("(stream {name} has no events: no event was ever appended to it)"),
+            (Some(name), Some(from)) => eprintln!("(stream {name} has no events from version {from} {way})"),
+            (None, Some(from)) => eprintln!("(the log has no events from position {from} {way})"),
+            (None, None) => eprintln!("(the log is empty)"),
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -65,6 +65,13 @@ pub enum LogError {
     /// sled or the file system failed.
     #[error("storage error: {0}")]
     Storage(#[from] sled::Error),
+
+    /// Another process has the log's directory open.
+    #[error(
+        "{path} is open in another process (another opsflow on the same data directory?): stop it, or give \
+         this one a data directory of its own"
+    )]
+    Locked { path: String },
 }
 
 fn fmt_actual(actual: &Option<u64>) -> String {
@@ -115,7 +122,7 @@ impl LogError {
             LogError::LimitExceeded { .. } => ErrorKind::LimitExceeded,
             LogError::WrongExpectedVersion { .. } => ErrorKind::WrongExpectedVersion,
             LogError::DuplicateConflict { .. } => ErrorKind::DuplicateConflict,
-            LogError::Closed | LogError::Poisoned(_) => ErrorKind::Unavailable,
+            LogError::Closed | LogError::Poisoned(_) | LogError::Locked { .. } => ErrorKind::Unavailable,
             LogError::Corrupt { .. } | LogError::UnsupportedFormat { .. } | LogError::Storage(_) => ErrorKind::Internal,
         }
     }

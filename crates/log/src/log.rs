@@ -925,6 +925,25 @@ mod tests {
         ProposedEvent::json("order.placed", "{}").with_identity("test", id)
     }
 
+    /// A log another handle (another process, in practice) has open is refused with
+    /// an error that says so, after sled's brief lock retries.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_log_open_elsewhere_is_refused_saying_so() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| LogError::Storage(e.into()))?;
+        let log = EventLog::open_async(dir.path(), LogOptions::default()).await?;
+        match EventLog::open_async(dir.path(), LogOptions::default()).await {
+            Err(e @ LogError::Locked { .. }) => {
+                assert_eq!(e.kind(), crate::ErrorKind::Unavailable);
+                assert!(
+                    e.to_string().contains("another opsflow on the same data directory"),
+                    "{e}"
+                );
+            }
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        log.close().await
+    }
+
     /// An atomic append naming one stream in two parts: the second part's
     /// expected version is checked against the stream with the first part applied,
     /// and a conflict in either writes nothing.

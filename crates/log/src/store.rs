@@ -271,13 +271,18 @@ pub fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
     let mut attempts = 0;
     loop {
         match config.open() {
-            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") && attempts < 50 => {
+            Err(sled::Error::Io(e)) if is_locked(&e) && attempts < 50 => {
                 attempts += 1;
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
             opened => return opened,
         }
     }
+}
+
+/// Whether sled could not open a database because another process holds its lock.
+fn is_locked(e: &std::io::Error) -> bool {
+    e.to_string().contains("could not acquire lock")
 }
 
 impl Store {
@@ -291,7 +296,12 @@ impl Store {
             // segments keep chunk-holding pages inline in sled's log.
             .segment_size(SLED_SEGMENT_SIZE)
             .mode(sled::Mode::LowSpace);
-        let db = open_sled(&config)?;
+        let db = open_sled(&config).map_err(|e| match e {
+            sled::Error::Io(io) if is_locked(&io) => LogError::Locked {
+                path: path.display().to_string(),
+            },
+            other => LogError::Storage(other),
+        })?;
         let checkpoints = db.open_tree(CHECKPOINTS)?;
         let store = Store {
             db,

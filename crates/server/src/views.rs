@@ -73,11 +73,12 @@ pub fn parse_as_of(text: Option<&str>) -> Result<AsOf, ApiError> {
         ));
     }
     let time: jiff::Timestamp = text.parse().map_err(|e| {
-        // `+01:00` unescaped in a URL query arrives as ` 01:00`.
-        let hint = if text.contains(' ') {
-            "; in a URL query a `+` reads as a space: write it %2B"
-        } else {
-            ""
+        // `+01:00` unescaped in a URL query arrives as ` 01:00`; a date and a time
+        // with a space between them is not RFC 3339.
+        let hint = match (text.contains(' '), text.contains('T')) {
+            (true, true) => "; in a URL query a `+` reads as a space: write it %2B",
+            (true, false) => "; write a `T` between the date and the time, and an offset: e.g. 2026-11-21T10:00:00Z",
+            _ => "",
         };
         ApiError::invalid(
             "as_of",
@@ -829,6 +830,19 @@ async fn reload(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_as_of_time_with_a_space_says_what_to_write() {
+        let said = |text: &str| match parse_as_of(Some(text)) {
+            Err(e) => e.to_string(),
+            Ok(as_of) => panic!("{text:?} read as {as_of:?}"),
+        };
+        // A date and a time, as people write them.
+        assert!(said("2026-11-23 10:00").contains("write a `T` between the date and the time"));
+        // An offset's `+` unescaped in a URL query.
+        assert!(said("2026-11-23T10:00:00 01:00").contains("%2B"));
+        assert!(!said("yesterday").contains("%2B"));
+    }
 
     #[test]
     fn whole_stats_are_json_integers_and_others_stay_as_they_are() {
