@@ -7,6 +7,11 @@
 //! batch as opsflow's) that does nothing with the messages. On a machine where the
 //! publisher, `nats-server` and the consumer share the cores, no consumer can ingest
 //! faster than this; the report gives opsflow's rate against it too.
+//!
+//! Each row also gives the CPU time per message of `nats-server` and of this
+//! process (the publisher, plus the consumer or opsflow): with the cores shared, a
+//! rate is bounded by the cores over the sum, and opsflow's own share is the ingest
+//! run's process CPU less the raw run's (the publisher alone).
 
 use std::time::{Duration, Instant};
 
@@ -53,39 +58,123 @@ pub async fn run(messages: u64) -> anyhow::Result<Vec<Row>> {
             ceiling.push(consume_only(extra, messages).await?);
             ingested.push(ingest(extra, messages).await?);
         }
-        let (raw, raw_range) = median(raw);
-        let (ceiling, ceiling_range) = median(ceiling);
-        let (ingest, ingest_range) = median(ingested);
+        let cpu = [&raw, &ceiling, &ingested].map(|runs| Cpu::median(runs));
+        let (raw, raw_range) = median(raw.iter().map(|r| r.rate).collect());
+        let (ceiling, ceiling_range) = median(ceiling.iter().map(|r| r.rate).collect());
+        let (ingest, ingest_range) = median(ingested.iter().map(|r| r.rate).collect());
         let ratio = ingest / raw;
         rows.push(Row::new(
             format!("nats raw JetStream acked publish, {label}"),
             format!(
-                "{} msgs/s, median of {ROUNDS} ({raw_range}; {} messages)",
+                "{} msgs/s, median of {ROUNDS} ({raw_range}; {} messages); CPU per message: {}",
                 count(raw),
-                count(messages as f64)
+                count(messages as f64),
+                cpu[0].text("publisher")
             ),
         ));
         rows.push(Row::new(
             format!("nats consume-only ceiling (publish → pull → acked, nothing else), {label}"),
             format!(
-                "{} msgs/s = {:.2}× raw, median of {ROUNDS} ({ceiling_range})",
+                "{} msgs/s = {:.2}× raw, median of {ROUNDS} ({ceiling_range}); CPU per message: {}",
                 count(ceiling),
-                ceiling / raw
+                ceiling / raw,
+                cpu[1].text("publisher and consumer")
             ),
         ));
         rows.push(
             Row::new(
                 format!("nats ingest publish → durable → acked, {label}"),
                 format!(
-                    "{} events/s = {ratio:.2}× raw, {:.2}× the consume-only ceiling, median of {ROUNDS} ({ingest_range})",
+                    "{} events/s = {ratio:.2}× raw, {:.2}× the consume-only ceiling, median of {ROUNDS} \
+                     ({ingest_range}); CPU per event: {}, of which opsflow ≈ {:.1} µs (less the raw run's publisher)",
                     count(ingest),
-                    ingest / ceiling
+                    ingest / ceiling,
+                    cpu[2].text("publisher and opsflow"),
+                    cpu[2].process - cpu[0].process
                 ),
             )
             .target("≥ 0.5× raw", ratio >= 0.5),
         );
     }
     Ok(rows)
+}
+
+/// One run: its rate and the CPU it took per message.
+struct Run {
+    rate: f64,
+    cpu: Cpu,
+}
+
+/// CPU microseconds per message, from `/proc/<pid>/stat` (user and system time):
+/// `nats-server`'s, and this process's (the publisher, and the consumer or
+/// opsflow where the run has one). On this 2-core machine the three share the
+/// cores, so what the consumer side spends is taken from what could publish.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cpu {
+    nats: f64,
+    process: f64,
+}
+
+impl Cpu {
+    /// Componentwise medians of the runs.
+    fn median(runs: &[Run]) -> Cpu {
+        let of = |part: fn(&Cpu) -> f64| median(runs.iter().map(|r| part(&r.cpu)).collect()).0;
+        Cpu {
+            nats: of(|c| c.nats),
+            process: of(|c| c.process),
+        }
+    }
+
+    fn text(&self, process: &str) -> String {
+        format!(
+            "nats-server {:.1} µs, bench process ({process}) {:.1} µs",
+            self.nats, self.process
+        )
+    }
+}
+
+/// CPU time a run took, from when it was made to [`CpuClock::per_message`].
+struct CpuClock {
+    nats: Option<u32>,
+    start: (Duration, Duration),
+}
+
+impl CpuClock {
+    fn start(nats: &NatsServer) -> CpuClock {
+        let nats = nats.pid();
+        CpuClock {
+            nats,
+            start: (cpu_time(nats), cpu_time(None)),
+        }
+    }
+
+    fn per_message(&self, messages: u64) -> Cpu {
+        let micros = |now: Duration, then: Duration| now.saturating_sub(then).as_secs_f64() * 1e6 / messages as f64;
+        Cpu {
+            nats: micros(cpu_time(self.nats), self.start.0),
+            process: micros(cpu_time(None), self.start.1),
+        }
+    }
+}
+
+/// User and system CPU time of process `pid` (this one for `None`); zero where
+/// `/proc` cannot tell.
+fn cpu_time(pid: Option<u32>) -> Duration {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/stat"),
+        None => "/proc/self/stat".to_owned(),
+    };
+    let Ok(stat) = std::fs::read_to_string(path) else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which may hold spaces) in parentheses; utime
+    // and stime are fields 14 and 15, in USER_HZ (100 on Linux) ticks.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    Duration::from_millis((tick(11) + tick(12)) * 10)
 }
 
 /// The median of the runs and their range as text.
@@ -208,13 +297,16 @@ async fn with_stream(
     Ok((client, js))
 }
 
-async fn raw_publish(extra: &str, messages: u64) -> anyhow::Result<f64> {
+async fn raw_publish(extra: &str, messages: u64) -> anyhow::Result<Run> {
     let nats = NatsServer::start_with_config(extra)?;
     let (client, _) = with_stream(&nats, "BENCH_RAW", "bench.raw").await?;
     let prepared = prepared(messages);
-    let started = Instant::now();
+    let (started, clock) = (Instant::now(), CpuClock::start(&nats));
     publish(&client, "bench.raw.order.placed", prepared).await?;
-    Ok(messages as f64 / started.elapsed().as_secs_f64())
+    Ok(Run {
+        rate: messages as f64 / started.elapsed().as_secs_f64(),
+        cpu: clock.per_message(messages),
+    })
 }
 
 /// The consume-only ceiling: the messages published as in the raw run while a
@@ -222,7 +314,7 @@ async fn raw_publish(extra: &str, messages: u64) -> anyhow::Result<f64> {
 /// arrived, at most opsflow's batch) and acknowledges each batch's last message
 /// (`AckPolicy::All`), doing nothing else with them. Returns when all are taken and
 /// acknowledged.
-async fn consume_only(extra: &str, messages: u64) -> anyhow::Result<f64> {
+async fn consume_only(extra: &str, messages: u64) -> anyhow::Result<Run> {
     use futures::{FutureExt, StreamExt};
     let nats = NatsServer::start_with_config(extra)?;
     let (client, js) = with_stream(&nats, "BENCH_CEILING", "bench.ceiling").await?;
@@ -267,14 +359,17 @@ async fn consume_only(extra: &str, messages: u64) -> anyhow::Result<f64> {
         anyhow::Ok(())
     });
     let prepared = prepared(messages);
-    let started = Instant::now();
+    let (started, clock) = (Instant::now(), CpuClock::start(&nats));
     publish(&client, "bench.ceiling.order.placed", prepared).await?;
     consuming.await??;
     settled(&js, "BENCH_CEILING", "ceiling").await?;
-    Ok(messages as f64 / started.elapsed().as_secs_f64())
+    Ok(Run {
+        rate: messages as f64 / started.elapsed().as_secs_f64(),
+        cpu: clock.per_message(messages),
+    })
 }
 
-async fn ingest(extra: &str, messages: u64) -> anyhow::Result<f64> {
+async fn ingest(extra: &str, messages: u64) -> anyhow::Result<Run> {
     let nats = NatsServer::start_with_config(extra)?;
     let dir = tempfile::tempdir()?;
     let config = Config {
@@ -293,7 +388,7 @@ async fn ingest(extra: &str, messages: u64) -> anyhow::Result<f64> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let prepared = prepared(messages);
-    let started = Instant::now();
+    let (started, clock) = (Instant::now(), CpuClock::start(&nats));
     publish(&client, "ops.events.order.placed", prepared).await?;
     // Durable in the log, and every message acknowledged.
     let mut head = server.log().watch_head();
@@ -304,13 +399,14 @@ async fn ingest(extra: &str, messages: u64) -> anyhow::Result<f64> {
     }
     settled(&js, "OPS_EVENTS", "opsflow-ingest").await?;
     let rate = messages as f64 / started.elapsed().as_secs_f64();
+    let cpu = clock.per_message(messages);
     anyhow::ensure!(
         server.log().head() == messages,
         "log has {} events, expected {messages}",
         server.log().head()
     );
     server.shutdown().await?;
-    Ok(rate)
+    Ok(Run { rate, cpu })
 }
 
 /// Waits (30 s at most) until the server has every message of `stream` delivered to
