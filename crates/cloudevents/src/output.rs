@@ -180,30 +180,30 @@ fn write_rfc3339(out: &mut Vec<u8>, nanos: UnixNanos) {
     let (seconds, fraction) = (nanos.div_euclid(NANOS), nanos.rem_euclid(NANOS));
     let (days, second_of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
     let (year, month, day) = opsflow_log::civil_from_days(days);
+    // Filled in place: one copy into `out`, not a push per digit.
+    let mut text = *b"0000-00-00T00:00:00.000000000";
     // Unix nanoseconds in an i64 span the years 1677 to 2262: four digits, positive.
-    let parts = [
-        (year, 4, b'-'),
-        (month, 2, b'-'),
-        (day, 2, b'T'),
-        (second_of_day / 3600, 2, b':'),
-        (second_of_day / 60 % 60, 2, b':'),
-        (second_of_day % 60, 2, b'.'),
+    let fields = [
+        (0, 4, year.unsigned_abs()),
+        (5, 2, month.unsigned_abs()),
+        (8, 2, day.unsigned_abs()),
+        (11, 2, (second_of_day / 3600).unsigned_abs()),
+        (14, 2, (second_of_day / 60 % 60).unsigned_abs()),
+        (17, 2, (second_of_day % 60).unsigned_abs()),
+        (20, 9, fraction.unsigned_abs()),
     ];
-    for (value, width, separator) in parts {
-        write_digits(out, value.unsigned_abs(), width);
-        out.push(separator);
-    }
-    if fraction == 0 {
-        out.pop();
-    } else {
-        let mut fraction = fraction.unsigned_abs();
-        let mut width = 9;
-        while fraction % 10 == 0 {
-            fraction /= 10;
-            width -= 1;
+    for (at, width, mut value) in fields {
+        for digit in text[at..at + width].iter_mut().rev() {
+            *digit = b'0' + (value % 10) as u8;
+            value /= 10;
         }
-        write_digits(out, fraction, width);
     }
+    // The fraction without its trailing zeros, and without its dot when zero.
+    let end = match text[20..].iter().rposition(|&d| d != b'0') {
+        Some(last) => 21 + last,
+        None => 19,
+    };
+    out.extend_from_slice(&text[..end]);
     out.push(b'Z');
 }
 

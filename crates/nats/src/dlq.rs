@@ -171,7 +171,7 @@ pub(crate) fn headers_size(headers: &HeaderMap) -> usize {
         .map(|(name, values)| {
             values
                 .iter()
-                .map(|v| name.to_string().len() + v.as_str().len() + 4)
+                .map(|v| AsRef::<[u8]>::as_ref(name).len() + v.as_str().len() + 4)
                 .sum::<usize>()
         })
         .sum();
@@ -182,4 +182,20 @@ fn insert(headers: &mut HeaderMap, name: &'static str, value: &str) {
     // Header values cannot hold line breaks.
     let clean: String = value.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     headers.insert(name, clean.as_str());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_size_counts_every_line_as_sent() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(headers_size(&headers), "NATS/1.0\r\n\r\n".len());
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, "42");
+        headers.append("X-Custom", "a");
+        headers.append("X-Custom", "bc");
+        let sent = "NATS/1.0\r\nNats-Msg-Id: 42\r\nX-Custom: a\r\nX-Custom: bc\r\n\r\n";
+        assert_eq!(headers_size(&headers), sent.len());
+    }
 }
