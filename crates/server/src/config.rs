@@ -391,6 +391,44 @@ mod tests {
         assert!(!config.log.validate_catalog);
     }
 
+    /// The shipped sample loads as it is, and with its commented NATS section
+    /// turned on: the settings it shows are settings opsflow reads, with the
+    /// defaults it says.
+    #[test]
+    fn the_shipped_config_loads_with_its_nats_section_on() {
+        let shipped = include_str!("../../../deploy/opsflow.toml");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("opsflow.toml");
+        std::fs::write(&path, shipped).unwrap();
+        let config = Config::load(Some(&path), env(&[])).unwrap();
+        assert!(config.nats.is_none(), "NATS stays off until asked for");
+
+        let mut in_nats = false;
+        let on: Vec<&str> = shipped
+            .lines()
+            .map(|line| {
+                in_nats |= line.starts_with("# [nats]");
+                let setting = line.strip_prefix("# ").filter(|rest| {
+                    rest.starts_with('[') || rest.split_once(" = ").is_some_and(|(key, _)| !key.contains(' '))
+                });
+                match setting {
+                    Some(setting) if in_nats => setting,
+                    _ => line,
+                }
+            })
+            .collect();
+        std::fs::write(&path, on.join("\n")).unwrap();
+        let config = Config::load(Some(&path), env(&[])).unwrap();
+        let nats = config.nats.expect("the [nats] section is on");
+        let defaults = opsflow_nats::NatsConfig::default();
+        assert!(nats.ingest.enabled && nats.request_reply.enabled && nats.outbound.enabled);
+        assert_eq!(nats.ingest.stream, defaults.ingest.stream);
+        assert_eq!(nats.ingest.batch, defaults.ingest.batch);
+        assert_eq!(nats.outbound.subject_prefix, defaults.outbound.subject_prefix);
+        assert_eq!(nats.request_reply.subject, defaults.request_reply.subject);
+        assert!(nats.credentials_file.is_some());
+    }
+
     #[test]
     fn unknown_keys_are_rejected_by_name() {
         let dir = tempfile::tempdir().unwrap();
