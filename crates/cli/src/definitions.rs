@@ -119,17 +119,12 @@ struct Site<'a> {
     what: String,
 }
 
-impl Site<'_> {
+impl<'a> Site<'a> {
     /// Each match's type, and its expressions (with the definition's key where the
     /// match has none) against that type; tracked and closing types likewise.
     fn matches(&self, out: &mut Warnings, matches: &[&Match], key: Option<&Expr>, track: &[String], close: &[String]) {
         for m in matches {
-            let at = Site {
-                line: if m.line > 0 { m.line } else { self.line },
-                what: self.what.clone(),
-                ..*self
-            };
-            at.event_type(out, &m.event_type);
+            self.at((m.line > 0).then_some(m.line)).event_type(out, &m.event_type);
             let key = if m.key.is_none() { key } else { None };
             self.fields(out, &m.event_type, m.expressions().chain(key));
         }
@@ -169,12 +164,7 @@ impl Site<'_> {
     fn fields<'e>(&self, out: &mut Warnings, event_type: &str, exprs: impl IntoIterator<Item = &'e Expr>) {
         for expr in exprs {
             if let Fields::Only(names) = expr.reads().event.data {
-                let at = Site {
-                    line: expr.line().unwrap_or(self.line),
-                    what: self.what.clone(),
-                    ..*self
-                };
-                at.unlisted(out, event_type, &names, |name| {
+                self.at(expr.line()).unlisted(out, event_type, &names, |name| {
                     format!("`{}` reads data.{name}", expr.source())
                 });
             }
@@ -221,6 +211,15 @@ impl Site<'_> {
                 "an expression looks for `{t}` in `seen`, which holds only tracked types ({tracked}): \
                  add it to `track:`, or is it a typo?"
             )));
+        }
+    }
+
+    /// The same definition, pointing at `line` when known.
+    fn at(&self, line: Option<usize>) -> Site<'a> {
+        Site {
+            line: line.unwrap_or(self.line),
+            what: self.what.clone(),
+            ..*self
         }
     }
 

@@ -568,11 +568,12 @@ impl Views {
         drop(flights);
         let inner = self.inner.clone();
         let names = names.to_vec();
+        let own = landing.clone();
         let handle = tokio::spawn(async move {
             let rebuilding = inner.clone();
             let outcome = blocking(move || rebuilding.rebuild(&defs, names, &shutdown)).await;
             // Out of the list first: a request from now on starts a rebuild of its own.
-            lock(&inner.flights).retain(|f| !f.landing.same_channel(&land.subscribe()));
+            lock(&inner.flights).retain(|f| !f.landing.same_channel(&own));
             let _ = land.send(Some(Arc::new(outcome)));
         });
         let mut background = lock(&self.inner.background);
