@@ -258,8 +258,201 @@ impl<'a> Fast<'a> {
 /// Whether `data` is JSON that `serde_json::from_slice::<Value>` accepts (strings
 /// unescaped, numbers in range, nesting within its limit), building nothing.
 pub fn is_json(data: &[u8]) -> bool {
-    let mut de = serde_json::Deserializer::from_slice(data);
-    Skip.deserialize(&mut de).is_ok() && de.end().is_ok()
+    plainly_json(data) || {
+        let mut de = serde_json::Deserializer::from_slice(data);
+        Skip.deserialize(&mut de).is_ok() && de.end().is_ok()
+    }
+}
+
+/// Containers [`plainly_json`] follows into; serde_json's own limit is 128.
+const PLAIN_DEPTH: u32 = 64;
+
+/// Digits before the point that [`plainly_json`] takes for a finite number: below
+/// 10^300, far from `f64::MAX` (about 1.8 × 10^308).
+const PLAIN_DIGITS: usize = 300;
+
+/// A quick check for the usual JSON, one pass and no allocation: `true` only for
+/// text serde_json certainly accepts as a value — UTF-8, nested at most
+/// [`PLAIN_DEPTH`] deep, strings without `\u` escapes (a lone surrogate fails
+/// serde_json) or control characters, numbers without an exponent and with at most
+/// [`PLAIN_DIGITS`] digits before the point (so in range). `false` means "ask
+/// serde_json", not "invalid".
+fn plainly_json(data: &[u8]) -> bool {
+    if std::str::from_utf8(data).is_err() {
+        return false;
+    }
+    let mut at = 0;
+    // One bit per open container, innermost lowest: 1 for an object.
+    let (mut objects, mut depth) = (0u64, 0u32);
+    loop {
+        // A value.
+        skip_space(data, &mut at);
+        let opened = match data.get(at) {
+            Some(&open @ (b'{' | b'[')) => {
+                if depth == PLAIN_DEPTH {
+                    return false;
+                }
+                at += 1;
+                skip_space(data, &mut at);
+                let close = if open == b'{' { b'}' } else { b']' };
+                if data.get(at) == Some(&close) {
+                    at += 1;
+                    Some(false)
+                } else {
+                    objects = objects << 1 | u64::from(open == b'{');
+                    depth += 1;
+                    Some(true)
+                }
+            }
+            Some(b'"') => plain_string(data, &mut at).then_some(false),
+            Some(b't') => literal(data, &mut at, b"true").then_some(false),
+            Some(b'f') => literal(data, &mut at, b"false").then_some(false),
+            Some(b'n') => literal(data, &mut at, b"null").then_some(false),
+            Some(b'-' | b'0'..=b'9') => plain_number(data, &mut at).then_some(false),
+            _ => None,
+        };
+        let Some(opened) = opened else {
+            return false;
+        };
+        if opened && objects & 1 == 1 && !member_name(data, &mut at) {
+            return false;
+        }
+        if opened {
+            continue;
+        }
+        // After a value: close containers until one goes on.
+        loop {
+            skip_space(data, &mut at);
+            if depth == 0 {
+                return at == data.len();
+            }
+            let in_object = objects & 1 == 1;
+            match data.get(at) {
+                Some(b',') => {
+                    at += 1;
+                    if in_object && !member_name(data, &mut at) {
+                        return false;
+                    }
+                    break;
+                }
+                Some(b'}') if in_object => {}
+                Some(b']') if !in_object => {}
+                _ => return false,
+            }
+            at += 1;
+            objects >>= 1;
+            depth -= 1;
+        }
+    }
+}
+
+fn skip_space(data: &[u8], at: &mut usize) {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = data.get(*at) {
+        *at += 1;
+    }
+}
+
+/// `"name" :` at `at` (after spaces), for a member.
+fn member_name(data: &[u8], at: &mut usize) -> bool {
+    skip_space(data, at);
+    if data.get(*at) != Some(&b'"') || !plain_string(data, at) {
+        return false;
+    }
+    skip_space(data, at);
+    if data.get(*at) != Some(&b':') {
+        return false;
+    }
+    *at += 1;
+    true
+}
+
+/// The literal `word` at `at`.
+fn literal(data: &[u8], at: &mut usize, word: &[u8]) -> bool {
+    let found = data[*at..].starts_with(word);
+    if found {
+        *at += word.len();
+    }
+    found
+}
+
+/// A string at `at` (its opening quote): escapes other than `\u`, no control
+/// characters. Moves past the closing quote.
+fn plain_string(data: &[u8], at: &mut usize) -> bool {
+    let mut i = *at + 1;
+    loop {
+        let Some(found) = data.get(i..).and_then(string_stop) else {
+            return false;
+        };
+        i += found;
+        match data[i] {
+            b'"' => {
+                *at = i + 1;
+                return true;
+            }
+            b'\\' => match data.get(i + 1) {
+                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
+                _ => return false,
+            },
+            _ => return false,
+        }
+    }
+}
+
+/// Where the first quote, backslash or control character of `text` is: eight
+/// bytes at a time (serde_json's own way), the rest one by one.
+fn string_stop(text: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // The high bit of each byte below `n` (exact up to the first such byte).
+    let below = |v: u64, n: u8| v.wrapping_sub(ONES * u64::from(n)) & !v & HIGHS;
+    let mut words = text.chunks_exact(8);
+    for (index, word) in words.by_ref().enumerate() {
+        let mut bytes = [0; 8];
+        bytes.copy_from_slice(word);
+        let v = u64::from_le_bytes(bytes);
+        let stops = below(v ^ (ONES * u64::from(b'"')), 1) | below(v ^ (ONES * u64::from(b'\\')), 1) | below(v, 0x20);
+        if stops != 0 {
+            return Some(index * 8 + stops.trailing_zeros() as usize / 8);
+        }
+    }
+    let done = text.len() - words.remainder().len();
+    words
+        .remainder()
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .map(|found| done + found)
+}
+
+/// A number at `at` without an exponent, at most [`PLAIN_DIGITS`] digits before the
+/// point.
+fn plain_number(data: &[u8], at: &mut usize) -> bool {
+    let mut i = *at;
+    if data.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    let digits = |i: usize| {
+        data[i.min(data.len())..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count()
+    };
+    let whole = digits(i);
+    if whole == 0 || whole > PLAIN_DIGITS || (whole > 1 && data[i] == b'0') {
+        return false;
+    }
+    i += whole;
+    if data.get(i) == Some(&b'.') {
+        let fraction = digits(i + 1);
+        if fraction == 0 {
+            return false;
+        }
+        i += 1 + fraction;
+    }
+    if matches!(data.get(i), Some(b'e' | b'E')) {
+        return false;
+    }
+    *at = i;
+    true
 }
 
 struct Object<'k, K> {
@@ -538,6 +731,125 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(&data)
             );
+        }
+
+        /// The quick check says yes only where serde_json does, and `is_json` is
+        /// serde_json's answer, on valid and broken text alike.
+        #[test]
+        fn is_json_is_serde_json(
+            value in json_text(),
+            cut in proptest::option::of(0usize..200),
+            poke in proptest::option::of((0usize..200, any::<u8>())),
+        ) {
+            let mut data = format!(" {value}\n").into_bytes();
+            if let Some(cut) = cut {
+                data.truncate(cut);
+            }
+            if let Some((at, byte)) = poke
+                && at < data.len()
+            {
+                data[at] = byte;
+            }
+            let serde = serde_json::from_slice::<Value>(&data).is_ok();
+            let text = String::from_utf8_lossy(&data);
+            prop_assert!(!plainly_json(&data) || serde, "quick check passed {}", text);
+            prop_assert_eq!(is_json(&data), serde, "{}", text);
+        }
+
+        /// JSON as serializers write it (no `\u` escapes, integers) takes the quick way.
+        #[test]
+        fn usual_json_is_plainly_json(value in usual_json()) {
+            for text in [serde_json::to_vec(&value), serde_json::to_vec_pretty(&value)] {
+                let text = text.expect("serializable");
+                prop_assert!(plainly_json(&text), "{}", String::from_utf8_lossy(&text));
+            }
+        }
+    }
+
+    fn usual_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            (-1_000_000i64..1_000_000).prop_map(|n| Value::from(n as f64 / 8.0)),
+            "[ a\"\\\\\t\n/é😀{}:,\\[\\]]{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(6, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map("[ a\"\\\\é]{0,6}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    #[test]
+    fn string_stop_finds_the_first_quote_backslash_or_control_character() {
+        let naive = |text: &[u8]| text.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20);
+        for len in 0..20 {
+            for at in 0..len {
+                for stop in [b'"', b'\\', 0, 0x1f] {
+                    // Bytes around the borrow edges of the eight-byte check.
+                    for fill in [b'x', b' ', 0x21, 0x5d, 0x7f, 0x80, 0xff] {
+                        let mut text = vec![fill; len];
+                        text[at] = stop;
+                        if at + 1 < len {
+                            text[at + 1] = b'"';
+                        }
+                        assert_eq!(string_stop(&text), naive(&text), "{text:?}");
+                    }
+                }
+            }
+            assert_eq!(string_stop(&vec![b'a'; len]), None);
+        }
+    }
+
+    #[test]
+    fn plainly_json_leaves_the_hard_cases_to_serde_json() {
+        for plain in [
+            &b"0"[..],
+            b"-0.5",
+            b" [ ] ",
+            b"{}",
+            br#"{"a":[1,{"b":null}],"c":"x\"y\\z\/"}"#,
+            "\"é😀\"".as_bytes(),
+        ] {
+            assert!(plainly_json(plain), "{}", String::from_utf8_lossy(plain));
+        }
+        // Asked of serde_json: valid, but not certainly so at a glance.
+        for valid in [&b"1e3"[..], br#""\u00e9""#, br#""\ud83d\ude00""#] {
+            assert!(
+                !plainly_json(valid) && is_json(valid),
+                "{}",
+                String::from_utf8_lossy(valid)
+            );
+        }
+        let deep = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+        assert!(!plainly_json(deep.as_bytes()) && is_json(deep.as_bytes()));
+        let huge = "9".repeat(400);
+        assert!(!plainly_json(huge.as_bytes()) && !is_json(huge.as_bytes()));
+        // Invalid, whichever way it is asked.
+        for bad in [
+            &b""[..],
+            b" ",
+            b"01",
+            b"-",
+            b"1.",
+            b"[1,]",
+            b"{\"a\"}",
+            b"{\"a\":1,}",
+            b"[1}",
+            b"tru",
+            b"truex",
+            b"\"a",
+            b"\"\x01\"",
+            b"\"\\x\"",
+            br#""\ud800""#,
+            b"1e400",
+            b"[1] 2",
+            b"\xff",
+        ] {
+            assert!(!is_json(bad), "{}", String::from_utf8_lossy(bad));
         }
     }
 }

@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::codec::chain_hash;
 use crate::identity::{IdentityIndex, SegmentBuilder, fingerprint, segment_key};
-use crate::store::{ChunkScan, GENESIS, Head, META_HEAD, META_INDEXED, Store, decode_from, tail_hash};
+use crate::store::{ChunkScan, GENESIS, Head, META_HEAD, META_INDEXED, Store, decode_from, decode_into, tail_hash};
 use crate::validator::validate_parts;
 use crate::writer::{AppendJob, Command, Writer};
 use crate::{
@@ -385,18 +385,15 @@ impl EventLog {
                 if from > head || limit == 0 {
                     return Ok(out);
                 }
+                // Every position up to the head is an event: the page's size is known.
+                out.reserve_exact(usize::try_from(head - from + 1).map_or(limit, |left| left.min(limit)));
                 for chunk in store.chunks_from(from)? {
                     let chunk = chunk?;
                     if chunk.first_position > head {
                         break;
                     }
-                    for event in decode_from(&chunk, from, limit - out.len())? {
-                        if event.position > head {
-                            return Ok(out);
-                        }
-                        out.push(event);
-                    }
-                    if out.len() >= limit {
+                    decode_into(&chunk, from, limit - out.len(), head, &mut out)?;
+                    if out.len() >= limit || out.last().is_some_and(|e| e.position >= head) {
                         break;
                     }
                 }

@@ -564,11 +564,26 @@ pub(crate) fn tail_hash(raw: &[u8], position: u64) -> Result<[u8; 32]> {
 /// Decodes up to `limit` events of `chunk` starting at `position` (skipped records
 /// cost only their hash).
 pub(crate) fn decode_from(chunk: &Chunk, position: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
-    let mut prev = chunk.prev_hash;
     let mut out = Vec::new();
+    decode_into(chunk, position, limit, u64::MAX, &mut out)?;
+    Ok(out)
+}
+
+/// Appends to `out` the events of `chunk` from `position` through `last`, at most
+/// `limit` of them (skipped records cost only their hash): a page read fills one
+/// vector sized once instead of collecting each chunk's events apart.
+pub(crate) fn decode_into(
+    chunk: &Chunk,
+    position: u64,
+    limit: usize,
+    last: u64,
+    out: &mut Vec<RecordedEvent>,
+) -> Result<()> {
+    let mut prev = chunk.prev_hash;
+    let mut decoded = 0;
     for rec in chunk.records() {
         let (p, raw) = rec?;
-        if out.len() >= limit {
+        if decoded >= limit || p > last {
             break;
         }
         if p < position {
@@ -578,8 +593,9 @@ pub(crate) fn decode_from(chunk: &Chunk, position: u64, limit: usize) -> Result<
         let event = decode_at(chunk, raw, &header_at(raw, p)?, prev, RecordFields::ALL)?;
         prev = event.hash;
         out.push(event);
+        decoded += 1;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The events of a chunk from a position on, read one at a time as they are asked
