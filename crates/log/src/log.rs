@@ -381,22 +381,7 @@ impl EventLog {
         let mut out = Vec::new();
         match direction {
             Direction::Forward => {
-                let from = from.unwrap_or(1).max(1);
-                if from > head || limit == 0 {
-                    return Ok(out);
-                }
-                // Every position up to the head is an event: the page's size is known.
-                out.reserve_exact(usize::try_from(head - from + 1).map_or(limit, |left| left.min(limit)));
-                for chunk in store.chunks_from(from)? {
-                    let chunk = chunk?;
-                    if chunk.first_position > head {
-                        break;
-                    }
-                    decode_into(&chunk, from, limit - out.len(), head, &mut out)?;
-                    if out.len() >= limit || out.last().is_some_and(|e| e.position >= head) {
-                        break;
-                    }
-                }
+                self.read_forward_into(from.unwrap_or(1), limit, &mut out)?;
             }
             Direction::Backward => {
                 let mut at = from.unwrap_or(head).min(head);
@@ -417,6 +402,47 @@ impl EventLog {
             }
         }
         Ok(out)
+    }
+
+    /// Appends to `out` up to `limit` durable events from position `from` on.
+    fn read_forward_into(&self, from: u64, limit: usize, out: &mut Vec<RecordedEvent>) -> Result<()> {
+        let head = self.head();
+        let from = from.max(1);
+        if from > head || limit == 0 {
+            return Ok(());
+        }
+        let wanted = out.len() + usize::try_from(head - from + 1).map_or(limit, |left| left.min(limit));
+        // Every position up to the head is an event: the page's size is known.
+        out.reserve_exact(wanted - out.len());
+        for chunk in self.inner.store.chunks_from(from)? {
+            let chunk = chunk?;
+            if chunk.first_position > head {
+                break;
+            }
+            decode_into(&chunk, from, wanted - out.len(), head, out)?;
+            if out.len() >= wanted || out.last().is_some_and(|e| e.position >= head) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`EventLog::read_all`] forwards into `page`, emptied first: a reader that
+    /// hands back its last page reads into the same memory (a page of events is
+    /// about 100 KB, which the allocator would otherwise map and unmap per page).
+    pub(crate) async fn read_page(
+        &self,
+        from: u64,
+        limit: usize,
+        mut page: Vec<RecordedEvent>,
+    ) -> Result<Vec<RecordedEvent>> {
+        let log = self.clone();
+        blocking(move || {
+            page.clear();
+            log.read_forward_into(from, limit, &mut page)?;
+            Ok(page)
+        })
+        .await
     }
 
     /// Iterates durable events from `from` up to the head as it is now (blocking).

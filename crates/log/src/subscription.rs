@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 
 use tokio::sync::watch;
 
-use crate::{Direction, EventFilter, EventLog, LogError, RecordedEvent, Result};
+use crate::{EventFilter, EventLog, LogError, RecordedEvent, Result};
 
 const PAGE: usize = 512;
 /// With a filter, report progress at least this often (in positions scanned).
@@ -74,7 +74,9 @@ impl Subscription {
             }
             let head = *self.head.borrow_and_update();
             if self.next <= head {
-                let page = self.log.read_all(Some(self.next), Direction::Forward, PAGE).await?;
+                // The drained buffer's memory holds the next page.
+                let spare = Vec::from(std::mem::take(&mut self.buffer));
+                let mut page = self.log.read_page(self.next, PAGE, spare).await?;
                 let Some(last) = page.last().map(|e| e.position) else {
                     return Err(LogError::corrupt(
                         format!("position {}", self.next),
@@ -82,7 +84,8 @@ impl Subscription {
                     ));
                 };
                 self.next = last + 1;
-                self.buffer.extend(page.into_iter().filter(|e| self.filter.matches(e)));
+                page.retain(|e| self.filter.matches(e));
+                self.buffer = VecDeque::from(page);
                 if self.buffer.is_empty() && self.next - 1 - self.last_checkpoint >= CHECKPOINT_EVERY {
                     self.last_checkpoint = self.next - 1;
                     return Ok(SubscriptionItem::Checkpoint(self.next - 1));
