@@ -100,6 +100,8 @@ struct Inner {
     assigned: crate::writer::Assigned,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     closed: AtomicBool,
+    /// Committed groups for live subscribers (see [`Subscription`]).
+    live: tokio::sync::broadcast::Sender<crate::writer::LiveGroup>,
 }
 
 impl std::fmt::Debug for EventLog {
@@ -132,10 +134,18 @@ impl EventLog {
             position: head.position,
             floor: last_recorded_at,
         }));
-        let threads = Writer::new(store.clone(), identities, head, assigned.clone(), poison.clone())
-            .index_every(options.index_every_events.max(1))
-            .spawn(rx, committed_tx)
-            .map_err(|e| LogError::Storage(sled::Error::Io(e)))?;
+        let (live, _) = tokio::sync::broadcast::channel(crate::writer::LIVE_GROUPS);
+        let threads = Writer::new(
+            store.clone(),
+            identities,
+            head,
+            assigned.clone(),
+            poison.clone(),
+            live.clone(),
+        )
+        .index_every(options.index_every_events.max(1))
+        .spawn(rx, committed_tx)
+        .map_err(|e| LogError::Storage(sled::Error::Io(e)))?;
         tracing::info!(path = %path.display(), head = head.position, "event log opened");
         Ok(EventLog {
             inner: Arc::new(Inner {
@@ -149,6 +159,7 @@ impl EventLog {
                 assigned,
                 threads: Mutex::new(threads),
                 closed: AtomicBool::new(false),
+                live,
             }),
         })
     }
@@ -425,6 +436,11 @@ impl EventLog {
             }
         }
         Ok(())
+    }
+
+    /// Committed groups from now on, for a live subscriber.
+    pub(crate) fn live_groups(&self) -> tokio::sync::broadcast::Receiver<crate::writer::LiveGroup> {
+        self.inner.live.subscribe()
     }
 
     /// [`EventLog::read_all`] forwards into `page`, emptied first: a reader that

@@ -5,10 +5,17 @@
 //! the head to move. The switch from catch-up to live is therefore just "read from
 //! the cursor again": no gap, no duplicate. A slow consumer simply calls `next`
 //! less often (back-pressure); nothing is buffered beyond one page.
+//!
+//! Live, the events usually come without a read: the log hands each committed
+//! group to its subscribers as the writer appended it (a few groups at most wait
+//! for a subscriber). A group that did not come, or came too late, is read from the
+//! log like any page, so the order and the "no gap, no duplicate" stay the log's.
 
 use std::collections::VecDeque;
 
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
+
+use crate::writer::LiveGroup;
 
 use crate::{EventFilter, EventLog, LogError, RecordedEvent, Result};
 
@@ -36,6 +43,13 @@ pub struct Subscription {
     head: watch::Receiver<u64>,
     caught_up: bool,
     last_checkpoint: u64,
+    /// Committed groups as the log hands them over.
+    live: broadcast::Receiver<LiveGroup>,
+    /// The group received that holds or follows the next position.
+    group: Option<LiveGroup>,
+    /// Events taken from handed-over groups rather than read (for tests).
+    #[cfg(test)]
+    taken_live: u64,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -51,6 +65,10 @@ impl Subscription {
     pub(crate) fn new(log: EventLog, from: u64, filter: EventFilter) -> Self {
         let head = log.watch_head();
         Subscription {
+            live: log.live_groups(),
+            group: None,
+            #[cfg(test)]
+            taken_live: 0,
             log,
             next: from,
             filter,
@@ -66,6 +84,49 @@ impl Subscription {
         self.next
     }
 
+    /// Takes the events from the next position through `head` from the groups the
+    /// log handed over, into the buffer; `false` when they do not hold the next
+    /// position (none came, or the next one starts later: that gap is read).
+    fn take_live(&mut self, head: u64) -> bool {
+        // The group holding the next position, or the first after it.
+        while self
+            .group
+            .as_ref()
+            .is_none_or(|g| g.last().is_none_or(|e| e.position < self.next))
+        {
+            self.group = match self.live.try_recv() {
+                Ok(group) => Some(group),
+                // Groups were dropped for this subscriber: the next ones come.
+                Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+                Err(_) => None,
+            };
+            if self.group.is_none() {
+                return false;
+            }
+        }
+        let Some(group) = self.group.clone() else {
+            return false;
+        };
+        let from = group.partition_point(|e| e.position < self.next);
+        if group.get(from).is_none_or(|e| e.position != self.next) {
+            return false;
+        }
+        // Not past the head read: the switch to live (`CaughtUp`) comes at it.
+        let to = group.partition_point(|e| e.position <= head);
+        let filter = &self.filter;
+        self.buffer
+            .extend(group[from..to].iter().filter(|e| filter.matches(e)).cloned());
+        self.next = group[to - 1].position + 1;
+        #[cfg(test)]
+        {
+            self.taken_live += (to - from) as u64;
+        }
+        if to == group.len() {
+            self.group = None;
+        }
+        true
+    }
+
     /// The next item; `Err(Closed)` once the log is closed and everything durable was delivered.
     pub async fn next(&mut self) -> Result<SubscriptionItem> {
         loop {
@@ -74,18 +135,28 @@ impl Subscription {
             }
             let head = *self.head.borrow_and_update();
             if self.next <= head {
-                // The drained buffer's memory holds the next page.
-                let spare = Vec::from(std::mem::take(&mut self.buffer));
-                let mut page = self.log.read_page(self.next, PAGE, spare).await?;
-                let Some(last) = page.last().map(|e| e.position) else {
-                    return Err(LogError::corrupt(
-                        format!("position {}", self.next),
-                        "missing below the head",
-                    ));
-                };
-                self.next = last + 1;
-                page.retain(|e| self.filter.matches(e));
-                self.buffer = VecDeque::from(page);
+                if !self.take_live(head) {
+                    // Up to the group received next, if one is.
+                    let limit = match &self.group {
+                        Some(group) => group
+                            .first()
+                            .map_or(PAGE as u64, |e| e.position.saturating_sub(self.next))
+                            .clamp(1, PAGE as u64) as usize,
+                        None => PAGE,
+                    };
+                    // The drained buffer's memory holds the next page.
+                    let spare = Vec::from(std::mem::take(&mut self.buffer));
+                    let mut page = self.log.read_page(self.next, limit, spare).await?;
+                    let Some(last) = page.last().map(|e| e.position) else {
+                        return Err(LogError::corrupt(
+                            format!("position {}", self.next),
+                            "missing below the head",
+                        ));
+                    };
+                    self.next = last + 1;
+                    page.retain(|e| self.filter.matches(e));
+                    self.buffer = VecDeque::from(page);
+                }
                 if self.buffer.is_empty() && self.next - 1 - self.last_checkpoint >= CHECKPOINT_EVERY {
                     self.last_checkpoint = self.next - 1;
                     return Ok(SubscriptionItem::Checkpoint(self.next - 1));
@@ -104,5 +175,131 @@ impl Subscription {
                 return Err(LogError::Closed);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::{Direction, ExpectedVersion, LogOptions, ProposedEvent, StreamAppend};
+
+    fn event(n: usize) -> ProposedEvent {
+        let mut event = ProposedEvent::json(
+            if n.is_multiple_of(3) {
+                "order.placed"
+            } else {
+                "order.shipped"
+            },
+            format!(r#"{{"n":{n}}}"#),
+        )
+        .with_identity("/test", format!("e-{n}"));
+        if n.is_multiple_of(2) {
+            event.time = Some(1_700_000_000_000_000_000 + n as i64);
+        }
+        if n.is_multiple_of(4) {
+            event.metadata = BTreeMap::from([("k".to_owned(), format!("v{n}"))]);
+            event.correlation_id = format!("c-{n}");
+            event.content_type = "application/json; charset=utf-8".into();
+        }
+        event
+    }
+
+    /// Appends of every shape: several parts, several events in a part, one event.
+    async fn append_shapes(log: &EventLog, from: usize, appends: usize) -> Result<usize> {
+        let mut n = from;
+        for _ in 0..appends {
+            // The shape follows the events so far, so single appends vary too.
+            let a = n;
+            let mut parts = Vec::new();
+            for p in 0..(a % 3 + 1) {
+                let events: Vec<ProposedEvent> = (0..(p % 2 * 3 + 1)).map(|i| event(n + i)).collect();
+                n += events.len();
+                parts.push(StreamAppend {
+                    stream: format!("order/{}", (a + p) % 5),
+                    expected: ExpectedVersion::Any,
+                    events,
+                });
+            }
+            log.append_many(parts).await?;
+        }
+        Ok(n)
+    }
+
+    async fn collect(subscription: &mut Subscription, events: usize) -> Result<Vec<RecordedEvent>> {
+        let mut out = Vec::new();
+        while out.len() < events {
+            if let SubscriptionItem::Event(e) = subscription.next().await? {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn live_events_are_the_recorded_events_and_need_no_read() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| LogError::Storage(e.into()))?;
+        let log = EventLog::open_async(dir.path(), LogOptions::default()).await?;
+        let before = append_shapes(&log, 0, 5).await?;
+        let mut all = log.subscribe(1, EventFilter::default());
+        let mut orders = log.subscribe(
+            1,
+            EventFilter {
+                types: vec!["order.placed".into()],
+                ..EventFilter::default()
+            },
+        );
+        // Caught up with what came before; live from here.
+        let _ = collect(&mut all, before).await?;
+        assert_eq!(all.next().await?, SubscriptionItem::CaughtUp(before as u64));
+        // Each append read as it commits, the way a subscriber keeping up does.
+        let (mut total, mut live) = (before, Vec::new());
+        for _ in 0..40 {
+            let next = append_shapes(&log, total, 1).await?;
+            live.extend(collect(&mut all, next - total).await?);
+            total = next;
+        }
+        let recorded = log.read_all(Some(before as u64 + 1), Direction::Forward, total).await?;
+        assert_eq!(
+            live, recorded,
+            "as a read gives them: positions, versions, times, hashes"
+        );
+        assert_eq!(all.taken_live, (total - before) as u64, "every live event handed over");
+        let placed = recorded.iter().filter(|e| e.event_type == "order.placed").count()
+            + (0..before).filter(|n| n.is_multiple_of(3)).count();
+        let filtered = collect(&mut orders, placed).await?;
+        assert!(filtered.iter().all(|e| e.event_type == "order.placed"));
+        assert_eq!(
+            filtered.iter().map(|e| e.position).collect::<Vec<_>>(),
+            log.read_all(Some(1), Direction::Forward, total)
+                .await?
+                .iter()
+                .filter(|e| e.event_type == "order.placed")
+                .map(|e| e.position)
+                .collect::<Vec<_>>()
+        );
+        log.close().await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_subscriber_behind_the_handed_over_groups_reads_the_gap() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| LogError::Storage(e.into()))?;
+        let log = EventLog::open_async(dir.path(), LogOptions::default()).await?;
+        let mut subscription = log.subscribe(1, EventFilter::default());
+        assert_eq!(subscription.next().await?, SubscriptionItem::CaughtUp(0));
+        // Far more groups than are kept for it while it does not read.
+        let total = append_shapes(&log, 0, crate::writer::LIVE_GROUPS * 6).await?;
+        let events = collect(&mut subscription, total).await?;
+        assert_eq!(events, log.read_all(Some(1), Direction::Forward, total).await?);
+        assert!(
+            subscription.taken_live < total as u64,
+            "the groups it fell behind on were read ({} of {total} handed over)",
+            subscription.taken_live
+        );
+        // Then live again.
+        let more = append_shapes(&log, total, 3).await?;
+        let _ = collect(&mut subscription, more - total).await?;
+        log.close().await
     }
 }

@@ -13,7 +13,7 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::codec::{Chunk, ChunkBuilder, EventFields, encode_record};
 use crate::identity::{ByFingerprint, Fingerprint, IdentityIndex, SegmentBuilder, fingerprint, segment_key};
@@ -25,6 +25,19 @@ use crate::{AppendOutcome, LogError, ProposedEvent, RecordedEvent, Result, Strea
 const CHUNK_TARGET_BYTES: usize = 64 * 1024;
 /// Stop gathering a group at this many events.
 const MAX_GROUP_EVENTS: usize = 20_000;
+/// The largest group (in record bytes) handed to live subscribers as it is
+/// written; a larger one they read from the log. With [`LIVE_GROUPS`] it bounds
+/// what a stalled subscriber keeps in memory.
+const LIVE_GROUP_BYTES: u64 = 2 << 20;
+/// Committed groups a live subscriber may fall behind by before it reads from the
+/// log instead.
+pub(crate) const LIVE_GROUPS: usize = 8;
+
+/// A committed group's events, in position order, as subscribers receive them
+/// (see [`crate::Subscription`]): what the writer appended, moved rather than
+/// read back and decoded.
+pub(crate) type LiveGroup = Arc<Vec<RecordedEvent>>;
+
 /// Forget cached stream versions beyond this many streams (checked between groups).
 const STREAM_CACHE_LIMIT: usize = 200_000;
 /// The stream index tail goes to sled once it holds this many streams, or
@@ -67,6 +80,8 @@ enum FlushItem {
         events: u64,
         bytes: u64,
         replies: Vec<(Reply, Result<Vec<AppendOutcome>>)>,
+        /// The group's events for live subscribers, when any listens.
+        live: Option<LiveGroup>,
     },
     Close(oneshot::Sender<()>),
 }
@@ -115,6 +130,8 @@ pub(crate) struct Writer {
     /// Where each record is encoded before it joins its chunk (kept: one
     /// allocation for the writer, not one per append).
     record: Vec<u8>,
+    /// Where committed groups go to live subscribers (sent by the flusher).
+    live: broadcast::Sender<LiveGroup>,
 }
 
 /// A frozen stream index tail, and the head it brings the index up to.
@@ -136,6 +153,8 @@ struct Group {
     events: u64,
     bytes: u64,
     recorded_at: i64,
+    /// Each appended event's hash, in position order.
+    hashes: Vec<[u8; 32]>,
 }
 
 pub(crate) fn now_nanos() -> i64 {
@@ -149,8 +168,10 @@ impl Writer {
         head: Head,
         assigned: Assigned,
         poison: Arc<OnceLock<String>>,
+        live: broadcast::Sender<LiveGroup>,
     ) -> Self {
         Writer {
+            live,
             store,
             identities,
             head,
@@ -184,10 +205,10 @@ impl Writer {
         self.indexer = Some((itx, indexer));
         let (ftx, frx) = std_mpsc::channel();
         let db = self.store.db.clone();
-        let poison = self.poison.clone();
+        let (poison, live) = (self.poison.clone(), self.live.clone());
         let flusher = std::thread::Builder::new()
             .name("opsflow-log-flusher".into())
-            .spawn(move || flusher_loop(db, frx, committed, poison))?;
+            .spawn(move || flusher_loop(db, frx, committed, live, poison))?;
         let writer = std::thread::Builder::new()
             .name("opsflow-log-writer".into())
             .spawn(move || self.run(rx, ftx))?;
@@ -251,7 +272,7 @@ impl Writer {
         tracing::debug!("log writer stopped");
     }
 
-    fn commit_group(&mut self, jobs: Vec<AppendJob>) -> FlushItem {
+    fn commit_group(&mut self, mut jobs: Vec<AppendJob>) -> FlushItem {
         if self.streams.len() > STREAM_CACHE_LIMIT {
             self.streams.clear();
         }
@@ -275,6 +296,7 @@ impl Writer {
             events: 0,
             bytes: 0,
             recorded_at,
+            hashes: Vec::new(),
         };
         let start_head = self.head;
         let mut outcomes = Vec::with_capacity(jobs.len());
@@ -302,6 +324,7 @@ impl Writer {
         assigned.position = self.head.position;
         drop(assigned);
         let mut outcomes_result = outcomes;
+        let mut live = None;
         if self.head != start_head {
             group.batch.insert(META_HEAD, &self.head.encode()[..]);
             metrics::histogram!("opsflow_group_commit_events").record(group.events as f64);
@@ -329,6 +352,16 @@ impl Writer {
                         tracing::error!(error = %reason, "stream index failed; refusing further writes");
                         let _ = self.poison.set(reason);
                     }
+                    if self.live.receiver_count() > 0 && group.bytes <= LIVE_GROUP_BYTES {
+                        let events = recorded(
+                            &mut jobs,
+                            &group.appended,
+                            &group.hashes,
+                            group.recorded_at,
+                            start_head.hash,
+                        );
+                        live = Some(Arc::new(events));
+                    }
                 }
             }
         }
@@ -338,6 +371,7 @@ impl Writer {
             events: group.events,
             bytes: group.bytes,
             replies,
+            live,
         }
     }
 
@@ -541,6 +575,7 @@ impl Writer {
                 }
                 group.events += 1;
                 group.bytes += record.len() as u64;
+                group.hashes.push(hash);
                 self.head = Head { position, hash };
                 positions.push(position);
             }
@@ -816,10 +851,59 @@ fn write_index(store: &Store, runs: &Runs, indexed: u64) -> sled::Result<()> {
     Ok(())
 }
 
+/// The events a group appended, as recorded: moved out of the appends (`jobs`,
+/// which are answered after this, needing only their replies), with the positions,
+/// versions, times and hashes the group gave them. What a read of them decodes.
+fn recorded(
+    jobs: &mut [AppendJob],
+    appended: &[(usize, usize, u64, u64, u64)],
+    hashes: &[[u8; 32]],
+    recorded_at: i64,
+    prev_hash: [u8; 32],
+) -> Vec<RecordedEvent> {
+    let mut events = Vec::with_capacity(hashes.len());
+    let mut prev_hash = prev_hash;
+    let mut hashes = hashes.iter();
+    for &(job, part, first_version, first_position, _) in appended {
+        let part = &mut jobs[job].parts[part];
+        let count = part.events.len();
+        for (i, event) in std::mem::take(&mut part.events).into_iter().enumerate() {
+            let Some(&hash) = hashes.next() else {
+                // Never: one hash per appended event.
+                return Vec::new();
+            };
+            events.push(RecordedEvent {
+                position: first_position + i as u64,
+                stream: if i + 1 == count {
+                    std::mem::take(&mut part.stream)
+                } else {
+                    part.stream.clone()
+                },
+                version: first_version + i as u64,
+                time: event.time.unwrap_or(recorded_at),
+                recorded_at,
+                id: event.id,
+                source: event.source,
+                event_type: event.event_type,
+                content_type: event.content_type,
+                data: event.data,
+                correlation_id: event.correlation_id,
+                causation_id: event.causation_id,
+                metadata: event.metadata,
+                prev_hash,
+                hash,
+            });
+            prev_hash = hash;
+        }
+    }
+    events
+}
+
 fn flusher_loop(
     db: sled::Db,
     rx: std_mpsc::Receiver<FlushItem>,
     committed: watch::Sender<u64>,
+    live: broadcast::Sender<LiveGroup>,
     poison: Arc<OnceLock<String>>,
 ) {
     while let Ok(first) = rx.recv() {
@@ -840,8 +924,14 @@ fn flusher_loop(
                     events,
                     bytes,
                     replies,
+                    live: group,
                 } => {
                     if flushed.is_ok() {
+                        // Before the head moves: a subscriber woken by it finds the
+                        // group waiting. None listening is no error.
+                        if let Some(group) = group {
+                            let _ = live.send(group);
+                        }
                         committed.send_if_modified(|h| {
                             let changed = *h != head.position;
                             *h = head.position;
