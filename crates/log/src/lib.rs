@@ -50,7 +50,7 @@ pub use limits::{
 };
 pub use log::{DEFAULT_SOURCE, EventLog, JSON, LogOptions, PendingAppends, is_json_content_type};
 pub use store::{SLED_SEGMENT_SIZE, STORE_FORMAT, open_sled};
-pub use subscription::{Subscription, SubscriptionItem};
+pub use subscription::{Subscription, SubscriptionItem, SubscriptionRef};
 pub use types::{
     AppendOutcome, BrokenLink, Direction, EventFilter, ExpectedVersion, ProposedEvent, RecordFields, RecordedEvent,
     Scanned, StreamAppend, StreamInfo, UnixNanos, VerifyReport, civil_from_days, rfc3339,

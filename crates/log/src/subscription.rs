@@ -34,6 +34,16 @@ pub enum SubscriptionItem {
     Checkpoint(u64),
 }
 
+/// What [`Subscription::next_ref`] yields: an event lent, not copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriptionRef<'a> {
+    Event(&'a RecordedEvent),
+    /// As [`SubscriptionItem::CaughtUp`].
+    CaughtUp(u64),
+    /// As [`SubscriptionItem::Checkpoint`].
+    Checkpoint(u64),
+}
+
 /// A catch-up + live subscription; see [`EventLog::subscribe`].
 pub struct Subscription {
     log: EventLog,
@@ -47,6 +57,11 @@ pub struct Subscription {
     live: broadcast::Receiver<LiveGroup>,
     /// The group received that holds or follows the next position.
     group: Option<LiveGroup>,
+    /// Events of a handed-over group still to deliver: the group, the next index,
+    /// the end (filtered as they are delivered).
+    taking: Option<(LiveGroup, usize, usize)>,
+    /// The page event [`Subscription::next_ref`] last lent.
+    lent: Option<RecordedEvent>,
     /// Events taken from handed-over groups rather than read (for tests).
     #[cfg(test)]
     taken_live: u64,
@@ -67,6 +82,8 @@ impl Subscription {
         Subscription {
             live: log.live_groups(),
             group: None,
+            taking: None,
+            lent: None,
             #[cfg(test)]
             taken_live: 0,
             log,
@@ -85,7 +102,7 @@ impl Subscription {
     }
 
     /// Takes the events from the next position through `head` from the groups the
-    /// log handed over, into the buffer; `false` when they do not hold the next
+    /// log handed over, to deliver next; `false` when they do not hold the next
     /// position (none came, or the next one starts later: that gap is read).
     fn take_live(&mut self, head: u64) -> bool {
         // The group holding the next position, or the first after it.
@@ -113,9 +130,6 @@ impl Subscription {
         }
         // Not past the head read: the switch to live (`CaughtUp`) comes at it.
         let to = group.partition_point(|e| e.position <= head);
-        let filter = &self.filter;
-        self.buffer
-            .extend(group[from..to].iter().filter(|e| filter.matches(e)).cloned());
         self.next = group[to - 1].position + 1;
         #[cfg(test)]
         {
@@ -124,14 +138,33 @@ impl Subscription {
         if to == group.len() {
             self.group = None;
         }
+        self.taking = Some((group, from, to));
         true
     }
 
-    /// The next item; `Err(Closed)` once the log is closed and everything durable was delivered.
-    pub async fn next(&mut self) -> Result<SubscriptionItem> {
+    /// Whether an event is ready to deliver (filtered ones passed over).
+    fn ready(&mut self) -> bool {
+        if !self.buffer.is_empty() {
+            return true;
+        }
+        if let Some((group, at, end)) = &mut self.taking {
+            while *at < *end {
+                if self.filter.matches(&group[*at]) {
+                    return true;
+                }
+                *at += 1;
+            }
+            self.taking = None;
+        }
+        false
+    }
+
+    /// Waits until an event is [`ready`](Self::ready), or for the item to give
+    /// instead (`Some`: the switch to live, a checkpoint).
+    async fn fill(&mut self) -> Result<Option<SubscriptionItem>> {
         loop {
-            if let Some(event) = self.buffer.pop_front() {
-                return Ok(SubscriptionItem::Event(event));
+            if self.ready() {
+                return Ok(None);
             }
             let head = *self.head.borrow_and_update();
             if self.next <= head {
@@ -157,15 +190,15 @@ impl Subscription {
                     page.retain(|e| self.filter.matches(e));
                     self.buffer = VecDeque::from(page);
                 }
-                if self.buffer.is_empty() && self.next - 1 - self.last_checkpoint >= CHECKPOINT_EVERY {
+                if !self.ready() && self.next - 1 - self.last_checkpoint >= CHECKPOINT_EVERY {
                     self.last_checkpoint = self.next - 1;
-                    return Ok(SubscriptionItem::Checkpoint(self.next - 1));
+                    return Ok(Some(SubscriptionItem::Checkpoint(self.next - 1)));
                 }
                 continue;
             }
             if !self.caught_up {
                 self.caught_up = true;
-                return Ok(SubscriptionItem::CaughtUp(head));
+                return Ok(Some(SubscriptionItem::CaughtUp(head)));
             }
             if self.head.changed().await.is_err() {
                 // The flusher is gone: deliver what became durable before it stopped.
@@ -173,6 +206,51 @@ impl Subscription {
                     continue;
                 }
                 return Err(LogError::Closed);
+            }
+        }
+    }
+
+    /// The next item, its event lent rather than copied: for a subscriber that
+    /// only reads each event (a live one shares it with the other subscribers).
+    /// `Err(Closed)` as for [`Subscription::next`].
+    pub async fn next_ref(&mut self) -> Result<SubscriptionRef<'_>> {
+        loop {
+            match self.fill().await? {
+                Some(SubscriptionItem::CaughtUp(head)) => return Ok(SubscriptionRef::CaughtUp(head)),
+                Some(SubscriptionItem::Checkpoint(at)) => return Ok(SubscriptionRef::Checkpoint(at)),
+                Some(SubscriptionItem::Event(_)) | None => {}
+            }
+            if self.ready() {
+                break;
+            }
+        }
+        if let Some(event) = self.buffer.pop_front() {
+            return Ok(SubscriptionRef::Event(self.lent.insert(event)));
+        }
+        match &mut self.taking {
+            Some((group, at, _)) => {
+                *at += 1;
+                Ok(SubscriptionRef::Event(&group[*at - 1]))
+            }
+            // `ready` said one is.
+            None => Err(LogError::corrupt("subscription", "no event where one was ready")),
+        }
+    }
+
+    /// The next item; `Err(Closed)` once the log is closed and everything durable was delivered.
+    pub async fn next(&mut self) -> Result<SubscriptionItem> {
+        loop {
+            if let Some(item) = self.fill().await? {
+                return Ok(item);
+            }
+            if let Some(event) = self.buffer.pop_front() {
+                return Ok(SubscriptionItem::Event(event));
+            }
+            if let Some((group, at, end)) = &mut self.taking
+                && *at < *end
+            {
+                *at += 1;
+                return Ok(SubscriptionItem::Event(group[*at - 1].clone()));
             }
         }
     }
@@ -227,6 +305,17 @@ mod tests {
         Ok(n)
     }
 
+    /// As [`collect`], through [`Subscription::next_ref`].
+    async fn collect_lent(subscription: &mut Subscription, events: usize) -> Result<Vec<RecordedEvent>> {
+        let mut out = Vec::new();
+        while out.len() < events {
+            if let SubscriptionRef::Event(e) = subscription.next_ref().await? {
+                out.push(e.clone());
+            }
+        }
+        Ok(out)
+    }
+
     async fn collect(subscription: &mut Subscription, events: usize) -> Result<Vec<RecordedEvent>> {
         let mut out = Vec::new();
         while out.len() < events {
@@ -243,6 +332,7 @@ mod tests {
         let log = EventLog::open_async(dir.path(), LogOptions::default()).await?;
         let before = append_shapes(&log, 0, 5).await?;
         let mut all = log.subscribe(1, EventFilter::default());
+        let mut lent = log.subscribe(1, EventFilter::default());
         let mut orders = log.subscribe(
             1,
             EventFilter {
@@ -255,11 +345,20 @@ mod tests {
         assert_eq!(all.next().await?, SubscriptionItem::CaughtUp(before as u64));
         // Each append read as it commits, the way a subscriber keeping up does.
         let (mut total, mut live) = (before, Vec::new());
+        let mut lent_events = collect_lent(&mut lent, before).await?;
+        assert_eq!(lent.next_ref().await?, SubscriptionRef::CaughtUp(before as u64));
         for _ in 0..40 {
             let next = append_shapes(&log, total, 1).await?;
             live.extend(collect(&mut all, next - total).await?);
+            lent_events.extend(collect_lent(&mut lent, next - total).await?);
             total = next;
         }
+        assert_eq!(lent.taken_live, (total - before) as u64);
+        assert_eq!(
+            lent_events,
+            log.read_all(Some(1), Direction::Forward, total).await?,
+            "lent, read and live events alike"
+        );
         let recorded = log.read_all(Some(before as u64 + 1), Direction::Forward, total).await?;
         assert_eq!(
             live, recorded,

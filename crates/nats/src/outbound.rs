@@ -15,7 +15,7 @@ use async_nats::jetstream;
 use async_nats::jetstream::context::GetStreamByNameErrorKind;
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
-use opsflow_log::{EventFilter, EventLog, LogError, RecordedEvent, SubscriptionItem};
+use opsflow_log::{EventFilter, EventLog, LogError, RecordedEvent, SubscriptionRef};
 use tokio_util::sync::CancellationToken;
 
 use crate::OutboundConfig;
@@ -121,10 +121,11 @@ async fn session(
                 published = position;
             }
             () = &mut save_due, if published != saved => {}
-            item = subscription.next(), if in_flight.len() < config.max_in_flight => {
+            // Lent: live events are shared with the other subscribers, not copied.
+            item = subscription.next_ref(), if in_flight.len() < config.max_in_flight => {
                 match item {
-                    Ok(SubscriptionItem::Event(event)) => {
-                        let Some(ack) = or_shutdown(shutdown, to.publish(&mut subjects, &event)).await else {
+                    Ok(SubscriptionRef::Event(event)) => {
+                        let Some(ack) = or_shutdown(shutdown, to.publish(&mut subjects, event)).await else {
                             break Ok(());
                         };
                         let ack = ack?;
