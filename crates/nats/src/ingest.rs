@@ -17,10 +17,10 @@
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{AckPolicy, pull};
-use async_nats::jetstream::{self, AckKind, stream};
+use async_nats::jetstream::{self, stream};
 use std::sync::Arc;
 
-use futures::{FutureExt, StreamExt, TryStreamExt};
+use futures::{StreamExt, TryStreamExt};
 use opsflow_log::{AppendOutcome, EventLog, LogError};
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinSet;
@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::decode::{DeadReason, decode};
 use crate::dlq::Origin;
+use crate::pull::{Delivery, Pull, ack, retry_after, terminate};
 use crate::{DeadLetters, IngestConfig, NatsConfig, NatsError};
 
 /// Batches enqueued in the log and awaiting durability at once.
@@ -165,7 +166,7 @@ pub async fn ensure_stream(js: &jetstream::Context, config: &IngestConfig) -> Re
 /// What a session consumes with.
 struct Consuming {
     dead_letters: DeadLetters,
-    messages: jetstream::consumer::pull::Stream,
+    messages: Pull,
     /// Present when the consumer acknowledges a batch with its last message: its
     /// deliveries are then checked for gaps.
     deliveries: Option<Deliveries>,
@@ -318,13 +319,15 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
         Ok(limit) if limit > 0 => wanted.min(limit),
         _ => wanted,
     };
-    let messages = consumer
-        .stream()
-        .max_messages_per_batch(within(pull, info.config.max_batch))
-        .max_bytes_per_batch(within(PULL_BYTES, info.config.max_bytes))
-        .messages()
-        .await
-        .map_err(transient)?;
+    let messages = Pull::start(
+        js.client(),
+        (&info.stream_name, &info.name),
+        within(pull, info.config.max_batch),
+        within(PULL_BYTES, info.config.max_bytes),
+        crate::pull::EXPIRES,
+    )
+    .await
+    .map_err(transient)?;
     Ok(Consuming {
         dead_letters,
         messages,
@@ -346,10 +349,10 @@ struct Deliveries {
 }
 
 impl Deliveries {
-    fn check(&mut self, message: &jetstream::Message) -> Result<(), String> {
-        let delivered = message
-            .info()
-            .map_err(|e| format!("a delivery without acknowledgement details ({e})"))?
+    fn check(&mut self, message: &async_nats::Message) -> Result<(), String> {
+        let reply = message.reply.as_deref().unwrap_or_default();
+        let delivered = Delivery::of(reply)
+            .ok_or_else(|| format!("a delivery without acknowledgement details (reply subject {reply:?})"))?
             .consumer_sequence;
         self.follows(delivered)
     }
@@ -709,9 +712,6 @@ async fn session(
             }
             _ = shutdown.cancelled() => break Ok(()),
         };
-        let Some(first) = first else {
-            break Err(transient("the consumer's message stream ended"));
-        };
         let first = match first {
             Ok(m) => m,
             Err(e) => break Err(transient(e)),
@@ -719,32 +719,34 @@ async fn session(
         if let Some(Err(missed)) = deliveries.as_mut().map(|d| d.check(&first)) {
             break Err(transient(missed));
         }
-        let mut pending = vec![first];
+        let mut pending = Vec::with_capacity(batch);
+        pending.push(first);
         let mut missed = None;
         while pending.len() < batch {
-            match messages.next().now_or_never() {
-                Some(Some(Ok(m))) => {
+            match messages.ready() {
+                Some(Ok(m)) => {
                     if let Some(Err(gap)) = deliveries.as_mut().map(|d| d.check(&m)) {
                         missed = Some(gap);
                         break;
                     }
                     pending.push(m);
                 }
-                Some(Some(Err(e))) => {
-                    tracing::debug!(error = %e, "nats consumer stream");
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "nats consumer pull");
                     break;
                 }
-                _ => break,
+                None => break,
             }
         }
         let Ok(permit) = slots.clone().acquire_owned().await else {
             break Ok(());
         };
-        let (parts, decoded) = decode_batch(pending.iter().map(|m| &m.message));
+        let (parts, decoded) = decode_batch(pending.iter());
         let appends = log.submit_each(parts).await;
         let (done, next) = oneshot::channel();
         let before = previous.replace(next);
         let dead = dead_letters.clone();
+        let acks = client.clone();
         settling.spawn(async move {
             let results = appends.wait().await;
             // Settle after the batch before, and only if it settled: with one
@@ -755,7 +757,7 @@ async fn session(
             {
                 return Err(transient("an earlier batch was not settled"));
             }
-            let outcome = settle(pending, decoded, results, &dead, ack_all).await;
+            let outcome = settle(&acks, pending, decoded, results, &dead, ack_all).await;
             if outcome.is_ok() {
                 let _ = done.send(());
             }
@@ -826,7 +828,8 @@ fn outcome(
 /// acknowledgement of the batch's last message covers it (the consumer's
 /// `AckPolicy::All`), else each message is acknowledged.
 async fn settle(
-    messages: Vec<jetstream::Message>,
+    client: &async_nats::Client,
+    messages: Vec<async_nats::Message>,
     slots: Vec<Decoded>,
     results: Vec<Result<AppendOutcome, LogError>>,
     dead: &DeadLetters,
@@ -838,30 +841,31 @@ async fn settle(
         match outcome(slot, &mut results) {
             Ok(Ok(())) => {
                 if !ack_all {
-                    message.ack().await.map_err(transient)?;
+                    ack(client, message).await.map_err(transient)?;
                 }
                 ingested += 1;
             }
             Ok(Err((reason, text))) => {
-                let from = message
-                    .info()
-                    .ok()
-                    .map(|info| origin(info.stream, info.stream_sequence, &info.published));
+                let from = message.reply.as_deref().and_then(Delivery::of).map(|d| Origin {
+                    stream: d.stream.to_owned(),
+                    sequence: d.stream_sequence,
+                    stored: d.stored,
+                });
                 dead.publish(message, reason, &text, from.as_ref())
                     .await
                     .map_err(transient)?;
-                message.ack_with(AckKind::Term).await.map_err(transient)?;
+                terminate(client, message).await.map_err(transient)?;
             }
             Err(e) => {
                 // The log's own failure: leave the message for redelivery.
-                let _ = message.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                let _ = retry_after(client, message, Duration::from_secs(1)).await;
                 return Err(log_stop(e));
             }
         }
     }
     if ack_all && let Some(last) = messages.last() {
         // Covers every message of the batch (and the terminated ones are settled).
-        last.ack().await.map_err(transient)?;
+        ack(client, last).await.map_err(transient)?;
     }
     metrics::counter!("opsflow_nats_ingested_total").increment(ingested);
     Ok(())

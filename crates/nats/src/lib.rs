@@ -28,6 +28,7 @@ mod dlq;
 mod error;
 mod ingest;
 mod outbound;
+mod pull;
 mod ready;
 mod reply;
 mod subjects;

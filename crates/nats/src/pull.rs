@@ -1,0 +1,335 @@
+//! The ingest consumer's deliveries, pulled through a core subscription: pull
+//! requests to `$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>` with a reply inbox
+//! of the session's own, and acknowledgements published to each delivery's
+//! `$JS.ACK` reply subject (the JetStream wire API). The client's pull stream does
+//! the same with a JetStream context copied into every message, and a timer armed
+//! each time it waits; per message that was a tenth of what ingest spends outside
+//! decoding and appending.
+//!
+//! Like the client's stream, a pull asks for a batch of messages (with a byte
+//! ceiling, and expiring after [`EXPIRES`]), and the next is asked for when half
+//! is delivered. A pull that ends early (expired, or ended by the server: `408`,
+//! `409`, `404`) gives back what it did not deliver (`Nats-Pending-Messages`,
+//! `Nats-Pending-Bytes`). A delivery is a message with a `$JS.ACK` reply subject,
+//! whatever its headers say; the server's status messages have none.
+
+use std::time::Duration;
+
+use async_nats::{Message, StatusCode, Subject, Subscriber};
+use futures::{FutureExt, StreamExt};
+
+/// How long a pull request waits for messages before the server ends it.
+pub(crate) const EXPIRES: Duration = Duration::from_secs(30);
+
+/// The JetStream API prefix (no domain).
+const API: &str = "$JS.API";
+
+/// A consumer's deliveries, pulled.
+pub(crate) struct Pull {
+    client: async_nats::Client,
+    /// Where pull requests go.
+    next: Subject,
+    /// Where deliveries and the server's status messages come.
+    inbox: Subject,
+    subscriber: Subscriber,
+    /// A pull request's body.
+    request: bytes::Bytes,
+    batch: usize,
+    max_bytes: usize,
+    /// Asked for and not yet delivered.
+    pending_messages: usize,
+    pending_bytes: usize,
+}
+
+impl Pull {
+    /// Subscribes the inbox and sends the first pull request for `batch` messages of
+    /// at most `max_bytes` (both positive), each request expiring after `expires`.
+    pub(crate) async fn start(
+        client: async_nats::Client,
+        (stream, consumer): (&str, &str),
+        batch: usize,
+        max_bytes: usize,
+        expires: Duration,
+    ) -> Result<Pull, String> {
+        let inbox = Subject::from(client.new_inbox());
+        let subscriber = client
+            .subscribe(inbox.clone())
+            .await
+            .map_err(|e| format!("subscribing the pull inbox: {e}"))?;
+        let request = serde_json::json!({
+            "batch": batch,
+            "max_bytes": max_bytes,
+            "expires": u64::try_from(expires.as_nanos()).unwrap_or(u64::MAX),
+        });
+        let mut pull = Pull {
+            next: Subject::from(format!("{API}.CONSUMER.MSG.NEXT.{stream}.{consumer}")),
+            client,
+            inbox,
+            subscriber,
+            request: serde_json::to_vec(&request).unwrap_or_default().into(),
+            batch,
+            max_bytes,
+            pending_messages: 0,
+            pending_bytes: 0,
+        };
+        pull.ask().await?;
+        Ok(pull)
+    }
+
+    /// Sends a pull request.
+    async fn ask(&mut self) -> Result<(), String> {
+        self.client
+            .publish_with_reply(self.next.clone(), self.inbox.clone(), self.request.clone())
+            .await
+            .map_err(|e| format!("sending a pull request: {e}"))?;
+        self.pending_messages += self.batch;
+        self.pending_bytes += self.max_bytes;
+        Ok(())
+    }
+
+    /// The next delivery. An error ends the consumption (the consumer is gone, the
+    /// connection is closed, JetStream does not answer).
+    pub(crate) async fn next(&mut self) -> Result<Message, String> {
+        loop {
+            if self.pending_messages <= self.batch / 2 || self.pending_bytes <= self.max_bytes / 2 {
+                self.ask().await?;
+            }
+            let message = self
+                .subscriber
+                .next()
+                .await
+                .ok_or_else(|| "the pull subscription ended".to_owned())?;
+            if let Some(delivery) = self.take(message)? {
+                return Ok(delivery);
+            }
+        }
+    }
+
+    /// The next delivery if one is here already.
+    pub(crate) fn ready(&mut self) -> Option<Result<Message, String>> {
+        // Dropped unfinished, `next` loses nothing: a message is taken only once
+        // received, and a pull counts only once sent.
+        self.next().now_or_never()
+    }
+
+    /// A delivery, or what a status message changes (`None`).
+    fn take(&mut self, message: Message) -> Result<Option<Message>, String> {
+        if message.reply.as_deref().is_some_and(|r| r.starts_with("$JS.ACK.")) {
+            self.pending_messages = self.pending_messages.saturating_sub(1);
+            self.pending_bytes = self.pending_bytes.saturating_sub(message.length);
+            return Ok(Some(message));
+        }
+        let description = message.description.as_deref().unwrap_or_default();
+        match message.status {
+            Some(StatusCode::IDLE_HEARTBEAT) => Ok(None),
+            Some(StatusCode::TIMEOUT | StatusCode::REQUEST_TERMINATED | StatusCode::NOT_FOUND)
+                if !(description == "Consumer Deleted"
+                    || description == "Consumer is push based"
+                    || description.starts_with("Exceeded MaxRequest")) =>
+            {
+                // A pull ended; what it had left is asked for again.
+                let left = |name: &str, all: usize| {
+                    message
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get(name))
+                        .and_then(|v| v.as_str().parse().ok())
+                        .unwrap_or(all)
+                };
+                self.pending_messages = self
+                    .pending_messages
+                    .saturating_sub(left("Nats-Pending-Messages", self.batch));
+                self.pending_bytes = self
+                    .pending_bytes
+                    .saturating_sub(left("Nats-Pending-Bytes", self.max_bytes));
+                Ok(None)
+            }
+            Some(StatusCode::NO_RESPONDERS) => {
+                Err("no JetStream answered the pull request (is JetStream enabled, and the stream there?)".into())
+            }
+            Some(status) => Err(format!("the consumer ended the pull: {status} {description}")),
+            None => Err(format!(
+                "a message on the pull inbox that is no delivery (subject {}, no $JS.ACK reply subject)",
+                message.subject
+            )),
+        }
+    }
+}
+
+/// What a delivery's `$JS.ACK` reply subject says (ADR-15): the original format
+/// `<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>`,
+/// or with `<domain>.<account hash>.` before and tokens after, read as the client's
+/// `Message::info` reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Delivery<'a> {
+    pub stream: &'a str,
+    pub stream_sequence: u64,
+    pub consumer_sequence: u64,
+    /// When the stream stored the message, Unix nanoseconds.
+    pub stored: i128,
+}
+
+impl<'a> Delivery<'a> {
+    pub(crate) fn of(reply: &'a str) -> Option<Delivery<'a>> {
+        let tokens = reply.strip_prefix("$JS.ACK.")?;
+        let mut all = [""; 9];
+        let mut count = 0;
+        for (slot, token) in all.iter_mut().zip(tokens.split('.')) {
+            *slot = token;
+            count += 1;
+        }
+        let at = match count {
+            9 => &all[2..],
+            7 | 8 => &all[..],
+            _ => return None,
+        };
+        Some(Delivery {
+            stream: at[0],
+            stream_sequence: at[3].parse().ok()?,
+            consumer_sequence: at[4].parse().ok()?,
+            stored: at[5].parse().ok()?,
+        })
+    }
+}
+
+/// Acknowledges `message` (with `AckPolicy::All`, every delivery before it too).
+pub(crate) async fn ack(client: &async_nats::Client, message: &Message) -> Result<(), String> {
+    reply(client, message, bytes::Bytes::from_static(b"+ACK")).await
+}
+
+/// Ends `message`'s deliveries (it was dead-lettered).
+pub(crate) async fn terminate(client: &async_nats::Client, message: &Message) -> Result<(), String> {
+    reply(client, message, bytes::Bytes::from_static(b"+TERM")).await
+}
+
+/// Asks for `message` again after `delay`.
+pub(crate) async fn retry_after(client: &async_nats::Client, message: &Message, delay: Duration) -> Result<(), String> {
+    let body = format!("-NAK {{\"delay\":{}}}", delay.as_nanos());
+    reply(client, message, body.into()).await
+}
+
+async fn reply(client: &async_nats::Client, message: &Message, body: bytes::Bytes) -> Result<(), String> {
+    let to = message
+        .reply
+        .clone()
+        .ok_or_else(|| "a delivery without a reply subject cannot be acknowledged".to_owned())?;
+    client
+        .publish(to, body)
+        .await
+        .map_err(|e| format!("acknowledging a delivery: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use async_nats::jetstream::{self, consumer, stream};
+
+    use super::*;
+
+    /// A stream over `t.>` and a pull consumer of it, acknowledging each message.
+    async fn consumer_of(
+        nats: &opsflow_testkit::NatsServer,
+    ) -> anyhow::Result<(async_nats::Client, jetstream::Context)> {
+        let client = async_nats::connect(nats.url()).await?;
+        let js = jetstream::new(client.clone());
+        let stream = js
+            .create_stream(stream::Config {
+                name: "T".into(),
+                subjects: vec!["t.>".into()],
+                ..Default::default()
+            })
+            .await?;
+        stream
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some("c".into()),
+                ..Default::default()
+            })
+            .await?;
+        Ok((client, js))
+    }
+
+    async fn next(pull: &mut Pull) -> anyhow::Result<Message> {
+        tokio::time::timeout(Duration::from_secs(10), pull.next())
+            .await?
+            .map_err(anyhow::Error::msg)
+    }
+
+    #[tokio::test]
+    async fn pulls_again_after_a_pull_expires_and_acknowledges() -> anyhow::Result<()> {
+        let nats = opsflow_testkit::NatsServer::start()?;
+        let (client, js) = consumer_of(&nats).await?;
+        let mut pull = Pull::start(client.clone(), ("T", "c"), 4, 1 << 20, Duration::from_secs(1))
+            .await
+            .map_err(anyhow::Error::msg)?;
+        // The first pull expires unanswered (the server says so with a 408 and
+        // what it had left); the messages published after it still come.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        for n in 0..10 {
+            js.publish(format!("t.{n}"), n.to_string().into()).await?.await?;
+        }
+        for n in 0..10u64 {
+            let message = next(&mut pull).await?;
+            assert_eq!(message.payload, n.to_string());
+            let delivery = Delivery::of(message.reply.as_deref().unwrap_or_default());
+            assert_eq!(
+                delivery.map(|d| (d.stream, d.stream_sequence, d.consumer_sequence)),
+                Some(("T", n + 1, n + 1))
+            );
+            ack(&client, &message).await.map_err(anyhow::Error::msg)?;
+        }
+        assert!(pull.ready().is_none(), "nothing more");
+        client.flush().await?;
+        let mut consumer: consumer::PullConsumer = js
+            .get_stream("T")
+            .await?
+            .get_consumer("c")
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let info = consumer.info().await?;
+        assert_eq!((info.num_ack_pending, info.ack_floor.stream_sequence), (0, 10));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_deleted_consumer_ends_the_pull() -> anyhow::Result<()> {
+        let nats = opsflow_testkit::NatsServer::start()?;
+        let (client, js) = consumer_of(&nats).await?;
+        let mut pull = Pull::start(client, ("T", "c"), 4, 1 << 20, Duration::from_secs(30))
+            .await
+            .map_err(anyhow::Error::msg)?;
+        js.get_stream("T").await?.delete_consumer("c").await?;
+        let ended = tokio::time::timeout(Duration::from_secs(10), pull.next()).await?;
+        let error = ended.err().unwrap_or_default();
+        assert!(error.contains("Consumer Deleted"), "{error}");
+        Ok(())
+    }
+
+    #[test]
+    fn deliveries_are_read_from_either_ack_subject_format() {
+        let of = |reply| Delivery::of(reply).map(|d| (d.stream, d.stream_sequence, d.consumer_sequence, d.stored));
+        // The original format, and ADR-15's with a domain (`_` for none), an account
+        // hash and a trailing token.
+        assert_eq!(
+            of("$JS.ACK.OPS_EVENTS.opsflow-ingest.1.1042.77.1795409357748934871.3"),
+            Some(("OPS_EVENTS", 1042, 77, 1_795_409_357_748_934_871))
+        );
+        assert_eq!(
+            of("$JS.ACK._.ACCHASH.OPS_EVENTS.opsflow-ingest.2.1043.78.1795409357748934872.3.tok"),
+            Some(("OPS_EVENTS", 1043, 78, 1_795_409_357_748_934_872))
+        );
+        assert_eq!(
+            of("$JS.ACK.hub.ACCHASH.OPS_EVENTS.opsflow-ingest.2.1044.79.1795409357748934873.3"),
+            Some(("OPS_EVENTS", 1044, 79, 1_795_409_357_748_934_873))
+        );
+        // Tokens past those known are ignored, as the client does.
+        assert_eq!(of("$JS.ACK._.H.S.C.1.2.3.4.5.6.7.8.9"), Some(("S", 2, 3, 4)));
+        for bad in [
+            "",
+            "_INBOX.x",
+            "$JS.ACK.S.C.1.2",
+            "$JS.ACK.S.C.1.2.x.4.5",
+            "$JS.ACK.S.C.1.2.3.4",
+        ] {
+            assert_eq!(of(bad), None, "{bad}");
+        }
+    }
+}
