@@ -218,7 +218,8 @@ impl Limits {
         if parts.is_empty() {
             return Err(LogError::invalid("events", "an append needs at least one event"));
         }
-        let now = crate::writer::now_nanos();
+        // Read once, and only for an event that has a time.
+        let mut now = None;
         let mut index = 0usize; // events are numbered across all parts, in request order
         for part in parts {
             validate_new_stream_name(&part.stream)?;
@@ -272,6 +273,7 @@ impl Limits {
                     validate_text(|| at("metadata"), key, MAX_ATTRIBUTE_LEN)?;
                 }
                 if let Some(time) = event.time {
+                    let now = *now.get_or_insert_with(crate::writer::now_nanos);
                     self.check_time(time, now).map_err(|e| rename_field(e, &at("time")))?;
                 }
                 let size = event_size(event);

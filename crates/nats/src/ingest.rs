@@ -172,7 +172,7 @@ struct Consuming {
     deliveries: Option<Deliveries>,
 }
 
-/// The ingest stream, the dead-letter publisher and the consumer's message stream.
+/// The ingest stream, the dead-letter publisher and the consumer's deliveries ([`Pull`]).
 /// What an earlier session was given and did not acknowledge is recorded first
 /// ([`recover`]).
 async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> Result<Consuming, Stop> {

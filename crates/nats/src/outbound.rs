@@ -8,6 +8,7 @@
 //! server has then taken it), never for a publish only in the client's buffer.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
@@ -16,7 +17,7 @@ use async_nats::jetstream::context::GetStreamByNameErrorKind;
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
 use opsflow_log::{EventFilter, EventLog, LogError, RecordedEvent, SubscriptionRef};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use crate::OutboundConfig;
 use crate::connection::connects;
@@ -110,10 +111,14 @@ async fn session(
         prefix: &config.subject_prefix,
         template: &template,
     };
+    // One wait for shutdown for the session, not one made (and its waiter
+    // registered and removed) per event.
+    let stopping = shutdown.cancelled();
+    tokio::pin!(stopping);
     let result = loop {
         tokio::select! {
             biased;
-            _ = shutdown.cancelled() => break Ok(()),
+            _ = &mut stopping => break Ok(()),
             Some((position, acked)) = in_flight.next(), if !in_flight.is_empty() => {
                 if let Err(e) = acked {
                     break Err(anyhow::anyhow!("publish of position {position} not acknowledged: {e}"));
@@ -125,7 +130,8 @@ async fn session(
             item = subscription.next_ref(), if in_flight.len() < config.max_in_flight => {
                 match item {
                     Ok(SubscriptionRef::Event(event)) => {
-                        let Some(ack) = or_shutdown(shutdown, to.publish(&mut subjects, event)).await else {
+                        let publish = to.publish(&mut subjects, event);
+                        let Some(ack) = or_stopping(stopping.as_mut(), publish).await else {
                             break Ok(());
                         };
                         let ack = ack?;
@@ -147,7 +153,7 @@ async fn session(
         // that much, which a capturing stream deduplicates by `Nats-Msg-Id`.
         if published != saved && save_due.is_elapsed() {
             if unconfirmed {
-                match or_shutdown(shutdown, echoes.round_trip(client, CONFIRM_WITHIN)).await {
+                match or_stopping(stopping.as_mut(), echoes.round_trip(client, CONFIRM_WITHIN)).await {
                     None => break Ok(()),
                     Some(confirmed) => confirmed?,
                 }
@@ -203,9 +209,16 @@ struct Outlet {
 /// `work`, unless `shutdown` comes first (`None`): a NATS request or publish waits
 /// for the connection, which may not come back.
 async fn or_shutdown<T>(shutdown: &CancellationToken, work: impl Future<Output = T>) -> Option<T> {
+    let stopping = shutdown.cancelled();
+    tokio::pin!(stopping);
+    or_stopping(stopping, work).await
+}
+
+/// [`or_shutdown`] with a wait for shutdown already made.
+async fn or_stopping<T>(stopping: Pin<&mut WaitForCancellationFuture<'_>>, work: impl Future<Output = T>) -> Option<T> {
     tokio::select! {
         biased;
-        _ = shutdown.cancelled() => None,
+        _ = stopping => None,
         done = work => Some(done),
     }
 }
