@@ -25,10 +25,14 @@ use crate::{AppendOutcome, LogError, ProposedEvent, RecordedEvent, Result, Strea
 const CHUNK_TARGET_BYTES: usize = 64 * 1024;
 /// Stop gathering a group at this many events.
 const MAX_GROUP_EVENTS: usize = 20_000;
-/// The largest group (in record bytes) handed to live subscribers as it is
-/// written; a larger one they read from the log. With [`LIVE_GROUPS`] it bounds
-/// what a stalled subscriber keeps in memory.
+/// The largest group handed to live subscribers as it is written, in memory
+/// (record bytes and [`LIVE_EVENT_BYTES`] per event); a larger one they read from
+/// the log. With [`LIVE_GROUPS`] it bounds what a subscriber that stopped reading
+/// keeps in memory.
 const LIVE_GROUP_BYTES: u64 = 2 << 20;
+/// A recorded event's own size in memory besides its record bytes: the struct and
+/// its allocations.
+const LIVE_EVENT_BYTES: u64 = 400;
 /// Committed groups a live subscriber may fall behind by before it reads from the
 /// log instead.
 pub(crate) const LIVE_GROUPS: usize = 8;
@@ -352,7 +356,9 @@ impl Writer {
                         tracing::error!(error = %reason, "stream index failed; refusing further writes");
                         let _ = self.poison.set(reason);
                     }
-                    if self.live.receiver_count() > 0 && group.bytes <= LIVE_GROUP_BYTES {
+                    if self.live.receiver_count() > 0
+                        && group.bytes + group.events * LIVE_EVENT_BYTES <= LIVE_GROUP_BYTES
+                    {
                         let events = recorded(
                             &mut jobs,
                             &group.appended,

@@ -324,7 +324,7 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
         (&info.stream_name, &info.name),
         within(pull, info.config.max_batch),
         within(PULL_BYTES, info.config.max_bytes),
-        crate::pull::EXPIRES,
+        crate::pull::expires_within(info.config.max_expires),
     )
     .await
     .map_err(transient)?;
@@ -703,6 +703,7 @@ async fn session(
                 continue;
             }
             _ = reconnected.tick() => {
+                messages.check();
                 if crate::connection::connects(&client) != connected {
                     break Err(transient(
                         "the connection to NATS was made again: what the old one was given is recovered now",
@@ -731,8 +732,10 @@ async fn session(
                     }
                     pending.push(m);
                 }
+                // The pull ended: what came before it settles, then the session
+                // ends.
                 Some(Err(e)) => {
-                    tracing::debug!(error = %e, "nats consumer pull");
+                    missed = Some(e);
                     break;
                 }
                 None => break,

@@ -7,19 +7,27 @@
 //! decoding and appending.
 //!
 //! Like the client's stream, a pull asks for a batch of messages (with a byte
-//! ceiling, and expiring after [`EXPIRES`]), and the next is asked for when half
-//! is delivered. A pull that ends early (expired, or ended by the server: `408`,
-//! `409`, `404`) gives back what it did not deliver (`Nats-Pending-Messages`,
-//! `Nats-Pending-Bytes`). A delivery is a message with a `$JS.ACK` reply subject,
-//! whatever its headers say; the server's status messages have none.
+//! ceiling, and expiring after [`EXPIRES`] or the consumer's `max_expires`), and
+//! the next is asked for when half is delivered. A pull that ends early (expired,
+//! or ended by the server: `408`, `409`) gives back what it did not deliver
+//! (`Nats-Pending-Messages`, `Nats-Pending-Bytes`); one that neither delivers nor
+//! ends well past its expiry is taken for lost ([`Pull::check`]: a server drops
+//! the waiting pulls of a consumer whose leader goes away) and asked again. A
+//! delivery is a message with a `$JS.ACK` reply subject, whatever its headers say;
+//! the server's status messages have none. An error ends the pull for good.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::{Message, StatusCode, Subject, Subscriber};
 use futures::{FutureExt, StreamExt};
 
-/// How long a pull request waits for messages before the server ends it.
+/// How long a pull request waits for messages before the server ends it (unless
+/// the consumer allows less).
 pub(crate) const EXPIRES: Duration = Duration::from_secs(30);
+
+/// How long past its expiry a pull that neither delivered nor ended is taken for
+/// lost.
+const LOST_AFTER: Duration = Duration::from_secs(5);
 
 /// The JetStream API prefix (no domain).
 const API: &str = "$JS.API";
@@ -39,11 +47,22 @@ pub(crate) struct Pull {
     /// Asked for and not yet delivered.
     pending_messages: usize,
     pending_bytes: usize,
+    expires: Duration,
+    /// Messages taken from the inbox (deliveries and status), and how many there
+    /// were at the last [`Pull::check`], when the inbox was last heard from, when a
+    /// pull was last sent.
+    heard: u64,
+    heard_at_check: u64,
+    heard_at: Instant,
+    asked_at: Instant,
+    /// Why the pull ended, for good: every later call says it again.
+    ended: Option<String>,
 }
 
 impl Pull {
     /// Subscribes the inbox and sends the first pull request for `batch` messages of
-    /// at most `max_bytes` (both positive), each request expiring after `expires`.
+    /// at most `max_bytes` (both positive), each request expiring after `expires`
+    /// (within the consumer's `max_expires`, see [`expires_within`]).
     pub(crate) async fn start(
         client: async_nats::Client,
         (stream, consumer): (&str, &str),
@@ -71,6 +90,12 @@ impl Pull {
             max_bytes,
             pending_messages: 0,
             pending_bytes: 0,
+            expires,
+            heard: 0,
+            heard_at_check: 0,
+            heard_at: Instant::now(),
+            asked_at: Instant::now(),
+            ended: None,
         };
         pull.ask().await?;
         Ok(pull)
@@ -84,12 +109,40 @@ impl Pull {
             .map_err(|e| format!("sending a pull request: {e}"))?;
         self.pending_messages += self.batch;
         self.pending_bytes += self.max_bytes;
+        self.asked_at = Instant::now();
         Ok(())
+    }
+
+    /// Called now and then (every second or so): when nothing came since a pull
+    /// was sent, for longer than a pull lives, the pulls are taken for lost and
+    /// the next call to [`Pull::next`] asks again (a pull still alive just
+    /// delivers alongside).
+    pub(crate) fn check(&mut self) {
+        if self.heard != self.heard_at_check {
+            self.heard_at_check = self.heard;
+            self.heard_at = Instant::now();
+        } else if self.heard_at.max(self.asked_at).elapsed() > self.expires + LOST_AFTER {
+            tracing::debug!(expires = ?self.expires, "nats pull neither delivered nor ended: asking again");
+            self.pending_messages = 0;
+            self.pending_bytes = 0;
+            self.heard_at = Instant::now();
+        }
     }
 
     /// The next delivery. An error ends the consumption (the consumer is gone, the
     /// connection is closed, JetStream does not answer).
     pub(crate) async fn next(&mut self) -> Result<Message, String> {
+        if let Some(why) = &self.ended {
+            return Err(why.clone());
+        }
+        let taken = self.pull().await;
+        if let Err(why) = &taken {
+            self.ended = Some(why.clone());
+        }
+        taken
+    }
+
+    async fn pull(&mut self) -> Result<Message, String> {
         loop {
             if self.pending_messages <= self.batch / 2 || self.pending_bytes <= self.max_bytes / 2 {
                 self.ask().await?;
@@ -114,6 +167,7 @@ impl Pull {
 
     /// A delivery, or what a status message changes (`None`).
     fn take(&mut self, message: Message) -> Result<Option<Message>, String> {
+        self.heard += 1;
         if message.reply.as_deref().is_some_and(|r| r.starts_with("$JS.ACK.")) {
             self.pending_messages = self.pending_messages.saturating_sub(1);
             self.pending_bytes = self.pending_bytes.saturating_sub(message.length);
@@ -122,10 +176,11 @@ impl Pull {
         let description = message.description.as_deref().unwrap_or_default();
         match message.status {
             Some(StatusCode::IDLE_HEARTBEAT) => Ok(None),
-            Some(StatusCode::TIMEOUT | StatusCode::REQUEST_TERMINATED | StatusCode::NOT_FOUND)
+            Some(StatusCode::TIMEOUT | StatusCode::REQUEST_TERMINATED)
                 if !(description == "Consumer Deleted"
                     || description == "Consumer is push based"
-                    || description.starts_with("Exceeded MaxRequest")) =>
+                    || description.starts_with("Exceeded MaxRequest")
+                    || description.starts_with("Message Size Exceeds MaxBytes")) =>
             {
                 // A pull ended; what it had left is asked for again.
                 let left = |name: &str, all: usize| {
@@ -147,12 +202,28 @@ impl Pull {
             Some(StatusCode::NO_RESPONDERS) => {
                 Err("no JetStream answered the pull request (is JetStream enabled, and the stream there?)".into())
             }
+            // A message larger than the consumer lets a pull hold would end every
+            // pull again: stopping says so instead.
+            Some(status) if description.starts_with("Message Size Exceeds MaxBytes") => Err(format!(
+                "the consumer ended the pull: {status} {description} (the next message is larger than the \
+                 consumer's max_bytes per pull allows: raise it, or delete the consumer and opsflow makes its own)"
+            )),
             Some(status) => Err(format!("the consumer ended the pull: {status} {description}")),
             None => Err(format!(
                 "a message on the pull inbox that is no delivery (subject {}, no $JS.ACK reply subject)",
                 message.subject
             )),
         }
+    }
+}
+
+/// How long a pull lives: [`EXPIRES`], or less when the consumer's `max_expires`
+/// (zero for none) allows less (the server refuses a longer pull).
+pub(crate) fn expires_within(max_expires: Duration) -> Duration {
+    if max_expires.is_zero() {
+        EXPIRES
+    } else {
+        EXPIRES.min(max_expires)
     }
 }
 
@@ -300,6 +371,69 @@ mod tests {
         let ended = tokio::time::timeout(Duration::from_secs(10), pull.next()).await?;
         let error = ended.err().unwrap_or_default();
         assert!(error.contains("Consumer Deleted"), "{error}");
+        // For good: asked again, it says so at once (it does not wait for a pull
+        // that will never be answered).
+        let again = tokio::time::timeout(Duration::from_secs(1), pull.next()).await?;
+        assert_eq!(again.err(), Some(error.clone()));
+        assert_eq!(pull.ready().and_then(Result::err), Some(error));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn pulls_live_within_the_consumers_max_expires() -> anyhow::Result<()> {
+        assert_eq!(expires_within(Duration::ZERO), EXPIRES);
+        assert_eq!(expires_within(Duration::from_secs(2)), Duration::from_secs(2));
+        assert_eq!(expires_within(Duration::from_secs(600)), EXPIRES);
+        let nats = opsflow_testkit::NatsServer::start()?;
+        let client = async_nats::connect(nats.url()).await?;
+        let js = jetstream::new(client.clone());
+        js.create_stream(stream::Config {
+            name: "T".into(),
+            subjects: vec!["t.>".into()],
+            ..Default::default()
+        })
+        .await?
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("c".into()),
+            max_expires: Duration::from_secs(1),
+            ..Default::default()
+        })
+        .await?;
+        let mut pull = Pull::start(client, ("T", "c"), 4, 1 << 20, expires_within(Duration::from_secs(1)))
+            .await
+            .map_err(anyhow::Error::msg)?;
+        // Past one expiry, then a message: the server took the pulls (a longer one
+        // it refuses with 409 "Exceeded MaxRequestExpires").
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        js.publish("t.x", "x".into()).await?.await?;
+        assert_eq!(next(&mut pull).await?.payload, "x");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_pull_neither_delivering_nor_ending_is_asked_again() -> anyhow::Result<()> {
+        let nats = opsflow_testkit::NatsServer::start()?;
+        let (client, _js) = consumer_of(&nats).await?;
+        let mut pull = Pull::start(client, ("T", "c"), 4, 1 << 20, Duration::from_secs(60))
+            .await
+            .map_err(anyhow::Error::msg)?;
+        assert_eq!(pull.pending_messages, 4);
+        // As if the server had dropped it silently: nothing came for longer than a
+        // pull lives.
+        pull.expires = Duration::from_millis(10);
+        let long_ago = Instant::now()
+            .checked_sub(LOST_AFTER + Duration::from_secs(1))
+            .ok_or_else(|| anyhow::anyhow!("clock too young"))?;
+        (pull.asked_at, pull.heard_at) = (long_ago, long_ago);
+        pull.check();
+        assert_eq!(pull.pending_messages, 0, "taken for lost");
+        assert!(pull.ready().is_none());
+        assert_eq!(pull.pending_messages, 4, "asked again");
+        // Heard from lately: not lost.
+        pull.heard += 1;
+        (pull.asked_at, pull.heard_at) = (long_ago, long_ago);
+        pull.check();
+        assert_eq!(pull.pending_messages, 4);
         Ok(())
     }
 
