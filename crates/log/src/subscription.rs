@@ -44,6 +44,31 @@ pub enum SubscriptionRef<'a> {
     Checkpoint(u64),
 }
 
+/// What a subscription gives other than an event.
+#[derive(Debug, Clone, Copy)]
+enum Control {
+    CaughtUp(u64),
+    Checkpoint(u64),
+}
+
+impl From<Control> for SubscriptionItem {
+    fn from(control: Control) -> Self {
+        match control {
+            Control::CaughtUp(head) => SubscriptionItem::CaughtUp(head),
+            Control::Checkpoint(at) => SubscriptionItem::Checkpoint(at),
+        }
+    }
+}
+
+impl From<Control> for SubscriptionRef<'_> {
+    fn from(control: Control) -> Self {
+        match control {
+            Control::CaughtUp(head) => SubscriptionRef::CaughtUp(head),
+            Control::Checkpoint(at) => SubscriptionRef::Checkpoint(at),
+        }
+    }
+}
+
 /// A catch-up + live subscription; see [`EventLog::subscribe`].
 pub struct Subscription {
     log: EventLog,
@@ -161,7 +186,7 @@ impl Subscription {
 
     /// Waits until an event is [`ready`](Self::ready), or for the item to give
     /// instead (`Some`: the switch to live, a checkpoint).
-    async fn fill(&mut self) -> Result<Option<SubscriptionItem>> {
+    async fn fill(&mut self) -> Result<Option<Control>> {
         loop {
             if self.ready() {
                 return Ok(None);
@@ -192,13 +217,13 @@ impl Subscription {
                 }
                 if !self.ready() && self.next - 1 - self.last_checkpoint >= CHECKPOINT_EVERY {
                     self.last_checkpoint = self.next - 1;
-                    return Ok(Some(SubscriptionItem::Checkpoint(self.next - 1)));
+                    return Ok(Some(Control::Checkpoint(self.next - 1)));
                 }
                 continue;
             }
             if !self.caught_up {
                 self.caught_up = true;
-                return Ok(Some(SubscriptionItem::CaughtUp(head)));
+                return Ok(Some(Control::CaughtUp(head)));
             }
             if self.head.changed().await.is_err() {
                 // The flusher is gone: deliver what became durable before it stopped.
@@ -214,44 +239,35 @@ impl Subscription {
     /// only reads each event (a live one shares it with the other subscribers).
     /// `Err(Closed)` as for [`Subscription::next`].
     pub async fn next_ref(&mut self) -> Result<SubscriptionRef<'_>> {
-        loop {
-            match self.fill().await? {
-                Some(SubscriptionItem::CaughtUp(head)) => return Ok(SubscriptionRef::CaughtUp(head)),
-                Some(SubscriptionItem::Checkpoint(at)) => return Ok(SubscriptionRef::Checkpoint(at)),
-                Some(SubscriptionItem::Event(_)) | None => {}
-            }
-            if self.ready() {
-                break;
-            }
+        if let Some(control) = self.fill().await? {
+            return Ok(control.into());
         }
         if let Some(event) = self.buffer.pop_front() {
             return Ok(SubscriptionRef::Event(self.lent.insert(event)));
         }
-        match &mut self.taking {
-            Some((group, at, _)) => {
-                *at += 1;
-                Ok(SubscriptionRef::Event(&group[*at - 1]))
-            }
-            // `ready` said one is.
-            None => Err(LogError::corrupt("subscription", "no event where one was ready")),
-        }
+        self.take_group_event().map(SubscriptionRef::Event)
     }
 
     /// The next item; `Err(Closed)` once the log is closed and everything durable was delivered.
     pub async fn next(&mut self) -> Result<SubscriptionItem> {
-        loop {
-            if let Some(item) = self.fill().await? {
-                return Ok(item);
-            }
-            if let Some(event) = self.buffer.pop_front() {
-                return Ok(SubscriptionItem::Event(event));
-            }
-            if let Some((group, at, end)) = &mut self.taking
-                && *at < *end
-            {
+        if let Some(control) = self.fill().await? {
+            return Ok(control.into());
+        }
+        if let Some(event) = self.buffer.pop_front() {
+            return Ok(SubscriptionItem::Event(event));
+        }
+        Ok(SubscriptionItem::Event(self.take_group_event()?.clone()))
+    }
+
+    /// The handed-over event [`ready`](Self::ready) found, taken.
+    fn take_group_event(&mut self) -> Result<&RecordedEvent> {
+        match &mut self.taking {
+            Some((group, at, end)) if *at < *end => {
                 *at += 1;
-                return Ok(SubscriptionItem::Event(group[*at - 1].clone()));
+                Ok(&group[*at - 1])
             }
+            // `ready` said one is.
+            _ => Err(LogError::corrupt("subscription", "no event where one was ready")),
         }
     }
 }

@@ -413,7 +413,7 @@ async fn recover(
             if !(filters.is_empty() || filters.iter().any(|f| crate::subjects::matches(f, &m.subject))) {
                 continue;
             }
-            let at = origin(&name, m.sequence, &m.time);
+            let at = origin(&name, m.sequence, m.time.unix_timestamp_nanos());
             match m.headers {
                 Ok(headers) => messages.push((at, message(m.subject, m.payload, headers))),
                 Err(why) => poisoned(stream, dead, at, m.subject, m.payload, &m.raw_headers, &why).await?,
@@ -633,11 +633,11 @@ async fn poisoned(
 
 /// Where stream message `sequence`, stored at `stored`, is kept (its dead letter's
 /// identity).
-fn origin(stream: &str, sequence: u64, stored: &async_nats::datetime::DateTime) -> Origin {
+fn origin(stream: &str, sequence: u64, stored: i128) -> Origin {
     Origin {
         stream: stream.to_owned(),
         sequence,
-        stored: stored.unix_timestamp_nanos(),
+        stored,
     }
 }
 
@@ -849,11 +849,9 @@ async fn settle(
                 ingested += 1;
             }
             Ok(Err((reason, text))) => {
-                let from = message.reply.as_deref().and_then(Delivery::of).map(|d| Origin {
-                    stream: d.stream.to_owned(),
-                    sequence: d.stream_sequence,
-                    stored: d.stored,
-                });
+                let from = (message.reply.as_deref())
+                    .and_then(Delivery::of)
+                    .map(|d| origin(d.stream, d.stream_sequence, d.stored));
                 dead.publish(message, reason, &text, from.as_ref())
                     .await
                     .map_err(transient)?;
@@ -929,10 +927,13 @@ mod tests {
         let read: stream::RawMessage = serde_json::from_str(
             r#"{"subject":"ops.events.x","seq":7,"data":"","time":"2026-11-23T04:49:17.748934871Z"}"#,
         )?;
-        let delivered =
-            async_nats::datetime::from_nanos(1_795_409_357_748_934_871).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let id = origin("OPS_EVENTS", read.sequence, &read.time).id();
-        assert_eq!(id, origin("OPS_EVENTS", 7, &delivered).id());
+        let delivered = Delivery::of("$JS.ACK.OPS_EVENTS.opsflow-ingest.1.7.3.1795409357748934871.0")
+            .ok_or_else(|| anyhow::anyhow!("an ack subject"))?;
+        let id = origin("OPS_EVENTS", read.sequence, read.time.unix_timestamp_nanos()).id();
+        assert_eq!(
+            id,
+            origin(delivered.stream, delivered.stream_sequence, delivered.stored).id()
+        );
         assert_eq!(id, "opsflow-dlq:OPS_EVENTS:7:1795409357748934871");
         Ok(())
     }

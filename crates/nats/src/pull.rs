@@ -49,12 +49,10 @@ pub(crate) struct Pull {
     pending_bytes: usize,
     expires: Duration,
     /// Messages taken from the inbox (deliveries and status), and how many there
-    /// were at the last [`Pull::check`], when the inbox was last heard from, when a
-    /// pull was last sent.
+    /// were at the last [`Pull::check`]; since when nothing was heard nor asked.
     heard: u64,
     heard_at_check: u64,
-    heard_at: Instant,
-    asked_at: Instant,
+    quiet_since: Instant,
     /// Why the pull ended, for good: every later call says it again.
     ended: Option<String>,
 }
@@ -93,8 +91,7 @@ impl Pull {
             expires,
             heard: 0,
             heard_at_check: 0,
-            heard_at: Instant::now(),
-            asked_at: Instant::now(),
+            quiet_since: Instant::now(),
             ended: None,
         };
         pull.ask().await?;
@@ -109,7 +106,7 @@ impl Pull {
             .map_err(|e| format!("sending a pull request: {e}"))?;
         self.pending_messages += self.batch;
         self.pending_bytes += self.max_bytes;
-        self.asked_at = Instant::now();
+        self.quiet_since = Instant::now();
         Ok(())
     }
 
@@ -120,12 +117,12 @@ impl Pull {
     pub(crate) fn check(&mut self) {
         if self.heard != self.heard_at_check {
             self.heard_at_check = self.heard;
-            self.heard_at = Instant::now();
-        } else if self.heard_at.max(self.asked_at).elapsed() > self.expires + LOST_AFTER {
+            self.quiet_since = Instant::now();
+        } else if self.quiet_since.elapsed() > self.expires + LOST_AFTER {
             tracing::debug!(expires = ?self.expires, "nats pull neither delivered nor ended: asking again");
             self.pending_messages = 0;
             self.pending_bytes = 0;
-            self.heard_at = Instant::now();
+            self.quiet_since = Instant::now();
         }
     }
 
@@ -176,11 +173,16 @@ impl Pull {
         let description = message.description.as_deref().unwrap_or_default();
         match message.status {
             Some(StatusCode::IDLE_HEARTBEAT) => Ok(None),
+            // A message larger than the consumer lets a pull hold would end every
+            // pull again: stopping says so instead.
+            Some(status) if description.starts_with("Message Size Exceeds MaxBytes") => Err(format!(
+                "the consumer ended the pull: {status} {description} (the next message is larger than the \
+                 consumer's max_bytes per pull allows: raise it, or delete the consumer and opsflow makes its own)"
+            )),
             Some(StatusCode::TIMEOUT | StatusCode::REQUEST_TERMINATED)
                 if !(description == "Consumer Deleted"
                     || description == "Consumer is push based"
-                    || description.starts_with("Exceeded MaxRequest")
-                    || description.starts_with("Message Size Exceeds MaxBytes")) =>
+                    || description.starts_with("Exceeded MaxRequest")) =>
             {
                 // A pull ended; what it had left is asked for again.
                 let left = |name: &str, all: usize| {
@@ -202,12 +204,6 @@ impl Pull {
             Some(StatusCode::NO_RESPONDERS) => {
                 Err("no JetStream answered the pull request (is JetStream enabled, and the stream there?)".into())
             }
-            // A message larger than the consumer lets a pull hold would end every
-            // pull again: stopping says so instead.
-            Some(status) if description.starts_with("Message Size Exceeds MaxBytes") => Err(format!(
-                "the consumer ended the pull: {status} {description} (the next message is larger than the \
-                 consumer's max_bytes per pull allows: raise it, or delete the consumer and opsflow makes its own)"
-            )),
             Some(status) => Err(format!("the consumer ended the pull: {status} {description}")),
             None => Err(format!(
                 "a message on the pull inbox that is no delivery (subject {}, no $JS.ACK reply subject)",
@@ -296,9 +292,17 @@ mod tests {
 
     use super::*;
 
-    /// A stream over `t.>` and a pull consumer of it, acknowledging each message.
+    /// A stream over `t.>` and a pull consumer `c` of it, acknowledging each message.
     async fn consumer_of(
         nats: &opsflow_testkit::NatsServer,
+    ) -> anyhow::Result<(async_nats::Client, jetstream::Context)> {
+        consumer_with(nats, consumer::pull::Config::default()).await
+    }
+
+    /// [`consumer_of`], the consumer made with `config` otherwise.
+    async fn consumer_with(
+        nats: &opsflow_testkit::NatsServer,
+        config: consumer::pull::Config,
     ) -> anyhow::Result<(async_nats::Client, jetstream::Context)> {
         let client = async_nats::connect(nats.url()).await?;
         let js = jetstream::new(client.clone());
@@ -312,7 +316,7 @@ mod tests {
         stream
             .create_consumer(consumer::pull::Config {
                 durable_name: Some("c".into()),
-                ..Default::default()
+                ..config
             })
             .await?;
         Ok((client, js))
@@ -385,20 +389,11 @@ mod tests {
         assert_eq!(expires_within(Duration::from_secs(2)), Duration::from_secs(2));
         assert_eq!(expires_within(Duration::from_secs(600)), EXPIRES);
         let nats = opsflow_testkit::NatsServer::start()?;
-        let client = async_nats::connect(nats.url()).await?;
-        let js = jetstream::new(client.clone());
-        js.create_stream(stream::Config {
-            name: "T".into(),
-            subjects: vec!["t.>".into()],
-            ..Default::default()
-        })
-        .await?
-        .create_consumer(consumer::pull::Config {
-            durable_name: Some("c".into()),
+        let config = consumer::pull::Config {
             max_expires: Duration::from_secs(1),
             ..Default::default()
-        })
-        .await?;
+        };
+        let (client, js) = consumer_with(&nats, config).await?;
         let mut pull = Pull::start(client, ("T", "c"), 4, 1 << 20, expires_within(Duration::from_secs(1)))
             .await
             .map_err(anyhow::Error::msg)?;
@@ -424,14 +419,14 @@ mod tests {
         let long_ago = Instant::now()
             .checked_sub(LOST_AFTER + Duration::from_secs(1))
             .ok_or_else(|| anyhow::anyhow!("clock too young"))?;
-        (pull.asked_at, pull.heard_at) = (long_ago, long_ago);
+        pull.quiet_since = long_ago;
         pull.check();
         assert_eq!(pull.pending_messages, 0, "taken for lost");
         assert!(pull.ready().is_none());
         assert_eq!(pull.pending_messages, 4, "asked again");
         // Heard from lately: not lost.
         pull.heard += 1;
-        (pull.asked_at, pull.heard_at) = (long_ago, long_ago);
+        pull.quiet_since = long_ago;
         pull.check();
         assert_eq!(pull.pending_messages, 4);
         Ok(())
