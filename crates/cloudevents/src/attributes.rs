@@ -16,16 +16,18 @@ use crate::{Incoming, media, stream};
 
 /// An attribute value as the binding carried it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum AttributeValue {
-    String(String),
+pub(crate) enum AttributeValue<'a> {
+    /// Borrowed from the message where the binding can (JSON strings without
+    /// escapes).
+    String(Cow<'a, str>),
     /// A JSON number, as its original text.
-    Number(String),
+    Number(Cow<'a, str>),
     Boolean(bool),
     /// A JSON object or array, which no attribute may be; holds its description.
     Composite(&'static str),
 }
 
-impl AttributeValue {
+impl AttributeValue<'_> {
     fn kind(&self) -> &'static str {
         match self {
             AttributeValue::String(_) => "a string",
@@ -40,8 +42,12 @@ impl AttributeValue {
 #[derive(Debug)]
 pub(crate) enum Payload<'a> {
     Absent,
-    /// The `data` member of a JSON event, as its original JSON text.
-    Json(&'a str),
+    /// The `data` member of a JSON event, as its original JSON text; `compact`
+    /// when it is known to hold no insignificant whitespace.
+    Json {
+        raw: &'a str,
+        compact: bool,
+    },
     /// The `data_base64` member of a JSON event.
     Base64(String),
     /// The body of a binary-mode message.
@@ -64,7 +70,7 @@ pub(crate) fn is_attribute_name(name: &str) -> bool {
 #[derive(Debug, Default)]
 pub(crate) struct Attributes<'a> {
     /// In the order added; an event has about ten, so a list beats a map.
-    values: Vec<(Cow<'a, str>, AttributeValue)>,
+    values: Vec<(Cow<'a, str>, AttributeValue<'a>)>,
 }
 
 impl<'a> Attributes<'a> {
@@ -76,7 +82,7 @@ impl<'a> Attributes<'a> {
     }
 
     /// Adds one attribute; refuses invalid names and repeats.
-    pub(crate) fn insert(&mut self, name: impl Into<Cow<'a, str>>, value: AttributeValue) -> Result<()> {
+    pub(crate) fn insert(&mut self, name: impl Into<Cow<'a, str>>, value: AttributeValue<'a>) -> Result<()> {
         let name = name.into();
         if !is_attribute_name(&name) {
             return Err(CloudEventError::InvalidAttributeName {
@@ -101,25 +107,27 @@ impl<'a> Attributes<'a> {
     pub(crate) fn into_incoming(mut self, payload: Payload<'_>) -> Result<Incoming> {
         let specversion = self.take_string("specversion")?.ok_or_else(|| missing("specversion"))?;
         if specversion != "1.0" {
-            return Err(CloudEventError::UnsupportedSpecVersion { actual: specversion });
+            return Err(CloudEventError::UnsupportedSpecVersion {
+                actual: specversion.into_owned(),
+            });
         }
-        let id = self.required("id")?;
-        let source = self.required("source")?;
+        let id = self.required("id")?.into_owned();
+        let source = self.required("source")?.into_owned();
         check_uri_reference("source", &source)?;
-        let event_type = self.required("type")?;
+        let event_type = self.required("type")?.into_owned();
         let subject = self.non_empty("subject")?;
         let time = self.non_empty("time")?.map(|time| parse_time(&time)).transpose()?;
-        let declared_content_type = self.non_empty("datacontenttype")?;
+        let declared_content_type = self.non_empty("datacontenttype")?.map(Cow::into_owned);
         let expected = self.remove("expectedversion").map(parse_expected).transpose()?;
-        let correlation_id = self.take_string("correlationid")?.unwrap_or_default();
-        let causation_id = self.take_string("causationid")?.unwrap_or_default();
+        let correlation_id = self.take_string("correlationid")?.unwrap_or_default().into_owned();
+        let causation_id = self.take_string("causationid")?.unwrap_or_default().into_owned();
         let mut metadata = BTreeMap::new();
         if let Some(schema) = self.non_empty("dataschema")? {
             // Checked by the log (a URI-reference: the protobuf format's type URLs,
             // which producers give as the schema, have no scheme), where an exact
             // retry of an event recorded before the check still answers as a
             // duplicate.
-            metadata.insert("dataschema".to_owned(), schema);
+            metadata.insert("dataschema".to_owned(), schema.into_owned());
         }
         // In name order, so the first extension reported does not depend on the
         // order of the members or headers.
@@ -156,12 +164,12 @@ impl<'a> Attributes<'a> {
         })
     }
 
-    fn remove(&mut self, name: &str) -> Option<AttributeValue> {
+    fn remove(&mut self, name: &str) -> Option<AttributeValue<'a>> {
         let i = self.values.iter().position(|(n, _)| n == name)?;
         Some(self.values.swap_remove(i).1)
     }
 
-    fn take_string(&mut self, name: &str) -> Result<Option<String>> {
+    fn take_string(&mut self, name: &str) -> Result<Option<Cow<'a, str>>> {
         match self.remove(name) {
             None => Ok(None),
             Some(AttributeValue::String(text)) => Ok(Some(text)),
@@ -170,7 +178,7 @@ impl<'a> Attributes<'a> {
     }
 
     /// An optional string attribute that, when present, must not be empty.
-    fn non_empty(&mut self, name: &str) -> Result<Option<String>> {
+    fn non_empty(&mut self, name: &str) -> Result<Option<Cow<'a, str>>> {
         match self.take_string(name)? {
             Some(text) if text.is_empty() => Err(CloudEventError::EmptyAttribute {
                 attribute: name.to_owned(),
@@ -179,7 +187,7 @@ impl<'a> Attributes<'a> {
         }
     }
 
-    fn required(&mut self, name: &str) -> Result<String> {
+    fn required(&mut self, name: &str) -> Result<Cow<'a, str>> {
         self.non_empty(name)?.ok_or_else(|| missing(name))
     }
 }
@@ -257,7 +265,7 @@ fn parse_time(text: &str) -> Result<UnixNanos> {
 }
 
 /// `any`, `no_stream`, `stream_exists` or a version, as a string or a JSON integer.
-fn parse_expected(value: AttributeValue) -> Result<ExpectedVersion> {
+fn parse_expected(value: AttributeValue<'_>) -> Result<ExpectedVersion> {
     const ATTRIBUTE: &str = "expectedversion";
     const ALLOWED: &str = "must be any, no_stream, stream_exists or a version number";
     match value {
@@ -279,9 +287,9 @@ fn parse_expected(value: AttributeValue) -> Result<ExpectedVersion> {
 
 /// An extension attribute as a metadata value. A JSON number must be a CloudEvents
 /// Integer (32 bits, no fraction: JSON format §2.2); no other numbers exist there.
-fn extension_text(name: &str, value: AttributeValue) -> Result<String> {
+fn extension_text(name: &str, value: AttributeValue<'_>) -> Result<String> {
     match value {
-        AttributeValue::String(text) => Ok(text),
+        AttributeValue::String(text) => Ok(text.into_owned()),
         AttributeValue::Number(text) => text.parse::<i32>().map(|n| n.to_string()).map_err(|_| {
             CloudEventError::invalid(
                 name,
@@ -299,10 +307,15 @@ fn extension_text(name: &str, value: AttributeValue) -> Result<String> {
 fn resolve_payload(payload: Payload<'_>, declared: Option<String>) -> Result<(String, Bytes)> {
     match payload {
         Payload::Absent => Ok((declared.unwrap_or_default(), Bytes::new())),
-        Payload::Json(raw) => {
+        Payload::Json { raw, compact } => {
             let content_type = declared.unwrap_or_else(|| JSON.to_owned());
             if media::is_json(&content_type) {
-                return Ok((content_type, Bytes::from(compact_json(raw))));
+                let stored = if compact {
+                    raw.as_bytes().to_vec()
+                } else {
+                    compact_json(raw)
+                };
+                return Ok((content_type, Bytes::from(stored)));
             }
             match serde_json::from_str::<String>(raw) {
                 Ok(text) => Ok((content_type, Bytes::from(text))),
@@ -357,8 +370,8 @@ fn resolve_payload(payload: Payload<'_>, declared: Option<String>) -> Result<(St
 mod tests {
     use super::*;
 
-    fn string(text: &str) -> AttributeValue {
-        AttributeValue::String(text.to_owned())
+    fn string(text: &str) -> AttributeValue<'_> {
+        AttributeValue::String(text.to_owned().into())
     }
 
     fn base() -> Attributes<'static> {

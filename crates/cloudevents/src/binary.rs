@@ -71,7 +71,7 @@ fn parse<'a>(
             continue;
         }
         let value = decode_header_value(&attribute, raw)?;
-        attributes.insert(attribute, AttributeValue::String(value))?;
+        attributes.insert(attribute, AttributeValue::String(value.into()))?;
     }
     let content_type = content_type.map(str::trim).filter(|c| !c.is_empty());
     let data_type = match (declared, content_type) {
@@ -86,7 +86,10 @@ fn parse<'a>(
         (None, header) => header.map(str::to_owned),
     };
     if let Some(data_type) = data_type.filter(|c| !c.trim().is_empty()) {
-        attributes.insert("datacontenttype", AttributeValue::String(data_type.trim().to_owned()))?;
+        attributes.insert(
+            "datacontenttype",
+            AttributeValue::String(data_type.trim().to_owned().into()),
+        )?;
     }
     attributes.into_incoming(Payload::Body(body))
 }

@@ -17,8 +17,7 @@ use crate::error::{CloudEventError, Result};
 
 /// Parses one CloudEvent in the JSON format (structured mode).
 pub fn parse_structured(body: &[u8]) -> Result<Incoming> {
-    let members: Members<'_> = serde_json::from_slice(body)?;
-    event_from_members(members)
+    event_from_members(members(body)?)
 }
 
 /// Parses a JSON batch: an array of CloudEvents in the JSON format. An empty
@@ -30,7 +29,7 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<Incoming>> {
         .iter()
         .enumerate()
         .map(|(index, raw)| {
-            serde_json::from_str::<Members<'_>>(raw.get())
+            members(raw.get().as_bytes())
                 .map_err(CloudEventError::from)
                 .and_then(event_from_members)
                 .map_err(|error| error.in_batch(index))
@@ -40,12 +39,12 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<Incoming>> {
 
 fn event_from_members(Members(members): Members<'_>) -> Result<Incoming> {
     let mut attributes = Attributes::with_capacity(members.len());
-    let mut data: Option<&RawValue> = None;
+    let mut data: Option<(&str, bool)> = None;
     let mut data_base64: Option<String> = None;
-    for (name, raw) in members {
+    for Member { name, raw, compact } in members {
         match &*name {
             "data" => {
-                if data.replace(raw).is_some() {
+                if data.replace((raw, compact)).is_some() {
                     return Err(CloudEventError::DuplicateAttribute {
                         attribute: name.into_owned(),
                     });
@@ -59,13 +58,9 @@ fn event_from_members(Members(members): Members<'_>) -> Result<Incoming> {
                 }
                 data_base64 = match attribute_value(raw)? {
                     None => None,
-                    Some(AttributeValue::String(text)) => Some(text),
+                    Some(AttributeValue::String(text)) => Some(text.into_owned()),
                     Some(_) => {
-                        return Err(CloudEventError::wrong_type(
-                            &name,
-                            "a base64 string",
-                            json_kind(raw.get()),
-                        ));
+                        return Err(CloudEventError::wrong_type(&name, "a base64 string", json_kind(raw)));
                     }
                 };
             }
@@ -78,7 +73,7 @@ fn event_from_members(Members(members): Members<'_>) -> Result<Incoming> {
     }
     let payload = match (data, data_base64) {
         (Some(_), Some(_)) => return Err(CloudEventError::DataConflict),
-        (Some(raw), None) => Payload::Json(raw.get()),
+        (Some((raw, compact)), None) => Payload::Json { raw, compact },
         (None, Some(text)) => Payload::Base64(text),
         (None, None) => Payload::Absent,
     };
@@ -86,20 +81,21 @@ fn event_from_members(Members(members): Members<'_>) -> Result<Incoming> {
 }
 
 /// An attribute member's value; `None` for `null`, which means absent (JSON format §2.2).
-fn attribute_value(raw: &RawValue) -> Result<Option<AttributeValue>> {
-    let text = raw.get();
-    Ok(Some(match text.trim_start().as_bytes().first() {
+fn attribute_value(text: &str) -> Result<Option<AttributeValue<'_>>> {
+    // Raw member values have no whitespace around them; JSON's is ASCII anyway.
+    let text = text.trim_ascii();
+    Ok(Some(match text.as_bytes().first() {
         // A string without escapes is its text between the quotes (the member was
         // read as valid JSON already); one with escapes is decoded.
-        Some(b'"') => match text.trim().strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-            Some(inner) if !inner.contains('\\') => AttributeValue::String(inner.to_owned()),
-            _ => AttributeValue::String(serde_json::from_str(text)?),
+        Some(b'"') => match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+            Some(inner) if !inner.bytes().any(|b| b == b'\\') => AttributeValue::String(Cow::Borrowed(inner)),
+            _ => AttributeValue::String(Cow::Owned(serde_json::from_str(text)?)),
         },
         Some(b't') => AttributeValue::Boolean(true),
         Some(b'f') => AttributeValue::Boolean(false),
         Some(b'n') => return Ok(None),
         Some(b'{' | b'[') => AttributeValue::Composite(json_kind(text)),
-        _ => AttributeValue::Number(text.trim().to_owned()),
+        _ => AttributeValue::Number(Cow::Borrowed(text)),
     }))
 }
 
@@ -157,7 +153,89 @@ pub(crate) fn compact_json(raw: &str) -> Vec<u8> {
 
 /// The members of a JSON object in document order, values as raw JSON text.
 /// Unlike a map it keeps repeated names, so they can be refused.
-pub(crate) struct Members<'a>(pub(crate) Vec<(Cow<'a, str>, &'a RawValue)>);
+pub(crate) struct Members<'a>(pub(crate) Vec<Member<'a>>);
+
+/// One member of an object: its name (borrowed from the document unless it has
+/// escapes) and its value as raw JSON text.
+pub(crate) struct Member<'a> {
+    pub(crate) name: Cow<'a, str>,
+    pub(crate) raw: &'a str,
+    /// Known to hold no insignificant whitespace (`false` when not known).
+    pub(crate) compact: bool,
+}
+
+/// The members of the JSON object `text`: read by a quick scan when the text is
+/// plainly JSON (see [`opsflow_catalog::plain_value`]), else by serde_json, which
+/// gives the same members or says what is wrong.
+pub(crate) fn members(text: &[u8]) -> serde_json::Result<Members<'_>> {
+    match plain_members(text) {
+        Some(members) => Ok(members),
+        None => serde_json::from_slice(text),
+    }
+}
+
+/// The members of a plainly JSON object without escapes in its member names, as
+/// serde_json reads them, in one pass and without allocating more than the list;
+/// `None` for anything else (which may still be valid: serde_json decides).
+fn plain_members(body: &[u8]) -> Option<Members<'_>> {
+    use opsflow_catalog::{plain_string_escapes, plain_value, skip_space};
+    let text = std::str::from_utf8(body).ok()?;
+    let data = text.as_bytes();
+    // Whitespace between members is not part of any value.
+    let mut between = false;
+    let mut at = 0;
+    skip_space(data, &mut at, &mut between);
+    if data.get(at) != Some(&b'{') {
+        return None;
+    }
+    at += 1;
+    skip_space(data, &mut at, &mut between);
+    let mut members = Vec::with_capacity(16);
+    if data.get(at) == Some(&b'}') {
+        at += 1;
+    } else {
+        loop {
+            if data.get(at) != Some(&b'"') {
+                return None;
+            }
+            let start = at + 1;
+            // A name with escapes is decoded by serde_json.
+            if plain_string_escapes(data, &mut at)? {
+                return None;
+            }
+            let name = text.get(start..at - 1)?;
+            skip_space(data, &mut at, &mut between);
+            if data.get(at) != Some(&b':') {
+                return None;
+            }
+            at += 1;
+            skip_space(data, &mut at, &mut between);
+            let (from, mut spaced) = (at, false);
+            if !plain_value(data, &mut at, &mut spaced) {
+                return None;
+            }
+            members.push(Member {
+                name: Cow::Borrowed(name),
+                raw: text.get(from..at)?,
+                compact: !spaced,
+            });
+            skip_space(data, &mut at, &mut between);
+            match data.get(at) {
+                Some(b',') => {
+                    at += 1;
+                    skip_space(data, &mut at, &mut between);
+                }
+                Some(b'}') => {
+                    at += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    skip_space(data, &mut at, &mut between);
+    (at == data.len()).then_some(Members(members))
+}
 
 /// A member name, borrowed from the document unless it has escapes.
 #[derive(serde::Deserialize)]
@@ -177,7 +255,11 @@ impl<'de> Deserialize<'de> for Members<'de> {
                 // took a good part of decoding.
                 let mut members = Vec::with_capacity(map.size_hint().unwrap_or(0).max(16));
                 while let Some((Name(name), value)) = map.next_entry::<Name<'de>, &'de RawValue>()? {
-                    members.push((name, value));
+                    members.push(Member {
+                        name,
+                        raw: value.get(),
+                        compact: false,
+                    });
                 }
                 Ok(Members(members))
             }
@@ -647,7 +729,86 @@ mod tests {
         })
     }
 
+    /// The quick scan, where it answers, reads the members serde_json reads (names,
+    /// raw values), and a value it calls compact is.
+    fn quick_is_serde(text: &[u8]) -> Result<(), proptest::test_runner::TestCaseError> {
+        use proptest::prop_assert_eq;
+        let Some(Members(quick)) = plain_members(text) else {
+            return Ok(());
+        };
+        let Members(slow) = serde_json::from_slice::<Members<'_>>(text).map_err(|e| {
+            proptest::test_runner::TestCaseError::fail(format!(
+                "the quick scan took what serde_json refuses ({e}): {}",
+                String::from_utf8_lossy(text)
+            ))
+        })?;
+        prop_assert_eq!(quick.len(), slow.len());
+        for (quick, slow) in quick.iter().zip(&slow) {
+            prop_assert_eq!(&quick.name, &slow.name);
+            prop_assert_eq!(quick.raw, slow.raw);
+            if quick.compact {
+                prop_assert_eq!(compact_json(quick.raw), quick.raw.as_bytes());
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn usual_events_are_read_by_the_quick_scan() {
+        let event = br#"{"specversion":"1.0","id":"n-1","source":"opsflow-bench/nats","type":"order.placed","subject":"bench/s-1","data":{"order_id":"PO-1","amount_cents":1200,"lines":[{"sku":"a b","qty":2.5}],"paid":true,"note":null}}"#;
+        let Some(Members(members)) = plain_members(event) else {
+            panic!("a usual event is left to serde_json");
+        };
+        assert_eq!(members.len(), 6);
+        assert!(members.iter().all(|m| m.compact));
+        let pretty: Value = serde_json::from_slice(event).expect("JSON");
+        let pretty = serde_json::to_vec_pretty(&pretty).expect("serializable");
+        let Some(Members(members)) = plain_members(&pretty) else {
+            panic!("a pretty-printed event is left to serde_json");
+        };
+        let data = members.iter().find(|m| m.name == "data").expect("data");
+        assert!(!data.compact, "{}", data.raw);
+        assert!(members.iter().filter(|m| m.name != "data").all(|m| m.compact));
+        // Left to serde_json: escapes in names, `\u` escapes, exponents.
+        for hard in [
+            &br#"{"spec\u0076ersion":"1.0"}"#[..],
+            br#"{"s\"":"1.0"}"#,
+            br#"{"id":"\u00e9"}"#,
+            br#"{"data":1e3}"#,
+        ] {
+            assert!(plain_members(hard).is_none(), "{}", String::from_utf8_lossy(hard));
+            quick_is_serde(hard).expect("same members");
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn the_quick_scan_reads_members_as_serde_json_does(
+            members in proptest::collection::vec(("[a-z\"\\\\é ]{0,6}", json_value()), 0..6),
+            pretty in proptest::prelude::any::<bool>(),
+            change in proptest::option::of((proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>())),
+        ) {
+            // Written member by member, so that names may repeat.
+            let write = |value: &Value| if pretty {
+                serde_json::to_string_pretty(value)
+            } else {
+                serde_json::to_string(value)
+            }.expect("serializable");
+            let gap = if pretty { "\n  " } else { "" };
+            let members: Vec<String> = members
+                .iter()
+                .map(|(name, value)| format!("{gap}{}:{}{}", write(&Value::from(name.as_str())), if pretty { " " } else { "" }, write(value)))
+                .collect();
+            let mut text = format!("{{{}{gap}}}", members.join(",")).into_bytes();
+            quick_is_serde(&text)?;
+            // Any one byte changed: the scan still never takes what serde_json would not.
+            if let Some((at, byte)) = change && !text.is_empty() {
+                let at = at.index(text.len());
+                text[at] = byte;
+                quick_is_serde(&text)?;
+            }
+        }
+
         #[test]
         fn compact_json_of_pretty_json_is_compact_json(value in json_value()) {
             let pretty = serde_json::to_string_pretty(&value).expect("serializable");

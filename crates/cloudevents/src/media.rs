@@ -46,6 +46,14 @@ pub(crate) use opsflow_log::is_json_content_type as is_json;
 /// Whether `content_type` is the media type `expected` (lower-case `type/subtype`),
 /// in any case and with any parameters.
 pub(crate) fn is_media_type(content_type: &str, expected: &str) -> bool {
+    // The usual content type, a bare `type/subtype` (nothing to trim, no
+    // parameters), is compared whole.
+    if content_type.eq_ignore_ascii_case(expected) {
+        return true;
+    }
+    if content_type.bytes().all(|b| b.is_ascii_graphic() && b != b';') {
+        return false;
+    }
     essence(content_type).is_some_and(|(kind, subtype)| {
         expected.split_once('/').is_some_and(|(want_kind, want_subtype)| {
             kind.eq_ignore_ascii_case(want_kind) && subtype.eq_ignore_ascii_case(want_subtype)

@@ -56,21 +56,14 @@ pub fn parse_one<'a>(
             content_type: content_type.to_owned(),
         });
     }
-    match parse_any(content_type, headers, body) {
-        // Only a batch format gives other than one event, and those are refused above.
-        Ok(events) => match <[Incoming; 1]>::try_from(events) {
-            Ok([event]) => Ok(event),
-            Err(_) => Err(CloudEventError::BatchNotTaken {
-                content_type: content_type.unwrap_or_default().to_owned(),
-            }),
-        },
+    match parse_single(content_type, headers, body) {
         Err(CloudEventError::UnsupportedContentMode { content_type, .. }) => {
             Err(CloudEventError::UnsupportedContentMode {
                 content_type,
                 batches: false,
             })
         }
-        Err(e) => Err(e),
+        other => other,
     }
 }
 
@@ -108,20 +101,36 @@ pub fn parse_any<'a>(
     headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
     body: Bytes,
 ) -> Result<Vec<Incoming>> {
+    let batch = content_type.map(str::trim).and_then(|content_type| {
+        if media::is_media_type(content_type, media::CLOUDEVENTS_BATCH_JSON) {
+            Some(parse_batch(&body))
+        } else if media::is_media_type(content_type, media::CLOUDEVENTS_BATCH_PROTOBUF) {
+            Some(parse_protobuf_batch(&body))
+        } else {
+            None
+        }
+    });
+    match batch {
+        Some(events) => events,
+        None => parse_single(content_type, headers, body).map(|event| vec![event]),
+    }
+}
+
+/// [`parse_any`] for the formats of one event; a batch content type is an
+/// unsupported content mode here.
+fn parse_single<'a>(
+    content_type: Option<&str>,
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    body: Bytes,
+) -> Result<Incoming> {
     let content_type = content_type.map(str::trim).filter(|c| !c.is_empty());
     if let Some(content_type) = content_type {
         let is = |expected| media::is_media_type(content_type, expected);
         if is(media::CLOUDEVENTS_JSON) || is(media::CLOUDEVENTS) {
-            return parse_structured(&body).map(|event| vec![event]);
-        }
-        if is(media::CLOUDEVENTS_BATCH_JSON) {
-            return parse_batch(&body);
+            return parse_structured(&body);
         }
         if is(media::CLOUDEVENTS_PROTOBUF) {
-            return parse_protobuf(&body).map(|event| vec![event]);
-        }
-        if is(media::CLOUDEVENTS_BATCH_PROTOBUF) {
-            return parse_protobuf_batch(&body);
+            return parse_protobuf(&body);
         }
     }
     let headers: Vec<(&str, &[u8])> = headers.into_iter().collect();
@@ -132,10 +141,10 @@ pub fn parse_any<'a>(
         .iter()
         .any(|(name, _)| name.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("ce-")))
     {
-        return parse_nats_binary(headers, content_type, body).map(|event| vec![event]);
+        return parse_nats_binary(headers, content_type, body);
     }
     if content_type.is_none() && body.trim_ascii_start().starts_with(b"{") {
-        return parse_structured(&body).map(|event| vec![event]);
+        return parse_structured(&body);
     }
     Err(CloudEventError::UnsupportedContentMode {
         content_type: content_type.map(str::to_owned),

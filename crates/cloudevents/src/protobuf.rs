@@ -70,7 +70,7 @@ fn event_from_message(event: CloudEvent) -> Result<Incoming> {
         ("type", r#type),
     ] {
         if !value.is_empty() {
-            attributes.insert(name, AttributeValue::String(value))?;
+            attributes.insert(name, AttributeValue::String(value.into()))?;
         }
     }
     // The map arrives in no particular order; sorting makes the first error reported stable.
@@ -96,7 +96,7 @@ fn event_from_message(event: CloudEvent) -> Result<Incoming> {
         Some(Data::ProtoData(any)) => {
             // The type URL names the message: the `dataschema` the spec asks producers to set.
             if !any.type_url.is_empty() && !attributes.contains("dataschema") {
-                attributes.insert("dataschema", AttributeValue::String(any.type_url))?;
+                attributes.insert("dataschema", AttributeValue::String(any.type_url.into()))?;
             }
             Payload::Protobuf(Bytes::from(any.value))
         }
@@ -106,17 +106,17 @@ fn event_from_message(event: CloudEvent) -> Result<Incoming> {
 
 /// A typed attribute value in the form the JSON format carries it; `None` when no
 /// value is set, which means absent (like JSON `null`).
-fn attribute_value(name: &str, value: CloudEventAttributeValue) -> Result<Option<AttributeValue>> {
+fn attribute_value(name: &str, value: CloudEventAttributeValue) -> Result<Option<AttributeValue<'static>>> {
     let Some(attr) = value.attr else {
         return Ok(None);
     };
     Ok(Some(match attr {
         Attr::CeBoolean(flag) => AttributeValue::Boolean(flag),
-        Attr::CeInteger(number) => AttributeValue::Number(number.to_string()),
-        Attr::CeString(text) | Attr::CeUri(text) | Attr::CeUriRef(text) => AttributeValue::String(text),
-        Attr::CeBytes(bytes) => AttributeValue::String(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        Attr::CeInteger(number) => AttributeValue::Number(number.to_string().into()),
+        Attr::CeString(text) | Attr::CeUri(text) | Attr::CeUriRef(text) => AttributeValue::String(text.into()),
+        Attr::CeBytes(bytes) => AttributeValue::String(base64::engine::general_purpose::STANDARD.encode(bytes).into()),
         Attr::CeTimestamp(timestamp) => {
-            AttributeValue::String(timestamp_text(name, timestamp.seconds, timestamp.nanos)?)
+            AttributeValue::String(timestamp_text(name, timestamp.seconds, timestamp.nanos)?.into())
         }
     }))
 }

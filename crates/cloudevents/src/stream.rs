@@ -35,7 +35,7 @@
 use opsflow_log::{LogError, ProposedEvent, validate_stream_name};
 
 use crate::error::{CloudEventError, Result};
-use crate::json::Members;
+use crate::json::{Members, members};
 use crate::media;
 
 /// Procurement events keyed by the object they belong to: (type prefix, field,
@@ -76,9 +76,9 @@ pub fn stream_for(subject: Option<&str>, event: &ProposedEvent) -> Result<String
         .map(|object| object.to_string());
     // Data that is not a JSON object has no key fields.
     let members = if let Some(decoded) = &decoded {
-        serde_json::from_str::<Members<'_>>(decoded).map_or_else(|_| Vec::new(), |Members(m)| m)
+        members(decoded.as_bytes()).map_or_else(|_| Vec::new(), |Members(m)| m)
     } else if json_data {
-        match serde_json::from_slice::<Members<'_>>(&event.data) {
+        match members(&event.data) {
             Ok(Members(m)) => m,
             // Not JSON at all: say so, rather than that no key field was found.
             Err(e)
@@ -96,12 +96,7 @@ pub fn stream_for(subject: Option<&str>, event: &ProposedEvent) -> Result<String
     } else {
         Vec::new()
     };
-    let field = |name: &str| {
-        members
-            .iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, raw)| key_value(raw.get()))
-    };
+    let field = |name: &str| members.iter().find(|m| m.name == name).and_then(|m| key_value(m.raw));
     // `from` names the field(s) the stream came from, for the error.
     let checked = |stream: String, from: &str| match validate_stream_name(&stream) {
         Ok(()) => Ok(stream),

@@ -93,9 +93,17 @@ pub fn decode(headers: Option<&HeaderMap>, payload: Bytes) -> Result<StreamAppen
         Err(e) => return Err(decode_error(e)),
     };
     let request = opsflow_cloudevents::request_expected(pairs.iter().copied()).map_err(decode_error)?;
-    opsflow_cloudevents::appends(vec![incoming], request)
-        .pop()
-        .ok_or_else(|| (DeadReason::Decode, "no event in the message".into()))
+    // `appends` for one event: the request's expectation is its stream's first.
+    let opsflow_cloudevents::Incoming {
+        stream,
+        expected,
+        event,
+    } = incoming;
+    Ok(StreamAppend {
+        expected: expected.or(request).unwrap_or_default(),
+        stream,
+        events: vec![event],
+    })
 }
 
 /// A CloudEvent that reads but whose attribute values the log cannot take (a
