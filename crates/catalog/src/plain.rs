@@ -160,9 +160,10 @@ pub fn plain_string_escapes(data: &[u8], at: &mut usize) -> Option<bool> {
     }
 }
 
-/// Where the first quote, backslash or control character of `text` is: eight
-/// bytes at a time (serde_json's own way), the rest one by one.
-pub(crate) fn string_stop(text: &[u8]) -> Option<usize> {
+/// Where the first quote, backslash or control character of `text` is (the
+/// bytes a JSON string ends at or must escape): eight bytes at a time (serde_json's
+/// own way), the rest one by one.
+pub fn string_stop(text: &[u8]) -> Option<usize> {
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
     // The high bit of each byte below `n` (exact up to the first such byte).

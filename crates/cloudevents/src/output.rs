@@ -1,6 +1,8 @@
 //! Recorded events as JSON: the read representation (HTTP reads, the CLI) and
 //! structured-mode CloudEvents (outbound publishing, exports).
 
+use std::cell::Cell;
+
 use base64::Engine;
 use opsflow_log::{JSON, RecordedEvent, UnixNanos};
 use serde_json::{Map, Value, json};
@@ -138,8 +140,15 @@ impl MemberWriter {
 
     fn string(&mut self, name: &str, value: &str) {
         self.name(name);
-        // Writing a string into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut self.0, value);
+        if opsflow_catalog::json_string_stop(value.as_bytes()).is_none() {
+            // Nothing to escape (a quote, a backslash, a control character).
+            self.0.push(b'"');
+            self.0.extend_from_slice(value.as_bytes());
+            self.0.push(b'"');
+        } else {
+            // Writing a string into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut self.0, value);
+        }
     }
 
     /// An RFC 3339 time (see [`write_rfc3339`]), which needs no escaping.
@@ -176,12 +185,32 @@ fn write_digits(out: &mut Vec<u8>, mut value: u64, width: usize) {
 /// event has two times): `YYYY-MM-DDTHH:MM:SS[.fraction]Z`, the fraction without
 /// trailing zeros, as jiff writes it.
 fn write_rfc3339(out: &mut Vec<u8>, nanos: UnixNanos) {
+    // An outbound event's two times are mostly its group's commit time, which the
+    // events around it share: the last one written on this thread is kept.
+    thread_local! {
+        static LAST: Cell<(UnixNanos, [u8; RFC3339_MAX], usize)> = const { Cell::new((0, [0; RFC3339_MAX], 0)) };
+    }
+    let (last, text, len) = LAST.get();
+    if last == nanos && len > 0 {
+        out.extend_from_slice(&text[..len]);
+        return;
+    }
+    let (text, len) = rfc3339_text(nanos);
+    LAST.set((nanos, text, len));
+    out.extend_from_slice(&text[..len]);
+}
+
+/// The longest [`rfc3339_text`]: `YYYY-MM-DDTHH:MM:SS.fffffffffZ`.
+const RFC3339_MAX: usize = 30;
+
+/// `nanos` as `YYYY-MM-DDTHH:MM:SS[.fraction]Z` in a buffer, and its length.
+fn rfc3339_text(nanos: UnixNanos) -> ([u8; RFC3339_MAX], usize) {
     const NANOS: i64 = 1_000_000_000;
     let (seconds, fraction) = (nanos.div_euclid(NANOS), nanos.rem_euclid(NANOS));
     let (days, second_of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
     let (year, month, day) = opsflow_log::civil_from_days(days);
     // Filled in place: one copy into `out`, not a push per digit.
-    let mut text = *b"0000-00-00T00:00:00.000000000";
+    let mut text = *b"0000-00-00T00:00:00.000000000Z";
     // Unix nanoseconds in an i64 span the years 1677 to 2262: four digits, positive.
     let fields = [
         (0, 4, year.unsigned_abs()),
@@ -199,12 +228,12 @@ fn write_rfc3339(out: &mut Vec<u8>, nanos: UnixNanos) {
         }
     }
     // The fraction without its trailing zeros, and without its dot when zero.
-    let end = match text[20..].iter().rposition(|&d| d != b'0') {
+    let end = match text[20..29].iter().rposition(|&d| d != b'0') {
         Some(last) => 21 + last,
         None => 19,
     };
-    out.extend_from_slice(&text[..end]);
-    out.push(b'Z');
+    text[end] = b'Z';
+    (text, end + 1)
 }
 
 /// The members of an object literal built with `json!`.
@@ -514,6 +543,12 @@ mod tests {
                 assert_eq!(String::from_utf8(fast).unwrap(), jiff(truncated), "{truncated}");
             }
         }
+        // The same time again, from the last one kept, and another after it.
+        for nanos in [1_763_719_200_120_000_000, 1_763_719_200_120_000_000, 0, 0, -1, 5] {
+            let mut again = Vec::new();
+            write_rfc3339(&mut again, nanos);
+            assert_eq!(String::from_utf8(again).unwrap(), jiff(nanos), "{nanos}");
+        }
         let mut digits = Vec::new();
         write_digits(&mut digits, 0, 0);
         write_digits(&mut digits, u64::MAX, 0);
@@ -521,5 +556,15 @@ mod tests {
         assert_eq!(digits, format!("0{}007", u64::MAX).as_bytes());
         assert!(rfc3339(i64::MIN).starts_with("1677-"));
         assert!(rfc3339(i64::MAX).starts_with("2262-"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn strings_are_written_as_serde_json_writes_them(text in "[a \"\\\\\u{0}\u{1f}\u{7f}é😀/]{0,24}") {
+            let mut out = MemberWriter(Vec::new());
+            out.string("n", &text);
+            let expected = format!(",\"n\":{}", serde_json::to_string(&text).expect("a string"));
+            proptest::prop_assert_eq!(String::from_utf8(out.0).expect("UTF-8"), expected);
+        }
     }
 }

@@ -349,12 +349,25 @@ impl ChunkBuilder {
     /// The stored value, and the chunk as a read decodes it from that value (its
     /// records uncompressed), for the cache of recent chunks.
     pub(crate) fn finish_keeping(self) -> (Vec<u8>, Chunk) {
-        let compressed = lz4_flex::block::compress_prepend_size(&self.body);
-        let mut out = Vec::with_capacity(compressed.len() + 48);
+        let bound = lz4_flex::block::get_maximum_output_size(self.body.len());
+        let mut out = Vec::with_capacity(48 + 4 + bound);
         out.push(CHUNK_FORMAT);
         out.extend_from_slice(&self.prev_hash);
         put_varint(&mut out, self.count);
-        out.extend_from_slice(&compressed);
+        // lz4_flex's size-prepended block (`compress_prepend_size`), compressed in
+        // place rather than into a vector of its own and copied.
+        let size = u32::try_from(self.body.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&size.to_le_bytes());
+        let at = out.len();
+        out.resize(at + bound, 0);
+        match lz4_flex::block::compress_into(&self.body, &mut out[at..]) {
+            Ok(written) => out.truncate(at + written),
+            // Not with room for the worst case; but never a wrong value.
+            Err(_) => {
+                out.truncate(at - 4);
+                out.extend_from_slice(&lz4_flex::block::compress_prepend_size(&self.body));
+            }
+        }
         let chunk = Chunk {
             bytes: Bytes::from(self.body),
             first_position: self.first_position,

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
@@ -88,7 +89,9 @@ async fn session(
     let mut published = log.checkpoint(&config.checkpoint)?.unwrap_or(0);
     let mut subscription = log.subscribe(published + 1, EventFilter::default());
     let mut in_flight: FuturesOrdered<Ack> = FuturesOrdered::new();
-    let mut subjects: HashMap<String, Outlet> = HashMap::new();
+    let mut subjects: HashMap<String, Arc<Outlet>> = HashMap::new();
+    // The outlet of the event before.
+    let mut last: Option<Arc<Outlet>> = None;
     // The headers every event carries, built once: each publish adds its Nats-Msg-Id.
     let mut template = HeaderMap::new();
     template.insert("Content-Type", "application/cloudevents+json");
@@ -130,10 +133,29 @@ async fn session(
             item = subscription.next_ref(), if in_flight.len() < config.max_in_flight => {
                 match item {
                     Ok(SubscriptionRef::Event(event)) => {
-                        let publish = to.publish(&mut subjects, event);
-                        let Some(ack) = or_stopping(stopping.as_mut(), publish).await else {
+                        // The subject's outlet is looked up once per type; an
+                        // event of the type before it, the usual case, asks no map.
+                        let outlet = match last.take() {
+                            Some(outlet) if outlet.event_type == event.event_type => outlet,
+                            _ => match subjects.get(&event.event_type) {
+                                Some(outlet) => Arc::clone(outlet),
+                                None => {
+                                    let lookup = to.outlet(&event.event_type);
+                                    let Some(outlet) = or_stopping(stopping.as_mut(), lookup).await else {
+                                        break Ok(());
+                                    };
+                                    let outlet = Arc::new(outlet?);
+                                    subjects.insert(event.event_type.clone(), Arc::clone(&outlet));
+                                    outlet
+                                }
+                            },
+                        };
+                        let (headers, body) = to.message(&outlet, event);
+                        let send = to.send(&outlet, event.position, headers, body);
+                        let Some(ack) = or_stopping(stopping.as_mut(), send).await else {
                             break Ok(());
                         };
+                        last = Some(outlet);
                         let ack = ack?;
                         unconfirmed |= ack.is_none();
                         published_total.increment(1);
@@ -198,8 +220,8 @@ async fn session(
 
 /// Where events of one type go: their subject, and whether a JetStream stream
 /// captures it (looked up once per type and session).
-#[derive(Clone)]
 struct Outlet {
+    event_type: String,
     subject: async_nats::Subject,
     in_stream: bool,
     /// The capturing stream's largest message (`max_msg_size`), 0 for none.
@@ -309,41 +331,37 @@ struct Outbound<'a> {
 }
 
 impl Outbound<'_> {
-    /// Publishes `event`: the acknowledgement to wait for when a stream captures
-    /// it, `None` for a core publish (confirmed by the next [`Echo`]).
-    async fn publish(
-        &self,
-        subjects: &mut HashMap<String, Outlet>,
-        event: &RecordedEvent,
-    ) -> anyhow::Result<Option<Ack>> {
-        let outlet = match subjects.get(&event.event_type) {
-            Some(outlet) => outlet.clone(),
-            None => {
-                let subject = format!("{}.{}", self.prefix, event.event_type);
-                let stream =
-                    match self.js {
-                        None => None,
-                        Some(js) => match js.stream_by_subject(subject.clone()).await {
-                            Ok(name) => Some(js.get_stream(&name).await.map_err(|e| {
-                                anyhow::anyhow!("reading stream {name}, which captures {subject}: {e}")
-                            })?),
-                            Err(e) if e.kind() == GetStreamByNameErrorKind::NotFound => None,
-                            // Unknown is not "none": guessing would send a captured
-                            // subject's events as core publishes, unacknowledged.
-                            Err(e) => anyhow::bail!("looking up the stream that captures {subject}: {e}"),
-                        },
-                    };
-                let outlet = Outlet {
-                    subject: subject.into(),
-                    in_stream: stream.is_some(),
-                    stream_limit: stream
-                        .and_then(|s| usize::try_from(s.cached_info().config.max_message_size).ok())
-                        .unwrap_or(0),
-                };
-                subjects.insert(event.event_type.clone(), outlet.clone());
-                outlet
-            }
+    /// Where events of `event_type` go (asking the server which stream captures
+    /// the subject, if any).
+    async fn outlet(&self, event_type: &str) -> anyhow::Result<Outlet> {
+        let subject = format!("{}.{}", self.prefix, event_type);
+        let stream = match self.js {
+            None => None,
+            Some(js) => match js.stream_by_subject(subject.clone()).await {
+                Ok(name) => Some(
+                    js.get_stream(&name)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("reading stream {name}, which captures {subject}: {e}"))?,
+                ),
+                Err(e) if e.kind() == GetStreamByNameErrorKind::NotFound => None,
+                // Unknown is not "none": guessing would send a captured
+                // subject's events as core publishes, unacknowledged.
+                Err(e) => anyhow::bail!("looking up the stream that captures {subject}: {e}"),
+            },
         };
+        Ok(Outlet {
+            event_type: event_type.to_owned(),
+            subject: subject.into(),
+            in_stream: stream.is_some(),
+            stream_limit: stream
+                .and_then(|s| usize::try_from(s.cached_info().config.max_message_size).ok())
+                .unwrap_or(0),
+        })
+    }
+
+    /// The headers and body that carry `event` to `outlet`: without its data when
+    /// the whole would not fit in a NATS message.
+    fn message(&self, outlet: &Outlet, event: &RecordedEvent) -> (HeaderMap, bytes::Bytes) {
         let position = event.position;
         let mut headers = self.template.clone();
         headers.insert(
@@ -380,15 +398,30 @@ impl Outbound<'_> {
                 "outbound event too large for NATS: published without its data"
             );
         }
+        (headers, body)
+    }
+
+    /// Publishes the message of the event at `position`: the acknowledgement to
+    /// wait for when a stream captures it, `None` for a core publish (confirmed by
+    /// the next [`Echo`]).
+    async fn send(
+        &self,
+        outlet: &Outlet,
+        position: u64,
+        headers: HeaderMap,
+        body: bytes::Bytes,
+    ) -> anyhow::Result<Option<Ack>> {
         match self.js {
             Some(js) if outlet.in_stream => {
-                let ack = js.publish_with_headers(outlet.subject, headers, body).await?;
+                let ack = js.publish_with_headers(outlet.subject.clone(), headers, body).await?;
                 Ok(Some(
                     async move { (position, ack.await.map(|_| ()).map_err(|e| e.to_string())) }.boxed(),
                 ))
             }
             _ => {
-                self.client.publish_with_headers(outlet.subject, headers, body).await?;
+                self.client
+                    .publish_with_headers(outlet.subject.clone(), headers, body)
+                    .await?;
                 Ok(None)
             }
         }
