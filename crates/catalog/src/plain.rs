@@ -13,9 +13,12 @@ const PLAIN_DIGITS: usize = 300;
 /// Whether `data` is plainly one JSON value (see [`plain_value`]) with nothing
 /// but whitespace around it.
 pub(crate) fn plainly_json(data: &[u8]) -> bool {
-    if std::str::from_utf8(data).is_err() {
-        return false;
-    }
+    std::str::from_utf8(data).is_ok_and(plainly_utf8_json)
+}
+
+/// [`plainly_json`] for text known to be UTF-8.
+pub(crate) fn plainly_utf8_json(text: &str) -> bool {
+    let data = text.as_bytes();
     let mut at = 0;
     let mut spaced = false;
     skip_space(data, &mut at, &mut spaced);

@@ -65,22 +65,38 @@ pub(crate) fn is_attribute_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
+/// The attributes [`Attributes::into_incoming`] takes by name, each kept in a slot
+/// of its own: the others are extensions.
+const KNOWN: [&str; 11] = [
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "subject",
+    "time",
+    "datacontenttype",
+    "dataschema",
+    "expectedversion",
+    "correlationid",
+    "causationid",
+];
+
+/// The slot of a [`KNOWN`] attribute.
+fn slot(name: &str) -> Option<usize> {
+    KNOWN.iter().position(|known| *known == name)
+}
+
 /// Attributes collected from one event, not yet checked. Names are borrowed from
 /// the message where the binding can (JSON member names without escapes).
 #[derive(Debug, Default)]
 pub(crate) struct Attributes<'a> {
-    /// In the order added; an event has about ten, so a list beats a map.
-    values: Vec<(Cow<'a, str>, AttributeValue<'a>)>,
+    /// The [`KNOWN`] attributes, by slot.
+    known: [Option<AttributeValue<'a>>; KNOWN.len()],
+    /// The others, in the order added; an event has a few, so a list beats a map.
+    extensions: Vec<(Cow<'a, str>, AttributeValue<'a>)>,
 }
 
 impl<'a> Attributes<'a> {
-    /// Room for `n` attributes.
-    pub(crate) fn with_capacity(n: usize) -> Self {
-        Attributes {
-            values: Vec::with_capacity(n),
-        }
-    }
-
     /// Adds one attribute; refuses invalid names and repeats.
     pub(crate) fn insert(&mut self, name: impl Into<Cow<'a, str>>, value: AttributeValue<'a>) -> Result<()> {
         let name = name.into();
@@ -89,18 +105,28 @@ impl<'a> Attributes<'a> {
                 name: name.into_owned(),
             });
         }
-        if self.contains(&name) {
+        let taken = match slot(&name) {
+            Some(i) => self.known[i].replace(value).is_some(),
+            None if self.extensions.iter().any(|(n, _)| *n == name) => true,
+            None => {
+                self.extensions.push((name, value));
+                return Ok(());
+            }
+        };
+        if taken {
             return Err(CloudEventError::DuplicateAttribute {
                 attribute: name.into_owned(),
             });
         }
-        self.values.push((name, value));
         Ok(())
     }
 
     /// Whether the attribute `name` has been added.
     pub(crate) fn contains(&self, name: &str) -> bool {
-        self.values.iter().any(|(n, _)| n == name)
+        match slot(name) {
+            Some(i) => self.known[i].is_some(),
+            None => self.extensions.iter().any(|(n, _)| n == name),
+        }
     }
 
     /// Checks the attributes and the payload and maps them to the log.
@@ -131,7 +157,7 @@ impl<'a> Attributes<'a> {
         }
         // In name order, so the first extension reported does not depend on the
         // order of the members or headers.
-        let mut extensions = std::mem::take(&mut self.values);
+        let mut extensions = std::mem::take(&mut self.extensions);
         extensions.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for (name, value) in extensions {
             // `data` is the payload, never an attribute (spec, "Attribute Naming").
@@ -164,9 +190,9 @@ impl<'a> Attributes<'a> {
         })
     }
 
+    /// A [`KNOWN`] attribute, taken out.
     fn remove(&mut self, name: &str) -> Option<AttributeValue<'a>> {
-        let i = self.values.iter().position(|(n, _)| n == name)?;
-        Some(self.values.swap_remove(i).1)
+        self.known.get_mut(slot(name)?)?.take()
     }
 
     fn take_string(&mut self, name: &str) -> Result<Option<Cow<'a, str>>> {

@@ -38,7 +38,7 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<Incoming>> {
 }
 
 fn event_from_members(Members(members): Members<'_>) -> Result<Incoming> {
-    let mut attributes = Attributes::with_capacity(members.len());
+    let mut attributes = Attributes::default();
     let mut data: Option<(&str, bool)> = None;
     let mut data_base64: Option<String> = None;
     for Member { name, raw, compact } in members {

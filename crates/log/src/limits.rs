@@ -49,9 +49,13 @@ pub fn validate_stream_name(stream: &str) -> Result<()> {
             format!("is {} bytes long, over the limit of {MAX_STREAM_LEN}", stream.len()),
         ));
     }
-    if let Some(c) = stream
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || "._:@/-".contains(*c)))
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "._:@/-".contains(c);
+    // Byte by byte first (a non-ASCII byte is never allowed); the character is
+    // found only to name it.
+    if !stream
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._:@/-".contains(&b))
+        && let Some(c) = stream.chars().find(|&c| !allowed(c))
     {
         return Err(LogError::invalid(
             field,

@@ -13,6 +13,7 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
+use smallvec::SmallVec;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::codec::{Chunk, ChunkBuilder, EventFields, encode_record};
@@ -445,8 +446,9 @@ impl Writer {
         let parts = &jobs[index].parts;
         // 1. Identities: an append is either all new or an exact retry.
         let count: usize = parts.iter().map(|p| p.events.len()).sum();
-        let mut originals: Vec<Option<Original>> = Vec::with_capacity(count);
-        let mut keys: Vec<Fingerprint> = Vec::with_capacity(count);
+        // Inline for an append of one event (as NATS ingest makes), the usual size.
+        let mut originals: SmallVec<[Option<Original>; 1]> = SmallVec::with_capacity(count);
+        let mut keys: SmallVec<[Fingerprint; 1]> = SmallVec::with_capacity(count);
         // Repeats within the append (none possible in a one-event append).
         let mut seen: Option<HashSet<Fingerprint, ByFingerprint>> =
             (count > 1).then(|| HashSet::with_capacity_and_hasher(count, ByFingerprint::default()));
@@ -499,7 +501,7 @@ impl Writer {
         // one-part append, which needs no map).
         let mut versions: Option<HashMap<&str, Option<u64>, foldhash::fast::RandomState>> = (parts.len() > 1)
             .then(|| HashMap::with_capacity_and_hasher(parts.len(), foldhash::fast::RandomState::default()));
-        let mut firsts = Vec::with_capacity(parts.len());
+        let mut firsts: SmallVec<[u64; 1]> = SmallVec::with_capacity(parts.len());
         for part in parts {
             let current = match versions.as_ref().and_then(|v| v.get(part.stream.as_str())) {
                 Some(v) => *v,
