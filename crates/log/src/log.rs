@@ -11,7 +11,7 @@ use crate::codec::chain_hash;
 use crate::identity::{IdentityIndex, SegmentBuilder, fingerprint, segment_key};
 use crate::store::{ChunkScan, GENESIS, Head, META_HEAD, META_INDEXED, Store, decode_from, decode_into, tail_hash};
 use crate::validator::validate_parts;
-use crate::writer::{AppendJob, Command, Writer};
+use crate::writer::{AppendJob, Command, Reply, Writer};
 use crate::{
     AppendOutcome, BrokenLink, Direction, EventFilter, EventValidator, ExpectedVersion, Limits, LogError,
     ProposedEvent, RecordFields, RecordedEvent, Result, Scanned, StreamAppend, StreamInfo, Subscription, VerifyReport,
@@ -262,7 +262,7 @@ impl EventLog {
         let (reply, rx) = oneshot::channel();
         self.inner
             .tx
-            .send(Command::Append(AppendJob::new(parts, reply, refused)))
+            .send(Command::Append(AppendJob::new(parts, Reply::One(reply), refused)))
             .await
             .map_err(|_| LogError::Closed)?;
         let outcome = rx.await.map_err(|_| LogError::Closed)?;
@@ -284,30 +284,36 @@ impl EventLog {
     /// Lets a transport pipeline: enqueue the next batch while earlier ones commit.
     pub async fn submit_each(&self, mut parts: Vec<StreamAppend>) -> PendingAppends {
         let started = Instant::now();
-        let mut results: Vec<Option<Result<AppendOutcome>>> = Vec::with_capacity(parts.len());
-        let mut jobs = Vec::with_capacity(parts.len());
-        let mut waiting = Vec::with_capacity(parts.len());
-        let poisoned = self.failure();
         for part in &mut parts {
             for event in &mut part.events {
                 normalize(event);
             }
         }
+        if let Some(reason) = self.failure() {
+            return PendingAppends {
+                results: parts
+                    .iter()
+                    .map(|_| Some(Err(LogError::Poisoned(reason.clone()))))
+                    .collect(),
+                waiting: None,
+                started,
+            };
+        }
+        // One answer for them all: they commit in one group.
+        let (tx, rx) = oneshot::channel();
+        let mut reply = Some(Reply::Many { tx, count: parts.len() });
+        let mut jobs = Vec::with_capacity(parts.len());
         for part in parts {
             let parts = vec![part];
-            if let Some(reason) = &poisoned {
-                results.push(Some(Err(LogError::Poisoned(reason.clone()))));
-            } else {
-                let refused = self.check_inline(&parts).err();
-                let (reply, rx) = oneshot::channel();
-                jobs.push(AppendJob::new(parts, reply, refused));
-                waiting.push((results.len(), rx));
-                results.push(None);
-            }
+            let refused = self.check_inline(&parts).err();
+            jobs.push(AppendJob::new(parts, reply.take().unwrap_or(Reply::InMany), refused));
         }
-        if !jobs.is_empty() && self.inner.tx.send(Command::Many(jobs)).await.is_err() {
-            waiting.clear(); // every unanswered part reports Closed
-        }
+        let results = std::iter::repeat_with(|| None).take(jobs.len()).collect();
+        let waiting = if jobs.is_empty() || self.inner.tx.send(Command::Many(jobs)).await.is_err() {
+            None // every unanswered part reports Closed
+        } else {
+            Some(rx)
+        };
         PendingAppends {
             results,
             waiting,
@@ -768,38 +774,46 @@ impl EventLog {
 /// Appends enqueued by [`EventLog::submit_each`], not yet known to be durable.
 #[derive(Debug)]
 pub struct PendingAppends {
+    /// Known already (refused before the writer), or `None` until answered.
     results: Vec<Option<Result<AppendOutcome>>>,
-    waiting: Vec<(usize, oneshot::Receiver<Result<Vec<AppendOutcome>>>)>,
+    /// The writer's answer for the parts it was given: all of them, in order.
+    waiting: Option<oneshot::Receiver<Vec<Result<AppendOutcome>>>>,
     started: Instant,
 }
 
 impl PendingAppends {
     /// Waits until every part is durable or refused; one result per part, in order.
-    pub async fn wait(mut self) -> Vec<Result<AppendOutcome>> {
+    pub async fn wait(self) -> Vec<Result<AppendOutcome>> {
+        let answers = match self.waiting {
+            Some(rx) => rx.await.unwrap_or_default(),
+            None => Vec::new(),
+        };
         // Counted once per call: a metric looked up per event costs a registry lookup each.
         let (mut ok, mut failed) = (0u64, 0u64);
-        for (index, rx) in std::mem::take(&mut self.waiting) {
-            let outcome = rx
-                .await
-                .unwrap_or(Err(LogError::Closed))
-                .and_then(|mut v| v.pop().ok_or(LogError::Closed));
-            if outcome.is_ok() {
-                ok += 1;
-            } else {
-                failed += 1;
-            }
-            self.results[index] = Some(outcome);
-        }
+        let mut answers = answers.into_iter();
+        let results = self
+            .results
+            .into_iter()
+            .map(|known| {
+                known.unwrap_or_else(|| {
+                    // An answer the writer did not give (it stopped) is Closed.
+                    let outcome = answers.next().unwrap_or(Err(LogError::Closed));
+                    if outcome.is_ok() {
+                        ok += 1;
+                    } else {
+                        failed += 1;
+                    }
+                    outcome
+                })
+            })
+            .collect();
         for (result, count) in [("ok", ok), ("error", failed)] {
             if count > 0 {
                 metrics::counter!("opsflow_appends_total", "result" => result).increment(count);
             }
         }
         metrics::histogram!("opsflow_append_latency_seconds").record(self.started.elapsed().as_secs_f64());
-        self.results
-            .into_iter()
-            .map(|r| r.unwrap_or(Err(LogError::Closed)))
-            .collect()
+        results
     }
 }
 

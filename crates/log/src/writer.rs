@@ -50,7 +50,75 @@ const STREAM_CACHE_LIMIT: usize = 200_000;
 const INDEX_STREAMS: usize = 50_000;
 const INDEX_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
-pub(crate) type Reply = oneshot::Sender<Result<Vec<AppendOutcome>>>;
+/// Where an append's outcome goes.
+pub(crate) enum Reply {
+    /// To the append alone.
+    One(oneshot::Sender<Result<Vec<AppendOutcome>>>),
+    /// To the first of `count` one-part appends sent together
+    /// ([`Command::Many`], which commits in one group): the outcomes of all of them,
+    /// in order, answered at once.
+    Many {
+        tx: oneshot::Sender<Vec<Result<AppendOutcome>>>,
+        count: usize,
+    },
+    /// To a later one of those.
+    InMany,
+}
+
+/// Sends appends' outcomes to their replies, in the order of the appends; the
+/// outcomes of a [`Reply::Many`] are collected and sent when its last append is
+/// answered (or, should it ever be cut short, when this is dropped).
+#[derive(Default)]
+struct Answering {
+    many: Option<Collecting>,
+}
+
+/// The outcomes of a [`Reply::Many`] so far, and how many it waits for.
+struct Collecting {
+    tx: oneshot::Sender<Vec<Result<AppendOutcome>>>,
+    count: usize,
+    outcomes: Vec<Result<AppendOutcome>>,
+}
+
+impl Answering {
+    fn answer(&mut self, reply: Reply, outcome: Result<Vec<AppendOutcome>>) {
+        match reply {
+            Reply::One(tx) => {
+                let _ = tx.send(outcome);
+                return;
+            }
+            Reply::Many { tx, count } => {
+                self.finish();
+                self.many = Some(Collecting {
+                    tx,
+                    count,
+                    outcomes: Vec::with_capacity(count),
+                });
+            }
+            Reply::InMany => {}
+        }
+        if let Some(many) = &mut self.many {
+            // A one-part append has one outcome.
+            many.outcomes
+                .push(outcome.and_then(|mut o| o.pop().ok_or(LogError::Closed)));
+            if many.outcomes.len() == many.count {
+                self.finish();
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(many) = self.many.take() {
+            let _ = many.tx.send(many.outcomes);
+        }
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
 
 pub(crate) struct AppendJob {
     pub parts: Vec<StreamAppend>,
@@ -268,8 +336,9 @@ impl Writer {
                     Command::Many(jobs) => jobs,
                     Command::Close(_) => Vec::new(),
                 };
+                let mut answering = Answering::default();
                 for job in jobs {
-                    let _ = job.reply.send(Err(LogError::Closed));
+                    answering.answer(job.reply, Err(LogError::Closed));
                 }
             }
             let _ = ftx.send(FlushItem::Close(done));
@@ -948,13 +1017,14 @@ fn flusher_loop(
                         metrics::counter!("opsflow_appended_events_total").increment(events);
                         metrics::counter!("opsflow_appended_bytes_total").increment(bytes);
                     }
+                    let mut answering = Answering::default();
                     for (reply, outcome) in replies {
                         let outcome = match (&flushed, outcome) {
                             (Ok(_), o) => o,
                             (Err(e), Ok(_)) => Err(LogError::Poisoned(format!("fsync failed: {e}"))),
                             (Err(_), Err(e)) => Err(e),
                         };
-                        let _ = reply.send(outcome);
+                        answering.answer(reply, outcome);
                     }
                 }
                 FlushItem::Close(done) => close = Some(done),
@@ -966,4 +1036,43 @@ fn flusher_loop(
         }
     }
     tracing::debug!("log flusher stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(position: u64) -> Result<Vec<AppendOutcome>> {
+        Ok(vec![AppendOutcome {
+            positions: vec![position],
+            stream_version: 0,
+            duplicate: false,
+        }])
+    }
+
+    fn positions(answer: Vec<Result<AppendOutcome>>) -> Vec<Option<u64>> {
+        answer.into_iter().map(|o| o.ok().map(|o| o.first_position())).collect()
+    }
+
+    #[test]
+    fn appends_sent_together_are_answered_together_in_order() {
+        let (many, mut many_rx) = oneshot::channel();
+        let (one, mut one_rx) = oneshot::channel();
+        let (next, mut next_rx) = oneshot::channel();
+        let mut answering = Answering::default();
+        answering.answer(Reply::Many { tx: many, count: 3 }, outcome(1));
+        answering.answer(Reply::InMany, Err(LogError::Closed));
+        assert!(many_rx.try_recv().is_err(), "answered before its last append");
+        answering.answer(Reply::InMany, outcome(2));
+        assert_eq!(
+            many_rx.try_recv().map(positions).ok(),
+            Some(vec![Some(1), None, Some(2)])
+        );
+        answering.answer(Reply::One(one), outcome(3));
+        assert!(one_rx.try_recv().is_ok_and(|o| o.is_ok()));
+        // One cut short is answered with what it has when answering ends.
+        answering.answer(Reply::Many { tx: next, count: 2 }, outcome(4));
+        drop(answering);
+        assert_eq!(next_rx.try_recv().map(positions).ok(), Some(vec![Some(4)]));
+    }
 }
