@@ -413,7 +413,9 @@ impl Outbound<'_> {
     ) -> anyhow::Result<Option<Ack>> {
         match self.js {
             Some(js) if outlet.in_stream => {
-                let ack = js.publish_with_headers(outlet.subject.clone(), headers, body).await?;
+                // Boxed: its future is large, and a core publish (the other arm)
+                // would carry its size into every publish's future.
+                let ack = Box::pin(js.publish_with_headers(outlet.subject.clone(), headers, body)).await?;
                 Ok(Some(
                     async move { (position, ack.await.map(|_| ()).map_err(|e| e.to_string())) }.boxed(),
                 ))
