@@ -1,6 +1,9 @@
 //! The catalog as data: every well-known event type and its fields, exactly as
 //! `docs/catalog.md` lists them.
 
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
 /// What a field holds (see the conventions in `docs/catalog.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -371,7 +374,10 @@ pub static CATALOG: &[EventSpec] = &[
 
 /// The catalog entry for `event_type`, or `None` for a custom type.
 pub fn spec_of(event_type: &str) -> Option<&'static EventSpec> {
-    CATALOG.iter().find(|s| s.event_type == event_type)
+    // Asked on every append, twice: by hash rather than by comparing entries.
+    type ByType = HashMap<&'static str, &'static EventSpec, foldhash::fast::FixedState>;
+    static BY_TYPE: LazyLock<ByType> = LazyLock::new(|| CATALOG.iter().map(|spec| (spec.event_type, spec)).collect());
+    BY_TYPE.get(event_type).copied()
 }
 
 /// Whether `event_type` is a catalog type (validated on append).

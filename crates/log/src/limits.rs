@@ -62,7 +62,7 @@ pub fn validate_stream_name(stream: &str) -> Result<()> {
             format!("{stream:?} contains {c:?}; allowed are letters, digits and . _ : @ / -"),
         ));
     }
-    if stream.split('/').any(str::is_empty) {
+    if stream.starts_with('/') || stream.ends_with('/') || stream.contains("//") {
         return Err(LogError::invalid(
             field,
             format!("{stream:?} has an empty segment (leading, trailing or double '/')"),
@@ -78,7 +78,7 @@ pub fn validate_stream_name(stream: &str) -> Result<()> {
 /// exact retry of one of their events still answers as a duplicate.
 fn validate_new_stream_name(stream: &str) -> Result<()> {
     validate_stream_name(stream)?;
-    if stream.split('/').any(|segment| segment == "." || segment == "..") {
+    if stream.contains('.') && stream.split('/').any(|segment| segment == "." || segment == "..") {
         return Err(LogError::invalid(
             "stream",
             format!("{stream:?} has a '.' or '..' segment, which HTTP clients resolve away in /v1/streams/<name>"),
@@ -142,6 +142,19 @@ pub fn validate_event_type(event_type: &str) -> Result<()> {
             format!("is {} bytes long, over the limit of {MAX_TYPE_LEN}", event_type.len()),
         ));
     }
+    // The usual type, checked byte by byte: allowed bytes, and no empty token (no
+    // leading, trailing or doubled dot). Anything else is looked at closely, to
+    // say what is wrong.
+    let bytes = event_type.as_bytes();
+    let plain = bytes
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        && bytes.first() != Some(&b'.')
+        && bytes.last() != Some(&b'.')
+        && !bytes.windows(2).any(|pair| pair == b"..");
+    if plain {
+        return Ok(());
+    }
     for token in event_type.split('.') {
         if token.is_empty() {
             return Err(LogError::invalid(
@@ -170,7 +183,13 @@ fn validate_text(field: impl Fn() -> String, value: &str, max: usize) -> Result<
             format!("is {} bytes long, over the limit of {max}", value.len()),
         ));
     }
-    if value.chars().any(char::is_control) {
+    // ASCII is checked byte by byte; other text by character (C1 controls).
+    let control = if value.is_ascii() {
+        value.bytes().any(|b| b.is_ascii_control())
+    } else {
+        value.chars().any(char::is_control)
+    };
+    if control {
         return Err(LogError::invalid(field(), "must not contain control characters"));
     }
     Ok(())
@@ -459,6 +478,16 @@ mod tests {
         }
         for bad in ["", ".a", "a.", "a..b", "a*", "a>", "a b"] {
             assert!(validate_event_type(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn free_text_refuses_control_characters_ascii_or_not() {
+        for ok in ["", "shop", "café au lait", "a\u{a0}b"] {
+            assert!(validate_text(String::new, ok, 64).is_ok(), "{ok:?}");
+        }
+        for bad in ["a\nb", "a\u{7f}b", "a\u{0}", "é\u{85}", "\u{9f}"] {
+            assert!(validate_text(String::new, bad, 64).is_err(), "{bad:?}");
         }
     }
 
