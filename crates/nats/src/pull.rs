@@ -10,9 +10,10 @@
 //! ceiling, and expiring after [`EXPIRES`] or the consumer's `max_expires`), and
 //! the next is asked for when half is delivered. A pull that ends early (expired,
 //! or ended by the server: `408`, `409`) gives back what it did not deliver
-//! (`Nats-Pending-Messages`, `Nats-Pending-Bytes`); one that neither delivers nor
-//! ends well past its expiry is taken for lost ([`Pull::check`]: a server drops
-//! the waiting pulls of a consumer whose leader goes away) and asked again. A
+//! (`Nats-Pending-Messages`, `Nats-Pending-Bytes`). A waiting pull asks the
+//! server for idle heartbeats ([`HEARTBEAT`]); one that neither delivers, nor
+//! ends, nor beats for two of them is taken for lost ([`Pull::check`]: a server
+//! drops the waiting pulls of a consumer whose leader goes away) and asked again. A
 //! delivery is a message with a `$JS.ACK` reply subject, whatever its headers say;
 //! the server's status messages have none. An error ends the pull for good.
 
@@ -26,8 +27,22 @@ use futures::{FutureExt, StreamExt};
 pub(crate) const EXPIRES: Duration = Duration::from_secs(30);
 
 /// How long past its expiry a pull that neither delivered nor ended is taken for
-/// lost.
+/// lost, when it has no heartbeat.
 const LOST_AFTER: Duration = Duration::from_secs(5);
+
+/// How often, at most, the server is asked to say that a pull with nothing to
+/// deliver is still waiting (`idle_heartbeat`): a pull not heard of for two of
+/// these and [`LOST_MARGIN`] is taken for lost, long before it would expire.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// Time allowed past two missed heartbeats.
+const LOST_MARGIN: Duration = Duration::from_secs(1);
+
+/// The heartbeat of a pull that expires after `expires`: the server refuses one
+/// over half of the expiry.
+fn heartbeat_for(expires: Duration) -> Duration {
+    HEARTBEAT.min(expires / 4)
+}
 
 /// The JetStream API prefix (no domain).
 const API: &str = "$JS.API";
@@ -48,6 +63,8 @@ pub(crate) struct Pull {
     pending_messages: usize,
     pending_bytes: usize,
     expires: Duration,
+    /// How often the server says a waiting pull is alive; zero for never.
+    heartbeat: Duration,
     /// Messages taken from the inbox (deliveries and status), and how many there
     /// were at the last [`Pull::check`]; since when nothing was heard nor asked.
     heard: u64,
@@ -73,11 +90,16 @@ impl Pull {
             .subscribe(inbox.clone())
             .await
             .map_err(|e| format!("subscribing the pull inbox: {e}"))?;
-        let request = serde_json::json!({
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let heartbeat = heartbeat_for(expires);
+        let mut request = serde_json::json!({
             "batch": batch,
             "max_bytes": max_bytes,
-            "expires": u64::try_from(expires.as_nanos()).unwrap_or(u64::MAX),
+            "expires": nanos(expires),
         });
+        if !heartbeat.is_zero() {
+            request["idle_heartbeat"] = nanos(heartbeat).into();
+        }
         let mut pull = Pull {
             next: Subject::from(format!("{API}.CONSUMER.MSG.NEXT.{stream}.{consumer}")),
             client,
@@ -89,6 +111,7 @@ impl Pull {
             pending_messages: 0,
             pending_bytes: 0,
             expires,
+            heartbeat,
             heard: 0,
             heard_at_check: 0,
             quiet_since: Instant::now(),
@@ -110,16 +133,26 @@ impl Pull {
         Ok(())
     }
 
+    /// How long a pull may be silent (no delivery, heartbeat or status) before it
+    /// is taken for lost.
+    fn lost_after(&self) -> Duration {
+        if self.heartbeat.is_zero() {
+            self.expires + LOST_AFTER
+        } else {
+            self.heartbeat * 2 + LOST_MARGIN
+        }
+    }
+
     /// Called now and then (every second or so): when nothing came since a pull
-    /// was sent, for longer than a pull lives, the pulls are taken for lost and
-    /// the next call to [`Pull::next`] asks again (a pull still alive just
-    /// delivers alongside).
+    /// was sent, for two heartbeats (or longer than a pull lives, without them),
+    /// the pulls are taken for lost and the next call to [`Pull::next`] asks
+    /// again (a pull still alive just delivers alongside).
     pub(crate) fn check(&mut self) {
         if self.heard != self.heard_at_check {
             self.heard_at_check = self.heard;
             self.quiet_since = Instant::now();
-        } else if self.quiet_since.elapsed() > self.expires + LOST_AFTER {
-            tracing::debug!(expires = ?self.expires, "nats pull neither delivered nor ended: asking again");
+        } else if self.quiet_since.elapsed() > self.lost_after() {
+            tracing::debug!(silent_for = ?self.lost_after(), "nats pull neither delivered nor ended: asking again");
             self.pending_messages = 0;
             self.pending_bytes = 0;
             self.quiet_since = Instant::now();
@@ -413,11 +446,11 @@ mod tests {
             .await
             .map_err(anyhow::Error::msg)?;
         assert_eq!(pull.pending_messages, 4);
-        // As if the server had dropped it silently: nothing came for longer than a
-        // pull lives.
-        pull.expires = Duration::from_millis(10);
+        // As if the server had dropped it silently: nothing came, not even a
+        // heartbeat, for two heartbeats.
+        assert_eq!(pull.lost_after(), HEARTBEAT * 2 + LOST_MARGIN);
         let long_ago = Instant::now()
-            .checked_sub(LOST_AFTER + Duration::from_secs(1))
+            .checked_sub(pull.lost_after() + Duration::from_secs(1))
             .ok_or_else(|| anyhow::anyhow!("clock too young"))?;
         pull.quiet_since = long_ago;
         pull.check();
@@ -429,6 +462,31 @@ mod tests {
         pull.quiet_since = long_ago;
         pull.check();
         assert_eq!(pull.pending_messages, 4);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_waiting_pull_is_kept_alive_by_heartbeats() -> anyhow::Result<()> {
+        assert_eq!(heartbeat_for(EXPIRES), HEARTBEAT);
+        assert_eq!(heartbeat_for(Duration::from_secs(2)), Duration::from_millis(500));
+        let nats = opsflow_testkit::NatsServer::start()?;
+        let (client, js) = consumer_of(&nats).await?;
+        // Heartbeats every 500 ms; nothing to deliver for 2.5 s.
+        let mut pull = Pull::start(client, ("T", "c"), 4, 1 << 20, Duration::from_secs(2))
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let quiet_until = Instant::now() + Duration::from_millis(2500);
+        while Instant::now() < quiet_until {
+            // The server took the request (one with too long a heartbeat it
+            // refuses, which would end the pull here) and says it is waiting.
+            assert!(pull.ready().transpose().map_err(anyhow::Error::msg)?.is_none());
+            pull.check();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(pull.heard >= 2, "heartbeats heard: {}", pull.heard);
+        assert!(pull.quiet_since.elapsed() < pull.lost_after(), "not taken for lost");
+        js.publish("t.x", "x".into()).await?.await?;
+        assert_eq!(next(&mut pull).await?.payload, "x");
         Ok(())
     }
 
