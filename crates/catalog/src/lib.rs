@@ -32,7 +32,7 @@ mod validate;
 mod validator;
 
 pub use error::{CatalogError, Problem, Result};
-pub use plain::{plain_string, plain_string_escapes, plain_value, skip_space, string_stop as json_string_stop};
+pub use plain::{PlainMember, plain_object, string_stop as json_string_stop};
 pub use projected::{DataMembers, is_json};
 pub use table::{CATALOG, EventSpec, Field, Format, Kind, is_catalog_type, spec_of, types};
 pub use validate::{data_as_json, data_members, validate, validate_json};

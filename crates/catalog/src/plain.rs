@@ -35,7 +35,7 @@ pub(crate) fn plainly_utf8_json(text: &str) -> bool {
 /// [`PLAIN_DIGITS`] digits before the point (so in range). On `true`, `at` is just
 /// past the value, and `spaced` is set if the value holds whitespace outside its
 /// strings (so compacting it would change it); on `false`, both are unspecified.
-pub fn plain_value(data: &[u8], at: &mut usize, spaced: &mut bool) -> bool {
+pub(crate) fn plain_value(data: &[u8], at: &mut usize, spaced: &mut bool) -> bool {
     // One bit per open container, innermost lowest: 1 for an object.
     let (mut objects, mut depth) = (0u64, 0u32);
     loop {
@@ -57,7 +57,7 @@ pub fn plain_value(data: &[u8], at: &mut usize, spaced: &mut bool) -> bool {
                     Some(true)
                 }
             }
-            Some(b'"') => plain_string(data, at).then_some(false),
+            Some(b'"') => plain_string_escapes(data, at).map(|_| false),
             Some(b't') => literal(data, at, b"true").then_some(false),
             Some(b'f') => literal(data, at, b"false").then_some(false),
             Some(b'n') => literal(data, at, b"null").then_some(false),
@@ -68,7 +68,7 @@ pub fn plain_value(data: &[u8], at: &mut usize, spaced: &mut bool) -> bool {
             return false;
         };
         if opened {
-            if objects & 1 == 1 && !member_name(data, at, spaced) {
+            if objects & 1 == 1 && member_name(data, at, spaced).is_none() {
                 return false;
             }
             skip_space(data, at, spaced);
@@ -84,7 +84,7 @@ pub fn plain_value(data: &[u8], at: &mut usize, spaced: &mut bool) -> bool {
             match data.get(*at) {
                 Some(b',') => {
                     *at += 1;
-                    if in_object && !member_name(data, at, spaced) {
+                    if in_object && member_name(data, at, spaced).is_none() {
                         return false;
                     }
                     skip_space(data, at, spaced);
@@ -102,7 +102,7 @@ pub fn plain_value(data: &[u8], at: &mut usize, spaced: &mut bool) -> bool {
 }
 
 /// Moves `at` past JSON whitespace; sets `spaced` if there was any.
-pub fn skip_space(data: &[u8], at: &mut usize, spaced: &mut bool) {
+fn skip_space(data: &[u8], at: &mut usize, spaced: &mut bool) {
     let from = *at;
     while let Some(b' ' | b'\t' | b'\n' | b'\r') = data.get(*at) {
         *at += 1;
@@ -110,18 +110,87 @@ pub fn skip_space(data: &[u8], at: &mut usize, spaced: &mut bool) {
     *spaced |= *at != from;
 }
 
-/// `"name" :` at `at` (after spaces), for a member.
-fn member_name(data: &[u8], at: &mut usize, spaced: &mut bool) -> bool {
+/// `"name" :` at `at` (after spaces), for a member: the span of its name between
+/// the quotes, and whether the name has escapes.
+fn member_name(data: &[u8], at: &mut usize, spaced: &mut bool) -> Option<(std::ops::Range<usize>, bool)> {
     skip_space(data, at, spaced);
-    if data.get(*at) != Some(&b'"') || !plain_string(data, at) {
-        return false;
+    if data.get(*at) != Some(&b'"') {
+        return None;
     }
+    let start = *at + 1;
+    let escapes = plain_string_escapes(data, at)?;
+    let name = start..*at - 1;
     skip_space(data, at, spaced);
     if data.get(*at) != Some(&b':') {
-        return false;
+        return None;
     }
     *at += 1;
-    true
+    Some((name, escapes))
+}
+
+/// One member of an object [`plain_object`] scans.
+pub struct PlainMember<'a> {
+    /// As written between its quotes.
+    pub name: &'a str,
+    /// Whether the name has escapes (so it is not its own text).
+    pub escapes: bool,
+    /// The value's text, without the whitespace around it.
+    pub value: &'a str,
+    /// Whether the value holds whitespace outside its strings.
+    pub spaced: bool,
+}
+
+/// Whether `text` is plainly one JSON object (see [`plain_value`]; whitespace
+/// around it allowed), giving `member` each member in document order, repeats
+/// included; `member` may stop the scan by answering `false`, which is then the
+/// answer.
+pub fn plain_object<'a>(text: &'a str, mut member: impl FnMut(PlainMember<'a>) -> bool) -> bool {
+    let data = text.as_bytes();
+    // Whitespace between members is no value's.
+    let mut between = false;
+    let mut at = 0;
+    skip_space(data, &mut at, &mut between);
+    if data.get(at) != Some(&b'{') {
+        return false;
+    }
+    at += 1;
+    skip_space(data, &mut at, &mut between);
+    if data.get(at) == Some(&b'}') {
+        at += 1;
+    } else {
+        loop {
+            let Some((name, escapes)) = member_name(data, &mut at, &mut between) else {
+                return false;
+            };
+            skip_space(data, &mut at, &mut between);
+            let (from, mut spaced) = (at, false);
+            if !plain_value(data, &mut at, &mut spaced) {
+                return false;
+            }
+            let (Some(name), Some(value)) = (text.get(name), text.get(from..at)) else {
+                return false;
+            };
+            if !member(PlainMember {
+                name,
+                escapes,
+                value,
+                spaced,
+            }) {
+                return false;
+            }
+            skip_space(data, &mut at, &mut between);
+            match data.get(at) {
+                Some(b',') => at += 1,
+                Some(b'}') => {
+                    at += 1;
+                    break;
+                }
+                _ => return false,
+            }
+        }
+    }
+    skip_space(data, &mut at, &mut between);
+    at == data.len()
 }
 
 /// The literal `word` at `at`.
@@ -134,14 +203,9 @@ fn literal(data: &[u8], at: &mut usize, word: &[u8]) -> bool {
 }
 
 /// A string at `at` (its opening quote): escapes other than `\u`, no control
-/// characters. Moves past the closing quote.
-pub fn plain_string(data: &[u8], at: &mut usize) -> bool {
-    plain_string_escapes(data, at).is_some()
-}
-
-/// [`plain_string`], telling whether the string has escapes: `Some(true)` if it
-/// has, `None` if it is not plainly a string.
-pub fn plain_string_escapes(data: &[u8], at: &mut usize) -> Option<bool> {
+/// characters. Moves past the closing quote, telling whether the string has
+/// escapes; `None` if it is not plainly a string.
+fn plain_string_escapes(data: &[u8], at: &mut usize) -> Option<bool> {
     let mut i = *at + 1;
     let mut escapes = false;
     loop {
@@ -219,4 +283,80 @@ fn plain_number(data: &[u8], at: &mut usize) -> bool {
     }
     *at = i;
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::is_json;
+
+    #[test]
+    fn string_stop_finds_the_first_quote_backslash_or_control_character() {
+        let naive = |text: &[u8]| text.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20);
+        for len in 0..20 {
+            for at in 0..len {
+                for stop in [b'"', b'\\', 0, 0x1f] {
+                    // Bytes around the borrow edges of the eight-byte check.
+                    for fill in [b'x', b' ', 0x21, 0x5d, 0x7f, 0x80, 0xff] {
+                        let mut text = vec![fill; len];
+                        text[at] = stop;
+                        if at + 1 < len {
+                            text[at + 1] = b'"';
+                        }
+                        assert_eq!(string_stop(&text), naive(&text), "{text:?}");
+                    }
+                }
+            }
+            assert_eq!(string_stop(&vec![b'a'; len]), None);
+        }
+    }
+
+    #[test]
+    fn plainly_json_leaves_the_hard_cases_to_serde_json() {
+        for plain in [
+            &b"0"[..],
+            b"-0.5",
+            b" [ ] ",
+            b"{}",
+            br#"{"a":[1,{"b":null}],"c":"x\"y\\z\/"}"#,
+            "\"é😀\"".as_bytes(),
+        ] {
+            assert!(plainly_json(plain), "{}", String::from_utf8_lossy(plain));
+        }
+        // Asked of serde_json: valid, but not certainly so at a glance.
+        for valid in [&b"1e3"[..], br#""\u00e9""#, br#""\ud83d\ude00""#] {
+            assert!(
+                !plainly_json(valid) && is_json(valid),
+                "{}",
+                String::from_utf8_lossy(valid)
+            );
+        }
+        let deep = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+        assert!(!plainly_json(deep.as_bytes()) && is_json(deep.as_bytes()));
+        let huge = "9".repeat(400);
+        assert!(!plainly_json(huge.as_bytes()) && !is_json(huge.as_bytes()));
+        // Invalid, whichever way it is asked.
+        for bad in [
+            &b""[..],
+            b" ",
+            b"01",
+            b"-",
+            b"1.",
+            b"[1,]",
+            b"{\"a\"}",
+            b"{\"a\":1,}",
+            b"[1}",
+            b"tru",
+            b"truex",
+            b"\"a",
+            b"\"\x01\"",
+            b"\"\\x\"",
+            br#""\ud800""#,
+            b"1e400",
+            b"[1] 2",
+            b"\xff",
+        ] {
+            assert!(!is_json(bad), "{}", String::from_utf8_lossy(bad));
+        }
+    }
 }

@@ -377,7 +377,6 @@ impl<'de> Visitor<'de> for Skip {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plain::string_stop;
     use serde_json::json;
 
     fn keep_ab(k: &str) -> bool {
@@ -593,75 +592,5 @@ mod tests {
                     .prop_map(|m| Value::Object(m.into_iter().collect())),
             ]
         })
-    }
-
-    #[test]
-    fn string_stop_finds_the_first_quote_backslash_or_control_character() {
-        let naive = |text: &[u8]| text.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20);
-        for len in 0..20 {
-            for at in 0..len {
-                for stop in [b'"', b'\\', 0, 0x1f] {
-                    // Bytes around the borrow edges of the eight-byte check.
-                    for fill in [b'x', b' ', 0x21, 0x5d, 0x7f, 0x80, 0xff] {
-                        let mut text = vec![fill; len];
-                        text[at] = stop;
-                        if at + 1 < len {
-                            text[at + 1] = b'"';
-                        }
-                        assert_eq!(string_stop(&text), naive(&text), "{text:?}");
-                    }
-                }
-            }
-            assert_eq!(string_stop(&vec![b'a'; len]), None);
-        }
-    }
-
-    #[test]
-    fn plainly_json_leaves_the_hard_cases_to_serde_json() {
-        for plain in [
-            &b"0"[..],
-            b"-0.5",
-            b" [ ] ",
-            b"{}",
-            br#"{"a":[1,{"b":null}],"c":"x\"y\\z\/"}"#,
-            "\"é😀\"".as_bytes(),
-        ] {
-            assert!(plainly_json(plain), "{}", String::from_utf8_lossy(plain));
-        }
-        // Asked of serde_json: valid, but not certainly so at a glance.
-        for valid in [&b"1e3"[..], br#""\u00e9""#, br#""\ud83d\ude00""#] {
-            assert!(
-                !plainly_json(valid) && is_json(valid),
-                "{}",
-                String::from_utf8_lossy(valid)
-            );
-        }
-        let deep = format!("{}1{}", "[".repeat(100), "]".repeat(100));
-        assert!(!plainly_json(deep.as_bytes()) && is_json(deep.as_bytes()));
-        let huge = "9".repeat(400);
-        assert!(!plainly_json(huge.as_bytes()) && !is_json(huge.as_bytes()));
-        // Invalid, whichever way it is asked.
-        for bad in [
-            &b""[..],
-            b" ",
-            b"01",
-            b"-",
-            b"1.",
-            b"[1,]",
-            b"{\"a\"}",
-            b"{\"a\":1,}",
-            b"[1}",
-            b"tru",
-            b"truex",
-            b"\"a",
-            b"\"\x01\"",
-            b"\"\\x\"",
-            br#""\ud800""#,
-            b"1e400",
-            b"[1] 2",
-            b"\xff",
-        ] {
-            assert!(!is_json(bad), "{}", String::from_utf8_lossy(bad));
-        }
     }
 }

@@ -43,20 +43,10 @@ pub fn appends(incoming: Vec<Incoming>, request: Option<ExpectedVersion>) -> Vec
     let mut seen = HashSet::new();
     incoming
         .into_iter()
-        .map(
-            |Incoming {
-                 stream,
-                 expected,
-                 event,
-             }| {
-                let first = request.is_some() && seen.insert(stream.clone());
-                StreamAppend {
-                    expected: expected.or(request.filter(|_| first)).unwrap_or_default(),
-                    stream,
-                    events: vec![event],
-                }
-            },
-        )
+        .map(|incoming| {
+            let first = request.is_some() && seen.insert(incoming.stream.clone());
+            incoming.into_append(request.filter(|_| first))
+        })
         .collect()
 }
 
@@ -69,6 +59,18 @@ pub struct Incoming {
     /// From the `expectedversion` extension; `None` when it is absent.
     pub expected: Option<ExpectedVersion>,
     pub event: ProposedEvent,
+}
+
+impl Incoming {
+    /// The append of this one event: its own expected version, else `request`,
+    /// else [`ExpectedVersion::Any`] (see [`appends`], for several).
+    pub fn into_append(self, request: Option<ExpectedVersion>) -> StreamAppend {
+        StreamAppend {
+            expected: self.expected.or(request).unwrap_or_default(),
+            stream: self.stream,
+            events: vec![self.event],
+        }
+    }
 }
 
 #[cfg(test)]

@@ -165,7 +165,7 @@ pub(crate) struct Member<'a> {
 }
 
 /// The members of the JSON object `text`: read by a quick scan when the text is
-/// plainly JSON (see [`opsflow_catalog::plain_value`]), else by serde_json, which
+/// plainly JSON (see [`opsflow_catalog::plain_object`]), else by serde_json, which
 /// gives the same members or says what is wrong.
 pub(crate) fn members(text: &[u8]) -> serde_json::Result<Members<'_>> {
     match plain_members(text) {
@@ -178,63 +178,20 @@ pub(crate) fn members(text: &[u8]) -> serde_json::Result<Members<'_>> {
 /// serde_json reads them, in one pass and without allocating more than the list;
 /// `None` for anything else (which may still be valid: serde_json decides).
 fn plain_members(body: &[u8]) -> Option<Members<'_>> {
-    use opsflow_catalog::{plain_string_escapes, plain_value, skip_space};
     let text = std::str::from_utf8(body).ok()?;
-    let data = text.as_bytes();
-    // Whitespace between members is not part of any value.
-    let mut between = false;
-    let mut at = 0;
-    skip_space(data, &mut at, &mut between);
-    if data.get(at) != Some(&b'{') {
-        return None;
-    }
-    at += 1;
-    skip_space(data, &mut at, &mut between);
     let mut members = Vec::with_capacity(16);
-    if data.get(at) == Some(&b'}') {
-        at += 1;
-    } else {
-        loop {
-            if data.get(at) != Some(&b'"') {
-                return None;
-            }
-            let start = at + 1;
-            // A name with escapes is decoded by serde_json.
-            if plain_string_escapes(data, &mut at)? {
-                return None;
-            }
-            let name = text.get(start..at - 1)?;
-            skip_space(data, &mut at, &mut between);
-            if data.get(at) != Some(&b':') {
-                return None;
-            }
-            at += 1;
-            skip_space(data, &mut at, &mut between);
-            let (from, mut spaced) = (at, false);
-            if !plain_value(data, &mut at, &mut spaced) {
-                return None;
-            }
+    let plain = opsflow_catalog::plain_object(text, |member| {
+        // A name with escapes is decoded by serde_json.
+        !member.escapes && {
             members.push(Member {
-                name: Cow::Borrowed(name),
-                raw: text.get(from..at)?,
-                compact: !spaced,
+                name: Cow::Borrowed(member.name),
+                raw: member.value,
+                compact: !member.spaced,
             });
-            skip_space(data, &mut at, &mut between);
-            match data.get(at) {
-                Some(b',') => {
-                    at += 1;
-                    skip_space(data, &mut at, &mut between);
-                }
-                Some(b'}') => {
-                    at += 1;
-                    break;
-                }
-                _ => return None,
-            }
+            true
         }
-    }
-    skip_space(data, &mut at, &mut between);
-    (at == data.len()).then_some(Members(members))
+    });
+    plain.then_some(Members(members))
 }
 
 /// A member name, borrowed from the document unless it has escapes.

@@ -101,19 +101,15 @@ pub fn parse_any<'a>(
     headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
     body: Bytes,
 ) -> Result<Vec<Incoming>> {
-    let batch = content_type.map(str::trim).and_then(|content_type| {
+    if let Some(content_type) = content_type.map(str::trim) {
         if media::is_media_type(content_type, media::CLOUDEVENTS_BATCH_JSON) {
-            Some(parse_batch(&body))
-        } else if media::is_media_type(content_type, media::CLOUDEVENTS_BATCH_PROTOBUF) {
-            Some(parse_protobuf_batch(&body))
-        } else {
-            None
+            return parse_batch(&body);
         }
-    });
-    match batch {
-        Some(events) => events,
-        None => parse_single(content_type, headers, body).map(|event| vec![event]),
+        if media::is_media_type(content_type, media::CLOUDEVENTS_BATCH_PROTOBUF) {
+            return parse_protobuf_batch(&body);
+        }
     }
+    parse_single(content_type, headers, body).map(|event| vec![event])
 }
 
 /// [`parse_any`] for the formats of one event; a batch content type is an

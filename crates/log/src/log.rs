@@ -291,10 +291,8 @@ impl EventLog {
         }
         if let Some(reason) = self.failure() {
             return PendingAppends {
-                results: parts
-                    .iter()
-                    .map(|_| Some(Err(LogError::Poisoned(reason.clone()))))
-                    .collect(),
+                parts: parts.len(),
+                poisoned: Some(reason),
                 waiting: None,
                 started,
             };
@@ -302,20 +300,21 @@ impl EventLog {
         // One answer for them all: they commit in one group.
         let (tx, rx) = oneshot::channel();
         let mut reply = Some(Reply::Many { tx, count: parts.len() });
-        let mut jobs = Vec::with_capacity(parts.len());
+        let count = parts.len();
+        let mut jobs = Vec::with_capacity(count);
         for part in parts {
             let parts = vec![part];
             let refused = self.check_inline(&parts).err();
             jobs.push(AppendJob::new(parts, reply.take().unwrap_or(Reply::InMany), refused));
         }
-        let results = std::iter::repeat_with(|| None).take(jobs.len()).collect();
         let waiting = if jobs.is_empty() || self.inner.tx.send(Command::Many(jobs)).await.is_err() {
             None // every unanswered part reports Closed
         } else {
             Some(rx)
         };
         PendingAppends {
-            results,
+            parts: count,
+            poisoned: None,
             waiting,
             started,
         }
@@ -774,9 +773,11 @@ impl EventLog {
 /// Appends enqueued by [`EventLog::submit_each`], not yet known to be durable.
 #[derive(Debug)]
 pub struct PendingAppends {
-    /// Known already (refused before the writer), or `None` until answered.
-    results: Vec<Option<Result<AppendOutcome>>>,
-    /// The writer's answer for the parts it was given: all of them, in order.
+    /// How many parts were submitted.
+    parts: usize,
+    /// Why none went to the writer: the log refuses writes.
+    poisoned: Option<String>,
+    /// The writer's answer for all of them, in order; `None` when never sent.
     waiting: Option<oneshot::Receiver<Vec<Result<AppendOutcome>>>>,
     started: Instant,
 }
@@ -784,34 +785,26 @@ pub struct PendingAppends {
 impl PendingAppends {
     /// Waits until every part is durable or refused; one result per part, in order.
     pub async fn wait(self) -> Vec<Result<AppendOutcome>> {
-        let answers = match self.waiting {
-            Some(rx) => rx.await.unwrap_or_default(),
-            None => Vec::new(),
-        };
-        // Counted once per call: a metric looked up per event costs a registry lookup each.
-        let (mut ok, mut failed) = (0u64, 0u64);
-        let mut answers = answers.into_iter();
-        let results = self
-            .results
-            .into_iter()
-            .map(|known| {
-                known.unwrap_or_else(|| {
-                    // An answer the writer did not give (it stopped) is Closed.
-                    let outcome = answers.next().unwrap_or(Err(LogError::Closed));
-                    if outcome.is_ok() {
-                        ok += 1;
-                    } else {
-                        failed += 1;
-                    }
-                    outcome
-                })
-            })
-            .collect();
-        for (result, count) in [("ok", ok), ("error", failed)] {
-            if count > 0 {
-                metrics::counter!("opsflow_appends_total", "result" => result).increment(count);
+        let results = if let Some(reason) = self.poisoned {
+            (0..self.parts)
+                .map(|_| Err(LogError::Poisoned(reason.clone())))
+                .collect()
+        } else {
+            let mut answers = match self.waiting {
+                Some(rx) => rx.await.unwrap_or_default(),
+                None => Vec::new(),
+            };
+            // An answer the writer did not give (it stopped) is Closed.
+            answers.resize_with(self.parts, || Err(LogError::Closed));
+            // Counted once per call: a metric looked up per event costs a registry lookup each.
+            let ok = answers.iter().filter(|a| a.is_ok()).count() as u64;
+            for (result, count) in [("ok", ok), ("error", self.parts as u64 - ok)] {
+                if count > 0 {
+                    metrics::counter!("opsflow_appends_total", "result" => result).increment(count);
+                }
             }
-        }
+            answers
+        };
         metrics::histogram!("opsflow_append_latency_seconds").record(self.started.elapsed().as_secs_f64());
         results
     }

@@ -226,8 +226,9 @@ struct Group {
     events: u64,
     bytes: u64,
     recorded_at: i64,
-    /// Each appended event's hash, in position order.
-    hashes: Vec<[u8; 32]>,
+    /// Each appended event's hash, in position order: kept only when anyone
+    /// subscribed as the group began, for the live group.
+    hashes: Option<Vec<[u8; 32]>>,
 }
 
 pub(crate) fn now_nanos() -> i64 {
@@ -370,7 +371,7 @@ impl Writer {
             events: 0,
             bytes: 0,
             recorded_at,
-            hashes: Vec::new(),
+            hashes: (self.live.receiver_count() > 0).then(Vec::new),
         };
         let start_head = self.head;
         let mut outcomes = Vec::with_capacity(jobs.len());
@@ -426,16 +427,11 @@ impl Writer {
                         tracing::error!(error = %reason, "stream index failed; refusing further writes");
                         let _ = self.poison.set(reason);
                     }
-                    if self.live.receiver_count() > 0
+                    if let Some(hashes) = &group.hashes
+                        && self.live.receiver_count() > 0
                         && group.bytes + group.events * LIVE_EVENT_BYTES <= LIVE_GROUP_BYTES
                     {
-                        let events = recorded(
-                            &mut jobs,
-                            &group.appended,
-                            &group.hashes,
-                            group.recorded_at,
-                            start_head.hash,
-                        );
+                        let events = recorded(&mut jobs, &group.appended, hashes, group.recorded_at, start_head.hash);
                         live = Some(Arc::new(events));
                     }
                 }
@@ -652,7 +648,9 @@ impl Writer {
                 }
                 group.events += 1;
                 group.bytes += record.len() as u64;
-                group.hashes.push(hash);
+                if let Some(hashes) = &mut group.hashes {
+                    hashes.push(hash);
+                }
                 self.head = Head { position, hash };
                 positions.push(position);
             }

@@ -93,17 +93,7 @@ pub fn decode(headers: Option<&HeaderMap>, payload: Bytes) -> Result<StreamAppen
         Err(e) => return Err(decode_error(e)),
     };
     let request = opsflow_cloudevents::request_expected(pairs.iter().copied()).map_err(decode_error)?;
-    // `appends` for one event: the request's expectation is its stream's first.
-    let opsflow_cloudevents::Incoming {
-        stream,
-        expected,
-        event,
-    } = incoming;
-    Ok(StreamAppend {
-        expected: expected.or(request).unwrap_or_default(),
-        stream,
-        events: vec![event],
-    })
+    Ok(incoming.into_append(request))
 }
 
 /// A CloudEvent that reads but whose attribute values the log cannot take (a

@@ -89,9 +89,7 @@ async fn session(
     let mut published = log.checkpoint(&config.checkpoint)?.unwrap_or(0);
     let mut subscription = log.subscribe(published + 1, EventFilter::default());
     let mut in_flight: FuturesOrdered<Ack> = FuturesOrdered::new();
-    let mut subjects: HashMap<String, Arc<Outlet>> = HashMap::new();
-    // The outlet of the event before.
-    let mut last: Option<Arc<Outlet>> = None;
+    let mut outlets = Outlets::default();
     // The headers every event carries, built once: each publish adds its Nats-Msg-Id.
     let mut template = HeaderMap::new();
     template.insert("Content-Type", "application/cloudevents+json");
@@ -133,29 +131,21 @@ async fn session(
             item = subscription.next_ref(), if in_flight.len() < config.max_in_flight => {
                 match item {
                     Ok(SubscriptionRef::Event(event)) => {
-                        // The subject's outlet is looked up once per type; an
-                        // event of the type before it, the usual case, asks no map.
-                        let outlet = match last.take() {
-                            Some(outlet) if outlet.event_type == event.event_type => outlet,
-                            _ => match subjects.get(&event.event_type) {
-                                Some(outlet) => Arc::clone(outlet),
-                                None => {
-                                    let lookup = to.outlet(&event.event_type);
-                                    let Some(outlet) = or_stopping(stopping.as_mut(), lookup).await else {
-                                        break Ok(());
-                                    };
-                                    let outlet = Arc::new(outlet?);
-                                    subjects.insert(event.event_type.clone(), Arc::clone(&outlet));
-                                    outlet
-                                }
-                            },
+                        let outlet = match outlets.get(&event.event_type) {
+                            Some(outlet) => outlet,
+                            None => {
+                                let lookup = to.outlet(&event.event_type);
+                                let Some(outlet) = or_stopping(stopping.as_mut(), lookup).await else {
+                                    break Ok(());
+                                };
+                                outlets.insert(outlet?)
+                            }
                         };
                         let (headers, body) = to.message(&outlet, event);
                         let send = to.send(&outlet, event.position, headers, body);
                         let Some(ack) = or_stopping(stopping.as_mut(), send).await else {
                             break Ok(());
                         };
-                        last = Some(outlet);
                         let ack = ack?;
                         unconfirmed |= ack.is_none();
                         published_total.increment(1);
@@ -226,6 +216,34 @@ struct Outlet {
     in_stream: bool,
     /// The capturing stream's largest message (`max_msg_size`), 0 for none.
     stream_limit: usize,
+}
+
+/// The outlets looked up in a session, by event type; the last one asked for is
+/// tried first (events of one type mostly come together).
+#[derive(Default)]
+struct Outlets {
+    by_type: HashMap<String, Arc<Outlet>>,
+    last: Option<Arc<Outlet>>,
+}
+
+impl Outlets {
+    fn get(&mut self, event_type: &str) -> Option<Arc<Outlet>> {
+        if let Some(last) = &self.last
+            && last.event_type == event_type
+        {
+            return Some(Arc::clone(last));
+        }
+        let outlet = Arc::clone(self.by_type.get(event_type)?);
+        self.last = Some(Arc::clone(&outlet));
+        Some(outlet)
+    }
+
+    fn insert(&mut self, outlet: Outlet) -> Arc<Outlet> {
+        let outlet = Arc::new(outlet);
+        self.by_type.insert(outlet.event_type.clone(), Arc::clone(&outlet));
+        self.last = Some(Arc::clone(&outlet));
+        outlet
+    }
 }
 
 /// `work`, unless `shutdown` comes first (`None`): a NATS request or publish waits

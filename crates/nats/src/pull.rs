@@ -355,6 +355,13 @@ mod tests {
         Ok((client, js))
     }
 
+    /// A pull of consumer `c` of `T`, four messages at a time.
+    async fn pull_of(client: async_nats::Client, expires: Duration) -> anyhow::Result<Pull> {
+        Pull::start(client, ("T", "c"), 4, 1 << 20, expires)
+            .await
+            .map_err(anyhow::Error::msg)
+    }
+
     async fn next(pull: &mut Pull) -> anyhow::Result<Message> {
         tokio::time::timeout(Duration::from_secs(10), pull.next())
             .await?
@@ -365,9 +372,7 @@ mod tests {
     async fn pulls_again_after_a_pull_expires_and_acknowledges() -> anyhow::Result<()> {
         let nats = opsflow_testkit::NatsServer::start()?;
         let (client, js) = consumer_of(&nats).await?;
-        let mut pull = Pull::start(client.clone(), ("T", "c"), 4, 1 << 20, Duration::from_secs(1))
-            .await
-            .map_err(anyhow::Error::msg)?;
+        let mut pull = pull_of(client.clone(), Duration::from_secs(1)).await?;
         // The first pull expires unanswered (the server says so with a 408 and
         // what it had left); the messages published after it still come.
         tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -401,9 +406,7 @@ mod tests {
     async fn a_deleted_consumer_ends_the_pull() -> anyhow::Result<()> {
         let nats = opsflow_testkit::NatsServer::start()?;
         let (client, js) = consumer_of(&nats).await?;
-        let mut pull = Pull::start(client, ("T", "c"), 4, 1 << 20, Duration::from_secs(30))
-            .await
-            .map_err(anyhow::Error::msg)?;
+        let mut pull = pull_of(client, Duration::from_secs(30)).await?;
         js.get_stream("T").await?.delete_consumer("c").await?;
         let ended = tokio::time::timeout(Duration::from_secs(10), pull.next()).await?;
         let error = ended.err().unwrap_or_default();
@@ -427,9 +430,7 @@ mod tests {
             ..Default::default()
         };
         let (client, js) = consumer_with(&nats, config).await?;
-        let mut pull = Pull::start(client, ("T", "c"), 4, 1 << 20, expires_within(Duration::from_secs(1)))
-            .await
-            .map_err(anyhow::Error::msg)?;
+        let mut pull = pull_of(client, expires_within(Duration::from_secs(1))).await?;
         // Past one expiry, then a message: the server took the pulls (a longer one
         // it refuses with 409 "Exceeded MaxRequestExpires").
         tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -442,9 +443,7 @@ mod tests {
     async fn a_pull_neither_delivering_nor_ending_is_asked_again() -> anyhow::Result<()> {
         let nats = opsflow_testkit::NatsServer::start()?;
         let (client, _js) = consumer_of(&nats).await?;
-        let mut pull = Pull::start(client, ("T", "c"), 4, 1 << 20, Duration::from_secs(60))
-            .await
-            .map_err(anyhow::Error::msg)?;
+        let mut pull = pull_of(client, Duration::from_secs(60)).await?;
         assert_eq!(pull.pending_messages, 4);
         // As if the server had dropped it silently: nothing came, not even a
         // heartbeat, for two heartbeats.
@@ -472,9 +471,7 @@ mod tests {
         let nats = opsflow_testkit::NatsServer::start()?;
         let (client, js) = consumer_of(&nats).await?;
         // Heartbeats every 500 ms; nothing to deliver for 2.5 s.
-        let mut pull = Pull::start(client, ("T", "c"), 4, 1 << 20, Duration::from_secs(2))
-            .await
-            .map_err(anyhow::Error::msg)?;
+        let mut pull = pull_of(client, Duration::from_secs(2)).await?;
         let quiet_until = Instant::now() + Duration::from_millis(2500);
         while Instant::now() < quiet_until {
             // The server took the request (one with too long a heartbeat it
