@@ -1242,6 +1242,63 @@ async fn outbound_publishes_in_order_and_resumes_without_gaps_or_duplicates() ->
     Ok(())
 }
 
+/// A `nats-server` with a stream `name` capturing `subjects`, and `opsflow dev` on
+/// it as a process of its own (started, not yet ready).
+async fn opsflow_with_stream(
+    name: &str,
+    subjects: &str,
+) -> anyhow::Result<(NatsServer, jetstream::Context, tempfile::TempDir, OpsflowProcess)> {
+    let nats = NatsServer::start()?;
+    let js = jetstream::new(async_nats::connect(nats.url()).await?);
+    js.create_stream(jetstream::stream::Config {
+        name: name.into(),
+        subjects: vec![subjects.into()],
+        ..Default::default()
+    })
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let opsflow = OpsflowProcess::start_with(dir.path(), &["--nats", &nats.url()])?;
+    Ok((nats, js, dir, opsflow))
+}
+
+/// One append of more events than outbound publishes in a turn of its loop: every
+/// one is published, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_publishes_a_large_group_whole() -> anyhow::Result<()> {
+    let (_nats, js, _dir, opsflow) = opsflow_with_stream("OPSFLOW_LOG", "opsflow.log.>").await?;
+    wait_ready(&opsflow.url()).await?;
+    let events = (0..600)
+        .map(|i| {
+            opsflow_e2e::event(
+                "big",
+                &format!("e{i}"),
+                "order.placed",
+                &order_json(&format!("SO-{i}"), i),
+            )
+        })
+        .collect();
+    client(&opsflow.url())
+        .await?
+        .append(v1::AppendRequest {
+            stream: "order/big".into(),
+            expected: None,
+            events,
+        })
+        .await?;
+    let mut stream = js.get_stream("OPSFLOW_LOG").await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stream.info().await?.state.messages < 600 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stream.info().await?.state.messages, 600);
+    for seq in 1..=600u64 {
+        let m = stream.get_raw_message(seq).await?;
+        let id = m.headers.get("Nats-Msg-Id").map(|v| v.as_str().to_owned());
+        assert_eq!(id, Some(seq.to_string()), "in position order");
+    }
+    Ok(())
+}
+
 /// Once outbound has caught up, its checkpoint is durable even if no append comes
 /// after: a SIGKILL after a quiet spell longer than the capturing stream's duplicate
 /// window re-publishes nothing (it used to re-publish everything since the last
@@ -1604,6 +1661,49 @@ async fn an_adopted_stream_capturing_opsflows_own_subjects_is_not_ingested_from_
     Ok(())
 }
 
+/// The consumer opsflow makes on a stream that captures only the ingest subjects
+/// takes the whole stream, unfiltered (the server then delivers without matching
+/// subjects). Once the stream comes to capture another subject, the next session
+/// filters the consumer to the ingest subjects: that subject is not ingested.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consumer_filters_once_its_stream_captures_more_than_the_ingest_subjects() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let client = async_nats::connect(nats.url()).await?;
+    let js = jetstream::new(client.clone());
+    let dir = tempfile::tempdir()?;
+    let mut opsflow = opsflow_on(&nats, dir.path(), &[]).await?;
+    publish_all(&js, items(&["before"], 3, false), 8).await?;
+    assert_eq!(settled_head(&opsflow.url(), 3, Duration::from_secs(30)).await?.len(), 3);
+    let info = ingest_consumer(&js).await?;
+    assert_eq!(
+        (info.config.filter_subject.as_str(), info.config.filter_subjects.len()),
+        ("", 0),
+        "unfiltered while the stream captures only ops.events.>"
+    );
+    anyhow::ensure!(
+        opsflow.terminate(Duration::from_secs(10))?,
+        "opsflow did not stop on SIGTERM"
+    );
+    let mut stream = js.get_stream("OPS_EVENTS").await?;
+    let mut config = stream.info().await?.config.clone();
+    config.subjects.push("other.>".into());
+    js.update_stream(config).await?;
+    // A valid event on the other subject, then the producer's next ones.
+    let (_, headers, body) = items(&["other"], 1, false).remove(0);
+    js.publish_with_headers("other.order.placed", headers, body)
+        .await?
+        .await?;
+    publish_all(&js, items(&["after"], 3, false), 8).await?;
+    let opsflow = opsflow_on(&nats, dir.path(), &[]).await?;
+    let events = settled_head(&opsflow.url(), 6, Duration::from_secs(30)).await?;
+    assert_eq!(events.len(), 6, "the event on other.order.placed is not ingested");
+    assert_exactly_once(&events[..3], &["before"], 3, true);
+    assert_exactly_once(&events[3..], &["after"], 3, true);
+    let info = ingest_consumer(&js).await?;
+    assert_eq!(info.config.filter_subject, "ops.events.>");
+    Ok(())
+}
+
 /// An event whose outbound CloudEvent does not fit in a NATS message goes out
 /// without its data (saying so), and the events after it follow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1658,16 +1758,7 @@ async fn outbound_too_large(nats_config: &str, stream_limit: Option<i32>) -> any
 /// publish acknowledgement) before opsflow can: request/reply says so in /readyz.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_capturing_the_request_subject_is_reported() -> anyhow::Result<()> {
-    let nats = NatsServer::start()?;
-    let js = jetstream::new(async_nats::connect(nats.url()).await?);
-    js.create_stream(jetstream::stream::Config {
-        name: "CAPTURES_REQUESTS".into(),
-        subjects: vec!["opsflow.api.>".into()],
-        ..Default::default()
-    })
-    .await?;
-    let dir = tempfile::tempdir()?;
-    let opsflow = OpsflowProcess::start_with(dir.path(), &["--nats", &nats.url()])?;
+    let (_nats, _js, _dir, opsflow) = opsflow_with_stream("CAPTURES_REQUESTS", "opsflow.api.>").await?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let ready: serde_json::Value = match reqwest::get(format!("{}/readyz", opsflow.url())).await {

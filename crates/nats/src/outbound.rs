@@ -29,6 +29,10 @@ type Ack = futures::future::BoxFuture<'static, (u64, Result<(), String>)>;
 /// the last publish it is saved when publishing pauses).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
+/// Events published in one turn of the session's loop at most, when they are
+/// ready one after the other.
+const DRAIN_MOST: usize = 256;
+
 /// How long the server may take to confirm the core publishes before a checkpoint
 /// (a round trip): longer, and the session starts again from the last checkpoint.
 const CONFIRM_WITHIN: Duration = Duration::from_secs(5);
@@ -116,7 +120,7 @@ async fn session(
     // registered and removed) per event.
     let stopping = shutdown.cancelled();
     tokio::pin!(stopping);
-    let result = loop {
+    let result = 'session: loop {
         tokio::select! {
             biased;
             _ = &mut stopping => break Ok(()),
@@ -129,35 +133,37 @@ async fn session(
             () = &mut save_due, if published != saved => {}
             // Lent: live events are shared with the other subscribers, not copied.
             item = subscription.next_ref(), if in_flight.len() < config.max_in_flight => {
-                match item {
-                    Ok(SubscriptionRef::Event(event)) => {
-                        let outlet = match outlets.get(&event.event_type) {
-                            Some(outlet) => outlet,
-                            None => {
-                                let lookup = to.outlet(&event.event_type);
-                                let Some(outlet) = or_stopping(stopping.as_mut(), lookup).await else {
-                                    break Ok(());
-                                };
-                                outlets.insert(outlet?)
+                // The events ready after it are published in the same turn (up to
+                // DRAIN_MOST), not each after a turn of the select: the connection
+                // then writes them together too.
+                let (mut item, mut taken) = (item, 1);
+                loop {
+                    match item {
+                        Ok(SubscriptionRef::Event(event)) => {
+                            let ack = match to.publish(&mut outlets, stopping.as_mut(), event).await {
+                                None => break 'session Ok(()),
+                                Some(Err(e)) => break 'session Err(e),
+                                Some(Ok(ack)) => ack,
+                            };
+                            unconfirmed |= ack.is_none();
+                            published_total.increment(1);
+                            match ack {
+                                Some(ack) => in_flight.push_back(ack),
+                                // Nothing to wait for, and nothing before it either.
+                                None if in_flight.is_empty() => published = event.position,
+                                None => in_flight.push_back(futures::future::ready((event.position, Ok(()))).boxed()),
                             }
-                        };
-                        let (headers, body) = to.message(&outlet, event);
-                        let send = to.send(&outlet, event.position, headers, body);
-                        let Some(ack) = or_stopping(stopping.as_mut(), send).await else {
-                            break Ok(());
-                        };
-                        let ack = ack?;
-                        unconfirmed |= ack.is_none();
-                        published_total.increment(1);
-                        match ack {
-                            Some(ack) => in_flight.push_back(ack),
-                            // Nothing to wait for, and nothing before it either.
-                            None if in_flight.is_empty() => published = event.position,
-                            None => in_flight.push_back(futures::future::ready((event.position, Ok(()))).boxed()),
                         }
+                        Ok(_) => {}
+                        Err(e) => break 'session Err(e.into()),
                     }
-                    Ok(_) => {}
-                    Err(e) => break Err(e.into()),
+                    if taken == DRAIN_MOST || in_flight.len() >= config.max_in_flight {
+                        break;
+                    }
+                    match subscription.next_ref().now_or_never() {
+                        Some(next) => (item, taken) = (next, taken + 1),
+                        None => break,
+                    }
                 }
             }
         }
@@ -254,8 +260,13 @@ async fn or_shutdown<T>(shutdown: &CancellationToken, work: impl Future<Output =
     or_stopping(stopping, work).await
 }
 
-/// [`or_shutdown`] with a wait for shutdown already made.
+/// [`or_shutdown`] with a wait for shutdown already made. Work done at its first
+/// poll (a publish the client's buffer takes at once) is not raced with it.
 async fn or_stopping<T>(stopping: Pin<&mut WaitForCancellationFuture<'_>>, work: impl Future<Output = T>) -> Option<T> {
+    let mut work = std::pin::pin!(work);
+    if let std::task::Poll::Ready(done) = futures::poll!(work.as_mut()) {
+        return Some(done);
+    }
     tokio::select! {
         biased;
         _ = stopping => None,
@@ -375,6 +386,25 @@ impl Outbound<'_> {
                 .and_then(|s| usize::try_from(s.cached_info().config.max_message_size).ok())
                 .unwrap_or(0),
         })
+    }
+
+    /// Publishes `event` to its outlet (looked up the first time its type comes):
+    /// see [`Outbound::send`]; `None` when the session stops first.
+    async fn publish(
+        &self,
+        outlets: &mut Outlets,
+        mut stopping: Pin<&mut WaitForCancellationFuture<'_>>,
+        event: &RecordedEvent,
+    ) -> Option<anyhow::Result<Option<Ack>>> {
+        let outlet = match outlets.get(&event.event_type) {
+            Some(outlet) => outlet,
+            None => match or_stopping(stopping.as_mut(), self.outlet(&event.event_type)).await? {
+                Ok(outlet) => outlets.insert(outlet),
+                Err(e) => return Some(Err(e)),
+            },
+        };
+        let (headers, body) = self.message(&outlet, event);
+        or_stopping(stopping, self.send(&outlet, event.position, headers, body)).await
     }
 
     /// The headers and body that carry `event` to `outlet`: without its data when
