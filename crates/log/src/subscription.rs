@@ -248,6 +248,22 @@ impl Subscription {
         self.take_group_event().map(SubscriptionRef::Event)
     }
 
+    /// The next event if one is at hand (read with the last page, or in a group the
+    /// log handed over), without reading or waiting: `None` when there is none, and
+    /// where [`Subscription::next_ref`] would give something other than an event.
+    pub fn try_next_ref(&mut self) -> Option<&RecordedEvent> {
+        if !self.ready() {
+            let head = *self.head.borrow();
+            if !(self.next <= head && self.take_live(head) && self.ready()) {
+                return None;
+            }
+        }
+        if let Some(event) = self.buffer.pop_front() {
+            return Some(self.lent.insert(event));
+        }
+        self.take_group_event().ok()
+    }
+
     /// The next item; `Err(Closed)` once the log is closed and everything durable was delivered.
     pub async fn next(&mut self) -> Result<SubscriptionItem> {
         if let Some(control) = self.fill().await? {
@@ -394,6 +410,43 @@ mod tests {
                 .map(|e| e.position)
                 .collect::<Vec<_>>()
         );
+        log.close().await
+    }
+
+    /// [`Subscription::try_next_ref`] gives the rest of a page read, and of a group
+    /// handed over, in order; it never reads, and leaves the switch to live (and
+    /// what it has not got) to `next_ref`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn events_at_hand_are_taken_without_reading_or_waiting() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| LogError::Storage(e.into()))?;
+        let log = EventLog::open_async(dir.path(), LogOptions::default()).await?;
+        let before = append_shapes(&log, 0, 6).await?;
+        let mut subscription = log.subscribe(1, EventFilter::default());
+        assert!(subscription.try_next_ref().is_none(), "nothing read yet");
+        assert_eq!(subscription.position(), 1, "and nothing read by asking");
+        let mut taken = collect_lent(&mut subscription, 1).await?;
+        while let Some(event) = subscription.try_next_ref() {
+            taken.push(event.clone());
+        }
+        assert_eq!(taken.len(), before, "the rest of the page");
+        assert_eq!(subscription.next_ref().await?, SubscriptionRef::CaughtUp(before as u64));
+        // Two groups: the second is taken when the first is done.
+        let total = before + 8;
+        for from in [before, before + 4] {
+            log.append_many(vec![StreamAppend {
+                stream: "order/live".into(),
+                expected: ExpectedVersion::Any,
+                events: (from..from + 4).map(event).collect(),
+            }])
+            .await?;
+        }
+        taken.extend(collect_lent(&mut subscription, 1).await?);
+        while let Some(event) = subscription.try_next_ref() {
+            taken.push(event.clone());
+        }
+        assert_eq!(subscription.taken_live, 8, "both groups handed over");
+        assert_eq!(taken, log.read_all(Some(1), Direction::Forward, total).await?);
+        assert!(subscription.try_next_ref().is_none());
         log.close().await
     }
 

@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{AckPolicy, FromConsumer, pull};
+use async_nats::jetstream::consumer::{AckPolicy, pull};
 use async_nats::jetstream::{self, stream};
 use std::sync::Arc;
 
@@ -183,27 +183,7 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
         .map_err(transient)?;
     let batch = config.ingest.batch;
     let pull = pull_messages(batch);
-    // Filtered only when the stream captures more than the ingest subjects: the
-    // server matches each message's subject against a consumer's filter as it
-    // delivers it (a twentieth of its work per ingested message), and reads a
-    // consumer of the whole stream straight through.
-    let ingest_subjects = &config.ingest.subjects;
-    let captures_more = stream
-        .cached_info()
-        .config
-        .subjects
-        .iter()
-        .any(|s| !ingest_subjects.iter().any(|i| crate::subjects::covers(i, s)));
-    let filters: &[String] = if captures_more { ingest_subjects } else { &[] };
-    let filter_subject = match filters {
-        [one] => one.clone(),
-        _ => String::new(),
-    };
-    let filter_subjects = match filters {
-        [_] => Vec::new(),
-        many => many.to_vec(),
-    };
-    let mut consumer: jetstream::consumer::PullConsumer = stream
+    let consumer: jetstream::consumer::PullConsumer = stream
         .get_or_create_consumer(
             &config.ingest.consumer,
             pull::Config {
@@ -218,8 +198,15 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
                     AckPolicy::All
                 },
                 ack_wait: config.ack_wait(),
-                filter_subject: filter_subject.clone(),
-                filter_subjects: filter_subjects.clone(),
+                // Only the ingest subjects, whatever else an adopted stream captures.
+                filter_subject: match config.ingest.subjects.as_slice() {
+                    [one] => one.clone(),
+                    _ => String::new(),
+                },
+                filter_subjects: match config.ingest.subjects.as_slice() {
+                    [_] => Vec::new(),
+                    many => many.to_vec(),
+                },
                 // Room for what is being appended and one and a half pulls delivered.
                 max_ack_pending: i64::try_from(batch * BATCHES_IN_FLIGHT + pull * 2).unwrap_or(i64::MAX),
                 ..Default::default()
@@ -233,29 +220,6 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
                 config.ingest.consumer, config.ingest.stream
             ))
         })?;
-    let made = &consumer.cached_info().config;
-    if captures_more && made.filter_subject.is_empty() && made.filter_subjects.is_empty() {
-        // Made unfiltered, the stream has since come to capture other subjects,
-        // which it would deliver too: it takes only the ingest subjects from now on.
-        let refiltered = jetstream::consumer::Config {
-            filter_subject,
-            filter_subjects,
-            ..made.clone()
-        };
-        let refiltered = pull::Config::try_from_consumer_config(refiltered).map_err(transient)?;
-        consumer = stream.update_consumer(refiltered).await.map_err(|e| {
-            transient(format!(
-                "consumer {} of stream {} delivers the whole stream, which now captures more than {:?}, \
-                 and could not be given them as filters: {e}",
-                config.ingest.consumer, config.ingest.stream, ingest_subjects
-            ))
-        })?;
-        tracing::info!(
-            consumer = %config.ingest.consumer,
-            filters = ?ingest_subjects,
-            "the ingest stream captures more than the ingest subjects: the consumer now filters to them"
-        );
-    }
     let info = consumer.cached_info();
     // A consumer made otherwise is adopted if it can keep the promise: each message
     // acknowledged, and only once recorded, with its payload.

@@ -133,13 +133,13 @@ async fn session(
             () = &mut save_due, if published != saved => {}
             // Lent: live events are shared with the other subscribers, not copied.
             item = subscription.next_ref(), if in_flight.len() < config.max_in_flight => {
-                // The events ready after it are published in the same turn (up to
-                // DRAIN_MOST), not each after a turn of the select: the connection
-                // then writes them together too.
-                let (mut item, mut taken) = (item, 1);
-                loop {
-                    match item {
-                        Ok(SubscriptionRef::Event(event)) => {
+                match item {
+                    // The events at hand after it are published in the same turn (up
+                    // to DRAIN_MOST), not each after a turn of the select: the
+                    // connection then writes them together too.
+                    Ok(SubscriptionRef::Event(first)) => {
+                        let (mut event, mut taken) = (first, 1);
+                        loop {
                             let ack = match to.publish(&mut outlets, stopping.as_mut(), event).await {
                                 None => break 'session Ok(()),
                                 Some(Err(e)) => break 'session Err(e),
@@ -153,17 +153,17 @@ async fn session(
                                 None if in_flight.is_empty() => published = event.position,
                                 None => in_flight.push_back(futures::future::ready((event.position, Ok(()))).boxed()),
                             }
+                            if taken == DRAIN_MOST || in_flight.len() >= config.max_in_flight {
+                                break;
+                            }
+                            match subscription.try_next_ref() {
+                                Some(next) => (event, taken) = (next, taken + 1),
+                                None => break,
+                            }
                         }
-                        Ok(_) => {}
-                        Err(e) => break 'session Err(e.into()),
                     }
-                    if taken == DRAIN_MOST || in_flight.len() >= config.max_in_flight {
-                        break;
-                    }
-                    match subscription.next_ref().now_or_never() {
-                        Some(next) => (item, taken) = (next, taken + 1),
-                        None => break,
-                    }
+                    Ok(_) => {}
+                    Err(e) => break Err(e.into()),
                 }
             }
         }
