@@ -242,10 +242,7 @@ impl Subscription {
         if let Some(control) = self.fill().await? {
             return Ok(control.into());
         }
-        if let Some(event) = self.buffer.pop_front() {
-            return Ok(SubscriptionRef::Event(self.lent.insert(event)));
-        }
-        self.take_group_event().map(SubscriptionRef::Event)
+        self.lend().map(SubscriptionRef::Event)
     }
 
     /// The next event if one is at hand (read with the last page, or in a group the
@@ -258,10 +255,7 @@ impl Subscription {
                 return None;
             }
         }
-        if let Some(event) = self.buffer.pop_front() {
-            return Some(self.lent.insert(event));
-        }
-        self.take_group_event().ok()
+        self.lend().ok()
     }
 
     /// The next item; `Err(Closed)` once the log is closed and everything durable was delivered.
@@ -273,6 +267,15 @@ impl Subscription {
             return Ok(SubscriptionItem::Event(event));
         }
         Ok(SubscriptionItem::Event(self.take_group_event()?.clone()))
+    }
+
+    /// The event [`ready`](Self::ready) found, lent: from the page read (kept until
+    /// the next one is lent) or from the handed-over group.
+    fn lend(&mut self) -> Result<&RecordedEvent> {
+        if let Some(event) = self.buffer.pop_front() {
+            return Ok(self.lent.insert(event));
+        }
+        self.take_group_event()
     }
 
     /// The handed-over event [`ready`](Self::ready) found, taken.
