@@ -744,6 +744,11 @@ async fn bad_messages_are_dead_lettered_with_a_reason_and_ingest_continues() -> 
             structured(json!({"specversion":"1.0","id":"3","source":"s","type":"a b","subject":"s/1"})),
             "invalid",
         ),
+        // The same, quoted in the error header in US-ASCII.
+        (
+            structured(json!({"specversion":"1.0","id":"8","source":"s","type":"café au lait","subject":"s/1"})),
+            "invalid",
+        ),
         // A well-formed CloudEvent whose subject is not a stream name.
         (
             structured(json!({"specversion":"1.0","id":"5","source":"s","type":"a.b","subject":"s//1"})),
@@ -803,6 +808,8 @@ async fn bad_messages_are_dead_lettered_with_a_reason_and_ingest_continues() -> 
         );
     }
     assert_eq!(reasons, expected);
+    assert!(errors.iter().all(|e| e.is_ascii()), "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains(r"caf\u{e9} au lait")), "{errors:?}");
     let ahead_error = &errors[errors.len() - 2];
     assert!(
         ahead_error.contains("events[0].time") && ahead_error.contains("ahead of the server's clock"),
@@ -820,7 +827,7 @@ async fn bad_messages_are_dead_lettered_with_a_reason_and_ingest_continues() -> 
     // see first.
     let lines = [
         "opsflow_nats_dead_letters_total{reason=\"decode\"} 5",
-        "opsflow_nats_dead_letters_total{reason=\"invalid\"} 6",
+        "opsflow_nats_dead_letters_total{reason=\"invalid\"} 7",
         "opsflow_nats_dead_letters_total{reason=\"version_conflict\"} 2",
     ];
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -956,6 +963,25 @@ async fn request_reply_returns_positions_and_structured_errors() -> anyhow::Resu
     let reply = ask(headers.clone(), invalid.to_string().into()).await??;
     let err: serde_json::Value = serde_json::from_slice(&reply.payload)?;
     assert_eq!(err["error"]["field"], "events[0].data.customer", "{err}");
+    // The header says it in US-ASCII; the body as it is.
+    let mut foreign = ce.clone();
+    foreign["id"] = json!("r4");
+    foreign["type"] = json!("café au lait");
+    let reply = ask(headers.clone(), foreign.to_string().into()).await??;
+    let said = reply
+        .headers
+        .unwrap_or_default()
+        .get("Nats-Service-Error")
+        .map(|v| v.as_str().to_owned())
+        .unwrap_or_default();
+    assert!(said.contains(r"caf\u{e9} au lait") && said.is_ascii(), "{said}");
+    let err: serde_json::Value = serde_json::from_slice(&reply.payload)?;
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("café au lait")),
+        "{err}"
+    );
     let mut no_id = ce.clone();
     no_id.as_object_mut().map(|o| o.remove("id"));
     let reply = ask(headers, no_id.to_string().into()).await??;

@@ -63,6 +63,7 @@ pub async fn run(messages: u64) -> anyhow::Result<Vec<Row>> {
         let (ceiling, ceiling_range) = median(ceiling.iter().map(|r| r.rate).collect());
         let (ingest, ingest_range) = median(ingested.iter().map(|r| r.rate).collect());
         let ratio = ingest / raw;
+        let bound = cpu[2].bound();
         rows.push(Row::new(
             format!("nats raw JetStream acked publish, {label}"),
             format!(
@@ -86,11 +87,14 @@ pub async fn run(messages: u64) -> anyhow::Result<Vec<Row>> {
                 format!("nats ingest publish → durable → acked, {label}"),
                 format!(
                     "{} events/s = {ratio:.2}× raw, {:.2}× the consume-only ceiling, median of {ROUNDS} \
-                     ({ingest_range}); CPU per event: {}, of which opsflow ≈ {:.1} µs (less the raw run's publisher)",
+                     ({ingest_range}); CPU per event: {}, of which opsflow ≈ {:.1} µs (less the raw run's publisher); \
+                     with every core busy, at most {} events/s = {:.2}× raw",
                     count(ingest),
                     ingest / ceiling,
                     cpu[2].text("publisher and opsflow"),
-                    cpu[2].process - cpu[0].process
+                    cpu[2].process - cpu[0].process,
+                    count(bound),
+                    bound / raw
                 ),
             )
             .target("≥ 0.5× raw", ratio >= 0.5),
@@ -122,6 +126,19 @@ impl Cpu {
         Cpu {
             nats: of(|c| c.nats),
             process: of(|c| c.process),
+        }
+    }
+
+    /// The most messages a second the machine's cores could carry at this CPU per
+    /// message, were they never idle: with the publisher, `nats-server` and the
+    /// consumer sharing them, no scheduling gets a run past it.
+    fn bound(&self) -> f64 {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let per_message = self.nats + self.process;
+        if per_message > 0.0 {
+            cores * 1e6 / per_message
+        } else {
+            0.0
         }
     }
 

@@ -114,7 +114,7 @@ impl DeadLetters {
                 }
             }
         }
-        insert(&mut headers, "Opsflow-Error", error);
+        insert(&mut headers, "Opsflow-Error", &header_text(error));
         insert(&mut headers, "Opsflow-Error-Reason", reason.as_str());
         insert(&mut headers, "Opsflow-Original-Subject", message.subject.as_str());
         if let Some(origin) = origin {
@@ -130,10 +130,10 @@ impl DeadLetters {
             insert(
                 &mut headers,
                 "Opsflow-Payload-Omitted",
-                &format!(
+                &header_text(&format!(
                     "the original payload ({} bytes) does not fit in a dead letter; {place}",
                     payload.len()
-                ),
+                )),
             );
             payload = bytes::Bytes::new();
             whole = false;
@@ -178,6 +178,24 @@ pub(crate) fn headers_size(headers: &HeaderMap) -> usize {
     "NATS/1.0\r\n\r\n".len() + lines
 }
 
+/// Explanatory text for a header value: on one line, and in US-ASCII as header
+/// values should be (RFC 9110 §5.5; some NATS clients refuse others), any other
+/// character written as its Rust escape (`é` as `\u{e9}`). An error quotes what it
+/// refuses, which may be anything a producer sent.
+pub(crate) fn header_text(text: &str) -> String {
+    let mut ascii = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            ascii.push(' ');
+        } else if c.is_ascii() {
+            ascii.push(c);
+        } else {
+            ascii.extend(c.escape_unicode());
+        }
+    }
+    ascii
+}
+
 fn insert(headers: &mut HeaderMap, name: &'static str, value: &str) {
     // Header values cannot hold line breaks.
     let clean: String = value.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
@@ -197,5 +215,12 @@ mod tests {
         headers.append("X-Custom", "bc");
         let sent = "NATS/1.0\r\nNats-Msg-Id: 42\r\nX-Custom: a\r\nX-Custom: bc\r\n\r\n";
         assert_eq!(headers_size(&headers), sent.len());
+    }
+
+    #[test]
+    fn explanatory_text_goes_out_in_ascii() {
+        assert_eq!(header_text("plain text"), "plain text");
+        assert_eq!(header_text("id \"café\" is 🚚"), "id \"caf\\u{e9}\" is \\u{1f69a}");
+        assert_eq!(header_text("line\r\nbreak\té"), "line  break \\u{e9}");
     }
 }

@@ -1,6 +1,6 @@
 //! JetStream ingest: a durable pull consumer over `ops.events.>`, batches appended
 //! with [`EventLog::submit_each`] and settled strictly in order, each batch
-//! acknowledged (one `AckPolicy::All` acknowledgement of its last message) only once
+//! acknowledged (one `AckPolicy::All` acknowledgement, see [`covering`]) only once
 //! its events are durable. Redeliveries are absorbed by the log's idempotent
 //! `(source, id)`, so each event is recorded exactly once. Bad messages go to the
 //! dead-letter subject and are terminated, never redelivered forever.
@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::decode::{DeadReason, decode};
 use crate::dlq::Origin;
-use crate::pull::{Delivery, Pull, ack, retry_after, terminate};
+use crate::pull::{Delivery, Pull, ack, covering, retry_after, terminate};
 use crate::{DeadLetters, IngestConfig, NatsConfig, NatsError};
 
 /// Batches enqueued in the log and awaiting durability at once.
@@ -167,7 +167,7 @@ pub async fn ensure_stream(js: &jetstream::Context, config: &IngestConfig) -> Re
 struct Consuming {
     dead_letters: DeadLetters,
     messages: Pull,
-    /// Present when the consumer acknowledges a batch with its last message: its
+    /// Present when the consumer acknowledges a batch with one message: its
     /// deliveries are then checked for gaps.
     deliveries: Option<Deliveries>,
 }
@@ -188,9 +188,9 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
             &config.ingest.consumer,
             pull::Config {
                 durable_name: Some(config.ingest.consumer.clone()),
-                // One acknowledgement per batch (its last message) instead of one per
-                // message: batches settle strictly in order, so acknowledging the last
-                // one acknowledges exactly what is durable (see the module docs). A
+                // One acknowledgement per batch (of its highest stream sequence) instead
+                // of one per message: batches settle strictly in order, so it
+                // acknowledges exactly what is durable (see the module docs). A
                 // work-queue stream takes only consumers that acknowledge each one.
                 ack_policy: if stream.cached_info().config.retention == stream::RetentionPolicy::WorkQueue {
                     AckPolicy::Explicit
@@ -828,8 +828,8 @@ fn outcome(
 
 /// Settles a batch whose appends are done: durable (or an exact duplicate) →
 /// acknowledged; refused → dead letter, then terminated. With `ack_all` one
-/// acknowledgement of the batch's last message covers it (the consumer's
-/// `AckPolicy::All`), else each message is acknowledged.
+/// acknowledgement covers it (the consumer's `AckPolicy::All`, of the delivery
+/// [`covering`] picks), else each message is acknowledged.
 async fn settle(
     client: &async_nats::Client,
     messages: Vec<async_nats::Message>,
@@ -864,9 +864,9 @@ async fn settle(
             }
         }
     }
-    if ack_all && let Some(last) = messages.last() {
+    if ack_all && let Some(covering) = covering(&messages) {
         // Covers every message of the batch (and the terminated ones are settled).
-        ack(client, last).await.map_err(transient)?;
+        ack(client, covering).await.map_err(transient)?;
     }
     metrics::counter!("opsflow_nats_ingested_total").increment(ingested);
     Ok(())

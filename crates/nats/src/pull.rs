@@ -292,6 +292,27 @@ impl<'a> Delivery<'a> {
     }
 }
 
+/// The delivery of `batch` whose `AckPolicy::All` acknowledgement covers all of it:
+/// the one of the highest stream sequence. nats-server takes such an
+/// acknowledgement as "every pending message up to this stream sequence", so the
+/// batch's last delivery would not do when it is a redelivery of an older message
+/// (after `ack_wait`, or of what an earlier session was given): the newer ones
+/// delivered before it would stay pending until `ack_wait` and come again. Those of
+/// lower stream sequences not in the batch are recorded already (earlier batches,
+/// or recovered at the session's start), as the first delivery of a message always
+/// comes after those of lower sequences. `None` for an empty batch; a delivery
+/// without acknowledgement details counts as sequence 0.
+pub(crate) fn covering(batch: &[Message]) -> Option<&Message> {
+    let sequence = |m: &Message| {
+        m.reply
+            .as_deref()
+            .and_then(Delivery::of)
+            .map_or(0, |d| d.stream_sequence)
+    };
+    // The last of equals: the newest delivery of that message.
+    batch.iter().max_by_key(|m| sequence(m))
+}
+
 /// Acknowledges `message` (with `AckPolicy::All`, every delivery before it too).
 pub(crate) async fn ack(client: &async_nats::Client, message: &Message) -> Result<(), String> {
     reply(client, message, bytes::Bytes::from_static(b"+ACK")).await
@@ -400,6 +421,93 @@ mod tests {
         let info = consumer.info().await?;
         assert_eq!((info.num_ack_pending, info.ack_floor.stream_sequence), (0, 10));
         Ok(())
+    }
+
+    #[tokio::test]
+    async fn the_acknowledgement_of_a_batch_covers_it_when_it_ends_with_redeliveries() -> anyhow::Result<()> {
+        let nats = opsflow_testkit::NatsServer::start()?;
+        let ack_wait = Duration::from_secs(3);
+        let (client, js) = consumer_with(
+            &nats,
+            consumer::pull::Config {
+                ack_policy: consumer::AckPolicy::All,
+                ack_wait,
+                ..Default::default()
+            },
+        )
+        .await?;
+        let mut pull = pull_of(client.clone(), Duration::from_secs(30)).await?;
+        let sequences = |m: &Message| {
+            Delivery::of(m.reply.as_deref().unwrap_or_default()).map(|d| (d.stream_sequence, d.consumer_sequence))
+        };
+        // Three given and never acknowledged (a session that died), two more a
+        // while later, then the three again once their `ack_wait` is over: one
+        // batch of five, acknowledged well before the two's `ack_wait` is over.
+        let mut batch = Vec::new();
+        for n in 1..=5 {
+            if n == 4 {
+                tokio::time::sleep(ack_wait - Duration::from_secs(1)).await;
+            }
+            js.publish(format!("t.{n}"), n.to_string().into()).await?.await?;
+            let message = next(&mut pull).await?;
+            if n > 3 {
+                batch.push(message);
+            }
+        }
+        for _ in 0..3 {
+            batch.push(next(&mut pull).await?);
+        }
+        let order: Vec<_> = batch.iter().map(sequences).collect();
+        assert_eq!(
+            order,
+            [(4, 4), (5, 5), (1, 6), (2, 7), (3, 8)].map(Some),
+            "stream and consumer sequences"
+        );
+        let covering = covering(&batch).ok_or_else(|| anyhow::anyhow!("no delivery"))?;
+        assert_eq!(sequences(covering), Some((5, 5)));
+        ack(&client, covering).await.map_err(anyhow::Error::msg)?;
+        client.flush().await?;
+        let mut consumer: consumer::PullConsumer = js
+            .get_stream("T")
+            .await?
+            .get_consumer("c")
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let info = consumer.info().await?;
+        // The batch's last delivery, (3, 8), would leave 4 and 5 pending.
+        assert_eq!((info.num_ack_pending, info.ack_floor.stream_sequence), (0, 5));
+        // Nor do they come again once it is.
+        tokio::time::sleep(ack_wait).await;
+        let again = pull.ready().map(|m| m.map(|m| sequences(&m)));
+        assert!(again.is_none(), "{again:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn the_covering_delivery_is_the_newest_of_the_highest_stream_sequence() {
+        let delivery = |reply: Option<&str>| Message {
+            subject: "t.x".into(),
+            reply: reply.map(Into::into),
+            payload: bytes::Bytes::new(),
+            headers: None,
+            status: None,
+            description: None,
+            length: 0,
+        };
+        let batch = [
+            delivery(Some("$JS.ACK.T.c.1.4.4.1700000000000000000.9")),
+            delivery(Some("$JS.ACK.T.c.1.5.5.1700000000000000000.8")),
+            delivery(Some("$JS.ACK.T.c.2.1.6.1700000000000000000.7")),
+            delivery(Some("$JS.ACK.T.c.2.5.7.1700000000000000000.6")),
+            delivery(None),
+        ];
+        let reply = |m: Option<&Message>| m.and_then(|m| m.reply.as_deref().map(str::to_owned));
+        assert_eq!(
+            reply(covering(&batch)).as_deref(),
+            Some("$JS.ACK.T.c.2.5.7.1700000000000000000.6")
+        );
+        assert_eq!(reply(covering(&batch[..1])).as_deref(), batch[0].reply.as_deref());
+        assert!(covering(&[]).is_none());
     }
 
     #[tokio::test]

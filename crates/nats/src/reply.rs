@@ -305,8 +305,7 @@ fn error_reply(status: u16, code: &str, message: String, details: Value) -> (Hea
     let mut headers = HeaderMap::new();
     headers.insert("Content-Type", "application/json");
     headers.insert("Nats-Service-Error-Code", status.to_string().as_str());
-    let clean: String = message.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    headers.insert("Nats-Service-Error", clean.as_str());
+    headers.insert("Nats-Service-Error", crate::dlq::header_text(&message).as_str());
     let mut error = json!({ "code": code, "message": message });
     if let (Some(error), Value::Object(details)) = (error.as_object_mut(), details) {
         error.extend(details);
