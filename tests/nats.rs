@@ -1268,6 +1268,226 @@ async fn outbound_publishes_in_order_and_resumes_without_gaps_or_duplicates() ->
     Ok(())
 }
 
+/// A TCP proxy in front of `nats-server` that can hold what clients send and then
+/// cut every connection, dropping what it held: as a network failure loses what a
+/// client wrote into a connection that then broke (the client cannot tell).
+struct CutProxy {
+    port: u16,
+    holding: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cuts: tokio::sync::watch::Sender<u64>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl CutProxy {
+    async fn start(to: u16) -> anyhow::Result<CutProxy> {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let holding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (cuts, cut) = tokio::sync::watch::channel(0u64);
+        let held = holding.clone();
+        let accepting = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await else {
+                    continue;
+                };
+                let (mut cut, holding) = (cut.clone(), held.clone());
+                cut.mark_unchanged();
+                tokio::spawn(async move {
+                    let (mut from_client, mut to_client) = client.into_split();
+                    let (mut from_server, mut to_server) = server.into_split();
+                    let upstream = async {
+                        let mut buf = vec![0u8; 64 << 10];
+                        loop {
+                            let n = from_client.read(&mut buf).await?;
+                            if n == 0 {
+                                return anyhow::Ok(());
+                            }
+                            // Held: read from the client, never sent on.
+                            if !holding.load(Ordering::SeqCst) {
+                                to_server.write_all(&buf[..n]).await?;
+                            }
+                        }
+                    };
+                    let downstream = tokio::io::copy(&mut from_server, &mut to_client);
+                    tokio::select! {
+                        _ = upstream => {}
+                        _ = downstream => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Ok(CutProxy {
+            port,
+            holding,
+            cuts,
+            accepting,
+        })
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// From now on, what clients send is read and dropped.
+    fn hold(&self) {
+        self.holding.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Closes every connection (what was held is lost) and lets new ones through.
+    fn cut(&self) {
+        self.cuts.send_modify(|n| *n += 1);
+        self.holding.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for CutProxy {
+    fn drop(&mut self) {
+        self.accepting.abort();
+    }
+}
+
+/// Publishes written into a connection that then breaks are lost, while those the
+/// client queues after go out on the next connection: the capturing stream still
+/// gets every position once and in order (it used to store the later ones first,
+/// and the lost ones when outbound published again from its checkpoint).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_keeps_position_order_when_a_connection_breaks_and_loses_publishes() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let js = jetstream::new(async_nats::connect(nats.url()).await?);
+    js.create_stream(jetstream::stream::Config {
+        name: "OPSFLOW_LOG".into(),
+        subjects: vec!["opsflow.log.>".into()],
+        ..Default::default()
+    })
+    .await?;
+    let proxy = CutProxy::start(nats.port()).await?;
+    let dir = tempfile::tempdir()?;
+    let opsflow = OpsflowProcess::start_with(dir.path(), &["--nats", &proxy.url()])?;
+    wait_ready(&opsflow.url()).await?;
+    const EVENTS: u64 = 300;
+    let url = opsflow.url();
+    let appending = tokio::spawn(async move {
+        let mut c = client(&url).await?;
+        for i in 0..EVENTS {
+            append_order(&mut c, "cut", &format!("order/{}", i % 5), i).await?;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        anyhow::Ok(())
+    });
+    let mut stream = js.get_stream("OPSFLOW_LOG").await?;
+    // Some published, then some lost with the connection, then the rest.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stream.info().await?.state.messages < 50 {
+        anyhow::ensure!(Instant::now() < deadline, "outbound published nothing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    proxy.hold();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stored_at_cut = stream.info().await?.state.messages;
+    proxy.cut();
+    appending.await??;
+    assert_eq!(stored_once(&mut stream, EVENTS).await?, EVENTS, "no duplicate");
+    assert!(
+        stored_at_cut < EVENTS - 50,
+        "the cut came while events were published ({stored_at_cut} stored)"
+    );
+    let expected: Vec<u64> = (1..=EVENTS).collect();
+    assert_eq!(positions_in(&stream, EVENTS).await?, expected, "in position order");
+    Ok(())
+}
+
+/// Someone else's messages stored in the capturing stream between outbound's make
+/// outbound's next publish refused (it names the position before it): outbound
+/// starts again from its checkpoint and every event still gets there once, in
+/// order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_goes_on_past_other_messages_in_its_stream() -> anyhow::Result<()> {
+    let (_nats, js, _dir, opsflow) = opsflow_with_stream("OPSFLOW_LOG", "opsflow.log.>").await?;
+    wait_ready(&opsflow.url()).await?;
+    let mut c = client(&opsflow.url()).await?;
+    let mut stream = js.get_stream("OPSFLOW_LOG").await?;
+    const EVENTS: u64 = 40;
+    let mut others = 0;
+    for i in 0..EVENTS {
+        append_order(&mut c, "mixed", "order/mixed", i).await?;
+        if i % 10 == 5 {
+            // Right after outbound's publish of this event.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while stream.info().await?.state.messages < i + 1 + others {
+                anyhow::ensure!(Instant::now() < deadline, "position {} not published", i + 1);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            js.publish("opsflow.log.by.someone.else", "{}".into()).await?.await?;
+            others += 1;
+        }
+    }
+    let stored = stored_once(&mut stream, EVENTS + 4).await?;
+    assert_eq!(stored, EVENTS + 4, "no duplicate");
+    assert_eq!(
+        positions_in(&stream, stored).await?,
+        (1..=EVENTS).collect::<Vec<_>>(),
+        "in position order"
+    );
+    Ok(())
+}
+
+/// How many messages `stream` holds once it has `expected` (within a minute) and
+/// half a second more has passed (for any that should not come).
+async fn stored_once(stream: &mut jetstream::stream::Stream, expected: u64) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stored = stream.info().await?.state.messages;
+        if stored >= expected {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the stream has {stored} of {expected} messages"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(stream.info().await?.state.messages)
+}
+
+/// Appends event `e<i>` of `source`, an `order.placed`, to `stream`.
+async fn append_order(
+    c: &mut opsflow_proto::v1::event_log_client::EventLogClient<tonic::transport::Channel>,
+    source: &str,
+    stream: &str,
+    i: u64,
+) -> anyhow::Result<()> {
+    let placed = event(
+        source,
+        &format!("e{i}"),
+        "order.placed",
+        &order_json(&format!("SO-{i}"), i),
+    );
+    c.append(v1::AppendRequest {
+        stream: stream.into(),
+        expected: None,
+        events: vec![placed],
+    })
+    .await?;
+    Ok(())
+}
+
+/// The positions (`Nats-Msg-Id`) of the first `messages` messages of `stream`, in
+/// stream order; messages without one (not outbound's) left out.
+async fn positions_in(stream: &jetstream::stream::Stream, messages: u64) -> anyhow::Result<Vec<u64>> {
+    let mut positions = Vec::new();
+    for seq in 1..=messages {
+        let m = stream.get_raw_message(seq).await?;
+        if let Some(id) = m.headers.get("Nats-Msg-Id") {
+            positions.push(id.as_str().parse::<u64>()?);
+        }
+    }
+    Ok(positions)
+}
+
 /// A `nats-server` with a stream `name` capturing `subjects`, and `opsflow dev` on
 /// it as a process of its own (started, not yet ready).
 async fn opsflow_with_stream(

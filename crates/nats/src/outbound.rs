@@ -2,6 +2,11 @@
 //! structured CloudEvent with `Nats-Msg-Id` = position. When a JetStream stream
 //! captures the subject, publishes are JetStream publishes (pipelined, each
 //! acknowledged), so a restart that re-publishes is deduplicated by the stream.
+//! Each such publish after a session's first to a stream also names the position
+//! published to that stream before it (`Nats-Expected-Last-Msg-Id`): a connection
+//! that breaks can lose what was written into it while the publishes queued after
+//! go out on the next one, and the stream then refuses those instead of storing
+//! them ahead of the lost ones; the session starts again from its checkpoint.
 //! A checkpoint in the log makes publishing resume where it stopped, without gaps:
 //! it moves past a JetStream publish once the stream acknowledges it, and past a
 //! core publish once a round trip through the server after it comes back (the
@@ -14,7 +19,7 @@ use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream;
-use async_nats::jetstream::context::GetStreamByNameErrorKind;
+use async_nats::jetstream::context::{GetStreamByNameErrorKind, PublishErrorKind};
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
 use opsflow_log::{EventFilter, EventLog, LogError, RecordedEvent, SubscriptionRef};
@@ -23,7 +28,28 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use crate::OutboundConfig;
 use crate::connection::connects;
 
-type Ack = futures::future::BoxFuture<'static, (u64, Result<(), String>)>;
+type Ack = futures::future::BoxFuture<'static, (u64, Result<(), Refused>)>;
+
+/// Why a JetStream publish was not acknowledged.
+struct Refused {
+    text: String,
+    /// The stream's last message was not the position published to it before
+    /// (`Nats-Expected-Last-Msg-Id`).
+    wrong_last: bool,
+}
+
+/// What a session leaves the next one.
+#[derive(Default)]
+struct Carry {
+    /// Events were acknowledged in the session.
+    progressed: bool,
+    /// The position the next session publishes without naming the one before it:
+    /// the stream refused it as the session's first failure, so every publish
+    /// before it was acknowledged (stored, the one before it last of outbound's),
+    /// and something else was stored after that. Named again, it would be refused
+    /// again, session after session.
+    unchecked: Option<u64>,
+}
 
 /// How often the outbound checkpoint is saved while publishing (and how long after
 /// the last publish it is saved when publishing pauses).
@@ -54,9 +80,15 @@ pub async fn run_outbound(
     metrics::counter!("opsflow_nats_outbound_interruptions_total").increment(0);
     metrics::counter!("opsflow_nats_outbound_data_omitted_total").increment(0);
     let mut delay = Duration::from_millis(200);
+    let mut carry = Carry::default();
     loop {
-        let outcome = session(&client, &config, &log, &shutdown, &ready.outbound).await;
+        let outcome = session(&client, &config, &log, &shutdown, &ready.outbound, &mut carry).await;
         ready.outbound.set(false);
+        if std::mem::take(&mut carry.progressed) {
+            // A session that got events acknowledged: the next failure is a new
+            // one, not this one again.
+            delay = Duration::from_millis(200);
+        }
         match outcome {
             Ok(()) => return Ok(()),
             Err(e) => {
@@ -82,6 +114,7 @@ async fn session(
     log: &EventLog,
     shutdown: &CancellationToken,
     ready: &crate::Flag,
+    carry: &mut Carry,
 ) -> anyhow::Result<()> {
     let js = jetstream::new(client.clone());
     let Some(jetstream) = or_shutdown(shutdown, jetstream_available(&js)).await.transpose()? else {
@@ -110,11 +143,13 @@ async fn session(
     tokio::pin!(save_due);
     tracing::info!(from = published + 1, prefix = %config.subject_prefix, "nats outbound publishing");
     ready.set(true);
-    let to = Outbound {
+    let mut to = Outbound {
         client,
         js: jetstream.then_some(&js),
         prefix: &config.subject_prefix,
         template: &template,
+        last_in_stream: HashMap::new(),
+        unchecked: carry.unchecked.take(),
     };
     // One wait for shutdown for the session, not one made (and its waiter
     // registered and removed) per event.
@@ -125,10 +160,20 @@ async fn session(
             biased;
             _ = &mut stopping => break Ok(()),
             Some((position, acked)) = in_flight.next(), if !in_flight.is_empty() => {
-                if let Err(e) = acked {
-                    break Err(anyhow::anyhow!("publish of position {position} not acknowledged: {e}"));
+                if let Err(refused) = acked {
+                    if refused.wrong_last {
+                        carry.unchecked = Some(position);
+                        break Err(anyhow::anyhow!(
+                            "publish of position {position} refused: another message was stored in its stream \
+                             after position {published} ({}; a stream capturing outbound's subjects should hold \
+                             only them)",
+                            refused.text
+                        ));
+                    }
+                    break Err(anyhow::anyhow!("publish of position {position} not acknowledged: {}", refused.text));
                 }
                 published = position;
+                carry.progressed = true;
             }
             () = &mut save_due, if published != saved => {}
             // Lent: live events are shared with the other subscribers, not copied.
@@ -219,7 +264,8 @@ async fn session(
 struct Outlet {
     event_type: String,
     subject: async_nats::Subject,
-    in_stream: bool,
+    /// The stream that captures the subject, if any.
+    stream: Option<String>,
     /// The capturing stream's largest message (`max_msg_size`), 0 for none.
     stream_limit: usize,
 }
@@ -357,6 +403,10 @@ struct Outbound<'a> {
     js: Option<&'a jetstream::Context>,
     prefix: &'a str,
     template: &'a HeaderMap,
+    /// The position last published to each capturing stream in this session.
+    last_in_stream: HashMap<String, u64>,
+    /// The position published without naming the one before it (see [`Carry`]).
+    unchecked: Option<u64>,
 }
 
 impl Outbound<'_> {
@@ -378,20 +428,21 @@ impl Outbound<'_> {
                 Err(e) => anyhow::bail!("looking up the stream that captures {subject}: {e}"),
             },
         };
+        let stream_limit = (stream.as_ref())
+            .and_then(|s| usize::try_from(s.cached_info().config.max_message_size).ok())
+            .unwrap_or(0);
         Ok(Outlet {
             event_type: event_type.to_owned(),
             subject: subject.into(),
-            in_stream: stream.is_some(),
-            stream_limit: stream
-                .and_then(|s| usize::try_from(s.cached_info().config.max_message_size).ok())
-                .unwrap_or(0),
+            stream: stream.map(|s| s.cached_info().config.name.clone()),
+            stream_limit,
         })
     }
 
     /// Publishes `event` to its outlet (looked up the first time its type comes):
     /// see [`Outbound::send`]; `None` when the session stops first.
     async fn publish(
-        &self,
+        &mut self,
         outlets: &mut Outlets,
         mut stopping: Pin<&mut WaitForCancellationFuture<'_>>,
         event: &RecordedEvent,
@@ -453,19 +504,42 @@ impl Outbound<'_> {
     /// wait for when a stream captures it, `None` for a core publish (confirmed by
     /// the next [`Echo`]).
     async fn send(
-        &self,
+        &mut self,
         outlet: &Outlet,
         position: u64,
-        headers: HeaderMap,
+        mut headers: HeaderMap,
         body: bytes::Bytes,
     ) -> anyhow::Result<Option<Ack>> {
-        match self.js {
-            Some(js) if outlet.in_stream => {
+        match (self.js, &outlet.stream) {
+            (Some(js), Some(stream)) => {
+                // The stream refuses it unless the position before it (for the
+                // stream) was stored last: see the module docs. The session's
+                // first to the stream has none to name.
+                let before = match self.last_in_stream.get_mut(stream) {
+                    Some(last) => Some(std::mem::replace(last, position)),
+                    None => {
+                        self.last_in_stream.insert(stream.clone(), position);
+                        None
+                    }
+                };
+                if let Some(before) = before.filter(|_| self.unchecked != Some(position)) {
+                    headers.insert(
+                        async_nats::header::NATS_EXPECTED_LAST_MESSAGE_ID,
+                        async_nats::HeaderValue::from(before),
+                    );
+                }
                 // Boxed: its future is large, and a core publish (the other arm)
                 // would carry its size into every publish's future.
                 let ack = Box::pin(js.publish_with_headers(outlet.subject.clone(), headers, body)).await?;
                 Ok(Some(
-                    async move { (position, ack.await.map(|_| ()).map_err(|e| e.to_string())) }.boxed(),
+                    async move {
+                        let acked = ack.await.map(|_| ()).map_err(|e| Refused {
+                            wrong_last: e.kind() == PublishErrorKind::WrongLastMessageId,
+                            text: e.to_string(),
+                        });
+                        (position, acked)
+                    }
+                    .boxed(),
                 ))
             }
             _ => {
