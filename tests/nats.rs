@@ -2007,6 +2007,44 @@ async fn a_stream_capturing_the_request_subject_is_reported() -> anyhow::Result<
     }
 }
 
+/// A server that stops answering (frozen here; a connection the network dropped
+/// without a word looks the same) is noticed after a few unanswered pings
+/// (`ping_interval_secs`): /readyz says disconnected, and ready again once it
+/// answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stops_answering_is_noticed_within_a_few_pings() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let opsflow = opsflow_on(&nats, dir.path(), &[("OPSFLOW_NATS__PING_INTERVAL_SECS", "1")]).await?;
+    let pid = nats.pid().ok_or_else(|| anyhow::anyhow!("nats-server has no pid"))?;
+    let signal = |name: &str| -> anyhow::Result<()> {
+        let sent = std::process::Command::new("kill")
+            .args([name, &pid.to_string()])
+            .status()?;
+        anyhow::ensure!(sent.success(), "kill {name} {pid}: {sent}");
+        Ok(())
+    };
+    signal("-STOP")?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let noticed = loop {
+        let r = reqwest::get(format!("{}/readyz", opsflow.url())).await?;
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().await?;
+        if body["nats"]["status"] == "disconnected" {
+            break (status, body);
+        }
+        if Instant::now() > deadline {
+            signal("-CONT")?;
+            anyhow::bail!("a frozen server still looks connected after 20 s: {body}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    signal("-CONT")?;
+    assert_eq!(noticed.0, 503, "{}", noticed.1);
+    wait_ready(&opsflow.url()).await?;
+    Ok(())
+}
+
 /// A header value holding a bare CR stops async-nats's connection task (it panics
 /// there) while the client still reads as connected. A request carrying one stops
 /// the request connection: /readyz says so, rather than look ready.

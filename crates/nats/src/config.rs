@@ -20,6 +20,10 @@ pub struct NatsConfig {
     pub user: Option<String>,
     pub password: Option<String>,
     pub token: Option<String>,
+    /// How often the client pings the server. A connection that has not answered
+    /// for about three of these is taken for lost and made again (a frozen server,
+    /// a connection the network dropped without a word), and `/readyz` says so.
+    pub ping_interval_secs: u64,
     pub tls: TlsConfig,
     pub ingest: IngestConfig,
     pub dead_letters: DeadLetterConfig,
@@ -98,6 +102,7 @@ impl Default for NatsConfig {
             user: None,
             password: None,
             token: None,
+            ping_interval_secs: 10,
             tls: TlsConfig::default(),
             ingest: IngestConfig::default(),
             dead_letters: DeadLetterConfig::default(),
@@ -176,6 +181,9 @@ impl NatsConfig {
         let err = |k: &str, m: String| Err((format!("nats.{k}"), m));
         if self.urls.is_empty() {
             return err("urls", "needs at least one server URL".into());
+        }
+        if self.ping_interval_secs == 0 {
+            return err("ping_interval_secs", "must be at least 1".into());
         }
         if !["limits", "interest", "workqueue"].contains(&self.ingest.retention.as_str()) {
             return err(
@@ -299,6 +307,18 @@ mod tests {
         assert_eq!(without_credentials("u:p@host:4222"), "host:4222");
         assert_eq!(without_credentials("tls://host:4222/x@y"), "tls://host:4222/x@y");
         assert_eq!(without_credentials("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+    }
+
+    #[test]
+    fn pings_are_at_least_a_second_apart() {
+        let config = NatsConfig {
+            ping_interval_secs: 0,
+            ..NatsConfig::default()
+        };
+        assert_eq!(
+            config.validate(),
+            Err(("nats.ping_interval_secs".into(), "must be at least 1".into()))
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub async fn connect(config: &NatsConfig, state: &Flag) -> Result<Client, NatsEr
         .name(&config.name)
         .retry_on_initial_connect()
         .max_reconnects(None)
+        .ping_interval(Duration::from_secs(config.ping_interval_secs))
         .reconnect_delay_callback(|attempts| {
             let exp = u32::try_from(attempts.min(8)).unwrap_or(8);
             Duration::from_millis(100 * 2u64.pow(exp)).min(Duration::from_secs(10))

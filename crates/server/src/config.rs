@@ -424,6 +424,7 @@ mod tests {
         assert!(nats.ingest.enabled && nats.request_reply.enabled && nats.outbound.enabled);
         assert_eq!(nats.ingest.stream, defaults.ingest.stream);
         assert_eq!(nats.ingest.batch, defaults.ingest.batch);
+        assert_eq!(nats.ping_interval_secs, defaults.ping_interval_secs);
         assert_eq!(nats.outbound.subject_prefix, defaults.outbound.subject_prefix);
         assert_eq!(nats.request_reply.subject, defaults.request_reply.subject);
         assert!(nats.credentials_file.is_some());
