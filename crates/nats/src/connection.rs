@@ -19,9 +19,11 @@ pub async fn connect(config: &NatsConfig, state: &Flag) -> Result<Client, NatsEr
         .retry_on_initial_connect()
         .max_reconnects(None)
         .ping_interval(Duration::from_secs(config.ping_interval_secs))
+        // 0.1 s doubling to at most 2 s between attempts (as the Go client waits):
+        // NATS back after an outage is used again within about 2 s.
         .reconnect_delay_callback(|attempts| {
             let exp = u32::try_from(attempts.min(8)).unwrap_or(8);
-            Duration::from_millis(100 * 2u64.pow(exp)).min(Duration::from_secs(10))
+            Duration::from_millis(100 * 2u64.pow(exp)).min(Duration::from_secs(2))
         })
         .event_callback({
             // Which connection (opsflow has one for request/reply of its own), and

@@ -9,8 +9,8 @@
 //! session (a killed process, a dropped connection) had been given and never
 //! recorded: JetStream would redeliver them only after `ack_wait`, after this
 //! session had acknowledged past them. So a session that finds messages given and
-//! not acknowledged first reads them from the stream by sequence and records them
-//! ([`recover`]), and only then consumes. The consumer's info bounds what an
+//! not acknowledged first reads them from the stream by sequence, records them
+//! ([`recover`]) and acknowledges them ([`ack_through`]), and only then consumes. The consumer's info bounds what an
 //! earlier session was given: nats-server drops a pull request whose subscriber is
 //! gone (a killed process, a dropped subscription) instead of delivering to it.
 
@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::decode::{DeadReason, decode};
 use crate::dlq::Origin;
-use crate::pull::{Delivery, Pull, ack, covering, retry_after, terminate};
+use crate::pull::{Delivery, Pull, ack, ack_through, covering, retry_after, terminate};
 use crate::{DeadLetters, IngestConfig, NatsConfig, NatsError};
 
 /// Batches enqueued in the log and awaiting durability at once.
@@ -304,6 +304,15 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
         // after `ack_wait`; recorded now (the redeliveries are then duplicates),
         // they keep their order and a message no client can read is taken out.
         let recorded = recover(js, &stream, &filters, given, batch, log, &dead_letters).await?;
+        if ack_all {
+            // Recorded, so acknowledged now: else JetStream would deliver them all
+            // again after `ack_wait` when nothing newer comes to carry an
+            // acknowledgement past them.
+            let delivered_as = info.delivered.consumer_sequence;
+            ack_through(&js.client(), (&info.stream_name, &info.name), to, delivered_as)
+                .await
+                .map_err(transient)?;
+        }
         tracing::info!(
             consumer = %config.ingest.consumer,
             from,

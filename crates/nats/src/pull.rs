@@ -313,6 +313,23 @@ pub(crate) fn covering(batch: &[Message]) -> Option<&Message> {
     batch.iter().max_by_key(|m| sequence(m))
 }
 
+/// Acknowledges, for a consumer with `AckPolicy::All`, every message up to stream
+/// sequence `stream_sequence` (its delivery `delivered` of the consumer) without a
+/// delivery at hand: on the `$JS.ACK` subject such a delivery carries (ADR-15),
+/// of which nats-server reads the delivery count and the two sequences.
+pub(crate) async fn ack_through(
+    client: &async_nats::Client,
+    (stream, consumer): (&str, &str),
+    stream_sequence: u64,
+    delivered: u64,
+) -> Result<(), String> {
+    let subject = format!("$JS.ACK.{stream}.{consumer}.1.{stream_sequence}.{delivered}.0.0");
+    client
+        .publish(subject, bytes::Bytes::from_static(b"+ACK"))
+        .await
+        .map_err(|e| format!("acknowledging through stream sequence {stream_sequence}: {e}"))
+}
+
 /// Acknowledges `message` (with `AckPolicy::All`, every delivery before it too).
 pub(crate) async fn ack(client: &async_nats::Client, message: &Message) -> Result<(), String> {
     reply(client, message, bytes::Bytes::from_static(b"+ACK")).await
