@@ -164,9 +164,9 @@ async fn session(
                     if refused.wrong_last {
                         carry.unchecked = Some(position);
                         break Err(anyhow::anyhow!(
-                            "publish of position {position} refused: another message was stored in its stream \
-                             after position {published} ({}; a stream capturing outbound's subjects should hold \
-                             only them)",
+                            "publish of position {position} refused: the last message of its stream is not \
+                             outbound's publish before it, something else was stored there ({}; a stream \
+                             capturing outbound's subjects should hold only them)",
                             refused.text
                         ));
                     }
@@ -211,6 +211,16 @@ async fn session(
                     Err(e) => break Err(e.into()),
                 }
             }
+        }
+        // What the old connection had not sent when it broke is lost: its JetStream
+        // acknowledgements would only time out (after 5 s), and what is published
+        // meanwhile is refused (see the module docs). Checked whenever the loop
+        // turns, which publishing makes it do.
+        if !in_flight.is_empty() && echoes.reconnected(client) {
+            break Err(anyhow::anyhow!(
+                "the connection to NATS was made again while publishes were unacknowledged: what the old one had \
+                 not sent may be lost, so outbound starts again from its checkpoint"
+            ));
         }
         // At most every CHECKPOINT_EVERY, not per event: a crash re-publishes at most
         // that much, which a capturing stream deduplicates by `Nats-Msg-Id`.
@@ -368,6 +378,11 @@ impl Echo {
             replies,
             connects,
         })
+    }
+
+    /// Whether the connection was made again since the last confirmation.
+    fn reconnected(&self, client: &async_nats::Client) -> bool {
+        connects(client) != self.connects
     }
 
     async fn round_trip(&mut self, client: &async_nats::Client, within: Duration) -> anyhow::Result<()> {
