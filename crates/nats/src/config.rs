@@ -21,8 +21,9 @@ pub struct NatsConfig {
     pub password: Option<String>,
     pub token: Option<String>,
     /// How often the client pings the server. A connection that has not answered
-    /// for about three of these is taken for lost and made again (a frozen server,
-    /// a connection the network dropped without a word), and `/readyz` says so.
+    /// for three of these (30 s by default) is taken for lost and made again (a
+    /// frozen server, a connection the network dropped without a word), and
+    /// `/readyz` says so.
     pub ping_interval_secs: u64,
     pub tls: TlsConfig,
     pub ingest: IngestConfig,
@@ -182,8 +183,11 @@ impl NatsConfig {
         if self.urls.is_empty() {
             return err("urls", "needs at least one server URL".into());
         }
-        if self.ping_interval_secs == 0 {
-            return err("ping_interval_secs", "must be at least 1".into());
+        if !(1..=3600).contains(&self.ping_interval_secs) {
+            return err(
+                "ping_interval_secs",
+                format!("is {}, expected 1 to 3600", self.ping_interval_secs),
+            );
         }
         if !["limits", "interest", "workqueue"].contains(&self.ingest.retention.as_str()) {
             return err(
@@ -317,7 +321,7 @@ mod tests {
         };
         assert_eq!(
             config.validate(),
-            Err(("nats.ping_interval_secs".into(), "must be at least 1".into()))
+            Err(("nats.ping_interval_secs".into(), "is 0, expected 1 to 3600".into()))
         );
     }
 

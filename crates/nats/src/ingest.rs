@@ -838,7 +838,8 @@ fn outcome(
 /// Settles a batch whose appends are done: durable (or an exact duplicate) →
 /// acknowledged; refused → dead letter, then terminated. With `ack_all` one
 /// acknowledgement covers it (the consumer's `AckPolicy::All`, of the delivery
-/// [`covering`] picks), else each message is acknowledged.
+/// [`covering`] picks), and the dead letters are terminated after it; else each
+/// message is acknowledged or terminated in turn.
 async fn settle(
     client: &async_nats::Client,
     messages: Vec<async_nats::Message>,
@@ -849,6 +850,7 @@ async fn settle(
 ) -> Result<(), Stop> {
     let mut results: Vec<Option<Result<AppendOutcome, LogError>>> = results.into_iter().map(Some).collect();
     let mut ingested = 0u64;
+    let mut dead_lettered = Vec::new();
     for (message, slot) in messages.iter().zip(slots) {
         match outcome(slot, &mut results) {
             Ok(Ok(())) => {
@@ -864,7 +866,11 @@ async fn settle(
                 dead.publish(message, reason, &text, from.as_ref())
                     .await
                     .map_err(transient)?;
-                terminate(client, message).await.map_err(transient)?;
+                if ack_all {
+                    dead_lettered.push(message);
+                } else {
+                    terminate(client, message).await.map_err(transient)?;
+                }
             }
             Err(e) => {
                 // The log's own failure: leave the message for redelivery.
@@ -874,8 +880,14 @@ async fn settle(
         }
     }
     if ack_all && let Some(covering) = covering(&messages) {
-        // Covers every message of the batch (and the terminated ones are settled).
+        // Covers every message of the batch, the dead-lettered ones too.
         ack(client, covering).await.map_err(transient)?;
+        // Only then: nats-server takes a termination for an acknowledgement, and
+        // one of a redelivery (a high delivery, a low stream sequence) first would
+        // make it ignore the covering one.
+        for message in dead_lettered {
+            terminate(client, message).await.map_err(transient)?;
+        }
     }
     metrics::counter!("opsflow_nats_ingested_total").increment(ingested);
     Ok(())

@@ -124,6 +124,7 @@ async fn session(
         return Ok(());
     };
     let mut published = log.checkpoint(&config.checkpoint)?.unwrap_or(0);
+    let from = published;
     let mut subscription = log.subscribe(published + 1, EventFilter::default());
     let mut in_flight: FuturesOrdered<Ack> = FuturesOrdered::new();
     let mut outlets = Outlets::default();
@@ -173,7 +174,6 @@ async fn session(
                     break Err(anyhow::anyhow!("publish of position {position} not acknowledged: {}", refused.text));
                 }
                 published = position;
-                carry.progressed = true;
             }
             () = &mut save_due, if published != saved => {}
             // Lent: live events are shared with the other subscribers, not copied.
@@ -183,6 +183,10 @@ async fn session(
                     // to DRAIN_MOST), not each after a turn of the select: the
                     // connection then writes them together too.
                     Ok(SubscriptionRef::Event(first)) => {
+                        // Nothing outstanding: a reconnect since lost nothing.
+                        if in_flight.is_empty() && !unconfirmed {
+                            echoes.rebase(client);
+                        }
                         let (mut event, mut taken) = (first, 1);
                         loop {
                             let ack = match to.publish(&mut outlets, stopping.as_mut(), event).await {
@@ -263,9 +267,18 @@ async fn session(
         })
         .await
         .unwrap_or(false);
-    if settled && published != saved {
-        log.save_checkpoint(&config.checkpoint, published)?;
+    // After a failure, what was acknowledged before it (in order) still counts;
+    // core publishes not yet confirmed do not.
+    if (settled || (result.is_err() && !unconfirmed)) && published != saved {
+        match log.save_checkpoint(&config.checkpoint, published) {
+            Ok(()) => saved = published,
+            Err(e) if result.is_ok() => return Err(e.into()),
+            Err(e) => tracing::warn!(error = %e, "saving the outbound checkpoint after a failure"),
+        }
     }
+    // Progress is a checkpoint moved on: a session whose acknowledgements were of
+    // duplicates before it failed again is the same failure again.
+    carry.progressed = saved > from;
     result
 }
 
@@ -383,6 +396,12 @@ impl Echo {
     /// Whether the connection was made again since the last confirmation.
     fn reconnected(&self, client: &async_nats::Client) -> bool {
         connects(client) != self.connects
+    }
+
+    /// Takes the connection as it is now for confirmed: for when every publish
+    /// before is confirmed or acknowledged.
+    fn rebase(&mut self, client: &async_nats::Client) {
+        self.connects = connects(client);
     }
 
     async fn round_trip(&mut self, client: &async_nats::Client, within: Duration) -> anyhow::Result<()> {

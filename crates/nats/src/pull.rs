@@ -483,6 +483,10 @@ mod tests {
         let covering = covering(&batch).ok_or_else(|| anyhow::anyhow!("no delivery"))?;
         assert_eq!(sequences(covering), Some((5, 5)));
         ack(&client, covering).await.map_err(anyhow::Error::msg)?;
+        // A dead letter among them is terminated after (before, the server would
+        // take its termination for an acknowledgement through delivery 8 and
+        // ignore the covering one).
+        terminate(&client, &batch[4]).await.map_err(anyhow::Error::msg)?;
         client.flush().await?;
         let mut consumer: consumer::PullConsumer = js
             .get_stream("T")
