@@ -1533,6 +1533,43 @@ async fn positions_in(stream: &jetstream::stream::Stream, messages: u64) -> anyh
     Ok(positions)
 }
 
+/// A stream that refuses a publish (full, discarding new messages) stops outbound
+/// there: each new session starts from the refused position, not from an older
+/// checkpoint, so what the stream holds is not sent again and again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_starts_again_from_a_refused_publish() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let nc = async_nats::connect(nats.url()).await?;
+    let js = jetstream::new(nc.clone());
+    js.create_stream(jetstream::stream::Config {
+        name: "OPSFLOW_LOG".into(),
+        subjects: vec!["opsflow.log.>".into()],
+        max_messages: 50,
+        discard: jetstream::stream::DiscardPolicy::New,
+        ..Default::default()
+    })
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let opsflow = opsflow_on(&nats, dir.path(), &[]).await?;
+    let mut c = client(&opsflow.url()).await?;
+    for i in 0..100 {
+        append_order(&mut c, "full", "order/full", i).await?;
+    }
+    let mut stream = js.get_stream("OPSFLOW_LOG").await?;
+    assert_eq!(stored_once(&mut stream, 50).await?, 50);
+    // What outbound sends from now on (a core subscriber sees the refused ones too).
+    let mut sent = nc.subscribe("opsflow.log.>").await?;
+    let mut positions = Vec::new();
+    let until = tokio::time::Instant::now() + Duration::from_secs(3);
+    while let Ok(Some(m)) = tokio::time::timeout_at(until, sent.next()).await {
+        let id = m.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id"));
+        positions.push(id.map_or(Ok(0), |v| v.as_str().parse::<u64>())?);
+    }
+    assert!(!positions.is_empty(), "outbound tries again");
+    assert_eq!(positions.iter().min(), Some(&51), "{positions:?}");
+    Ok(())
+}
+
 /// A `nats-server` with a stream `name` capturing `subjects`, and `opsflow dev` on
 /// it as a process of its own (started, not yet ready).
 async fn opsflow_with_stream(
