@@ -1246,10 +1246,8 @@ async fn outbound_publishes_in_order_and_resumes_without_gaps_or_duplicates() ->
     // A duplicate window too short to hide a re-publish: the stream keeps every
     // copy (its default, 2 minutes, would drop a second copy of the same position).
     js.create_stream(jetstream::stream::Config {
-        name: "OPSFLOW_LOG".into(),
-        subjects: vec!["opsflow.log.>".into()],
         duplicate_window: Duration::from_millis(100),
-        ..Default::default()
+        ..outbound_capture()
     })
     .await?;
     let dir = tempfile::tempdir()?;
@@ -1313,9 +1311,18 @@ async fn outbound_publishes_in_order_and_resumes_without_gaps_or_duplicates() ->
     Ok(())
 }
 
-/// A TCP proxy in front of `nats-server` that can hold what clients send and then
-/// cut every connection, dropping what it held: as a network failure loses what a
-/// client wrote into a connection that then broke (the client cannot tell).
+/// A stream capturing everything outbound publishes (`opsflow.log.>`).
+fn outbound_capture() -> jetstream::stream::Config {
+    jetstream::stream::Config {
+        name: "OPSFLOW_LOG".into(),
+        subjects: vec!["opsflow.log.>".into()],
+        ..Default::default()
+    }
+}
+
+/// A TCP proxy in front of `nats-server` that can drop what clients send and then
+/// cut every connection: as a network failure loses what a client wrote into a
+/// connection that then broke (the client cannot tell).
 struct CutProxy {
     port: u16,
     holding: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -1402,12 +1409,7 @@ impl Drop for CutProxy {
 async fn outbound_keeps_position_order_when_a_connection_breaks_and_loses_publishes() -> anyhow::Result<()> {
     let nats = NatsServer::start()?;
     let js = jetstream::new(async_nats::connect(nats.url()).await?);
-    js.create_stream(jetstream::stream::Config {
-        name: "OPSFLOW_LOG".into(),
-        subjects: vec!["opsflow.log.>".into()],
-        ..Default::default()
-    })
-    .await?;
+    js.create_stream(outbound_capture()).await?;
     let proxy = CutProxy::start(nats.port()).await?;
     let dir = tempfile::tempdir()?;
     let opsflow = OpsflowProcess::start_with(dir.path(), &["--nats", &proxy.url()])?;
@@ -1542,11 +1544,9 @@ async fn outbound_starts_again_from_a_refused_publish() -> anyhow::Result<()> {
     let nc = async_nats::connect(nats.url()).await?;
     let js = jetstream::new(nc.clone());
     js.create_stream(jetstream::stream::Config {
-        name: "OPSFLOW_LOG".into(),
-        subjects: vec!["opsflow.log.>".into()],
         max_messages: 50,
         discard: jetstream::stream::DiscardPolicy::New,
-        ..Default::default()
+        ..outbound_capture()
     })
     .await?;
     let dir = tempfile::tempdir()?;
@@ -1636,10 +1636,8 @@ async fn outbound_checkpoint_is_durable_once_caught_up() -> anyhow::Result<()> {
     let nats = NatsServer::start()?;
     let js = jetstream::new(async_nats::connect(nats.url()).await?);
     js.create_stream(jetstream::stream::Config {
-        name: "OPSFLOW_LOG".into(),
-        subjects: vec!["opsflow.log.>".into()],
         duplicate_window: Duration::from_secs(1),
-        ..Default::default()
+        ..outbound_capture()
     })
     .await?;
     let dir = tempfile::tempdir()?;
@@ -1724,10 +1722,8 @@ async fn committed_while_nats_was_down(captured: bool, restarted: bool) -> anyho
     if captured {
         // A short duplicate window: a re-publish of `a` would be kept, not dropped.
         let stream_config = jetstream::stream::Config {
-            name: "OPSFLOW_LOG".into(),
-            subjects: vec!["opsflow.log.>".into()],
             duplicate_window: Duration::from_millis(100),
-            ..Default::default()
+            ..outbound_capture()
         };
         jetstream::new(async_nats::connect(nats.url()).await?)
             .create_stream(stream_config)
@@ -2037,10 +2033,8 @@ async fn outbound_too_large(nats_config: &str, stream_limit: Option<i32>) -> any
     if let Some(limit) = stream_limit {
         jetstream::new(nc.clone())
             .create_stream(jetstream::stream::Config {
-                name: "OPSFLOW_LOG".into(),
-                subjects: vec!["opsflow.log.>".into()],
                 max_message_size: limit,
-                ..Default::default()
+                ..outbound_capture()
             })
             .await?;
     }

@@ -10,9 +10,10 @@
 //! recorded: JetStream would redeliver them only after `ack_wait`, after this
 //! session had acknowledged past them. So a session that finds messages given and
 //! not acknowledged first reads them from the stream by sequence, records them
-//! ([`recover`]) and acknowledges them ([`ack_through`]), and only then consumes. The consumer's info bounds what an
-//! earlier session was given: nats-server drops a pull request whose subscriber is
-//! gone (a killed process, a dropped subscription) instead of delivering to it.
+//! ([`recover`]) and acknowledges them ([`ack_through`]), and only then consumes.
+//! The consumer's info bounds what an earlier session was given: nats-server
+//! drops a pull request whose subscriber is gone (a killed process, a dropped
+//! subscription) instead of delivering to it.
 
 use std::time::Duration;
 

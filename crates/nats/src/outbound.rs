@@ -41,7 +41,7 @@ struct Refused {
 /// What a session leaves the next one.
 #[derive(Default)]
 struct Carry {
-    /// Events were acknowledged in the session.
+    /// The session moved the checkpoint on.
     progressed: bool,
     /// The position the next session publishes without naming the one before it:
     /// the stream refused it as the session's first failure, so every publish
@@ -85,8 +85,7 @@ pub async fn run_outbound(
         let outcome = session(&client, &config, &log, &shutdown, &ready.outbound, &mut carry).await;
         ready.outbound.set(false);
         if std::mem::take(&mut carry.progressed) {
-            // A session that got events acknowledged: the next failure is a new
-            // one, not this one again.
+            // The next failure is a new one, not this one again.
             delay = Duration::from_millis(200);
         }
         match outcome {

@@ -400,6 +400,20 @@ mod tests {
             .map_err(anyhow::Error::msg)
     }
 
+    /// Consumer `c`'s pending acknowledgements and its acknowledged stream floor,
+    /// once what `client` sent has reached the server.
+    async fn acknowledged(client: &async_nats::Client, js: &jetstream::Context) -> anyhow::Result<(usize, u64)> {
+        client.flush().await?;
+        let mut consumer: consumer::PullConsumer = js
+            .get_stream("T")
+            .await?
+            .get_consumer("c")
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let info = consumer.info().await?;
+        Ok((info.num_ack_pending, info.ack_floor.stream_sequence))
+    }
+
     async fn next(pull: &mut Pull) -> anyhow::Result<Message> {
         tokio::time::timeout(Duration::from_secs(10), pull.next())
             .await?
@@ -428,15 +442,7 @@ mod tests {
             ack(&client, &message).await.map_err(anyhow::Error::msg)?;
         }
         assert!(pull.ready().is_none(), "nothing more");
-        client.flush().await?;
-        let mut consumer: consumer::PullConsumer = js
-            .get_stream("T")
-            .await?
-            .get_consumer("c")
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let info = consumer.info().await?;
-        assert_eq!((info.num_ack_pending, info.ack_floor.stream_sequence), (0, 10));
+        assert_eq!(acknowledged(&client, &js).await?, (0, 10));
         Ok(())
     }
 
@@ -487,16 +493,8 @@ mod tests {
         // take its termination for an acknowledgement through delivery 8 and
         // ignore the covering one).
         terminate(&client, &batch[4]).await.map_err(anyhow::Error::msg)?;
-        client.flush().await?;
-        let mut consumer: consumer::PullConsumer = js
-            .get_stream("T")
-            .await?
-            .get_consumer("c")
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let info = consumer.info().await?;
         // The batch's last delivery, (3, 8), would leave 4 and 5 pending.
-        assert_eq!((info.num_ack_pending, info.ack_floor.stream_sequence), (0, 5));
+        assert_eq!(acknowledged(&client, &js).await?, (0, 5));
         // Nor do they come again once it is.
         tokio::time::sleep(ack_wait).await;
         let again = pull.ready().map(|m| m.map(|m| sequences(&m)));
