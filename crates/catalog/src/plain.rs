@@ -140,7 +140,7 @@ pub struct PlainMember<'a> {
     pub spaced: bool,
 }
 
-/// Whether `text` is plainly one JSON object (see [`plain_value`]; whitespace
+/// Whether `text` is plainly one JSON object (see `plain_value`; whitespace
 /// around it allowed), giving `member` each member in document order, repeats
 /// included; `member` may stop the scan by answering `false`, which is then the
 /// answer.

@@ -26,7 +26,7 @@ pub(crate) fn parse(data: &[u8], keep: &dyn Fn(&str) -> bool) -> Option<Value> {
     })
 }
 
-/// JSON data read as [`parse`] reads it, its object's members not yet made a map:
+/// JSON data read as `parse` reads it, its object's members not yet made a map:
 /// each kept one named by what `keep` gives for its name.
 pub enum DataMembers<K> {
     /// The kept members of an object in the order written, a name given twice

@@ -80,7 +80,7 @@ impl DeadLetters {
     }
 
     /// Publishes a dead letter for `message`, kept in the ingest stream as `origin`,
-    /// and waits for JetStream to keep it. The origin's [`Origin::id`] becomes its
+    /// and waits for JetStream to keep it. The origin's `Origin::id` becomes its
     /// `Nats-Msg-Id`, so a message dead-lettered twice (redelivered, or recorded
     /// again after a crash) is kept once, within the dead-letter stream's duplicate
     /// window (2 minutes unless configured otherwise). A dead letter that would not

@@ -537,7 +537,7 @@ pub struct StoredSet {
 }
 
 impl StoredSet {
-    /// Reads the state [`ViewSet::encode`] wrote (an [`Encoded`], field by field), up
+    /// Reads the state [`ViewSet::encode`] wrote (an `Encoded`, field by field), up
     /// to the views' own states.
     pub fn open(bytes: Vec<u8>) -> Result<StoredSet> {
         let corrupt = |e: postcard::Error| ViewError::Corrupt(e.to_string());
