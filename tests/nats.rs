@@ -1401,12 +1401,15 @@ impl Drop for CutProxy {
     }
 }
 
-/// Publishes written into a connection that then breaks are lost, while those the
-/// client queues after go out on the next connection: the capturing stream still
-/// gets every position once and in order (it used to store the later ones first,
-/// and the lost ones when outbound published again from its checkpoint).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn outbound_keeps_position_order_when_a_connection_breaks_and_loses_publishes() -> anyhow::Result<()> {
+/// nats-server with a stream capturing outbound, and opsflow (ready) connected to it
+/// through a [`CutProxy`].
+async fn capturing_behind_a_proxy() -> anyhow::Result<(
+    NatsServer,
+    jetstream::Context,
+    CutProxy,
+    tempfile::TempDir,
+    OpsflowProcess,
+)> {
     let nats = NatsServer::start()?;
     let js = jetstream::new(async_nats::connect(nats.url()).await?);
     js.create_stream(outbound_capture()).await?;
@@ -1414,6 +1417,16 @@ async fn outbound_keeps_position_order_when_a_connection_breaks_and_loses_publis
     let dir = tempfile::tempdir()?;
     let opsflow = OpsflowProcess::start_with(dir.path(), &["--nats", &proxy.url()])?;
     wait_ready(&opsflow.url()).await?;
+    Ok((nats, js, proxy, dir, opsflow))
+}
+
+/// Publishes written into a connection that then breaks are lost, while those the
+/// client queues after go out on the next connection: the capturing stream still
+/// gets every position once and in order (it used to store the later ones first,
+/// and the lost ones when outbound published again from its checkpoint).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_keeps_position_order_when_a_connection_breaks_and_loses_publishes() -> anyhow::Result<()> {
+    let (_nats, js, proxy, _dir, opsflow) = capturing_behind_a_proxy().await?;
     const EVENTS: u64 = 300;
     let url = opsflow.url();
     let appending = tokio::spawn(async move {
@@ -1479,6 +1492,55 @@ async fn outbound_goes_on_past_other_messages_in_its_stream() -> anyhow::Result<
         "in position order"
     );
     Ok(())
+}
+
+/// A connection that breaks while outbound has nothing outstanding loses nothing of
+/// outbound's: it goes on publishing on the new connection without starting again
+/// from its checkpoint (it used to, at its first publish after the reconnect).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_goes_on_after_a_reconnect_while_idle() -> anyhow::Result<()> {
+    let (_nats, js, proxy, _dir, opsflow) = capturing_behind_a_proxy().await?;
+    let mut c = client(&opsflow.url()).await?;
+    let mut stream = js.get_stream("OPSFLOW_LOG").await?;
+    for i in 0..10 {
+        append_order(&mut c, "idle", "order/idle", i).await?;
+    }
+    assert_eq!(stored_once(&mut stream, 10).await?, 10);
+    proxy.cut();
+    // Disconnected, and connected again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while counter(
+        &opsflow.url(),
+        "opsflow_nats_disconnections_total{connection=\"opsflow\"}",
+    )
+    .await?
+        < 1
+    {
+        anyhow::ensure!(Instant::now() < deadline, "the cut went unnoticed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_ready(&opsflow.url()).await?;
+    for i in 10..20 {
+        append_order(&mut c, "idle", "order/idle", i).await?;
+    }
+    assert_eq!(stored_once(&mut stream, 20).await?, 20, "no duplicate");
+    assert_eq!(positions_in(&stream, 20).await?, (1..=20).collect::<Vec<_>>());
+    assert_eq!(
+        counter(&opsflow.url(), "opsflow_nats_outbound_interruptions_total").await?,
+        0,
+        "outbound started again"
+    );
+    Ok(())
+}
+
+/// The value of the counter `series` (name and labels, as /metrics writes them).
+async fn counter(url: &str, series: &str) -> anyhow::Result<u64> {
+    let metrics = reqwest::get(format!("{url}/metrics")).await?.text().await?;
+    let value = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .ok_or_else(|| anyhow::anyhow!("no {series} in:\n{metrics}"))?;
+    Ok(value.trim().parse()?)
 }
 
 /// How many messages `stream` holds once it has `expected` (within a minute) and
