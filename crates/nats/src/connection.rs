@@ -19,12 +19,7 @@ pub async fn connect(config: &NatsConfig, state: &Flag) -> Result<Client, NatsEr
         .retry_on_initial_connect()
         .max_reconnects(None)
         .ping_interval(Duration::from_secs(config.ping_interval_secs))
-        // 0.1 s doubling to at most 2 s between attempts (as the Go client waits):
-        // NATS back after an outage is used again within about 2 s.
-        .reconnect_delay_callback(|attempts| {
-            let exp = u32::try_from(attempts.min(8)).unwrap_or(8);
-            Duration::from_millis(100 * 2u64.pow(exp)).min(Duration::from_secs(2))
-        })
+        .reconnect_delay_callback(reconnect_delay)
         .event_callback({
             // Which connection (opsflow has one for request/reply of its own), and
             // where it goes: the client's errors name neither.
@@ -131,5 +126,31 @@ pub async fn client_stopped(client: &Client) -> Option<String> {
     match tokio::time::timeout(Duration::from_secs(2), client.flush()).await {
         Ok(Err(e)) if e.kind() == FlushErrorKind::SendError => Some(e.to_string()),
         _ => None,
+    }
+}
+
+/// The wait before reconnect attempt `attempts`: 0.1 s doubling to at most 2 s (as
+/// the Go client waits), so NATS back after an outage is used again within about
+/// 2 s, plus up to 100 ms at random (the Go client's jitter): opsflow nodes that
+/// lost the same server do not all come back in the same instant.
+fn reconnect_delay(attempts: usize) -> Duration {
+    let exp = u32::try_from(attempts.min(8)).unwrap_or(8);
+    let backoff = Duration::from_millis(100 * 2u64.pow(exp)).min(Duration::from_secs(2));
+    backoff + Duration::from_millis(rand::random_range(0..=100))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_delay_doubles_to_two_seconds_with_up_to_100_ms_of_jitter() {
+        for (attempts, base) in [(0, 100), (1, 200), (3, 800), (4, 1600), (5, 2000), (usize::MAX, 2000)] {
+            let waits: Vec<Duration> = (0..200).map(|_| reconnect_delay(attempts)).collect();
+            let (least, most) = (waits.iter().min(), waits.iter().max());
+            assert!(least >= Some(&Duration::from_millis(base)), "{attempts}: {least:?}");
+            assert!(most <= Some(&Duration::from_millis(base + 100)), "{attempts}: {most:?}");
+            assert!(least != most, "{attempts}: no jitter in 200 waits");
+        }
     }
 }
