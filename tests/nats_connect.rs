@@ -283,6 +283,21 @@ async fn tls_with_a_client_certificate() -> anyhow::Result<()> {
         .connect(nats.url())
         .await?;
     ingests_and_publishes(config.clone(), producer).await?;
+    // A CA file that is not there is refused at start, naming key and file (the
+    // client would only say "TLS error" on every attempt).
+    let mut missing = config.clone();
+    missing.tls.ca_file = Some(dir.path().join("no-such-ca.pem"));
+    let started = TestServer::start_with(|c| c.nats = Some(missing)).await;
+    let error = format!(
+        "{:#}",
+        started
+            .err()
+            .ok_or_else(|| anyhow::anyhow!("started without its CA file"))?
+    );
+    assert!(
+        error.contains("nats.tls.ca_file") && error.contains("no-such-ca.pem"),
+        "{error}"
+    );
     // Without a client certificate the server refuses the connection.
     config.tls.cert_file = None;
     config.tls.key_file = None;

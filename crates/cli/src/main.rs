@@ -107,8 +107,9 @@ struct DevArgs {
     #[arg(long, value_name = "DIR")]
     definitions: Option<PathBuf>,
     /// Also ingest from, answer requests on, and publish to this NATS server
-    /// (JetStream enabled), e.g. nats://127.0.0.1:4222.
-    #[arg(long, value_name = "URL")]
+    /// (JetStream enabled), e.g. nats://127.0.0.1:4222; the servers of a cluster
+    /// comma-separated, e.g. nats://n1:4222,nats://n2:4222.
+    #[arg(long, value_name = "URL[,URL...]")]
     nats: Option<String>,
 }
 
@@ -241,9 +242,10 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         let shipped = PathBuf::from("deploy/definitions");
         shipped.is_dir().then_some(shipped)
     });
-    if let Some(url) = args.nats {
-        // The URL only: `OPSFLOW_NATS__*` overrides of the rest still apply.
-        config.nats.get_or_insert_with(opsflow_server::NatsConfig::default).urls = vec![url];
+    if let Some(urls) = args.nats {
+        // The URLs only: `OPSFLOW_NATS__*` overrides of the rest still apply.
+        config.nats.get_or_insert_with(opsflow_server::NatsConfig::default).urls =
+            opsflow_server::NatsConfig::split_urls(&urls);
     }
     config.validate()?;
     serve(config).await

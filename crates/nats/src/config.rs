@@ -167,6 +167,16 @@ impl NatsConfig {
         }
     }
 
+    /// Server URLs written in one string, comma-separated as NATS clients take them
+    /// (`nats://n1:4222,nats://n2:4222`); blanks around each are dropped.
+    pub fn split_urls(urls: &str) -> Vec<String> {
+        urls.split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(String::from)
+            .collect()
+    }
+
     /// The server URLs as logs, `/readyz` and the start banner show them: without
     /// a `user:password@` (or token) written into one.
     pub fn display_urls(&self) -> String {
@@ -287,7 +297,7 @@ impl NatsConfig {
 
 /// `url` without the user information of its authority (`nats://u:p@host:4222` is
 /// `nats://host:4222`).
-fn without_credentials(url: &str) -> String {
+pub(crate) fn without_credentials(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let authority = rest.find('/').map_or(rest, |end| &rest[..end]);
     match authority.rfind('@') {
@@ -311,6 +321,16 @@ mod tests {
         assert_eq!(without_credentials("u:p@host:4222"), "host:4222");
         assert_eq!(without_credentials("tls://host:4222/x@y"), "tls://host:4222/x@y");
         assert_eq!(without_credentials("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+    }
+
+    #[test]
+    fn urls_in_one_string_are_comma_separated() {
+        assert_eq!(NatsConfig::split_urls("nats://a:4222"), ["nats://a:4222"]);
+        assert_eq!(
+            NatsConfig::split_urls("nats://a:4222, nats://b:4222,,"),
+            ["nats://a:4222", "nats://b:4222"]
+        );
+        assert!(NatsConfig::split_urls(" , ").is_empty());
     }
 
     #[test]

@@ -80,6 +80,7 @@ pub async fn connect(config: &NatsConfig, state: &Flag) -> Result<Client, NatsEr
     if config.tls.required {
         options = options.require_tls(true);
     }
+    check_tls_files(&config.tls)?;
     if let Some(ca) = &config.tls.ca_file {
         options = options.add_root_certificates(ca.clone());
     }
@@ -96,16 +97,42 @@ pub async fn connect(config: &NatsConfig, state: &Flag) -> Result<Client, NatsEr
     let addrs = config
         .urls
         .iter()
-        .map(|u| u.parse::<async_nats::ServerAddr>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| NatsError::Config {
-            key: "nats.urls".into(),
-            message: e.to_string(),
-        })?;
+        .map(|u| {
+            u.parse::<async_nats::ServerAddr>().map_err(|e| NatsError::Config {
+                key: "nats.urls".into(),
+                message: format!("{:?}: {e}", crate::config::without_credentials(u)),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let client = async_nats::connect_with_options(addrs, options)
         .await
         .map_err(|e| NatsError::Connect(e.to_string()))?;
     Ok(client)
+}
+
+/// Refuses TLS files that cannot be read or hold no PEM of the kind expected,
+/// naming the key and the file: the client reads them only when it connects, and
+/// then reports a bare "TLS error" on every attempt, for ever.
+fn check_tls_files(tls: &crate::config::TlsConfig) -> Result<(), NatsError> {
+    for (key, path, holds, marker) in [
+        ("ca_file", &tls.ca_file, "certificate", "CERTIFICATE-----"),
+        ("cert_file", &tls.cert_file, "certificate", "CERTIFICATE-----"),
+        ("key_file", &tls.key_file, "private key", "PRIVATE KEY-----"),
+    ] {
+        let Some(path) = path else { continue };
+        let problem = match std::fs::read(path) {
+            Err(e) => format!("cannot read {}: {e}", path.display()),
+            Ok(pem) if !String::from_utf8_lossy(&pem).contains(marker) => {
+                format!("{} holds no PEM {holds} (-----BEGIN ...{marker})", path.display())
+            }
+            Ok(_) => continue,
+        };
+        return Err(NatsError::Config {
+            key: format!("nats.tls.{key}"),
+            message: problem,
+        });
+    }
+    Ok(())
 }
 
 /// Whether the client is connected now (for `/readyz` and metrics).
@@ -142,6 +169,50 @@ fn reconnect_delay(attempts: usize) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_files_that_cannot_be_used_are_refused_naming_key_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, key, text) = (
+            dir.path().join("ca.pem"),
+            dir.path().join("key.pem"),
+            dir.path().join("x.txt"),
+        );
+        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").unwrap();
+        std::fs::write(
+            &key,
+            "-----BEGIN EC PRIVATE KEY-----\nMHc\n-----END EC PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        std::fs::write(&text, "not pem").unwrap();
+        let tls = |ca_file: &std::path::Path, key_file: &std::path::Path| crate::config::TlsConfig {
+            ca_file: Some(ca_file.into()),
+            cert_file: Some(ca.clone()),
+            key_file: Some(key_file.into()),
+            ..Default::default()
+        };
+        assert!(check_tls_files(&tls(&ca, &key)).is_ok());
+        let refused = |t| match check_tls_files(&t) {
+            Err(NatsError::Config { key, message }) => format!("{key}: {message}"),
+            other => panic!("not refused: {other:?}"),
+        };
+        let missing = dir.path().join("missing.pem");
+        let e = refused(tls(&missing, &key));
+        assert!(
+            e.starts_with("nats.tls.ca_file: cannot read ") && e.contains("missing.pem"),
+            "{e}"
+        );
+        let e = refused(tls(&text, &key));
+        assert!(
+            e.starts_with("nats.tls.ca_file: ") && e.contains("x.txt holds no PEM certificate"),
+            "{e}"
+        );
+        let e = refused(tls(&ca, &ca));
+        assert!(
+            e.starts_with("nats.tls.key_file: ") && e.contains("holds no PEM private key"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn reconnect_delay_doubles_to_two_seconds_with_up_to_100_ms_of_jitter() {
