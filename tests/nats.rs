@@ -232,6 +232,18 @@ async fn ten_thousand_events_in_three_modes_land_exactly_once_in_order() -> anyh
         let region = format!("r{}", seq % 3);
         assert_eq!(e.metadata.get("region"), Some(&region), "the extension: {what}");
     }
+    // Batch sizes in buckets, as the group commit's: every batch is within 1000.
+    let metrics = reqwest::get(format!("{}/metrics", server.url())).await?.text().await?;
+    let batches = |bucket: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("opsflow_nats_ingest_batch_bucket{{le=\"{bucket}\"}} ")))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    assert!(
+        batches("1000").is_some_and(|n| n > 0 && Some(n) == batches("+Inf")),
+        "{metrics}"
+    );
     server.shutdown().await
 }
 
@@ -1059,6 +1071,15 @@ async fn request_reply_returns_positions_and_structured_errors() -> anyhow::Resu
         .read_stream("note/b1", None, Default::default(), 1)
         .await?;
     assert_eq!(recorded[0].content_type, "application/json");
+    // A structured CloudEvent in protobuf, as on ops.events.
+    let (proto_ce, body) = message(2, "asker", 7);
+    let reply = ask(proto_ce, body).await??;
+    let body: serde_json::Value = serde_json::from_slice(&reply.payload)?;
+    assert_eq!(
+        (body["stream"].as_str(), body["duplicate"].as_bool()),
+        (Some("order/asker-7"), Some(false)),
+        "{body}"
+    );
     server.shutdown().await
 }
 

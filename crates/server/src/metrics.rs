@@ -21,6 +21,11 @@ pub fn install() -> Option<PrometheusHandle> {
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Full("opsflow_group_commit_events".into()), BATCH_BUCKETS)
+                })
+                // Batch sizes are whole numbers: as a summary its quantiles read
+                // 0.9998999999999999 for batches of one.
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full("opsflow_nats_ingest_batch".into()), BATCH_BUCKETS)
                 });
             match builder.and_then(|b| b.install_recorder()) {
                 Ok(handle) => {
@@ -51,6 +56,7 @@ fn describe() {
         "Append latency until durable"
     );
     describe_histogram!("opsflow_group_commit_events", "Events per group commit");
+    describe_histogram!("opsflow_nats_ingest_batch", "Messages per NATS ingest batch");
     describe_histogram!("opsflow_fsync_seconds", Unit::Seconds, "Time of one flush + fsync");
     metrics::describe_gauge!(
         "opsflow_definitions_reload_failed",
