@@ -571,6 +571,51 @@ async fn subscribe_catches_up_then_follows_http_appends() -> anyhow::Result<()> 
     server.shutdown().await
 }
 
+/// gRPC health watches, as clients keep one open on each connection: an unknown
+/// service is SERVICE_UNKNOWN with the call left open (the health protocol), and at
+/// shutdown every watch hears NOT_SERVING and ends as `Subscribe` does, instead of
+/// being cut when the shutdown's grace period gives up on its connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_watches_hear_not_serving_and_end_at_shutdown() -> anyhow::Result<()> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let server = TestServer::start().await?;
+    let channel = tonic::transport::Channel::from_shared(server.url())?.connect().await?;
+    let health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let watch = |service: &str| {
+        let request = tonic_health::pb::HealthCheckRequest {
+            service: service.into(),
+        };
+        let mut health = health.clone();
+        async move { anyhow::Ok(health.watch(request).await?.into_inner()) }
+    };
+    let mut whole = watch("").await?;
+    let mut event_log = watch("opsflow.v1.EventLog").await?;
+    let mut unknown = watch("opsflow.v1.Nope").await?;
+    for (watching, expected) in [
+        (&mut whole, ServingStatus::Serving),
+        (&mut event_log, ServingStatus::Serving),
+        (&mut unknown, ServingStatus::ServiceUnknown),
+    ] {
+        assert_eq!(watching.message().await?.map(|m| m.status), Some(expected as i32));
+    }
+    let stopping = tokio::spawn(server.shutdown());
+    for (watching, last) in [
+        (&mut whole, ServingStatus::NotServing),
+        (&mut event_log, ServingStatus::NotServing),
+        (&mut unknown, ServingStatus::ServiceUnknown),
+    ] {
+        assert_eq!(watching.message().await?.map(|m| m.status), Some(last as i32));
+        let ended = watching.message().await.map(|m| m.map(|m| m.status));
+        let status = ended.err().ok_or_else(|| anyhow::anyhow!("the watch went on"))?;
+        assert_eq!(
+            (status.code(), status.message()),
+            (tonic::Code::Unavailable, "the server is shutting down")
+        );
+    }
+    stopping.await??;
+    Ok(())
+}
+
 /// A path no route serves is a 404 with the JSON error object (not an empty gRPC
 /// answer); an unknown gRPC method is still gRPC's UNIMPLEMENTED; a body over the
 /// limit is a 413 naming the limit, in JSON.

@@ -15,6 +15,7 @@
 mod config;
 mod error;
 mod grpc;
+mod grpc_health;
 mod health;
 mod http;
 pub mod metrics;

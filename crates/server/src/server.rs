@@ -67,7 +67,8 @@ impl Server {
         let max_message = usize::try_from(config.log.max_append_bytes.saturating_mul(2))
             .unwrap_or(usize::MAX)
             .max(4 << 20);
-        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        let health_reporter = tonic_health::server::HealthReporter::new();
+        let health_service = crate::grpc_health::service(&health_reporter, shutdown.clone());
         health_reporter.set_serving::<EventLogServer<EventLogService>>().await;
         health_reporter.set_serving::<AuditServer<AuditService>>().await;
         let reflection = tonic_reflection::server::Builder::configure()
