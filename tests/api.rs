@@ -545,17 +545,7 @@ async fn subscribe_catches_up_then_follows_http_appends() -> anyhow::Result<()> 
 
     let channel = tonic::transport::Channel::from_shared(url.clone())?.connect().await?;
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-    let status = health
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: "opsflow.v1.EventLog".into(),
-        })
-        .await?
-        .into_inner()
-        .status;
-    assert_eq!(
-        status,
-        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-    );
+    assert_serving(&mut health, "opsflow.v1.EventLog").await?;
     let ready = reqwest::get(format!("{url}/readyz")).await?;
     assert_eq!(ready.status().as_u16(), 200);
     let metrics = reqwest::get(format!("{url}/metrics")).await?.text().await?;
@@ -613,6 +603,54 @@ async fn health_watches_hear_not_serving_and_end_at_shutdown() -> anyhow::Result
         );
     }
     stopping.await??;
+    Ok(())
+}
+
+/// A client set to gzip (its requests compressed, compressed answers accepted), as
+/// gRPC clients in other languages may be, is served: Append, Read, Views, health.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_compressed_calls_are_served() -> anyhow::Result<()> {
+    use tonic::codec::CompressionEncoding::Gzip;
+    let server = TestServer::start().await?;
+    let channel = tonic::transport::Channel::from_shared(server.url())?.connect().await?;
+    let mut grpc = v1::event_log_client::EventLogClient::new(channel.clone())
+        .send_compressed(Gzip)
+        .accept_compressed(Gzip);
+    let placed = event("shop", "z-1", "order.placed", &order_json("PO-Z", 100));
+    let r = grpc
+        .append(v1::AppendRequest {
+            stream: "order/PO-Z".into(),
+            expected: no_stream(),
+            events: vec![placed],
+        })
+        .await?
+        .into_inner();
+    assert_eq!((r.first_position, r.duplicate), (1, false));
+    let read = read_all(&mut grpc).await?;
+    assert_eq!(read.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["z-1"]);
+    let mut views = v1::views_client::ViewsClient::new(channel.clone())
+        .send_compressed(Gzip)
+        .accept_compressed(Gzip);
+    let kpis = views.get_kpis(v1::GetKpisRequest::default()).await?.into_inner();
+    assert!(!kpis.kpis.is_empty());
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel)
+        .send_compressed(Gzip)
+        .accept_compressed(Gzip);
+    assert_serving(&mut health, "").await?;
+    server.shutdown().await
+}
+
+/// Asserts that gRPC health checks of `service` answer SERVING.
+async fn assert_serving(
+    health: &mut tonic_health::pb::health_client::HealthClient<tonic::transport::Channel>,
+    service: &str,
+) -> anyhow::Result<()> {
+    let request = tonic_health::pb::HealthCheckRequest {
+        service: service.into(),
+    };
+    let status = health.check(request).await?.into_inner().status;
+    let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+    assert_eq!(status, serving, "{service:?}");
     Ok(())
 }
 

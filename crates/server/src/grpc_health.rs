@@ -22,6 +22,8 @@ pub(crate) fn service(reporter: &HealthReporter, shutdown: CancellationToken) ->
         statuses: HealthService::from_health_reporter(reporter.clone()),
         shutdown,
     })
+    .accept_compressed(crate::server::GZIP)
+    .send_compressed(crate::server::GZIP)
 }
 
 pub(crate) struct GrpcHealth {

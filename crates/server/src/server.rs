@@ -86,14 +86,20 @@ impl Server {
             shutdown: shutdown.clone(),
         })
         .max_decoding_message_size(max_message)
-        .max_encoding_message_size(max_message);
-        let audit = AuditServer::new(AuditService { log: log.clone() });
+        .max_encoding_message_size(max_message)
+        .accept_compressed(GZIP)
+        .send_compressed(GZIP);
+        let audit = AuditServer::new(AuditService { log: log.clone() })
+            .accept_compressed(GZIP)
+            .send_compressed(GZIP);
         let views = crate::views::start(config, &log, &tasks, &shutdown).await?;
         health_reporter.set_serving::<ViewsServer<ViewsService>>().await;
         let views_grpc = ViewsServer::new(ViewsService {
             views: views.views.clone(),
             shutdown: shutdown.clone(),
-        });
+        })
+        .accept_compressed(GZIP)
+        .send_compressed(GZIP);
         let grpc = tonic::service::Routes::new(event_log)
             .add_service(audit)
             .add_service(views_grpc)
@@ -254,6 +260,10 @@ impl Server {
         self.shutdown().await
     }
 }
+
+/// gRPC compression the services take, and answer with when a client accepts it
+/// (`grpc-accept-encoding`): clients set to gzip fail on every call otherwise.
+pub(crate) const GZIP: tonic::codec::CompressionEncoding = tonic::codec::CompressionEncoding::Gzip;
 
 /// How long shutdown waits for open connections to finish their requests.
 const SERVING_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
