@@ -558,6 +558,7 @@ async fn subscribe_catches_up_then_follows_http_appends() -> anyhow::Result<()> 
     ] {
         assert!(metrics.contains(name), "/metrics lacks {name}");
     }
+    opsflow_e2e::assert_described(&metrics);
     server.shutdown().await
 }
 

@@ -83,3 +83,17 @@ pub async fn wait_ready(url: &str) -> anyhow::Result<()> {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// Asserts that every metric family on `/metrics` (`metrics`, the text format) has
+/// its `# HELP` line.
+pub fn assert_described(metrics: &str) {
+    for family in metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
+    {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(&format!("# HELP {family} "))),
+            "{family} has no # HELP line"
+        );
+    }
+}

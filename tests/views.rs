@@ -672,5 +672,8 @@ async fn metrics_follow_the_views_and_count_evaluation_failures() -> anyhow::Res
         }
     }
     assert!(gone, "series of a removed KPI are still exported: {lines:#?}");
+    let metrics = reqwest::get(format!("{url}/metrics")).await?.text().await?;
+    assert!(metrics.contains("opsflow_view_lag_seconds"), "{metrics}");
+    opsflow_e2e::assert_described(&metrics);
     server.shutdown().await
 }

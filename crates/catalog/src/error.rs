@@ -86,10 +86,20 @@ impl fmt::Display for Reason<'_> {
                 write!(f, "expected {expected}, got {actual} ({event_type})")
             }
             Problem::Unreadable(why) => write!(f, "{why} ({event_type})"),
-            Problem::UnsupportedContentType(ct) => write!(
-                f,
-                "{event_type} data must be application/json or application/protobuf, not {ct:?}"
-            ),
+            Problem::UnsupportedContentType(ct) => {
+                write!(
+                    f,
+                    "{event_type} data must be application/json or application/protobuf, not {ct:?}"
+                )?;
+                // What binary data is taken as when nothing declares its type.
+                if ct == "application/octet-stream" {
+                    f.write_str(
+                        " (the CloudEvents default when no content type is declared: declare it with \
+                         datacontenttype, or with the Content-Type header in binary mode)",
+                    )?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -110,5 +120,23 @@ mod tests {
             r#"data.total: expected a number >= 0, got "12" (order.placed)"#
         );
         assert_eq!(err.reason(), r#"expected a number >= 0, got "12" (order.placed)"#);
+    }
+
+    #[test]
+    fn undeclared_binary_data_says_how_to_declare_its_type() {
+        let err = CatalogError::content_type("order.placed", "text/plain");
+        assert_eq!(
+            err.reason(),
+            r#"order.placed data must be application/json or application/protobuf, not "text/plain""#
+        );
+        let err = CatalogError::content_type("order.placed", "application/octet-stream");
+        assert!(
+            err.reason().ends_with(
+                "not \"application/octet-stream\" (the CloudEvents default when no content type is declared: \
+                 declare it with datacontenttype, or with the Content-Type header in binary mode)"
+            ),
+            "{}",
+            err.reason()
+        );
     }
 }

@@ -58,6 +58,21 @@ fn describe() {
     describe_histogram!("opsflow_group_commit_events", "Events per group commit");
     describe_histogram!("opsflow_nats_ingest_batch", "Messages per NATS ingest batch");
     describe_histogram!("opsflow_fsync_seconds", Unit::Seconds, "Time of one flush + fsync");
+    describe_histogram!(
+        "opsflow_stream_index_write_seconds",
+        Unit::Seconds,
+        "Time of one write of the stream index (in the background, off the append path)"
+    );
+    describe_histogram!(
+        "opsflow_view_lag_seconds",
+        Unit::Seconds,
+        "From an event's recording to the views having applied it"
+    );
+    metrics::describe_gauge!(
+        "opsflow_view_checkpoint_bytes",
+        Unit::Bytes,
+        "Size of the views' last checkpoint"
+    );
     metrics::describe_gauge!(
         "opsflow_definitions_reload_failed",
         "1 while the definitions directory does not check (the last set that did stays in force)"
