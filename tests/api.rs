@@ -505,6 +505,27 @@ async fn subscribe_catches_up_then_follows_http_appends() -> anyhow::Result<()> 
         })
         .await?;
     }
+    // Filters that could match nothing are refused, naming the entry.
+    for (prefixes, types, field) in [
+        (vec!["order/", "a b"], vec![], "stream_prefixes[1]"),
+        (vec!["order/"], vec!["x.y", "x..y"], "types[1]"),
+    ] {
+        let refused = grpc
+            .subscribe(v1::SubscribeRequest {
+                stream_prefixes: prefixes.into_iter().map(String::from).collect(),
+                types: types.into_iter().map(String::from).collect(),
+                ..Default::default()
+            })
+            .await
+            .map(|_| ())
+            .err()
+            .ok_or_else(|| anyhow::anyhow!("{field} taken"))?;
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+        assert!(
+            refused.message().starts_with(&format!("invalid {field}: ")),
+            "{refused:?}"
+        );
+    }
     let mut sub = grpc
         .subscribe(v1::SubscribeRequest {
             from_position: Some(1),

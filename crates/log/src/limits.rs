@@ -39,33 +39,45 @@ pub(crate) const MAX_ATTRIBUTE_LEN: usize = 256;
 /// Checks a stream name: 1-256 characters of `[A-Za-z0-9._:@/-]`, segments
 /// separated by `/`, none empty.
 pub fn validate_stream_name(stream: &str) -> Result<()> {
-    let field = "stream";
     if stream.is_empty() {
-        return Err(LogError::invalid(field, "must not be empty"));
+        return Err(LogError::invalid("stream", "must not be empty"));
     }
-    if stream.len() > MAX_STREAM_LEN {
+    check_stream_text("stream", stream, false)
+}
+
+/// Checks a stream prefix (a subscription's filter): what a stream name can start
+/// with, so that a mistyped one is refused rather than left matching nothing for
+/// ever. Empty (every stream) and a trailing `/` (`order/`) are allowed.
+pub fn validate_stream_prefix(prefix: &str) -> Result<()> {
+    check_stream_text("stream_prefix", prefix, true)
+}
+
+fn check_stream_text(field: &str, text: &str, prefix: bool) -> Result<()> {
+    // A prefix ending in `/` has at least one more character to come.
+    let least = text.len() + usize::from(prefix && text.ends_with('/'));
+    if least > MAX_STREAM_LEN {
         return Err(LogError::invalid(
             field,
-            format!("is {} bytes long, over the limit of {MAX_STREAM_LEN}", stream.len()),
+            format!("is {} bytes long, over the limit of {MAX_STREAM_LEN}", text.len()),
         ));
     }
     let allowed = |c: char| c.is_ascii_alphanumeric() || "._:@/-".contains(c);
     // Byte by byte first (a non-ASCII byte is never allowed); the character is
     // found only to name it.
-    if !stream
+    if !text
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"._:@/-".contains(&b))
-        && let Some(c) = stream.chars().find(|&c| !allowed(c))
+        && let Some(c) = text.chars().find(|&c| !allowed(c))
     {
         return Err(LogError::invalid(
             field,
-            format!("{stream:?} contains {c:?}; allowed are letters, digits and . _ : @ / -"),
+            format!("{text:?} contains {c:?}; allowed are letters, digits and . _ : @ / -"),
         ));
     }
-    if stream.starts_with('/') || stream.ends_with('/') || stream.contains("//") {
+    if text.starts_with('/') || (text.ends_with('/') && !prefix) || text.contains("//") {
         return Err(LogError::invalid(
             field,
-            format!("{stream:?} has an empty segment (leading, trailing or double '/')"),
+            format!("{text:?} has an empty segment (leading, trailing or double '/')"),
         ));
     }
     Ok(())
@@ -469,6 +481,27 @@ mod tests {
             assert!(validate_new_stream_name(dotted).is_err(), "{dotted:?}");
         }
         assert!(validate_stream_name(&"a".repeat(257)).is_err());
+    }
+
+    #[test]
+    fn stream_prefixes() {
+        for ok in ["", "order/", "order/PO-", "o", "x.y:z@w/1_"] {
+            assert!(validate_stream_prefix(ok).is_ok(), "{ok}");
+        }
+        let refused = |prefix: &str| match validate_stream_prefix(prefix) {
+            Err(LogError::InvalidArgument { field, reason }) => format!("{field}: {reason}"),
+            other => panic!("{prefix:?}: {other:?}"),
+        };
+        assert_eq!(
+            refused("a b"),
+            r#"stream_prefix: "a b" contains ' '; allowed are letters, digits and . _ : @ / -"#
+        );
+        for bad in ["/a", "a//", "é"] {
+            refused(bad);
+        }
+        assert!(validate_stream_prefix(&"a".repeat(256)).is_ok());
+        // Nothing fits after it.
+        assert!(refused(&format!("{}/", "a".repeat(255))).contains("over the limit of 256"));
     }
 
     #[test]

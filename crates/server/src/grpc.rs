@@ -138,12 +138,12 @@ impl v1::event_log_server::EventLog for EventLogService {
         request: Request<v1::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let req = request.into_inner();
-        for (i, t) in req.types.iter().enumerate() {
-            opsflow_log::validate_event_type(t).map_err(|e| match e {
-                LogError::InvalidArgument { reason, .. } => ApiError::invalid(format!("types[{i}]"), reason),
-                other => ApiError::from(other),
-            })?;
-        }
+        each_valid("types", &req.types, opsflow_log::validate_event_type)?;
+        each_valid(
+            "stream_prefixes",
+            &req.stream_prefixes,
+            opsflow_log::validate_stream_prefix,
+        )?;
         let from = if req.from_end {
             self.log.head() + 1
         } else {
@@ -212,4 +212,16 @@ impl v1::audit_server::Audit for AuditService {
         let report = self.log.verify(req.from, req.to).await.map_err(ApiError::from)?;
         Ok(Response::new(convert::verify_report(report)))
     }
+}
+
+/// Checks each of the list `field` with `check`; the first refused is
+/// INVALID_ARGUMENT naming it (`types[1]`).
+fn each_valid(field: &str, items: &[String], check: fn(&str) -> opsflow_log::Result<()>) -> Result<(), ApiError> {
+    for (i, item) in items.iter().enumerate() {
+        check(item).map_err(|e| match e {
+            LogError::InvalidArgument { reason, .. } => ApiError::invalid(format!("{field}[{i}]"), reason),
+            other => ApiError::from(other),
+        })?;
+    }
+    Ok(())
 }
