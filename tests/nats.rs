@@ -1261,12 +1261,9 @@ async fn append_requests_under_way_at_sigterm_are_answered_and_durable() -> anyh
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_publishes_in_order_and_resumes_without_gaps_or_duplicates() -> anyhow::Result<()> {
-    let nats = NatsServer::start()?;
-    let nc = async_nats::connect(nats.url()).await?;
-    let js = jetstream::new(nc.clone());
     // A duplicate window too short to hide a re-publish: the stream keeps every
     // copy (its default, 2 minutes, would drop a second copy of the same position).
-    js.create_stream(jetstream::stream::Config {
+    let (nats, _, js) = nats_with_stream(jetstream::stream::Config {
         duplicate_window: Duration::from_millis(100),
         ..outbound_capture()
     })
@@ -1431,9 +1428,7 @@ async fn capturing_behind_a_proxy() -> anyhow::Result<(
     tempfile::TempDir,
     OpsflowProcess,
 )> {
-    let nats = NatsServer::start()?;
-    let js = jetstream::new(async_nats::connect(nats.url()).await?);
-    js.create_stream(outbound_capture()).await?;
+    let (nats, _, js) = nats_with_stream(outbound_capture()).await?;
     let proxy = CutProxy::start(nats.port()).await?;
     let dir = tempfile::tempdir()?;
     let opsflow = OpsflowProcess::start_with(dir.path(), &["--nats", &proxy.url()])?;
@@ -1486,7 +1481,7 @@ async fn outbound_keeps_position_order_when_a_connection_breaks_and_loses_publis
 /// order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_goes_on_past_other_messages_in_its_stream() -> anyhow::Result<()> {
-    let (_nats, js, _dir, opsflow) = opsflow_with_stream("OPSFLOW_LOG", "opsflow.log.>").await?;
+    let (_nats, js, _dir, opsflow) = opsflow_with_stream(outbound_capture()).await?;
     wait_ready(&opsflow.url()).await?;
     let mut c = client(&opsflow.url()).await?;
     let mut stream = js.get_stream("OPSFLOW_LOG").await?;
@@ -1623,10 +1618,7 @@ async fn positions_in(stream: &jetstream::stream::Stream, messages: u64) -> anyh
 /// checkpoint, so what the stream holds is not sent again and again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_starts_again_from_a_refused_publish() -> anyhow::Result<()> {
-    let nats = NatsServer::start()?;
-    let nc = async_nats::connect(nats.url()).await?;
-    let js = jetstream::new(nc.clone());
-    js.create_stream(jetstream::stream::Config {
+    let (nats, nc, js) = nats_with_stream(jetstream::stream::Config {
         max_messages: 50,
         discard: jetstream::stream::DiscardPolicy::New,
         ..outbound_capture()
@@ -1653,20 +1645,23 @@ async fn outbound_starts_again_from_a_refused_publish() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A `nats-server` with a stream `name` capturing `subjects`, and `opsflow dev` on
-/// it as a process of its own (started, not yet ready).
-async fn opsflow_with_stream(
-    name: &str,
-    subjects: &str,
-) -> anyhow::Result<(NatsServer, jetstream::Context, tempfile::TempDir, OpsflowProcess)> {
+/// A `nats-server` with the stream `stream`, and a client connected to it.
+async fn nats_with_stream(
+    stream: jetstream::stream::Config,
+) -> anyhow::Result<(NatsServer, async_nats::Client, jetstream::Context)> {
     let nats = NatsServer::start()?;
-    let js = jetstream::new(async_nats::connect(nats.url()).await?);
-    js.create_stream(jetstream::stream::Config {
-        name: name.into(),
-        subjects: vec![subjects.into()],
-        ..Default::default()
-    })
-    .await?;
+    let nc = async_nats::connect(nats.url()).await?;
+    let js = jetstream::new(nc.clone());
+    js.create_stream(stream).await?;
+    Ok((nats, nc, js))
+}
+
+/// [`nats_with_stream`], and `opsflow dev` on it as a process of its own (started,
+/// not yet ready).
+async fn opsflow_with_stream(
+    stream: jetstream::stream::Config,
+) -> anyhow::Result<(NatsServer, jetstream::Context, tempfile::TempDir, OpsflowProcess)> {
+    let (nats, _, js) = nats_with_stream(stream).await?;
     let dir = tempfile::tempdir()?;
     let opsflow = OpsflowProcess::start_with(dir.path(), &["--nats", &nats.url()])?;
     Ok((nats, js, dir, opsflow))
@@ -1676,7 +1671,7 @@ async fn opsflow_with_stream(
 /// one is published, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_publishes_a_large_group_whole() -> anyhow::Result<()> {
-    let (_nats, js, _dir, opsflow) = opsflow_with_stream("OPSFLOW_LOG", "opsflow.log.>").await?;
+    let (_nats, js, _dir, opsflow) = opsflow_with_stream(outbound_capture()).await?;
     wait_ready(&opsflow.url()).await?;
     let events = (0..600)
         .map(|i| {
@@ -1716,9 +1711,7 @@ async fn outbound_publishes_a_large_group_whole() -> anyhow::Result<()> {
 /// group commit, and the stream kept the copies).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_checkpoint_is_durable_once_caught_up() -> anyhow::Result<()> {
-    let nats = NatsServer::start()?;
-    let js = jetstream::new(async_nats::connect(nats.url()).await?);
-    js.create_stream(jetstream::stream::Config {
+    let (nats, _, js) = nats_with_stream(jetstream::stream::Config {
         duplicate_window: Duration::from_secs(1),
         ..outbound_capture()
     })
@@ -2149,7 +2142,12 @@ async fn outbound_too_large(nats_config: &str, stream_limit: Option<i32>) -> any
 /// publish acknowledgement) before opsflow can: request/reply says so in /readyz.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_capturing_the_request_subject_is_reported() -> anyhow::Result<()> {
-    let (_nats, _js, _dir, opsflow) = opsflow_with_stream("CAPTURES_REQUESTS", "opsflow.api.>").await?;
+    let (_nats, _js, _dir, opsflow) = opsflow_with_stream(jetstream::stream::Config {
+        name: "CAPTURES_REQUESTS".into(),
+        subjects: vec!["opsflow.api.>".into()],
+        ..Default::default()
+    })
+    .await?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let ready: serde_json::Value = match reqwest::get(format!("{}/readyz", opsflow.url())).await {

@@ -313,6 +313,9 @@ pub(crate) fn covering(batch: &[Message]) -> Option<&Message> {
     batch.iter().max_by_key(|m| sequence(m))
 }
 
+/// The body of an acknowledgement.
+const ACK: bytes::Bytes = bytes::Bytes::from_static(b"+ACK");
+
 /// Acknowledges, for a consumer with `AckPolicy::All`, every message up to stream
 /// sequence `stream_sequence` (its delivery `delivered` of the consumer) without a
 /// delivery at hand: on the `$JS.ACK` subject such a delivery carries (ADR-15),
@@ -325,14 +328,14 @@ pub(crate) async fn ack_through(
 ) -> Result<(), String> {
     let subject = format!("$JS.ACK.{stream}.{consumer}.1.{stream_sequence}.{delivered}.0.0");
     client
-        .publish(subject, bytes::Bytes::from_static(b"+ACK"))
+        .publish(subject, ACK)
         .await
         .map_err(|e| format!("acknowledging through stream sequence {stream_sequence}: {e}"))
 }
 
 /// Acknowledges `message` (with `AckPolicy::All`, every delivery before it too).
 pub(crate) async fn ack(client: &async_nats::Client, message: &Message) -> Result<(), String> {
-    reply(client, message, bytes::Bytes::from_static(b"+ACK")).await
+    reply(client, message, ACK).await
 }
 
 /// Ends `message`'s deliveries (it was dead-lettered).
