@@ -13,8 +13,9 @@ test:
     scripts/test
 
 # Benchmarks: prints a table of measured figures. `just bench --quick` for a smoke run.
+# The NATS rows need nats-server, installed as scripts/test installs it.
 bench *ARGS:
-    cargo run --release -p opsflow-bench -- {{ARGS}}
+    bash -c 'source scripts/nats-server-env && opsflow_nats_server_env && exec cargo run --release -p opsflow-bench -- "$@"' bench {{ARGS}}
 
 # Formatting and lints, as CI checks them.
 lint:
