@@ -21,8 +21,8 @@ fn cloudevent(id: &str) -> (async_nats::HeaderMap, bytes::Bytes) {
     (headers, body.to_string().into())
 }
 
-/// Starts opsflow in-process with `nats`, publishes one event with `producer`, and
-/// waits until it is in the log and comes back on `opsflow.log.>`.
+/// Starts opsflow in-process with `nats`, publishes one event with `producer`,
+/// waits until it is in the log and comes back on `opsflow.log.>`, and stops opsflow.
 async fn ingests_and_publishes(nats: NatsConfig, producer: async_nats::Client) -> anyhow::Result<()> {
     use futures::StreamExt;
     let mut out = producer.subscribe("opsflow.log.>").await?;
@@ -42,7 +42,8 @@ async fn ingests_and_publishes(nats: NatsConfig, producer: async_nats::Client) -
     }
     let published = tokio::time::timeout(Duration::from_secs(20), out.next()).await?;
     anyhow::ensure!(published.is_some(), "outbound subscription closed");
-    Ok(())
+    // Stopped, so that a next opsflow on the same server is the consumer's only one.
+    server.shutdown().await
 }
 
 /// `/readyz` of an opsflow whose NATS credentials are refused: not ready, NATS
@@ -74,7 +75,12 @@ async fn user_and_password() -> anyhow::Result<()> {
     let producer = async_nats::ConnectOptions::with_user_and_password("ops".into(), "s3cret pass".into())
         .connect(nats.url())
         .await?;
-    ingests_and_publishes(config.clone(), producer).await?;
+    ingests_and_publishes(config.clone(), producer.clone()).await?;
+    // In the URL, percent-encoded, as every NATS client takes them (async-nats
+    // does not: "authorization violation").
+    let in_url = |password: &str| NatsConfig::url(format!("nats://ops:{password}@127.0.0.1:{}", nats.port()));
+    ingests_and_publishes(in_url("s3cret%20pass"), producer).await?;
+    refused(in_url("wrong")).await?;
     refused(NatsConfig {
         password: Some("wrong".into()),
         ..config
@@ -92,12 +98,66 @@ async fn token() -> anyhow::Result<()> {
     let producer = async_nats::ConnectOptions::with_token("t0ken-42".into())
         .connect(nats.url())
         .await?;
-    ingests_and_publishes(config.clone(), producer).await?;
+    ingests_and_publishes(config.clone(), producer.clone()).await?;
+    // A user without a password in the URL is a token.
+    let in_url = NatsConfig::url(format!("nats://t0ken-42@127.0.0.1:{}", nats.port()));
+    ingests_and_publishes(in_url, producer).await?;
     refused(NatsConfig {
         token: Some("other".into()),
         ..config
     })
     .await
+}
+
+/// An account without JetStream (accounts configured, JetStream enabled for
+/// another): ingest is not ready and says what to do; outbound goes out as core
+/// publishes and request/reply answers, neither needing JetStream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_without_jetstream_is_named_in_readyz() -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let nats = NatsServer::start_with_config(
+        r#"accounts { PLAIN: { users: [{user: "ops", password: "p"}] }, JS: { jetstream: enabled, users: [{user: "js", password: "p"}] } }"#,
+    )?;
+    let config = NatsConfig::url(format!("nats://ops:p@127.0.0.1:{}", nats.port()));
+    let producer = async_nats::ConnectOptions::with_user_and_password("ops".into(), "p".into())
+        .connect(nats.url())
+        .await?;
+    let mut out = producer.subscribe("opsflow.log.>").await?;
+    producer.flush().await?;
+    let server = TestServer::start_with(|c| c.nats = Some(config)).await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        let r = reqwest::get(format!("{}/readyz", server.url())).await?;
+        let status = r.status();
+        let body: serde_json::Value = r.json().await?;
+        let ingest = body["nats"]["ingest"].as_str().unwrap_or_default().to_owned();
+        if ingest.contains("ingest needs JetStream") && body["nats"]["requests"] == "ready" {
+            anyhow::ensure!(status == 503, "ready without JetStream for ingest: {body}");
+            break body;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "ingest does not say JetStream is missing: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let ingest = body["nats"]["ingest"].as_str().unwrap_or_default();
+    assert!(
+        ingest.contains("JetStream not enabled for account") && ingest.contains("start nats-server with -js"),
+        "{ingest}"
+    );
+    // Appended by request/reply, it goes out as a core publish.
+    let (headers, body) = cloudevent("e-1");
+    let reply = producer
+        .request_with_headers("opsflow.api.append", headers, body)
+        .await?;
+    assert!(
+        String::from_utf8_lossy(&reply.payload).contains("\"position\":1"),
+        "{reply:?}"
+    );
+    let published = tokio::time::timeout(Duration::from_secs(20), out.next()).await?;
+    anyhow::ensure!(published.is_some(), "outbound subscription closed");
+    server.shutdown().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

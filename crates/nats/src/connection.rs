@@ -71,6 +71,29 @@ pub async fn connect(config: &NatsConfig, state: &Flag) -> Result<Client, NatsEr
         })?;
         options = options.nkey(seed.trim().to_owned());
     }
+    let addrs = config
+        .urls
+        .iter()
+        .map(|u| {
+            u.parse::<async_nats::ServerAddr>().map_err(|e| NatsError::Config {
+                key: "nats.urls".into(),
+                message: format!("{:?}: {e}", crate::config::without_credentials(u)),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    match url_credentials(&addrs)? {
+        Some(_) if config.user.is_some() || config.token.is_some() => {
+            return Err(NatsError::Config {
+                key: "nats.urls".into(),
+                message: "credentials both in a server URL and in [nats] user/password or token: give them in one \
+                          place"
+                    .into(),
+            });
+        }
+        Some(UrlCredentials::UserPassword(user, password)) => options = options.user_and_password(user, password),
+        Some(UrlCredentials::Token(token)) => options = options.token(token),
+        None => {}
+    }
     if let (Some(user), Some(password)) = (&config.user, &config.password) {
         options = options.user_and_password(user.clone(), password.clone());
     }
@@ -94,20 +117,62 @@ pub async fn connect(config: &NatsConfig, state: &Flag) -> Result<Client, NatsEr
             });
         }
     }
-    let addrs = config
-        .urls
-        .iter()
-        .map(|u| {
-            u.parse::<async_nats::ServerAddr>().map_err(|e| NatsError::Config {
-                key: "nats.urls".into(),
-                message: format!("{:?}: {e}", crate::config::without_credentials(u)),
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
     let client = async_nats::connect_with_options(addrs, options)
         .await
         .map_err(|e| NatsError::Connect(e.to_string()))?;
     Ok(client)
+}
+
+/// The JetStream API's answers that mean no JetStream: not enabled on the server,
+/// or not for the account.
+pub(crate) const JETSTREAM_NOT_ENABLED: [async_nats::jetstream::ErrorCode; 2] = [
+    async_nats::jetstream::ErrorCode::JETSTREAM_NOT_ENABLED,
+    async_nats::jetstream::ErrorCode::JETSTREAM_NOT_ENABLED_FOR_ACCOUNT,
+];
+
+/// Credentials written into a server URL, as NATS clients take them.
+#[derive(Debug, PartialEq)]
+enum UrlCredentials {
+    /// `nats://user:password@host`.
+    UserPassword(String, String),
+    /// `nats://token@host`: a user without a password is a token.
+    Token(String),
+}
+
+/// The credentials the server URLs carry (percent-decoded), which async-nats does
+/// not read from them (it refused such a server with "authorization violation").
+/// The client has one set for every server, so the URLs that carry credentials
+/// must carry the same.
+fn url_credentials(addrs: &[async_nats::ServerAddr]) -> Result<Option<UrlCredentials>, NatsError> {
+    let decoded = |text: &str, part: &str| {
+        percent_encoding::percent_decode_str(text)
+            .decode_utf8()
+            .map(|t| t.into_owned())
+            .map_err(|_| NatsError::Config {
+                key: "nats.urls".into(),
+                message: format!("the {part} in a server URL is not UTF-8 once percent-decoded"),
+            })
+    };
+    let mut found: Option<UrlCredentials> = None;
+    for addr in addrs {
+        let Some(user) = addr.username() else { continue };
+        let these = match addr.password() {
+            Some(password) => UrlCredentials::UserPassword(decoded(user, "user")?, decoded(password, "password")?),
+            None => UrlCredentials::Token(decoded(user, "token")?),
+        };
+        match &found {
+            Some(other) if *other != these => {
+                return Err(NatsError::Config {
+                    key: "nats.urls".into(),
+                    message: "the server URLs carry different credentials; the client has one set for every \
+                              server: give them once, in the URLs or in [nats] user/password or token"
+                        .into(),
+                });
+            }
+            _ => found = Some(these),
+        }
+    }
+    Ok(found)
 }
 
 /// Refuses TLS files that cannot be read or hold no PEM of the kind expected,
@@ -212,6 +277,34 @@ mod tests {
             e.starts_with("nats.tls.key_file: ") && e.contains("holds no PEM private key"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn credentials_are_read_from_the_server_urls() {
+        let of = |urls: &[&str]| {
+            let addrs: Vec<async_nats::ServerAddr> = urls.iter().map(|u| u.parse().unwrap()).collect();
+            url_credentials(&addrs).map_err(|e| e.to_string())
+        };
+        assert_eq!(of(&["nats://127.0.0.1:4222"]), Ok(None));
+        assert_eq!(
+            of(&["nats://u:p%40ss@n1:4222", "nats://n2:4222", "nats://u:p%40ss@n3:4222"]),
+            Ok(Some(UrlCredentials::UserPassword("u".into(), "p@ss".into())))
+        );
+        assert_eq!(
+            of(&["tls://s3cr%2Ft@n1:4222"]),
+            Ok(Some(UrlCredentials::Token("s3cr/t".into())))
+        );
+        let e = of(&["nats://u:p@n1:4222", "nats://u:q@n2:4222"]).unwrap_err();
+        assert!(
+            e.starts_with("config key `nats.urls`: the server URLs carry different credentials"),
+            "{e}"
+        );
+        assert!(
+            !e.contains(":p@") && !e.contains(":q@"),
+            "credentials in the error: {e}"
+        );
+        let e = of(&["nats://u:%FF@n1:4222"]).unwrap_err();
+        assert!(e.contains("password in a server URL is not UTF-8"), "{e}");
     }
 
     #[test]

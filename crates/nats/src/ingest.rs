@@ -122,6 +122,12 @@ pub async fn ensure_stream(js: &jetstream::Context, config: &IngestConfig) -> Re
     };
     let mut stream = match js.get_or_create_stream(wanted).await {
         Ok(stream) => stream,
+        Err(e) if jetstream_not_enabled(e.kind()) => {
+            return Err(NatsError::JetStream(format!(
+                "{e}: ingest needs JetStream, and the server has none for this account; start nats-server with -js \
+                 (or a jetstream block in its config), and enable it for the account if accounts are configured"
+            )));
+        }
         Err(e) => {
             // Most likely another stream holds the subjects: name it.
             for subject in &config.subjects {
@@ -162,6 +168,17 @@ pub async fn ensure_stream(js: &jetstream::Context, config: &IngestConfig) -> Re
         });
     }
     Ok(stream)
+}
+
+/// Whether the server has no JetStream (nothing answers its API), or none for
+/// this account.
+fn jetstream_not_enabled(kind: jetstream::context::CreateStreamErrorKind) -> bool {
+    use jetstream::context::CreateStreamErrorKind;
+    match kind {
+        CreateStreamErrorKind::JetStreamUnavailable => true,
+        CreateStreamErrorKind::JetStream(api) => crate::connection::JETSTREAM_NOT_ENABLED.contains(&api.error_code()),
+        _ => false,
+    }
 }
 
 /// What a session consumes with.

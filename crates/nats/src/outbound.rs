@@ -344,26 +344,26 @@ async fn or_stopping<T>(stopping: Pin<&mut WaitForCancellationFuture<'_>>, work:
 
 /// Whether the server has JetStream for this account (without it no stream can
 /// capture a subject, and every publish is a core publish). An error is transient.
+///
+/// Any answer but an error means JetStream: what the account holds is not read
+/// (the client's own account query refuses the answer of a nats-server before
+/// 2.10, which leaves out fields it requires).
 async fn jetstream_available(js: &jetstream::Context) -> anyhow::Result<bool> {
-    use async_nats::jetstream::context::AccountErrorKind;
-    match js.query_account().await {
-        Ok(_) => Ok(true),
-        Err(e)
-            if match e.kind() {
-                AccountErrorKind::JetStreamUnavailable => true,
-                // Not enabled, for the server or the account; other API errors
-                // (a cluster without a leader, say) pass.
-                AccountErrorKind::JetStream(api) => [
-                    jetstream::ErrorCode::JETSTREAM_NOT_ENABLED,
-                    jetstream::ErrorCode::JETSTREAM_NOT_ENABLED_FOR_ACCOUNT,
-                ]
-                .contains(&api.error_code()),
-                _ => false,
-            } =>
-        {
-            tracing::info!(reason = %e, "no JetStream for outbound: events go out as core NATS publishes");
-            Ok(false)
+    use async_nats::jetstream::context::RequestErrorKind;
+    use async_nats::jetstream::response::Response;
+    let unavailable = |reason: &dyn std::fmt::Display| {
+        tracing::info!(%reason, "no JetStream for outbound: events go out as core NATS publishes");
+        Ok(false)
+    };
+    match js.request::<_, _, Response<serde::de::IgnoredAny>>("INFO", b"").await {
+        Ok(Response::Ok(_)) => Ok(true),
+        Err(e) if e.kind() == RequestErrorKind::NoResponders => unavailable(&e),
+        // Not enabled, for the server or the account; other API errors (a cluster
+        // without a leader, say) pass.
+        Ok(Response::Err { error }) if crate::connection::JETSTREAM_NOT_ENABLED.contains(&error.error_code()) => {
+            unavailable(&error)
         }
+        Ok(Response::Err { error }) => Err(anyhow::anyhow!("asking the server about JetStream: {error}")),
         Err(e) => Err(anyhow::anyhow!("asking the server about JetStream: {e}")),
     }
 }
@@ -582,5 +582,70 @@ impl Outbound<'_> {
                 Ok(None)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+
+    use super::*;
+
+    /// What nats-server 2.9.10 (Debian 12's package) answers `$JS.API.INFO`: no
+    /// `reserved_memory` or `reserved_storage`, which the client's account query
+    /// requires.
+    const INFO_2_9: &str = r#"{"type":"io.nats.jetstream.api.v1.account_info_response","memory":0,"storage":274,"streams":2,"consumers":1,"limits":{"max_memory":-1,"max_storage":-1,"max_streams":-1,"max_consumers":-1,"max_ack_pending":-1,"memory_max_stream_bytes":-1,"storage_max_stream_bytes":-1,"max_bytes_required":false},"api":{"total":17,"errors":3}}"#;
+
+    /// Whether outbound takes the server to have JetStream when its API (under a
+    /// prefix of the test's own) answers `INFO` with `answer`, or nothing answers.
+    async fn available_when_answered(
+        client: &async_nats::Client,
+        prefix: &str,
+        answer: Option<&'static str>,
+    ) -> anyhow::Result<bool> {
+        let mut responder = client.subscribe(format!("{prefix}.INFO")).await?;
+        if answer.is_none() {
+            responder.unsubscribe().await?;
+        }
+        client.flush().await?;
+        let replying = {
+            let client = client.clone();
+            tokio::spawn(async move {
+                if let (Some(answer), Some(request)) = (answer, responder.next().await)
+                    && let Some(reply) = request.reply
+                {
+                    let _ = client.publish(reply, answer.into()).await;
+                }
+            })
+        };
+        let js = jetstream::with_prefix(client.clone(), prefix);
+        let available = jetstream_available(&js).await;
+        replying.abort();
+        available
+    }
+
+    #[tokio::test]
+    async fn jetstream_is_told_from_any_servers_answer() -> anyhow::Result<()> {
+        let nats = opsflow_testkit::NatsServer::start()?;
+        let client = async_nats::connect(nats.url()).await?;
+        // The real server's answer.
+        assert!(jetstream_available(&jetstream::new(client.clone())).await?);
+        // 2.9's answer is JetStream too (the client's own account query failed it:
+        // "data did not match any variant of untagged enum Response").
+        assert!(available_when_answered(&client, "$T1.API", Some(INFO_2_9)).await?);
+        // Not enabled for the account, or for the server; nobody answering: none.
+        let not_for_account = r#"{"type":"io.nats.jetstream.api.v1.account_info_response","error":{"code":503,"err_code":10039,"description":"jetstream not enabled for account"}}"#;
+        assert!(!available_when_answered(&client, "$T2.API", Some(not_for_account)).await?);
+        let not_enabled = r#"{"error":{"code":503,"err_code":10076,"description":"JetStream not enabled"}}"#;
+        assert!(!available_when_answered(&client, "$T3.API", Some(not_enabled)).await?);
+        assert!(!available_when_answered(&client, "$T4.API", None).await?);
+        // Any other error is one: outbound tries again rather than guess.
+        let no_leader =
+            r#"{"error":{"code":503,"err_code":10008,"description":"JetStream system temporarily unavailable"}}"#;
+        let e = available_when_answered(&client, "$T5.API", Some(no_leader))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("temporarily unavailable"), "{e}");
+        Ok(())
     }
 }
