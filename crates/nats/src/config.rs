@@ -296,10 +296,15 @@ impl NatsConfig {
 }
 
 /// `url` without the user information of its authority (`nats://u:p@host:4222` is
-/// `nats://host:4222`).
+/// `nats://host:4222`). A URL that does not parse (a password holding a `/` not
+/// percent-encoded, say) is cut at its last `@`, so that no part of a password
+/// shows.
 pub(crate) fn without_credentials(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let authority = rest.find('/').map_or(rest, |end| &rest[..end]);
+    let authority = match url.parse::<async_nats::ServerAddr>() {
+        Ok(_) => rest.find('/').map_or(rest, |end| &rest[..end]),
+        Err(_) => rest,
+    };
     match authority.rfind('@') {
         Some(at) if scheme.is_empty() => rest[at + 1..].to_owned(),
         Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
@@ -320,6 +325,8 @@ mod tests {
         );
         assert_eq!(without_credentials("u:p@host:4222"), "host:4222");
         assert_eq!(without_credentials("tls://host:4222/x@y"), "tls://host:4222/x@y");
+        // Not a URL: a password with a `/` not percent-encoded.
+        assert_eq!(without_credentials("nats://u:p/ss@host:4222"), "nats://host:4222");
         assert_eq!(without_credentials("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
     }
 

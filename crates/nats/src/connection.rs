@@ -77,23 +77,28 @@ pub async fn connect(config: &NatsConfig, state: &Flag) -> Result<Client, NatsEr
         .map(|u| {
             u.parse::<async_nats::ServerAddr>().map_err(|e| NatsError::Config {
                 key: "nats.urls".into(),
-                message: format!("{:?}: {e}", crate::config::without_credentials(u)),
+                message: format!(
+                    "{:?}: {e} (credentials in a URL are percent-encoded: %2F for /, %2C for a comma)",
+                    crate::config::without_credentials(u)
+                ),
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    match url_credentials(&addrs)? {
-        Some(_) if config.user.is_some() || config.token.is_some() => {
-            return Err(NatsError::Config {
-                key: "nats.urls".into(),
-                message: "credentials both in a server URL and in [nats] user/password or token: give them in one \
-                          place"
-                    .into(),
-            });
-        }
+    match url_credentials(config)? {
         Some(UrlCredentials::UserPassword(user, password)) => options = options.user_and_password(user, password),
         Some(UrlCredentials::Token(token)) => options = options.token(token),
         None => {}
     }
+    // The client is given them as options: the addresses it logs (at debug level)
+    // carry none.
+    let addrs = addrs
+        .iter()
+        .map(|a| crate::config::without_credentials(a.as_url_str()).parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| NatsError::Config {
+            key: "nats.urls".into(),
+            message: e.to_string(),
+        })?;
     if let (Some(user), Some(password)) = (&config.user, &config.password) {
         options = options.user_and_password(user.clone(), password.clone());
     }
@@ -142,35 +147,58 @@ enum UrlCredentials {
 /// The credentials the server URLs carry (percent-decoded), which async-nats does
 /// not read from them (it refused such a server with "authorization violation").
 /// The client has one set for every server, so the URLs that carry credentials
-/// must carry the same.
-fn url_credentials(addrs: &[async_nats::ServerAddr]) -> Result<Option<UrlCredentials>, NatsError> {
+/// must carry the same, and `config` no others. Errors never show them.
+fn url_credentials(config: &NatsConfig) -> Result<Option<UrlCredentials>, NatsError> {
+    let refused = |message: &str| NatsError::Config {
+        key: "nats.urls".into(),
+        message: message.into(),
+    };
     let decoded = |text: &str, part: &str| {
         percent_encoding::percent_decode_str(text)
             .decode_utf8()
             .map(|t| t.into_owned())
-            .map_err(|_| NatsError::Config {
-                key: "nats.urls".into(),
-                message: format!("the {part} in a server URL is not UTF-8 once percent-decoded"),
-            })
+            .map_err(|_| refused(&format!("the {part} in a server URL is not UTF-8 once percent-decoded")))
     };
     let mut found: Option<UrlCredentials> = None;
-    for addr in addrs {
-        let Some(user) = addr.username() else { continue };
-        let these = match addr.password() {
-            Some(password) => UrlCredentials::UserPassword(decoded(user, "user")?, decoded(password, "password")?),
-            None => UrlCredentials::Token(decoded(user, "token")?),
+    for url in &config.urls {
+        let Ok(addr) = url.parse::<async_nats::ServerAddr>() else {
+            continue;
         };
-        match &found {
-            Some(other) if *other != these => {
-                return Err(NatsError::Config {
-                    key: "nats.urls".into(),
-                    message: "the server URLs carry different credentials; the client has one set for every \
-                              server: give them once, in the URLs or in [nats] user/password or token"
-                        .into(),
-                });
-            }
-            _ => found = Some(these),
+        // `user:@host` is a user with an empty password (as the Go client reads
+        // it), `user@host` a token: the URL as written tells them apart by the
+        // colon only.
+        let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+        let authority = rest.find('/').map_or(rest, |end| &rest[..end]);
+        let with_colon = authority.rsplit_once('@').is_some_and(|(info, _)| info.contains(':'));
+        let these = match (addr.username(), addr.password()) {
+            (None, None) => continue,
+            (None, Some(_)) => return Err(refused("a server URL has a password without a user")),
+            (Some(user), password) if with_colon => UrlCredentials::UserPassword(
+                decoded(user, "user")?,
+                decoded(password.unwrap_or_default(), "password")?,
+            ),
+            (Some(token), _) => UrlCredentials::Token(decoded(token, "token")?),
+        };
+        if found.as_ref().is_some_and(|other| *other != these) {
+            return Err(refused(
+                "the server URLs carry different credentials; the client has one set for every server: give them \
+                 once, in the URLs or in [nats]",
+            ));
         }
+        found = Some(these);
+    }
+    let elsewhere = [
+        ("user", config.user.is_some()),
+        ("token", config.token.is_some()),
+        ("credentials_file", config.credentials_file.is_some()),
+        ("nkey_seed_file", config.nkey_seed_file.is_some()),
+    ];
+    if found.is_some()
+        && let Some((key, _)) = elsewhere.iter().find(|(_, set)| *set)
+    {
+        return Err(refused(&format!(
+            "credentials both in a server URL and in [nats] {key}: give them in one place"
+        )));
     }
     Ok(found)
 }
@@ -207,7 +235,7 @@ pub fn is_connected(client: &Client) -> bool {
 
 /// How many times the client has connected: a change means a new connection, and
 /// whatever the old one had not sent or received is gone.
-pub(crate) fn connects(client: &Client) -> u64 {
+pub fn connects(client: &Client) -> u64 {
     client.statistics().connects.load(std::sync::atomic::Ordering::Relaxed)
 }
 
@@ -281,10 +309,15 @@ mod tests {
 
     #[test]
     fn credentials_are_read_from_the_server_urls() {
-        let of = |urls: &[&str]| {
-            let addrs: Vec<async_nats::ServerAddr> = urls.iter().map(|u| u.parse().unwrap()).collect();
-            url_credentials(&addrs).map_err(|e| e.to_string())
+        let with = |config: &NatsConfig, urls: &[&str]| {
+            let config = NatsConfig {
+                urls: urls.iter().map(|u| u.to_string()).collect(),
+                ..config.clone()
+            };
+            url_credentials(&config).map_err(|e| e.to_string())
         };
+        let plain = NatsConfig::url("nats://127.0.0.1:4222");
+        let of = |urls: &[&str]| with(&plain, urls);
         assert_eq!(of(&["nats://127.0.0.1:4222"]), Ok(None));
         assert_eq!(
             of(&["nats://u:p%40ss@n1:4222", "nats://n2:4222", "nats://u:p%40ss@n3:4222"]),
@@ -294,17 +327,59 @@ mod tests {
             of(&["tls://s3cr%2Ft@n1:4222"]),
             Ok(Some(UrlCredentials::Token("s3cr/t".into())))
         );
-        let e = of(&["nats://u:p@n1:4222", "nats://u:q@n2:4222"]).unwrap_err();
-        assert!(
-            e.starts_with("config key `nats.urls`: the server URLs carry different credentials"),
-            "{e}"
+        // An empty password is a password, not a token.
+        assert_eq!(
+            of(&["nats://u:@n1:4222"]),
+            Ok(Some(UrlCredentials::UserPassword("u".into(), String::new())))
         );
-        assert!(
-            !e.contains(":p@") && !e.contains(":q@"),
-            "credentials in the error: {e}"
-        );
-        let e = of(&["nats://u:%FF@n1:4222"]).unwrap_err();
+        let refused = |result: Result<Option<UrlCredentials>, String>| {
+            let e = result.unwrap_err();
+            assert!(e.starts_with("config key `nats.urls`: "), "{e}");
+            assert!(!e.contains("s3cret"), "a credential in the error: {e}");
+            e
+        };
+        let e = refused(of(&["nats://:s3cret@n1:4222"]));
+        assert!(e.contains("a password without a user"), "{e}");
+        let e = refused(of(&["nats://u:s3cret@n1:4222", "nats://u:q@n2:4222"]));
+        assert!(e.contains("the server URLs carry different credentials"), "{e}");
+        let e = refused(of(&["nats://u:%FF@n1:4222"]));
         assert!(e.contains("password in a server URL is not UTF-8"), "{e}");
+        // Not also in [nats], whichever kind.
+        for (key, config) in [
+            (
+                "user",
+                NatsConfig {
+                    user: Some("u".into()),
+                    password: Some("p".into()),
+                    ..plain.clone()
+                },
+            ),
+            (
+                "token",
+                NatsConfig {
+                    token: Some("t".into()),
+                    ..plain.clone()
+                },
+            ),
+            (
+                "credentials_file",
+                NatsConfig {
+                    credentials_file: Some("a.creds".into()),
+                    ..plain.clone()
+                },
+            ),
+            (
+                "nkey_seed_file",
+                NatsConfig {
+                    nkey_seed_file: Some("a.nk".into()),
+                    ..plain.clone()
+                },
+            ),
+        ] {
+            let e = refused(with(&config, &["nats://u:s3cret@n1:4222"]));
+            assert!(e.contains(&format!("in a server URL and in [nats] {key}")), "{e}");
+            assert_eq!(with(&config, &["nats://n1:4222"]), Ok(None));
+        }
     }
 
     #[test]
