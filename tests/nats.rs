@@ -2225,3 +2225,36 @@ async fn a_stopped_nats_client_is_reported_not_ready() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// After NATS comes back, opsflow is not ready until ingest consumes on the new
+/// connection: between the reconnect and ingest noticing it (up to a second), the
+/// old session's readiness read ready, then not ready while it started again
+/// (found in a fault soak: 200, 503 for half a second, 200).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_ready_on_a_new_connection_until_ingest_has_started_on_it() -> anyhow::Result<()> {
+    let mut nats = NatsServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let opsflow = opsflow_on(&nats, dir.path(), &[]).await?;
+    let interruptions = "opsflow_nats_ingest_interruptions_total";
+    let before = counter(&opsflow.url(), interruptions).await?;
+    nats.restart()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen_down = false;
+    loop {
+        let r = reqwest::get(format!("{}/readyz", opsflow.url())).await?;
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().await?;
+        seen_down |= body["nats"]["status"] == "disconnected";
+        if status == 200 && seen_down {
+            // Ready again only once ingest has ended the old session.
+            let after = counter(&opsflow.url(), interruptions).await?;
+            assert!(
+                after > before,
+                "ready on the new connection before ingest started on it: {body}"
+            );
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "not ready again within 30 s: {body}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -704,7 +704,8 @@ async fn session(
     let mut reconnected = tokio::time::interval(RECONNECT_CHECK);
     let batch = config.ingest.batch;
     tracing::info!(stream = %config.ingest.stream, consumer = %config.ingest.consumer, "nats ingest consuming");
-    ready.set(true);
+    // Not ready on a new connection until a new session is.
+    ready.set_ready_on(connected);
     // Pipelining: batches are enqueued in order and commit while the next batch is
     // fetched and decoded; each batch acknowledges after the one before it.
     let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));

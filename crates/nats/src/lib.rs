@@ -34,7 +34,7 @@ mod reply;
 mod subjects;
 
 pub use config::{DeadLetterConfig, IngestConfig, NatsConfig, OutboundConfig, RequestReplyConfig, TlsConfig};
-pub use connection::{client_stopped, connect, is_connected};
+pub use connection::{client_stopped, connect, connects, is_connected};
 pub use decode::{DeadReason, decode};
 pub use dlq::DeadLetters;
 pub use error::{NatsError, Result};

@@ -1,6 +1,6 @@
 //! Whether each NATS task is actually doing its job, for `/readyz`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Set by the transport tasks once their consumer or subscription is established,
@@ -23,16 +23,33 @@ pub struct Flag(Arc<FlagState>);
 #[derive(Debug, Default)]
 struct FlagState {
     ready: AtomicBool,
+    /// The connection (its count of connects) the task is ready on, 0 for any.
+    connection: AtomicU64,
     problem: Mutex<Option<String>>,
 }
 
 impl Flag {
     /// Ready (which clears the last problem) or not.
     pub fn set(&self, ready: bool) {
+        self.0.connection.store(0, Ordering::Release);
         self.0.ready.store(ready, Ordering::Release);
         if ready {
             *self.problem() = None;
         }
+    }
+
+    /// Ready on connection `connects` (the client's count of connects) only: a
+    /// task that must start again on a new connection is not ready on it until it
+    /// has ([`Flag::ready_on`]).
+    pub fn set_ready_on(&self, connects: u64) {
+        self.set(true);
+        self.0.connection.store(connects, Ordering::Release);
+    }
+
+    /// Whether the task is ready on the client's connection `connects`.
+    pub fn ready_on(&self, connects: u64) -> bool {
+        let on = self.0.connection.load(Ordering::Acquire);
+        self.get() && (on == 0 || on == connects)
     }
 
     /// Not ready, because of `problem` (shown until the task is ready again).
@@ -52,5 +69,26 @@ impl Flag {
 
     fn problem(&self) -> std::sync::MutexGuard<'_, Option<String>> {
         self.0.problem.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flag_ready_on_a_connection_is_not_ready_on_the_next() {
+        let flag = Flag::default();
+        assert!(!flag.ready_on(1));
+        flag.set_ready_on(1);
+        assert!(flag.get() && flag.ready_on(1));
+        assert!(!flag.ready_on(2), "ready on a connection it has not started on");
+        flag.set_ready_on(2);
+        assert!(flag.ready_on(2));
+        // Ready without a connection: on any.
+        flag.set(true);
+        assert!(flag.ready_on(3));
+        flag.fail("down");
+        assert!(!flag.ready_on(3));
     }
 }

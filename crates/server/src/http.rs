@@ -283,21 +283,35 @@ async fn readyz(State(state): State<HttpState>) -> Response {
         let connected = opsflow_nats::is_connected(&nats.client);
         // A task is ready only while the connection is up: its consumer or
         // subscription does nothing without it.
-        let part = |wanted: bool, connected: bool, flag: &opsflow_nats::Flag| match (wanted, connected, flag.get()) {
-            (false, _, _) => "disabled".to_owned(),
-            (true, false, _) => "waiting for the connection".to_owned(),
-            (true, true, true) => "ready".to_owned(),
-            // The last failure says why, e.g. a consumer or stream opsflow cannot use.
-            (true, true, false) => match flag.problem_text() {
-                Some(problem) => format!("starting or recovering; last failure: {problem}"),
-                None => "starting or recovering".to_owned(),
-            },
-        };
+        let part =
+            |wanted: bool, connected: bool, ready: bool, flag: &opsflow_nats::Flag| match (wanted, connected, ready) {
+                (false, _, _) => "disabled".to_owned(),
+                (true, false, _) => "waiting for the connection".to_owned(),
+                (true, true, true) => "ready".to_owned(),
+                // The last failure says why, e.g. a consumer or stream opsflow cannot use.
+                (true, true, false) => match flag.problem_text() {
+                    Some(problem) => format!("starting or recovering; last failure: {problem}"),
+                    None => "starting or recovering".to_owned(),
+                },
+            };
         // Request/reply has a connection of its own.
         let requests_connected = nats.requests.as_ref().is_none_or(opsflow_nats::is_connected);
-        let ingest = part(nats.wanted.ingest, connected, &nats.ready.ingest);
-        let requests = part(nats.wanted.requests, requests_connected, &nats.ready.requests);
-        let outbound = part(nats.wanted.outbound, connected, &nats.ready.outbound);
+        // Ingest starts a new session on a new connection: not ready until it has
+        // (it would read ready between the reconnect and noticing it).
+        let ingest_ready = nats.ready.ingest.ready_on(opsflow_nats::connects(&nats.client));
+        let ingest = part(nats.wanted.ingest, connected, ingest_ready, &nats.ready.ingest);
+        let requests = part(
+            nats.wanted.requests,
+            requests_connected,
+            nats.ready.requests.get(),
+            &nats.ready.requests,
+        );
+        let outbound = part(
+            nats.wanted.outbound,
+            connected,
+            nats.ready.outbound.get(),
+            &nats.ready.outbound,
+        );
         ready &= connected
             && [&ingest, &requests, &outbound]
                 .iter()
