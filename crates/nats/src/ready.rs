@@ -42,8 +42,10 @@ impl Flag {
     /// task that must start again on a new connection is not ready on it until it
     /// has ([`Flag::ready_on`]).
     pub fn set_ready_on(&self, connects: u64) {
-        self.set(true);
+        // The connection first: ready is never read with the one before.
         self.0.connection.store(connects, Ordering::Release);
+        self.0.ready.store(true, Ordering::Release);
+        *self.problem() = None;
     }
 
     /// Whether the task is ready on the client's connection `connects`.
