@@ -41,10 +41,7 @@ pub async fn connect(config: &NatsConfig, state: &Flag) -> Result<Client, NatsEr
                             tracing::warn!(%connection, %urls, "nats disconnected; reconnecting");
                         }
                         async_nats::Event::ClientError(error) => {
-                            let problem = format!(
-                                "cannot connect to {urls} ({error}): is nats-server running there, \
-                                 and reachable? retrying"
-                            );
+                            let problem = connect_problem(&urls, &error.to_string());
                             tracing::warn!(%connection, "{problem}");
                             state.fail(problem);
                         }
@@ -71,16 +68,25 @@ pub async fn connect(config: &NatsConfig, state: &Flag) -> Result<Client, NatsEr
         })?;
         options = options.nkey(seed.trim().to_owned());
     }
+    // With credentials anywhere in the list, a URL that does not parse is not
+    // shown: it may be part of a password with a comma in it, split off.
+    let credentials = config.urls.iter().any(|u| u.contains('@'));
     let addrs = config
         .urls
         .iter()
-        .map(|u| {
+        .enumerate()
+        .map(|(i, u)| {
             u.parse::<async_nats::ServerAddr>().map_err(|e| NatsError::Config {
                 key: "nats.urls".into(),
-                message: format!(
-                    "{:?}: {e} (credentials in a URL are percent-encoded: %2F for /, %2C for a comma)",
-                    crate::config::without_credentials(u)
-                ),
+                message: if credentials {
+                    format!(
+                        "server URL {} of {} is invalid: {e} ({PERCENT_ENCODED})",
+                        i + 1,
+                        config.urls.len()
+                    )
+                } else {
+                    format!("{u:?}: {e}")
+                },
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -135,6 +141,10 @@ pub(crate) const JETSTREAM_NOT_ENABLED: [async_nats::jetstream::ErrorCode; 2] = 
     async_nats::jetstream::ErrorCode::JETSTREAM_NOT_ENABLED_FOR_ACCOUNT,
 ];
 
+/// How credentials go into a URL, for errors about them.
+const PERCENT_ENCODED: &str =
+    "credentials in a URL are percent-encoded: %40 for @, %2F for /, %2C for a comma, %3A for a colon";
+
 /// Credentials written into a server URL, as NATS clients take them.
 #[derive(Debug, PartialEq)]
 enum UrlCredentials {
@@ -180,10 +190,10 @@ fn url_credentials(config: &NatsConfig) -> Result<Option<UrlCredentials>, NatsEr
             (Some(token), _) => UrlCredentials::Token(decoded(token, "token")?),
         };
         if found.as_ref().is_some_and(|other| *other != these) {
-            return Err(refused(
+            return Err(refused(&format!(
                 "the server URLs carry different credentials; the client has one set for every server: give them \
-                 once, in the URLs or in [nats]",
-            ));
+                 once, in the URLs or in [nats] ({PERCENT_ENCODED})"
+            )));
         }
         found = Some(these);
     }
@@ -201,6 +211,20 @@ fn url_credentials(config: &NatsConfig) -> Result<Option<UrlCredentials>, NatsEr
         )));
     }
     Ok(found)
+}
+
+/// What a failed connection attempt to `urls` says, with what to check: the
+/// credentials when the server refused them, else whether it runs and is
+/// reachable.
+fn connect_problem(urls: &str, error: &str) -> String {
+    let lower = error.to_ascii_lowercase();
+    let check = if lower.contains("authorization violation") || lower.contains("authentication") {
+        "the server refused the credentials: check [nats] user and password, token, nkey_seed_file or \
+         credentials_file, or those in the URL"
+    } else {
+        "is nats-server running there, and reachable?"
+    };
+    format!("cannot connect to {urls} ({error}): {check}; retrying")
 }
 
 /// Refuses TLS files that cannot be read or hold no PEM of the kind expected,
@@ -380,6 +404,41 @@ mod tests {
             assert!(e.contains(&format!("in a server URL and in [nats] {key}")), "{e}");
             assert_eq!(with(&config, &["nats://n1:4222"]), Ok(None));
         }
+    }
+
+    #[test]
+    fn a_refused_connection_points_at_the_credentials() {
+        let refused = connect_problem("nats://n1:4222", "nats: authorization violation");
+        assert!(refused.contains("the server refused the credentials"), "{refused}");
+        assert!(!refused.contains("running there"), "{refused}");
+        let down = connect_problem("nats://n1:4222", "nats: IO error");
+        assert!(
+            down.ends_with("(nats: IO error): is nats-server running there, and reachable?; retrying"),
+            "{down}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_invalid_url_is_not_shown_when_the_list_holds_credentials() {
+        let error = |urls: &[&str]| {
+            let config = NatsConfig {
+                urls: urls.iter().map(|u| u.to_string()).collect(),
+                ..NatsConfig::url("nats://127.0.0.1:4222")
+            };
+            async move { connect(&config, &Flag::default()).await.err().map(|e| e.to_string()) }
+        };
+        // A password `s3cr,et` not percent-encoded, split at its comma.
+        let e = error(&["nats://ops:s3cr", "et@127.0.0.1:4222"])
+            .await
+            .unwrap_or_default();
+        assert!(
+            e.starts_with("config key `nats.urls`: server URL 1 of 2 is invalid: "),
+            "{e}"
+        );
+        assert!(e.contains("%2C for a comma") && !e.contains("s3cr"), "{e}");
+        // Without credentials, the URL is named.
+        let e = error(&["nats://127.0.0.1:x"]).await.unwrap_or_default();
+        assert!(e.contains(r#""nats://127.0.0.1:x": "#), "{e}");
     }
 
     #[test]
