@@ -90,7 +90,7 @@ pub async fn connect(config: &NatsConfig, state: &Flag) -> Result<Client, NatsEr
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    match url_credentials(config)? {
+    match url_credentials(config, &addrs)? {
         Some(UrlCredentials::UserPassword(user, password)) => options = options.user_and_password(user, password),
         Some(UrlCredentials::Token(token)) => options = options.token(token),
         None => {}
@@ -157,8 +157,9 @@ enum UrlCredentials {
 /// The credentials the server URLs carry (percent-decoded), which async-nats does
 /// not read from them (it refused such a server with "authorization violation").
 /// The client has one set for every server, so the URLs that carry credentials
-/// must carry the same, and `config` no others. Errors never show them.
-fn url_credentials(config: &NatsConfig) -> Result<Option<UrlCredentials>, NatsError> {
+/// must carry the same, and `config` no others. `addrs` are `config`'s URLs
+/// parsed. Errors never show them.
+fn url_credentials(config: &NatsConfig, addrs: &[async_nats::ServerAddr]) -> Result<Option<UrlCredentials>, NatsError> {
     let refused = |message: &str| NatsError::Config {
         key: "nats.urls".into(),
         message: message.into(),
@@ -170,10 +171,7 @@ fn url_credentials(config: &NatsConfig) -> Result<Option<UrlCredentials>, NatsEr
             .map_err(|_| refused(&format!("the {part} in a server URL is not UTF-8 once percent-decoded")))
     };
     let mut found: Option<UrlCredentials> = None;
-    for url in &config.urls {
-        let Ok(addr) = url.parse::<async_nats::ServerAddr>() else {
-            continue;
-        };
+    for (url, addr) in config.urls.iter().zip(addrs) {
         // `user:@host` is a user with an empty password (as the Go client reads
         // it), `user@host` a token: the URL as written tells them apart by the
         // colon only.
@@ -338,7 +336,8 @@ mod tests {
                 urls: urls.iter().map(|u| u.to_string()).collect(),
                 ..config.clone()
             };
-            url_credentials(&config).map_err(|e| e.to_string())
+            let addrs: Vec<async_nats::ServerAddr> = urls.iter().map(|u| u.parse().unwrap()).collect();
+            url_credentials(&config, &addrs).map_err(|e| e.to_string())
         };
         let plain = NatsConfig::url("nats://127.0.0.1:4222");
         let of = |urls: &[&str]| with(&plain, urls);

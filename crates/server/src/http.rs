@@ -281,37 +281,26 @@ async fn readyz(State(state): State<HttpState>) -> Response {
     let (mut ready, mut report) = readiness(&state.log, &state.tasks);
     if let Some(nats) = &state.nats {
         let connected = opsflow_nats::is_connected(&nats.client);
-        // A task is ready only while the connection is up: its consumer or
-        // subscription does nothing without it.
-        let part =
-            |wanted: bool, connected: bool, ready: bool, flag: &opsflow_nats::Flag| match (wanted, connected, ready) {
-                (false, _, _) => "disabled".to_owned(),
-                (true, false, _) => "waiting for the connection".to_owned(),
-                (true, true, true) => "ready".to_owned(),
-                // The last failure says why, e.g. a consumer or stream opsflow cannot use.
-                (true, true, false) => match flag.problem_text() {
-                    Some(problem) => format!("starting or recovering; last failure: {problem}"),
-                    None => "starting or recovering".to_owned(),
-                },
-            };
         // Request/reply has a connection of its own.
         let requests_connected = nats.requests.as_ref().is_none_or(opsflow_nats::is_connected);
-        // Ingest starts a new session on a new connection: not ready until it has
-        // (it would read ready between the reconnect and noticing it).
-        let ingest_ready = nats.ready.ingest.ready_on(opsflow_nats::connects(&nats.client));
-        let ingest = part(nats.wanted.ingest, connected, ingest_ready, &nats.ready.ingest);
-        let requests = part(
-            nats.wanted.requests,
-            requests_connected,
-            nats.ready.requests.get(),
-            &nats.ready.requests,
-        );
-        let outbound = part(
-            nats.wanted.outbound,
-            connected,
-            nats.ready.outbound.get(),
-            &nats.ready.outbound,
-        );
+        // A task is ready only while its connection is up (its consumer or
+        // subscription does nothing without it), and on that connection: ingest
+        // starts a new session on a new one, and is not ready until it has.
+        let part = |wanted: bool, client: Option<&async_nats::Client>, flag: &opsflow_nats::Flag| match client
+            .filter(|_| wanted)
+        {
+            None => "disabled".to_owned(),
+            Some(client) if !opsflow_nats::is_connected(client) => "waiting for the connection".to_owned(),
+            Some(client) if flag.ready_on(opsflow_nats::connects(client)) => "ready".to_owned(),
+            // The last failure says why, e.g. a consumer or stream opsflow cannot use.
+            Some(_) => match flag.problem_text() {
+                Some(problem) => format!("starting or recovering; last failure: {problem}"),
+                None => "starting or recovering".to_owned(),
+            },
+        };
+        let ingest = part(nats.wanted.ingest, Some(&nats.client), &nats.ready.ingest);
+        let requests = part(nats.wanted.requests, nats.requests.as_ref(), &nats.ready.requests);
+        let outbound = part(nats.wanted.outbound, Some(&nats.client), &nats.ready.outbound);
         ready &= connected
             && [&ingest, &requests, &outbound]
                 .iter()
