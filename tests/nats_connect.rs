@@ -143,7 +143,9 @@ async fn an_account_without_jetstream_is_named_in_readyz() -> anyhow::Result<()>
     };
     let ingest = body["nats"]["ingest"].as_str().unwrap_or_default();
     assert!(
-        ingest.contains("JetStream not enabled for account") && ingest.contains("start nats-server with -js"),
+        ingest.starts_with("not ready, retrying; last failure: ")
+            && ingest.contains("JetStream not enabled for account")
+            && ingest.contains("start nats-server with -js"),
         "{ingest}"
     );
     // Appended by request/reply, it goes out as a core publish.

@@ -292,10 +292,12 @@ async fn readyz(State(state): State<HttpState>) -> Response {
             None => "disabled".to_owned(),
             Some(client) if !opsflow_nats::is_connected(client) => "waiting for the connection".to_owned(),
             Some(client) if flag.ready_on(opsflow_nats::connects(client)) => "ready".to_owned(),
-            // The last failure says why, e.g. a consumer or stream opsflow cannot use.
+            // The last failure says why, e.g. a consumer or stream opsflow cannot use,
+            // or a server without JetStream: the task retries, but some failures only
+            // a change of setup cures, so it is not called a recovery.
             Some(_) => match flag.problem_text() {
-                Some(problem) => format!("starting or recovering; last failure: {problem}"),
-                None => "starting or recovering".to_owned(),
+                Some(problem) => format!("not ready, retrying; last failure: {problem}"),
+                None => "starting".to_owned(),
             },
         };
         let ingest = part(nats.wanted.ingest, Some(&nats.client), &nats.ready.ingest);
