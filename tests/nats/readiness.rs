@@ -1,0 +1,99 @@
+//! `/readyz` for the NATS tasks: a server that stops answering, a stopped client, a
+//! new connection.
+
+use super::*;
+
+/// A server that stops answering (frozen here; a connection the network dropped
+/// without a word looks the same) is noticed after a few unanswered pings
+/// (`ping_interval_secs`): /readyz says disconnected, and ready again once it
+/// answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stops_answering_is_noticed_within_a_few_pings() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let opsflow = opsflow_on(&nats, dir.path(), &[("OPSFLOW_NATS__PING_INTERVAL_SECS", "1")]).await?;
+    let pid = nats.pid().ok_or_else(|| anyhow::anyhow!("nats-server has no pid"))?;
+    let signal = |name: &str| -> anyhow::Result<()> {
+        let sent = std::process::Command::new("kill")
+            .args([name, &pid.to_string()])
+            .status()?;
+        anyhow::ensure!(sent.success(), "kill {name} {pid}: {sent}");
+        Ok(())
+    };
+    signal("-STOP")?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let noticed = loop {
+        let r = reqwest::get(format!("{}/readyz", opsflow.url())).await?;
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().await?;
+        if body["nats"]["status"] == "disconnected" {
+            break (status, body);
+        }
+        if Instant::now() > deadline {
+            signal("-CONT")?;
+            anyhow::bail!("a frozen server still looks connected after 20 s: {body}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    signal("-CONT")?;
+    assert_eq!(noticed.0, 503, "{}", noticed.1);
+    wait_ready(&opsflow.url()).await?;
+    Ok(())
+}
+
+/// A header value holding a bare CR stops async-nats's connection task (it panics
+/// there) while the client still reads as connected. A request carrying one stops
+/// the request connection: /readyz says so, rather than look ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_nats_client_is_reported_not_ready() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let opsflow = opsflow_on(&nats, dir.path(), &[]).await?;
+    publish_raw(&nats, "opsflow.api.append", b"NATS/1.0\r\nA: x\ry\r\n\r\n", b"{}").await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ready: serde_json::Value = reqwest::get(format!("{}/readyz", opsflow.url())).await?.json().await?;
+        let monitor = &ready["tasks"]["nats-monitor"];
+        if monitor["status"] == "failed" {
+            let reason = monitor["reason"].as_str().unwrap_or_default();
+            assert!(reason.contains("connection opsflow-requests stopped"), "{ready}");
+            assert_eq!(ready["ready"], false, "{ready}");
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "a stopped client not reported: {ready}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// After NATS comes back, opsflow is not ready until ingest consumes on the new
+/// connection: between the reconnect and ingest noticing it (up to a second), the
+/// old session's readiness read ready, then not ready while it started again
+/// (found in a fault soak: 200, 503 for half a second, 200).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_ready_on_a_new_connection_until_ingest_has_started_on_it() -> anyhow::Result<()> {
+    let mut nats = NatsServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let opsflow = opsflow_on(&nats, dir.path(), &[]).await?;
+    let interruptions = "opsflow_nats_ingest_interruptions_total";
+    let before = counter(&opsflow.url(), interruptions).await?;
+    nats.restart()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen_down = false;
+    loop {
+        let r = reqwest::get(format!("{}/readyz", opsflow.url())).await?;
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().await?;
+        seen_down |= body["nats"]["status"] == "disconnected";
+        if status == 200 && seen_down {
+            // Ready again only once ingest has ended the old session.
+            let after = counter(&opsflow.url(), interruptions).await?;
+            assert!(
+                after > before,
+                "ready on the new connection before ingest started on it: {body}"
+            );
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "not ready again within 30 s: {body}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -1,0 +1,104 @@
+//! Streams opsflow adopts or shares: its own subjects and the request subject captured.
+
+use super::*;
+
+/// A stream that also captures opsflow's own subjects (its committed events here)
+/// is adopted: the consumer takes only the ingest subjects, so neither outbound
+/// events nor dead letters come back as ingest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adopted_stream_capturing_opsflows_own_subjects_is_not_ingested_from_them() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let client = async_nats::connect(nats.url()).await?;
+    let js = jetstream::new(client.clone());
+    js.create_stream(jetstream::stream::Config {
+        name: "OPS_EVENTS".into(),
+        subjects: vec!["ops.>".into(), "opsflow.log.>".into()],
+        ..Default::default()
+    })
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let opsflow = opsflow_on(&nats, dir.path(), &[]).await?;
+    let mut dlq = client.subscribe("opsflow.dlq.>").await?;
+    client.flush().await?;
+    let mut headers = HeaderMap::new();
+    headers.insert("Content-Type", "application/cloudevents+json");
+    let mut all = items(&["own"], 20, false);
+    all.push(("ops.events.x".to_owned(), headers, "not json".into()));
+    publish_all(&js, all, 8).await?;
+    let events = settled_head(&opsflow.url(), 20, Duration::from_secs(30)).await?;
+    assert_exactly_once(&events, &["own"], 20, true);
+    let dead = next_within(&mut dlq, 20).await?;
+    assert_eq!(dead.subject.as_str(), "opsflow.dlq.decode");
+    // Outbound put the 20 events in the stream too; none came back as a dead letter.
+    let mut stream = js.get_stream("OPS_EVENTS").await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stream.info().await?.state.messages < 41 {
+        anyhow::ensure!(Instant::now() < deadline, "outbound events not in the stream");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), dlq.next())
+            .await
+            .is_err(),
+        "one dead letter only"
+    );
+    let info = stream.consumer_info("opsflow-ingest").await?;
+    assert_eq!(info.config.filter_subject, "ops.events.>");
+    Ok(())
+}
+
+/// The consumer opsflow makes takes only the ingest subjects, even from a stream
+/// that captures nothing else: when the stream comes to capture another subject
+/// while opsflow runs, that subject's events are not ingested.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subject_the_stream_comes_to_capture_is_not_ingested() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let js = jetstream::new(async_nats::connect(nats.url()).await?);
+    let dir = tempfile::tempdir()?;
+    let opsflow = opsflow_on(&nats, dir.path(), &[]).await?;
+    publish_all(&js, items(&["before"], 3, false), 8).await?;
+    assert_eq!(settled_head(&opsflow.url(), 3, Duration::from_secs(30)).await?.len(), 3);
+    let mut stream = js.get_stream("OPS_EVENTS").await?;
+    let mut config = stream.info().await?.config.clone();
+    config.subjects.push("other.>".into());
+    js.update_stream(config).await?;
+    // A valid event on the other subject, then the producer's next ones.
+    let (_, headers, body) = items(&["other"], 1, false).remove(0);
+    js.publish_with_headers("other.order.placed", headers, body)
+        .await?
+        .await?;
+    publish_all(&js, items(&["after"], 3, false), 8).await?;
+    let events = settled_head(&opsflow.url(), 6, Duration::from_secs(30)).await?;
+    assert_eq!(events.len(), 6, "the event on other.order.placed is not ingested");
+    assert_exactly_once(&events[..3], &["before"], 3, true);
+    assert_exactly_once(&events[3..], &["after"], 3, true);
+    assert_eq!(ingest_consumer(&js).await?.config.filter_subject, "ops.events.>");
+    Ok(())
+}
+
+/// A stream that captures the request subject answers each request itself (a
+/// publish acknowledgement) before opsflow can: request/reply says so in /readyz.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_capturing_the_request_subject_is_reported() -> anyhow::Result<()> {
+    let (_nats, _js, _dir, opsflow) = opsflow_with_stream(jetstream::stream::Config {
+        name: "CAPTURES_REQUESTS".into(),
+        subjects: vec!["opsflow.api.>".into()],
+        ..Default::default()
+    })
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready: serde_json::Value = match reqwest::get(format!("{}/readyz", opsflow.url())).await {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => serde_json::Value::Null,
+        };
+        let requests = ready["nats"]["requests"].as_str().unwrap_or_default().to_owned();
+        if requests.contains("stream CAPTURES_REQUESTS captures the request subject opsflow.api.append") {
+            assert_eq!(ready["ready"], false, "{ready}");
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "not reported: {ready}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
