@@ -67,12 +67,7 @@ async fn a_dead_letter_too_large_for_nats_goes_without_its_payload() -> anyhow::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_messages_are_dead_lettered_with_a_reason_and_ingest_continues() -> anyhow::Result<()> {
-    let nats = NatsServer::start()?;
-    let server = TestServer::start_with(|c| c.nats = Some(NatsConfig::url(nats.url()))).await?;
-    wait_ready(&server.url()).await?;
-    let nc = async_nats::connect(nats.url()).await?;
-    let mut dlq = nc.subscribe("opsflow.dlq.>").await?;
-    nc.flush().await?;
+    let (_nats, server, nc, mut dlq) = in_process_with_dead_letters().await?;
     let js = jetstream::new(nc.clone());
     let structured = |body: serde_json::Value| {
         let mut h = HeaderMap::new();

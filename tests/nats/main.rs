@@ -282,3 +282,16 @@ async fn publish_raw(nats: &NatsServer, subject: &str, headers: &[u8], payload: 
         }
     }
 }
+
+/// An in-process opsflow (ready) on a new nats-server, and a client subscribed to
+/// the dead letters.
+async fn in_process_with_dead_letters()
+-> anyhow::Result<(NatsServer, TestServer, async_nats::Client, async_nats::Subscriber)> {
+    let nats = NatsServer::start()?;
+    let server = TestServer::start_with(|c| c.nats = Some(NatsConfig::url(nats.url()))).await?;
+    wait_ready(&server.url()).await?;
+    let nc = async_nats::connect(nats.url()).await?;
+    let dlq = nc.subscribe("opsflow.dlq.>").await?;
+    nc.flush().await?;
+    Ok((nats, server, nc, dlq))
+}

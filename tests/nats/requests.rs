@@ -357,3 +357,35 @@ async fn append_requests_under_way_at_sigterm_are_answered_and_durable() -> anyh
     );
     Ok(())
 }
+
+/// An append published to `opsflow.api.append` without a reply subject (`publish`,
+/// not `request`) is recorded all the same; one that is refused goes to the dead
+/// letters with its reason, since nobody hears a reply (it was dropped unseen).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_published_without_a_reply_subject_is_recorded_or_dead_lettered() -> anyhow::Result<()> {
+    let (_nats, server, nc, mut dlq) = in_process_with_dead_letters().await?;
+    let (headers, body) = note(1, 1);
+    nc.publish_with_headers("opsflow.api.append", headers, body).await?;
+    // Refused by the catalog: order.placed needs an order_id.
+    let mut headers = HeaderMap::new();
+    headers.insert("Content-Type", "application/cloudevents+json");
+    headers.insert("X-Trace", "t-1");
+    let refused = json!({"specversion":"1.0","id":"r-1","source":"svc","type":"order.placed",
+                         "subject":"order/PO-9","data":{"customer":"acme"}})
+    .to_string();
+    nc.publish_with_headers("opsflow.api.append", headers, refused.clone().into())
+        .await?;
+    nc.flush().await?;
+    let events = wait_for_head(&server.url(), 1, Duration::from_secs(20)).await?;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].id, "p1-1", "{:?}", events[0]);
+    let dead = next_within(&mut dlq, 20).await?;
+    assert_eq!(dead.subject.as_str(), "opsflow.dlq.invalid");
+    assert_eq!(dead.payload, refused.as_bytes(), "the original payload");
+    assert_eq!(header_of(&dead, "X-Trace"), "t-1", "the original headers");
+    assert_eq!(header_of(&dead, "Opsflow-Original-Subject"), "opsflow.api.append");
+    let error = header_of(&dead, "Opsflow-Error");
+    assert!(error.contains("order_id"), "{error}");
+    assert_eq!(server.server.log().head(), 1, "the refused one is not recorded");
+    server.shutdown().await
+}

@@ -343,6 +343,11 @@ fn resolve_payload(payload: Payload<'_>, declared: Option<String>) -> Result<(St
                 };
                 return Ok((content_type, Bytes::from(stored)));
             }
+            // A declared type that is no media type is the mistake to name, not
+            // that JSON data does not fit it.
+            if let Some(problem) = opsflow_log::media_type_problem(&content_type) {
+                return Err(CloudEventError::invalid("datacontenttype", &content_type, problem));
+            }
             match serde_json::from_str::<String>(raw) {
                 Ok(text) => Ok((content_type, Bytes::from(text))),
                 Err(_) => Err(CloudEventError::wrong_type(

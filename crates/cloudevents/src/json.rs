@@ -539,6 +539,12 @@ mod tests {
             err.to_string(),
             r#"attribute `data` must be a string (datacontenttype "text/plain" is not JSON), found an object"#
         );
+        // A datacontenttype that is no media type is named as the problem.
+        let err = parse(json!({"datacontenttype": "not a media type", "data": {"a": 1}})).expect_err("no media type");
+        assert_eq!(
+            err.to_string(),
+            r#"attribute `datacontenttype` has an invalid value "not a media type": not a media type (type/subtype, e.g. application/json)"#
+        );
     }
 
     #[test]

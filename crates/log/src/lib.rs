@@ -46,8 +46,8 @@ mod writer;
 
 pub use error::{ErrorKind, LogError, Result};
 pub use limits::{
-    Limits, event_size, recorded_event_size, uri_reference_problem, validate_event_type, validate_stream_name,
-    validate_stream_prefix,
+    Limits, event_size, media_type_problem, recorded_event_size, uri_reference_problem, validate_event_type,
+    validate_stream_name, validate_stream_prefix,
 };
 pub use log::{DEFAULT_SOURCE, EventLog, JSON, LogOptions, PendingAppends, is_json_content_type};
 pub use store::{SLED_SEGMENT_SIZE, STORE_FORMAT, open_sled};

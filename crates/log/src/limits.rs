@@ -125,7 +125,7 @@ pub fn uri_reference_problem(text: &str) -> Option<String> {
 
 /// Why a non-empty `content_type` is not a media type (`type/subtype`, each an RFC
 /// 9110 token, then optional `;` parameters), or `None`.
-fn media_type_problem(content_type: &str) -> Option<String> {
+pub fn media_type_problem(content_type: &str) -> Option<String> {
     if content_type.is_empty() {
         return None;
     }
@@ -359,7 +359,7 @@ impl Limits {
             "time",
             format!(
                 "{} is {} ahead of the server's clock ({}); at most {} s ahead is accepted \
-                 (log.max_time_ahead_secs): is the producer's clock right?",
+                 (log.max_time_ahead_secs); check the producer's clock",
                 crate::rfc3339(time),
                 ahead_text(ahead),
                 crate::rfc3339(now),

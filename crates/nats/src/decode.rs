@@ -39,6 +39,20 @@ impl DeadReason {
         }
     }
 
+    /// A CloudEvent that reads but whose attribute values the log cannot take (a
+    /// stream name's syntax, a time out of range, an unknown expected version) or that
+    /// gives no stream (`subject` is optional in CloudEvents, the log needs one) is
+    /// `invalid`; one that does not read (format, missing required attributes) is
+    /// `decode`.
+    pub(crate) fn of_cloudevent(e: &CloudEventError) -> DeadReason {
+        match e {
+            CloudEventError::InvalidValue { .. }
+            | CloudEventError::InvalidHeader { .. }
+            | CloudEventError::MissingSubject { .. } => DeadReason::Invalid,
+            _ => DeadReason::Decode,
+        }
+    }
+
     /// The reason for a refused append, or `None` when the failure is the log's
     /// (closed, storage) and the message must be retried rather than dead-lettered.
     pub fn of(error: &LogError) -> Option<DeadReason> {
@@ -96,19 +110,8 @@ pub fn decode(headers: Option<&HeaderMap>, payload: Bytes) -> Result<StreamAppen
     Ok(incoming.into_append(request))
 }
 
-/// A CloudEvent that reads but whose attribute values the log cannot take (a
-/// stream name's syntax, a time out of range, an unknown expected version) or that
-/// gives no stream (`subject` is optional in CloudEvents, the log needs one) is
-/// `invalid`; one that does not read (format, missing required attributes) is
-/// `decode`.
 fn decode_error(e: CloudEventError) -> (DeadReason, String) {
-    let reason = match e {
-        CloudEventError::InvalidValue { .. }
-        | CloudEventError::InvalidHeader { .. }
-        | CloudEventError::MissingSubject { .. } => DeadReason::Invalid,
-        _ => DeadReason::Decode,
-    };
-    (reason, e.to_string())
+    (DeadReason::of_cloudevent(&e), e.to_string())
 }
 
 #[cfg(test)]

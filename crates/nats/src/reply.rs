@@ -4,6 +4,9 @@
 //! (`Content-Type: application/protobuf`) is an `opsflow.v1.AppendRequest` and gets
 //! an `opsflow.v1.AppendResponse`. Errors carry `Nats-Service-Error-Code` (an HTTP
 //! status) and `Nats-Service-Error` headers, and a JSON body `{"error": {...}}`.
+//! A request that names no reply subject (published, not requested) is appended
+//! all the same; if it is refused, nobody would hear it, so it is dead-lettered
+//! (`<dead letter prefix>.<reason>`, as ingest's bad messages) instead.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,12 +23,16 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::RequestReplyConfig;
-use crate::decode::{content_type, header_pairs};
+use crate::decode::{DeadReason, content_type, header_pairs};
+use crate::dlq::Letter;
 
-/// Serves append requests until `shutdown`, resubscribing after NATS trouble.
+/// Serves append requests until `shutdown`, resubscribing after NATS trouble. A
+/// refused request without a reply subject is dead-lettered under `dead_letters`
+/// (a subject prefix).
 pub async fn run_request_reply(
     client: async_nats::Client,
     config: RequestReplyConfig,
+    dead_letters: String,
     log: EventLog,
     shutdown: CancellationToken,
     ready: crate::Readiness,
@@ -76,10 +83,6 @@ pub async fn run_request_reply(
                 _ = shutdown.cancelled() => break true,
             };
             let Some(request) = request else { break false };
-            let Some(reply_to) = request.reply.clone() else {
-                tracing::debug!("append request without a reply subject ignored");
-                continue;
-            };
             let slot = tokio::select! {
                 slot = slots.clone().acquire_owned() => slot.ok(),
                 _ = shutdown.cancelled() => None,
@@ -87,7 +90,7 @@ pub async fn run_request_reply(
             // Taken from the subscription, it is answered whatever happens (without a
             // slot when stopping, like those the drain below finds).
             let stopping = slot.is_none();
-            handling.spawn(answer(log.clone(), client.clone(), request, reply_to, slot));
+            handling.spawn(answer(log.clone(), client.clone(), request, dead_letters.clone(), slot));
             if stopping {
                 break true;
             }
@@ -104,9 +107,7 @@ pub async fn run_request_reply(
         let drained = stopped && crate::is_connected(&client) && requests.drain().await.is_ok();
         let finished = tokio::time::timeout(REPLIES_WITHIN, async {
             while drained && let Some(request) = requests.next().await {
-                if let Some(reply_to) = request.reply.clone() {
-                    handling.spawn(answer(log.clone(), client.clone(), request, reply_to, None));
-                }
+                handling.spawn(answer(log.clone(), client.clone(), request, dead_letters.clone(), None));
             }
             while handling.join_next().await.is_some() {}
         });
@@ -124,20 +125,62 @@ pub async fn run_request_reply(
     }
 }
 
-/// Appends what `request` carries and sends the reply to `reply_to`; `slot` is
-/// held meanwhile.
+/// Appends what `request` carries and sends the reply to its reply subject, or,
+/// when it names none and the append is refused, a dead letter under
+/// `dead_letters`; `slot` is held meanwhile.
 async fn answer(
     log: EventLog,
     client: async_nats::Client,
     request: async_nats::Message,
-    reply_to: async_nats::Subject,
+    dead_letters: String,
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
 ) {
-    let (headers, body) = handle(&log, request.headers.as_ref(), request.payload).await;
-    if let Err(e) = client.publish_with_headers(reply_to, headers, body).await {
-        tracing::warn!(error = %e, "cannot send an append reply");
+    let answer = handle(&log, request.headers.as_ref(), request.payload.clone()).await;
+    match (&request.reply, answer.refused) {
+        (Some(reply_to), _) => {
+            if let Err(e) = client
+                .publish_with_headers(reply_to.clone(), answer.headers, answer.body)
+                .await
+            {
+                tracing::warn!(error = %e, "cannot send an append reply");
+            }
+        }
+        (None, None) => {}
+        (None, Some(Refusal::Dead(reason, error))) => {
+            let letter = Letter::of(&dead_letters, client.max_payload(), &request, reason, &error, None);
+            match client
+                .publish_with_headers(letter.subject, letter.headers, letter.payload)
+                .await
+            {
+                Ok(()) => crate::dlq::noted(reason, &request.subject, &error),
+                Err(e) => tracing::error!(
+                    error = %e, refusal = error, subject = %request.subject,
+                    "cannot dead-letter a refused append request that names no reply subject"
+                ),
+            }
+        }
+        (None, Some(Refusal::Failed(error))) => tracing::error!(
+            error, subject = %request.subject,
+            "an append request that names no reply subject was not recorded, and nobody waits for the answer"
+        ),
     }
     drop(slot);
+}
+
+/// What a request gets back, and why its append was refused, if it was.
+pub struct Answer {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub refused: Option<Refusal>,
+}
+
+/// Why a request was not recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    /// The request itself: what a dead letter would say.
+    Dead(DeadReason, String),
+    /// The log (closed or failing), not the request.
+    Failed(String),
 }
 
 /// Append requests handled at once at most.
@@ -195,8 +238,8 @@ fn is_protobuf(ct: Option<&str>) -> bool {
     )
 }
 
-/// Handles one request; returns the reply's headers and body.
-pub async fn handle(log: &EventLog, headers: Option<&HeaderMap>, payload: Bytes) -> (HeaderMap, Bytes) {
+/// Handles one request: appends what it carries and returns the reply.
+pub async fn handle(log: &EventLog, headers: Option<&HeaderMap>, payload: Bytes) -> Answer {
     let pairs = header_pairs(headers);
     let ct = content_type(&pairs);
     let request_expected = match opsflow_cloudevents::request_expected(pairs.iter().copied()) {
@@ -209,10 +252,12 @@ pub async fn handle(log: &EventLog, headers: Option<&HeaderMap>, payload: Bytes)
                 400,
                 "invalid_argument",
                 format!(
-                    "an AppendRequest sets its own expected_version; the {} header applies to CloudEvents bodies",
+                    "an AppendRequest sets its own expected version (its field `expected`); the {} header applies to \
+                     CloudEvents bodies",
                     opsflow_cloudevents::EXPECTED_VERSION_HEADER
                 ),
                 json!({ "field": opsflow_cloudevents::EXPECTED_VERSION_HEADER }),
+                Some(DeadReason::Invalid),
             );
         }
         let request = match v1::AppendRequest::decode(payload) {
@@ -223,6 +268,7 @@ pub async fn handle(log: &EventLog, headers: Option<&HeaderMap>, payload: Bytes)
                     "invalid_argument",
                     format!("malformed AppendRequest: {e}"),
                     Value::Null,
+                    Some(DeadReason::Decode),
                 );
             }
         };
@@ -234,9 +280,9 @@ pub async fn handle(log: &EventLog, headers: Option<&HeaderMap>, payload: Bytes)
             Ok(Some(outcome)) => {
                 let mut headers = HeaderMap::new();
                 headers.insert("Content-Type", "application/protobuf");
-                (headers, convert::append_response(&outcome).encode_to_vec().into())
+                recorded(headers, convert::append_response(&outcome).encode_to_vec().into())
             }
-            Ok(None) => error_reply(500, "internal", "the log returned no outcome".into(), Value::Null),
+            Ok(None) => error_reply(500, "internal", "the log returned no outcome".into(), Value::Null, None),
             Err(e) => log_error_reply(&e),
         };
     }
@@ -247,7 +293,7 @@ pub async fn handle(log: &EventLog, headers: Option<&HeaderMap>, payload: Bytes)
             let mut headers = HeaderMap::new();
             headers.insert("Content-Type", "application/json");
             let nothing = json!({ "results": [], "duplicate": false });
-            return (headers, nothing.to_string().into());
+            return recorded(headers, nothing.to_string().into());
         }
         Err(e) => return cloudevent_error_reply(&e),
     };
@@ -271,24 +317,34 @@ pub async fn handle(log: &EventLog, headers: Option<&HeaderMap>, payload: Bytes)
             };
             let mut headers = HeaderMap::new();
             headers.insert("Content-Type", "application/json");
-            (headers, body.to_string().into())
+            recorded(headers, body.to_string().into())
         }
         Err(e) => log_error_reply(&e),
     }
 }
 
+/// The reply to a request that was recorded (or held nothing).
+fn recorded(headers: HeaderMap, body: Bytes) -> Answer {
+    Answer {
+        headers,
+        body,
+        refused: None,
+    }
+}
+
 /// A request that is not a CloudEvent opsflow can take: 400 naming the attribute
 /// (or header).
-fn cloudevent_error_reply(e: &opsflow_cloudevents::CloudEventError) -> (HeaderMap, Bytes) {
+fn cloudevent_error_reply(e: &opsflow_cloudevents::CloudEventError) -> Answer {
     error_reply(
         400,
         "invalid_argument",
         e.to_string(),
         json!({ "field": e.attribute() }),
+        Some(DeadReason::of_cloudevent(e)),
     )
 }
 
-fn log_error_reply(e: &LogError) -> (HeaderMap, Bytes) {
+fn log_error_reply(e: &LogError) -> Answer {
     let kind = e.kind();
     let status = match kind {
         ErrorKind::InvalidArgument | ErrorKind::LimitExceeded => 400,
@@ -296,12 +352,23 @@ fn log_error_reply(e: &LogError) -> (HeaderMap, Bytes) {
         ErrorKind::Unavailable => 503,
         ErrorKind::Internal => 500,
     };
-    error_reply(status, kind.as_str(), e.to_string(), e.detail_fields())
+    error_reply(
+        status,
+        kind.as_str(),
+        e.to_string(),
+        e.detail_fields(),
+        DeadReason::of(e),
+    )
 }
 
 /// An error reply: `Nats-Service-Error(-Code)` headers and the body
-/// `{"error": {"code", "message", ...details}}`, as HTTP answers the same error.
-fn error_reply(status: u16, code: &str, message: String, details: Value) -> (HeaderMap, Bytes) {
+/// `{"error": {"code", "message", ...details}}`, as HTTP answers the same error;
+/// the request's dead letter has `reason`, or none when the log failed.
+fn error_reply(status: u16, code: &str, message: String, details: Value, reason: Option<DeadReason>) -> Answer {
+    let refusal = match reason {
+        Some(reason) => Refusal::Dead(reason, message.clone()),
+        None => Refusal::Failed(message.clone()),
+    };
     let mut headers = HeaderMap::new();
     headers.insert("Content-Type", "application/json");
     headers.insert("Nats-Service-Error-Code", status.to_string().as_str());
@@ -310,5 +377,9 @@ fn error_reply(status: u16, code: &str, message: String, details: Value) -> (Hea
     if let (Some(error), Value::Object(details)) = (error.as_object_mut(), details) {
         error.extend(details);
     }
-    (headers, json!({ "error": error }).to_string().into())
+    Answer {
+        headers,
+        body: json!({ "error": error }).to_string().into(),
+        refused: Some(refusal),
+    }
 }

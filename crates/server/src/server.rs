@@ -359,6 +359,7 @@ async fn start_nats(
         let run = opsflow_nats::run_request_reply(
             requests,
             config.request_reply.clone(),
+            config.dead_letters.subject_prefix.clone(),
             log.clone(),
             shutdown.clone(),
             ready.clone(),
