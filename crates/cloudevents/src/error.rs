@@ -98,7 +98,7 @@ pub enum CloudEventError {
 
     /// No `subject`, and the stream could not be derived from the data.
     #[error(
-        "missing subject: the stream is taken from the CloudEvents `subject` attribute (or, for JSON data and protobuf catalog data, from the {} field){}",
+        "missing subject: the stream is taken from the CloudEvents `subject` attribute (or, for JSON data and protobuf catalog data, from the {} field{})",
         list_fields(.fields),
         not_json_note(.not_json.as_deref())
     )]
@@ -191,16 +191,19 @@ fn describe_content_type(content_type: Option<&str>) -> String {
     }
 }
 
-/// Why no field was found when the data is not JSON: producers that leave out the
-/// content type (CloudEvents SDKs do, in binary mode) send bytes
-/// (`application/octet-stream`).
+/// Why no key field was found: the data lacks it, or is not JSON (producers that
+/// leave out the content type, as CloudEvents SDKs do in binary mode, send bytes:
+/// `application/octet-stream`).
 fn not_json_note(content_type: Option<&str>) -> String {
-    content_type.map_or_else(String::new, |ct| {
-        format!(
-            "; this event's data is `{ct}`, not JSON, so no field was read: if it is JSON, \
+    content_type.map_or_else(
+        || ", which this event's data lacks or leaves empty".to_owned(),
+        |ct| {
+            format!(
+                "; this event's data is `{ct}`, not JSON, so no field was read: if it is JSON, \
              say so in `datacontenttype` (in binary mode, the `Content-Type` header)"
-        )
-    })
+            )
+        },
+    )
 }
 
 fn list_fields(fields: &[String]) -> String {
@@ -236,7 +239,8 @@ mod tests {
             not_json: None,
         };
         assert!(
-            err.to_string().ends_with("from the `goods_id` or `po_id` field)"),
+            err.to_string()
+                .ends_with("from the `goods_id` or `po_id` field, which this event's data lacks or leaves empty)"),
             "{err}"
         );
         let err = CloudEventError::MissingSubject {

@@ -302,7 +302,8 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "missing subject: the stream is taken from the CloudEvents `subject` attribute \
-             (or, for JSON data and protobuf catalog data, from the `goods_id` or `po_number` or `po_id` field)"
+             (or, for JSON data and protobuf catalog data, from the `goods_id` or `po_number` or `po_id` field, \
+             which this event's data lacks or leaves empty)"
         );
         assert_eq!(err.attribute(), Some("subject"));
         for (event_type, data) in [
