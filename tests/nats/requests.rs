@@ -360,32 +360,56 @@ async fn append_requests_under_way_at_sigterm_are_answered_and_durable() -> anyh
 
 /// An append published to `opsflow.api.append` without a reply subject (`publish`,
 /// not `request`) is recorded all the same; one that is refused goes to the dead
-/// letters with its reason, since nobody hears a reply (it was dropped unseen).
+/// letters with its reason, kept by their stream (made by request/reply when ingest
+/// is off), since nobody hears a reply (it was dropped unseen).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_append_published_without_a_reply_subject_is_recorded_or_dead_lettered() -> anyhow::Result<()> {
-    let (_nats, server, nc, mut dlq) = in_process_with_dead_letters().await?;
-    let (headers, body) = note(1, 1);
-    nc.publish_with_headers("opsflow.api.append", headers, body).await?;
-    // Refused by the catalog: order.placed needs an order_id.
-    let mut headers = HeaderMap::new();
-    headers.insert("Content-Type", "application/cloudevents+json");
-    headers.insert("X-Trace", "t-1");
-    let refused = json!({"specversion":"1.0","id":"r-1","source":"svc","type":"order.placed",
-                         "subject":"order/PO-9","data":{"customer":"acme"}})
-    .to_string();
-    nc.publish_with_headers("opsflow.api.append", headers, refused.clone().into())
-        .await?;
-    nc.flush().await?;
-    let events = wait_for_head(&server.url(), 1, Duration::from_secs(20)).await?;
-    assert_eq!(events.len(), 1);
-    assert_eq!(events[0].id, "p1-1", "{:?}", events[0]);
-    let dead = next_within(&mut dlq, 20).await?;
-    assert_eq!(dead.subject.as_str(), "opsflow.dlq.invalid");
-    assert_eq!(dead.payload, refused.as_bytes(), "the original payload");
-    assert_eq!(header_of(&dead, "X-Trace"), "t-1", "the original headers");
-    assert_eq!(header_of(&dead, "Opsflow-Original-Subject"), "opsflow.api.append");
-    let error = header_of(&dead, "Opsflow-Error");
-    assert!(error.contains("order_id"), "{error}");
-    assert_eq!(server.server.log().head(), 1, "the refused one is not recorded");
-    server.shutdown().await
+    for ingest in [true, false] {
+        let nats = NatsServer::start()?;
+        let mut config = NatsConfig::url(nats.url());
+        config.ingest.enabled = ingest;
+        let server = TestServer::start_with(|c| c.nats = Some(config)).await?;
+        wait_ready(&server.url()).await?;
+        let nc = async_nats::connect(nats.url()).await?;
+        let mut dlq = nc.subscribe("opsflow.dlq.>").await?;
+        nc.flush().await?;
+        let (headers, body) = note(1, 1);
+        nc.publish_with_headers("opsflow.api.append", headers, body).await?;
+        // Refused by the catalog: order.placed needs an order_id.
+        let mut headers = HeaderMap::new();
+        headers.insert("Content-Type", "application/cloudevents+json");
+        headers.insert("X-Trace", "t-1");
+        let refused = json!({"specversion":"1.0","id":"r-1","source":"svc","type":"order.placed",
+                             "subject":"order/PO-9","data":{"customer":"acme"}})
+        .to_string();
+        nc.publish_with_headers("opsflow.api.append", headers, refused.clone().into())
+            .await?;
+        // A protobuf AppendRequest that does not decode.
+        let mut proto = HeaderMap::new();
+        proto.insert("Content-Type", "application/protobuf");
+        nc.publish_with_headers("opsflow.api.append", proto, bytes::Bytes::from_static(b"\xff\xff"))
+            .await?;
+        nc.flush().await?;
+        let events = wait_for_head(&server.url(), 1, Duration::from_secs(20)).await?;
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].id, "p1-1", "{:?}", events[0]);
+        let mut dead = [next_within(&mut dlq, 20).await?, next_within(&mut dlq, 20).await?];
+        dead.sort_by(|a, b| a.subject.cmp(&b.subject));
+        assert_eq!(dead[0].subject.as_str(), "opsflow.dlq.decode", "ingest {ingest}");
+        assert!(header_of(&dead[0], "Opsflow-Error").contains("malformed AppendRequest"));
+        let invalid = &dead[1];
+        assert_eq!(invalid.subject.as_str(), "opsflow.dlq.invalid");
+        assert_eq!(invalid.payload, refused.as_bytes(), "the original payload");
+        assert_eq!(header_of(invalid, "X-Trace"), "t-1", "the original headers");
+        assert_eq!(header_of(invalid, "Opsflow-Original-Subject"), "opsflow.api.append");
+        let error = header_of(invalid, "Opsflow-Error");
+        assert!(error.contains("order_id"), "{error}");
+        // Kept, not only seen by a subscriber.
+        let js = jetstream::new(nc.clone());
+        let mut kept = js.get_stream("OPSFLOW_DLQ").await?;
+        assert_eq!(kept.info().await?.state.messages, 2, "ingest {ingest}");
+        assert_eq!(server.server.log().head(), 1, "the refused ones are not recorded");
+        server.shutdown().await?;
+    }
+    Ok(())
 }

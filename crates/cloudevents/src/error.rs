@@ -98,12 +98,13 @@ pub enum CloudEventError {
 
     /// No `subject`, and the stream could not be derived from the data.
     #[error(
-        "missing subject: the stream is taken from the CloudEvents `subject` attribute (or, for JSON data and protobuf catalog data, from the {} field{})",
-        list_fields(.fields),
+        "missing subject: the stream is taken from the CloudEvents `subject` attribute (or, for JSON data and protobuf catalog data, from the data's {}{})",
+        .fields.join(" or "),
         not_json_note(.not_json.as_deref())
     )]
     MissingSubject {
-        /// The data fields that were looked for, in order.
+        /// The data fields (or pairs of fields) that were looked for, in order, as
+        /// shown: "`po_id`", "`sku` and `location`".
         fields: Vec<String>,
         /// The data's content type when it is not JSON (so no field was looked at).
         not_json: Option<String>,
@@ -196,7 +197,7 @@ fn describe_content_type(content_type: Option<&str>) -> String {
 /// `application/octet-stream`).
 fn not_json_note(content_type: Option<&str>) -> String {
     content_type.map_or_else(
-        || ", which this event's data lacks or leaves empty".to_owned(),
+        || ": a non-empty string or a number, which this event's data does not give".to_owned(),
         |ct| {
             format!(
                 "; this event's data is `{ct}`, not JSON, so no field was read: if it is JSON, \
@@ -204,11 +205,6 @@ fn not_json_note(content_type: Option<&str>) -> String {
             )
         },
     )
-}
-
-fn list_fields(fields: &[String]) -> String {
-    let quoted: Vec<String> = fields.iter().map(|f| format!("`{f}`")).collect();
-    quoted.join(" or ")
 }
 
 #[cfg(test)]
@@ -235,12 +231,12 @@ mod tests {
     #[test]
     fn missing_subject_lists_the_fields_tried() {
         let err = CloudEventError::MissingSubject {
-            fields: vec!["goods_id".into(), "po_id".into()],
+            fields: vec!["`goods_id`".into(), "`po_id`".into()],
             not_json: None,
         };
         assert!(
             err.to_string()
-                .ends_with("from the `goods_id` or `po_id` field, which this event's data lacks or leaves empty)"),
+                .ends_with("from the data's `goods_id` or `po_id`: a non-empty string or a number, which this event's data does not give)"),
             "{err}"
         );
         let err = CloudEventError::MissingSubject {

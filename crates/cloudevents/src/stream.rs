@@ -111,13 +111,12 @@ pub fn stream_for(subject: Option<&str>, event: &ProposedEvent) -> Result<String
             return checked(format!("{stream_prefix}/{value}"), &format!("field `{name}`"));
         }
     }
-    let mut fields: Vec<String> = keys.into_iter().map(|(field, _)| field).collect();
+    let mut fields: Vec<String> = keys.into_iter().map(|(field, _)| format!("`{field}`")).collect();
     if STOCK_PREFIXES.contains(&type_prefix(&event.event_type)) {
         if let (Some(sku), Some(location)) = (field("sku"), field("location")) {
             return checked(format!("inventory/{sku}@{location}"), "fields `sku` and `location`");
         }
-        fields.push("sku".into());
-        fields.push("location".into());
+        fields.push("`sku` and `location`".into());
     }
     Err(CloudEventError::MissingSubject {
         fields,
@@ -222,7 +221,7 @@ mod tests {
         let nameless = as_protobuf("order.placed", prost::Message::encode_to_vec(&nameless));
         match stream_for(None, &nameless) {
             Err(CloudEventError::MissingSubject { fields, not_json }) => {
-                assert_eq!((fields, not_json), (vec!["order_id".to_owned()], None));
+                assert_eq!((fields, not_json), (vec!["`order_id`".to_owned()], None));
             }
             other => panic!("expected a missing subject, got {other:?}"),
         }
@@ -302,8 +301,8 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "missing subject: the stream is taken from the CloudEvents `subject` attribute \
-             (or, for JSON data and protobuf catalog data, from the `goods_id` or `po_number` or `po_id` field, \
-             which this event's data lacks or leaves empty)"
+             (or, for JSON data and protobuf catalog data, from the data's `goods_id` or `po_number` or `po_id`: \
+             a non-empty string or a number, which this event's data does not give)"
         );
         assert_eq!(err.attribute(), Some("subject"));
         for (event_type, data) in [

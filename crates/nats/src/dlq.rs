@@ -95,37 +95,6 @@ impl DeadLetters {
         error: &str,
         origin: Option<&Origin>,
     ) -> anyhow::Result<bool> {
-        let letter = Letter::of(&self.prefix, self.max_payload(), message, reason, error, origin);
-        let whole = letter.whole;
-        self.js
-            .publish_with_headers(letter.subject, letter.headers, letter.payload)
-            .await?
-            .await?;
-        noted(reason, &message.subject, error);
-        Ok(whole)
-    }
-}
-
-/// A dead letter, ready to publish.
-pub(crate) struct Letter {
-    pub subject: String,
-    pub headers: HeaderMap,
-    pub payload: bytes::Bytes,
-    /// Whether it holds the whole original payload.
-    pub whole: bool,
-}
-
-impl Letter {
-    /// The dead letter for `message` on `<prefix>.<reason>` (see
-    /// [`DeadLetters::publish`]), at most `max_payload` bytes.
-    pub fn of(
-        prefix: &str,
-        max_payload: usize,
-        message: &async_nats::Message,
-        reason: DeadReason,
-        error: &str,
-        origin: Option<&Origin>,
-    ) -> Letter {
         // Keep the original headers, except NATS's own (`Nats-Msg-Id`,
         // `Nats-Expected-*`, `Nats-Rollup`, `Nats-TTL`, ...): JetStream would apply
         // them to the dead letter's publish, dropping it as a duplicate or refusing
@@ -153,7 +122,7 @@ impl Letter {
         }
         let mut payload = message.payload.clone();
         let mut whole = true;
-        if headers_size(&headers) + payload.len() > max_payload {
+        if headers_size(&headers) + payload.len() > self.max_payload() {
             let place = origin.map_or_else(
                 || "it is not kept".to_owned(),
                 |o| format!("it is message {} of stream {}", o.sequence, o.stream),
@@ -169,19 +138,12 @@ impl Letter {
             payload = bytes::Bytes::new();
             whole = false;
         }
-        Letter {
-            subject: format!("{prefix}.{}", reason.as_str()),
-            headers,
-            payload,
-            whole,
-        }
+        let subject = format!("{}.{}", self.prefix, reason.as_str());
+        self.js.publish_with_headers(subject, headers, payload).await?.await?;
+        metrics::counter!("opsflow_nats_dead_letters_total", "reason" => reason.as_str()).increment(1);
+        tracing::warn!(reason = reason.as_str(), subject = %message.subject, error, "message dead-lettered");
+        Ok(whole)
     }
-}
-
-/// Counts and logs a dead letter sent for a message on `subject`.
-pub(crate) fn noted(reason: DeadReason, subject: &str, error: &str) {
-    metrics::counter!("opsflow_nats_dead_letters_total", "reason" => reason.as_str()).increment(1);
-    tracing::warn!(reason = reason.as_str(), subject, error, "message dead-lettered");
 }
 
 /// Where a dead-lettered message is kept: its stream, sequence and stored time.

@@ -6,7 +6,7 @@
 //! status) and `Nats-Service-Error` headers, and a JSON body `{"error": {...}}`.
 //! A request that names no reply subject (published, not requested) is appended
 //! all the same; if it is refused, nobody would hear it, so it is dead-lettered
-//! (`<dead letter prefix>.<reason>`, as ingest's bad messages) instead.
+//! (kept by the dead-letter stream, as ingest's bad messages are) instead.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,21 +22,27 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::RequestReplyConfig;
 use crate::decode::{DeadReason, content_type, header_pairs};
-use crate::dlq::Letter;
+use crate::{DeadLetterConfig, DeadLetters, RequestReplyConfig};
 
 /// Serves append requests until `shutdown`, resubscribing after NATS trouble. A
-/// refused request without a reply subject is dead-lettered under `dead_letters`
-/// (a subject prefix).
+/// refused request without a reply subject is dead-lettered as `dead_letters`
+/// says (its stream made with `replicas` replicas if there is none).
 pub async fn run_request_reply(
     client: async_nats::Client,
     config: RequestReplyConfig,
-    dead_letters: String,
+    dead_letters: DeadLetterConfig,
+    replicas: usize,
     log: EventLog,
     shutdown: CancellationToken,
     ready: crate::Readiness,
 ) -> anyhow::Result<()> {
+    let unanswered = Arc::new(Unanswered {
+        js: async_nats::jetstream::new(client.clone()),
+        config: dead_letters,
+        replicas,
+        kept: tokio::sync::OnceCell::new(),
+    });
     loop {
         ready.requests.set(false);
         let mut requests = match client
@@ -90,7 +96,7 @@ pub async fn run_request_reply(
             // Taken from the subscription, it is answered whatever happens (without a
             // slot when stopping, like those the drain below finds).
             let stopping = slot.is_none();
-            handling.spawn(answer(log.clone(), client.clone(), request, dead_letters.clone(), slot));
+            handling.spawn(answer(log.clone(), client.clone(), request, unanswered.clone(), slot));
             if stopping {
                 break true;
             }
@@ -107,12 +113,15 @@ pub async fn run_request_reply(
         let drained = stopped && crate::is_connected(&client) && requests.drain().await.is_ok();
         let finished = tokio::time::timeout(REPLIES_WITHIN, async {
             while drained && let Some(request) = requests.next().await {
-                handling.spawn(answer(log.clone(), client.clone(), request, dead_letters.clone(), None));
+                handling.spawn(answer(log.clone(), client.clone(), request, unanswered.clone(), None));
             }
             while handling.join_next().await.is_some() {}
         });
         if finished.await.is_err() {
-            tracing::warn!("append replies not sent within {REPLIES_WITHIN:?}; their producers will retry");
+            tracing::warn!(
+                "append requests not answered within {REPLIES_WITHIN:?}: producers that asked retry after their \
+                 timeout; one published without a reply subject is lost if it was not yet appended"
+            );
         }
         if stopped {
             // The connection is this task's own: send what is buffered, briefly, and
@@ -126,48 +135,69 @@ pub async fn run_request_reply(
 }
 
 /// Appends what `request` carries and sends the reply to its reply subject, or,
-/// when it names none and the append is refused, a dead letter under
-/// `dead_letters`; `slot` is held meanwhile.
+/// when it names none and the append is refused, a dead letter; `slot` is held
+/// meanwhile.
 async fn answer(
     log: EventLog,
     client: async_nats::Client,
     request: async_nats::Message,
-    dead_letters: String,
+    unanswered: Arc<Unanswered>,
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
 ) {
-    let answer = handle(&log, request.headers.as_ref(), request.payload.clone()).await;
-    match (&request.reply, answer.refused) {
+    let reply = handle(&log, request.headers.as_ref(), request.payload.clone()).await;
+    match (&request.reply, reply.refused) {
         (Some(reply_to), _) => {
             if let Err(e) = client
-                .publish_with_headers(reply_to.clone(), answer.headers, answer.body)
+                .publish_with_headers(reply_to.clone(), reply.headers, reply.body)
                 .await
             {
                 tracing::warn!(error = %e, "cannot send an append reply");
             }
         }
         (None, None) => {}
-        (None, Some(Refusal::Dead(reason, error))) => {
-            let letter = Letter::of(&dead_letters, client.max_payload(), &request, reason, &error, None);
-            match client
-                .publish_with_headers(letter.subject, letter.headers, letter.payload)
-                .await
-            {
-                Ok(()) => crate::dlq::noted(reason, &request.subject, &error),
-                Err(e) => tracing::error!(
-                    error = %e, refusal = error, subject = %request.subject,
-                    "cannot dead-letter a refused append request that names no reply subject"
-                ),
-            }
-        }
+        (None, Some(Refusal::Dead(reason, error))) => unanswered.dead_letter(&request, reason, &error).await,
         (None, Some(Refusal::Failed(error))) => tracing::error!(
             error, subject = %request.subject,
-            "an append request that names no reply subject was not recorded, and nobody waits for the answer"
+            "an append request that names no reply subject was not recorded (the log failed), and nobody waits \
+             for the answer: it is lost"
         ),
     }
     drop(slot);
 }
 
+/// Where refused requests that name no reply subject go: the dead-letter stream,
+/// found (or made) at the first of them.
+struct Unanswered {
+    js: async_nats::jetstream::Context,
+    config: DeadLetterConfig,
+    replicas: usize,
+    kept: tokio::sync::OnceCell<DeadLetters>,
+}
+
+impl Unanswered {
+    /// Dead-letters `request`, refused for `reason` (`error`), and waits for the
+    /// stream to keep it (it is then counted and logged as ingest's are); logs an
+    /// error when it cannot be kept (no JetStream, say).
+    async fn dead_letter(&self, request: &async_nats::Message, reason: DeadReason, error: &str) {
+        let kept = self
+            .kept
+            .get_or_try_init(|| DeadLetters::ensure(self.js.clone(), &self.config, self.replicas))
+            .await;
+        let outcome = match kept {
+            Ok(dead_letters) => dead_letters.publish(request, reason, error, None).await.map(|_| ()),
+            Err(e) => Err(anyhow::Error::from(e)),
+        };
+        if let Err(e) = outcome {
+            tracing::error!(
+                error = %e, refusal = error, subject = %request.subject,
+                "a refused append request that names no reply subject could not be dead-lettered: it is lost"
+            );
+        }
+    }
+}
+
 /// What a request gets back, and why its append was refused, if it was.
+#[derive(Debug)]
 pub struct Answer {
     pub headers: HeaderMap,
     pub body: Bytes,
@@ -381,5 +411,54 @@ fn error_reply(status: u16, code: &str, message: String, details: Value, reason:
         headers,
         body: json!({ "error": error }).to_string().into(),
         refused: Some(refusal),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opsflow_log::LogOptions;
+
+    fn json_headers() -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("Content-Type", "application/cloudevents+json");
+        headers
+    }
+
+    /// Why each request was refused, as a published one's dead letter would say,
+    /// and nothing for one recorded.
+    #[tokio::test]
+    async fn a_refusal_names_the_dead_letter_reason() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let log = EventLog::open_async(dir.path().join("log"), LogOptions::default()).await?;
+        let event = |id: &str| json!({"specversion":"1.0","id":id,"source":"svc","type":"note.added","subject":"notes/1","data":{}});
+        let recorded = handle(&log, Some(&json_headers()), event("n-1").to_string().into()).await;
+        assert!(recorded.refused.is_none(), "{recorded:?}");
+        let refusal = |answer: Answer| match answer.refused {
+            Some(Refusal::Dead(reason, _)) => Some(reason),
+            other => panic!("not a dead letter: {other:?}"),
+        };
+        let malformed = handle(&log, Some(&json_headers()), Bytes::from_static(b"{")).await;
+        assert_eq!(refusal(malformed), Some(DeadReason::Decode));
+        let mut proto = HeaderMap::new();
+        proto.insert("Content-Type", "application/protobuf");
+        let garbage = handle(&log, Some(&proto), Bytes::from_static(b"\xff\xff")).await;
+        assert_eq!(refusal(garbage), Some(DeadReason::Decode));
+        let mut bad_time = event("n-2");
+        bad_time["time"] = json!("yesterday");
+        let invalid = handle(&log, Some(&json_headers()), bad_time.to_string().into()).await;
+        assert_eq!(refusal(invalid), Some(DeadReason::Invalid));
+        let mut expecting = json_headers();
+        expecting.insert("opsflow-expected-version", "no_stream");
+        let conflict = handle(&log, Some(&expecting), event("n-3").to_string().into()).await;
+        assert_eq!(refusal(conflict), Some(DeadReason::VersionConflict));
+        let mut changed = event("n-1");
+        changed["data"] = json!({"other": true});
+        let duplicate = handle(&log, Some(&json_headers()), changed.to_string().into()).await;
+        assert_eq!(refusal(duplicate), Some(DeadReason::DuplicateConflict));
+        log.close().await?;
+        let closed = handle(&log, Some(&json_headers()), event("n-4").to_string().into()).await;
+        assert!(matches!(closed.refused, Some(Refusal::Failed(_))), "{closed:?}");
+        Ok(())
     }
 }

@@ -297,7 +297,7 @@ async fn readyz(State(state): State<HttpState>) -> Response {
             // a change of setup cures, so it is not called a recovery.
             Some(_) => match flag.problem_text() {
                 Some(problem) => format!("not ready, retrying; last failure: {problem}"),
-                None => "starting".to_owned(),
+                None => "starting (or starting again on a new connection)".to_owned(),
             },
         };
         let ingest = part(nats.wanted.ingest, Some(&nats.client), &nats.ready.ingest);

@@ -359,7 +359,8 @@ async fn start_nats(
         let run = opsflow_nats::run_request_reply(
             requests,
             config.request_reply.clone(),
-            config.dead_letters.subject_prefix.clone(),
+            config.dead_letters.clone(),
+            config.ingest.replicas,
             log.clone(),
             shutdown.clone(),
             ready.clone(),
