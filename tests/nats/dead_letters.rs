@@ -259,16 +259,28 @@ async fn bad_messages_are_dead_lettered_with_a_reason_and_ingest_continues() -> 
 /// header block, deleted from the stream (the only way past it), and ingest goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_whose_headers_no_client_reads_is_dead_lettered_and_ingest_goes_on() -> anyhow::Result<()> {
-    poisoned_message_is_taken_out(&[]).await
+    poisoned_message_is_taken_out(&[], NOT_UTF8).await
 }
+
+/// A header value holding a bare CR stops async-nats's connection task (it panics
+/// there; the client still reads as connected): the transport starts again on new
+/// connections, as a restart of opsflow would, and the message is dead-lettered
+/// (it stopped ingest until opsflow was restarted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_whose_header_stops_the_client_is_dead_lettered_without_a_restart() -> anyhow::Result<()> {
+    poisoned_message_is_taken_out(&[], (b"NATS/1.0\r\nX-Bad: a\rb\r\n\r\n", "line break")).await
+}
+
+/// A header block async-nats cannot read (a value not UTF-8), and the error it gets.
+const NOT_UTF8: (&[u8], &str) = (b"NATS/1.0\r\nX-Bad: \xff\xfe\r\n\r\n", "not UTF-8");
 
 /// The same with a consumer that acknowledges each message (a work queue).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_work_queue_takes_out_a_message_whose_headers_no_client_reads() -> anyhow::Result<()> {
-    poisoned_message_is_taken_out(&[("OPSFLOW_NATS__INGEST__RETENTION", "workqueue")]).await
+    poisoned_message_is_taken_out(&[("OPSFLOW_NATS__INGEST__RETENTION", "workqueue")], NOT_UTF8).await
 }
 
-async fn poisoned_message_is_taken_out(env: &[(&str, &str)]) -> anyhow::Result<()> {
+async fn poisoned_message_is_taken_out(env: &[(&str, &str)], (raw_headers, why): (&[u8], &str)) -> anyhow::Result<()> {
     use base64::Engine;
     let WithDeadLetters {
         nats,
@@ -278,7 +290,6 @@ async fn poisoned_message_is_taken_out(env: &[(&str, &str)]) -> anyhow::Result<(
         js,
         mut dlq,
     } = with_dead_letters(env).await?;
-    let raw_headers = b"NATS/1.0\r\nX-Bad: \xff\xfe\r\n\r\n";
     let payload =
         br#"{"specversion":"1.0","id":"poison","source":"/raw","type":"order.placed","data":{"order_id":"P-1"}}"#;
     publish_raw(&nats, "ops.events.order.placed", raw_headers, payload).await?;
@@ -291,7 +302,7 @@ async fn poisoned_message_is_taken_out(env: &[(&str, &str)]) -> anyhow::Result<(
         base64::engine::general_purpose::STANDARD.decode(header_of(&dead, "Opsflow-Original-Headers-Base64"))?;
     assert_eq!(original, raw_headers);
     let error = header_of(&dead, "Opsflow-Error");
-    assert!(error.contains("not UTF-8"), "{error}");
+    assert!(error.contains(why), "{error}");
     // Named by where it was kept: the stream, its sequence and its stored time (Unix
     // nanoseconds, as a delivery of it would say), here read by sequence.
     let id = header_of(&dead, "Nats-Msg-Id");

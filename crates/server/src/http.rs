@@ -20,7 +20,7 @@ use crate::{ApiError, grpc};
 pub struct HttpState {
     pub log: EventLog,
     pub tasks: Tasks,
-    pub nats: Option<crate::server::NatsState>,
+    pub nats: Option<crate::nats::NatsHandle>,
     pub views: opsflow_views::Views,
     pub definitions: crate::views::DefinitionsStatus,
     pub gauges: crate::views::ViewGauges,
@@ -279,7 +279,7 @@ async fn verify(
 
 async fn readyz(State(state): State<HttpState>) -> Response {
     let (mut ready, mut report) = readiness(&state.log, &state.tasks);
-    if let Some(nats) = &state.nats {
+    if let Some(nats) = state.nats.as_ref().map(|n| n.current()) {
         let connected = opsflow_nats::is_connected(&nats.client);
         // Request/reply has a connection of its own.
         let requests_connected = nats.requests.as_ref().is_none_or(opsflow_nats::is_connected);

@@ -19,6 +19,7 @@ mod grpc_health;
 mod health;
 mod http;
 pub mod metrics;
+mod nats;
 mod server;
 pub mod views;
 

@@ -81,6 +81,11 @@ fn describe() {
         "opsflow_nats_disconnections_total",
         "NATS connections lost (the client reconnects by itself), by connection"
     );
+    describe_counter!(
+        "opsflow_nats_transport_restarts_total",
+        "Times the NATS transport started again on new connections because a client stopped (at a message it \
+         could not read)"
+    );
 }
 
 /// The Prometheus text exposition.

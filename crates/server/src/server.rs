@@ -26,11 +26,12 @@ pub struct Server {
     tasks: Tasks,
     shutdown: CancellationToken,
     serving: tokio::task::JoinHandle<anyhow::Result<()>>,
-    /// Transport tasks that append to the log: stopped before it closes.
-    ingest: Vec<Transport>,
+    /// The NATS transport's supervisor, whose tasks append to the log: stopped
+    /// before it closes.
+    ingest: Option<crate::nats::Transport>,
     /// The views and their tasks: stopped (and checkpointed) before the log closes.
     views: crate::views::RunningViews,
-    nats: Option<NatsState>,
+    nats: Option<crate::nats::NatsHandle>,
 }
 
 impl std::fmt::Debug for Server {
@@ -113,10 +114,10 @@ impl Server {
             .layer(axum::middleware::from_fn(crate::error::unimplemented_names_the_method));
         let (nats, ingest) = match &config.nats {
             Some(nats_config) => {
-                let (client, handles) = start_nats(nats_config, &log, &tasks, &shutdown).await?;
-                (Some(client), handles)
+                let (handle, supervisor) = crate::nats::start(nats_config, &log, &tasks, &shutdown).await?;
+                (Some(handle), Some(supervisor))
             }
-            None => (None, Vec::new()),
+            None => (None, None),
         };
         let http_state = HttpState {
             log: log.clone(),
@@ -195,13 +196,13 @@ impl Server {
         self.shutdown.cancel();
         // Order: stop ingest and publishing, stop serving (in-flight appends finish),
         // then close the log, which commits and flushes everything acknowledged.
-        for (name, task) in self.ingest {
-            if tokio::time::timeout(std::time::Duration::from_secs(10), task)
+        // The supervisor stops each NATS task, waiting at most 10 s for each.
+        if let Some((name, task)) = self.ingest
+            && tokio::time::timeout(std::time::Duration::from_secs(35), task)
                 .await
                 .is_err()
-            {
-                tracing::warn!(task = name, "a transport task did not stop within 10 s");
-            }
+        {
+            tracing::warn!(task = name, "the NATS transport did not stop within 35 s");
         }
         // Streams end at shutdown, but a client that stopped reading may not be
         // sent their end: after a grace period the shutdown stops waiting for its
@@ -232,7 +233,7 @@ impl Server {
         }
         // Publishes still buffered go out if NATS is there; an unreachable server
         // must not hold the shutdown.
-        if let Some(nats) = self.nats {
+        if let Some(nats) = self.nats.map(|n| n.current()) {
             if nats.client.connection_state() == async_nats::connection::State::Disconnected {
                 tracing::warn!("NATS is unreachable; stopping without the publishes it has not taken");
             } else if tokio::time::timeout(std::time::Duration::from_secs(2), nats.client.flush())
@@ -291,133 +292,6 @@ async fn close_views(views: opsflow_views::Views) {
             "the views' store did not close in time; stopping without it (the views resume from their last checkpoint)"
         );
     }
-}
-
-/// A transport task and its name (for the shutdown's warnings).
-type Transport = (&'static str, tokio::task::JoinHandle<()>);
-
-/// Starts a transport task under `name`.
-fn transport<F>(tasks: &Tasks, name: &'static str, run: F) -> Transport
-where
-    F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
-{
-    (name, tasks.spawn(name, run))
-}
-
-/// The NATS client and whether each enabled task is doing its job.
-#[derive(Clone)]
-pub(crate) struct NatsState {
-    pub client: async_nats::Client,
-    /// Request/reply's connection of its own, when it is on.
-    pub requests: Option<async_nats::Client>,
-    pub ready: opsflow_nats::Readiness,
-    pub wanted: NatsWanted,
-}
-
-#[derive(Clone, Copy)]
-pub(crate) struct NatsWanted {
-    pub ingest: bool,
-    pub requests: bool,
-    pub outbound: bool,
-}
-
-/// Connects to NATS (in the background) and starts the transport tasks.
-async fn start_nats(
-    config: &opsflow_nats::NatsConfig,
-    log: &EventLog,
-    tasks: &Tasks,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<(NatsState, Vec<Transport>)> {
-    let ready = opsflow_nats::Readiness::default();
-    let client = opsflow_nats::connect(config, &ready.connection).await?;
-    let mut requests_client = None;
-    // The connections the monitor watches, by name.
-    let mut watched = vec![(config.name.clone(), client.clone())];
-    let mut handles = Vec::new();
-    if config.ingest.enabled {
-        let run = opsflow_nats::run_ingest(
-            client.clone(),
-            config.clone(),
-            log.clone(),
-            shutdown.clone(),
-            ready.clone(),
-        );
-        handles.push(transport(tasks, "nats-ingest", run));
-    }
-    if config.request_reply.enabled {
-        // A connection of its own: a request the client cannot read (malformed
-        // headers from a raw client) drops the connection it arrives on, and must
-        // not interrupt ingest and outbound with it.
-        let requests = opsflow_nats::NatsConfig {
-            name: format!("{}-requests", config.name),
-            ..config.clone()
-        };
-        let name = requests.name.clone();
-        let requests = opsflow_nats::connect(&requests, &ready.requests_connection).await?;
-        watched.push((name, requests.clone()));
-        requests_client = Some(requests.clone());
-        let run = opsflow_nats::run_request_reply(
-            requests,
-            config.request_reply.clone(),
-            config.dead_letters.clone(),
-            config.ingest.replicas,
-            log.clone(),
-            shutdown.clone(),
-            ready.clone(),
-        );
-        handles.push(transport(tasks, "nats-request-reply", run));
-    }
-    if config.outbound.enabled {
-        let run = opsflow_nats::run_outbound(
-            client.clone(),
-            config.outbound.clone(),
-            log.clone(),
-            shutdown.clone(),
-            ready.clone(),
-        );
-        handles.push(transport(tasks, "nats-outbound", run));
-    }
-    let monitor = client.clone();
-    let token = shutdown.clone();
-    tasks.spawn("nats-monitor", async move {
-        loop {
-            let up = if opsflow_nats::is_connected(&monitor) { 1.0 } else { 0.0 };
-            ::metrics::gauge!("opsflow_nats_connected").set(up);
-            // A client whose connection task died (async-nats panics on a header
-            // value holding a bare CR, which a raw client can send) still reads as
-            // connected and does nothing: found by its commands no longer going
-            // anywhere, it fails this task, so /readyz says so.
-            for (name, client) in &watched {
-                if let Some(stopped) = opsflow_nats::client_stopped(client).await {
-                    ::metrics::gauge!("opsflow_nats_connected").set(0.0);
-                    tracing::error!(connection = %name, error = %stopped, "the NATS client stopped");
-                    anyhow::bail!(
-                        "the NATS client of connection {name} stopped ({stopped}), most likely at a message it \
-                         could not read; NATS does nothing until opsflow is restarted"
-                    );
-                }
-            }
-            tokio::select! {
-                _ = token.cancelled() => return Ok(()),
-                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-            }
-        }
-    });
-    tracing::info!(urls = %config.display_urls(), "nats transport started");
-    let wanted = NatsWanted {
-        ingest: config.ingest.enabled,
-        requests: config.request_reply.enabled,
-        outbound: config.outbound.enabled,
-    };
-    Ok((
-        NatsState {
-            client,
-            requests: requests_client,
-            ready,
-            wanted,
-        },
-        handles,
-    ))
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM, with its number.
