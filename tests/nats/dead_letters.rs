@@ -323,5 +323,8 @@ async fn poisoned_message_is_taken_out(env: &[(&str, &str)], (raw_headers, why):
         stream.get_raw_message(1).await.is_err(),
         "the poison message is deleted"
     );
+    // A message that stops the client makes it start again once, not again and again.
+    let restarts = counter(&opsflow.url(), "opsflow_nats_transport_restarts_total").await?;
+    assert_eq!(restarts, u64::from(why == "line break"), "{why}");
     Ok(())
 }

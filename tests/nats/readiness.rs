@@ -43,23 +43,34 @@ async fn a_server_that_stops_answering_is_noticed_within_a_few_pings() -> anyhow
 
 /// A header value holding a bare CR stops async-nats's connection task (it panics
 /// there) while the client still reads as connected. A request carrying one stops
-/// the request connection: the transport starts again on new connections (it said
-/// so in /readyz and did nothing more until opsflow was restarted), and the next
-/// request is answered.
+/// the request connection: request/reply starts again on a new connection (it said
+/// so in /readyz and did nothing more until opsflow was restarted), the next
+/// request is answered, and ingest and outbound, on their own connection, go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_nats_client_is_replaced_by_a_new_connection() -> anyhow::Result<()> {
     let nats = NatsServer::start()?;
     let dir = tempfile::tempdir()?;
     let opsflow = opsflow_on(&nats, dir.path(), &[]).await?;
     publish_raw(&nats, "opsflow.api.append", b"NATS/1.0\r\nA: x\ry\r\n\r\n", b"{}").await?;
+    // Until request/reply is ready again: ingest and outbound stay ready throughout.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while counter(&opsflow.url(), "opsflow_nats_transport_restarts_total").await? == 0 {
-        anyhow::ensure!(Instant::now() < deadline, "the stopped client was not replaced");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut requests_down = false;
+    loop {
+        let ready: serde_json::Value = reqwest::get(format!("{}/readyz", opsflow.url())).await?.json().await?;
+        let nats = &ready["nats"];
+        assert_eq!(
+            (&nats["ingest"], &nats["outbound"]),
+            (&json!("ready"), &json!("ready")),
+            "{ready}"
+        );
+        requests_down |= nats["requests"] != "ready";
+        if requests_down && ready["ready"] == true {
+            assert_eq!(ready["tasks"]["nats-monitor"]["status"], "running", "{ready}");
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "request/reply not ready again: {ready}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    wait_ready(&opsflow.url()).await?;
-    let ready: serde_json::Value = reqwest::get(format!("{}/readyz", opsflow.url())).await?.json().await?;
-    assert_eq!(ready["tasks"]["nats-monitor"]["status"], "running", "{ready}");
     let nc = async_nats::connect(nats.url()).await?;
     let mut headers = HeaderMap::new();
     headers.insert("Content-Type", "application/cloudevents+json");
@@ -75,6 +86,16 @@ async fn a_stopped_nats_client_is_replaced_by_a_new_connection() -> anyhow::Resu
     assert_eq!(
         counter(&opsflow.url(), "opsflow_nats_transport_restarts_total").await?,
         1
+    );
+    // Only request/reply's connection started again: ingest and outbound were not
+    // interrupted.
+    assert_eq!(
+        counter(&opsflow.url(), "opsflow_nats_ingest_interruptions_total").await?,
+        0
+    );
+    assert_eq!(
+        counter(&opsflow.url(), "opsflow_nats_outbound_interruptions_total").await?,
+        0
     );
     Ok(())
 }

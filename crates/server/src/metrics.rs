@@ -83,8 +83,8 @@ fn describe() {
     );
     describe_counter!(
         "opsflow_nats_transport_restarts_total",
-        "Times the NATS transport started again on new connections because a client stopped (at a message it \
-         could not read)"
+        "Times a NATS connection's tasks started again on a new connection because its client stopped (at a \
+         message it could not read)"
     );
 }
 
