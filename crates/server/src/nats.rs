@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use opsflow_log::EventLog;
 use tokio_util::sync::CancellationToken;
 
-use crate::health::Tasks;
+use crate::health::{TaskState, Tasks};
 
 /// The NATS clients and whether each enabled task is doing its job.
 #[derive(Clone)]
@@ -106,7 +106,7 @@ pub(crate) async fn start(
             };
             let Some((at, why)) = stopped else {
                 for unit in units {
-                    unit.stop().await;
+                    unit.stop(&start.tasks).await;
                 }
                 return Ok(());
             };
@@ -114,7 +114,7 @@ pub(crate) async fn start(
             let part = unit.part;
             let Some(unit) = start.again(unit, &why).await else {
                 for unit in units {
-                    unit.stop().await;
+                    unit.stop(&start.tasks).await;
                 }
                 return Ok(());
             };
@@ -260,7 +260,7 @@ impl Starter {
         let recent = unit.last_restart.is_some_and(|at| at.elapsed() < RESTARTS_WINDOW);
         let restarts = if recent { unit.restarts + 1 } else { 0 };
         let (part, name) = (unit.part, unit.name.clone());
-        unit.stop().await;
+        unit.stop(&self.tasks).await;
         let mut pause = RESTART_PAUSE
             .saturating_mul(1 << restarts.min(5))
             .min(RESTART_PAUSE_MAX);
@@ -300,8 +300,9 @@ struct Unit {
 
 impl Unit {
     /// Stops the tasks and waits for each; one still running after [`TASK_STOP`]
-    /// is aborted, so that it never runs beside its successor.
-    async fn stop(self) {
+    /// is aborted, so that it never runs beside its successor (and reported so in
+    /// `tasks`).
+    async fn stop(self, tasks: &Tasks) {
         self.stop.cancel();
         for (name, mut task) in self.handles {
             if tokio::time::timeout(TASK_STOP, &mut task).await.is_err() {
@@ -311,6 +312,7 @@ impl Unit {
                 );
                 task.abort();
                 let _ = task.await;
+                tasks.set(name, TaskState::Failed("did not stop within 10 s; aborted".into()));
             }
         }
     }
