@@ -261,9 +261,7 @@ impl Starter {
         let restarts = if recent { unit.restarts + 1 } else { 0 };
         let (part, name) = (unit.part, unit.name.clone());
         unit.stop(&self.tasks).await;
-        let mut pause = RESTART_PAUSE
-            .saturating_mul(1 << restarts.min(5))
-            .min(RESTART_PAUSE_MAX);
+        let mut pause = restart_pause(restarts);
         loop {
             self.shutdown.run_until_cancelled(tokio::time::sleep(pause)).await?;
             match self.unit(part).await {
@@ -318,4 +316,22 @@ impl Unit {
     }
 }
 
+/// The pause before a restart that follows `restarts` others in a row.
+fn restart_pause(restarts: u32) -> Duration {
+    RESTART_PAUSE
+        .saturating_mul(1 << restarts.min(5))
+        .min(RESTART_PAUSE_MAX)
+}
+
 type Task = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restarts_in_a_row_wait_longer_up_to_the_most() {
+        let secs: Vec<u64> = [0, 1, 2, 3, 4, 5, 6, 1000].map(|n| restart_pause(n).as_secs()).to_vec();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 30, 30, 30]);
+    }
+}
