@@ -41,4 +41,4 @@ pub use error::{NatsError, Result};
 pub use ingest::{ensure_stream, run_ingest};
 pub use outbound::run_outbound;
 pub use ready::{Flag, Readiness};
-pub use reply::{Answer, Refusal, handle as handle_append_request, run_request_reply};
+pub use reply::run_request_reply;

@@ -198,7 +198,7 @@ impl Unanswered {
 
 /// What a request gets back, and why its append was refused, if it was.
 #[derive(Debug)]
-pub struct Answer {
+pub(crate) struct Answer {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub refused: Option<Refusal>,
@@ -206,7 +206,7 @@ pub struct Answer {
 
 /// Why a request was not recorded.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// The request itself: what a dead letter would say.
     Dead(DeadReason, String),
     /// The log (closed or failing), not the request.
@@ -269,7 +269,7 @@ fn is_protobuf(ct: Option<&str>) -> bool {
 }
 
 /// Handles one request: appends what it carries and returns the reply.
-pub async fn handle(log: &EventLog, headers: Option<&HeaderMap>, payload: Bytes) -> Answer {
+pub(crate) async fn handle(log: &EventLog, headers: Option<&HeaderMap>, payload: Bytes) -> Answer {
     let pairs = header_pairs(headers);
     let ct = content_type(&pairs);
     let request_expected = match opsflow_cloudevents::request_expected(pairs.iter().copied()) {

@@ -49,8 +49,8 @@ impl NatsHandle {
     }
 }
 
-/// A task that appends to the log, and its name (for the shutdown's warnings).
-pub(crate) type Transport = (&'static str, tokio::task::JoinHandle<()>);
+/// A task that appends to the log, and its name (for the stop's warnings).
+type Transport = (&'static str, tokio::task::JoinHandle<()>);
 
 /// How long stopping waits for each transport task before aborting it.
 const TASK_STOP: Duration = Duration::from_secs(10);
@@ -69,7 +69,7 @@ pub(crate) async fn start(
     log: &EventLog,
     tasks: &Tasks,
     shutdown: &CancellationToken,
-) -> anyhow::Result<(NatsHandle, Transport)> {
+) -> anyhow::Result<(NatsHandle, tokio::task::JoinHandle<()>)> {
     // On /metrics from the start, at 0, so that the first one shows in `increase()`.
     ::metrics::counter!("opsflow_nats_transport_restarts_total").increment(0);
     let ready = opsflow_nats::Readiness::default();
@@ -125,7 +125,7 @@ pub(crate) async fn start(
             units.insert(at, unit);
         }
     };
-    Ok((handle, ("nats-monitor", tasks.spawn("nats-monitor", supervisor))))
+    Ok((handle, tasks.spawn("nats-monitor", supervisor)))
 }
 
 /// Returns when the client of one of `units` has stopped: its index, and why. Sets
@@ -171,32 +171,35 @@ impl Starter {
         let (config, ready, log) = (&self.config, &self.ready, &self.log);
         let stop = self.shutdown.child_token();
         let mut handles = Vec::new();
-        let mut spawn = |name: &'static str, run: Task| handles.push((name, self.tasks.spawn(name, run)));
         let (name, client) = match part {
             Part::Shared => {
                 let client = opsflow_nats::connect(config, &ready.connection).await?;
                 if config.ingest.enabled {
                     spawn(
+                        &self.tasks,
+                        &mut handles,
                         "nats-ingest",
-                        Box::pin(opsflow_nats::run_ingest(
+                        opsflow_nats::run_ingest(
                             client.clone(),
                             config.clone(),
                             log.clone(),
                             stop.clone(),
                             ready.clone(),
-                        )),
+                        ),
                     );
                 }
                 if config.outbound.enabled {
                     spawn(
+                        &self.tasks,
+                        &mut handles,
                         "nats-outbound",
-                        Box::pin(opsflow_nats::run_outbound(
+                        opsflow_nats::run_outbound(
                             client.clone(),
                             config.outbound.clone(),
                             log.clone(),
                             stop.clone(),
                             ready.clone(),
-                        )),
+                        ),
                     );
                 }
                 (config.name.clone(), client)
@@ -212,8 +215,10 @@ impl Starter {
                 };
                 let client = opsflow_nats::connect(&requests, &ready.requests_connection).await?;
                 spawn(
+                    &self.tasks,
+                    &mut handles,
                     "nats-request-reply",
-                    Box::pin(opsflow_nats::run_request_reply(
+                    opsflow_nats::run_request_reply(
                         client.clone(),
                         config.request_reply.clone(),
                         config.dead_letters.clone(),
@@ -221,7 +226,7 @@ impl Starter {
                         log.clone(),
                         stop.clone(),
                         ready.clone(),
-                    )),
+                    ),
                 );
                 (requests.name, client)
             }
@@ -282,6 +287,14 @@ impl Starter {
     }
 }
 
+/// Starts `run` as the task `name`, kept in `handles`.
+fn spawn<F>(tasks: &Tasks, handles: &mut Vec<Transport>, name: &'static str, run: F)
+where
+    F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    handles.push((name, tasks.spawn(name, run)));
+}
+
 /// A connection and its tasks, stopped by `stop`.
 struct Unit {
     part: Part,
@@ -322,8 +335,6 @@ fn restart_pause(restarts: u32) -> Duration {
         .saturating_mul(1 << restarts.min(5))
         .min(RESTART_PAUSE_MAX)
 }
-
-type Task = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>;
 
 #[cfg(test)]
 mod tests {

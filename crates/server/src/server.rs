@@ -26,12 +26,11 @@ pub struct Server {
     tasks: Tasks,
     shutdown: CancellationToken,
     serving: tokio::task::JoinHandle<anyhow::Result<()>>,
-    /// The NATS transport's supervisor, whose tasks append to the log: stopped
-    /// before it closes.
-    ingest: Option<crate::nats::Transport>,
     /// The views and their tasks: stopped (and checkpointed) before the log closes.
     views: crate::views::RunningViews,
-    nats: Option<crate::nats::NatsHandle>,
+    /// The NATS transport, and its supervisor, whose tasks append to the log:
+    /// stopped before it closes.
+    nats: Option<(crate::nats::NatsHandle, tokio::task::JoinHandle<()>)>,
 }
 
 impl std::fmt::Debug for Server {
@@ -112,17 +111,14 @@ impl Server {
                 crate::error::decode_errors_are_invalid_argument,
             ))
             .layer(axum::middleware::from_fn(crate::error::unimplemented_names_the_method));
-        let (nats, ingest) = match &config.nats {
-            Some(nats_config) => {
-                let (handle, supervisor) = crate::nats::start(nats_config, &log, &tasks, &shutdown).await?;
-                (Some(handle), Some(supervisor))
-            }
-            None => (None, None),
+        let nats = match &config.nats {
+            Some(nats_config) => Some(crate::nats::start(nats_config, &log, &tasks, &shutdown).await?),
+            None => None,
         };
         let http_state = HttpState {
             log: log.clone(),
             tasks: tasks.clone(),
-            nats: nats.clone(),
+            nats: nats.as_ref().map(|(handle, _)| handle.clone()),
             definitions: views.status.clone(),
             gauges: views.gauges.clone(),
             views: views.views.clone(),
@@ -158,7 +154,6 @@ impl Server {
             tasks,
             shutdown,
             serving,
-            ingest,
             views,
             nats,
         })
@@ -197,12 +192,13 @@ impl Server {
         // Order: stop ingest and publishing, stop serving (in-flight appends finish),
         // then close the log, which commits and flushes everything acknowledged.
         // The supervisor stops each NATS task, waiting at most 10 s for each.
-        if let Some((name, task)) = self.ingest
-            && tokio::time::timeout(std::time::Duration::from_secs(35), task)
+        let (nats, supervisor) = self.nats.unzip();
+        if let Some(supervisor) = supervisor
+            && tokio::time::timeout(std::time::Duration::from_secs(35), supervisor)
                 .await
                 .is_err()
         {
-            tracing::warn!(task = name, "the NATS transport did not stop within 35 s");
+            tracing::warn!("the NATS transport did not stop within 35 s");
         }
         // Streams end at shutdown, but a client that stopped reading may not be
         // sent their end: after a grace period the shutdown stops waiting for its
@@ -233,7 +229,7 @@ impl Server {
         }
         // Publishes still buffered go out if NATS is there; an unreachable server
         // must not hold the shutdown.
-        if let Some(nats) = self.nats.map(|n| n.current()) {
+        if let Some(nats) = nats.map(|n| n.current()) {
             if nats.client.connection_state() == async_nats::connection::State::Disconnected {
                 tracing::warn!("NATS is unreachable; stopping without the publishes it has not taken");
             } else if tokio::time::timeout(std::time::Duration::from_secs(2), nats.client.flush())
