@@ -8,6 +8,10 @@
 //! publisher, `nats-server` and the consumer share the cores, no consumer can ingest
 //! faster than this; the report gives opsflow's rate against it too.
 //!
+//! Under default sync a fourth run per round ingests with outbound off, so that
+//! ingest alone can be told from ingest beside outbound (the default, which
+//! publishes every recorded event back to NATS on the same cores).
+//!
 //! Each row also gives the CPU time per message of `nats-server` and of this
 //! process (the publisher, plus the consumer or opsflow): with the cores shared, a
 //! rate is bounded by the cores over the sum, and opsflow's own share is the ingest
@@ -27,12 +31,17 @@ use crate::report::{Row, count};
 /// Publishes in flight at once, for both the raw and the ingest runs.
 const WINDOW: usize = 2048;
 
-/// Both sync settings: (label, extra nats-server config, share of the messages).
-/// `sync_interval: always` runs at a few thousand messages a second, so it
-/// publishes a tenth of the messages.
-const SETTINGS: [(&str, &str, u64); 2] = [
-    ("default sync", "", 1),
-    ("sync_interval: always", "jetstream { sync_interval: always }", 10),
+/// Both sync settings: (label, extra nats-server config, share of the messages,
+/// whether ingest also runs with outbound off). `sync_interval: always` runs at a
+/// few thousand messages a second, so it publishes a tenth of the messages.
+const SETTINGS: [(&str, &str, u64, bool); 2] = [
+    ("default sync", "", 1, true),
+    (
+        "sync_interval: always",
+        "jetstream { sync_interval: always }",
+        10,
+        false,
+    ),
 ];
 
 /// Raw, consume-only and ingest runs alternate this many times per setting, and the
@@ -49,14 +58,17 @@ fn ceiling_batches() -> (usize, usize) {
 
 pub async fn run(messages: u64) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
-    for (label, extra, divisor) in SETTINGS {
+    for (label, extra, divisor, alone) in SETTINGS {
         let messages = (messages / divisor).max(1000);
-        let (mut raw, mut ceiling, mut ingested) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut raw, mut ceiling, mut ingested, mut ingested_alone) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for round in 1..=ROUNDS {
             eprintln!("nats, {label}, round {round} of {ROUNDS}");
             raw.push(raw_publish(extra, messages).await?);
             ceiling.push(consume_only(extra, messages).await?);
-            ingested.push(ingest(extra, messages).await?);
+            ingested.push(ingest(extra, messages, Outbound::On).await?);
+            if alone {
+                ingested_alone.push(ingest(extra, messages, Outbound::Off).await?);
+            }
         }
         let cpu = [&raw, &ceiling, &ingested].map(|runs| Cpu::median(runs));
         let (raw, raw_range) = median(raw.iter().map(|r| r.rate).collect());
@@ -99,6 +111,22 @@ pub async fn run(messages: u64) -> anyhow::Result<Vec<Row>> {
             )
             .target("≥ 0.5× raw", ratio >= 0.5),
         );
+        if !ingested_alone.is_empty() {
+            let alone_cpu = Cpu::median(&ingested_alone);
+            let (alone, alone_range) = median(ingested_alone.iter().map(|r| r.rate).collect());
+            rows.push(Row::new(
+                format!("nats ingest with outbound off (ingest alone, not the default), {label}"),
+                format!(
+                    "{} events/s = {:.2}× raw, {:.2}× the consume-only ceiling, median of {ROUNDS} ({alone_range}); \
+                     CPU per event: {}, of which opsflow ≈ {:.1} µs",
+                    count(alone),
+                    alone / raw,
+                    alone / ceiling,
+                    alone_cpu.text("publisher and opsflow"),
+                    alone_cpu.process - cpu[0].process,
+                ),
+            ));
+        }
     }
     Ok(rows)
 }
@@ -386,13 +414,22 @@ async fn consume_only(extra: &str, messages: u64) -> anyhow::Result<Run> {
     })
 }
 
-async fn ingest(extra: &str, messages: u64) -> anyhow::Result<Run> {
+/// Whether opsflow publishes what it records back to NATS during an ingest run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Outbound {
+    On,
+    Off,
+}
+
+async fn ingest(extra: &str, messages: u64, outbound: Outbound) -> anyhow::Result<Run> {
     let nats = NatsServer::start_with_config(extra)?;
     let dir = tempfile::tempdir()?;
+    let mut nats_config = NatsConfig::url(nats.url());
+    nats_config.outbound.enabled = outbound == Outbound::On;
     let config = Config {
         data_dir: dir.path().to_path_buf(),
         listen: ([127, 0, 0, 1], 0).into(),
-        nats: Some(NatsConfig::url(nats.url())),
+        nats: Some(nats_config),
         ..Config::default()
     };
     let server = Server::start(&config).await?;
