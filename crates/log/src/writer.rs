@@ -18,9 +18,19 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::codec::{Chunk, ChunkBuilder, EventFields, encode_record};
 use crate::identity::{ByFingerprint, Fingerprint, IdentityIndex, SegmentBuilder, fingerprint, segment_key};
-use crate::store::{Head, META_HEAD, META_INDEXED, Run, Store, stream_key};
+use crate::store::{Head, META_HEAD, Run, Store};
 use crate::tail::{Appended, Runs};
-use crate::{AppendOutcome, LogError, ProposedEvent, RecordedEvent, Result, StreamAppend};
+use crate::{AppendOutcome, LogError, RecordedEvent, Result, StreamAppend};
+
+mod answering;
+mod flusher;
+mod indexer;
+mod retry;
+
+use answering::Answering;
+use flusher::flusher_loop;
+use indexer::{indexer_loop, write_index};
+use retry::{differs_proposed, differs_recorded};
 
 /// Close a chunk once it holds this many bytes.
 const CHUNK_TARGET_BYTES: usize = 64 * 1024;
@@ -63,61 +73,6 @@ pub(crate) enum Reply {
     },
     /// To a later one of those.
     InMany,
-}
-
-/// Sends appends' outcomes to their replies, in the order of the appends; the
-/// outcomes of a [`Reply::Many`] are collected and sent when its last append is
-/// answered (or, should it ever be cut short, when this is dropped).
-#[derive(Default)]
-struct Answering {
-    many: Option<Collecting>,
-}
-
-/// The outcomes of a [`Reply::Many`] so far, and how many it waits for.
-struct Collecting {
-    tx: oneshot::Sender<Vec<Result<AppendOutcome>>>,
-    count: usize,
-    outcomes: Vec<Result<AppendOutcome>>,
-}
-
-impl Answering {
-    fn answer(&mut self, reply: Reply, outcome: Result<Vec<AppendOutcome>>) {
-        match reply {
-            Reply::One(tx) => {
-                let _ = tx.send(outcome);
-                return;
-            }
-            Reply::Many { tx, count } => {
-                self.finish();
-                self.many = Some(Collecting {
-                    tx,
-                    count,
-                    outcomes: Vec::with_capacity(count),
-                });
-            }
-            Reply::InMany => {}
-        }
-        if let Some(many) = &mut self.many {
-            // A one-part append has one outcome.
-            many.outcomes
-                .push(outcome.and_then(|mut o| o.pop().ok_or(LogError::Closed)));
-            if many.outcomes.len() == many.count {
-                self.finish();
-            }
-        }
-    }
-
-    fn finish(&mut self) {
-        if let Some(many) = self.many.take() {
-            let _ = many.tx.send(many.outcomes);
-        }
-    }
-}
-
-impl Drop for Answering {
-    fn drop(&mut self) {
-        self.finish();
-    }
 }
 
 pub(crate) struct AppendJob {
@@ -754,178 +709,6 @@ enum Original {
     Stored(u64),
 }
 
-/// The parts of an event that an exact retry must repeat.
-struct Content<'a> {
-    stream: &'a str,
-    event_type: &'a str,
-    content_type: &'a str,
-    data: &'a [u8],
-    correlation_id: &'a str,
-    causation_id: &'a str,
-    metadata: &'a std::collections::BTreeMap<String, String>,
-    time: i64,
-}
-
-/// The first attribute in which `a` (proposed for `stream`) differs from `b`. The
-/// time counts only when the retry states one.
-fn first_difference(stream: &str, a: &ProposedEvent, b: Content<'_>) -> Option<&'static str> {
-    if stream != b.stream {
-        Some("stream")
-    } else if a.event_type != b.event_type {
-        Some("type")
-    } else if !same_media_type(&a.content_type, b.content_type) {
-        Some("content type")
-    } else if a.data[..] != *b.data && !same_json(a.content_type.as_str(), &a.data, b.data) {
-        Some("data")
-    } else if a.correlation_id != b.correlation_id || a.causation_id != b.causation_id {
-        Some("correlation or causation id")
-    } else if a.metadata != *b.metadata {
-        Some("metadata")
-    } else if a.time.is_some_and(|t| t != b.time) {
-        Some("time")
-    } else {
-        None
-    }
-}
-
-/// Whether content types `a` and `b` name the same media type: type, subtype and
-/// parameter names in any case, parameters in any order and spacing, and a JSON
-/// type's `charset=utf-8` (JSON is UTF-8, RFC 8259) left out. A retry may come
-/// through another mode or SDK (`application/json` in structured mode,
-/// `application/json; charset=utf-8` from a binary emitter). The stored content
-/// type stays as first written.
-fn same_media_type(a: &str, b: &str) -> bool {
-    a == b || media_type_key(a).is_some_and(|key| Some(key) == media_type_key(b))
-}
-
-/// `content_type` as [`same_media_type`] compares it; `None` (compared as written)
-/// when a parameter is not `name=value` or its quoted value holds a quote, a
-/// backslash or a `;`, which a split on `;` and `=` could misread.
-fn media_type_key(content_type: &str) -> Option<(String, Vec<(String, String)>)> {
-    let mut parts = content_type.split(';');
-    let essence = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
-    if essence.contains('"') {
-        return None;
-    }
-    let json = crate::is_json_content_type(&essence);
-    let mut params = Vec::new();
-    for part in parts.map(str::trim).filter(|p| !p.is_empty()) {
-        let (name, value) = part.split_once('=')?;
-        let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
-        // `"UTF-8"` is `UTF-8`; any other quote (an escape, a `;` inside quotes
-        // split this part) is compared as written.
-        let value = match value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
-            Some(inner) if !inner.contains(['"', '\\']) => inner,
-            _ if value.contains('"') => return None,
-            _ => value,
-        };
-        if name.is_empty() || name.contains('"') || value.is_empty() {
-            return None;
-        }
-        let value = if name == "charset" {
-            value.to_ascii_lowercase()
-        } else {
-            value.to_owned()
-        };
-        if !(json && name == "charset" && value == "utf-8") {
-            params.push((name, value));
-        }
-    }
-    params.sort();
-    Some((essence, params))
-}
-
-/// Whether `a` and `b`, differing bytes of the content type `content_type`, are
-/// the same JSON value: a retry may come through another API or content mode,
-/// spaced or ordered differently (`{"a": 1}` in HTTP binary mode, `{"a":1}` in
-/// structured mode). Numbers compare as written (`1` and `1.0` differ).
-fn same_json(content_type: &str, a: &[u8], b: &[u8]) -> bool {
-    if !crate::is_json_content_type(content_type) {
-        return false;
-    }
-    match (
-        serde_json::from_slice::<serde_json::Value>(a),
-        serde_json::from_slice::<serde_json::Value>(b),
-    ) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    }
-}
-
-fn differs_recorded(stream: &str, a: &ProposedEvent, b: &RecordedEvent) -> Option<&'static str> {
-    let content = Content {
-        stream: &b.stream,
-        event_type: &b.event_type,
-        content_type: &b.content_type,
-        data: &b.data,
-        correlation_id: &b.correlation_id,
-        causation_id: &b.causation_id,
-        metadata: &b.metadata,
-        time: b.time,
-    };
-    first_difference(stream, a, content)
-}
-
-fn differs_proposed(
-    stream: &str,
-    a: &ProposedEvent,
-    b_stream: &str,
-    b: &ProposedEvent,
-    b_time: i64,
-) -> Option<&'static str> {
-    let content = Content {
-        stream: b_stream,
-        event_type: &b.event_type,
-        content_type: &b.content_type,
-        data: &b.data,
-        correlation_id: &b.correlation_id,
-        causation_id: &b.causation_id,
-        metadata: &b.metadata,
-        time: b_time,
-    };
-    first_difference(stream, a, content)
-}
-
-/// Writes frozen stream index tails to sled, each with the position it indexes up to.
-fn indexer_loop(store: &Store, rx: std_mpsc::Receiver<IndexJob>, poison: &OnceLock<String>) {
-    /// A panic here would leave the index tail growing unseen: stop the log instead.
-    struct PoisonOnPanic<'a>(&'a OnceLock<String>);
-    impl Drop for PoisonOnPanic<'_> {
-        fn drop(&mut self) {
-            if std::thread::panicking() {
-                tracing::error!("the log indexer panicked; refusing further writes");
-                let _ = self.0.set("the log indexer panicked".into());
-            }
-        }
-    }
-    let _guard = PoisonOnPanic(poison);
-    while let Ok(job) = rx.recv() {
-        let started = Instant::now();
-        if let Err(e) = write_index(store, &job.runs, job.indexed) {
-            // The frozen runs stay readable in memory; the log stops taking writes.
-            tracing::error!(error = %e, "writing the stream index failed; refusing further writes");
-            let _ = poison.set(format!("writing the stream index failed: {e}"));
-            return;
-        }
-        metrics::histogram!("opsflow_stream_index_write_seconds").record(started.elapsed().as_secs_f64());
-        tracing::debug!(streams = job.runs.by_stream.len(), events = job.runs.events, indexed = job.indexed, elapsed = ?started.elapsed(), "stream index written");
-    }
-}
-
-/// Writes the frozen generation `runs` (one stream index entry per stream) and
-/// `indexed` in one atomic batch, then releases it from memory. On failure it stays
-/// frozen: readable in memory, and never frozen over.
-fn write_index(store: &Store, runs: &Runs, indexed: u64) -> sled::Result<()> {
-    let mut batch = sled::Batch::default();
-    for (stream, run) in &runs.by_stream {
-        batch.insert(stream_key(stream, run.first_version), run.value());
-    }
-    batch.insert(META_INDEXED, &indexed.to_be_bytes());
-    store.db.apply_batch(batch)?;
-    store.tail.release_frozen();
-    Ok(())
-}
-
 /// The events a group appended, as recorded: moved out of the appends (`jobs`,
 /// which are answered after this, needing only their replies), with the positions,
 /// versions, times and hashes the group gave them. What a read of them decodes.
@@ -972,105 +755,4 @@ fn recorded(
         }
     }
     events
-}
-
-fn flusher_loop(
-    db: sled::Db,
-    rx: std_mpsc::Receiver<FlushItem>,
-    committed: watch::Sender<u64>,
-    live: broadcast::Sender<LiveGroup>,
-    poison: Arc<OnceLock<String>>,
-) {
-    while let Ok(first) = rx.recv() {
-        let mut items = vec![first];
-        items.extend(rx.try_iter());
-        let started = Instant::now();
-        let flushed = db.flush();
-        metrics::histogram!("opsflow_fsync_seconds").record(started.elapsed().as_secs_f64());
-        if let Err(e) = &flushed {
-            tracing::error!(error = %e, "fsync failed; refusing further writes");
-            let _ = poison.set(format!("fsync failed: {e}"));
-        }
-        let mut close = None;
-        for item in items {
-            match item {
-                FlushItem::Group {
-                    head,
-                    events,
-                    bytes,
-                    replies,
-                    live: group,
-                } => {
-                    if flushed.is_ok() {
-                        // Before the head moves: a subscriber woken by it finds the
-                        // group waiting. None listening is no error.
-                        if let Some(group) = group {
-                            let _ = live.send(group);
-                        }
-                        committed.send_if_modified(|h| {
-                            let changed = *h != head.position;
-                            *h = head.position;
-                            changed
-                        });
-                        metrics::counter!("opsflow_appended_events_total").increment(events);
-                        metrics::counter!("opsflow_appended_bytes_total").increment(bytes);
-                    }
-                    let mut answering = Answering::default();
-                    for (reply, outcome) in replies {
-                        let outcome = match (&flushed, outcome) {
-                            (Ok(_), o) => o,
-                            (Err(e), Ok(_)) => Err(LogError::Poisoned(format!("fsync failed: {e}"))),
-                            (Err(_), Err(e)) => Err(e),
-                        };
-                        answering.answer(reply, outcome);
-                    }
-                }
-                FlushItem::Close(done) => close = Some(done),
-            }
-        }
-        if let Some(done) = close {
-            let _ = done.send(());
-            break;
-        }
-    }
-    tracing::debug!("log flusher stopped");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn outcome(position: u64) -> Result<Vec<AppendOutcome>> {
-        Ok(vec![AppendOutcome {
-            positions: vec![position],
-            stream_version: 0,
-            duplicate: false,
-        }])
-    }
-
-    fn positions(answer: Vec<Result<AppendOutcome>>) -> Vec<Option<u64>> {
-        answer.into_iter().map(|o| o.ok().map(|o| o.first_position())).collect()
-    }
-
-    #[test]
-    fn appends_sent_together_are_answered_together_in_order() {
-        let (many, mut many_rx) = oneshot::channel();
-        let (one, mut one_rx) = oneshot::channel();
-        let (next, mut next_rx) = oneshot::channel();
-        let mut answering = Answering::default();
-        answering.answer(Reply::Many { tx: many, count: 3 }, outcome(1));
-        answering.answer(Reply::InMany, Err(LogError::Closed));
-        assert!(many_rx.try_recv().is_err(), "answered before its last append");
-        answering.answer(Reply::InMany, outcome(2));
-        assert_eq!(
-            many_rx.try_recv().map(positions).ok(),
-            Some(vec![Some(1), None, Some(2)])
-        );
-        answering.answer(Reply::One(one), outcome(3));
-        assert!(one_rx.try_recv().is_ok_and(|o| o.is_ok()));
-        // One cut short is answered with what it has when answering ends.
-        answering.answer(Reply::Many { tx: next, count: 2 }, outcome(4));
-        drop(answering);
-        assert_eq!(next_rx.try_recv().map(positions).ok(), Some(vec![Some(4)]));
-    }
 }
