@@ -836,6 +836,26 @@ async fn the_expected_version_header_applies_to_each_streams_first_event() -> an
     let r = batch(["4", "5", "6"], "stream_exists").await?;
     assert_eq!(r.status().as_u16(), 201);
     assert_eq!(server.server.log().head(), 6);
+    // A header that must be given once, given twice, is refused naming it (the
+    // first one used to count, whatever the second said).
+    let event = json!({"specversion":"1.0","id":"7","source":"shop","type":"custom.note","subject":"note/a","data":{}});
+    for (name, first, second) in [
+        ("opsflow-expected-version", "any", "no_stream"),
+        ("content-type", "application/cloudevents+json", "text/plain"),
+    ] {
+        let r = reqwest::Client::new()
+            .post(format!("{url}/v1/events"))
+            .header("content-type", "application/cloudevents+json")
+            .header(name, first)
+            .header(name, second)
+            .body(event.to_string())
+            .send()
+            .await?;
+        assert_eq!(r.status().as_u16(), 400, "{name}");
+        let body: Value = r.json().await?;
+        assert_eq!(body["error"]["field"], name, "{body}");
+    }
+    assert_eq!(server.server.log().head(), 6);
     server.shutdown().await
 }
 

@@ -260,3 +260,42 @@ fn serve_rejects_unknown_config_keys_by_name() -> anyhow::Result<()> {
     assert!(!out.status.success());
     Ok(())
 }
+
+/// NATS server URLs are checked at start, before anything is opened: a URL that
+/// does not parse, or credentials the client cannot use, are refused naming where
+/// they came from (`--nats`, or the config key), and no data directory is made
+/// (the log and views were opened first, and `dev --nats` named `nats.urls`).
+#[test]
+fn bad_nats_urls_are_refused_before_anything_is_opened() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    for (urls, said) in [
+        ("not a url", "--nats: \"not a url\": "),
+        (
+            "nats://a:b@h1:4222,nats://c:d@h2:4222",
+            "--nats: the server URLs carry different credentials",
+        ),
+    ] {
+        let out = Command::new(opsflow_binary()?)
+            .args(["dev", "--listen", "127.0.0.1:0", "--data"])
+            .arg(&data)
+            .args(["--nats", urls])
+            .output()?;
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(said), "{err}");
+        assert!(!data.exists(), "{urls}: the data directory was made");
+    }
+    let config = dir.path().join("opsflow.toml");
+    std::fs::write(&config, "listen = \"127.0.0.1:0\"\n[nats]\nurls = [\"bad url\"]\n")?;
+    let out = Command::new(opsflow_binary()?)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("OPSFLOW_DATA_DIR", &data)
+        .output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("config key `nats.urls`: \"bad url\": "), "{err}");
+    assert!(!data.exists(), "serve: the data directory was made");
+    Ok(())
+}

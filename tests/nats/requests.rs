@@ -102,6 +102,9 @@ async fn request_reply_returns_positions_and_structured_errors() -> anyhow::Resu
             .map(|v| v.as_str()),
         Some("400")
     );
+    // No attribute is at fault: the body has no `field` (it had `"field": null`).
+    let err: serde_json::Value = serde_json::from_slice(&reply.payload)?;
+    assert_eq!(err["error"].get("field"), None, "{err}");
     // Errors carry the same details as over HTTP: the field, the original of a
     // conflicting duplicate.
     let mut conflicting = ce.clone();
@@ -178,6 +181,27 @@ async fn request_reply_returns_positions_and_structured_errors() -> anyhow::Resu
         (body["stream"].as_str(), body["duplicate"].as_bool()),
         (Some("order/asker-7"), Some(false)),
         "{body}"
+    );
+    // Every request is counted by its outcome (at least: the other tests of this
+    // binary count into the same registry).
+    for (outcome, at_least) in [
+        ("recorded", 6),
+        ("decode", 2),
+        ("invalid", 4),
+        ("version_conflict", 2),
+        ("duplicate_conflict", 1),
+    ] {
+        let series = format!("opsflow_nats_requests_total{{outcome=\"{outcome}\"}}");
+        let counted = counter(&server.url(), &series).await?;
+        assert!(
+            counted >= at_least,
+            "{series} is {counted}, expected at least {at_least}"
+        );
+    }
+    assert!(
+        counter(&server.url(), "opsflow_nats_requests_total{outcome=\"limit\"}")
+            .await
+            .is_ok()
     );
     server.shutdown().await
 }

@@ -87,18 +87,72 @@ async fn a_stream_capturing_the_request_subject_is_reported() -> anyhow::Result<
         ..Default::default()
     })
     .await?;
+    not_ready_saying(
+        &opsflow,
+        "requests",
+        "stream CAPTURES_REQUESTS captures the request subject opsflow.api.append",
+    )
+    .await
+}
+
+/// A dead-letter stream in memory is refused: a bad message is terminated once its
+/// dead letter is kept, and a nats-server restart would lose the dead letter (it
+/// was adopted without a word).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_stream_in_memory_is_refused() -> anyhow::Result<()> {
+    let (_nats, _js, _dir, opsflow) = opsflow_with_stream(jetstream::stream::Config {
+        name: "MEMDLQ".into(),
+        subjects: vec!["opsflow.dlq.>".into()],
+        storage: jetstream::stream::StorageType::Memory,
+        ..Default::default()
+    })
+    .await?;
+    not_ready_saying(
+        &opsflow,
+        "ingest",
+        "JetStream stream \"MEMDLQ\" exists but does not fit: it keeps the dead letters' opsflow.dlq.> in memory",
+    )
+    .await
+}
+
+/// Another stream holding the ingest subjects is named, and so is what to set; the
+/// stream opsflow would make is not said to exist (it said "exists but does not
+/// fit").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_holding_the_ingest_subjects_is_named() -> anyhow::Result<()> {
+    let (_nats, _js, _dir, opsflow) = opsflow_with_stream(jetstream::stream::Config {
+        name: "MYOPS".into(),
+        subjects: vec!["ops.>".into()],
+        ..Default::default()
+    })
+    .await?;
+    not_ready_saying(
+        &opsflow,
+        "ingest",
+        "JetStream stream \"OPS_EVENTS\" cannot be created: stream MYOPS already captures ops.events.>",
+    )
+    .await?;
+    not_ready_saying(
+        &opsflow,
+        "ingest",
+        "set [nats.ingest] stream = \"MYOPS\" to ingest from it",
+    )
+    .await
+}
+
+/// Waits (30 s at most) for /readyz to say `said` of the NATS task `task`, not ready.
+async fn not_ready_saying(opsflow: &OpsflowProcess, task: &str, said: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let ready: serde_json::Value = match reqwest::get(format!("{}/readyz", opsflow.url())).await {
             Ok(r) => r.json().await.unwrap_or_default(),
             Err(_) => serde_json::Value::Null,
         };
-        let requests = ready["nats"]["requests"].as_str().unwrap_or_default().to_owned();
-        if requests.contains("stream CAPTURES_REQUESTS captures the request subject opsflow.api.append") {
-            assert_eq!(ready["ready"], false, "{ready}");
+        if ready["nats"][task].as_str().is_some_and(|s| s.contains(said)) {
+            anyhow::ensure!(ready["ready"] == false, "{ready}");
             return Ok(());
         }
-        anyhow::ensure!(Instant::now() < deadline, "not reported: {ready}");
+        anyhow::ensure!(Instant::now() < deadline, "/readyz does not say {said:?}: {ready}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

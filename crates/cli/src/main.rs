@@ -242,12 +242,19 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         let shipped = PathBuf::from("deploy/definitions");
         shipped.is_dir().then_some(shipped)
     });
+    let nats_flag = args.nats.is_some();
     if let Some(urls) = args.nats {
         // The URLs only: `OPSFLOW_NATS__*` overrides of the rest still apply.
         config.nats.get_or_insert_with(opsflow_server::NatsConfig::default).urls =
             opsflow_server::NatsConfig::split_urls(&urls);
     }
-    config.validate()?;
+    config.validate().map_err(|e| match e {
+        // The URLs came from the flag: name it, not the config key.
+        opsflow_server::ConfigError::Invalid { key, message } if nats_flag && key == "nats.urls" => {
+            anyhow::anyhow!("--nats: {message}")
+        }
+        e => e.into(),
+    })?;
     serve(config).await
 }
 

@@ -116,6 +116,16 @@ pub enum CloudEventError {
 }
 
 impl CloudEventError {
+    /// The error's detail for an error body: `{"field": <attribute>}` when an
+    /// attribute is at fault, else nothing (a body without `field`, as for every
+    /// other error that names none).
+    pub fn detail_fields(&self) -> serde_json::Value {
+        match self.attribute() {
+            Some(attribute) => serde_json::json!({ "field": attribute }),
+            None => serde_json::json!({}),
+        }
+    }
+
     /// The attribute at fault, when there is one (`data` for payload errors,
     /// `subject` when the stream is missing). Looks through batch wrapping.
     pub fn attribute(&self) -> Option<&str> {

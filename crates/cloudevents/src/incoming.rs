@@ -16,10 +16,7 @@ pub const EXPECTED_VERSION_HEADER: &str = "opsflow-expected-version";
 pub fn request_expected<'a>(
     headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
 ) -> Result<Option<ExpectedVersion>, CloudEventError> {
-    let Some((_, value)) = headers
-        .into_iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case(EXPECTED_VERSION_HEADER))
-    else {
+    let Some(value) = single_header(headers, EXPECTED_VERSION_HEADER)? else {
         return Ok(None);
     };
     let invalid = |value: &str, reason: String| CloudEventError::InvalidHeader {
@@ -32,6 +29,37 @@ pub fn request_expected<'a>(
         .parse::<ExpectedVersion>()
         .map(Some)
         .map_err(|e| invalid(text, e.to_string()))
+}
+
+/// The value of the request header `name` (in any case), `None` when it is absent.
+/// One given more than once is refused, whether or not the values agree: which
+/// one counts would be a guess (a field that is not a list, such as
+/// `Content-Type`, is given once, RFC 9110 §5.3), and a repeated `ce-` attribute
+/// is refused too.
+pub fn single_header<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    name: &str,
+) -> Result<Option<&'a [u8]>, CloudEventError> {
+    let mut values = headers
+        .into_iter()
+        .filter(|(header, _)| header.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value);
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    let rest: Vec<&[u8]> = values.collect();
+    if rest.is_empty() {
+        return Ok(Some(first));
+    }
+    let all: Vec<String> = std::iter::once(first)
+        .chain(rest)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    Err(CloudEventError::InvalidHeader {
+        header: name.to_owned(),
+        value: all.join(", "),
+        reason: format!("it is given {} times; send it once", all.len()),
+    })
 }
 
 /// The appends of a request's events, one per event. `request` (the
@@ -136,6 +164,36 @@ mod tests {
             err.to_string()
                 .starts_with("header `opsflow-expected-version` has an invalid value \"soon\""),
             "{err}"
+        );
+        // Given twice, it is refused even when both say the same.
+        for second in [&b"no_stream"[..], b"any"] {
+            let twice = [
+                (EXPECTED_VERSION_HEADER, &b"any"[..]),
+                ("OPSFLOW-EXPECTED-VERSION", second),
+            ];
+            let err = request_expected(twice).unwrap_err();
+            assert_eq!(err.attribute(), Some(EXPECTED_VERSION_HEADER));
+            assert!(err.to_string().contains("given 2 times; send it once"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_single_header_is_one_given_once() {
+        let headers = [("Content-Type", &b"text/plain"[..]), ("x", b"1")];
+        assert_eq!(
+            single_header(headers, "content-type").unwrap(),
+            Some(&b"text/plain"[..])
+        );
+        assert_eq!(single_header(headers, "y").unwrap(), None);
+        let twice = [
+            ("Content-Type", &b"application/cloudevents+json"[..]),
+            ("content-type", b"text/plain"),
+        ];
+        let err = single_header(twice, "Content-Type").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "header `Content-Type` has an invalid value \"application/cloudevents+json, text/plain\": it is given 2 \
+             times; send it once"
         );
     }
 }

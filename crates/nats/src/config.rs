@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::NatsError;
+
 /// How opsflow connects to NATS and what it does there.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -192,6 +194,11 @@ impl NatsConfig {
         let err = |k: &str, m: String| Err((format!("nats.{k}"), m));
         if self.urls.is_empty() {
             return err("urls", "needs at least one server URL".into());
+        }
+        match crate::connection::check_urls(self) {
+            Ok(()) => {}
+            Err(NatsError::Config { key, message }) => return Err((key, message)),
+            Err(other) => return err("urls", other.to_string()),
         }
         if !(1..=3600).contains(&self.ping_interval_secs) {
             return err(

@@ -68,28 +68,7 @@ pub async fn connect(config: &NatsConfig, state: &Flag) -> Result<Client, NatsEr
         })?;
         options = options.nkey(seed.trim().to_owned());
     }
-    // With credentials anywhere in the list, a URL that does not parse is not
-    // shown: it may be part of a password with a comma in it, split off.
-    let credentials = config.urls.iter().any(|u| u.contains('@'));
-    let addrs = config
-        .urls
-        .iter()
-        .enumerate()
-        .map(|(i, u)| {
-            u.parse::<async_nats::ServerAddr>().map_err(|e| NatsError::Config {
-                key: "nats.urls".into(),
-                message: if credentials {
-                    format!(
-                        "server URL {} of {} is invalid: {e} ({PERCENT_ENCODED})",
-                        i + 1,
-                        config.urls.len()
-                    )
-                } else {
-                    format!("{u:?}: {e}")
-                },
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let addrs = parse_urls(config)?;
     match url_credentials(config, &addrs)? {
         Some(UrlCredentials::UserPassword(user, password)) => options = options.user_and_password(user, password),
         Some(UrlCredentials::Token(token)) => options = options.token(token),
@@ -152,6 +131,41 @@ enum UrlCredentials {
     UserPassword(String, String),
     /// `nats://token@host`: a user without a password is a token.
     Token(String),
+}
+
+/// The server URLs as addresses; an error names `nats.urls` and the URL (or, with
+/// credentials anywhere in the list, its place only).
+fn parse_urls(config: &NatsConfig) -> Result<Vec<async_nats::ServerAddr>, NatsError> {
+    // With credentials anywhere in the list, a URL that does not parse is not
+    // shown: it may be part of a password with a comma in it, split off.
+    let credentials = config.urls.iter().any(|u| u.contains('@'));
+    config
+        .urls
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            u.parse::<async_nats::ServerAddr>().map_err(|e| NatsError::Config {
+                key: "nats.urls".into(),
+                message: if credentials {
+                    format!(
+                        "server URL {} of {} is invalid: {e} ({PERCENT_ENCODED})",
+                        i + 1,
+                        config.urls.len()
+                    )
+                } else {
+                    format!("{u:?}: {e}")
+                },
+            })
+        })
+        .collect()
+}
+
+/// Checks the server URLs as connecting reads them (each parses; credentials in
+/// them are usable and not given twice), so that a config is refused at start,
+/// before anything is opened.
+pub(crate) fn check_urls(config: &NatsConfig) -> Result<(), NatsError> {
+    let addrs = parse_urls(config)?;
+    url_credentials(config, &addrs).map(|_| ())
 }
 
 /// The credentials the server URLs carry (percent-decoded), which async-nats does

@@ -79,12 +79,11 @@ pub fn header_pairs(headers: Option<&HeaderMap>) -> Vec<(&str, &[u8])> {
     out
 }
 
-/// The `Content-Type` header's value, when it is UTF-8.
-pub fn content_type<'a>(headers: &[(&str, &'a [u8])]) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+/// The `Content-Type` header's value, when it is UTF-8; one given more than once
+/// is refused.
+pub fn content_type<'a>(headers: &[(&'a str, &'a [u8])]) -> Result<Option<&'a str>, CloudEventError> {
+    let value = opsflow_cloudevents::single_header(headers.iter().copied(), "Content-Type")?;
+    Ok(value.and_then(|v| std::str::from_utf8(v).ok()))
 }
 
 /// Decodes one message into one single-event append. The mode follows the
@@ -95,7 +94,7 @@ pub fn content_type<'a>(headers: &[(&str, &'a [u8])]) -> Option<&'a str> {
 /// `expectedversion` extension sets it, as over HTTP.
 pub fn decode(headers: Option<&HeaderMap>, payload: Bytes) -> Result<StreamAppend, (DeadReason, String)> {
     let pairs = header_pairs(headers);
-    let ct = content_type(&pairs);
+    let ct = content_type(&pairs).map_err(decode_error)?;
     let incoming = match opsflow_cloudevents::parse_one(ct, pairs.iter().copied(), payload) {
         Ok(incoming) => incoming,
         Err(e @ CloudEventError::BatchNotTaken { .. }) => {
@@ -117,6 +116,31 @@ fn decode_error(e: CloudEventError) -> (DeadReason, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A header that must be given once and is given twice is refused naming it,
+    /// whether or not the values agree (the first one used to count).
+    #[test]
+    fn a_repeated_content_type_or_expected_version_is_refused() {
+        let event = r#"{"specversion":"1.0","id":"a","source":"s","type":"t.x","subject":"t/1"}"#;
+        for (name, first, second) in [
+            ("Content-Type", "application/cloudevents+json", "text/plain"),
+            (
+                "Content-Type",
+                "application/cloudevents+json",
+                "application/cloudevents+json",
+            ),
+            ("opsflow-expected-version", "any", "no_stream"),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert("Content-Type", "application/cloudevents+json");
+            headers.insert(name, first);
+            headers.append(name, second);
+            let (reason, message) = decode(Some(&headers), Bytes::from(event)).unwrap_err();
+            assert_eq!(reason, DeadReason::Invalid, "{message}");
+            assert!(message.contains(&format!("header `{name}`")), "{message}");
+            assert!(message.contains("given 2 times"), "{message}");
+        }
+    }
 
     #[test]
     fn a_batch_on_the_ingest_subjects_says_where_batches_go() {

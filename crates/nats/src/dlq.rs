@@ -68,6 +68,16 @@ impl DeadLetters {
                 ),
             });
         }
+        // The message behind a dead letter is terminated once the dead letter is
+        // kept: in memory, a nats-server restart would lose both.
+        if info.config.storage != stream::StorageType::File {
+            return Err(NatsError::IncompatibleStream {
+                stream: info.config.name.clone(),
+                reason: format!(
+                    "it keeps the dead letters' {subject} in memory, where a nats-server restart loses them after                      their messages were terminated; dead letters are kept only in file storage: make it a file                      stream, or set [nats.dead_letters] to a stream and prefix of their own"
+                ),
+            });
+        }
         Ok(DeadLetters {
             js,
             prefix: config.subject_prefix.clone(),

@@ -11,6 +11,8 @@ pub enum NatsError {
     Connect(String),
     #[error("JetStream stream {stream:?} exists but does not fit: {reason}")]
     IncompatibleStream { stream: String, reason: String },
+    #[error("JetStream stream {stream:?} cannot be created: {reason}")]
+    StreamNotCreated { stream: String, reason: String },
     #[error("JetStream: {0}")]
     JetStream(String),
 }

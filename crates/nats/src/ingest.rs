@@ -135,11 +135,11 @@ pub async fn ensure_stream(js: &jetstream::Context, config: &IngestConfig) -> Re
                 if let Ok(other) = js.stream_by_subject(subject.clone()).await
                     && other != config.stream
                 {
-                    return Err(NatsError::IncompatibleStream {
+                    return Err(NatsError::StreamNotCreated {
                         stream: config.stream.clone(),
                         reason: format!(
-                            "it cannot be created ({e}): stream {other} already captures {subject}; set \
-                             [nats.ingest] stream = \"{other}\" to ingest from it, or take {subject} out of it"
+                            "stream {other} already captures {subject} ({e}); set [nats.ingest] stream = \"{other}\" \
+                             to ingest from it, or take {subject} out of it"
                         ),
                     });
                 }

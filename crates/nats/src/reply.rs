@@ -37,6 +37,14 @@ pub async fn run_request_reply(
     shutdown: CancellationToken,
     ready: crate::Readiness,
 ) -> anyhow::Result<()> {
+    // Every outcome's count is on /metrics from the start, at 0 until it is not.
+    for refused in DeadReason::ALL
+        .map(|reason| Some(Refusal::Dead(reason, String::new())))
+        .into_iter()
+        .chain([None, Some(Refusal::Failed(String::new()))])
+    {
+        metrics::counter!("opsflow_nats_requests_total", "outcome" => outcome(refused.as_ref())).increment(0);
+    }
     let unanswered = Arc::new(Unanswered {
         js: async_nats::jetstream::new(client.clone()),
         config: dead_letters,
@@ -145,6 +153,7 @@ async fn answer(
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
 ) {
     let reply = handle(&log, request.headers.as_ref(), request.payload.clone()).await;
+    metrics::counter!("opsflow_nats_requests_total", "outcome" => outcome(reply.refused.as_ref())).increment(1);
     match (&request.reply, reply.refused) {
         (Some(reply_to), _) => {
             if let Err(e) = client
@@ -163,6 +172,18 @@ async fn answer(
         ),
     }
     drop(slot);
+}
+
+/// A request's outcome as `opsflow_nats_requests_total` counts it: `recorded`
+/// (duplicates and an empty batch included), the dead-letter reason of a refusal
+/// (`decode`, `invalid`, `limit`, `version_conflict`, `duplicate_conflict`), or
+/// `failed` when the log could not take it.
+fn outcome(refused: Option<&Refusal>) -> &'static str {
+    match refused {
+        None => "recorded",
+        Some(Refusal::Dead(reason, _)) => reason.as_str(),
+        Some(Refusal::Failed(_)) => "failed",
+    }
 }
 
 /// Where refused requests that name no reply subject go: the dead-letter stream,
@@ -271,7 +292,10 @@ fn is_protobuf(ct: Option<&str>) -> bool {
 /// Handles one request: appends what it carries and returns the reply.
 pub(crate) async fn handle(log: &EventLog, headers: Option<&HeaderMap>, payload: Bytes) -> Answer {
     let pairs = header_pairs(headers);
-    let ct = content_type(&pairs);
+    let ct = match content_type(&pairs) {
+        Ok(ct) => ct,
+        Err(e) => return cloudevent_error_reply(&e),
+    };
     let request_expected = match opsflow_cloudevents::request_expected(pairs.iter().copied()) {
         Ok(expected) => expected,
         Err(e) => return cloudevent_error_reply(&e),
@@ -369,7 +393,7 @@ fn cloudevent_error_reply(e: &opsflow_cloudevents::CloudEventError) -> Answer {
         400,
         "invalid_argument",
         e.to_string(),
-        json!({ "field": e.attribute() }),
+        e.detail_fields(),
         Some(DeadReason::of_cloudevent(e)),
     )
 }

@@ -115,7 +115,7 @@ impl ApiError {
                 json!({ "name": name, "names": names })
             }
             ApiError::Views(ViewsError::OtherKind { name, .. }) => json!({ "name": name }),
-            ApiError::CloudEvent(e) => json!({ "field": e.attribute() }),
+            ApiError::CloudEvent(e) => e.detail_fields(),
             ApiError::BodyTooLarge { limit } => json!({ "field": "body", "limit": limit }),
             _ => json!({}),
         };

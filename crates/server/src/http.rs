@@ -87,17 +87,18 @@ async fn post_events(
         },
         _ => ApiError::invalid("body", rejection.body_text()),
     })?;
-    let ct = content_type(&headers);
+    let pairs = || headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes()));
+    let ct = opsflow_cloudevents::single_header(pairs(), header::CONTENT_TYPE.as_str())?
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map(str::to_owned);
     let media = ct.as_deref().map(media_type).unwrap_or_default();
-    let header_expected =
-        opsflow_cloudevents::request_expected(headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())))?;
+    let header_expected = opsflow_cloudevents::request_expected(pairs())?;
     let (incoming, batch) = if media == "application/cloudevents-batch+json" {
         (parse_batch(&body)?, true)
     } else if media == "application/cloudevents+json" {
         (vec![parse_structured(&body)?], false)
     } else if headers.contains_key("ce-specversion") {
-        let pairs = headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes()));
-        (vec![parse_binary(pairs, ct.as_deref(), body)?], false)
+        (vec![parse_binary(pairs(), ct.as_deref(), body)?], false)
     } else {
         return Err(ApiError::UnsupportedMediaType(ct.unwrap_or_default()));
     };

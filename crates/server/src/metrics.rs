@@ -82,6 +82,14 @@ fn describe() {
         "NATS connections lost (the client reconnects by itself), by connection"
     );
     describe_counter!(
+        "opsflow_nats_requests_total",
+        "Append requests on the request subject, by outcome: recorded, the dead-letter reason of a refusal, or failed"
+    );
+    metrics::describe_gauge!(
+        "opsflow_nats_connected",
+        "1 while every NATS connection of opsflow is up (ingest's and outbound's, request/reply's)"
+    );
+    describe_counter!(
         "opsflow_nats_transport_restarts_total",
         "Times a NATS connection's tasks started again on a new connection because its client stopped (at a \
          message it could not read)"
