@@ -286,6 +286,25 @@ fn bad_nats_urls_are_refused_before_anything_is_opened() -> anyhow::Result<()> {
         assert!(err.contains(said), "{err}");
         assert!(!data.exists(), "{urls}: the data directory was made");
     }
+    // `--nats` replaces the environment's URLs, so those are not checked: dev starts.
+    let mut dev = Command::new(opsflow_binary()?)
+        .args(["dev", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .args(["--nats", "nats://127.0.0.1:1"])
+        .env("OPSFLOW_NATS__URLS", "not a url")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let mut first = String::new();
+    let read = std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(dev.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?),
+        &mut first,
+    );
+    let _ = dev.kill();
+    let _ = dev.wait();
+    read?;
+    assert_eq!(first.trim(), "opsflow is running", "dev did not start");
+    std::fs::remove_dir_all(&data)?;
     let config = dir.path().join("opsflow.toml");
     std::fs::write(&config, "listen = \"127.0.0.1:0\"\n[nats]\nurls = [\"bad url\"]\n")?;
     let out = Command::new(opsflow_binary()?)

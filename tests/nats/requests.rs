@@ -182,12 +182,19 @@ async fn request_reply_returns_positions_and_structured_errors() -> anyhow::Resu
         (Some("order/asker-7"), Some(false)),
         "{body}"
     );
+    // A header given twice is refused naming it, as over HTTP.
+    let mut twice = HeaderMap::new();
+    twice.insert("Content-Type", "application/cloudevents+json");
+    twice.append("Content-Type", "text/plain");
+    let reply = ask(twice, ce.to_string().into()).await??;
+    let err: serde_json::Value = serde_json::from_slice(&reply.payload)?;
+    assert_eq!(err["error"]["field"], "Content-Type", "{err}");
     // Every request is counted by its outcome (at least: the other tests of this
     // binary count into the same registry).
     for (outcome, at_least) in [
         ("recorded", 6),
         ("decode", 2),
-        ("invalid", 4),
+        ("invalid", 5),
         ("version_conflict", 2),
         ("duplicate_conflict", 1),
     ] {
@@ -388,8 +395,20 @@ async fn append_requests_under_way_at_sigterm_are_answered_and_durable() -> anyh
 /// is off), since nobody hears a reply (it was dropped unseen).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_append_published_without_a_reply_subject_is_recorded_or_dead_lettered() -> anyhow::Result<()> {
-    for ingest in [true, false] {
+    // With ingest off, a dead-letter stream in memory (which ingest refuses) keeps
+    // them too: nothing else keeps a core message.
+    for (ingest, kept_by) in [(true, "OPSFLOW_DLQ"), (false, "OPSFLOW_DLQ"), (false, "MEMDLQ")] {
         let nats = NatsServer::start()?;
+        if kept_by == "MEMDLQ" {
+            let js = jetstream::new(async_nats::connect(nats.url()).await?);
+            js.create_stream(jetstream::stream::Config {
+                name: kept_by.into(),
+                subjects: vec!["opsflow.dlq.>".into()],
+                storage: jetstream::stream::StorageType::Memory,
+                ..Default::default()
+            })
+            .await?;
+        }
         let mut config = NatsConfig::url(nats.url());
         config.ingest.enabled = ingest;
         let server = TestServer::start_with(|c| c.nats = Some(config)).await?;
@@ -430,8 +449,8 @@ async fn an_append_published_without_a_reply_subject_is_recorded_or_dead_lettere
         assert!(error.contains("order_id"), "{error}");
         // Kept, not only seen by a subscriber.
         let js = jetstream::new(nc.clone());
-        let mut kept = js.get_stream("OPSFLOW_DLQ").await?;
-        assert_eq!(kept.info().await?.state.messages, 2, "ingest {ingest}");
+        let mut kept = js.get_stream(kept_by).await?;
+        assert_eq!(kept.info().await?.state.messages, 2, "ingest {ingest}, {kept_by}");
         assert_eq!(server.server.log().head(), 1, "the refused ones are not recorded");
         server.shutdown().await?;
     }

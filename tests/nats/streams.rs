@@ -110,7 +110,9 @@ async fn a_dead_letter_stream_in_memory_is_refused() -> anyhow::Result<()> {
     not_ready_saying(
         &opsflow,
         "ingest",
-        "JetStream stream \"MEMDLQ\" exists but does not fit: it keeps the dead letters' opsflow.dlq.> in memory",
+        "JetStream stream \"MEMDLQ\" exists but does not fit: it keeps the dead letters' opsflow.dlq.> in memory, \
+         where a nats-server restart loses them after their messages were terminated; ingest keeps dead letters \
+         only in file storage: make it a file stream",
     )
     .await
 }

@@ -232,7 +232,8 @@ fn unreachable_command() -> anyhow::Result<ExitCode> {
 }
 
 async fn dev(args: DevArgs) -> anyhow::Result<()> {
-    let mut config = Config::load(None, std::env::vars())?;
+    // Validated once the flags are applied: `--nats` replaces the environment's URLs.
+    let mut config = Config::load_unvalidated(None, std::env::vars())?;
     config.data_dir = args.data;
     config.listen = args.listen;
     config.demo.enabled = args.demo;

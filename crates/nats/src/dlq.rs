@@ -13,6 +13,8 @@ use crate::{DeadLetterConfig, NatsError};
 pub struct DeadLetters {
     js: jetstream::Context,
     prefix: String,
+    /// The stream that keeps them, when it does so in memory.
+    in_memory: Option<String>,
 }
 
 impl DeadLetters {
@@ -68,20 +70,35 @@ impl DeadLetters {
                 ),
             });
         }
-        // The message behind a dead letter is terminated once the dead letter is
-        // kept: in memory, a nats-server restart would lose both.
-        if info.config.storage != stream::StorageType::File {
-            return Err(NatsError::IncompatibleStream {
-                stream: info.config.name.clone(),
-                reason: format!(
-                    "it keeps the dead letters' {subject} in memory, where a nats-server restart loses them after                      their messages were terminated; dead letters are kept only in file storage: make it a file                      stream, or set [nats.dead_letters] to a stream and prefix of their own"
-                ),
-            });
-        }
         Ok(DeadLetters {
             js,
             prefix: config.subject_prefix.clone(),
+            in_memory: (info.config.storage != stream::StorageType::File).then(|| info.config.name.clone()),
         })
+    }
+
+    /// Refuses a stream that keeps the dead letters in memory, for ingest: the
+    /// message behind a dead letter is terminated once the dead letter is kept, so
+    /// a nats-server restart would lose both. (Request/reply's dead letters, of
+    /// core messages that nothing else keeps, are better kept there than nowhere.)
+    pub fn file_stored(self) -> Result<DeadLetters, NatsError> {
+        match &self.in_memory {
+            None => Ok(self),
+            Some(stream) => Err(NatsError::IncompatibleStream {
+                stream: stream.clone(),
+                reason: format!(
+                    "it keeps the dead letters' {}.> in memory, where a nats-server restart loses them after their \
+                     messages were terminated; ingest keeps dead letters only in file storage: make it a file \
+                     stream, or set [nats.dead_letters] to a stream and prefix of their own",
+                    self.prefix
+                ),
+            }),
+        }
+    }
+
+    /// The stream keeping the dead letters in memory, if it does so.
+    pub fn in_memory(&self) -> Option<&str> {
+        self.in_memory.as_deref()
     }
 
     /// The server's largest message, as negotiated at the last connect.

@@ -199,6 +199,7 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
     let replicas = stream.cached_info().config.num_replicas.max(1);
     let dead_letters = DeadLetters::ensure(js.clone(), &config.dead_letters, replicas)
         .await
+        .and_then(DeadLetters::file_stored)
         .map_err(transient)?;
     let batch = config.ingest.batch;
     let pull = pull_messages(batch);

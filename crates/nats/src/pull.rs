@@ -405,8 +405,27 @@ mod tests {
 
     /// Consumer `c`'s pending acknowledgements and its acknowledged stream floor,
     /// once what `client` sent has reached the server.
-    async fn acknowledged(client: &async_nats::Client, js: &jetstream::Context) -> anyhow::Result<(usize, u64)> {
+    /// The consumer's (pending acknowledgements, acknowledgement floor) once they
+    /// are `expected`, or as they are after 10 s: the server applies
+    /// acknowledgements after it has taken them, so an info request right after
+    /// can see them pending (under load it did).
+    async fn acknowledged(
+        client: &async_nats::Client,
+        js: &jetstream::Context,
+        expected: (usize, u64),
+    ) -> anyhow::Result<(usize, u64)> {
         client.flush().await?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = acknowledged_now(js).await?;
+            if now == expected || std::time::Instant::now() > deadline {
+                return Ok(now);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn acknowledged_now(js: &jetstream::Context) -> anyhow::Result<(usize, u64)> {
         let mut consumer: consumer::PullConsumer = js
             .get_stream("T")
             .await?
@@ -445,7 +464,7 @@ mod tests {
             ack(&client, &message).await.map_err(anyhow::Error::msg)?;
         }
         assert!(pull.ready().is_none(), "nothing more");
-        assert_eq!(acknowledged(&client, &js).await?, (0, 10));
+        assert_eq!(acknowledged(&client, &js, (0, 10)).await?, (0, 10));
         Ok(())
     }
 
@@ -497,7 +516,7 @@ mod tests {
         // ignore the covering one).
         terminate(&client, &batch[4]).await.map_err(anyhow::Error::msg)?;
         // The batch's last delivery, (3, 8), would leave 4 and 5 pending.
-        assert_eq!(acknowledged(&client, &js).await?, (0, 5));
+        assert_eq!(acknowledged(&client, &js, (0, 5)).await?, (0, 5));
         // Nor do they come again once it is.
         tokio::time::sleep(ack_wait).await;
         let again = pull.ready().map(|m| m.map(|m| sequences(&m)));

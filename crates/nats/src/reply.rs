@@ -202,7 +202,16 @@ impl Unanswered {
     async fn dead_letter(&self, request: &async_nats::Message, reason: DeadReason, error: &str) {
         let kept = self
             .kept
-            .get_or_try_init(|| DeadLetters::ensure(self.js.clone(), &self.config, self.replicas))
+            .get_or_try_init(|| async {
+                let kept = DeadLetters::ensure(self.js.clone(), &self.config, self.replicas).await?;
+                if let Some(stream) = kept.in_memory() {
+                    tracing::warn!(
+                        stream,
+                        "the dead-letter stream keeps refused requests in memory: a nats-server restart loses them"
+                    );
+                }
+                Ok::<_, crate::NatsError>(kept)
+            })
             .await;
         let outcome = match kept {
             Ok(dead_letters) => dead_letters.publish(request, reason, error, None).await.map(|_| ()),

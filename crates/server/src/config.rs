@@ -168,6 +168,18 @@ impl Config {
     /// Loads defaults, then `file` (if any), then the `OPSFLOW_*` variables of `env`
     /// (`OPSFLOW_LOG__MAX_EVENT_BYTES=2048` sets `log.max_event_bytes`).
     pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let config = Config::load_unvalidated(file, env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// [`Config::load`] without [`Config::validate`], for a caller that applies
+    /// command-line flags on top and then validates once (a flag replacing a value
+    /// must not fail on the value it replaces).
+    pub fn load_unvalidated(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
         let mut tree = toml::Table::new();
         if let Some(path) = file {
             let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
@@ -214,12 +226,10 @@ impl Config {
                 }
             }
         }
-        let config = Config::from_table(tree).map_err(|message| ConfigError::Invalid {
+        Config::from_table(tree).map_err(|message| ConfigError::Invalid {
             key: "(root)".into(),
             message,
-        })?;
-        config.validate()?;
-        Ok(config)
+        })
     }
 
     fn from_table(table: toml::Table) -> Result<Config, String> {
