@@ -47,12 +47,12 @@ pub fn single_header<'a>(
     let Some(first) = values.next() else {
         return Ok(None);
     };
-    let rest: Vec<&[u8]> = values.collect();
-    if rest.is_empty() {
+    let Some(second) = values.next() else {
         return Ok(Some(first));
-    }
-    let all: Vec<String> = std::iter::once(first)
-        .chain(rest)
+    };
+    let all: Vec<String> = [first, second]
+        .into_iter()
+        .chain(values)
         .map(|v| String::from_utf8_lossy(v).into_owned())
         .collect();
     Err(CloudEventError::InvalidHeader {
@@ -60,6 +60,13 @@ pub fn single_header<'a>(
         value: all.join(", "),
         reason: format!("it is given {} times; send it once", all.len()),
     })
+}
+
+/// The request's `Content-Type` ([`single_header`]), when it is UTF-8.
+pub fn content_type<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> Result<Option<&'a str>, CloudEventError> {
+    Ok(single_header(headers, "Content-Type")?.and_then(|v| std::str::from_utf8(v).ok()))
 }
 
 /// The appends of a request's events, one per event. `request` (the

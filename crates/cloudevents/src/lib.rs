@@ -152,7 +152,7 @@ mod stream;
 
 pub use binary::{parse_binary, parse_nats_binary};
 pub use error::{CloudEventError, Result};
-pub use incoming::{EXPECTED_VERSION_HEADER, Incoming, appends, request_expected, single_header};
+pub use incoming::{EXPECTED_VERSION_HEADER, Incoming, appends, content_type, request_expected, single_header};
 pub use json::{parse_batch, parse_structured};
 pub use mode::{parse_any, parse_one};
 pub use output::{recorded_to_cloudevent, recorded_to_json};

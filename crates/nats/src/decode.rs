@@ -79,13 +79,6 @@ pub fn header_pairs(headers: Option<&HeaderMap>) -> Vec<(&str, &[u8])> {
     out
 }
 
-/// The `Content-Type` header's value, when it is UTF-8; one given more than once
-/// is refused.
-pub fn content_type<'a>(headers: &[(&'a str, &'a [u8])]) -> Result<Option<&'a str>, CloudEventError> {
-    let value = opsflow_cloudevents::single_header(headers.iter().copied(), "Content-Type")?;
-    Ok(value.and_then(|v| std::str::from_utf8(v).ok()))
-}
-
 /// Decodes one message into one single-event append. The mode follows the
 /// CloudEvents NATS binding: `Content-Type: application/cloudevents+json` (or no
 /// headers and a JSON body) is structured mode, `ce-*` headers are binary mode,
@@ -94,7 +87,7 @@ pub fn content_type<'a>(headers: &[(&'a str, &'a [u8])]) -> Result<Option<&'a st
 /// `expectedversion` extension sets it, as over HTTP.
 pub fn decode(headers: Option<&HeaderMap>, payload: Bytes) -> Result<StreamAppend, (DeadReason, String)> {
     let pairs = header_pairs(headers);
-    let ct = content_type(&pairs).map_err(decode_error)?;
+    let ct = opsflow_cloudevents::content_type(pairs.iter().copied()).map_err(decode_error)?;
     let incoming = match opsflow_cloudevents::parse_one(ct, pairs.iter().copied(), payload) {
         Ok(incoming) => incoming,
         Err(e @ CloudEventError::BatchNotTaken { .. }) => {

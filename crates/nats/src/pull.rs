@@ -403,12 +403,11 @@ mod tests {
             .map_err(anyhow::Error::msg)
     }
 
-    /// Consumer `c`'s pending acknowledgements and its acknowledged stream floor,
-    /// once what `client` sent has reached the server.
-    /// The consumer's (pending acknowledgements, acknowledgement floor) once they
-    /// are `expected`, or as they are after 10 s: the server applies
-    /// acknowledgements after it has taken them, so an info request right after
-    /// can see them pending (under load it did).
+    /// Consumer `c`'s (pending acknowledgements, acknowledged stream floor), once
+    /// what `client` sent has reached the server and they are `expected`, or as
+    /// they are after 10 s: the server applies acknowledgements after it has taken
+    /// them, so an info request right after can see them pending (under load it
+    /// did).
     async fn acknowledged(
         client: &async_nats::Client,
         js: &jetstream::Context,
@@ -425,6 +424,7 @@ mod tests {
         }
     }
 
+    /// Consumer `c`'s (pending acknowledgements, acknowledged stream floor) now.
     async fn acknowledged_now(js: &jetstream::Context) -> anyhow::Result<(usize, u64)> {
         let mut consumer: consumer::PullConsumer = js
             .get_stream("T")

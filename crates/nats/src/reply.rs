@@ -22,7 +22,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::decode::{DeadReason, content_type, header_pairs};
+use crate::decode::{DeadReason, header_pairs};
 use crate::{DeadLetterConfig, DeadLetters, RequestReplyConfig};
 
 /// Serves append requests until `shutdown`, resubscribing after NATS trouble. A
@@ -38,12 +38,12 @@ pub async fn run_request_reply(
     ready: crate::Readiness,
 ) -> anyhow::Result<()> {
     // Every outcome's count is on /metrics from the start, at 0 until it is not.
-    for refused in DeadReason::ALL
-        .map(|reason| Some(Refusal::Dead(reason, String::new())))
+    for outcome in DeadReason::ALL
+        .map(DeadReason::as_str)
         .into_iter()
-        .chain([None, Some(Refusal::Failed(String::new()))])
+        .chain([RECORDED, FAILED])
     {
-        metrics::counter!("opsflow_nats_requests_total", "outcome" => outcome(refused.as_ref())).increment(0);
+        metrics::counter!("opsflow_nats_requests_total", "outcome" => outcome).increment(0);
     }
     let unanswered = Arc::new(Unanswered {
         js: async_nats::jetstream::new(client.clone()),
@@ -180,11 +180,15 @@ async fn answer(
 /// `failed` when the log could not take it.
 fn outcome(refused: Option<&Refusal>) -> &'static str {
     match refused {
-        None => "recorded",
+        None => RECORDED,
         Some(Refusal::Dead(reason, _)) => reason.as_str(),
-        Some(Refusal::Failed(_)) => "failed",
+        Some(Refusal::Failed(_)) => FAILED,
     }
 }
+
+/// The outcomes of [`outcome`] besides the dead-letter reasons.
+const RECORDED: &str = "recorded";
+const FAILED: &str = "failed";
 
 /// Where refused requests that name no reply subject go: the dead-letter stream,
 /// found (or made) at the first of them.
@@ -301,7 +305,7 @@ fn is_protobuf(ct: Option<&str>) -> bool {
 /// Handles one request: appends what it carries and returns the reply.
 pub(crate) async fn handle(log: &EventLog, headers: Option<&HeaderMap>, payload: Bytes) -> Answer {
     let pairs = header_pairs(headers);
-    let ct = match content_type(&pairs) {
+    let ct = match opsflow_cloudevents::content_type(pairs.iter().copied()) {
         Ok(ct) => ct,
         Err(e) => return cloudevent_error_reply(&e),
     };

@@ -88,9 +88,7 @@ async fn post_events(
         _ => ApiError::invalid("body", rejection.body_text()),
     })?;
     let pairs = || headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes()));
-    let ct = opsflow_cloudevents::single_header(pairs(), "Content-Type")?
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .map(str::to_owned);
+    let ct = opsflow_cloudevents::content_type(pairs())?.map(str::to_owned);
     let media = ct.as_deref().map(media_type).unwrap_or_default();
     let header_expected = opsflow_cloudevents::request_expected(pairs())?;
     let (incoming, batch) = if media == "application/cloudevents-batch+json" {

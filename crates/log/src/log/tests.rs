@@ -2,7 +2,7 @@
 
 use super::*;
 
-fn event(id: &str) -> ProposedEvent {
+pub(super) fn event(id: &str) -> ProposedEvent {
     ProposedEvent::json("order.placed", "{}").with_identity("test", id)
 }
 

@@ -111,13 +111,10 @@ pub(super) fn chain(store: &Store, head: u64, from: Option<u64>, to: Option<u64>
 
 #[cfg(test)]
 mod tests {
-    use crate::{Direction, EventLog, ExpectedVersion, LogOptions, ProposedEvent};
+    use crate::log::tests::event;
+    use crate::{Direction, EventLog, ExpectedVersion, LogOptions};
 
     use super::*;
-
-    fn event(id: &str) -> ProposedEvent {
-        ProposedEvent::json("order.placed", "{}").with_identity("test", id)
-    }
 
     /// A range's report pairs the last position verified with its hash; an
     /// inverted range is refused.
