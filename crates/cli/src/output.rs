@@ -116,19 +116,40 @@ fn data_preview(e: &v1::RecordedEvent, width: usize) -> String {
 pub const EVENT_HEADER: &str =
     "POSITION  STREAM                    VER  TYPE                  TIME                      DATA";
 
+/// Widths of [`EVENT_HEADER`]'s stream and type columns.
+const STREAM_WIDTH: usize = 24;
+const TYPE_WIDTH: usize = 20;
+
 pub fn print_event(e: &v1::RecordedEvent, format: OutputFormat) {
     match format {
         OutputFormat::Json => emit(format_args!("{}", event_json(e))),
         OutputFormat::Table => emit(format_args!(
-            "{:<8}  {:<24}  {:>3}  {:<20}  {:<24}  {}",
+            "{:<8}  {:<STREAM_WIDTH$}  {:>3}  {:<TYPE_WIDTH$}  {:<24}  {}",
             e.position,
-            e.stream,
+            fitted(&printable(&e.stream), STREAM_WIDTH),
             e.version,
-            e.r#type,
+            fitted(&printable(&e.r#type), TYPE_WIDTH),
             rfc3339(nanos(e.time.as_ref())),
             data_preview(e, 60)
         )),
     }
+}
+
+/// `text` in at most `width` characters, so that the columns after it stay
+/// aligned: a longer one keeps its start and its end (a stream's kind and its
+/// id, a type's domain and its verb) around an ellipsis. `--output json` shows
+/// it whole.
+fn fitted(text: &str, width: usize) -> std::borrow::Cow<'_, str> {
+    let count = text.chars().count();
+    if count <= width || width < 3 {
+        return text.into();
+    }
+    let end = (width - 1) / 2;
+    let start = width - 1 - end;
+    let mut out: String = text.chars().take(start).collect();
+    out.push('…');
+    out.extend(text.chars().skip(count - end));
+    out.into()
 }
 
 pub fn print_pairs(pairs: &[(&str, String)], json: &Value, format: OutputFormat) {
@@ -145,6 +166,22 @@ pub fn print_pairs(pairs: &[(&str, String)], json: &Value, format: OutputFormat)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_cells_keep_their_ends_within_the_column() {
+        assert_eq!(fitted("order/ORD-1", 24), "order/ORD-1");
+        let stream = "shipment/SHP-2026-11-24-000123";
+        let cell = fitted(stream, STREAM_WIDTH);
+        assert_eq!(cell, "shipment/SHP…1-24-000123");
+        assert_eq!(cell.chars().count(), STREAM_WIDTH);
+        assert_eq!(
+            fitted("inventory.reservation.expired", TYPE_WIDTH),
+            "inventory.…n.expired"
+        );
+        // Counted in characters, not bytes.
+        assert_eq!(fitted("ééééé", 4), "éé…é");
+        assert_eq!(fitted("ééééé", 5), "ééééé");
+    }
 
     #[test]
     fn table_cells_stay_on_one_line_and_keys_never_print_alike() {
