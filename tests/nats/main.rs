@@ -19,6 +19,7 @@ use serde_json::json;
 
 mod dead_letters;
 mod ingest;
+mod nodes;
 mod outbound;
 mod readiness;
 mod requests;

@@ -78,7 +78,8 @@ pub struct DeadLetterConfig {
 pub struct RequestReplyConfig {
     pub enabled: bool,
     pub subject: String,
-    /// Queue group, so several opsflow nodes share the requests.
+    /// Queue group of the request subscription. One node serves a subject: a
+    /// second node's request/reply on it does not start (see `claim`).
     pub queue_group: String,
 }
 

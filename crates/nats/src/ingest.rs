@@ -61,17 +61,36 @@ pub async fn run_ingest(
     shutdown: CancellationToken,
     ready: crate::Readiness,
 ) -> anyhow::Result<()> {
-    let js = jetstream::new(client);
     // Every reason's count is on /metrics from the start, at 0 until it is not.
     for reason in crate::DeadReason::ALL {
         metrics::counter!("opsflow_nats_dead_letters_total", "reason" => reason.as_str()).increment(0);
     }
     metrics::counter!("opsflow_nats_ingested_total").increment(0);
     metrics::counter!("opsflow_nats_ingest_interruptions_total").increment(0);
+    let js = jetstream::new(client.clone());
+    crate::claim::while_held(
+        &client,
+        crate::claim::Part::Ingest,
+        &format!("{}/{}", config.ingest.stream, config.ingest.consumer),
+        &shutdown,
+        &ready.ingest,
+        ingest(&js, &config, &log, &shutdown, &ready),
+    )
+    .await
+}
+
+/// Ingests until `shutdown`, starting a new session after transient failures.
+async fn ingest(
+    js: &jetstream::Context,
+    config: &NatsConfig,
+    log: &EventLog,
+    shutdown: &CancellationToken,
+    ready: &crate::Readiness,
+) -> anyhow::Result<()> {
     let mut delay = Duration::from_millis(200);
     loop {
         let mut consumed = false;
-        let outcome = session(&js, &config, &log, &shutdown, &ready.ingest, &mut consumed).await;
+        let outcome = session(js, config, log, shutdown, &ready.ingest, &mut consumed).await;
         ready.ingest.set(false);
         if consumed {
             // A session that got going: the next failure is a new one, not this one

@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+mod claim;
 mod config;
 mod connection;
 mod decode;

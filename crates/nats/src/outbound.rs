@@ -79,10 +79,29 @@ pub async fn run_outbound(
     metrics::counter!("opsflow_nats_published_total").increment(0);
     metrics::counter!("opsflow_nats_outbound_interruptions_total").increment(0);
     metrics::counter!("opsflow_nats_outbound_data_omitted_total").increment(0);
+    crate::claim::while_held(
+        &client,
+        crate::claim::Part::Outbound,
+        &format!("{}.>", config.subject_prefix),
+        &shutdown,
+        &ready.outbound,
+        publish(&client, &config, &log, &shutdown, &ready),
+    )
+    .await
+}
+
+/// Publishes committed events until `shutdown`, starting again after failures.
+async fn publish(
+    client: &async_nats::Client,
+    config: &OutboundConfig,
+    log: &EventLog,
+    shutdown: &CancellationToken,
+    ready: &crate::Readiness,
+) -> anyhow::Result<()> {
     let mut delay = Duration::from_millis(200);
     let mut carry = Carry::default();
     loop {
-        let outcome = session(&client, &config, &log, &shutdown, &ready.outbound, &mut carry).await;
+        let outcome = session(client, config, log, shutdown, &ready.outbound, &mut carry).await;
         ready.outbound.set(false);
         if std::mem::take(&mut carry.progressed) {
             // The next failure is a new one, not this one again.

@@ -26,6 +26,8 @@ struct FlagState {
     /// The connection (its count of connects) the task is ready on, 0 for any.
     connection: AtomicU64,
     problem: Mutex<Option<String>>,
+    /// The problem is not retried: only a change of setup and a restart cure it.
+    refused: AtomicBool,
 }
 
 impl Flag {
@@ -34,6 +36,7 @@ impl Flag {
         self.0.connection.store(0, Ordering::Release);
         self.0.ready.store(ready, Ordering::Release);
         if ready {
+            self.0.refused.store(false, Ordering::Release);
             *self.problem() = None;
         }
     }
@@ -45,6 +48,7 @@ impl Flag {
         // The connection first: ready is never read with the one before.
         self.0.connection.store(connects, Ordering::Release);
         self.0.ready.store(true, Ordering::Release);
+        self.0.refused.store(false, Ordering::Release);
         *self.problem() = None;
     }
 
@@ -56,8 +60,20 @@ impl Flag {
 
     /// Not ready, because of `problem` (shown until the task is ready again).
     pub fn fail(&self, problem: impl Into<String>) {
+        self.0.refused.store(false, Ordering::Release);
         self.0.ready.store(false, Ordering::Release);
         *self.problem() = Some(problem.into());
+    }
+
+    /// Not ready, and not trying again, because of `problem`.
+    pub fn refuse(&self, problem: impl Into<String>) {
+        self.fail(problem);
+        self.0.refused.store(true, Ordering::Release);
+    }
+
+    /// Whether the task does not try again ([`Flag::refuse`]).
+    pub fn refused(&self) -> bool {
+        self.0.refused.load(Ordering::Acquire)
     }
 
     pub fn get(&self) -> bool {
@@ -92,5 +108,9 @@ mod tests {
         assert!(flag.ready_on(3));
         flag.fail("down");
         assert!(!flag.ready_on(3));
+        assert!(!flag.refused());
+        flag.refuse("taken");
+        assert!(flag.refused() && !flag.get());
+        assert_eq!(flag.problem_text().as_deref(), Some("taken"));
     }
 }

@@ -51,6 +51,26 @@ pub async fn run_request_reply(
         replicas,
         kept: tokio::sync::OnceCell::new(),
     });
+    crate::claim::while_held(
+        &client,
+        crate::claim::Part::Requests,
+        &config.subject,
+        &shutdown,
+        &ready.requests,
+        serve(&client, &config, &log, &shutdown, &ready, &unanswered),
+    )
+    .await
+}
+
+/// Serves append requests until `shutdown`, resubscribing after NATS trouble.
+async fn serve(
+    client: &async_nats::Client,
+    config: &RequestReplyConfig,
+    log: &EventLog,
+    shutdown: &CancellationToken,
+    ready: &crate::Readiness,
+    unanswered: &Arc<Unanswered>,
+) -> anyhow::Result<()> {
     loop {
         ready.requests.set(false);
         let mut requests = match client
@@ -118,7 +138,7 @@ pub async fn run_request_reply(
         // (their events are recorded either way) and their replies go out, unless
         // NATS does not take them in time.
         // (Not with NATS unreachable: shutdown does not wait for it.)
-        let drained = stopped && crate::is_connected(&client) && requests.drain().await.is_ok();
+        let drained = stopped && crate::is_connected(client) && requests.drain().await.is_ok();
         let finished = tokio::time::timeout(REPLIES_WITHIN, async {
             while drained && let Some(request) = requests.next().await {
                 handling.spawn(answer(log.clone(), client.clone(), request, unanswered.clone(), None));
@@ -134,7 +154,7 @@ pub async fn run_request_reply(
         if stopped {
             // The connection is this task's own: send what is buffered, briefly, and
             // not at all when NATS is unreachable (shutdown does not wait for it).
-            if crate::is_connected(&client) {
+            if crate::is_connected(client) {
                 let _ = tokio::time::timeout(FLUSH_WITHIN, client.flush()).await;
             }
             return Ok(());

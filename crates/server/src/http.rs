@@ -295,6 +295,7 @@ async fn readyz(State(state): State<HttpState>) -> Response {
             // or a server without JetStream: the task retries, but some failures only
             // a change of setup cures, so it is not called a recovery.
             Some(_) => match flag.problem_text() {
+                Some(problem) if flag.refused() => format!("not started: {problem}"),
                 Some(problem) => format!("not ready, retrying; last failure: {problem}"),
                 None => "starting (or starting again on a new connection)".to_owned(),
             },
