@@ -192,7 +192,8 @@ async fn hold(
                 return None;
             }
             Err(e) => {
-                tracing::warn!(part = part.as_str(), error = %e, "cannot claim on NATS yet; retrying");
+                // The connection monitor reports NATS being down already.
+                tracing::debug!(part = part.as_str(), error = %e, "cannot claim on NATS yet; retrying");
                 ready.fail(format!("cannot check on NATS for another node doing the same yet: {e}"));
                 shutdown
                     .run_until_cancelled(tokio::time::sleep(Duration::from_secs(1)))
