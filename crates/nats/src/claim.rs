@@ -26,7 +26,7 @@ const ASK_WITHIN: Duration = Duration::from_secs(5);
 
 /// The part of opsflow that claims something.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Part {
+pub(crate) enum Role {
     /// Ingest claims its consumer (`<stream>/<consumer>`).
     Ingest,
     /// Request/reply claims its subject.
@@ -35,27 +35,27 @@ pub(crate) enum Part {
     Outbound,
 }
 
-impl Part {
+impl Role {
     fn as_str(self) -> &'static str {
         match self {
-            Part::Ingest => "ingest",
-            Part::Requests => "requests",
-            Part::Outbound => "outbound",
+            Role::Ingest => "ingest",
+            Role::Requests => "requests",
+            Role::Outbound => "outbound",
         }
     }
 
     /// What the operator of a node whose claim conflicts can change.
     fn remedy(self) -> &'static str {
         match self {
-            Part::Ingest => {
+            Role::Ingest => {
                 "give this node its own [nats.ingest] consumer (it then records every event as well), or turn \
                  ingest off here ([nats.ingest] enabled = false)"
             }
-            Part::Requests => {
+            Role::Requests => {
                 "give this node its own [nats.request_reply] subject, or turn request/reply off here \
                  ([nats.request_reply] enabled = false)"
             }
-            Part::Outbound => {
+            Role::Outbound => {
                 "give this node its own [nats.outbound] subject_prefix, or turn outbound off here \
                  ([nats.outbound] enabled = false)"
             }
@@ -65,8 +65,8 @@ impl Part {
     /// Whether two nodes claiming `a` and `b` would get in each other's way.
     fn conflicts(self, a: &str, b: &str) -> bool {
         match self {
-            Part::Ingest => a == b,
-            Part::Requests | Part::Outbound => crate::subjects::overlap(a, b),
+            Role::Ingest => a == b,
+            Role::Requests | Role::Outbound => crate::subjects::overlap(a, b),
         }
     }
 }
@@ -88,17 +88,17 @@ pub(crate) struct Claim {
 impl Claim {
     /// Why this node does not start `part`, whose claim conflicts with `theirs`,
     /// and what to change.
-    fn refused(&self, part: Part, theirs: &Claim) -> String {
-        let (doing, why) = match part {
-            Part::Ingest => (
+    fn refused(&self, role: Role, theirs: &Claim) -> String {
+        let (doing, why) = match role {
+            Role::Ingest => (
                 "ingests with consumer",
                 "nodes sharing a consumer would split the events between their logs",
             ),
-            Part::Requests => (
+            Role::Requests => (
                 "answers append requests on",
                 "each request would be recorded in one node's log or the other's",
             ),
-            Part::Outbound => (
+            Role::Outbound => (
                 "publishes committed events to",
                 "two nodes publishing there would mix their positions",
             ),
@@ -115,7 +115,7 @@ impl Claim {
             theirs.pid,
             theirs.since,
             theirs.claims,
-            part.remedy()
+            role.remedy()
         )
     }
 }
@@ -147,13 +147,13 @@ impl Drop for Held {
 /// shutdown without running it.
 pub(crate) async fn while_held(
     client: &async_nats::Client,
-    part: Part,
+    role: Role,
     claims: &str,
     shutdown: &CancellationToken,
     ready: &crate::Flag,
     run: impl Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
-    let Some(held) = hold(client, part, claims, shutdown, ready).await else {
+    let Some(held) = hold(client, role, claims, shutdown, ready).await else {
         return Ok(());
     };
     let outcome = run.await;
@@ -168,7 +168,7 @@ pub(crate) async fn while_held(
 /// would still mix two logs.
 async fn hold(
     client: &async_nats::Client,
-    part: Part,
+    role: Role,
     claims: &str,
     shutdown: &CancellationToken,
     ready: &crate::Flag,
@@ -180,20 +180,32 @@ async fn hold(
         pid: std::process::id(),
         since: jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
     };
+    if ready.refused() {
+        // Refused before, and started again on a new connection (after a client
+        // that stopped): still refused, whether or not the other node is there now.
+        shutdown.cancelled().await;
+        return None;
+    }
     loop {
-        let outcome = shutdown.run_until_cancelled(claim(client, part, &mine)).await?;
+        if !crate::is_connected(client) {
+            shutdown
+                .run_until_cancelled(tokio::time::sleep(Duration::from_millis(200)))
+                .await?;
+            continue;
+        }
+        let outcome = shutdown.run_until_cancelled(claim(client, role, &mine)).await?;
         match outcome {
             Ok(Ok(held)) => return Some(held),
             Ok(Err(theirs)) => {
-                let problem = mine.refused(part, &theirs);
-                tracing::error!(part = part.as_str(), claims, "{problem}");
+                let problem = mine.refused(role, &theirs);
+                tracing::error!(role = role.as_str(), claims, "{problem}");
                 ready.refuse(problem);
                 shutdown.cancelled().await;
                 return None;
             }
             Err(e) => {
                 // The connection monitor reports NATS being down already.
-                tracing::debug!(part = part.as_str(), error = %e, "cannot claim on NATS yet; retrying");
+                tracing::debug!(role = role.as_str(), error = %e, "cannot claim on NATS yet; retrying");
                 ready.fail(format!("cannot check on NATS for another node doing the same yet: {e}"));
                 shutdown
                     .run_until_cancelled(tokio::time::sleep(Duration::from_secs(1)))
@@ -205,8 +217,8 @@ async fn hold(
 
 /// One attempt: answers later claims first, then asks; `Ok(Err(theirs))` when
 /// another node holds a conflicting claim.
-async fn claim(client: &async_nats::Client, part: Part, mine: &Claim) -> anyhow::Result<Result<Held, Claim>> {
-    let subject = format!("{CLAIMS}.{}", part.as_str());
+async fn claim(client: &async_nats::Client, role: Role, mine: &Claim) -> anyhow::Result<Result<Held, Claim>> {
+    let subject = format!("{CLAIMS}.{}", role.as_str());
     let asked = client.subscribe(subject.clone()).await?;
     let mut answers = client.subscribe(mine.id.clone()).await?;
     let body: bytes::Bytes = serde_json::to_vec(mine)?.into();
@@ -222,15 +234,29 @@ async fn claim(client: &async_nats::Client, part: Part, mine: &Claim) -> anyhow:
     client.publish_with_reply(subject, mine.id.clone(), body).await?;
     tokio::time::timeout(ASK_WITHIN, client.flush()).await??;
     let deadline = tokio::time::Instant::now() + ANSWERS_WITHIN;
+    let mut heard_itself = false;
     while let Ok(Some(answer)) = tokio::time::timeout_at(deadline, answers.next()).await {
         // Anything else that answers there (a stream capturing the subject) is no claim.
         let Ok(theirs) = serde_json::from_slice::<Claim>(&answer.payload) else {
             continue;
         };
-        if theirs.id != mine.id && part.conflicts(&theirs.claims, &mine.claims) {
+        if theirs.id == mine.id {
+            heard_itself = true;
+        } else if role.conflicts(&theirs.claims, &mine.claims) {
             held.release().await;
             return Ok(Err(theirs));
         }
+    }
+    if !heard_itself {
+        // Its own claim always answers: without it, most likely the NATS user may
+        // not publish or subscribe there, and no node hears of any other.
+        tracing::warn!(
+            role = role.as_str(),
+            subject = %format!("{CLAIMS}.{}", role.as_str()),
+            "this node did not hear its own claim within {ANSWERS_WITHIN:?}, so it cannot tell whether another \
+             node already does the same (does the NATS user have publish and subscribe permission on \
+             {CLAIMS}.>?): starting all the same"
+        );
     }
     Ok(Ok(held))
 }
@@ -249,7 +275,8 @@ async fn answer(
             tracing::debug!(error = %e, "cannot answer a claim");
         }
     }
-    if asked.unsubscribe().await.is_ok() {
+    // Not with NATS unreachable: shutdown does not wait for it.
+    if asked.unsubscribe().await.is_ok() && crate::is_connected(&client) {
         let _ = tokio::time::timeout(Duration::from_secs(1), client.flush()).await;
     }
 }
@@ -283,7 +310,7 @@ mod tests {
     fn a_refusal_names_the_other_node_what_it_holds_and_the_remedy() {
         let (mine, theirs) = (claim("opsflow.log.b.>"), claim("opsflow.log.>"));
         assert_eq!(
-            mine.refused(Part::Outbound, &theirs),
+            mine.refused(Role::Outbound, &theirs),
             "another opsflow node (host h1, pid 7, since 2026-11-24T14:00:00Z) already publishes committed events \
              to opsflow.log.>, which overlaps this node's opsflow.log.b.>: each node keeps a log of its own, so two \
              nodes publishing there would mix their positions; give this node its own [nats.outbound] \
@@ -291,20 +318,20 @@ mod tests {
         );
         let same = claim("OPS_EVENTS/opsflow-ingest");
         assert!(
-            same.refused(Part::Ingest, &same)
+            same.refused(Role::Ingest, &same)
                 .contains("already ingests with consumer OPS_EVENTS/opsflow-ingest: each node")
         );
     }
 
     #[test]
     fn claims_conflict_by_part() {
-        assert!(Part::Ingest.conflicts("OPS_EVENTS/opsflow-ingest", "OPS_EVENTS/opsflow-ingest"));
-        assert!(!Part::Ingest.conflicts("OPS_EVENTS/node-a", "OPS_EVENTS/node-b"));
-        assert!(Part::Requests.conflicts("opsflow.api.append", "opsflow.api.append"));
-        assert!(!Part::Requests.conflicts("opsflow.api.append", "node2.api.append"));
-        assert!(Part::Outbound.conflicts("opsflow.log.>", "opsflow.log.>"));
+        assert!(Role::Ingest.conflicts("OPS_EVENTS/opsflow-ingest", "OPS_EVENTS/opsflow-ingest"));
+        assert!(!Role::Ingest.conflicts("OPS_EVENTS/node-a", "OPS_EVENTS/node-b"));
+        assert!(Role::Requests.conflicts("opsflow.api.append", "opsflow.api.append"));
+        assert!(!Role::Requests.conflicts("opsflow.api.append", "node2.api.append"));
+        assert!(Role::Outbound.conflicts("opsflow.log.>", "opsflow.log.>"));
         // A prefix within another's subjects mixes on a subscriber of the wider.
-        assert!(Part::Outbound.conflicts("opsflow.log.>", "opsflow.log.b.>"));
-        assert!(!Part::Outbound.conflicts("opsflow.log.>", "node2.log.>"));
+        assert!(Role::Outbound.conflicts("opsflow.log.>", "opsflow.log.b.>"));
+        assert!(!Role::Outbound.conflicts("opsflow.log.>", "node2.log.>"));
     }
 }

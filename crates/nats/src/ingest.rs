@@ -70,7 +70,7 @@ pub async fn run_ingest(
     let js = jetstream::new(client.clone());
     crate::claim::while_held(
         &client,
-        crate::claim::Part::Ingest,
+        crate::claim::Role::Ingest,
         &format!("{}/{}", config.ingest.stream, config.ingest.consumer),
         &shutdown,
         &ready.ingest,

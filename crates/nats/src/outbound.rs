@@ -81,7 +81,7 @@ pub async fn run_outbound(
     metrics::counter!("opsflow_nats_outbound_data_omitted_total").increment(0);
     crate::claim::while_held(
         &client,
-        crate::claim::Part::Outbound,
+        crate::claim::Role::Outbound,
         &format!("{}.>", config.subject_prefix),
         &shutdown,
         &ready.outbound,

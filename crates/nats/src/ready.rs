@@ -58,16 +58,20 @@ impl Flag {
         self.get() && (on == 0 || on == connects)
     }
 
-    /// Not ready, because of `problem` (shown until the task is ready again).
+    /// Not ready, because of `problem` (shown until the task is ready again); a
+    /// refusal ([`Flag::refuse`]) stays as it is.
     pub fn fail(&self, problem: impl Into<String>) {
-        self.0.refused.store(false, Ordering::Release);
         self.0.ready.store(false, Ordering::Release);
-        *self.problem() = Some(problem.into());
+        if !self.refused() {
+            *self.problem() = Some(problem.into());
+        }
     }
 
-    /// Not ready, and not trying again, because of `problem`.
+    /// Not ready, and not trying again, because of `problem`: it stays so until
+    /// the process is restarted, or the task is ready after all.
     pub fn refuse(&self, problem: impl Into<String>) {
-        self.fail(problem);
+        self.0.ready.store(false, Ordering::Release);
+        *self.problem() = Some(problem.into());
         self.0.refused.store(true, Ordering::Release);
     }
 
@@ -111,6 +115,9 @@ mod tests {
         assert!(!flag.refused());
         flag.refuse("taken");
         assert!(flag.refused() && !flag.get());
+        // A later failure (the client stopped, say) leaves the refusal as it is.
+        flag.fail("client stopped");
+        assert!(flag.refused());
         assert_eq!(flag.problem_text().as_deref(), Some("taken"));
     }
 }

@@ -53,7 +53,7 @@ pub async fn run_request_reply(
     });
     crate::claim::while_held(
         &client,
-        crate::claim::Part::Requests,
+        crate::claim::Role::Requests,
         &config.subject,
         &shutdown,
         &ready.requests,

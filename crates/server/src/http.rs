@@ -289,13 +289,14 @@ async fn readyz(State(state): State<HttpState>) -> Response {
             .filter(|_| wanted)
         {
             None => "disabled".to_owned(),
+            // Refused whether or not NATS is there: it does not start when it is.
+            Some(_) if flag.refused() => format!("not started: {}", flag.problem_text().unwrap_or_default()),
             Some(client) if !opsflow_nats::is_connected(client) => "waiting for the connection".to_owned(),
             Some(client) if flag.ready_on(opsflow_nats::connects(client)) => "ready".to_owned(),
             // The last failure says why, e.g. a consumer or stream opsflow cannot use,
             // or a server without JetStream: the task retries, but some failures only
             // a change of setup cures, so it is not called a recovery.
             Some(_) => match flag.problem_text() {
-                Some(problem) if flag.refused() => format!("not started: {problem}"),
                 Some(problem) => format!("not ready, retrying; last failure: {problem}"),
                 None => "starting (or starting again on a new connection)".to_owned(),
             },
