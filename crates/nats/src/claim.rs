@@ -3,7 +3,7 @@
 //! answering one request subject or publishing outbound to one subject space would
 //! split the events between their logs, or mix their positions on NATS. Before
 //! ingest, request/reply and outbound start, each claims what it uses on
-//! `_OPSFLOW.CLAIMS.<part>`: it subscribes there to answer later claims with its
+//! `_OPSFLOW.CLAIMS.<role>`: it subscribes there to answer later claims with its
 //! own, asks who already holds one, and does not start when another node's claim
 //! conflicts with it (a core NATS check against misconfiguration, not a lease: two
 //! nodes claiming in the same instant can each see the other, and then neither
@@ -15,7 +15,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-/// Where claims of a part are asked for and answered.
+/// Where claims are asked for and answered: `<CLAIMS>.<role>`.
 const CLAIMS: &str = "_OPSFLOW.CLAIMS";
 
 /// How long answers to a claim are waited for once the server has taken it.
@@ -86,7 +86,7 @@ pub(crate) struct Claim {
 }
 
 impl Claim {
-    /// Why this node does not start `part`, whose claim conflicts with `theirs`,
+    /// Why this node does not start `role`, whose claim conflicts with `theirs`,
     /// and what to change.
     fn refused(&self, role: Role, theirs: &Claim) -> String {
         let (doing, why) = match role {
@@ -142,7 +142,7 @@ impl Drop for Held {
     }
 }
 
-/// Runs `part` (`run`) while its claim of `claims` is held ([`hold`]); `Ok` at
+/// Runs `role`'s part (`run`) while its claim of `claims` is held ([`hold`]); `Ok` at
 /// once at shutdown, and, when another node holds a conflicting claim, at
 /// shutdown without running it.
 pub(crate) async fn while_held(
@@ -161,7 +161,7 @@ pub(crate) async fn while_held(
     outcome
 }
 
-/// Claims `claims` for `part` on `client`'s NATS, retrying while NATS does not
+/// Claims `claims` for `role` on `client`'s NATS, retrying while NATS does not
 /// answer. `Some` once held; `None` at shutdown, or when another node holds a
 /// conflicting claim: then `ready` says which node and what to change, and
 /// this waits for shutdown, since starting once that node is gone
