@@ -296,3 +296,20 @@ async fn in_process_with_dead_letters()
     nc.flush().await?;
     Ok((nats, server, nc, dlq))
 }
+
+/// Waits (30 s at most) for /readyz to say `said` of the NATS task `task`, not ready.
+async fn not_ready_saying(opsflow: &OpsflowProcess, task: &str, said: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready: serde_json::Value = match reqwest::get(format!("{}/readyz", opsflow.url())).await {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => serde_json::Value::Null,
+        };
+        if ready["nats"][task].as_str().is_some_and(|s| s.contains(said)) {
+            anyhow::ensure!(ready["ready"] == false, "{ready}");
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "/readyz does not say {said:?}: {ready}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

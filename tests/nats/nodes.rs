@@ -13,18 +13,12 @@ async fn a_second_node_does_not_take_what_a_running_one_holds() -> anyhow::Resul
     let a = opsflow_on(&nats, dir_a.path(), &[]).await?;
     let b = OpsflowProcess::start_with_env(dir_b.path(), &["--nats", &nats.url()], &[])?;
     // Each of B's parts says it did not start, naming A and what to change.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (status, ready) = loop {
-        let r = reqwest::get(format!("{}/readyz", b.url())).await?;
-        let status = r.status().as_u16();
-        let ready: serde_json::Value = r.json().await?;
-        let parts = ["ingest", "requests", "outbound"].map(|p| ready["nats"][p].as_str().unwrap_or("").to_owned());
-        if parts.iter().all(|p| p.starts_with("not started: ")) {
-            break (status, ready);
-        }
-        anyhow::ensure!(Instant::now() < deadline, "node B's parts did not all refuse: {ready}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    for part in ["ingest", "requests", "outbound"] {
+        not_ready_saying(&b, part, "not started: ").await?;
+    }
+    let r = reqwest::get(format!("{}/readyz", b.url())).await?;
+    let status = r.status().as_u16();
+    let ready: serde_json::Value = r.json().await?;
     assert_eq!(status, 503, "{ready}");
     let pid = format!(", pid {}, since ", a.pid());
     for (part, holds, remedy) in [
@@ -45,6 +39,7 @@ async fn a_second_node_does_not_take_what_a_running_one_holds() -> anyhow::Resul
         ),
     ] {
         let text = ready["nats"][part].as_str().unwrap_or_default();
+        assert!(text.starts_with("not started: "), "{part}: {text}");
         for wanted in [
             "another opsflow node (host ",
             &pid,

@@ -44,24 +44,6 @@ impl Role {
         }
     }
 
-    /// What the operator of a node whose claim conflicts can change.
-    fn remedy(self) -> &'static str {
-        match self {
-            Role::Ingest => {
-                "give this node its own [nats.ingest] consumer (it then records every event as well), or turn \
-                 ingest off here ([nats.ingest] enabled = false)"
-            }
-            Role::Requests => {
-                "give this node its own [nats.request_reply] subject, or turn request/reply off here \
-                 ([nats.request_reply] enabled = false)"
-            }
-            Role::Outbound => {
-                "give this node its own [nats.outbound] subject_prefix, or turn outbound off here \
-                 ([nats.outbound] enabled = false)"
-            }
-        }
-    }
-
     /// Whether two nodes claiming `a` and `b` would get in each other's way.
     fn conflicts(self, a: &str, b: &str) -> bool {
         match self {
@@ -72,7 +54,7 @@ impl Role {
 }
 
 /// A node's claim, as it asks and answers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Claim {
     /// Unique to this claim (an inbox of its client): its own answer is told apart by it.
     id: String,
@@ -89,18 +71,24 @@ impl Claim {
     /// Why this node does not start `role`, whose claim conflicts with `theirs`,
     /// and what to change.
     fn refused(&self, role: Role, theirs: &Claim) -> String {
-        let (doing, why) = match role {
+        let (doing, why, remedy) = match role {
             Role::Ingest => (
                 "ingests with consumer",
                 "nodes sharing a consumer would split the events between their logs",
+                "give this node its own [nats.ingest] consumer (it then records every event as well), or turn \
+                 ingest off here ([nats.ingest] enabled = false)",
             ),
             Role::Requests => (
                 "answers append requests on",
                 "each request would be recorded in one node's log or the other's",
+                "give this node its own [nats.request_reply] subject, or turn request/reply off here \
+                 ([nats.request_reply] enabled = false)",
             ),
             Role::Outbound => (
                 "publishes committed events to",
                 "two nodes publishing there would mix their positions",
+                "give this node its own [nats.outbound] subject_prefix, or turn outbound off here \
+                 ([nats.outbound] enabled = false)",
             ),
         };
         let overlapping = if theirs.claims == self.claims {
@@ -110,12 +98,8 @@ impl Claim {
         };
         format!(
             "another opsflow node (host {}, pid {}, since {}) already {doing} {}{overlapping}: each node keeps a \
-             log of its own, so {why}; {}, and restart this node",
-            theirs.host,
-            theirs.pid,
-            theirs.since,
-            theirs.claims,
-            role.remedy()
+             log of its own, so {why}; {remedy}, and restart this node",
+            theirs.host, theirs.pid, theirs.since, theirs.claims
         )
     }
 }
@@ -173,6 +157,12 @@ async fn hold(
     shutdown: &CancellationToken,
     ready: &crate::Flag,
 ) -> Option<Held> {
+    if ready.refused() {
+        // Refused before, and started again on a new connection (after a client
+        // that stopped): still refused, whether or not the other node is there now.
+        shutdown.cancelled().await;
+        return None;
+    }
     let mine = Claim {
         id: client.new_inbox(),
         claims: claims.to_owned(),
@@ -180,12 +170,6 @@ async fn hold(
         pid: std::process::id(),
         since: jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
     };
-    if ready.refused() {
-        // Refused before, and started again on a new connection (after a client
-        // that stopped): still refused, whether or not the other node is there now.
-        shutdown.cancelled().await;
-        return None;
-    }
     loop {
         if !crate::is_connected(client) {
             shutdown
@@ -231,7 +215,9 @@ async fn claim(client: &async_nats::Client, role: Role, mine: &Claim) -> anyhow:
         stop,
         answering: Some(answering),
     };
-    client.publish_with_reply(subject, mine.id.clone(), body).await?;
+    client
+        .publish_with_reply(subject.clone(), mine.id.clone(), body)
+        .await?;
     tokio::time::timeout(ASK_WITHIN, client.flush()).await??;
     let deadline = tokio::time::Instant::now() + ANSWERS_WITHIN;
     let mut heard_itself = false;
@@ -252,7 +238,7 @@ async fn claim(client: &async_nats::Client, role: Role, mine: &Claim) -> anyhow:
         // not publish or subscribe there, and no node hears of any other.
         tracing::warn!(
             role = role.as_str(),
-            subject = %format!("{CLAIMS}.{}", role.as_str()),
+            subject,
             "this node did not hear its own claim within {ANSWERS_WITHIN:?}, so it cannot tell whether another \
              node already does the same (does the NATS user have publish and subscribe permission on \
              {CLAIMS}.>?): starting all the same"
