@@ -1,4 +1,4 @@
-//! End-to-end tests for opsflow (see `api.rs`, `binary.rs`, `crash.rs`): real gRPC
+//! End-to-end tests for opsflow (see `api/`, `binary.rs`, `crash.rs`): real gRPC
 //! and HTTP clients against in-process servers and the real `opsflow` binary.
 //! This library holds the helpers they share.
 
