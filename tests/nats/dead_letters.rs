@@ -32,11 +32,14 @@ async fn with_dead_letters(env: &[(&str, &str)]) -> anyhow::Result<WithDeadLette
     })
 }
 
-/// A bad message close to NATS's largest does not fit in a dead letter with the
-/// error added: it goes without its payload, saying where the original is, and
-/// ingest moves on.
+/// Bad messages whose dead letter would not fit in one NATS message go in parts
+/// whose payloads joined are the original message (its header block, then its
+/// payload), and ingest moves on: one close to NATS's largest, one whose headers
+/// are close to JetStream's 64 KiB (they stopped ingest: the dead letter's publish
+/// was refused, again and again), and one quoting a 70,000-byte name in its error
+/// (cut in `Opsflow-Error`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_letter_too_large_for_nats_goes_without_its_payload() -> anyhow::Result<()> {
+async fn a_dead_letter_too_large_for_one_nats_message_goes_in_parts() -> anyhow::Result<()> {
     // A process of its own: the dead-letter counters of in-process servers are
     // shared by the tests running beside it.
     // Every field bound: the server and the data directory live to the end.
@@ -53,16 +56,103 @@ async fn a_dead_letter_too_large_for_nats_goes_without_its_payload() -> anyhow::
     headers.insert("Content-Type", "application/cloudevents+json");
     let mut big = vec![b'{'];
     big.resize(max - 100, b'x');
+    let mut large_headers = headers.clone();
+    large_headers.insert("X-Big", "b".repeat(65_400).as_str());
+    let old = bytes::Bytes::from_static(br#"{"specversion":"0.3"}"#);
+    let long_name = format!(
+        r#"{{"specversion":"1.0","id":"n","source":"s","type":"a.b","subject":"s/1","{}":"x"}}"#,
+        "A".repeat(70_000)
+    );
     let good = items(&["after"], 1, false).remove(0);
-    publish_all(&js, vec![("ops.events.x".to_owned(), headers, big.into()), good], 1).await?;
-    let dead = next_within(&mut dlq, 20).await?;
-    assert_eq!(dead.subject.as_str(), "opsflow.dlq.decode");
-    assert!(dead.payload.is_empty());
-    let omitted = header_of(&dead, "Opsflow-Payload-Omitted");
-    assert!(omitted.contains("it is message 1 of stream OPS_EVENTS"), "{omitted}");
+    let bad = [
+        (
+            "ops.events.x".to_owned(),
+            headers.clone(),
+            bytes::Bytes::from(big.clone()),
+        ),
+        ("ops.events.x".to_owned(), large_headers.clone(), old.clone()),
+        ("ops.events.x".to_owned(), headers.clone(), long_name.clone().into()),
+    ];
+    publish_all(&js, bad.into_iter().chain([good]).collect(), 1).await?;
+    // Each dead letter's parts, in order.
+    let mut letters: Vec<Vec<async_nats::Message>> = Vec::new();
+    while letters.len() < 3 || letters.last().is_some_and(|l| part(l.last()).0 < part(l.last()).1) {
+        let dead = next_within(&mut dlq, 20).await?;
+        assert_eq!(dead.subject.as_str(), "opsflow.dlq.decode");
+        match letters.last_mut() {
+            Some(open) if part(open.last()).0 < part(open.last()).1 => open.push(dead),
+            _ => letters.push(vec![dead]),
+        }
+    }
+    // A dead letter in parts as (its original's header lines, sorted, and payload).
+    let original = |letter: &[async_nats::Message]| -> anyhow::Result<(Vec<String>, Vec<u8>)> {
+        let joined: Vec<u8> = letter.iter().flat_map(|m| m.payload.to_vec()).collect();
+        let size: usize = header_of(&letter[0], "Opsflow-Original-Headers-Size").parse()?;
+        let block = std::str::from_utf8(&joined[..size])?;
+        anyhow::ensure!(
+            block.starts_with("NATS/1.0\r\n") && block.ends_with("\r\n\r\n"),
+            "{block:.60}"
+        );
+        let mut lines: Vec<String> = block
+            .split("\r\n")
+            .skip(1)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect();
+        lines.sort();
+        Ok((lines, joined[size..].to_vec()))
+    };
+    let lines = |headers: &HeaderMap| -> Vec<String> {
+        let mut lines: Vec<String> = headers
+            .iter()
+            .flat_map(|(name, values)| values.iter().map(move |v| format!("{name}: {}", v.as_str())))
+            .collect();
+        lines.sort();
+        lines
+    };
+    // Near the largest message: two parts.
+    assert_eq!(letters[0].len(), 2);
+    assert_eq!(original(&letters[0])?, (lines(&headers), big));
+    assert_eq!(
+        header_of(&letters[0][1], "Nats-Msg-Id"),
+        format!("{}:part-2-of-2", origin_id(&js, 1).await?)
+    );
+    // Headers near 64 KiB: one part, the header block in its payload.
+    assert_eq!(letters[1].len(), 1);
+    assert_eq!(original(&letters[1])?, (lines(&large_headers), old.to_vec()));
+    assert!(header_of(&letters[1][0], "Opsflow-Error").contains("specversion"));
+    // A long name: the whole message in one dead letter, the error cut.
+    assert_eq!(letters[2].len(), 1);
+    assert_eq!(letters[2][0].payload, long_name.as_bytes());
+    let error = header_of(&letters[2][0], "Opsflow-Error");
+    assert!(
+        error.len() < 300 && error.contains("AAAA...` is not a valid CloudEvents attribute name"),
+        "{error}"
+    );
     let events = wait_for_head(&opsflow.url(), 1, Duration::from_secs(20)).await?;
     assert_eq!(events[0].id, "after-0", "ingest moved on");
     Ok(())
+}
+
+/// A dead letter's part number and count (`Opsflow-Dead-Letter-Part: <i>/<n>`), 1/1
+/// for one sent whole.
+fn part(message: Option<&async_nats::Message>) -> (u64, u64) {
+    let value = message
+        .and_then(|m| m.headers.as_ref())
+        .and_then(|h| h.get("Opsflow-Dead-Letter-Part"))
+        .map(|v| v.as_str().to_owned())
+        .unwrap_or_else(|| "1/1".into());
+    let (i, n) = value.split_once('/').unwrap_or(("1", "1"));
+    (i.parse().unwrap_or(1), n.parse().unwrap_or(1))
+}
+
+/// The dead-letter identity of message `sequence` of `OPS_EVENTS`.
+async fn origin_id(js: &jetstream::Context, sequence: u64) -> anyhow::Result<String> {
+    let stored = js.get_stream("OPS_EVENTS").await?.get_raw_message(sequence).await?;
+    Ok(format!(
+        "opsflow-dlq:OPS_EVENTS:{sequence}:{}",
+        stored.time.unix_timestamp_nanos()
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -452,6 +452,29 @@ async fn an_append_published_without_a_reply_subject_is_recorded_or_dead_lettere
         let mut kept = js.get_stream(kept_by).await?;
         assert_eq!(kept.info().await?.state.messages, 2, "ingest {ingest}, {kept_by}");
         assert_eq!(server.server.log().head(), 1, "the refused ones are not recorded");
+        if !ingest && kept_by == "OPSFLOW_DLQ" {
+            // The dead-letter stream deleted while opsflow runs (with ingest off,
+            // nothing else makes it again): the next refusal makes it again.
+            js.delete_stream(kept_by).await?;
+            let mut proto = HeaderMap::new();
+            proto.insert("Content-Type", "application/protobuf");
+            nc.publish_with_headers("opsflow.api.append", proto, bytes::Bytes::from_static(b"\xff"))
+                .await?;
+            // (A subscriber hears the first try too, which no stream kept.)
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Ok(mut kept) = js.get_stream(kept_by).await
+                    && kept.info().await?.state.messages == 1
+                {
+                    break;
+                }
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "the dead letter was not kept by a stream made again"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
         server.shutdown().await?;
     }
     Ok(())

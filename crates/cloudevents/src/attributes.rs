@@ -101,9 +101,7 @@ impl<'a> Attributes<'a> {
     pub(crate) fn insert(&mut self, name: impl Into<Cow<'a, str>>, value: AttributeValue<'a>) -> Result<()> {
         let name = name.into();
         if !is_attribute_name(&name) {
-            return Err(CloudEventError::InvalidAttributeName {
-                name: name.into_owned(),
-            });
+            return Err(CloudEventError::invalid_name(&name));
         }
         let taken = match slot(&name) {
             Some(i) => self.known[i].replace(value).is_some(),
@@ -114,9 +112,7 @@ impl<'a> Attributes<'a> {
             }
         };
         if taken {
-            return Err(CloudEventError::DuplicateAttribute {
-                attribute: name.into_owned(),
-            });
+            return Err(CloudEventError::duplicate(&name));
         }
         Ok(())
     }

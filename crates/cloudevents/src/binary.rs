@@ -66,7 +66,7 @@ fn parse<'a>(
             }
             let value = decode_header_value(&attribute, raw)?;
             if declared.replace(value).is_some() {
-                return Err(CloudEventError::DuplicateAttribute { attribute });
+                return Err(CloudEventError::duplicate(&attribute));
             }
             continue;
         }

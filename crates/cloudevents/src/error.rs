@@ -166,7 +166,28 @@ impl CloudEventError {
 
     pub(crate) fn invalid(attribute: &str, value: &str, reason: impl Into<String>) -> Self {
         CloudEventError::InvalidValue {
-            attribute: attribute.to_owned(),
+            attribute: excerpt(attribute),
+            value: excerpt(value),
+            reason: reason.into(),
+        }
+    }
+
+    /// A name that is not an attribute name, quoted cut ([`excerpt`]).
+    pub(crate) fn invalid_name(name: &str) -> Self {
+        CloudEventError::InvalidAttributeName { name: excerpt(name) }
+    }
+
+    /// An attribute given twice, its name quoted cut ([`excerpt`]).
+    pub(crate) fn duplicate(attribute: &str) -> Self {
+        CloudEventError::DuplicateAttribute {
+            attribute: excerpt(attribute),
+        }
+    }
+
+    /// A request header whose value is not valid, both quoted cut ([`excerpt`]).
+    pub(crate) fn invalid_header(header: &str, value: &str, reason: impl Into<String>) -> Self {
+        CloudEventError::InvalidHeader {
+            header: excerpt(header),
             value: excerpt(value),
             reason: reason.into(),
         }
@@ -174,7 +195,7 @@ impl CloudEventError {
 
     pub(crate) fn wrong_type(attribute: &str, expected: impl Into<String>, found: &str) -> Self {
         CloudEventError::WrongType {
-            attribute: attribute.to_owned(),
+            attribute: excerpt(attribute),
             expected: expected.into(),
             found: found.to_owned(),
         }

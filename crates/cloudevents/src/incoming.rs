@@ -19,11 +19,7 @@ pub fn request_expected<'a>(
     let Some(value) = single_header(headers, EXPECTED_VERSION_HEADER)? else {
         return Ok(None);
     };
-    let invalid = |value: &str, reason: String| CloudEventError::InvalidHeader {
-        header: EXPECTED_VERSION_HEADER.to_owned(),
-        value: value.to_owned(),
-        reason,
-    };
+    let invalid = |value: &str, reason: String| CloudEventError::invalid_header(EXPECTED_VERSION_HEADER, value, reason);
     let text = std::str::from_utf8(value).map_err(|_| invalid(&String::from_utf8_lossy(value), "not UTF-8".into()))?;
     text.trim()
         .parse::<ExpectedVersion>()
@@ -55,11 +51,11 @@ pub fn single_header<'a>(
         .chain(values)
         .map(|v| String::from_utf8_lossy(v).into_owned())
         .collect();
-    Err(CloudEventError::InvalidHeader {
-        header: name.to_owned(),
-        value: all.join(", "),
-        reason: format!("it is given {} times; send it once", all.len()),
-    })
+    Err(CloudEventError::invalid_header(
+        name,
+        &all.join(", "),
+        format!("it is given {} times; send it once", all.len()),
+    ))
 }
 
 /// The request's `Content-Type` ([`single_header`]), when it is UTF-8.

@@ -45,16 +45,12 @@ fn event_from_members(Members(members): Members<'_>) -> Result<Incoming> {
         match &*name {
             "data" => {
                 if data.replace((raw, compact)).is_some() {
-                    return Err(CloudEventError::DuplicateAttribute {
-                        attribute: name.into_owned(),
-                    });
+                    return Err(CloudEventError::duplicate(&name));
                 }
             }
             "data_base64" => {
                 if data_base64.is_some() {
-                    return Err(CloudEventError::DuplicateAttribute {
-                        attribute: name.into_owned(),
-                    });
+                    return Err(CloudEventError::duplicate(&name));
                 }
                 data_base64 = match attribute_value(raw)? {
                     None => None,

@@ -49,7 +49,7 @@ pub async fn run_request_reply(
         js: async_nats::jetstream::new(client.clone()),
         config: dead_letters,
         replicas,
-        kept: tokio::sync::OnceCell::new(),
+        kept: tokio::sync::Mutex::new(None),
     });
     crate::claim::while_held(
         &client,
@@ -176,11 +176,27 @@ async fn answer(
     metrics::counter!("opsflow_nats_requests_total", "outcome" => outcome(reply.refused.as_ref())).increment(1);
     match (&request.reply, reply.refused) {
         (Some(reply_to), _) => {
+            let size = reply.body.len();
             if let Err(e) = client
                 .publish_with_headers(reply_to.clone(), reply.headers, reply.body)
                 .await
             {
-                tracing::warn!(error = %e, "cannot send an append reply");
+                // Too large for NATS, say: the producer gets an error rather than
+                // waiting out its timeout.
+                tracing::warn!(error = %e, size, "cannot send an append reply; sending an error in its place");
+                let instead = error_reply(
+                    500,
+                    "internal",
+                    format!("the reply ({size} bytes) could not be sent: {e}"),
+                    Value::Null,
+                    None,
+                );
+                if let Err(e) = client
+                    .publish_with_headers(reply_to.clone(), instead.headers, instead.body)
+                    .await
+                {
+                    tracing::warn!(error = %e, "cannot send an append reply");
+                }
             }
         }
         (None, None) => {}
@@ -211,42 +227,62 @@ const RECORDED: &str = "recorded";
 const FAILED: &str = "failed";
 
 /// Where refused requests that name no reply subject go: the dead-letter stream,
-/// found (or made) at the first of them.
+/// found (or made) at the first of them, and again after a dead letter fails (the
+/// stream deleted since, say).
 struct Unanswered {
     js: async_nats::jetstream::Context,
     config: DeadLetterConfig,
     replicas: usize,
-    kept: tokio::sync::OnceCell<DeadLetters>,
+    kept: tokio::sync::Mutex<Option<DeadLetters>>,
 }
 
 impl Unanswered {
     /// Dead-letters `request`, refused for `reason` (`error`), and waits for the
-    /// stream to keep it (it is then counted and logged as ingest's are); logs an
-    /// error when it cannot be kept (no JetStream, say).
+    /// stream to keep it (it is then counted and logged as ingest's are), trying
+    /// once more with the stream found again; logs an error when it cannot be kept
+    /// (no JetStream, say).
     async fn dead_letter(&self, request: &async_nats::Message, reason: DeadReason, error: &str) {
-        let kept = self
-            .kept
-            .get_or_try_init(|| async {
-                let kept = DeadLetters::ensure(self.js.clone(), &self.config, self.replicas).await?;
-                if let Some(stream) = kept.in_memory() {
-                    tracing::warn!(
-                        stream,
-                        "the dead-letter stream keeps refused requests in memory: a nats-server restart loses them"
-                    );
-                }
-                Ok::<_, crate::NatsError>(kept)
-            })
-            .await;
-        let outcome = match kept {
-            Ok(dead_letters) => dead_letters.publish(request, reason, error, None).await.map(|_| ()),
-            Err(e) => Err(anyhow::Error::from(e)),
-        };
+        let mut outcome = Ok(());
+        for _ in 0..2 {
+            outcome = self.try_dead_letter(request, reason, error).await;
+            if outcome.is_ok() {
+                return;
+            }
+        }
         if let Err(e) = outcome {
             tracing::error!(
                 error = %e, refusal = error, subject = %request.subject,
                 "a refused append request that names no reply subject could not be dead-lettered: it is lost"
             );
         }
+    }
+
+    async fn try_dead_letter(
+        &self,
+        request: &async_nats::Message,
+        reason: DeadReason,
+        error: &str,
+    ) -> anyhow::Result<()> {
+        let mut kept = self.kept.lock().await;
+        let dead_letters = match kept.as_ref() {
+            Some(found) => found.clone(),
+            None => {
+                let found = DeadLetters::ensure(self.js.clone(), &self.config, self.replicas).await?;
+                if let Some(stream) = found.in_memory() {
+                    tracing::warn!(
+                        stream,
+                        "the dead-letter stream keeps refused requests in memory: a nats-server restart loses them"
+                    );
+                }
+                kept.insert(found).clone()
+            }
+        };
+        drop(kept);
+        let published = dead_letters.publish(request, reason, error, None).await;
+        if published.is_err() {
+            *self.kept.lock().await = None;
+        }
+        published
     }
 }
 
@@ -314,6 +350,14 @@ async fn captured_by(client: &async_nats::Client, subject: &str) -> Option<Strin
     }
 }
 
+/// Whether the headers make a binary-mode CloudEvent (`ce-specversion`, as the
+/// binding tells the mode).
+fn is_binary_mode(pairs: &[(&str, &[u8])]) -> bool {
+    pairs
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("ce-specversion"))
+}
+
 fn is_protobuf(ct: Option<&str>) -> bool {
     let media = ct.map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
     matches!(
@@ -333,7 +377,9 @@ pub(crate) async fn handle(log: &EventLog, headers: Option<&HeaderMap>, payload:
         Ok(expected) => expected,
         Err(e) => return cloudevent_error_reply(&e),
     };
-    if is_protobuf(ct) {
+    // An AppendRequest, unless `ce-` headers make it a binary-mode CloudEvent whose
+    // data is protobuf.
+    if is_protobuf(ct) && !is_binary_mode(&pairs) {
         if request_expected.is_some() {
             return error_reply(
                 400,
@@ -459,7 +505,7 @@ fn error_reply(status: u16, code: &str, message: String, details: Value, reason:
     let mut headers = HeaderMap::new();
     headers.insert("Content-Type", "application/json");
     headers.insert("Nats-Service-Error-Code", status.to_string().as_str());
-    headers.insert("Nats-Service-Error", crate::dlq::header_text(&message).as_str());
+    headers.insert("Nats-Service-Error", crate::dlq::error_text(&message).as_str());
     let mut error = json!({ "code": code, "message": message });
     if let (Some(error), Value::Object(details)) = (error.as_object_mut(), details) {
         error.extend(details);
@@ -516,6 +562,60 @@ mod tests {
         log.close().await?;
         let closed = handle(&log, Some(&json_headers()), event("n-4").to_string().into()).await;
         assert!(matches!(closed.refused, Some(Refusal::Failed(_))), "{closed:?}");
+        Ok(())
+    }
+
+    /// A binary-mode CloudEvent whose data is protobuf (`Content-Type:
+    /// application/protobuf`, as ingest takes it) is recorded, not read as an
+    /// `AppendRequest` (it was: `invalid wire type`).
+    #[tokio::test]
+    async fn a_binary_mode_event_with_protobuf_data_is_not_an_append_request() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let log = EventLog::open_async(dir.path().join("log"), LogOptions::default()).await?;
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("ce-specversion", "1.0"),
+            ("ce-id", "p-1"),
+            ("ce-source", "pager"),
+            ("ce-type", "note.added"),
+            ("ce-subject", "notes/1"),
+            ("Content-Type", "application/protobuf"),
+        ] {
+            headers.insert(name, value);
+        }
+        let answer = handle(&log, Some(&headers), Bytes::from_static(b"\x0a\x03abc\x17")).await;
+        assert!(answer.refused.is_none(), "{answer:?}");
+        let body: Value = serde_json::from_slice(&answer.body)?;
+        assert_eq!(
+            (body["stream"].as_str(), body["position"].as_u64()),
+            (Some("notes/1"), Some(1))
+        );
+        let event = log
+            .read_all(Some(1), opsflow_log::Direction::Forward, 1)
+            .await?
+            .remove(0);
+        assert_eq!(event.content_type, "application/protobuf");
+        assert_eq!(&event.data[..], b"\x0a\x03abc\x17");
+        Ok(())
+    }
+
+    /// An error quoting a name of 400,000 bytes is answered, cut: the reply used to
+    /// exceed NATS's largest message, and the producer waited out its timeout.
+    #[tokio::test]
+    async fn an_error_quoting_a_huge_name_is_answered_cut() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let log = EventLog::open_async(dir.path().join("log"), LogOptions::default()).await?;
+        let mut event = json!({"specversion":"1.0","id":"n-1","source":"svc","type":"note.added","subject":"notes/1"});
+        event["\u{e9}".repeat(200_000)] = json!("x");
+        let answer = handle(&log, Some(&json_headers()), event.to_string().into()).await;
+        assert!(
+            matches!(answer.refused, Some(Refusal::Dead(DeadReason::Decode, _))),
+            "{:?}",
+            answer.refused
+        );
+        assert!(answer.body.len() < 1_000, "{} bytes", answer.body.len());
+        let said = answer.headers.get("Nats-Service-Error").map(|v| v.as_str().len());
+        assert!(said.is_some_and(|n| n < 1_000), "{said:?}");
         Ok(())
     }
 }

@@ -9,7 +9,6 @@ use opsflow_log::EventLog;
 
 use super::{Stop, decode_batch, log_stop, outcome, transient};
 use crate::DeadLetters;
-use crate::decode::DeadReason;
 use crate::dlq::Origin;
 
 /// Deliveries read back for a consumer acknowledging each message and with no
@@ -194,17 +193,12 @@ fn parse_headers(raw: &[u8]) -> Result<async_nats::HeaderMap, String> {
     Ok(headers)
 }
 
-/// Room left in a dead letter for opsflow's own headers (error, reason, subject,
-/// message id) besides the payload and the copy of the original header block.
-const DEAD_LETTER_HEADROOM: usize = 2048;
-
 /// A message whose headers cannot be read: every delivery of it drops the client's
 /// connection, so it can be neither recorded nor terminated as a delivery. It is
-/// dead-lettered with its whole payload (the raw header block in
-/// `Opsflow-Original-Headers-Base64`, cut to fit when it must be) and only then
-/// deleted from the stream, the only way past it. When the payload itself cannot
-/// go whole into a dead letter, nothing is deleted and ingest stops here, saying
-/// what to do: deleting would lose the message.
+/// dead-lettered whole (the raw header block in `Opsflow-Original-Headers-Base64`,
+/// or, in a dead letter of several parts, as it is: [`DeadLetters::publish_unreadable`])
+/// and only then deleted from the stream, the only way past it. Where the stream
+/// denies deletes, nothing is done and ingest stops here, saying what to do.
 async fn poisoned(
     stream: &stream::Stream,
     dead: &DeadLetters,
@@ -214,8 +208,7 @@ async fn poisoned(
     raw_headers: &[u8],
     why: &str,
 ) -> Result<(), Stop> {
-    use base64::Engine;
-    // The reason quotes the bad line: cut, so the room counted below holds.
+    // The reason quotes the bad line: cut.
     let why: String = why.chars().take(200).collect();
     // Ingest stops at the message, saying why and what to do.
     let stuck = |because: &str| {
@@ -228,38 +221,14 @@ async fn poisoned(
     if stream.cached_info().config.deny_delete {
         return Err(stuck("and the stream denies deletes"));
     }
-    let room = dead.max_payload().saturating_sub(payload.len() + DEAD_LETTER_HEADROOM);
-    if room == 0 {
-        return Err(stuck("and a payload too large to dead-letter whole"));
-    }
-    // Base64 takes 4 bytes for 3.
-    let kept = raw_headers.len().min(room / 4 * 3);
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert(
-        "Opsflow-Original-Headers-Base64",
-        base64::engine::general_purpose::STANDARD
-            .encode(&raw_headers[..kept])
-            .as_str(),
-    );
-    if kept < raw_headers.len() {
-        headers.insert(
-            "Opsflow-Original-Headers-Cut",
-            format!("the first {kept} of {} bytes", raw_headers.len()).as_str(),
-        );
-    }
-    let message = message(subject, payload, headers);
     let error = format!(
         "the message's NATS headers cannot be read ({why}); a client drops its connection at it, so it is \
          deleted from stream {} (sequence {}) after this dead letter",
         at.stream, at.sequence
     );
-    let whole = dead
-        .publish(&message, DeadReason::Decode, &error, Some(&at))
+    dead.publish_unreadable(&subject, raw_headers, &payload, &error, &at)
         .await
-        .map_err(transient)?;
-    if !whole {
-        return Err(stuck("and its dead letter could not hold the whole payload"));
-    }
+        .map_err(|e| stuck(&format!("and could not be dead-lettered ({e})")))?;
     stream.delete_message(at.sequence).await.map_err(|e| {
         stuck(&format!(
             "and could not be deleted once dead-lettered ({e}; opsflow's NATS user needs \
