@@ -222,6 +222,52 @@ impl NatsConfig {
         if self.ingest.replicas == 0 {
             return err("ingest.replicas", "must be at least 1".into());
         }
+        for (key, name) in [
+            ("ingest.stream", &self.ingest.stream),
+            ("ingest.consumer", &self.ingest.consumer),
+            ("dead_letters.stream", &self.dead_letters.stream),
+        ] {
+            if let Some(problem) = crate::subjects::name_problem(name) {
+                return err(key, problem);
+            }
+        }
+        for (i, subject) in self.ingest.subjects.iter().enumerate() {
+            if let Some(problem) = crate::subjects::subject_problem(subject, true) {
+                return err(&format!("ingest.subjects[{i}]"), problem);
+            }
+        }
+        // The request subject is subscribed to (a pattern will do); the prefixes
+        // are published to.
+        for (key, subject, wildcards) in [
+            ("request_reply.subject", &self.request_reply.subject, true),
+            ("dead_letters.subject_prefix", &self.dead_letters.subject_prefix, false),
+            ("outbound.subject_prefix", &self.outbound.subject_prefix, false),
+        ] {
+            if let Some(problem) = crate::subjects::subject_problem(subject, wildcards) {
+                return err(key, problem);
+            }
+        }
+        if let Some(c) = (self.request_reply.queue_group.chars()).find(|c| c.is_whitespace() || c.is_control()) {
+            return err(
+                "request_reply.queue_group",
+                format!(
+                    "{:?} holds {c:?}: a queue group has no spaces",
+                    self.request_reply.queue_group
+                ),
+            );
+        }
+        if self.request_reply.queue_group.is_empty() {
+            return err("request_reply.queue_group", "is empty".into());
+        }
+        if self.outbound.checkpoint.is_empty() {
+            return err("outbound.checkpoint", "is empty".into());
+        }
+        if self.token.is_some() && self.user.is_some() {
+            return err(
+                "token",
+                "a token and a user/password are two ways to authenticate: give one".into(),
+            );
+        }
         if self.outbound.max_in_flight == 0 {
             return err("outbound.max_in_flight", "must be at least 1".into());
         }
@@ -396,5 +442,62 @@ mod tests {
             message.contains("overlaps the request subject opsflow.api.append"),
             "{message}"
         );
+    }
+
+    /// Names and subjects nats-server would refuse, or take for others, are refused
+    /// at start naming the key (they were taken, and failed for ever with messages
+    /// blaming something else).
+    #[test]
+    fn names_and_subjects_are_checked_at_start() {
+        let refused = |change: fn(&mut NatsConfig)| {
+            let mut config = NatsConfig::default();
+            change(&mut config);
+            config.validate().unwrap_err()
+        };
+        let (key, message) = refused(|c| c.ingest.stream = "OPS.EVENTS".into());
+        assert_eq!(key, "nats.ingest.stream");
+        assert!(message.contains("holds '.'"), "{message}");
+        assert_eq!(refused(|c| c.ingest.stream = String::new()).0, "nats.ingest.stream");
+        assert_eq!(refused(|c| c.ingest.consumer = "a.b".into()).0, "nats.ingest.consumer");
+        assert_eq!(
+            refused(|c| c.dead_letters.stream = "a b".into()).0,
+            "nats.dead_letters.stream"
+        );
+        let (key, message) = refused(|c| c.ingest.subjects = vec!["ops.events.>".into(), "ops events.>".into()]);
+        assert_eq!(key, "nats.ingest.subjects[1]");
+        assert!(message.contains("holds ' '"), "{message}");
+        let (key, message) = refused(|c| c.outbound.subject_prefix = String::new());
+        assert_eq!(key, "nats.outbound.subject_prefix");
+        assert_eq!(message, "is empty");
+        assert_eq!(
+            refused(|c| c.outbound.subject_prefix = "opsflow.*".into()).0,
+            "nats.outbound.subject_prefix"
+        );
+        assert_eq!(
+            refused(|c| c.dead_letters.subject_prefix = "dlq.".into()).0,
+            "nats.dead_letters.subject_prefix"
+        );
+        assert_eq!(
+            refused(|c| c.request_reply.subject = "a..b".into()).0,
+            "nats.request_reply.subject"
+        );
+        assert_eq!(
+            refused(|c| c.request_reply.queue_group = "a b".into()).0,
+            "nats.request_reply.queue_group"
+        );
+        assert_eq!(
+            refused(|c| c.outbound.checkpoint = String::new()).0,
+            "nats.outbound.checkpoint"
+        );
+        let (key, _) = refused(|c| {
+            c.token = Some("t".into());
+            c.user = Some("u".into());
+            c.password = Some("p".into());
+        });
+        assert_eq!(key, "nats.token");
+        // A pattern for the request subject is a subscription like any other.
+        let mut config = NatsConfig::default();
+        config.request_reply.subject = "opsflow.api.append.*".into();
+        assert_eq!(config.validate(), Ok(()));
     }
 }

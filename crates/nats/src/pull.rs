@@ -555,7 +555,10 @@ mod tests {
     async fn a_deleted_consumer_ends_the_pull() -> anyhow::Result<()> {
         let nats = opsflow_testkit::NatsServer::start()?;
         let (client, js) = consumer_of(&nats).await?;
-        let mut pull = pull_of(client, Duration::from_secs(30)).await?;
+        let mut pull = pull_of(client.clone(), Duration::from_secs(30)).await?;
+        // The pull request at the server before the consumer goes (else nobody
+        // answers it: once in a run of the whole suite, "no responders").
+        client.flush().await?;
         js.get_stream("T").await?.delete_consumer("c").await?;
         let ended = tokio::time::timeout(Duration::from_secs(10), pull.next()).await?;
         let error = ended.err().unwrap_or_default();

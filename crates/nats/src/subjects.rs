@@ -40,9 +40,89 @@ pub(crate) fn covers(wide: &str, narrow: &str) -> bool {
     }
 }
 
+/// What is wrong with `subject` as a NATS subject (with `wildcards`, a pattern:
+/// `*` for a token, `>` for the rest), if anything: nats-server refuses it, or takes
+/// it for another.
+pub(crate) fn subject_problem(subject: &str, wildcards: bool) -> Option<String> {
+    if subject.is_empty() {
+        return Some("is empty".into());
+    }
+    if let Some(c) = subject.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Some(format!(
+            "{subject:?} holds {c:?}: a subject has no spaces or control characters"
+        ));
+    }
+    let tokens: Vec<&str> = subject.split('.').collect();
+    if tokens.iter().any(|t| t.is_empty()) {
+        return Some(format!(
+            "{subject:?} has an empty token: a subject is tokens between single dots, none at either end"
+        ));
+    }
+    for (i, token) in tokens.iter().enumerate() {
+        let wildcard = *token == "*" || *token == ">";
+        if wildcard && !wildcards {
+            return Some(format!(
+                "{subject:?} has the wildcard {token:?}: a subject here names no pattern"
+            ));
+        }
+        if *token == ">" && i + 1 < tokens.len() {
+            return Some(format!(
+                "{subject:?} has \">\" before its last token: \">\" stands for the rest"
+            ));
+        }
+        if !wildcard && (token.contains('*') || token.contains('>')) {
+            return Some(format!(
+                "{subject:?} has {token:?}: `*` and `>` are wildcards only as whole tokens"
+            ));
+        }
+    }
+    None
+}
+
+/// What is wrong with `name` as a JetStream stream or consumer name, if anything.
+pub(crate) fn name_problem(name: &str) -> Option<String> {
+    const MAX: usize = 255;
+    if name.is_empty() {
+        return Some("is empty".into());
+    }
+    if name.len() > MAX {
+        return Some(format!("is {} bytes long, at most {MAX}", name.len()));
+    }
+    name.chars()
+        .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>' | '/' | '\\'))
+        .map(|c| format!("{name:?} holds {c:?}: a JetStream name has no spaces, '.', '*', '>', '/' or '\\'"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subjects_and_names_nats_would_refuse_are_told() {
+        for good in ["ops.events.>", "ops.*.x", "a", "opsflow.api.append"] {
+            assert_eq!(subject_problem(good, true), None, "{good}");
+        }
+        assert_eq!(subject_problem("opsflow.log", false), None);
+        for (bad, wildcards, says) in [
+            ("", true, "is empty"),
+            ("ops events.>", true, "holds ' '"),
+            ("ops..x", true, "empty token"),
+            (".ops", true, "empty token"),
+            ("ops.", true, "empty token"),
+            ("ops.>.x", true, "before its last token"),
+            ("ops.a*", true, "whole tokens"),
+            ("ops.*", false, "wildcard"),
+        ] {
+            let problem = subject_problem(bad, wildcards).unwrap_or_default();
+            assert!(problem.contains(says), "{bad:?}: {problem}");
+        }
+        assert_eq!(name_problem("OPS_EVENTS"), None);
+        for (bad, says) in [("", "is empty"), ("OPS.EVENTS", "'.'"), ("a b", "' '"), ("a/b", "'/'")] {
+            let problem = name_problem(bad).unwrap_or_default();
+            assert!(problem.contains(says), "{bad:?}: {problem}");
+        }
+        assert!(name_problem(&"x".repeat(256)).is_some_and(|p| p.contains("at most 255")));
+    }
 
     #[test]
     fn subjects_match_filters_as_nats_does() {
