@@ -685,3 +685,40 @@ async fn outbound_too_large(nats_config: &str, stream_limit: Option<i32>) -> any
     assert_eq!(second["data"]["order_id"], "S-1");
     Ok(())
 }
+
+/// A stream made while outbound runs gets JetStream publishes from then on (it is
+/// looked up again when JetStream says a stream was made): when it is full, outbound
+/// stops at the refused position and /readyz says so. Outbound used to go on with
+/// core publishes, which the full stream dropped unseen (a gap for good, while
+/// /readyz read ready).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_made_while_outbound_runs_is_published_to_with_acknowledgements() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let opsflow = opsflow_on(&nats, dir.path(), &[]).await?;
+    let mut c = client(&opsflow.url()).await?;
+    // Before the stream: core publishes (the type's outlet is looked up).
+    append_order(&mut c, "late", "order/late", 0).await?;
+    let js = jetstream::new(async_nats::connect(nats.url()).await?);
+    let mut stream = js
+        .create_stream(jetstream::stream::Config {
+            max_messages: 20,
+            discard: jetstream::stream::DiscardPolicy::New,
+            ..outbound_capture()
+        })
+        .await?;
+    // Within the time outbound goes by what it looked up without an advisory.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for i in 1..=40 {
+        append_order(&mut c, "late", "order/late", i).await?;
+    }
+    assert_eq!(stored_once(&mut stream, 20).await?, 20);
+    not_ready_saying(&opsflow, "outbound", "maximum messages exceeded").await?;
+    let positions = positions_in(&stream, 20).await?;
+    assert_eq!(
+        positions,
+        (2..=21).collect::<Vec<_>>(),
+        "in order, from the first after the stream was made"
+    );
+    Ok(())
+}

@@ -67,6 +67,15 @@ const CONFIRM_WITHIN: Duration = Duration::from_secs(5);
 /// of what it published; what is not confirmed by then is published again next time.
 const SETTLE_WITHIN: Duration = Duration::from_secs(1);
 
+/// How long a session goes by what it looked up of which streams capture its
+/// subjects, when no advisory says a stream was made, changed or deleted (one the
+/// NATS user may not subscribe to): a stream made meanwhile would get core
+/// publishes, which it can refuse unseen (when full, say).
+const OUTLETS_FRESH: Duration = Duration::from_secs(5);
+
+/// JetStream's advisories about streams: `<action>.<stream>`.
+const STREAM_ADVISORIES: &str = "$JS.EVENT.ADVISORY.STREAM.*.*";
+
 /// Publishes committed events until `shutdown`, resuming from the checkpoint.
 pub async fn run_outbound(
     client: async_nats::Client,
@@ -146,6 +155,22 @@ async fn session(
     let mut subscription = log.subscribe(published + 1, EventFilter::default());
     let mut in_flight: FuturesOrdered<Ack> = FuturesOrdered::new();
     let mut outlets = Outlets::default();
+    // Which stream captures which subject is looked up again when a stream is
+    // made, changed or deleted, and every OUTLETS_FRESH: a stream made while
+    // outbound runs gets JetStream publishes (acknowledged, or refused and seen)
+    // from then on, not core ones it could refuse unseen.
+    let mut advisories = match or_shutdown(shutdown, client.subscribe(STREAM_ADVISORIES)).await {
+        None => return Ok(()),
+        Some(Ok(subscriber)) => Some(subscriber),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "cannot follow stream advisories: streams made while outbound runs are seen \
+                within {OUTLETS_FRESH:?}");
+            None
+        }
+    };
+    let mut fresh = tokio::time::interval(OUTLETS_FRESH);
+    fresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    fresh.reset();
     // The headers every event carries, built once: each publish adds its Nats-Msg-Id.
     let mut template = HeaderMap::new();
     template.insert("Content-Type", "application/cloudevents+json");
@@ -194,6 +219,19 @@ async fn session(
                 published = position;
             }
             () = &mut save_due, if published != saved => {}
+            Some(advisory) = next_advisory(&mut advisories) => {
+                let mut tokens = advisory.subject.rsplit('.');
+                let (stream, action) = (tokens.next().unwrap_or_default(), tokens.next().unwrap_or_default());
+                if matches!(action, "CREATED" | "UPDATED" | "DELETED") {
+                    tracing::debug!(stream, action, "a stream changed: looking up the outlets again");
+                    outlets = Outlets::default();
+                    if action != "UPDATED" {
+                        // A stream made again is empty: nothing of outbound's is last.
+                        to.last_in_stream.remove(stream);
+                    }
+                }
+            }
+            _ = fresh.tick() => outlets = Outlets::default(),
             // Lent: live events are shared with the other subscribers, not copied.
             item = subscription.next_ref(), if in_flight.len() < config.max_in_flight => {
                 match item {
@@ -336,6 +374,20 @@ impl Outlets {
         self.by_type.insert(outlet.event_type.clone(), Arc::clone(&outlet));
         self.last = Some(Arc::clone(&outlet));
         outlet
+    }
+}
+
+/// The next stream advisory; never, without a subscription (or once it ends).
+async fn next_advisory(advisories: &mut Option<async_nats::Subscriber>) -> Option<async_nats::Message> {
+    match advisories {
+        Some(subscriber) => match subscriber.next().await {
+            Some(advisory) => Some(advisory),
+            None => {
+                *advisories = None;
+                std::future::pending().await
+            }
+        },
+        None => std::future::pending().await,
     }
 }
 
