@@ -141,3 +141,26 @@ async fn a_stream_holding_the_ingest_subjects_is_named() -> anyhow::Result<()> {
     )
     .await
 }
+
+/// Messages the ingest stream removed before ingest read them (a limit with
+/// discard old, while opsflow was down) are told: an error and
+/// `opsflow_nats_ingest_skipped_total`. They went unnoticed: the producers had
+/// their acknowledgements, and nothing said their events were not in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_the_stream_removed_before_ingest_read_them_are_counted() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let mut opsflow = opsflow_on(&nats, dir.path(), &[]).await?;
+    anyhow::ensure!(opsflow.terminate(Duration::from_secs(20))?, "opsflow did not stop");
+    let js = jetstream::new(async_nats::connect(nats.url()).await?);
+    let mut config = js.get_stream("OPS_EVENTS").await?.info().await?.config.clone();
+    config.max_messages = 5;
+    js.update_stream(config).await?;
+    publish_all(&js, items(&["kept"], 10, false), 10).await?;
+    let opsflow = opsflow_on(&nats, dir.path(), &[]).await?;
+    let events = settled_head(&opsflow.url(), 5, Duration::from_secs(20)).await?;
+    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["kept-5", "kept-6", "kept-7", "kept-8", "kept-9"]);
+    assert_eq!(counter(&opsflow.url(), "opsflow_nats_ingest_skipped_total").await?, 5);
+    Ok(())
+}

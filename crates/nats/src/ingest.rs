@@ -67,6 +67,7 @@ pub async fn run_ingest(
     }
     metrics::counter!("opsflow_nats_ingested_total").increment(0);
     metrics::counter!("opsflow_nats_ingest_interruptions_total").increment(0);
+    metrics::counter!("opsflow_nats_ingest_skipped_total").increment(0);
     let js = jetstream::new(client.clone());
     crate::claim::while_held(
         &client,
@@ -208,6 +209,9 @@ struct Consuming {
     /// Present when the consumer acknowledges a batch with one message: its
     /// deliveries are then checked for gaps.
     deliveries: Option<Deliveries>,
+    /// None when the consumer delivers only some of its stream's subjects (the
+    /// others' sequences come between its messages).
+    skipped: Option<Skipped>,
 }
 
 /// The ingest stream, the dead-letter publisher and the consumer's deliveries ([`Pull`]).
@@ -277,6 +281,7 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
     // What the consumer delivers: its filters, else all its stream captures.
     let mut filters = info.config.filter_subjects.clone();
     filters.extend(Some(info.config.filter_subject.clone()).filter(|f| !f.is_empty()));
+    let stream_subjects = stream.cached_info().config.subjects.clone();
     let delivers = if filters.is_empty() {
         &stream.cached_info().config.subjects
     } else {
@@ -382,6 +387,7 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
         deliveries: ack_all.then_some(Deliveries {
             next: info.delivered.consumer_sequence + 1,
         }),
+        skipped: covers_all(delivers, &stream_subjects).then(|| Skipped::from(info, stream.cached_info(), delivers)),
     })
 }
 
@@ -418,6 +424,98 @@ impl Deliveries {
     }
 }
 
+/// The stream sequences a consumer delivering all of its stream's subjects first
+/// delivers: one after the other, but for messages removed before it got to them
+/// (the stream's limits with discard old: `max_msgs`, `max_bytes`, `max_age`, or
+/// a delete or purge). Their events, if any, never reach the log: counted
+/// (`opsflow_nats_ingest_skipped_total`) and logged as an error, which nothing else
+/// would tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Skipped {
+    /// The stream sequence last delivered, or before the first the consumer was to
+    /// deliver; `None` when that is not known (the first delivery then tells).
+    last: Option<u64>,
+    /// What the consumer delivers (its filters, else its stream's subjects).
+    delivers: Vec<String>,
+}
+
+impl Skipped {
+    /// For consumer `info` of `stream`: after what it delivered last; else (it
+    /// delivered nothing yet) from the stream's start when both were made together
+    /// (as opsflow makes them), or from the stream's first message when the
+    /// consumer was made just now (an adopted stream may have lost messages long
+    /// before opsflow's time).
+    fn from(info: &jetstream::consumer::Info, stream: &jetstream::stream::Info, delivers: &[String]) -> Skipped {
+        let delivered = info.delivered.stream_sequence;
+        const SECOND: i128 = 1_000_000_000;
+        let created = info.created.unix_timestamp_nanos();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        let made_together = (created - stream.created.unix_timestamp_nanos()).abs() < 5 * SECOND;
+        let made_now = (now - created).abs() < 10 * SECOND;
+        let last = if delivered > 0 {
+            Some(delivered)
+        } else if made_together {
+            Some(0)
+        } else if made_now {
+            Some(stream.state.first_sequence.saturating_sub(1))
+        } else {
+            None
+        };
+        Skipped {
+            last,
+            delivers: delivers.to_vec(),
+        }
+    }
+
+    /// Whether the consumer still delivers every subject of `stream`: a stream that
+    /// came to capture others (whose messages come between the consumer's) makes
+    /// a gap no loss.
+    async fn still_whole(&self, js: &jetstream::Context, stream: &str) -> bool {
+        match js.get_stream(stream).await {
+            Ok(found) => covers_all(&self.delivers, &found.cached_info().config.subjects),
+            Err(e) => {
+                tracing::debug!(error = %e, stream, "cannot read the ingest stream's subjects");
+                false
+            }
+        }
+    }
+
+    /// Notes `message`; returns the stream sequences removed before it.
+    fn check(&mut self, message: &async_nats::Message) -> Option<std::ops::RangeInclusive<u64>> {
+        let delivery = Delivery::of(message.reply.as_deref()?)?;
+        let next = delivery.stream_sequence;
+        if delivery.deliveries != 1 || self.last.is_some_and(|last| next <= last) {
+            return None;
+        }
+        let last = self.last.replace(next)?;
+        (next > last + 1).then(|| last + 1..=next - 1)
+    }
+}
+
+/// Whether every subject of `subjects` is among what `delivers` covers.
+fn covers_all(delivers: &[String], subjects: &[String]) -> bool {
+    subjects
+        .iter()
+        .all(|s| delivers.iter().any(|d| crate::subjects::covers(d, s)))
+}
+
+/// Reports stream sequences `removed` before the consumer delivered them.
+fn report_skipped(stream: &str, removed: std::ops::RangeInclusive<u64>) {
+    let count = removed.end() - removed.start() + 1;
+    metrics::counter!("opsflow_nats_ingest_skipped_total").increment(count);
+    tracing::error!(
+        stream,
+        from = removed.start(),
+        to = removed.end(),
+        count,
+        "stream messages were removed before ingest read them (the stream's limits discarding old messages, or a \
+         delete or purge): their events are not in the log; bound the ingest stream with discard new, so that \
+         producers are refused instead"
+    );
+}
+
 /// How often a session checks whether the client connected again.
 const RECONNECT_CHECK: Duration = Duration::from_secs(1);
 
@@ -447,6 +545,7 @@ async fn session(
         dead_letters,
         mut messages,
         mut deliveries,
+        mut skipped,
     } = setup?;
     let ack_all = deliveries.is_some();
     *consumed = true;
@@ -520,6 +619,20 @@ async fn session(
                     break;
                 }
                 None => break,
+            }
+        }
+        for message in &pending {
+            if let Some(removed) = skipped.as_mut().and_then(|s| s.check(message)) {
+                // Rare: whether it is a loss is worth a request.
+                let whole = match &skipped {
+                    Some(s) => s.still_whole(js, &config.ingest.stream).await,
+                    None => false,
+                };
+                if whole {
+                    report_skipped(&config.ingest.stream, removed);
+                } else {
+                    skipped = None;
+                }
             }
         }
         let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -680,6 +793,42 @@ mod tests {
             "{gap}"
         );
         assert_eq!(deliveries, Deliveries { next: 10 }, "a gap does not move on");
+    }
+
+    #[test]
+    fn stream_sequences_removed_before_delivery_are_told() {
+        let delivered = |deliveries: u64, stream_sequence: u64| async_nats::Message {
+            subject: "ops.events.x".into(),
+            reply: Some(format!("$JS.ACK.OPS_EVENTS.opsflow-ingest.{deliveries}.{stream_sequence}.1.1.0").into()),
+            payload: bytes::Bytes::new(),
+            headers: None,
+            status: None,
+            description: None,
+            length: 0,
+        };
+        // Not known where the consumer was to start: nothing to compare the first with.
+        let mut skipped = Skipped {
+            last: None,
+            delivers: Vec::new(),
+        };
+        assert_eq!(skipped.check(&delivered(1, 5)), None);
+        assert_eq!(skipped.check(&delivered(1, 6)), None);
+        assert_eq!(skipped.check(&delivered(1, 10)), Some(7..=9));
+        // A redelivery of an older one says nothing, and moves nothing.
+        assert_eq!(skipped.check(&delivered(2, 3)), None);
+        assert_eq!(skipped.check(&delivered(1, 11)), None);
+        // Resumed where an earlier session stopped (the consumer's delivered).
+        let mut skipped = Skipped {
+            last: Some(100),
+            delivers: Vec::new(),
+        };
+        assert_eq!(skipped.check(&delivered(1, 150)), Some(101..=149));
+        // From the stream's start: its first message is 1.
+        let mut skipped = Skipped {
+            last: Some(0),
+            delivers: Vec::new(),
+        };
+        assert_eq!(skipped.check(&delivered(1, 6)), Some(1..=5));
     }
 
     #[test]

@@ -263,6 +263,8 @@ pub(crate) fn expires_within(max_expires: Duration) -> Duration {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Delivery<'a> {
     pub stream: &'a str,
+    /// How many times the message was delivered, this one included.
+    pub deliveries: u64,
     pub stream_sequence: u64,
     pub consumer_sequence: u64,
     /// When the stream stored the message, Unix nanoseconds.
@@ -285,6 +287,7 @@ impl<'a> Delivery<'a> {
         };
         Some(Delivery {
             stream: at[0],
+            deliveries: at[2].parse().ok()?,
             stream_sequence: at[3].parse().ok()?,
             consumer_sequence: at[4].parse().ok()?,
             stored: at[5].parse().ok()?,

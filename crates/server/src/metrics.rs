@@ -90,6 +90,11 @@ fn describe() {
         "1 while every NATS connection of opsflow is up (ingest's and outbound's, request/reply's)"
     );
     describe_counter!(
+        "opsflow_nats_ingest_skipped_total",
+        "Ingest stream messages removed before ingest read them (the stream's limits discarding old messages, a \
+         delete or a purge): their events are not in the log"
+    );
+    describe_counter!(
         "opsflow_nats_transport_restarts_total",
         "Times a NATS connection's tasks started again on a new connection because its client stopped (at a \
          message it could not read)"
