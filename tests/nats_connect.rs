@@ -181,6 +181,25 @@ async fn nkey_seed_file() -> anyhow::Result<()> {
         .connect(nats.url())
         .await?;
     ingests_and_publishes(config, producer).await?;
+    // A file that holds no seed is refused at start, naming the key (the client
+    // said "failed signing nonce" on every attempt).
+    let garbage = dir.path().join("garbage.nk");
+    std::fs::write(&garbage, "not a seed\n")?;
+    let started = TestServer::start_with(|c| {
+        c.nats = Some(NatsConfig {
+            nkey_seed_file: Some(garbage),
+            ..NatsConfig::url(nats.url())
+        })
+    })
+    .await;
+    let error = format!(
+        "{:#}",
+        started.err().ok_or_else(|| anyhow::anyhow!("started without a seed"))?
+    );
+    assert!(
+        error.contains("nats.nkey_seed_file") && error.contains("no user nkey seed"),
+        "{error}"
+    );
     // A key the server does not know.
     let stranger = dir.path().join("stranger.nk");
     std::fs::write(&stranger, nkeys::KeyPair::new_user().seed()?)?;
@@ -358,6 +377,21 @@ async fn tls_with_a_client_certificate() -> anyhow::Result<()> {
     );
     assert!(
         error.contains("nats.tls.ca_file") && error.contains("no-such-ca.pem"),
+        "{error}"
+    );
+    // So is a key that is not the certificate's (the client said "TLS error" on
+    // every attempt, and opsflow asked whether nats-server was running).
+    let mut mismatched = config.clone();
+    mismatched.tls.key_file = Some(server_key.clone());
+    let started = TestServer::start_with(|c| c.nats = Some(mismatched)).await;
+    let error = format!(
+        "{:#}",
+        started
+            .err()
+            .ok_or_else(|| anyhow::anyhow!("started with another certificate's key"))?
+    );
+    assert!(
+        error.contains("nats.tls.cert_file") && error.contains("its own private key"),
         "{error}"
     );
     // Without a client certificate the server refuses the connection.

@@ -64,8 +64,19 @@ pub async fn connect(config: &NatsConfig, state: &Flag) -> Result<Client, NatsEr
     if let Some(path) = &config.nkey_seed_file {
         let seed = std::fs::read_to_string(path).map_err(|e| NatsError::Config {
             key: "nats.nkey_seed_file".into(),
-            message: e.to_string(),
+            message: format!("cannot read {}: {e}", path.display()),
         })?;
+        // Read at each connect, where a bad one says only "failed signing nonce".
+        if let Err(e) = nkeys::KeyPair::from_seed(seed.trim()) {
+            return Err(NatsError::Config {
+                key: "nats.nkey_seed_file".into(),
+                message: format!(
+                    "{} holds no user nkey seed (a line of 58 characters starting `SU`, as `nk -gen user` \
+                     writes): {e}",
+                    path.display()
+                ),
+            });
+        }
         options = options.nkey(seed.trim().to_owned());
     }
     let addrs = parse_urls(config)?;
@@ -233,6 +244,10 @@ fn connect_problem(urls: &str, error: &str) -> String {
     let check = if lower.contains("authorization violation") || lower.contains("authentication") {
         "the server refused the credentials: check [nats] user and password, token, nkey_seed_file or \
          credentials_file, or those in the URL"
+    } else if lower.contains("tls") {
+        "the TLS handshake failed: check that [nats.tls] ca_file signed the server's certificate (and that the \
+         URL's host name is one it names), and, where the server asks for a client certificate, cert_file and \
+         key_file"
     } else {
         "is nats-server running there, and reachable?"
     };
@@ -261,6 +276,38 @@ fn check_tls_files(tls: &crate::config::TlsConfig) -> Result<(), NatsError> {
             message: problem,
         });
     }
+    if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+        client_identity(cert, key)?;
+    }
+    Ok(())
+}
+
+/// Refuses a client certificate and key the TLS library would refuse at each
+/// connect: a certificate it cannot use (X.509 v1, as `openssl x509 -req` makes
+/// without extensions), a key it cannot read, or a key not the certificate's.
+fn client_identity(cert: &std::path::Path, key: &std::path::Path) -> Result<(), NatsError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let refused = |key: &str, message: String| NatsError::Config {
+        key: format!("nats.tls.{key}"),
+        message,
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| refused("cert_file", format!("{}: {e}", cert.display())))?;
+    let private =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| refused("key_file", format!("{}: {e}", key.display())))?;
+    let provider = rustls::crypto::ring::default_provider();
+    rustls::sign::CertifiedKey::from_der(chain, private, &provider).map_err(|e| {
+        refused(
+            "cert_file",
+            format!(
+                "{} with {}: {e} (the client takes an X.509 v3 certificate and its own private key)",
+                cert.display(),
+                key.display()
+            ),
+        )
+    })?;
     Ok(())
 }
 
@@ -300,6 +347,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_failed_tls_handshake_points_at_the_tls_settings() {
+        let said = connect_problem("tls://127.0.0.1:4222", "nats: TLS error");
+        assert!(
+            said.contains("the TLS handshake failed: check that [nats.tls] ca_file"),
+            "{said}"
+        );
+        let said = connect_problem("nats://127.0.0.1:4222", "nats: IO error");
+        assert!(
+            said.ends_with("is nats-server running there, and reachable?; retrying"),
+            "{said}"
+        );
+    }
+
+    #[test]
     fn tls_files_that_cannot_be_used_are_refused_naming_key_and_file() {
         let dir = tempfile::tempdir().unwrap();
         let (ca, key, text) = (
@@ -320,11 +381,19 @@ mod tests {
             key_file: Some(key_file.into()),
             ..Default::default()
         };
-        assert!(check_tls_files(&tls(&ca, &key)).is_ok());
         let refused = |t| match check_tls_files(&t) {
             Err(NatsError::Config { key, message }) => format!("{key}: {message}"),
             other => panic!("not refused: {other:?}"),
         };
+        // PEM of each kind: a CA alone passes; these are no certificate and key the
+        // client could use (the end-to-end TLS test has real ones).
+        let ca_only = crate::config::TlsConfig {
+            ca_file: Some(ca.clone()),
+            ..Default::default()
+        };
+        assert!(check_tls_files(&ca_only).is_ok());
+        let e = refused(tls(&ca, &key));
+        assert!(e.starts_with("nats.tls."), "{e}");
         let missing = dir.path().join("missing.pem");
         let e = refused(tls(&missing, &key));
         assert!(
