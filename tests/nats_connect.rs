@@ -391,7 +391,7 @@ async fn tls_with_a_client_certificate() -> anyhow::Result<()> {
             .ok_or_else(|| anyhow::anyhow!("started with another certificate's key"))?
     );
     assert!(
-        error.contains("nats.tls.cert_file") && error.contains("its own private key"),
+        error.contains("nats.tls.key_file") && error.contains("is not the private key of"),
         "{error}"
     );
     // Without a client certificate the server refuses the connection.

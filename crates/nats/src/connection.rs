@@ -284,30 +284,65 @@ fn check_tls_files(tls: &crate::config::TlsConfig) -> Result<(), NatsError> {
 
 /// Refuses a client certificate and key the TLS library would refuse at each
 /// connect: a certificate it cannot use (X.509 v1, as `openssl x509 -req` makes
-/// without extensions), a key it cannot read, or a key not the certificate's.
+/// without extensions), a key it cannot read, or a key not the certificate's (a
+/// message signed with the key does not verify with the certificate).
 fn client_identity(cert: &std::path::Path, key: &std::path::Path) -> Result<(), NatsError> {
+    use rustls::SignatureScheme as Scheme;
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let refused = |key: &str, message: String| NatsError::Config {
         key: format!("nats.tls.{key}"),
         message,
     };
-    let chain = CertificateDer::pem_file_iter(cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| refused("cert_file", format!("{}: {e}", cert.display())))?;
-    let private =
-        PrivateKeyDer::from_pem_file(key).map_err(|e| refused("key_file", format!("{}: {e}", key.display())))?;
-    let provider = rustls::crypto::ring::default_provider();
-    rustls::sign::CertifiedKey::from_der(chain, private, &provider).map_err(|e| {
+    let first = CertificateDer::pem_file_iter(cert)
+        .and_then(|mut certs| certs.next().transpose())
+        .map_err(|e| refused("cert_file", format!("{}: {e}", cert.display())))?
+        .ok_or_else(|| refused("cert_file", format!("{} holds no certificate", cert.display())))?;
+    let parsed = webpki::EndEntityCert::try_from(&first).map_err(|e| {
         refused(
             "cert_file",
             format!(
-                "{} with {}: {e} (the client takes an X.509 v3 certificate and its own private key)",
-                cert.display(),
-                key.display()
+                "{}: the client cannot use it ({e:?}): it takes an X.509 v3 certificate (openssl makes one with \
+                 extensions, e.g. -extfile holding extendedKeyUsage = clientAuth)",
+                cert.display()
             ),
         )
     })?;
+    let private =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| refused("key_file", format!("{}: {e}", key.display())))?;
+    let signing = rustls::crypto::ring::default_provider()
+        .key_provider
+        .load_private_key(private)
+        .map_err(|e| refused("key_file", format!("{}: {e}", key.display())))?;
+    let schemes = [
+        (Scheme::ED25519, webpki::ring::ED25519),
+        (Scheme::ECDSA_NISTP256_SHA256, webpki::ring::ECDSA_P256_SHA256),
+        (Scheme::ECDSA_NISTP384_SHA384, webpki::ring::ECDSA_P384_SHA384),
+        (Scheme::RSA_PKCS1_SHA256, webpki::ring::RSA_PKCS1_2048_8192_SHA256),
+    ];
+    let offered: Vec<Scheme> = schemes.iter().map(|(scheme, _)| *scheme).collect();
+    let Some(signer) = signing.choose_scheme(&offered) else {
+        // A kind of key this check does not know: the handshake will tell.
+        return Ok(());
+    };
+    let message = b"opsflow: does this key belong to this certificate?";
+    let signature = signer
+        .sign(message)
+        .map_err(|e| refused("key_file", format!("{}: {e}", key.display())))?;
+    let verifies = schemes
+        .iter()
+        .find(|(scheme, _)| *scheme == signer.scheme())
+        .is_some_and(|(_, alg)| parsed.verify_signature(*alg, message, &signature).is_ok());
+    if !verifies {
+        return Err(refused(
+            "key_file",
+            format!(
+                "{} is not the private key of {} (the client takes a certificate and its own private key)",
+                key.display(),
+                cert.display()
+            ),
+        ));
+    }
     Ok(())
 }
 
@@ -345,6 +380,22 @@ fn reconnect_delay(attempts: usize) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An X.509 v1 client certificate (as `openssl x509 -req` makes without
+    /// extensions; a test file, with its key) is refused at start, naming the
+    /// key: the TLS library refuses it at each connect with a bare "TLS error".
+    #[test]
+    fn an_x509_v1_client_certificate_is_refused() {
+        let testdata = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+        let said = match client_identity(&testdata.join("client-v1.pem"), &testdata.join("client-v1.key")) {
+            Err(NatsError::Config { key, message }) => format!("{key}: {message}"),
+            other => panic!("not refused: {other:?}"),
+        };
+        assert!(
+            said.starts_with("nats.tls.cert_file: ") && said.contains("UnsupportedCertVersion"),
+            "{said}"
+        );
+    }
 
     #[test]
     fn a_failed_tls_handshake_points_at_the_tls_settings() {
