@@ -113,10 +113,10 @@ async fn a_dead_letter_too_large_for_one_nats_message_goes_in_parts() -> anyhow:
     // Near the largest message: two parts.
     assert_eq!(letters[0].len(), 2);
     assert_eq!(original(&letters[0])?, (lines(&headers), big));
-    assert_eq!(
-        header_of(&letters[0][1], "Nats-Msg-Id"),
-        format!("{}:part-2-of-2", origin_id(&js, 1).await?)
-    );
+    let origin = origin_id(&js, 1).await?;
+    assert_eq!(header_of(&letters[0][1], "Opsflow-Dead-Letter-Id"), origin);
+    let msg_id = header_of(&letters[0][1], "Nats-Msg-Id");
+    assert!(msg_id.starts_with(&format!("{origin}:part-2-of-2-by-")), "{msg_id}");
     // Headers near 64 KiB: one part, the header block in its payload.
     assert_eq!(letters[1].len(), 1);
     assert_eq!(original(&letters[1])?, (lines(&large_headers), old.to_vec()));
@@ -416,5 +416,46 @@ async fn poisoned_message_is_taken_out(env: &[(&str, &str)], (raw_headers, why):
     // A message that stops the client makes it start again once, not again and again.
     let restarts = counter(&opsflow.url(), "opsflow_nats_transport_restarts_total").await?;
     assert_eq!(restarts, u64::from(why == "line break"), "{why}");
+    Ok(())
+}
+
+/// A message opsflow dead-lettered and deleted from within the stream (its headers
+/// no client reads) is not counted as removed before ingest read it, also when the
+/// consumer is made again and reads the stream from its start (it was: an error
+/// saying the event was not in the log, for one safe in the dead letters).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_opsflow_deleted_is_not_counted_as_skipped() -> anyhow::Result<()> {
+    let WithDeadLetters {
+        nats,
+        _dir,
+        opsflow,
+        client: _client,
+        js,
+        mut dlq,
+    } = with_dead_letters(&[]).await?;
+    publish_all(&js, items(&["before"], 1, false), 1).await?;
+    let payload = br#"{"specversion":"1.0","id":"poison","source":"/raw","type":"order.placed"}"#;
+    publish_raw(&nats, "ops.events.order.placed", NOT_UTF8.0, payload).await?;
+    publish_all(&js, items(&["after"], 1, false), 1).await?;
+    next_within(&mut dlq, 30).await?;
+    settled_head(&opsflow.url(), 2, Duration::from_secs(30)).await?;
+    // Made again by opsflow, the consumer reads 1 and 3 (2 is gone).
+    js.get_stream("OPS_EVENTS")
+        .await?
+        .delete_consumer("opsflow-ingest")
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(info) = ingest_consumer(&js).await
+            && info.delivered.stream_sequence == 3
+            && info.num_ack_pending == 0
+        {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the consumer was not made again and read");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(counter(&opsflow.url(), "opsflow_nats_ingest_skipped_total").await?, 0);
+    assert_eq!(settled_head(&opsflow.url(), 2, Duration::from_secs(5)).await?.len(), 2);
     Ok(())
 }

@@ -308,8 +308,15 @@ fn client_identity(cert: &std::path::Path, key: &std::path::Path) -> Result<(), 
             ),
         )
     })?;
-    let private =
-        PrivateKeyDer::from_pem_file(key).map_err(|e| refused("key_file", format!("{}: {e}", key.display())))?;
+    let private = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        refused(
+            "key_file",
+            format!(
+                "{}: {e} (the client reads an unencrypted PEM private key: PKCS#8, PKCS#1 or SEC1)",
+                key.display()
+            ),
+        )
+    })?;
     let signing = rustls::crypto::ring::default_provider()
         .key_provider
         .load_private_key(private)

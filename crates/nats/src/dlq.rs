@@ -225,13 +225,15 @@ enum OriginalHeaders<'a> {
 ///   it as a duplicate, or refusing it) or an unreadable block in base64
 ///   (`Opsflow-Original-Headers-Base64`), and opsflow's;
 /// - else parts (a payload near `max_payload`, headers near 64 KiB), each with
-///   opsflow's headers, `Opsflow-Dead-Letter-Part: <i>/<n>` and
+///   opsflow's headers, `Opsflow-Dead-Letter-Id` (`id`, or one of its own for a
+///   request), `Opsflow-Dead-Letter-Part: <i>/<n>` and
 ///   `Opsflow-Original-Headers-Size`, whose payloads joined in order are the
 ///   original message: its header block as NATS carries one (`NATS/1.0` line to
 ///   the blank line; that many bytes, 0 when it had none), then its payload.
 ///
-/// `Nats-Msg-Id` is `id` (`<id>:part-<i>-of-<n>` for a part). Errs only when the
-/// room is too small for any part.
+/// `Nats-Msg-Id` is `id`, or for a part `<letter id>:part-<i>-of-<n>-by-<bytes>`
+/// (the split: sent again split otherwise, no part is taken for another's
+/// duplicate). Errs only when the room is too small for any part.
 fn letters(
     original: &Original<'_>,
     reason: DeadReason,
@@ -284,19 +286,28 @@ fn letters(
     let mut whole = block;
     whole.extend_from_slice(original.payload);
     let whole = bytes::Bytes::from(whole);
-    let part_of = |i: usize, n: usize| {
+    // One letter's parts share an id: its origin's, or one of its own (a request's).
+    let letter = id.map_or_else(
+        || format!("opsflow-dlq:request:{:032x}", rand::random::<u128>()),
+        str::to_owned,
+    );
+    let part_of = |ours: &HeaderMap, content: usize, i: usize, n: usize| {
         let mut headers = ours.clone();
+        insert(&mut headers, "Opsflow-Dead-Letter-Id", &letter);
         insert(&mut headers, "Opsflow-Dead-Letter-Part", &format!("{i}/{n}"));
-        if let Some(id) = id {
-            headers.insert(
-                async_nats::header::NATS_MESSAGE_ID,
-                format!("{id}:part-{i}-of-{n}").as_str(),
-            );
-        }
+        // The split in the id too: a letter sent again split otherwise (a
+        // server's or stream's other limit) is not taken for a duplicate of the
+        // first, part by part.
+        let msg_id = format!("{letter}:part-{i}-of-{n}-by-{content}");
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id.as_str());
         headers
     };
-    // Sized with the widest numbers a part can carry.
-    let widest = headers_size(&part_of(usize::MAX, usize::MAX));
+    // Sized for the longest error and the widest numbers, not this error: a letter
+    // sent again (its error may then quote another version) splits at the same
+    // bytes.
+    let mut widest_ours = ours.clone();
+    insert(&mut widest_ours, "Opsflow-Error", &"x".repeat(ERROR_MAX + 64));
+    let widest = headers_size(&part_of(&widest_ours, usize::MAX, usize::MAX, usize::MAX));
     let content = room.saturating_sub(widest);
     if content < PART_CONTENT_MIN || widest > HEADERS_MAX {
         return Err(format!(
@@ -309,7 +320,7 @@ fn letters(
     Ok((0..n)
         .map(|i| {
             let end = whole.len().min((i + 1) * content);
-            (part_of(i + 1, n), whole.slice(i * content..end))
+            (part_of(&ours, content, i + 1, n), whole.slice(i * content..end))
         })
         .collect())
 }
@@ -445,7 +456,12 @@ mod tests {
             assert_eq!(value(headers, "Opsflow-Dead-Letter-Part"), format!("{}/{n}", i + 1));
             assert_eq!(value(headers, "Opsflow-Error-Reason"), "decode");
             assert_eq!(value(headers, "Opsflow-Original-Subject"), "ops.events.x");
-            assert_eq!(value(headers, "Nats-Msg-Id"), format!("id-7:part-{}-of-{n}", i + 1));
+            let msg_id = value(headers, "Nats-Msg-Id");
+            assert!(
+                msg_id.starts_with(&format!("id-7:part-{}-of-{n}-by-", i + 1)),
+                "{msg_id}"
+            );
+            assert_eq!(value(headers, "Opsflow-Dead-Letter-Id"), "id-7");
             whole.extend_from_slice(payload);
         }
         whole
@@ -509,6 +525,42 @@ mod tests {
         assert_eq!(sent.len(), 11);
         assert_eq!(value(&sent[0].0, "Opsflow-Original-Headers-Size"), "0");
         assert_eq!(joined(&sent, 100_000), near_room.to_vec());
+        Ok(())
+    }
+
+    /// A letter sent again with another error (a version conflict quoting a newer
+    /// version, say) splits at the same bytes under the same ids, so parts kept from
+    /// either join up; a request's parts share an id of their own.
+    #[test]
+    fn parts_split_alike_whatever_the_error_and_a_requests_share_an_id() -> Result<(), String> {
+        let payload = bytes::Bytes::from(vec![b'x'; 20_000]);
+        let at = original(OriginalHeaders::Read(None), &payload);
+        let split = |error: &str, id: Option<&str>| -> Result<Vec<(String, String, bytes::Bytes)>, String> {
+            Ok(letters(&at, DeadReason::VersionConflict, error, id, 8_192)?
+                .into_iter()
+                .map(|(h, p)| (value(&h, "Nats-Msg-Id"), value(&h, "Opsflow-Dead-Letter-Id"), p))
+                .collect())
+        };
+        let first = split("expected 1, actual 9", Some("id-7"))?;
+        let again = split(
+            "expected 1, actual 10 (and a much longer explanation than before)",
+            Some("id-7"),
+        )?;
+        assert_eq!(first.len(), 4);
+        assert_eq!(first, again);
+        let request = split("refused", None)?;
+        let letter = &request[0].1;
+        assert!(letter.starts_with("opsflow-dlq:request:"), "{letter}");
+        assert!(
+            request
+                .iter()
+                .all(|(msg_id, id, _)| id == letter && msg_id.starts_with(letter.as_str()))
+        );
+        assert_ne!(
+            split("refused", None)?[0].1,
+            *letter,
+            "each request letter an id of its own"
+        );
         Ok(())
     }
 

@@ -427,7 +427,7 @@ impl Deliveries {
 /// The stream sequences a consumer delivering all of its stream's subjects first
 /// delivers: one after the other, but for messages removed before it got to them
 /// (the stream's limits with discard old: `max_msgs`, `max_bytes`, `max_age`, or
-/// a delete or purge). Their events, if any, never reach the log: counted
+/// a purge). Their events, if any, never reach the log: counted
 /// (`opsflow_nats_ingest_skipped_total`) and logged as an error, which nothing else
 /// would tell.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -469,20 +469,35 @@ impl Skipped {
         }
     }
 
-    /// Whether the consumer still delivers every subject of `stream`: a stream that
-    /// came to capture others (whose messages come between the consumer's) makes
-    /// a gap no loss.
-    async fn still_whole(&self, js: &jetstream::Context, stream: &str) -> bool {
-        match js.get_stream(stream).await {
-            Ok(found) => covers_all(&self.delivers, &found.cached_info().config.subjects),
+    /// Of the stream sequences `gap`, those removed before the consumer got to them:
+    /// the ones below the stream's first message now (the stream's limits or a
+    /// purge took them from its start). Those deleted from within the stream (by an
+    /// operator, or by opsflow after dead-lettering a message no client can read)
+    /// are not counted, nor anything once the stream captures subjects the
+    /// consumer does not deliver (their messages come between its own): `None`,
+    /// and the check stops.
+    async fn removed(
+        &self,
+        js: &jetstream::Context,
+        stream: &str,
+        gap: std::ops::RangeInclusive<u64>,
+    ) -> Option<std::ops::RangeInclusive<u64>> {
+        let found = match js.get_stream(stream).await {
+            Ok(found) => found,
             Err(e) => {
                 tracing::debug!(error = %e, stream, "cannot read the ingest stream's subjects");
-                false
+                return None;
             }
+        };
+        let info = found.cached_info();
+        if !covers_all(&self.delivers, &info.config.subjects) {
+            return None;
         }
+        let below = (*gap.end()).min(info.state.first_sequence.saturating_sub(1));
+        Some(*gap.start()..=below)
     }
 
-    /// Notes `message`; returns the stream sequences removed before it.
+    /// Notes `message`; returns the stream sequences skipped before it.
     fn check(&mut self, message: &async_nats::Message) -> Option<std::ops::RangeInclusive<u64>> {
         let delivery = Delivery::of(message.reply.as_deref()?)?;
         let next = delivery.stream_sequence;
@@ -511,7 +526,7 @@ fn report_skipped(stream: &str, removed: std::ops::RangeInclusive<u64>) {
         to = removed.end(),
         count,
         "stream messages were removed before ingest read them (the stream's limits discarding old messages, or a \
-         delete or purge): their events are not in the log; bound the ingest stream with discard new, so that \
+         purge): their events are not in the log; bound the ingest stream with discard new, so that \
          producers are refused instead"
     );
 }
@@ -624,14 +639,14 @@ async fn session(
         for message in &pending {
             if let Some(removed) = skipped.as_mut().and_then(|s| s.check(message)) {
                 // Rare: whether it is a loss is worth a request.
-                let whole = match &skipped {
-                    Some(s) => s.still_whole(js, &config.ingest.stream).await,
-                    None => false,
+                let removed = match &skipped {
+                    Some(s) => s.removed(js, &config.ingest.stream, removed).await,
+                    None => None,
                 };
-                if whole {
-                    report_skipped(&config.ingest.stream, removed);
-                } else {
-                    skipped = None;
+                match removed {
+                    Some(removed) if !removed.is_empty() => report_skipped(&config.ingest.stream, removed),
+                    Some(_) => {}
+                    None => skipped = None,
                 }
             }
         }

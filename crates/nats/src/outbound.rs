@@ -67,9 +67,9 @@ const CONFIRM_WITHIN: Duration = Duration::from_secs(5);
 /// of what it published; what is not confirmed by then is published again next time.
 const SETTLE_WITHIN: Duration = Duration::from_secs(1);
 
-/// How long a session goes by what it looked up of which streams capture its
-/// subjects, when no advisory says a stream was made, changed or deleted (one the
-/// NATS user may not subscribe to): a stream made meanwhile would get core
+/// How often a session with event types no stream captures asks whether a stream
+/// captures some of its subjects now (one request), when no advisory said so (the
+/// NATS user may not subscribe to them): a stream made meanwhile would get core
 /// publishes, which it can refuse unseen (when full, say).
 const OUTLETS_FRESH: Duration = Duration::from_secs(5);
 
@@ -223,15 +223,25 @@ async fn session(
                 let mut tokens = advisory.subject.rsplit('.');
                 let (stream, action) = (tokens.next().unwrap_or_default(), tokens.next().unwrap_or_default());
                 if matches!(action, "CREATED" | "UPDATED" | "DELETED") {
-                    tracing::debug!(stream, action, "a stream changed: looking up the outlets again");
-                    outlets = Outlets::default();
+                    // The outlets it captured, and those no stream captured (it may
+                    // now), are looked up again.
+                    tracing::debug!(stream, action, "a stream changed: looking up its outlets again");
+                    outlets.forget(|o| o.stream.as_deref().is_none_or(|s| s == stream));
                     if action != "UPDATED" {
                         // A stream made again is empty: nothing of outbound's is last.
                         to.last_in_stream.remove(stream);
                     }
                 }
             }
-            _ = fresh.tick() => outlets = Outlets::default(),
+            // One request: only when some stream captures part of what outbound
+            // publishes are the outlets no stream captured looked up again.
+            _ = fresh.tick(), if outlets.any_uncaptured() => {
+                if let Some(js) = to.js
+                    && js.stream_by_subject(format!("{}.>", config.subject_prefix)).await.is_ok()
+                {
+                    outlets.forget(|o| o.stream.is_none());
+                }
+            }
             // Lent: live events are shared with the other subscribers, not copied.
             item = subscription.next_ref(), if in_flight.len() < config.max_in_flight => {
                 match item {
@@ -367,6 +377,19 @@ impl Outlets {
         let outlet = Arc::clone(self.by_type.get(event_type)?);
         self.last = Some(Arc::clone(&outlet));
         Some(outlet)
+    }
+
+    /// Forgets the outlets `stale` picks: they are looked up again when next used.
+    fn forget(&mut self, stale: impl Fn(&Outlet) -> bool) {
+        self.by_type.retain(|_, o| !stale(o));
+        if self.last.as_deref().is_some_and(&stale) {
+            self.last = None;
+        }
+    }
+
+    /// Whether some event type goes out with core publishes, no stream capturing it.
+    fn any_uncaptured(&self) -> bool {
+        self.by_type.values().any(|o| o.stream.is_none())
     }
 
     fn insert(&mut self, outlet: Outlet) -> Arc<Outlet> {

@@ -41,13 +41,22 @@ pub(crate) fn covers(wide: &str, narrow: &str) -> bool {
 }
 
 /// What is wrong with `subject` as a NATS subject (with `wildcards`, a pattern:
-/// `*` for a token, `>` for the rest), if anything: nats-server refuses it, or takes
-/// it for another.
+/// `*` for a token, `>` for the rest), if anything: nats-server refuses it, takes it
+/// for another, or cannot take it with a type added (too long).
 pub(crate) fn subject_problem(subject: &str, wildcards: bool) -> Option<String> {
     if subject.is_empty() {
         return Some("is empty".into());
     }
-    if let Some(c) = subject.chars().find(|c| c.is_whitespace() || c.is_control()) {
+    // Room in nats-server's control line (4,096 bytes by default) for what opsflow
+    // adds: `.<type>` (types are at most 128 bytes), the reply subject, sizes.
+    const MAX: usize = 1_024;
+    if subject.len() > MAX {
+        return Some(format!("is {} bytes long, at most {MAX}", subject.len()));
+    }
+    if let Some(c) = subject
+        .chars()
+        .find(|c| c.is_ascii_whitespace() || c.is_ascii_control())
+    {
         return Some(format!(
             "{subject:?} holds {c:?}: a subject has no spaces or control characters"
         ));
@@ -68,11 +77,6 @@ pub(crate) fn subject_problem(subject: &str, wildcards: bool) -> Option<String> 
         if *token == ">" && i + 1 < tokens.len() {
             return Some(format!(
                 "{subject:?} has \">\" before its last token: \">\" stands for the rest"
-            ));
-        }
-        if !wildcard && (token.contains('*') || token.contains('>')) {
-            return Some(format!(
-                "{subject:?} has {token:?}: `*` and `>` are wildcards only as whole tokens"
             ));
         }
     }
@@ -103,6 +107,9 @@ mod tests {
             assert_eq!(subject_problem(good, true), None, "{good}");
         }
         assert_eq!(subject_problem("opsflow.log", false), None);
+        // `*` and `>` within a longer token are plain characters, as nats-server
+        // takes them.
+        assert_eq!(subject_problem("ops.a*.b>", false), None);
         for (bad, wildcards, says) in [
             ("", true, "is empty"),
             ("ops events.>", true, "holds ' '"),
@@ -110,7 +117,7 @@ mod tests {
             (".ops", true, "empty token"),
             ("ops.", true, "empty token"),
             ("ops.>.x", true, "before its last token"),
-            ("ops.a*", true, "whole tokens"),
+            (&"a".repeat(1_025), false, "at most 1024"),
             ("ops.*", false, "wildcard"),
         ] {
             let problem = subject_problem(bad, wildcards).unwrap_or_default();

@@ -91,8 +91,8 @@ fn describe() {
     );
     describe_counter!(
         "opsflow_nats_ingest_skipped_total",
-        "Ingest stream messages removed before ingest read them (the stream's limits discarding old messages, a \
-         delete or a purge): their events are not in the log"
+        "Ingest stream messages removed before ingest read them (the stream's limits discarding old messages, or a \
+         purge): their events are not in the log"
     );
     describe_counter!(
         "opsflow_nats_transport_restarts_total",
