@@ -415,13 +415,29 @@ fn free_ports() -> anyhow::Result<[u16; 3]> {
 /// opsflow may be connected to is killed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_three_node_cluster_keeps_ingesting_when_a_node_dies() -> anyhow::Result<()> {
-    let routes = free_ports()?;
-    let route_list = routes.map(|p| format!("nats-route://127.0.0.1:{p}")).join(", ");
+    // The route ports are free when picked, but a server another test starts
+    // meanwhile may take one (once in a full run): then pick them again.
     let mut nodes = Vec::new();
-    for (i, port) in routes.iter().enumerate() {
-        nodes.push(NatsServer::start_with_config(&format!(
-            "server_name: n{i}\ncluster {{ name: opsflow-test, listen: \"127.0.0.1:{port}\", routes: [{route_list}] }}"
-        ))?);
+    for attempt in 1..=5 {
+        let routes = free_ports()?;
+        let route_list = routes.map(|p| format!("nats-route://127.0.0.1:{p}")).join(", ");
+        let started: anyhow::Result<Vec<NatsServer>> = routes
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                NatsServer::start_with_config(&format!(
+                    "server_name: n{i}\ncluster {{ name: opsflow-test, listen: \"127.0.0.1:{port}\", routes: [{route_list}] }}"
+                ))
+            })
+            .collect();
+        match started {
+            Ok(started) => {
+                nodes = started;
+                break;
+            }
+            Err(e) if attempt < 5 && e.to_string().contains("could not bind") => continue,
+            Err(e) => return Err(e),
+        }
     }
     let urls: Vec<String> = nodes.iter().map(NatsServer::url).collect();
     // JetStream answers once the cluster has elected its meta leader.

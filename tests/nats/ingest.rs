@@ -434,3 +434,42 @@ async fn a_work_queue_stream_is_ingested_with_one_acknowledgement_per_message() 
     }
     Ok(())
 }
+
+/// A consumer an operator set to `max_deliver = 1` stops counting as pending what
+/// an opsflow SIGKILLed had been given: the next session records it all the same
+/// (it read only pending ones, and lost the rest for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_messages_a_consumer_stopped_delivering_are_recorded_after_a_sigkill() -> anyhow::Result<()> {
+    const MESSAGES: u64 = 20_000;
+    let nats = NatsServer::start()?;
+    let js = jetstream::new(async_nats::connect(nats.url()).await?);
+    let stream = js
+        .create_stream(jetstream::stream::Config {
+            name: "OPS_EVENTS".into(),
+            subjects: vec!["ops.events.>".into()],
+            ..Default::default()
+        })
+        .await?;
+    stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some("opsflow-ingest".into()),
+            ack_policy: jetstream::consumer::AckPolicy::All,
+            ack_wait: Duration::from_secs(1),
+            max_deliver: 1,
+            filter_subject: "ops.events.>".into(),
+            ..Default::default()
+        })
+        .await?;
+    publish_all(&js, items(&["given"], MESSAGES, false), 500).await?;
+    let dir = tempfile::tempdir()?;
+    let mut opsflow = OpsflowProcess::start_with(dir.path(), &["--nats", &nats.url()])?;
+    until_ingesting(&js, 2_000).await?;
+    opsflow.kill();
+    // Past ack_wait: what was given is not delivered again, nor pending.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let opsflow = opsflow_on(&nats, dir.path(), &[]).await?;
+    drained(&js).await?;
+    let events = settled_head(&opsflow.url(), MESSAGES as usize, Duration::from_secs(60)).await?;
+    assert_exactly_once(&events, &["given"], MESSAGES, false);
+    Ok(())
+}

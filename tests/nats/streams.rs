@@ -164,3 +164,26 @@ async fn messages_the_stream_removed_before_ingest_read_them_are_counted() -> an
     assert_eq!(counter(&opsflow.url(), "opsflow_nats_ingest_skipped_total").await?, 5);
     Ok(())
 }
+
+/// An ingest stream whose subject transform stores messages outside the ingest
+/// subjects is refused, saying so: it was adopted, and ingest never saw a message
+/// while /readyz read ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_transforming_subjects_away_from_ingest_is_refused() -> anyhow::Result<()> {
+    let (_nats, _js, _dir, opsflow) = opsflow_with_stream(jetstream::stream::Config {
+        name: "OPS_EVENTS".into(),
+        subjects: vec!["ops.events.>".into()],
+        subject_transform: Some(jetstream::stream::SubjectTransform {
+            source: "ops.events.>".into(),
+            destination: "ingested.ops.events.>".into(),
+        }),
+        ..Default::default()
+    })
+    .await?;
+    not_ready_saying(
+        &opsflow,
+        "ingest",
+        "its subject transform stores ops.events.> as ingested.ops.events.>, outside the ingest subjects",
+    )
+    .await
+}

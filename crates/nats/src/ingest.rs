@@ -182,6 +182,29 @@ pub async fn ensure_stream(js: &jetstream::Context, config: &IngestConfig) -> Re
             reason: format!("its subjects {:?} lack {missing:?}", existing.subjects),
         });
     }
+    // A transform stores messages under other subjects: the consumer, filtered to
+    // the ingest subjects, must still see them. (Its mapped tokens, `$1` or
+    // `{{wildcard(1)}}`, are taken as any token.)
+    if let Some(transform) = &existing.subject_transform {
+        let stored: String = (transform.destination.split('.'))
+            .map(|t| if t.contains("{{") || t.starts_with('$') { "*" } else { t })
+            .collect::<Vec<_>>()
+            .join(".");
+        let overlaps = config
+            .subjects
+            .iter()
+            .any(|s| crate::subjects::overlap(s, &transform.source));
+        if overlaps && !config.subjects.iter().any(|s| crate::subjects::covers(s, &stored)) {
+            return Err(NatsError::IncompatibleStream {
+                stream: config.stream.clone(),
+                reason: format!(
+                    "its subject transform stores {} as {}, outside the ingest subjects {:?}: ingest would never \
+                     see those messages; remove the transform, or make the ingest subjects cover it",
+                    transform.source, transform.destination, config.subjects
+                ),
+            });
+        }
+    }
     if existing.storage != stream::StorageType::File {
         return Err(NatsError::IncompatibleStream {
             stream: config.stream.clone(),
@@ -326,7 +349,10 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
     if !ack_all {
         tracing::info!(consumer = %config.ingest.consumer, "existing consumer acknowledges each message");
     }
-    if info.num_ack_pending > 0 {
+    // Pending, or given and past the floor without being pending: a consumer with
+    // `max_deliver` stops redelivering (and counting as pending) what reached it,
+    // though never acknowledged (an earlier session stopped before recording it).
+    if info.num_ack_pending > 0 || info.ack_floor.stream_sequence < info.delivered.stream_sequence {
         let (floor, delivered) = (info.ack_floor.stream_sequence, info.delivered.stream_sequence);
         // One acknowledgement covers them all with `AckPolicy::All`: every one
         // must be read. Acknowledged one by one, only the last deliveries are

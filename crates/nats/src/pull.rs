@@ -204,28 +204,36 @@ impl Pull {
             return Ok(Some(message));
         }
         let description = message.description.as_deref().unwrap_or_default();
+        // What the pull the status ends had left (all of it, when not said).
+        let left = |name: &str, all: usize| {
+            message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .and_then(|v| v.as_str().parse().ok())
+                .unwrap_or(all)
+        };
         match message.status {
             Some(StatusCode::IDLE_HEARTBEAT) => Ok(None),
-            // A message larger than the consumer lets a pull hold would end every
-            // pull again: stopping says so instead.
-            Some(status) if description.starts_with("Message Size Exceeds MaxBytes") => Err(format!(
-                "the consumer ended the pull: {status} {description} (the next message is larger than the \
+            // The server ends a pull whose bytes left are fewer than the next
+            // message's: a pull that ends so having delivered something ended as
+            // usual (asked for again below). One that delivered nothing would end
+            // every pull again: the message is larger than a whole pull, said so.
+            Some(status)
+                if description.starts_with("Message Size Exceeds MaxBytes")
+                    && left("Nats-Pending-Bytes", self.max_bytes) >= self.max_bytes =>
+            {
+                Err(format!(
+                    "the consumer ended the pull: {status} {description} (the next message is larger than the \
                  consumer's max_bytes per pull allows: raise it, or delete the consumer and opsflow makes its own)"
-            )),
+                ))
+            }
             Some(StatusCode::TIMEOUT | StatusCode::REQUEST_TERMINATED)
                 if !(description == "Consumer Deleted"
                     || description == "Consumer is push based"
                     || description.starts_with("Exceeded MaxRequest")) =>
             {
                 // A pull ended; what it had left is asked for again.
-                let left = |name: &str, all: usize| {
-                    message
-                        .headers
-                        .as_ref()
-                        .and_then(|h| h.get(name))
-                        .and_then(|v| v.as_str().parse().ok())
-                        .unwrap_or(all)
-                };
                 self.pending_messages = self
                     .pending_messages
                     .saturating_sub(left("Nats-Pending-Messages", self.batch));
