@@ -562,6 +562,26 @@ mod tests {
         assert!(covering(&[]).is_none());
     }
 
+    /// A pull whose bytes left are fewer than the next message's ends with 409
+    /// "Message Size Exceeds MaxBytes" after delivering what fitted: it is asked
+    /// again, not taken for a message larger than a whole pull (which ended ingest
+    /// sessions again and again, saying so in /readyz).
+    #[tokio::test]
+    async fn a_pull_ended_by_its_byte_budget_is_asked_again() -> anyhow::Result<()> {
+        let nats = opsflow_testkit::NatsServer::start()?;
+        let (client, js) = consumer_of(&nats).await?;
+        for n in 0..10 {
+            js.publish(format!("t.{n}"), vec![b'x'; 300].into()).await?.await?;
+        }
+        let mut pull = Pull::start(client, ("T", "c"), 100, 1_024, Duration::from_secs(30))
+            .await
+            .map_err(anyhow::Error::msg)?;
+        for _ in 0..10 {
+            next(&mut pull).await?;
+        }
+        Ok(())
+    }
+
     #[tokio::test]
     async fn a_deleted_consumer_ends_the_pull() -> anyhow::Result<()> {
         let nats = opsflow_testkit::NatsServer::start()?;
