@@ -46,6 +46,15 @@ async fn ingests_and_publishes(nats: NatsConfig, producer: async_nats::Client) -
     server.shutdown().await
 }
 
+/// Why opsflow with `nats` does not start (its error, with causes); an error
+/// saying `started` when it does.
+async fn refused_at_start(nats: NatsConfig, started: &str) -> anyhow::Result<String> {
+    match TestServer::start_with(|c| c.nats = Some(nats)).await {
+        Ok(_) => anyhow::bail!("{started}"),
+        Err(e) => Ok(format!("{e:#}")),
+    }
+}
+
 /// `/readyz` of an opsflow whose NATS credentials are refused: not ready, NATS
 /// disconnected, and never a crash.
 async fn refused(nats: NatsConfig) -> anyhow::Result<()> {
@@ -185,17 +194,14 @@ async fn nkey_seed_file() -> anyhow::Result<()> {
     // said "failed signing nonce" on every attempt).
     let garbage = dir.path().join("garbage.nk");
     std::fs::write(&garbage, "not a seed\n")?;
-    let started = TestServer::start_with(|c| {
-        c.nats = Some(NatsConfig {
+    let error = refused_at_start(
+        NatsConfig {
             nkey_seed_file: Some(garbage),
             ..NatsConfig::url(nats.url())
-        })
-    })
-    .await;
-    let error = format!(
-        "{:#}",
-        started.err().ok_or_else(|| anyhow::anyhow!("started without a seed"))?
-    );
+        },
+        "started without a seed",
+    )
+    .await?;
     assert!(
         error.contains("nats.nkey_seed_file") && error.contains("no user nkey seed"),
         "{error}"
@@ -368,13 +374,7 @@ async fn tls_with_a_client_certificate() -> anyhow::Result<()> {
     // client would only say "TLS error" on every attempt).
     let mut missing = config.clone();
     missing.tls.ca_file = Some(dir.path().join("no-such-ca.pem"));
-    let started = TestServer::start_with(|c| c.nats = Some(missing)).await;
-    let error = format!(
-        "{:#}",
-        started
-            .err()
-            .ok_or_else(|| anyhow::anyhow!("started without its CA file"))?
-    );
+    let error = refused_at_start(missing, "started without its CA file").await?;
     assert!(
         error.contains("nats.tls.ca_file") && error.contains("no-such-ca.pem"),
         "{error}"
@@ -383,13 +383,7 @@ async fn tls_with_a_client_certificate() -> anyhow::Result<()> {
     // every attempt, and opsflow asked whether nats-server was running).
     let mut mismatched = config.clone();
     mismatched.tls.key_file = Some(server_key.clone());
-    let started = TestServer::start_with(|c| c.nats = Some(mismatched)).await;
-    let error = format!(
-        "{:#}",
-        started
-            .err()
-            .ok_or_else(|| anyhow::anyhow!("started with another certificate's key"))?
-    );
+    let error = refused_at_start(mismatched, "started with another certificate's key").await?;
     assert!(
         error.contains("nats.tls.key_file") && error.contains("is not the private key of"),
         "{error}"

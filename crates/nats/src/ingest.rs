@@ -304,7 +304,6 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
     // What the consumer delivers: its filters, else all its stream captures.
     let mut filters = info.config.filter_subjects.clone();
     filters.extend(Some(info.config.filter_subject.clone()).filter(|f| !f.is_empty()));
-    let stream_subjects = stream.cached_info().config.subjects.clone();
     let delivers = if filters.is_empty() {
         &stream.cached_info().config.subjects
     } else {
@@ -413,7 +412,8 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
         deliveries: ack_all.then_some(Deliveries {
             next: info.delivered.consumer_sequence + 1,
         }),
-        skipped: covers_all(delivers, &stream_subjects).then(|| Skipped::from(info, stream.cached_info(), delivers)),
+        skipped: covers_all(delivers, &stream.cached_info().config.subjects)
+            .then(|| Skipped::from(info, stream.cached_info(), delivers)),
     })
 }
 
@@ -475,9 +475,7 @@ impl Skipped {
         let delivered = info.delivered.stream_sequence;
         const SECOND: i128 = 1_000_000_000;
         let created = info.created.unix_timestamp_nanos();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i128);
+        let now = jiff::Timestamp::now().as_nanosecond();
         let made_together = (created - stream.created.unix_timestamp_nanos()).abs() < 5 * SECOND;
         let made_now = (now - created).abs() < 10 * SECOND;
         let last = if delivered > 0 {
@@ -663,17 +661,13 @@ async fn session(
             }
         }
         for message in &pending {
-            if let Some(removed) = skipped.as_mut().and_then(|s| s.check(message)) {
-                // Rare: whether it is a loss is worth a request.
-                let removed = match &skipped {
-                    Some(s) => s.removed(js, &config.ingest.stream, removed).await,
-                    None => None,
-                };
-                match removed {
-                    Some(removed) if !removed.is_empty() => report_skipped(&config.ingest.stream, removed),
-                    Some(_) => {}
-                    None => skipped = None,
-                }
+            let Some(check) = skipped.as_mut() else { break };
+            let Some(gap) = check.check(message) else { continue };
+            // Rare: whether it is a loss is worth a request.
+            match check.removed(js, &config.ingest.stream, gap).await {
+                Some(removed) if !removed.is_empty() => report_skipped(&config.ingest.stream, removed),
+                Some(_) => {}
+                None => skipped = None,
             }
         }
         let Ok(permit) = slots.clone().acquire_owned().await else {

@@ -156,7 +156,7 @@ async fn session(
     let mut in_flight: FuturesOrdered<Ack> = FuturesOrdered::new();
     let mut outlets = Outlets::default();
     // Which stream captures which subject is looked up again when a stream is
-    // made, changed or deleted, and every OUTLETS_FRESH: a stream made while
+    // made, changed or deleted, or found every OUTLETS_FRESH: a stream made while
     // outbound runs gets JetStream publishes (acknowledged, or refused and seen)
     // from then on, not core ones it could refuse unseen.
     let mut advisories = match or_shutdown(shutdown, client.subscribe(STREAM_ADVISORIES)).await {
@@ -168,9 +168,8 @@ async fn session(
             None
         }
     };
-    let mut fresh = tokio::time::interval(OUTLETS_FRESH);
+    let mut fresh = tokio::time::interval_at(tokio::time::Instant::now() + OUTLETS_FRESH, OUTLETS_FRESH);
     fresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    fresh.reset();
     // The headers every event carries, built once: each publish adds its Nats-Msg-Id.
     let mut template = HeaderMap::new();
     template.insert("Content-Type", "application/cloudevents+json");

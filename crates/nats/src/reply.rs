@@ -242,12 +242,9 @@ impl Unanswered {
     /// once more with the stream found again; logs an error when it cannot be kept
     /// (no JetStream, say).
     async fn dead_letter(&self, request: &async_nats::Message, reason: DeadReason, error: &str) {
-        let mut outcome = Ok(());
-        for _ in 0..2 {
+        let mut outcome = self.try_dead_letter(request, reason, error).await;
+        if outcome.is_err() {
             outcome = self.try_dead_letter(request, reason, error).await;
-            if outcome.is_ok() {
-                return;
-            }
         }
         if let Err(e) = outcome {
             tracing::error!(
