@@ -58,6 +58,11 @@ async fn refused_at_start(nats: NatsConfig, started: &str) -> anyhow::Result<Str
 /// `/readyz` of an opsflow whose NATS credentials are refused: not ready, NATS
 /// disconnected, and never a crash.
 async fn refused(nats: NatsConfig) -> anyhow::Result<()> {
+    refused_saying(nats).await.map(drop)
+}
+
+/// [`refused`], and the last /readyz body, saying why.
+async fn refused_saying(nats: NatsConfig) -> anyhow::Result<serde_json::Value> {
     let server = TestServer::start_with(|c| c.nats = Some(nats)).await?;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -66,7 +71,7 @@ async fn refused(nats: NatsConfig) -> anyhow::Result<()> {
         let body: serde_json::Value = r.json().await?;
         anyhow::ensure!(status == 503, "ready with refused credentials: {body}");
         if body["nats"]["status"] == "disconnected" && Instant::now() > deadline {
-            return Ok(());
+            return Ok(body);
         }
         anyhow::ensure!(Instant::now() < deadline + Duration::from_secs(10), "{body}");
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -388,10 +393,19 @@ async fn tls_with_a_client_certificate() -> anyhow::Result<()> {
         error.contains("nats.tls.key_file") && error.contains("is not the private key of"),
         "{error}"
     );
-    // Without a client certificate the server refuses the connection.
+    // Without a client certificate the server refuses the connection, and what
+    // to set is said (the client says only "IO error").
     config.tls.cert_file = None;
     config.tls.key_file = None;
-    refused(config).await
+    let body = refused_saying(config).await?;
+    anyhow::ensure!(
+        body.to_string().contains(
+            "a server that requires client certificates, TLS verify, also ends the connection so: then set \
+                       [nats.tls] cert_file and key_file"
+        ),
+        "{body}"
+    );
+    Ok(())
 }
 
 /// Three free loopback ports for cluster routes.

@@ -25,6 +25,7 @@ pub async fn connect(config: &NatsConfig, state: &Flag) -> Result<Client, NatsEr
             // where it goes: the client's errors name neither.
             let connection = config.name.clone();
             let urls = config.display_urls();
+            let client_certificate = config.tls.cert_file.is_some();
             let state = state.clone();
             move |event| {
                 let (connection, urls, state) = (connection.clone(), urls.clone(), state.clone());
@@ -41,7 +42,7 @@ pub async fn connect(config: &NatsConfig, state: &Flag) -> Result<Client, NatsEr
                             tracing::warn!(%connection, %urls, "nats disconnected; reconnecting");
                         }
                         async_nats::Event::ClientError(error) => {
-                            let problem = connect_problem(&urls, &error.to_string());
+                            let problem = connect_problem(&urls, &error.to_string(), client_certificate);
                             tracing::warn!(%connection, "{problem}");
                             state.fail(problem);
                         }
@@ -239,7 +240,7 @@ fn url_credentials(config: &NatsConfig, addrs: &[async_nats::ServerAddr]) -> Res
 /// What a failed connection attempt to `urls` says, with what to check: the
 /// credentials when the server refused them, else whether it runs and is
 /// reachable.
-fn connect_problem(urls: &str, error: &str) -> String {
+fn connect_problem(urls: &str, error: &str, client_certificate: bool) -> String {
     let lower = error.to_ascii_lowercase();
     let check = if lower.contains("authorization violation") || lower.contains("authentication") {
         "the server refused the credentials: check [nats] user and password, token, nkey_seed_file or \
@@ -248,6 +249,11 @@ fn connect_problem(urls: &str, error: &str) -> String {
         "the TLS handshake failed: check that [nats.tls] ca_file signed the server's certificate (and that the \
          URL's host name is one it names), and, where the server asks for a client certificate, cert_file and \
          key_file"
+    } else if !client_certificate && lower.contains("io error") {
+        // A server requiring client certificates (TLS `verify`) ends the
+        // connection of a client without one after the handshake: an IO error.
+        "is nats-server running there, and reachable? (a server that requires client certificates, TLS verify, \
+         also ends the connection so: then set [nats.tls] cert_file and key_file)"
     } else {
         "is nats-server running there, and reachable?"
     };
@@ -406,14 +412,23 @@ mod tests {
 
     #[test]
     fn a_failed_tls_handshake_points_at_the_tls_settings() {
-        let said = connect_problem("tls://127.0.0.1:4222", "nats: TLS error");
+        let said = connect_problem("tls://127.0.0.1:4222", "nats: TLS error", true);
         assert!(
             said.contains("the TLS handshake failed: check that [nats.tls] ca_file"),
             "{said}"
         );
-        let said = connect_problem("nats://127.0.0.1:4222", "nats: IO error");
+        let said = connect_problem("nats://127.0.0.1:4222", "nats: IO error", true);
         assert!(
             said.ends_with("is nats-server running there, and reachable?; retrying"),
+            "{said}"
+        );
+        // Without a client certificate, an IO error may be a server requiring one.
+        let said = connect_problem("tls://127.0.0.1:4222", "nats: IO error", false);
+        assert!(
+            said.contains(
+                "a server that requires client certificates, TLS verify, also ends the connection so: \
+                 then set [nats.tls] cert_file and key_file"
+            ),
             "{said}"
         );
     }
@@ -548,10 +563,10 @@ mod tests {
 
     #[test]
     fn a_refused_connection_points_at_the_credentials() {
-        let refused = connect_problem("nats://n1:4222", "nats: authorization violation");
+        let refused = connect_problem("nats://n1:4222", "nats: authorization violation", false);
         assert!(refused.contains("the server refused the credentials"), "{refused}");
         assert!(!refused.contains("running there"), "{refused}");
-        let down = connect_problem("nats://n1:4222", "nats: IO error");
+        let down = connect_problem("nats://n1:4222", "nats: IO error", true);
         assert!(
             down.ends_with("(nats: IO error): is nats-server running there, and reachable?; retrying"),
             "{down}"
