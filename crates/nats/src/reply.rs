@@ -347,12 +347,13 @@ async fn captured_by(client: &async_nats::Client, subject: &str) -> Option<Strin
     }
 }
 
-/// Whether the headers make a binary-mode CloudEvent (`ce-specversion`, as the
-/// binding tells the mode).
+/// Whether the headers make a binary-mode CloudEvent: any `ce-` header, as ingest
+/// reads a message (one without `ce-specversion` is then refused, saying so,
+/// rather than read as an `AppendRequest` it is not).
 fn is_binary_mode(pairs: &[(&str, &[u8])]) -> bool {
     pairs
         .iter()
-        .any(|(name, _)| name.eq_ignore_ascii_case("ce-specversion"))
+        .any(|(name, _)| name.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("ce-")))
 }
 
 fn is_protobuf(ct: Option<&str>) -> bool {
@@ -593,6 +594,34 @@ mod tests {
             .remove(0);
         assert_eq!(event.content_type, "application/protobuf");
         assert_eq!(&event.data[..], b"\x0a\x03abc\x17");
+        Ok(())
+    }
+
+    /// A protobuf body with `ce-` headers but no `ce-specversion` is a binary-mode
+    /// event missing its spec version, as ingest says, not an `AppendRequest`
+    /// (protobuf data read as one said `invalid wire type`, or recorded nothing).
+    #[tokio::test]
+    async fn ce_headers_without_a_spec_version_are_a_binary_mode_event_missing_it() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let log = EventLog::open_async(dir.path().join("log"), LogOptions::default()).await?;
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("CE-id", "p-1"),
+            ("ce-source", "pager"),
+            ("ce-type", "note.added"),
+            ("Content-Type", "application/protobuf"),
+        ] {
+            headers.insert(name, value);
+        }
+        let answer = handle(&log, Some(&headers), Bytes::from_static(b"\x0a\x03abc\x17")).await;
+        let body: Value = serde_json::from_slice(&answer.body)?;
+        let said = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(said.contains("specversion"), "{body}");
+        let ingest = crate::decode::decode(Some(&headers), Bytes::from_static(b"\x0a\x03abc\x17"))
+            .err()
+            .map(|(_, said)| said)
+            .unwrap_or_default();
+        assert_eq!(said, ingest, "request/reply and ingest read the message alike");
         Ok(())
     }
 
