@@ -17,6 +17,7 @@ use opsflow_testkit::{NatsServer, OpsflowProcess, TestServer, order_json};
 use prost::Message as _;
 use serde_json::json;
 
+mod consumers;
 mod dead_letters;
 mod ingest;
 mod nodes;

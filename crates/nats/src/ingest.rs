@@ -1,6 +1,6 @@
 //! JetStream ingest: a durable pull consumer over `ops.events.>`, batches appended
 //! with [`EventLog::submit_each`] and settled strictly in order, each batch
-//! acknowledged (one `AckPolicy::All` acknowledgement, see [`covering`]) only once
+//! acknowledged (one `AckPolicy::All` acknowledgement, see [`crate::pull::covering`]) only once
 //! its events are durable. Redeliveries are absorbed by the log's idempotent
 //! `(source, id)`, so each event is recorded exactly once. Bad messages go to the
 //! dead-letter subject and are terminated, never redelivered forever.
@@ -22,16 +22,24 @@ use async_nats::jetstream::{self, stream};
 use std::sync::Arc;
 
 use opsflow_log::{AppendOutcome, EventLog, LogError};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+mod adopt;
+mod advice;
+mod pipeline;
 mod recover;
+mod watch;
 
 use crate::decode::{DeadReason, decode};
-use crate::pull::{Delivery, Pull, ack, ack_through, covering, retry_after, terminate};
-use crate::{DeadLetters, IngestConfig, NatsConfig, NatsError};
-use recover::{RECOVER_SPAN_UNLIMITED, origin, recover};
+use crate::pull::{Delivery, Pull, ack_through};
+use crate::{DeadLetters, NatsConfig};
+pub use adopt::ensure_stream;
+use advice::{consumer_refused, replace_advice};
+use pipeline::Pipeline;
+use recover::{RECOVER_SPAN_UNLIMITED, Reading, Which, origin, recover};
+use watch::{PassedOver, Skipped, WATCH_PERIOD, Watch, covers_all, report_skipped};
 
 /// Batches enqueued in the log and awaiting durability at once.
 const BATCHES_IN_FLIGHT: usize = 8;
@@ -89,9 +97,11 @@ async fn ingest(
     ready: &crate::Readiness,
 ) -> anyhow::Result<()> {
     let mut delay = Duration::from_millis(200);
+    // Where the consumer passed over ingest events, across sessions.
+    let mut passed = PassedOver::default();
     loop {
         let mut consumed = false;
-        let outcome = session(js, config, log, shutdown, &ready.ingest, &mut consumed).await;
+        let outcome = session(js, config, log, shutdown, &ready.ingest, &mut consumed, &mut passed).await;
         ready.ingest.set(false);
         if consumed {
             // A session that got going: the next failure is a new one, not this one
@@ -126,105 +136,6 @@ pub(super) fn transient(e: impl std::fmt::Display) -> Stop {
     Stop::Transient(e.to_string())
 }
 
-/// Creates the ingest stream, or adopts an existing one whose subjects and storage fit.
-pub async fn ensure_stream(js: &jetstream::Context, config: &IngestConfig) -> Result<stream::Stream, NatsError> {
-    let retention = match config.retention.as_str() {
-        "interest" => stream::RetentionPolicy::Interest,
-        "workqueue" => stream::RetentionPolicy::WorkQueue,
-        _ => stream::RetentionPolicy::Limits,
-    };
-    let wanted = stream::Config {
-        name: config.stream.clone(),
-        subjects: config.subjects.clone(),
-        storage: stream::StorageType::File,
-        retention,
-        num_replicas: config.replicas,
-        ..Default::default()
-    };
-    let mut stream = match js.get_or_create_stream(wanted).await {
-        Ok(stream) => stream,
-        Err(e) if jetstream_not_enabled(e.kind()) => {
-            return Err(NatsError::JetStream(format!(
-                "{e}: ingest needs JetStream, and the server has none for this account; start nats-server with -js \
-                 (or a jetstream block in its config), and enable it for the account if accounts are configured"
-            )));
-        }
-        Err(e) => {
-            // Most likely another stream holds the subjects: name it.
-            for subject in &config.subjects {
-                if let Ok(other) = js.stream_by_subject(subject.clone()).await
-                    && other != config.stream
-                {
-                    return Err(NatsError::StreamNotCreated {
-                        stream: config.stream.clone(),
-                        reason: format!(
-                            "stream {other} already captures {subject} ({e}); set [nats.ingest] stream = \"{other}\" \
-                             to ingest from it, or take {subject} out of it"
-                        ),
-                    });
-                }
-            }
-            return Err(NatsError::JetStream(e.to_string()));
-        }
-    };
-    let info = stream.info().await.map_err(|e| NatsError::JetStream(e.to_string()))?;
-    let existing = &info.config;
-    // Adopted when its subjects cover the ingest subjects (`ops.>` covers
-    // `ops.events.>`); the consumer then filters to the ingest subjects.
-    let missing: Vec<&String> = config
-        .subjects
-        .iter()
-        .filter(|s| !existing.subjects.iter().any(|e| crate::subjects::covers(e, s)))
-        .collect();
-    if !missing.is_empty() {
-        return Err(NatsError::IncompatibleStream {
-            stream: config.stream.clone(),
-            reason: format!("its subjects {:?} lack {missing:?}", existing.subjects),
-        });
-    }
-    // A transform stores messages under other subjects: the consumer, filtered to
-    // the ingest subjects, must still see them. (Its mapped tokens, `$1` or
-    // `{{wildcard(1)}}`, are taken as any token.)
-    if let Some(transform) = &existing.subject_transform {
-        let stored: String = (transform.destination.split('.'))
-            .map(|t| if t.contains("{{") || t.starts_with('$') { "*" } else { t })
-            .collect::<Vec<_>>()
-            .join(".");
-        let overlaps = config
-            .subjects
-            .iter()
-            .any(|s| crate::subjects::overlap(s, &transform.source));
-        if overlaps && !config.subjects.iter().any(|s| crate::subjects::covers(s, &stored)) {
-            return Err(NatsError::IncompatibleStream {
-                stream: config.stream.clone(),
-                reason: format!(
-                    "its subject transform stores {} as {}, outside the ingest subjects {:?}: ingest would never \
-                     see those messages; remove the transform, or make the ingest subjects cover it",
-                    transform.source, transform.destination, config.subjects
-                ),
-            });
-        }
-    }
-    if existing.storage != stream::StorageType::File {
-        return Err(NatsError::IncompatibleStream {
-            stream: config.stream.clone(),
-            reason: "it uses memory storage; opsflow ingests only from file storage".into(),
-        });
-    }
-    Ok(stream)
-}
-
-/// Whether the server has no JetStream (nothing answers its API), or none for
-/// this account.
-fn jetstream_not_enabled(kind: jetstream::context::CreateStreamErrorKind) -> bool {
-    use jetstream::context::CreateStreamErrorKind;
-    match kind {
-        CreateStreamErrorKind::JetStreamUnavailable => true,
-        CreateStreamErrorKind::JetStream(api) => crate::connection::JETSTREAM_NOT_ENABLED.contains(&api.error_code()),
-        _ => false,
-    }
-}
-
 /// What a session consumes with.
 struct Consuming {
     dead_letters: DeadLetters,
@@ -235,12 +146,19 @@ struct Consuming {
     /// None when the consumer delivers only some of its stream's subjects (the
     /// others' sequences come between its messages).
     skipped: Option<Skipped>,
+    watch: Watch,
+    stream: stream::Stream,
 }
 
 /// The ingest stream, the dead-letter publisher and the consumer's deliveries ([`Pull`]).
 /// What an earlier session was given and did not acknowledge is recorded first
 /// ([`recover`]).
-async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> Result<Consuming, Stop> {
+async fn setup(
+    js: &jetstream::Context,
+    config: &NatsConfig,
+    log: &EventLog,
+    passed: &mut PassedOver,
+) -> Result<Consuming, Stop> {
     let stream = ensure_stream(js, &config.ingest).await.map_err(transient)?;
     let replicas = stream.cached_info().config.num_replicas.max(1);
     let dead_letters = DeadLetters::ensure(js.clone(), &config.dead_letters, replicas)
@@ -249,6 +167,7 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
         .map_err(transient)?;
     let batch = config.ingest.batch;
     let pull = pull_messages(batch);
+    let (filter_subject, filter_subjects) = watch::filters_for(&config.ingest.subjects);
     let consumer: jetstream::consumer::PullConsumer = stream
         .get_or_create_consumer(
             &config.ingest.consumer,
@@ -265,14 +184,8 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
                 },
                 ack_wait: config.ack_wait(),
                 // Only the ingest subjects, whatever else an adopted stream captures.
-                filter_subject: match config.ingest.subjects.as_slice() {
-                    [one] => one.clone(),
-                    _ => String::new(),
-                },
-                filter_subjects: match config.ingest.subjects.as_slice() {
-                    [_] => Vec::new(),
-                    many => many.to_vec(),
-                },
+                filter_subject,
+                filter_subjects,
                 // Room for what is being appended and one and a half pulls delivered.
                 max_ack_pending: i64::try_from(batch * BATCHES_IN_FLIGHT + pull * 2).unwrap_or(i64::MAX),
                 ..Default::default()
@@ -280,18 +193,25 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
         )
         .await
         .map_err(|e| {
-            transient(format!(
-                "consumer {} of stream {}: {e} (a consumer of that name made otherwise, e.g. a push consumer, \
-                 cannot be used: delete it and opsflow will make its own, or set [nats.ingest] consumer)",
-                config.ingest.consumer, config.ingest.stream
+            let code = match e.kind() {
+                jetstream::stream::ConsumerErrorKind::JetStream(e) => Some(e.error_code()),
+                _ => None,
+            };
+            transient(consumer_refused(
+                &e,
+                code,
+                &stream,
+                &config.ingest.consumer,
+                &config.ingest.subjects,
             ))
         })?;
-    let info = consumer.cached_info();
+    let mut info = consumer.cached_info().clone();
+    let replace = replace_advice(&stream, &config.ingest.consumer);
     // A consumer made otherwise is adopted if it can keep the promise: each message
     // acknowledged, and only once recorded, with its payload.
     if info.config.ack_policy == AckPolicy::None || info.config.headers_only {
         return Err(transient(format!(
-            "consumer {} of stream {} cannot be used for ingest ({}): delete it and opsflow will make its own",
+            "consumer {} of stream {} cannot be used for ingest ({}): {replace}",
             config.ingest.consumer,
             config.ingest.stream,
             if info.config.headers_only {
@@ -301,38 +221,49 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
             }
         )));
     }
-    // What the consumer delivers: its filters, else all its stream captures.
+    // A consumer whose filters leave out ingest subjects (an operator narrowed
+    // them, or it was made so) would pass over events producers had published:
+    // its filters are set to the ingest subjects, as a session does when it finds
+    // them narrowed ([`watch::Watch`]).
+    let stream_subjects = stream.cached_info().config.subjects.clone();
+    let left_out: Vec<String> = watch::left_out(&info, &stream_subjects, &config.ingest.subjects)
+        .into_iter()
+        .cloned()
+        .collect();
+    if !left_out.is_empty() {
+        passed.narrowed();
+        let had = watch::delivered_subjects(&info, &stream_subjects);
+        match watch::set_filters(&stream, &info, &config.ingest.subjects).await {
+            Ok(updated) => {
+                tracing::warn!(
+                    consumer = %config.ingest.consumer,
+                    filters = ?had,
+                    left_out = ?left_out,
+                    "the ingest consumer's filters left out ingest subjects: set to {:?} (to ingest fewer subjects, \
+                     set [nats.ingest] subjects){}",
+                    config.ingest.subjects,
+                    if passed.known() { "" } else { "; what it passed over before opsflow started is not read back" }
+                );
+                info = updated;
+            }
+            // The session's first look says so in /readyz, and tries again.
+            Err(e) => tracing::warn!(consumer = %config.ingest.consumer, left_out = ?left_out, "{e}"),
+        }
+    }
+    let info = &info;
+    // The consumer's filters (none: all its stream captures), and what it delivers.
     let mut filters = info.config.filter_subjects.clone();
     filters.extend(Some(info.config.filter_subject.clone()).filter(|f| !f.is_empty()));
-    let delivers = if filters.is_empty() {
-        &stream.cached_info().config.subjects
-    } else {
-        &filters
-    };
+    let delivers = &watch::delivered_subjects(info, &stream_subjects);
     for (key, own, what) in config.own_subjects() {
         if let Some(overlapping) = delivers.iter().find(|d| crate::subjects::overlap(d, &own)) {
             return Err(transient(format!(
                 "consumer {} of stream {} delivers {overlapping}, which holds opsflow's own {what} ({own}, \
                  [nats] {key}): ingesting them would loop; give the consumer filter subjects within {:?}, or \
-                 delete it and opsflow will make its own",
+                 {replace}",
                 config.ingest.consumer, config.ingest.stream, config.ingest.subjects
             )));
         }
-    }
-    let left_out: Vec<&String> = config
-        .ingest
-        .subjects
-        .iter()
-        .filter(|s| !delivers.iter().any(|d| crate::subjects::covers(d, s)))
-        .collect();
-    if !left_out.is_empty() {
-        tracing::warn!(
-            consumer = %config.ingest.consumer,
-            filters = ?delivers,
-            "the ingest consumer delivers only part of the ingest subjects {:?}: events outside its filters are \
-             not ingested",
-            left_out
-        );
     }
     if info.config.max_deliver > 0 {
         tracing::warn!(
@@ -348,6 +279,14 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
     if !ack_all {
         tracing::info!(consumer = %config.ingest.consumer, "existing consumer acknowledges each message");
     }
+    let reading = Reading {
+        js,
+        stream: &stream,
+        batch,
+        log,
+        dead: &dead_letters,
+        consumer: &config.ingest.consumer,
+    };
     // Pending, or given and past the floor without being pending: a consumer with
     // `max_deliver` stops redelivering (and counting as pending) what reached it,
     // though never acknowledged (an earlier session stopped before recording it).
@@ -362,7 +301,19 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
             Ok(pending) if pending > 0 => pending,
             _ => RECOVER_SPAN_UNLIMITED,
         };
-        let first = if ack_all {
+        // A work-queue stream holds only what no consumer acknowledged: all of
+        // it since the floor is read (from message to message), what the
+        // consumer passed over included, and each is deleted once recorded, as
+        // its acknowledgement would; not what another consumer takes (when they
+        // cannot be listed, only the last deliveries, as below).
+        let work_queue = stream.cached_info().config.retention == stream::RetentionPolicy::WorkQueue;
+        let others = if work_queue {
+            watch::others_on_work_queue(&stream, &config.ingest.consumer).await
+        } else {
+            None
+        };
+        let whole = others.is_some();
+        let first = if ack_all || whole {
             floor + 1
         } else {
             (floor + 1).max(delivered.saturating_sub(span) + 1)
@@ -372,7 +323,14 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
         // A consumer acknowledging each message would get them again, but only
         // after `ack_wait`; recorded now (the redeliveries are then duplicates),
         // they keep their order and a message no client can read is taken out.
-        let recorded = recover(js, &stream, &filters, given, batch, log, &dead_letters).await?;
+        let which = Which {
+            range: given,
+            filters: if whole { &config.ingest.subjects } else { &filters },
+            others: others.as_deref().unwrap_or_default(),
+            sparse: whole,
+            remove: whole,
+        };
+        let recorded = recover(&reading, which).await?;
         if ack_all {
             // Recorded, so acknowledged now: else JetStream would deliver them all
             // again after `ack_wait` when nothing newer comes to carry an
@@ -392,6 +350,32 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
         );
     }
 
+    // Delivering every ingest subject again after an earlier session saw it leave
+    // some out: what it passed over meanwhile is read back first.
+    let mut read_to = None;
+    if watch::left_out(info, &stream_subjects, &config.ingest.subjects).is_empty() {
+        let last = if passed.known() {
+            let fresh = js.get_stream(&config.ingest.stream).await.map_err(transient)?;
+            fresh.cached_info().state.last_sequence
+        } else {
+            0
+        };
+        for range in passed.complete(info.delivered.stream_sequence, last, None) {
+            read_to = read_to.max(Some(*range.end()));
+            let never = CancellationToken::new();
+            if let Some(read) = watch::read_back(&reading, &config.ingest.subjects, range, &never).await {
+                read?;
+            }
+        }
+        passed.read();
+    }
+
+    let mut skipped =
+        covers_all(delivers, &stream_subjects).then(|| Skipped::from(info, stream.cached_info(), delivers));
+    // What was read back is not a gap (on a work-queue stream it is deleted).
+    if let (Some(check), Some(to)) = (skipped.as_mut(), read_to) {
+        check.passed(to);
+    }
     // Within the consumer's own limits on a pull (the server's, for one it made).
     let within = |wanted: usize, limit: i64| match usize::try_from(limit) {
         Ok(limit) if limit > 0 => wanted.min(limit),
@@ -412,8 +396,9 @@ async fn setup(js: &jetstream::Context, config: &NatsConfig, log: &EventLog) -> 
         deliveries: ack_all.then_some(Deliveries {
             next: info.delivered.consumer_sequence + 1,
         }),
-        skipped: covers_all(delivers, &stream.cached_info().config.subjects)
-            .then(|| Skipped::from(info, stream.cached_info(), delivers)),
+        watch: Watch::new(info, &config.ingest.subjects, skipped.as_ref().and_then(|s| s.last)),
+        skipped,
+        stream,
     })
 }
 
@@ -450,111 +435,6 @@ impl Deliveries {
     }
 }
 
-/// The stream sequences a consumer delivering all of its stream's subjects first
-/// delivers: one after the other, but for messages removed before it got to them
-/// (the stream's limits with discard old: `max_msgs`, `max_bytes`, `max_age`, or
-/// a purge). Their events, if any, never reach the log: counted
-/// (`opsflow_nats_ingest_skipped_total`) and logged as an error, which nothing else
-/// would tell.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Skipped {
-    /// The stream sequence last delivered, or before the first the consumer was to
-    /// deliver; `None` when that is not known (the first delivery then tells).
-    last: Option<u64>,
-    /// What the consumer delivers (its filters, else its stream's subjects).
-    delivers: Vec<String>,
-}
-
-impl Skipped {
-    /// For consumer `info` of `stream`: after what it delivered last; else (it
-    /// delivered nothing yet) from the stream's start when both were made together
-    /// (as opsflow makes them), or from the stream's first message when the
-    /// consumer was made just now (an adopted stream may have lost messages long
-    /// before opsflow's time).
-    fn from(info: &jetstream::consumer::Info, stream: &jetstream::stream::Info, delivers: &[String]) -> Skipped {
-        let delivered = info.delivered.stream_sequence;
-        const SECOND: i128 = 1_000_000_000;
-        let created = info.created.unix_timestamp_nanos();
-        let now = jiff::Timestamp::now().as_nanosecond();
-        let made_together = (created - stream.created.unix_timestamp_nanos()).abs() < 5 * SECOND;
-        let made_now = (now - created).abs() < 10 * SECOND;
-        let last = if delivered > 0 {
-            Some(delivered)
-        } else if made_together {
-            Some(0)
-        } else if made_now {
-            Some(stream.state.first_sequence.saturating_sub(1))
-        } else {
-            None
-        };
-        Skipped {
-            last,
-            delivers: delivers.to_vec(),
-        }
-    }
-
-    /// Of the stream sequences `gap`, those removed before the consumer got to them:
-    /// the ones below the stream's first message now (the stream's limits or a
-    /// purge took them from its start). Those deleted from within the stream (by an
-    /// operator, or by opsflow after dead-lettering a message no client can read)
-    /// are not counted, nor anything once the stream captures subjects the
-    /// consumer does not deliver (their messages come between its own): `None`,
-    /// and the check stops.
-    async fn removed(
-        &self,
-        js: &jetstream::Context,
-        stream: &str,
-        gap: std::ops::RangeInclusive<u64>,
-    ) -> Option<std::ops::RangeInclusive<u64>> {
-        let found = match js.get_stream(stream).await {
-            Ok(found) => found,
-            Err(e) => {
-                tracing::debug!(error = %e, stream, "cannot read the ingest stream's subjects");
-                return None;
-            }
-        };
-        let info = found.cached_info();
-        if !covers_all(&self.delivers, &info.config.subjects) {
-            return None;
-        }
-        let below = (*gap.end()).min(info.state.first_sequence.saturating_sub(1));
-        Some(*gap.start()..=below)
-    }
-
-    /// Notes `message`; returns the stream sequences skipped before it.
-    fn check(&mut self, message: &async_nats::Message) -> Option<std::ops::RangeInclusive<u64>> {
-        let delivery = Delivery::of(message.reply.as_deref()?)?;
-        let next = delivery.stream_sequence;
-        if delivery.deliveries != 1 || self.last.is_some_and(|last| next <= last) {
-            return None;
-        }
-        let last = self.last.replace(next)?;
-        (next > last + 1).then(|| last + 1..=next - 1)
-    }
-}
-
-/// Whether every subject of `subjects` is among what `delivers` covers.
-fn covers_all(delivers: &[String], subjects: &[String]) -> bool {
-    subjects
-        .iter()
-        .all(|s| delivers.iter().any(|d| crate::subjects::covers(d, s)))
-}
-
-/// Reports stream sequences `removed` before the consumer delivered them.
-fn report_skipped(stream: &str, removed: std::ops::RangeInclusive<u64>) {
-    let count = removed.end() - removed.start() + 1;
-    metrics::counter!("opsflow_nats_ingest_skipped_total").increment(count);
-    tracing::error!(
-        stream,
-        from = removed.start(),
-        to = removed.end(),
-        count,
-        "stream messages were removed before ingest read them (the stream's limits discarding old messages, or a \
-         purge): their events are not in the log; bound the ingest stream with discard new, so that \
-         producers are refused instead"
-    );
-}
-
 /// How often a session checks whether the client connected again.
 const RECONNECT_CHECK: Duration = Duration::from_secs(1);
 
@@ -574,10 +454,11 @@ async fn session(
     shutdown: &CancellationToken,
     ready: &crate::ready::Flag,
     consumed: &mut bool,
+    passed: &mut PassedOver,
 ) -> Result<(), Stop> {
     // Setting up holds no work: shutdown does not wait for it (each step waits for
     // NATS, which may be unreachable).
-    let Some(setup) = shutdown.run_until_cancelled(setup(js, config, log)).await else {
+    let Some(setup) = shutdown.run_until_cancelled(setup(js, config, log, passed)).await else {
         return Ok(());
     };
     let Consuming {
@@ -585,7 +466,17 @@ async fn session(
         mut messages,
         mut deliveries,
         mut skipped,
+        mut watch,
+        stream,
     } = setup?;
+    let reading = Reading {
+        js,
+        stream: &stream,
+        batch: config.ingest.batch,
+        log,
+        dead: &dead_letters,
+        consumer: &config.ingest.consumer,
+    };
     let ack_all = deliveries.is_some();
     *consumed = true;
     // A new connection ends the session: deliveries the old one had not received
@@ -593,18 +484,41 @@ async fn session(
     let client = js.client();
     let connected = crate::connection::connects(&client);
     let mut reconnected = tokio::time::interval(RECONNECT_CHECK);
+    let mut watched = tokio::time::interval_at(tokio::time::Instant::now() + WATCH_PERIOD, WATCH_PERIOD);
+    watched.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let batch = config.ingest.batch;
     tracing::info!(stream = %config.ingest.stream, consumer = %config.ingest.consumer, "nats ingest consuming");
-    // Not ready on a new connection until a new session is.
-    ready.set_ready_on(connected);
+    // Ready once the first look finds nothing wrong (a stream full already is
+    // said from the start, not after a moment of ready), and only on this
+    // connection: not on a new one until a new session is.
+    match shutdown
+        .run_until_cancelled(watch.check(
+            &reading,
+            passed,
+            skipped.as_ref().and_then(|s| s.last),
+            (ready, connected),
+            shutdown,
+        ))
+        .await
+    {
+        Some(Ok(())) => {}
+        Some(Err(stop)) => return Err(stop),
+        None => return Ok(()),
+    }
     // Pipelining: batches are enqueued in order and commit while the next batch is
     // fetched and decoded; each batch acknowledges after the one before it.
-    let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
-    let mut settling: JoinSet<Result<(), Stop>> = JoinSet::new();
-    let mut previous: Option<oneshot::Receiver<()>> = None;
+    let mut pipeline = Pipeline {
+        slots: Arc::new(Semaphore::new(BATCHES_IN_FLIGHT)),
+        settling: JoinSet::new(),
+        previous: None,
+        log,
+        dead: &dead_letters,
+        client: &client,
+        ack_all,
+    };
     let outcome = loop {
         let mut failed = None;
-        while let Some(done) = settling.try_join_next() {
+        while let Some(done) = pipeline.settling.try_join_next() {
             if let Err(stop) = done.unwrap_or_else(|e| Err(transient(e))) {
                 failed = Some(stop);
             }
@@ -615,7 +529,7 @@ async fn session(
         let first = tokio::select! {
             m = messages.next() => m,
             // A batch that failed ends the session now, not at the next message.
-            Some(done) = settling.join_next(), if !settling.is_empty() => {
+            Some(done) = pipeline.settling.join_next(), if !pipeline.settling.is_empty() => {
                 if let Err(stop) = done.unwrap_or_else(|e| Err(transient(e))) {
                     break Err(stop);
                 }
@@ -629,6 +543,21 @@ async fn session(
                     ));
                 }
                 continue;
+            }
+            _ = watched.tick() => {
+                let seen = skipped.as_ref().and_then(|s| s.last);
+                // Shutdown does not wait for a look (its requests wait for NATS).
+                let look = watch.check(&reading, passed, seen, (ready, connected), shutdown);
+                match shutdown.run_until_cancelled(look).await {
+                    Some(Ok(())) => {
+                        if let (Some(check), Some(to)) = (skipped.as_mut(), watch.read_to.take()) {
+                            check.passed(to);
+                        }
+                        continue;
+                    }
+                    Some(Err(stop)) => break Err(stop),
+                    None => break Ok(()),
+                }
             }
             _ = shutdown.cancelled() => break Ok(()),
         };
@@ -660,42 +589,62 @@ async fn session(
                 None => break,
             }
         }
-        for message in &pending {
-            let Some(check) = skipped.as_mut() else { break };
-            let Some(gap) = check.check(message) else { continue };
-            // Rare: whether it is a loss is worth a request.
-            match check.removed(js, &config.ingest.stream, gap).await {
-                Some(removed) if !removed.is_empty() => report_skipped(&config.ingest.stream, removed),
-                Some(_) => {}
-                None => skipped = None,
+        // Split where the consumer skipped stream sequences still in the stream
+        // (its filters left them out for a while): what came before is enqueued,
+        // then what it skipped is read back, then the rest, in stream order.
+        let mut stopped = None;
+        let mut unchecked = false;
+        if let Some(check) = skipped.as_mut() {
+            let mut i = 0;
+            while i < pending.len() {
+                let Some(gap) = check.check(&pending[i]) else {
+                    i += 1;
+                    continue;
+                };
+                // Rare: whether it is a loss is worth a request.
+                let Some(removed) = check.removed(js, &config.ingest.stream, gap.clone()).await else {
+                    unchecked = true;
+                    break;
+                };
+                if !removed.is_empty() {
+                    report_skipped(&config.ingest.stream, removed.clone());
+                }
+                let unread = (removed.end() + 1).max(*gap.start())..=*gap.end();
+                // Most often deleted from within the stream (a per-subject limit,
+                // a dead letter opsflow took out): nothing to read, no split.
+                if !unread.is_empty() && recover::holds_any(&reading, &config.ingest.subjects, &unread).await {
+                    let before: Vec<async_nats::Message> = pending.drain(..i).collect();
+                    i = 0;
+                    if !before.is_empty() && !pipeline.enqueue(before).await {
+                        stopped = Some(Ok(()));
+                        break;
+                    }
+                    match watch::read_back(&reading, &config.ingest.subjects, unread, shutdown).await {
+                        Some(Ok(())) => {}
+                        Some(Err(stop)) => {
+                            stopped = Some(Err(stop));
+                            break;
+                        }
+                        None => {
+                            stopped = Some(Ok(()));
+                            break;
+                        }
+                    }
+                }
+                i += 1;
             }
         }
-        let Ok(permit) = slots.clone().acquire_owned().await else {
+        if unchecked {
+            skipped = None;
+            watch.gaps_from = None;
+        }
+        // Not enqueued: delivered again to a later session.
+        if let Some(stop) = stopped {
+            break stop;
+        }
+        if !pending.is_empty() && !pipeline.enqueue(pending).await {
             break Ok(());
-        };
-        let (parts, decoded) = decode_batch(pending.iter());
-        let appends = log.submit_each(parts).await;
-        let (done, next) = oneshot::channel();
-        let before = previous.replace(next);
-        let dead = dead_letters.clone();
-        let acks = client.clone();
-        settling.spawn(async move {
-            let results = appends.wait().await;
-            // Settle after the batch before, and only if it settled: with one
-            // acknowledgement per batch, acknowledging past a failed batch would
-            // acknowledge its messages too.
-            if let Some(before) = before
-                && before.await.is_err()
-            {
-                return Err(transient("an earlier batch was not settled"));
-            }
-            let outcome = settle(&acks, pending, decoded, results, &dead, ack_all).await;
-            if outcome.is_ok() {
-                let _ = done.send(());
-            }
-            drop(permit);
-            outcome
-        });
+        }
         // What came before a missed delivery settles; nothing after it is taken.
         if let Some(missed) = missed {
             break Err(transient(missed));
@@ -703,7 +652,7 @@ async fn session(
     };
     // Let every enqueued batch finish: acknowledge what became durable.
     let mut first_error = None;
-    while let Some(done) = settling.join_next().await {
+    while let Some(done) = pipeline.settling.join_next().await {
         if let Err(stop) = done.unwrap_or_else(|e| Err(transient(e))) {
             first_error.get_or_insert(stop);
         }
@@ -755,64 +704,6 @@ pub(super) fn outcome(
     }
 }
 
-/// Settles a batch whose appends are done: durable (or an exact duplicate) →
-/// acknowledged; refused → dead letter, then terminated. With `ack_all` one
-/// acknowledgement covers it (the consumer's `AckPolicy::All`, of the delivery
-/// [`covering`] picks), and the dead letters are terminated after it; else each
-/// message is acknowledged or terminated in turn.
-async fn settle(
-    client: &async_nats::Client,
-    messages: Vec<async_nats::Message>,
-    slots: Vec<Decoded>,
-    results: Vec<Result<AppendOutcome, LogError>>,
-    dead: &DeadLetters,
-    ack_all: bool,
-) -> Result<(), Stop> {
-    let mut results: Vec<Option<Result<AppendOutcome, LogError>>> = results.into_iter().map(Some).collect();
-    let mut ingested = 0u64;
-    let mut dead_lettered = Vec::new();
-    for (message, slot) in messages.iter().zip(slots) {
-        match outcome(slot, &mut results) {
-            Ok(Ok(())) => {
-                if !ack_all {
-                    ack(client, message).await.map_err(transient)?;
-                }
-                ingested += 1;
-            }
-            Ok(Err((reason, text))) => {
-                let from = (message.reply.as_deref())
-                    .and_then(Delivery::of)
-                    .map(|d| origin(d.stream, d.stream_sequence, d.stored));
-                dead.publish(message, reason, &text, from.as_ref())
-                    .await
-                    .map_err(transient)?;
-                if ack_all {
-                    dead_lettered.push(message);
-                } else {
-                    terminate(client, message).await.map_err(transient)?;
-                }
-            }
-            Err(e) => {
-                // The log's own failure: leave the message for redelivery.
-                let _ = retry_after(client, message, Duration::from_secs(1)).await;
-                return Err(log_stop(e));
-            }
-        }
-    }
-    if ack_all && let Some(covering) = covering(&messages) {
-        // Covers every message of the batch, the dead-lettered ones too.
-        ack(client, covering).await.map_err(transient)?;
-        // Only then: nats-server takes a termination for an acknowledgement, and
-        // one of a redelivery (a high delivery, a low stream sequence) first would
-        // make it ignore the covering one.
-        for message in dead_lettered {
-            terminate(client, message).await.map_err(transient)?;
-        }
-    }
-    metrics::counter!("opsflow_nats_ingested_total").increment(ingested);
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -828,42 +719,6 @@ mod tests {
             "{gap}"
         );
         assert_eq!(deliveries, Deliveries { next: 10 }, "a gap does not move on");
-    }
-
-    #[test]
-    fn stream_sequences_removed_before_delivery_are_told() {
-        let delivered = |deliveries: u64, stream_sequence: u64| async_nats::Message {
-            subject: "ops.events.x".into(),
-            reply: Some(format!("$JS.ACK.OPS_EVENTS.opsflow-ingest.{deliveries}.{stream_sequence}.1.1.0").into()),
-            payload: bytes::Bytes::new(),
-            headers: None,
-            status: None,
-            description: None,
-            length: 0,
-        };
-        // Not known where the consumer was to start: nothing to compare the first with.
-        let mut skipped = Skipped {
-            last: None,
-            delivers: Vec::new(),
-        };
-        assert_eq!(skipped.check(&delivered(1, 5)), None);
-        assert_eq!(skipped.check(&delivered(1, 6)), None);
-        assert_eq!(skipped.check(&delivered(1, 10)), Some(7..=9));
-        // A redelivery of an older one says nothing, and moves nothing.
-        assert_eq!(skipped.check(&delivered(2, 3)), None);
-        assert_eq!(skipped.check(&delivered(1, 11)), None);
-        // Resumed where an earlier session stopped (the consumer's delivered).
-        let mut skipped = Skipped {
-            last: Some(100),
-            delivers: Vec::new(),
-        };
-        assert_eq!(skipped.check(&delivered(1, 150)), Some(101..=149));
-        // From the stream's start: its first message is 1.
-        let mut skipped = Skipped {
-            last: Some(0),
-            delivers: Vec::new(),
-        };
-        assert_eq!(skipped.check(&delivered(1, 6)), Some(1..=5));
     }
 
     #[test]

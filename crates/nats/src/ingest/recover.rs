@@ -18,6 +18,34 @@ pub(super) const RECOVER_SPAN_UNLIMITED: u64 = 10_000;
 /// Stream messages read at once while recovering.
 const RECOVER_READS: usize = 64;
 
+/// Which stream messages [`recover`] reads back.
+pub(super) struct Which<'a> {
+    pub range: std::ops::RangeInclusive<u64>,
+    /// Only those within these subjects (all, when empty).
+    pub filters: &'a [String],
+    /// None within these (another consumer's, on a work-queue stream).
+    pub others: &'a [String],
+    /// From message to message rather than each sequence in turn: for a range
+    /// that may be mostly deleted or of other subjects.
+    pub sparse: bool,
+    /// Delete each once recorded or dead-lettered (a work-queue stream, whose
+    /// messages a consumer never delivered are never acknowledged).
+    pub remove: bool,
+}
+
+/// What reading stream messages back and recording them takes.
+#[derive(Clone, Copy)]
+pub(super) struct Reading<'a> {
+    pub js: &'a jetstream::Context,
+    pub stream: &'a stream::Stream,
+    /// Messages appended at once.
+    pub batch: usize,
+    pub log: &'a EventLog,
+    pub dead: &'a DeadLetters,
+    /// The ingest consumer's name.
+    pub consumer: &'a str,
+}
+
 /// Records the messages of stream sequences `given` (those an earlier session was
 /// given, past the consumer's acknowledged floor) before this session acknowledges
 /// anything: with `AckPolicy::All` its first acknowledgement would cover them.
@@ -25,30 +53,72 @@ const RECOVER_READS: usize = 64;
 /// the log absorbs, one gone from the stream (or outside the consumer's `filters`)
 /// is skipped, a bad one is dead-lettered again
 /// (JetStream drops the copy by its `Nats-Msg-Id`), one whose headers no client can
-/// read is [`poisoned`]. Returns how many were recorded.
-pub(super) async fn recover(
-    js: &jetstream::Context,
-    stream: &stream::Stream,
-    filters: &[String],
-    given: std::ops::RangeInclusive<u64>,
-    batch: usize,
-    log: &EventLog,
-    dead: &DeadLetters,
-) -> Result<u64, Stop> {
+/// read is [`poisoned`]; with [`Which::remove`] each is then deleted. Returns how
+/// many were recorded, duplicates included.
+pub(super) async fn recover(reading: &Reading<'_>, which: Which<'_>) -> Result<u64, Stop> {
+    let Reading {
+        js,
+        stream,
+        batch,
+        log,
+        dead,
+        ..
+    } = *reading;
+    let Which {
+        range: given,
+        filters,
+        others,
+        sparse,
+        remove,
+    } = which;
+    // Only a read-back may step through the stream: recovery of what was given
+    // reads each sequence (dense, and in parallel).
+    let which_sparse = sparse;
     let mut recorded = 0;
     let (last, batch) = (*given.end(), batch.max(1));
     let name = stream.cached_info().config.name.clone();
-    for from in given.step_by(batch) {
-        let end = last.min(from + (batch as u64 - 1));
-        let read: Vec<Option<Stored>> = futures::stream::iter(from..=end)
-            .map(|sequence| read_stored(js, &name, sequence))
-            .buffered(RECOVER_READS)
-            .try_collect()
-            .await
-            .map_err(transient)?;
+    // With `sparse`, from message to message within one subject (any, with
+    // several filters): what is deleted or of other subjects costs nothing.
+    let next_by = match filters {
+        [one] => one.as_str(),
+        _ => ">",
+    };
+    let mut cursor = *given.start();
+    // Sparse or not as found: a stretch read sequence by sequence that turns out
+    // mostly empty is then stepped through, and one stepped through that turns
+    // out dense is read sequence by sequence again (in parallel).
+    let mut sparse = sparse;
+    while cursor <= last {
+        let read: Vec<Stored> = if sparse {
+            let (from, mut read) = (cursor, Vec::new());
+            while read.len() < batch && cursor <= last {
+                match read_stored(js, &name, cursor, Some(next_by)).await.map_err(transient)? {
+                    Some(m) if m.sequence <= last => {
+                        cursor = m.sequence + 1;
+                        read.push(m);
+                    }
+                    _ => cursor = last + 1,
+                }
+            }
+            sparse = (cursor - from) > 2 * read.len() as u64;
+            read
+        } else {
+            let end = last.min(cursor + (batch as u64 - 1));
+            let read: Vec<Option<Stored>> = futures::stream::iter(cursor..=end)
+                .map(|sequence| read_stored(js, &name, sequence, None))
+                .buffered(RECOVER_READS)
+                .try_collect()
+                .await
+                .map_err(transient)?;
+            let found: Vec<Stored> = read.into_iter().flatten().collect();
+            sparse = which_sparse && (end - cursor + 1) > 4 * found.len() as u64;
+            cursor = end + 1;
+            found
+        };
         let mut messages: Vec<(Origin, async_nats::Message)> = Vec::new();
-        for m in read.into_iter().flatten() {
-            if !(filters.is_empty() || filters.iter().any(|f| crate::subjects::matches(f, &m.subject))) {
+        for m in read {
+            let within = |subjects: &[String]| subjects.iter().any(|f| crate::subjects::matches(f, &m.subject));
+            if !(filters.is_empty() || within(filters)) || within(others) {
                 continue;
             }
             let at = origin(&name, m.sequence, m.time.unix_timestamp_nanos());
@@ -70,13 +140,26 @@ pub(super) async fn recover(
             match outcome(slot, &mut results) {
                 Ok(Ok(())) => recorded += 1,
                 Ok(Err((reason, text))) => {
-                    // The original stays in the stream: a dead letter without the
-                    // payload says where it is.
+                    // The original stays in the stream (unless `remove`): a dead
+                    // letter without the payload says where it is.
                     dead.publish(message, reason, &text, Some(from))
                         .await
                         .map_err(transient)?;
                 }
                 Err(e) => return Err(log_stop(e)),
+            }
+        }
+        if remove {
+            // Recorded or dead-lettered: what acknowledging each would do.
+            let sequences: Vec<u64> = messages.iter().map(|(from, _)| from.sequence).collect();
+            let deleted: Vec<Result<(), String>> = futures::stream::iter(sequences)
+                .map(|sequence| delete_stored(js, &name, sequence))
+                .buffer_unordered(RECOVER_READS)
+                .collect()
+                .await;
+            if let Some(Err(e)) = deleted.into_iter().find(Result::is_err) {
+                tracing::warn!(error = %e, "messages read back and recorded could not be deleted from the \
+                    work-queue stream");
             }
         }
     }
@@ -111,8 +194,52 @@ fn message(subject: String, payload: bytes::Bytes, headers: async_nats::HeaderMa
     }
 }
 
-/// Stream message `sequence` of `stream`; `None` when it is gone.
-async fn read_stored(js: &jetstream::Context, stream: &str, sequence: u64) -> Result<Option<Stored>, String> {
+/// Whether stream sequences `range` hold a message within `filters` (of any
+/// subject, with several): one request; true when that cannot be told.
+pub(super) async fn holds_any(
+    reading: &Reading<'_>,
+    filters: &[String],
+    range: &std::ops::RangeInclusive<u64>,
+) -> bool {
+    let next_by = match filters {
+        [one] => one.as_str(),
+        _ => ">",
+    };
+    let name = &reading.stream.cached_info().config.name;
+    match read_stored(reading.js, name, *range.start(), Some(next_by)).await {
+        Ok(Some(m)) => m.sequence <= *range.end(),
+        Ok(None) => false,
+        Err(_) => true,
+    }
+}
+
+/// Deletes message `sequence` of `stream` without overwriting it (as an
+/// acknowledgement on a work-queue stream removes it; the API's default erases,
+/// which is slow).
+async fn delete_stored(js: &jetstream::Context, stream: &str, sequence: u64) -> Result<(), String> {
+    use jetstream::response::Response;
+    let reply: Response<serde_json::Value> = js
+        .request(
+            format!("STREAM.MSG.DELETE.{stream}"),
+            &serde_json::json!({ "seq": sequence, "no_erase": true }),
+        )
+        .await
+        .map_err(|e| format!("deleting message {sequence} of stream {stream}: {e}"))?;
+    match reply {
+        Response::Ok(_) => Ok(()),
+        Response::Err { error } if error.error_code() == jetstream::ErrorCode::NO_MESSAGE_FOUND => Ok(()),
+        Response::Err { error } => Err(format!("deleting message {sequence} of stream {stream}: {error}")),
+    }
+}
+
+/// Stream message `sequence` of `stream`, or with `next_by` the first at or
+/// after it whose subject `next_by` matches; `None` when there is none.
+async fn read_stored(
+    js: &jetstream::Context,
+    stream: &str,
+    sequence: u64,
+    next_by: Option<&str>,
+) -> Result<Option<Stored>, String> {
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
     use jetstream::response::Response;
@@ -124,7 +251,10 @@ async fn read_stored(js: &jetstream::Context, stream: &str, sequence: u64) -> Re
     let reply: Response<Reply> = js
         .request(
             format!("STREAM.MSG.GET.{stream}"),
-            &serde_json::json!({ "seq": sequence }),
+            &match next_by {
+                Some(subject) => serde_json::json!({ "seq": sequence, "next_by_subj": subject }),
+                None => serde_json::json!({ "seq": sequence }),
+            },
         )
         .await
         .map_err(|e| format!("reading message {sequence} of stream {stream}: {e}"))?;
