@@ -95,7 +95,8 @@ pub fn to_log(e: &v1::RecordedEvent) -> opsflow_log::RecordedEvent {
     }
 }
 
-pub fn event_json(e: &v1::RecordedEvent) -> Value {
+/// The read representation (JSON data as recorded: print it, do not parse it).
+pub fn event_json(e: &v1::RecordedEvent) -> Box<serde_json::value::RawValue> {
     opsflow_cloudevents::recorded_to_json(&to_log(e))
 }
 

@@ -5,6 +5,7 @@ use std::cell::Cell;
 
 use base64::Engine;
 use opsflow_log::{JSON, RecordedEvent, UnixNanos};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::attributes::is_attribute_name;
@@ -33,11 +34,16 @@ pub(crate) const RESERVED: &[&str] = &[
 /// The JSON read representation of a recorded event (HTTP reads, the CLI).
 ///
 /// Members: `position`, `stream`, `version`, `id`, `source`, `type`, `time` and
-/// `recorded_at` (RFC 3339), `content_type`, then `data` (the parsed value when the
-/// content type is JSON and the bytes parse) or `data_base64` (otherwise; neither
-/// when there is no data), `correlation_id`, `causation_id` and `metadata` (only
-/// when not empty), `prev_hash` and `hash` (lowercase hex).
-pub fn recorded_to_json(event: &RecordedEvent) -> Value {
+/// `recorded_at` (RFC 3339), `content_type`, `correlation_id`, `causation_id` and
+/// `metadata` (only when not empty), `prev_hash` and `hash` (lowercase hex), then
+/// `data`: the recorded JSON text as it is when the content type is JSON and a
+/// strict parser reads it (as [`recorded_to_cloudevent`] gives it), so that large
+/// numbers keep their digits and the bytes the hash chain covers are what a reader
+/// gets; else `data_base64` (neither when there is no data).
+///
+/// Raw JSON: serialize it (axum's `Json`, `serde_json::to_writer`), never turn it
+/// into a [`Value`], which would round such numbers again.
+pub fn recorded_to_json(event: &RecordedEvent) -> Box<RawValue> {
     let mut members = object(json!({
         "position": event.position,
         "stream": event.stream,
@@ -51,18 +57,31 @@ pub fn recorded_to_json(event: &RecordedEvent) -> Value {
         "prev_hash": hex(&event.prev_hash),
         "hash": hex(&event.hash),
     }));
-    if !event.data.is_empty() {
-        match parsed_json(event) {
-            Some(data) => members.insert("data".into(), data),
-            None => members.insert("data_base64".into(), base64(&event.data)),
-        };
+    let data = (!event.data.is_empty()).then(|| json_text(event)).flatten();
+    if data.is_none() && !event.data.is_empty() {
+        members.insert("data_base64".into(), base64(&event.data));
     }
     insert_non_empty(&mut members, "correlation_id", &event.correlation_id);
     insert_non_empty(&mut members, "causation_id", &event.causation_id);
     if !event.metadata.is_empty() {
         members.insert("metadata".into(), json!(event.metadata));
     }
-    Value::Object(members)
+    let members = Value::Object(members);
+    let Some(data) = data else {
+        return serde_json::value::to_raw_value(&members).unwrap_or_default();
+    };
+    let mut text = members.to_string();
+    // `text` is a non-empty object: its last byte is the closing brace.
+    text.pop();
+    text.reserve(data.len() + 9);
+    text.push_str(",\"data\":");
+    text.push_str(data);
+    text.push('}');
+    // Well-formed by construction (the data was checked); should it ever not be,
+    // the other members still are the event.
+    RawValue::from_string(text)
+        .or_else(|_| serde_json::value::to_raw_value(&members))
+        .unwrap_or_default()
 }
 
 /// A recorded event as a structured-mode CloudEvent (JSON format).
@@ -253,12 +272,13 @@ pub(crate) fn effective_content_type(event: &RecordedEvent) -> &str {
     }
 }
 
-/// The data as a JSON value, when its content type is JSON and it parses.
-fn parsed_json(event: &RecordedEvent) -> Option<Value> {
-    if !media::is_json(effective_content_type(event)) {
+/// The data as JSON text, when its content type is JSON and a strict parser reads
+/// it (no lone surrogates, numbers in range).
+fn json_text(event: &RecordedEvent) -> Option<&str> {
+    if !media::is_json(effective_content_type(event)) || !opsflow_catalog::is_json(&event.data) {
         return None;
     }
-    serde_json::from_slice(&event.data).ok()
+    std::str::from_utf8(&event.data).ok()
 }
 
 fn insert_non_empty(members: &mut Map<String, Value>, name: &str, value: &str) {
@@ -306,13 +326,18 @@ mod tests {
         crate::fixtures::recorded_order(br#"{"order_id":"PO-1","total":12}"#)
     }
 
+    /// The read representation, parsed (for tests that compare members).
+    fn read(event: &RecordedEvent) -> Value {
+        serde_json::from_str(recorded_to_json(event).get()).expect("valid JSON")
+    }
+
     fn cloudevent(event: &RecordedEvent) -> Value {
         serde_json::from_slice(&recorded_to_cloudevent(event)).expect("valid JSON")
     }
 
     #[test]
     fn read_representation() {
-        let value = recorded_to_json(&recorded());
+        let value = read(&recorded());
         assert_eq!(
             value,
             json!({
@@ -332,6 +357,26 @@ mod tests {
         );
     }
 
+    /// JSON data is read back as recorded: a reader over HTTP got
+    /// `1.2345678901234568e+29` for `123456789012345678901234567890`, and one member
+    /// of two with the same name, while gRPC and NATS gave the recorded text.
+    #[test]
+    fn read_representation_gives_json_data_as_recorded() {
+        let data = br#"{"big":123456789012345678901234567890, "f":1.0000000000000000001,"n":-18446744073709551617,"dup":1,"dup":2}"#;
+        let event = crate::fixtures::recorded_order(data);
+        let text = recorded_to_json(&event).get().to_owned();
+        let recorded = std::str::from_utf8(data).expect("UTF-8");
+        assert!(text.ends_with(&format!(",\"data\":{recorded}}}")), "{text}");
+        assert_eq!(read(&event)["position"], 42);
+        // What a strict parser refuses goes as base64, as recorded_to_cloudevent does.
+        for refused in [&br#"{"s":"\ud800"}"#[..], br#"{"e":1e400}"#] {
+            let event = crate::fixtures::recorded_order(refused);
+            let value = read(&event);
+            assert!(value.get("data").is_none(), "{value}");
+            assert!(value["data_base64"].is_string(), "{value}");
+        }
+    }
+
     #[test]
     fn read_representation_includes_ids_and_metadata_when_set() {
         let event = RecordedEvent {
@@ -340,7 +385,7 @@ mod tests {
             metadata: BTreeMap::from([("tenant".to_owned(), "acme".to_owned())]),
             ..recorded()
         };
-        let value = recorded_to_json(&event);
+        let value = read(&event);
         assert_eq!(value["correlation_id"], "c");
         assert_eq!(value["causation_id"], "k");
         assert_eq!(value["metadata"], json!({"tenant": "acme"}));
@@ -353,19 +398,19 @@ mod tests {
             data: Bytes::from_static(&[0, 1, 255]),
             ..recorded()
         };
-        let value = recorded_to_json(&event);
+        let value = read(&event);
         assert_eq!(value["data_base64"], "AAH/");
         assert!(value.get("data").is_none());
         let broken = RecordedEvent {
             data: Bytes::from_static(b"{nope"),
             ..recorded()
         };
-        assert_eq!(recorded_to_json(&broken)["data_base64"], "e25vcGU=");
+        assert_eq!(read(&broken)["data_base64"], "e25vcGU=");
         let empty = RecordedEvent {
             data: Bytes::new(),
             ..recorded()
         };
-        let value = recorded_to_json(&empty);
+        let value = read(&empty);
         assert!(value.get("data").is_none() && value.get("data_base64").is_none());
     }
 

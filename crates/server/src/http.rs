@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 use opsflow_cloudevents::{parse_batch, parse_binary, parse_structured, recorded_to_json};
 use opsflow_log::{Direction, EventLog};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::health::{Tasks, readiness};
@@ -217,7 +218,7 @@ fn read_params(q: &HashMap<String, String>) -> Result<ReadParams, ApiError> {
 async fn get_events(
     State(state): State<HttpState>,
     Query(q): Query<Vec<(String, String)>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EventsPage>, ApiError> {
     let p = read_params(&query_params(q)?)?;
     let events = state.log.read_all(p.from, p.direction, p.limit).await?;
     // Where the next page starts; null backwards once position 1 was read.
@@ -225,33 +226,54 @@ async fn get_events(
         Direction::Forward => Some(e.position + 1),
         Direction::Backward => Some(e.position - 1).filter(|p| *p > 0),
     });
-    let events: Vec<Value> = events.iter().map(recorded_to_json).collect();
-    Ok(Json(
-        json!({ "head": state.log.head(), "next": next, "events": events }),
-    ))
+    Ok(Json(EventsPage {
+        head: state.log.head(),
+        next,
+        events: events.iter().map(recorded_to_json).collect(),
+    }))
+}
+
+/// `GET /v1/events`: serialized, never made a [`Value`], so that each event's
+/// JSON data goes out as recorded (see [`recorded_to_json`]).
+#[derive(serde::Serialize)]
+struct EventsPage {
+    head: u64,
+    next: Option<u64>,
+    events: Vec<Box<RawValue>>,
+}
+
+/// `GET /v1/streams/{stream}`, as [`EventsPage`].
+#[derive(serde::Serialize)]
+struct StreamPage {
+    stream: String,
+    exists: bool,
+    last_version: Option<u64>,
+    event_count: u64,
+    first_position: u64,
+    last_position: u64,
+    events: Vec<Box<RawValue>>,
 }
 
 async fn get_stream(
     State(state): State<HttpState>,
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
     Query(q): Query<Vec<(String, String)>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StreamPage>, ApiError> {
     // A path that does not decode (invalid UTF-8 after percent-decoding) gets the
     // JSON error every other bad input gets, not axum's plain text.
     let Path(stream) = path.map_err(|e| ApiError::invalid("stream", e.body_text()))?;
     let p = read_params(&query_params(q)?)?;
     let info = state.log.stream_info(&stream).await?;
     let events = state.log.read_stream(&stream, p.from, p.direction, p.limit).await?;
-    let events: Vec<Value> = events.iter().map(recorded_to_json).collect();
-    Ok(Json(json!({
-        "stream": stream,
-        "exists": info.last_version.is_some(),
-        "last_version": info.last_version,
-        "event_count": info.event_count,
-        "first_position": info.first_position,
-        "last_position": info.last_position,
-        "events": events,
-    })))
+    Ok(Json(StreamPage {
+        stream,
+        exists: info.last_version.is_some(),
+        last_version: info.last_version,
+        event_count: info.event_count,
+        first_position: info.first_position,
+        last_position: info.last_position,
+        events: events.iter().map(recorded_to_json).collect(),
+    }))
 }
 
 /// `GET /v1/audit/verify[?from=N][&to=M]`: the hash chain over positions
