@@ -258,11 +258,40 @@ fn rfc3339_shaped(text: &str) -> bool {
             return false;
         }
     }
+    // time-numoffset: hours 00 to 23, minutes 00 to 59 (RFC 3339 §5.6).
+    let below = |from: usize, limit: u8| {
+        b[from] - b'0' < limit / 10 || (b[from] - b'0' == limit / 10 && b[from + 1] - b'0' < limit % 10)
+    };
     match &b[i..] {
         [b'Z' | b'z'] => true,
-        [b'+' | b'-', ..] => b.len() == i + 6 && digits(i + 1, i + 3) && at(i + 3, b":") && digits(i + 4, i + 6),
+        [b'+' | b'-', ..] => {
+            b.len() == i + 6
+                && digits(i + 1, i + 3)
+                && at(i + 3, b":")
+                && digits(i + 4, i + 6)
+                && below(i + 1, 24)
+                && below(i + 4, 60)
+        }
         _ => false,
     }
+}
+
+/// `text` with its fraction of a second cut to nanoseconds, the log's precision:
+/// RFC 3339 allows any number of digits (`time-secfrac = "." 1*DIGIT`), the parser
+/// at most nine. `text` is [`rfc3339_shaped`].
+fn to_nanoseconds(text: &str) -> std::borrow::Cow<'_, str> {
+    const FRACTION: usize = 20;
+    if text.as_bytes().get(FRACTION - 1) != Some(&b'.') {
+        return text.into();
+    }
+    let digits = text.as_bytes()[FRACTION..]
+        .iter()
+        .take_while(|c| c.is_ascii_digit())
+        .count();
+    if digits <= 9 {
+        return text.into();
+    }
+    format!("{}{}", &text[..FRACTION + 9], &text[FRACTION + digits..]).into()
 }
 
 /// RFC 3339 to nanoseconds since the epoch.
@@ -271,10 +300,11 @@ fn parse_time(text: &str) -> Result<UnixNanos> {
         return Err(CloudEventError::invalid(
             "time",
             text,
-            "not an RFC 3339 timestamp (expected YYYY-MM-DDThh:mm:ss[.fraction] and Z or an offset such as +02:00)",
+            "not an RFC 3339 timestamp (expected YYYY-MM-DDThh:mm:ss[.fraction] and Z or an offset from -23:59 \
+             to +23:59 such as +02:00)",
         ));
     }
-    let timestamp: jiff::Timestamp = text
+    let timestamp: jiff::Timestamp = to_nanoseconds(text)
         .parse()
         .map_err(|e| CloudEventError::invalid("time", text, format!("not an RFC 3339 timestamp ({e})")))?;
     UnixNanos::try_from(timestamp.as_nanosecond()).map_err(|_| {

@@ -421,9 +421,23 @@ mod tests {
             ("2024-05-01 10:00:00Z", 1_714_557_600_000_000_000),
             ("2024-05-01T12:00:00.5+02:00", 1_714_557_600_500_000_000),
             ("2024-05-01T07:00:00-03:00", 1_714_557_600_000_000_000),
+            ("2024-05-02T09:59:00+23:59", 1_714_557_600_000_000_000),
+            // RFC 3339 allows any number of fraction digits: cut to nanoseconds
+            // (refused with the parser's "unparsed input" before).
+            ("2024-05-01T10:00:00.123456789012Z", 1_714_557_600_123_456_789),
+            ("2024-05-01T12:00:00.0000000009999+02:00", 1_714_557_600_000_000_000),
         ] {
             let incoming = parse(json!({"time": good})).expect(good);
             assert_eq!(incoming.event.time, Some(nanos), "{good}");
+        }
+        // Offset hours are 00 to 23, minutes 00 to 59 (+24:00 was taken as a day).
+        for bad in [
+            "2024-05-01T10:00:00+24:00",
+            "2024-05-01T10:00:00-02:60",
+            "2024-05-01T10:00:00.Z",
+        ] {
+            let err = parse(json!({"time": bad})).expect_err(bad);
+            assert!(err.to_string().contains("offset from -23:59 to +23:59"), "{err}");
         }
     }
 

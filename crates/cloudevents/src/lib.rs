@@ -98,7 +98,9 @@
 //! - `proto_data` (`google.protobuf.Any`): its `value` bytes with content type
 //!   `application/protobuf` (a declared `datacontenttype` must be that media
 //!   type); its `type_url` is recorded as the `dataschema` metadata unless a
-//!   `dataschema` attribute is given.
+//!   `dataschema` attribute is given. For a catalog type the message it names
+//!   (the URL's last segment) must be the type's, e.g. `opsflow.v1.OrderShipped`
+//!   for `order.shipped`.
 //!
 //! # The stream rule
 //!

@@ -63,6 +63,7 @@ fn event_from_message(event: CloudEvent) -> Result<Incoming> {
     } = event;
     let mut attributes = Attributes::default();
     // Proto3 strings cannot be absent: an empty required field is a missing attribute.
+    let event_type = r#type.clone();
     for (name, value) in [
         ("specversion", spec_version),
         ("id", id),
@@ -94,6 +95,7 @@ fn event_from_message(event: CloudEvent) -> Result<Incoming> {
         Some(Data::BinaryData(data)) => Payload::Binary(Bytes::from(data)),
         Some(Data::TextData(text)) => Payload::Text(text),
         Some(Data::ProtoData(any)) => {
+            check_packed(&event_type, &any.type_url)?;
             // The type URL names the message: the `dataschema` the spec asks producers to set.
             if !any.type_url.is_empty() && !attributes.contains("dataschema") {
                 attributes.insert("dataschema", AttributeValue::String(any.type_url.into()))?;
@@ -102,6 +104,26 @@ fn event_from_message(event: CloudEvent) -> Result<Incoming> {
         }
     };
     attributes.into_incoming(payload)
+}
+
+/// For a catalog type, the message packed in `proto_data` (the last segment of
+/// its type URL) must be the type's: the bytes would otherwise be read as another
+/// message (an `OrderShipped` packed for `order.approved` read as an approval by
+/// its carrier).
+fn check_packed(event_type: &str, type_url: &str) -> Result<()> {
+    let Some(spec) = opsflow_catalog::spec_of(event_type) else {
+        return Ok(());
+    };
+    let packed = type_url.rsplit('/').next().unwrap_or_default();
+    let expected = spec.full_message_name();
+    if type_url.is_empty() || packed == expected {
+        return Ok(());
+    }
+    Err(CloudEventError::invalid(
+        "proto_data",
+        type_url,
+        format!("it packs {packed}, but events of type {event_type} carry {expected}"),
+    ))
 }
 
 /// A typed attribute value in the form the JSON format carries it; `None` when no
@@ -255,6 +277,33 @@ mod tests {
             type_url: type_url.to_owned(),
             value: value.to_vec(),
         })
+    }
+
+    /// A catalog type's data packed as another message is refused, naming both: an
+    /// `OrderShipped` packed for `order.approved` was recorded and read as an
+    /// approval by the carrier.
+    #[test]
+    fn proto_data_packing_another_message_than_the_types_is_refused() {
+        let shipped = opsflow_proto::v1::OrderShipped {
+            order_id: "PB-5".into(),
+            carrier: "DHL".into(),
+            ..Default::default()
+        };
+        let event = |event_type: &str, type_url: &str| CloudEvent {
+            r#type: event_type.into(),
+            ..data(valid(), proto_data(type_url, &shipped.encode_to_vec()))
+        };
+        let err = parse(&event("order.approved", "type.googleapis.com/opsflow.v1.OrderShipped"))
+            .expect_err("another message");
+        assert_eq!(err.attribute(), Some("proto_data"), "{err}");
+        assert!(
+            err.to_string().ends_with(
+                "it packs opsflow.v1.OrderShipped, but events of type order.approved carry opsflow.v1.OrderApproved"
+            ),
+            "{err}"
+        );
+        parse(&event("order.shipped", "type.googleapis.com/opsflow.v1.OrderShipped")).expect("its own message");
+        parse(&event("custom.x", "type.googleapis.com/opsflow.v1.OrderShipped")).expect("not a catalog type");
     }
 
     #[test]
@@ -499,7 +548,12 @@ mod tests {
     #[test]
     fn proto_data_keeps_the_message_and_its_type_url() {
         let url = "type.googleapis.com/shop.v1.OrderPlaced";
-        let incoming = parse(&data(valid(), proto_data(url, b"\x08\x01"))).expect("valid");
+        // A type of its own: the catalog's order.placed carries opsflow.v1.OrderPlaced.
+        let custom = |event: CloudEvent| CloudEvent {
+            r#type: "shop.order.placed".into(),
+            ..event
+        };
+        let incoming = parse(&custom(data(valid(), proto_data(url, b"\x08\x01")))).expect("valid");
         let event = incoming.event;
         assert_eq!(&event.data[..], b"\x08\x01");
         assert_eq!(event.content_type, "application/protobuf");
@@ -514,7 +568,7 @@ mod tests {
             ]),
             proto_data(url, b"\x08\x01"),
         );
-        let event = parse(&event).expect("valid").event;
+        let event = parse(&custom(event)).expect("valid").event;
         assert_eq!(event.metadata["dataschema"], "https://example.com/order.proto");
         assert_eq!(
             event.content_type,
@@ -526,7 +580,7 @@ mod tests {
             with([("datacontenttype", string("application/json"))]),
             proto_data(url, b"\x08\x01"),
         );
-        let err = parse(&event).expect_err("JSON content type for a protobuf message");
+        let err = parse(&custom(event)).expect_err("JSON content type for a protobuf message");
         assert_eq!(err.attribute(), Some("datacontenttype"), "{err}");
     }
 

@@ -426,6 +426,18 @@ pub(crate) async fn handle(log: &EventLog, headers: Option<&HeaderMap>, payload:
             let nothing = json!({ "results": [], "duplicate": false });
             return recorded(headers, nothing.to_string().into());
         }
+        Err(e @ opsflow_cloudevents::CloudEventError::UnsupportedContentMode { .. }) => {
+            // Here an AppendRequest is a form too: what a sender without a content
+            // type most likely meant.
+            let message = format!("{e}, or an opsflow.v1.AppendRequest with Content-Type: application/protobuf");
+            return error_reply(
+                400,
+                "invalid_argument",
+                message,
+                e.detail_fields(),
+                Some(DeadReason::of_cloudevent(&e)),
+            );
+        }
         Err(e) => return cloudevent_error_reply(&e),
     };
     let single = incoming.len() == 1;
@@ -594,6 +606,24 @@ mod tests {
             .remove(0);
         assert_eq!(event.content_type, "application/protobuf");
         assert_eq!(&event.data[..], b"\x0a\x03abc\x17");
+        Ok(())
+    }
+
+    /// A body of no form it can tell (here an AppendRequest sent without a content
+    /// type) is refused listing the AppendRequest too: the list named the
+    /// CloudEvents forms only, not what the sender meant.
+    #[tokio::test]
+    async fn a_body_of_no_known_form_is_told_an_append_request_is_one() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let log = EventLog::open_async(dir.path().join("log"), LogOptions::default()).await?;
+        let answer = handle(&log, None, Bytes::from_static(b"\x0a\x03abc")).await;
+        let body: Value = serde_json::from_slice(&answer.body)?;
+        let said = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(said.starts_with("cannot tell the CloudEvents content mode"), "{body}");
+        assert!(
+            said.ends_with("or an opsflow.v1.AppendRequest with Content-Type: application/protobuf"),
+            "{body}"
+        );
         Ok(())
     }
 

@@ -23,7 +23,15 @@ pub fn from_timestamp(ts: &prost_types::Timestamp, field: &str) -> Result<i64, L
     ts.seconds
         .checked_mul(1_000_000_000)
         .and_then(|s| s.checked_add(i64::from(ts.nanos)))
-        .ok_or_else(|| invalid(field, format!("{} seconds is out of range", ts.seconds)))
+        .ok_or_else(|| {
+            invalid(
+                field,
+                format!(
+                    "{} seconds is outside the years 1677 to 2262 that the log can represent",
+                    ts.seconds
+                ),
+            )
+        })
 }
 
 /// The expected version from the wire; absent means `any`.
