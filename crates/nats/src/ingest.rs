@@ -97,8 +97,8 @@ async fn ingest(
     ready: &crate::Readiness,
 ) -> anyhow::Result<()> {
     let mut delay = Duration::from_millis(200);
-    // Where the consumer passed over ingest events, across sessions.
-    let mut passed = PassedOver::default();
+    // Where the consumer passed over ingest events, across sessions and restarts.
+    let mut passed = PassedOver::kept(log, &config.ingest.stream, &config.ingest.consumer);
     loop {
         let mut consumed = false;
         let outcome = session(js, config, log, shutdown, &ready.ingest, &mut consumed, &mut passed).await;
@@ -231,7 +231,7 @@ async fn setup(
         .cloned()
         .collect();
     if !left_out.is_empty() {
-        passed.narrowed();
+        passed.narrowed().await;
         let had = watch::delivered_subjects(&info, &stream_subjects);
         match watch::set_filters(&stream, &info, &config.ingest.subjects).await {
             Ok(updated) => {

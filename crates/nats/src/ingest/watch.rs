@@ -98,7 +98,9 @@ pub(super) async fn set_filters(
 }
 
 /// Where the consumer may have passed over ingest events, kept across sessions
-/// (in memory: a restart of opsflow forgets it).
+/// and, in the log's checkpoints, across restarts ([`PassedOver::kept`]): a crash
+/// or a restart while what it passed over was still to be read back (after the
+/// consumer's acknowledgements had moved past it) lost it for good.
 #[derive(Debug, Default)]
 pub(super) struct PassedOver {
     /// The stream sequence the consumer had delivered when last found delivering
@@ -107,13 +109,63 @@ pub(super) struct PassedOver {
     /// Set once it was found leaving some out: what it delivered after this may
     /// have passed over their events, to be read back once it delivers them again.
     after: Option<u64>,
+    /// Where the two are kept; `None` in memory only.
+    kept: Option<Kept>,
+}
+
+/// The log and the checkpoint names keeping a [`PassedOver`] (a value is the
+/// sequence plus one, 0 for none).
+#[derive(Debug)]
+struct Kept {
+    log: opsflow_log::EventLog,
+    complete: String,
+    after: String,
 }
 
 impl PassedOver {
+    /// As kept in `log` for the consumer `consumer` of `stream` by an earlier run.
+    pub(super) fn kept(log: &opsflow_log::EventLog, stream: &str, consumer: &str) -> PassedOver {
+        let kept = Kept {
+            log: log.clone(),
+            complete: format!("nats-ingest/{stream}/{consumer}/whole"),
+            after: format!("nats-ingest/{stream}/{consumer}/passed-over-after"),
+        };
+        let read = |name: &str| match log.checkpoint(name) {
+            Ok(value) => value.and_then(|v| v.checked_sub(1)),
+            Err(e) => {
+                tracing::warn!(error = %e, checkpoint = name, "cannot read an ingest checkpoint");
+                None
+            }
+        };
+        PassedOver {
+            complete: read(&kept.complete),
+            after: read(&kept.after),
+            kept: Some(kept),
+        }
+    }
+
+    fn keep(&self, which: fn(&Kept) -> &String, value: Option<u64>) {
+        let Some(kept) = &self.kept else { return };
+        let name = which(kept);
+        if let Err(e) = kept.log.save_checkpoint(name, value.map_or(0, |v| v.saturating_add(1))) {
+            tracing::warn!(error = %e, checkpoint = %name, "cannot save an ingest checkpoint");
+        }
+    }
+
     /// The consumer leaves out ingest subjects: what it passed over starts after
     /// the last time it did not (unknown, and not read back, when never seen so).
-    pub(super) fn narrowed(&mut self) {
+    /// Kept durably before this returns.
+    pub(super) async fn narrowed(&mut self) {
+        let before = self.after;
         self.after = self.after.or(self.complete);
+        if self.after != before {
+            self.keep(|k| &k.after, self.after);
+            if let Some(kept) = &self.kept
+                && let Err(e) = kept.log.flush_checkpoints().await
+            {
+                tracing::warn!(error = %e, "cannot make an ingest checkpoint durable");
+            }
+        }
     }
 
     /// Whether where it passed over them is known (it was seen delivering them
@@ -130,7 +182,10 @@ impl PassedOver {
     /// started after `.0` and has seen up to `.1`, what it read back itself is
     /// left out. They stay to be read back until [`PassedOver::read`].
     pub(super) fn complete(&mut self, delivered: u64, last: u64, gaps: Option<(u64, u64)>) -> Vec<RangeInclusive<u64>> {
-        self.complete = Some(delivered);
+        if self.complete != Some(delivered) {
+            self.complete = Some(delivered);
+            self.keep(|k| &k.complete, self.complete);
+        }
         let Some(after) = self.after else {
             return Vec::new();
         };
@@ -142,14 +197,16 @@ impl PassedOver {
         .filter(|r| !r.is_empty())
         .collect();
         if ranges.is_empty() {
-            self.after = None;
+            self.read();
         }
         ranges
     }
 
     /// What [`PassedOver::complete`] gave is read back.
     pub(super) fn read(&mut self) {
-        self.after = None;
+        if self.after.take().is_some() {
+            self.keep(|k| &k.after, None);
+        }
     }
 }
 
@@ -247,6 +304,8 @@ pub(super) struct Watch {
     retry_at: Option<tokio::time::Instant>,
     /// Why producers are refused, when the stream is full.
     full: Option<String>,
+    /// Why nothing is delivered, while an operator paused the consumer.
+    paused: Option<String>,
     /// Whether a problem is shown in `/readyz`.
     reported: bool,
     /// Whether the session's first look, which makes it ready, was taken.
@@ -266,6 +325,7 @@ impl Watch {
             narrowed: None,
             retry_at: None,
             full: None,
+            paused: None,
             reported: false,
             looked: false,
             read_to: None,
@@ -290,7 +350,10 @@ impl Watch {
         // The session waits meanwhile: a JetStream slow to answer holds it up
         // for moments at most, and the next look tries again.
         match tokio::time::timeout(READ_WITHIN, reading.stream.consumer_info(&self.consumer)).await {
-            Ok(Ok(info)) => self.filters(reading, info, (passed, seen), ready, shutdown).await?,
+            Ok(Ok(info)) => {
+                self.paused = paused(&info, &reading.stream.cached_info().config.name);
+                self.filters(reading, info, (passed, seen), ready, shutdown).await?
+            }
             // The session notices a consumer or connection that is gone.
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, consumer = %self.consumer, "cannot read the ingest consumer's info")
@@ -303,7 +366,7 @@ impl Watch {
             Ok(Err(e)) => tracing::debug!(error = %e, "cannot read the ingest stream's info"),
             Err(_) => tracing::debug!("the ingest stream's info did not come in time"),
         }
-        let problems: Vec<&str> = [&self.narrowed, &self.full]
+        let problems: Vec<&str> = [&self.narrowed, &self.paused, &self.full]
             .into_iter()
             .flatten()
             .map(String::as_str)
@@ -338,7 +401,7 @@ impl Watch {
             .cloned()
             .collect();
         if !left_out.is_empty() {
-            passed.narrowed();
+            passed.narrowed().await;
             if self.retry_at.is_some_and(|at| tokio::time::Instant::now() < at) {
                 return Ok(());
             }
@@ -404,6 +467,23 @@ impl Watch {
         }
         Ok(())
     }
+}
+
+/// Why the consumer delivers nothing, when an operator paused it (nats-server 2.11
+/// and later): left as it is, said in `/readyz` until it resumes.
+fn paused(info: &consumer::Info, stream: &str) -> Option<String> {
+    if !info.paused {
+        return None;
+    }
+    let remaining = info
+        .pause_remaining
+        .map(|left| format!(" for another {} s", left.as_secs()))
+        .unwrap_or_default();
+    Some(format!(
+        "consumer {} is paused{remaining}, so nothing is ingested meanwhile (producers' events wait in the stream): \
+         resume it with `nats consumer resume {stream} {}`",
+        info.name, info.name
+    ))
 }
 
 /// Why a stream with discard new refuses producers, when it is full (or nearly:
@@ -594,18 +674,18 @@ mod tests {
         assert_eq!(skipped.check(&delivered(1, 6)), Some(1..=5));
     }
 
-    #[test]
-    fn what_was_passed_over_is_read_back_once_from_where_it_was_last_whole() {
+    #[tokio::test]
+    async fn what_was_passed_over_is_read_back_once_from_where_it_was_last_whole() {
         let mut passed = PassedOver::default();
         let none: Vec<RangeInclusive<u64>> = Vec::new();
         // Never seen whole: where it started is not known.
-        passed.narrowed();
+        passed.narrowed().await;
         assert!(!passed.known());
         assert_eq!(passed.complete(10, 12, None), none);
         // Whole at 10, narrowed, whole again having delivered 25 of a stream
         // ending at 28: 11-28 (it went past 26-28 without delivering them), until
         // read.
-        passed.narrowed();
+        passed.narrowed().await;
         assert!(passed.known());
         assert_eq!(passed.complete(25, 28, None), [11..=28]);
         assert_eq!(passed.complete(30, 30, None), [11..=30], "not read yet");
@@ -613,14 +693,38 @@ mod tests {
         assert_eq!(passed.complete(31, 31, None), none);
         // A session whose gap check started after 35 and has seen up to 45:
         // 32-35 and what followed 45.
-        passed.narrowed();
+        passed.narrowed().await;
         assert_eq!(passed.complete(50, 52, Some((35, 45))), [32..=35, 46..=52]);
         passed.read();
         // Narrowed within that session, after 52: only what followed what it saw.
-        passed.narrowed();
+        passed.narrowed().await;
         assert_eq!(passed.complete(60, 61, Some((35, 58))), [59..=61]);
         passed.read();
         assert!(!passed.known());
+    }
+
+    /// Where to read back from outlives the process: kept in the log's checkpoints.
+    #[tokio::test]
+    async fn where_to_read_back_from_is_kept_in_the_log() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let log = opsflow_log::EventLog::open_async(dir.path().join("log"), Default::default()).await?;
+        let mut passed = PassedOver::kept(&log, "OPS_EVENTS", "opsflow-ingest");
+        assert!(!passed.known());
+        assert!(passed.complete(10, 10, None).is_empty());
+        passed.narrowed().await;
+        // The next run finds it, for this consumer only.
+        let mut again = PassedOver::kept(&log, "OPS_EVENTS", "opsflow-ingest");
+        assert!(again.known());
+        assert!(!PassedOver::kept(&log, "OPS_EVENTS", "other").known());
+        assert_eq!(again.complete(20, 25, None), [11..=25]);
+        again.read();
+        assert!(!PassedOver::kept(&log, "OPS_EVENTS", "opsflow-ingest").known());
+        // Narrowed while no run watched: from where the last one saw it whole.
+        let mut third = PassedOver::kept(&log, "OPS_EVENTS", "opsflow-ingest");
+        third.narrowed().await;
+        assert_eq!(third.complete(30, 31, None), [21..=31]);
+        log.close().await?;
+        Ok(())
     }
 
     #[test]
