@@ -389,6 +389,51 @@ async fn a_read_back_cut_short_on_a_wider_stream_is_finished_after_a_restart() -
     Ok(())
 }
 
+/// What a run kept of where the consumer was last whole is of that stream and
+/// consumer as made: after the stream was made again (its sequences start over)
+/// with a narrowed consumer, the next run read back 301..=400 of the new stream
+/// before the consumer delivered 1..=300, breaking the producer's order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_was_kept_of_a_stream_made_again_is_not_used() -> anyhow::Result<()> {
+    let config = jetstream::stream::Config {
+        name: "OPS_EVENTS".into(),
+        subjects: vec!["ops.events.>".into(), "other.>".into()],
+        ..Default::default()
+    };
+    let (nats, _, js) = nats_with_stream(config.clone()).await?;
+    let dir = tempfile::tempdir()?;
+    let alternating = |producer: &str, count: u64| -> Vec<_> {
+        items(&[producer], count, false)
+            .into_iter()
+            .enumerate()
+            .map(|(i, (_, headers, body))| (format!("ops.events.{}.x", ["a", "b"][i % 2]), headers, body))
+            .collect()
+    };
+    let mut opsflow = opsflow_on(&nats, dir.path(), &[]).await?;
+    publish_all(&js, alternating("first", 300), 128).await?;
+    settled_head(&opsflow.url(), 300, Duration::from_secs(30)).await?;
+    // A look keeps where the consumer was whole (300); a clean stop makes it durable.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    anyhow::ensure!(opsflow.terminate(Duration::from_secs(20))?, "opsflow did not stop");
+    js.delete_stream("OPS_EVENTS").await?;
+    js.create_stream(config).await?;
+    consumer_of_ops_events(
+        &js,
+        jetstream::consumer::pull::Config {
+            durable_name: Some("opsflow-ingest".into()),
+            filter_subject: "ops.events.a.x".into(),
+            ack_policy: jetstream::consumer::AckPolicy::All,
+            ..Default::default()
+        },
+    )
+    .await?;
+    publish_all(&js, alternating("second", 400), 128).await?;
+    let opsflow = opsflow_on(&nats, dir.path(), &[]).await?;
+    let events = settled_head(&opsflow.url(), 700, Duration::from_secs(60)).await?;
+    each_once_in_order(&events, &[("first", 300), ("second", 400)]);
+    Ok(())
+}
+
 /// One producer publishing alternately on a subject left out and one delivered:
 /// what the consumer skipped is read back in stream order, between what it
 /// delivered (a gap in the middle of a batch was read back before the batch's

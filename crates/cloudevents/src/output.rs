@@ -75,7 +75,7 @@ pub fn recorded_to_json(event: &RecordedEvent) -> Box<RawValue> {
     text.pop();
     text.reserve(data.len() + 9);
     text.push_str(",\"data\":");
-    text.push_str(data);
+    push_compact(&mut text, data);
     text.push('}');
     // Well-formed by construction (the data was checked); should it ever not be,
     // the other members still are the event.
@@ -272,6 +272,31 @@ pub(crate) fn effective_content_type(event: &RecordedEvent) -> &str {
     }
 }
 
+/// Pushes JSON text `json` without the whitespace between its tokens, so that an
+/// event is one line (the CLI prints one per line) whatever the producer's layout;
+/// strings, numbers and members stay as written.
+fn push_compact(out: &mut String, json: &str) {
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut from = 0;
+    for (i, byte) in json.bytes().enumerate() {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else if byte == b'"' {
+            in_string = true;
+        } else if matches!(byte, b' ' | b'\t' | b'\n' | b'\r') {
+            out.push_str(&json[from..i]);
+            from = i + 1;
+        }
+    }
+    out.push_str(&json[from..]);
+}
+
 /// The data as JSON text, when its content type is JSON and a strict parser reads
 /// it (no lone surrogates, numbers in range).
 fn json_text(event: &RecordedEvent) -> Option<&str> {
@@ -362,11 +387,16 @@ mod tests {
     /// of two with the same name, while gRPC and NATS gave the recorded text.
     #[test]
     fn read_representation_gives_json_data_as_recorded() {
-        let data = br#"{"big":123456789012345678901234567890, "f":1.0000000000000000001,"n":-18446744073709551617,"dup":1,"dup":2}"#;
+        let data = br#"{"big":123456789012345678901234567890,"f":1.0000000000000000001,"n":-18446744073709551617,"dup":1,"dup":2}"#;
         let event = crate::fixtures::recorded_order(data);
         let text = recorded_to_json(&event).get().to_owned();
         let recorded = std::str::from_utf8(data).expect("UTF-8");
         assert!(text.ends_with(&format!(",\"data\":{recorded}}}")), "{text}");
+        // On one line whatever the layout, strings as written (`opsflow tail -o json`
+        // printed an event over several lines).
+        let laid_out = crate::fixtures::recorded_order(b"{\r\n  \"a\" : [1,\n 2],\t\"s\": \"x y\\\" \\\\\" } \n");
+        let text = recorded_to_json(&laid_out).get().to_owned();
+        assert!(text.ends_with(r#","data":{"a":[1,2],"s":"x y\" \\"}}"#), "{text}");
         assert_eq!(read(&event)["position"], 42);
         // What a strict parser refuses goes as base64, as recorded_to_cloudevent does.
         for refused in [&br#"{"s":"\ud800"}"#[..], br#"{"e":1e400}"#] {

@@ -119,11 +119,19 @@ fn check_packed(event_type: &str, type_url: &str) -> Result<()> {
     if type_url.is_empty() || packed == expected {
         return Ok(());
     }
-    Err(CloudEventError::invalid(
-        "proto_data",
-        type_url,
-        format!("it packs {packed}, but events of type {event_type} carry {expected}"),
-    ))
+    let named = !packed.is_empty()
+        && packed
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+    let reason = if named {
+        format!("it packs {packed}, but events of type {event_type} carry {expected}")
+    } else {
+        format!(
+            "its type URL does not end in a message name (as in type.googleapis.com/{expected}, what events of type \
+             {event_type} carry)"
+        )
+    };
+    Err(CloudEventError::invalid("proto_data", type_url, reason))
 }
 
 /// A typed attribute value in the form the JSON format carries it; `None` when no
@@ -303,6 +311,19 @@ mod tests {
             "{err}"
         );
         parse(&event("order.shipped", "type.googleapis.com/opsflow.v1.OrderShipped")).expect("its own message");
+        for odd in [
+            "type.googleapis.com/opsflow.v1.OrderShipped/",
+            "x/opsflow.v1.OrderShipped?v=1",
+        ] {
+            let err = parse(&event("order.shipped", odd)).expect_err(odd);
+            assert!(
+                err.to_string().ends_with(
+                    "its type URL does not end in a message name (as in type.googleapis.com/opsflow.v1.OrderShipped, \
+                     what events of type order.shipped carry)"
+                ),
+                "{err}"
+            );
+        }
         parse(&event("custom.x", "type.googleapis.com/opsflow.v1.OrderShipped")).expect("not a catalog type");
     }
 

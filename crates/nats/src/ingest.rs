@@ -98,7 +98,7 @@ async fn ingest(
 ) -> anyhow::Result<()> {
     let mut delay = Duration::from_millis(200);
     // Where the consumer passed over ingest events, across sessions and restarts.
-    let mut passed = PassedOver::kept(log, &config.ingest.stream, &config.ingest.consumer);
+    let mut passed = PassedOver::in_log(log);
     loop {
         let mut consumed = false;
         let outcome = session(js, config, log, shutdown, &ready.ingest, &mut consumed, &mut passed).await;
@@ -221,6 +221,15 @@ async fn setup(
             }
         )));
     }
+    // What was kept of where it passed over events is of this consumer of this
+    // stream only, as made.
+    passed.bind(
+        (
+            &config.ingest.stream,
+            stream.cached_info().created.unix_timestamp_nanos(),
+        ),
+        (&config.ingest.consumer, info.created.unix_timestamp_nanos()),
+    );
     // A consumer whose filters leave out ingest subjects (an operator narrowed
     // them, or it was made so) would pass over events producers had published:
     // its filters are set to the ingest subjects, as a session does when it finds

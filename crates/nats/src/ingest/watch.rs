@@ -98,9 +98,11 @@ pub(super) async fn set_filters(
 }
 
 /// Where the consumer may have passed over ingest events, kept across sessions
-/// and, in the log's checkpoints, across restarts ([`PassedOver::kept`]): a crash
-/// or a restart while what it passed over was still to be read back (after the
-/// consumer's acknowledgements had moved past it) lost it for good.
+/// and, in the log's checkpoints, across restarts ([`PassedOver::in_log`]): a
+/// crash or a restart while what it passed over was still to be read back (after
+/// the consumer's acknowledgements had moved past it) lost it for good. What is
+/// kept is of one consumer of one stream, as made ([`PassedOver::bind`]): the
+/// sequences of a stream or consumer made again mean nothing to another.
 #[derive(Debug, Default)]
 pub(super) struct PassedOver {
     /// The stream sequence the consumer had delivered when last found delivering
@@ -109,45 +111,63 @@ pub(super) struct PassedOver {
     /// Set once it was found leaving some out: what it delivered after this may
     /// have passed over their events, to be read back once it delivers them again.
     after: Option<u64>,
-    /// Where the two are kept; `None` in memory only.
-    kept: Option<Kept>,
+    /// Where the two are kept: the log (`None` in memory only) and the consumer
+    /// they are of.
+    log: Option<opsflow_log::EventLog>,
+    of: Option<Kept>,
 }
 
-/// The log and the checkpoint names keeping a [`PassedOver`] (a value is the
-/// sequence plus one, 0 for none).
-#[derive(Debug)]
+/// The checkpoint names keeping a [`PassedOver`] of one consumer of one stream,
+/// each as made (a value is the sequence plus one, 0 for none).
+#[derive(Debug, PartialEq)]
 struct Kept {
-    log: opsflow_log::EventLog,
     complete: String,
     after: String,
 }
 
+/// A stream or consumer name and when it was made, in nanoseconds since the
+/// epoch: which one it is.
+pub(super) type Made<'a> = (&'a str, i128);
+
 impl PassedOver {
-    /// As kept in `log` for the consumer `consumer` of `stream` by an earlier run.
-    pub(super) fn kept(log: &opsflow_log::EventLog, stream: &str, consumer: &str) -> PassedOver {
-        let kept = Kept {
-            log: log.clone(),
-            complete: format!("nats-ingest/{stream}/{consumer}/whole"),
-            after: format!("nats-ingest/{stream}/{consumer}/passed-over-after"),
-        };
-        let read = |name: &str| match log.checkpoint(name) {
-            Ok(value) => value.and_then(|v| v.checked_sub(1)),
-            Err(e) => {
-                tracing::warn!(error = %e, checkpoint = name, "cannot read an ingest checkpoint");
-                None
-            }
-        };
+    /// Kept in `log`, once bound to a consumer.
+    pub(super) fn in_log(log: &opsflow_log::EventLog) -> PassedOver {
         PassedOver {
-            complete: read(&kept.complete),
-            after: read(&kept.after),
-            kept: Some(kept),
+            log: Some(log.clone()),
+            ..PassedOver::default()
         }
     }
 
+    /// Of the consumer `consumer` of `stream` from now on: what was kept of it
+    /// (by this run or an earlier one) when it is another than before.
+    pub(super) fn bind(&mut self, (stream, stream_made): Made<'_>, (consumer, consumer_made): Made<'_>) {
+        let prefix = format!("nats-ingest/{stream}@{stream_made}/{consumer}@{consumer_made}");
+        let of = Kept {
+            complete: format!("{prefix}/whole"),
+            after: format!("{prefix}/passed-over-after"),
+        };
+        if self.of.as_ref() == Some(&of) {
+            return;
+        }
+        let read = |name: &str| match self.log.as_ref().map(|log| log.checkpoint(name)) {
+            Some(Ok(value)) => value.and_then(|v| v.checked_sub(1)),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, checkpoint = name, "cannot read an ingest checkpoint");
+                None
+            }
+            None => None,
+        };
+        self.complete = read(&of.complete);
+        self.after = read(&of.after);
+        self.of = Some(of);
+    }
+
     fn keep(&self, which: fn(&Kept) -> &String, value: Option<u64>) {
-        let Some(kept) = &self.kept else { return };
-        let name = which(kept);
-        if let Err(e) = kept.log.save_checkpoint(name, value.map_or(0, |v| v.saturating_add(1))) {
+        let (Some(log), Some(of)) = (&self.log, &self.of) else {
+            return;
+        };
+        let name = which(of);
+        if let Err(e) = log.save_checkpoint(name, value.map_or(0, |v| v.saturating_add(1))) {
             tracing::warn!(error = %e, checkpoint = %name, "cannot save an ingest checkpoint");
         }
     }
@@ -160,8 +180,8 @@ impl PassedOver {
         self.after = self.after.or(self.complete);
         if self.after != before {
             self.keep(|k| &k.after, self.after);
-            if let Some(kept) = &self.kept
-                && let Err(e) = kept.log.flush_checkpoints().await
+            if let Some(log) = &self.log
+                && let Err(e) = log.flush_checkpoints().await
             {
                 tracing::warn!(error = %e, "cannot make an ingest checkpoint durable");
             }
@@ -351,7 +371,13 @@ impl Watch {
         // for moments at most, and the next look tries again.
         match tokio::time::timeout(READ_WITHIN, reading.stream.consumer_info(&self.consumer)).await {
             Ok(Ok(info)) => {
-                self.paused = paused(&info, &reading.stream.cached_info().config.name);
+                let stream = reading.stream.cached_info();
+                // A consumer made again meanwhile is another (the session notices too).
+                passed.bind(
+                    (&stream.config.name, stream.created.unix_timestamp_nanos()),
+                    (&info.name, info.created.unix_timestamp_nanos()),
+                );
+                self.paused = paused(&info, &stream.config.name);
                 self.filters(reading, info, (passed, seen), ready, shutdown).await?
             }
             // The session notices a consumer or connection that is gone.
@@ -703,26 +729,39 @@ mod tests {
         assert!(!passed.known());
     }
 
-    /// Where to read back from outlives the process: kept in the log's checkpoints.
+    /// Where to read back from outlives the process: kept in the log's checkpoints,
+    /// for the consumer of the stream as made.
     #[tokio::test]
     async fn where_to_read_back_from_is_kept_in_the_log() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let log = opsflow_log::EventLog::open_async(dir.path().join("log"), Default::default()).await?;
-        let mut passed = PassedOver::kept(&log, "OPS_EVENTS", "opsflow-ingest");
+        let (stream, consumer) = (("OPS_EVENTS", 1), ("opsflow-ingest", 2));
+        let run = |stream: Made<'static>, consumer: Made<'static>| {
+            let mut passed = PassedOver::in_log(&log);
+            passed.bind(stream, consumer);
+            passed
+        };
+        let mut passed = run(stream, consumer);
         assert!(!passed.known());
         assert!(passed.complete(10, 10, None).is_empty());
         passed.narrowed().await;
-        // The next run finds it, for this consumer only.
-        let mut again = PassedOver::kept(&log, "OPS_EVENTS", "opsflow-ingest");
+        // The next run finds it, for this consumer of this stream only: not for
+        // another, nor for either made again.
+        let mut again = run(stream, consumer);
         assert!(again.known());
-        assert!(!PassedOver::kept(&log, "OPS_EVENTS", "other").known());
+        assert!(!run(stream, ("other", 2)).known());
+        assert!(!run(stream, ("opsflow-ingest", 3)).known());
+        assert!(!run(("OPS_EVENTS", 4), consumer).known());
         assert_eq!(again.complete(20, 25, None), [11..=25]);
         again.read();
-        assert!(!PassedOver::kept(&log, "OPS_EVENTS", "opsflow-ingest").known());
+        assert!(!run(stream, consumer).known());
         // Narrowed while no run watched: from where the last one saw it whole.
-        let mut third = PassedOver::kept(&log, "OPS_EVENTS", "opsflow-ingest");
+        let mut third = run(stream, consumer);
         third.narrowed().await;
         assert_eq!(third.complete(30, 31, None), [21..=31]);
+        // Bound to a consumer made again, within a run: what it knew is dropped.
+        third.bind(stream, ("opsflow-ingest", 5));
+        assert!(!third.known());
         log.close().await?;
         Ok(())
     }
