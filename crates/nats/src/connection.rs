@@ -25,7 +25,15 @@ pub async fn connect(config: &NatsConfig, state: &Flag) -> Result<Client, NatsEr
             // where it goes: the client's errors name neither.
             let connection = config.name.clone();
             let urls = config.display_urls();
-            let client_certificate = config.tls.cert_file.is_some();
+            // TLS without a client certificate: an IO error may be a server that
+            // requires one (a plain URL to a plain server gets no such hint).
+            let without_certificate = config.tls.cert_file.is_none()
+                && (config.tls.required
+                    || config.tls.ca_file.is_some()
+                    || config
+                        .urls
+                        .iter()
+                        .any(|u| u.trim().to_ascii_lowercase().starts_with("tls://")));
             let state = state.clone();
             move |event| {
                 let (connection, urls, state) = (connection.clone(), urls.clone(), state.clone());
@@ -42,7 +50,7 @@ pub async fn connect(config: &NatsConfig, state: &Flag) -> Result<Client, NatsEr
                             tracing::warn!(%connection, %urls, "nats disconnected; reconnecting");
                         }
                         async_nats::Event::ClientError(error) => {
-                            let problem = connect_problem(&urls, &error.to_string(), client_certificate);
+                            let problem = connect_problem(&urls, &error.to_string(), without_certificate);
                             tracing::warn!(%connection, "{problem}");
                             state.fail(problem);
                         }
@@ -240,7 +248,7 @@ fn url_credentials(config: &NatsConfig, addrs: &[async_nats::ServerAddr]) -> Res
 /// What a failed connection attempt to `urls` says, with what to check: the
 /// credentials when the server refused them, else whether it runs and is
 /// reachable.
-fn connect_problem(urls: &str, error: &str, client_certificate: bool) -> String {
+fn connect_problem(urls: &str, error: &str, without_certificate: bool) -> String {
     let lower = error.to_ascii_lowercase();
     let check = if lower.contains("authorization violation") || lower.contains("authentication") {
         "the server refused the credentials: check [nats] user and password, token, nkey_seed_file or \
@@ -249,7 +257,7 @@ fn connect_problem(urls: &str, error: &str, client_certificate: bool) -> String 
         "the TLS handshake failed: check that [nats.tls] ca_file signed the server's certificate (and that the \
          URL's host name is one it names), and, where the server asks for a client certificate, cert_file and \
          key_file"
-    } else if !client_certificate && lower.contains("io error") {
+    } else if without_certificate && lower.contains("io error") {
         // A server requiring client certificates (TLS `verify`) ends the
         // connection of a client without one after the handshake: an IO error.
         "is nats-server running there, and reachable? (a server that requires client certificates, TLS verify, \
@@ -412,18 +420,18 @@ mod tests {
 
     #[test]
     fn a_failed_tls_handshake_points_at_the_tls_settings() {
-        let said = connect_problem("tls://127.0.0.1:4222", "nats: TLS error", true);
+        let said = connect_problem("tls://127.0.0.1:4222", "nats: TLS error", false);
         assert!(
             said.contains("the TLS handshake failed: check that [nats.tls] ca_file"),
             "{said}"
         );
-        let said = connect_problem("nats://127.0.0.1:4222", "nats: IO error", true);
+        let said = connect_problem("nats://127.0.0.1:4222", "nats: IO error", false);
         assert!(
             said.ends_with("is nats-server running there, and reachable?; retrying"),
             "{said}"
         );
         // Without a client certificate, an IO error may be a server requiring one.
-        let said = connect_problem("tls://127.0.0.1:4222", "nats: IO error", false);
+        let said = connect_problem("tls://127.0.0.1:4222", "nats: IO error", true);
         assert!(
             said.contains(
                 "a server that requires client certificates, TLS verify, also ends the connection so: \
@@ -566,7 +574,7 @@ mod tests {
         let refused = connect_problem("nats://n1:4222", "nats: authorization violation", false);
         assert!(refused.contains("the server refused the credentials"), "{refused}");
         assert!(!refused.contains("running there"), "{refused}");
-        let down = connect_problem("nats://n1:4222", "nats: IO error", true);
+        let down = connect_problem("nats://n1:4222", "nats: IO error", false);
         assert!(
             down.ends_with("(nats: IO error): is nats-server running there, and reachable?; retrying"),
             "{down}"
