@@ -120,10 +120,15 @@ impl CloudEventError {
     /// attribute is at fault, else nothing (a body without `field`, as for every
     /// other error that names none).
     pub fn detail_fields(&self) -> serde_json::Value {
-        match self.attribute() {
-            Some(attribute) => serde_json::json!({ "field": attribute }),
-            None => serde_json::json!({}),
+        let mut fields = serde_json::Map::new();
+        if let Some(attribute) = self.attribute() {
+            fields.insert("field".into(), attribute.into());
         }
+        // Which event of a batch, as the message says ("event [1]: ...").
+        if let Some(index) = self.batch_index() {
+            fields.insert("index".into(), index.into());
+        }
+        serde_json::Value::Object(fields)
     }
 
     /// The attribute at fault, when there is one (`data` for payload errors,
@@ -248,6 +253,7 @@ mod tests {
         assert_eq!(err.to_string(), "event [3]: missing required attribute `id`");
         assert_eq!(err.attribute(), Some("id"));
         assert_eq!(err.batch_index(), Some(3));
+        assert_eq!(err.detail_fields(), serde_json::json!({"field": "id", "index": 3}));
     }
 
     #[test]
