@@ -12,6 +12,36 @@ fn on_subject(subject: &str, producer: &str, count: u64) -> Vec<(String, HeaderM
         .collect()
 }
 
+/// `count` events of `producer`, published on the two `subjects` in turn.
+fn alternating(producer: &str, count: u64, subjects: [&str; 2]) -> Vec<(String, HeaderMap, bytes::Bytes)> {
+    items(&[producer], count, false)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, headers, body))| (subjects[i % 2].to_owned(), headers, body))
+        .collect()
+}
+
+/// The stream `OPS_EVENTS` capturing `other.>` besides the ingest subjects (as an
+/// operator may make it), so that the stream sequences the consumer skips tell
+/// nothing.
+fn wider_stream() -> jetstream::stream::Config {
+    jetstream::stream::Config {
+        name: "OPS_EVENTS".into(),
+        subjects: vec!["ops.events.>".into(), "other.>".into()],
+        ..Default::default()
+    }
+}
+
+/// The consumer `opsflow-ingest` filtered to `filter`, as an operator would make it.
+fn ingest_consumer_filtered(filter: &str) -> jetstream::consumer::pull::Config {
+    jetstream::consumer::pull::Config {
+        durable_name: Some("opsflow-ingest".into()),
+        filter_subject: filter.into(),
+        ack_policy: jetstream::consumer::AckPolicy::All,
+        ..Default::default()
+    }
+}
+
 /// Each producer's events exactly once and in its order, `count` of each.
 fn each_once_in_order(events: &[v1::RecordedEvent], producers: &[(&str, u64)]) {
     for (producer, count) in producers {
@@ -40,16 +70,7 @@ async fn ingest_stream_and_consumer(js: &jetstream::Context, filter: &str) -> an
         ..Default::default()
     })
     .await?;
-    consumer_of_ops_events(
-        js,
-        jetstream::consumer::pull::Config {
-            durable_name: Some("opsflow-ingest".into()),
-            filter_subject: filter.into(),
-            ack_policy: jetstream::consumer::AckPolicy::All,
-            ..Default::default()
-        },
-    )
-    .await
+    consumer_of_ops_events(js, ingest_consumer_filtered(filter)).await
 }
 
 /// Sets the filter of opsflow's ingest consumer to `filter`, as `nats consumer
@@ -70,12 +91,7 @@ async fn narrow(js: &jetstream::Context, filter: &str) -> anyhow::Result<()> {
 /// so that the sequences the consumer skips tell nothing).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_narrowed_at_runtime_is_set_back_and_what_it_passed_over_recorded() -> anyhow::Result<()> {
-    let (_nats, js, _dir, opsflow) = opsflow_with_stream(jetstream::stream::Config {
-        name: "OPS_EVENTS".into(),
-        subjects: vec!["ops.events.>".into(), "other.>".into()],
-        ..Default::default()
-    })
-    .await?;
+    let (_nats, js, _dir, opsflow) = opsflow_with_stream(wider_stream()).await?;
     wait_ready(&opsflow.url()).await?;
     publish_all(&js, on_subject("ops.events.order.placed", "before", 3), 8).await?;
     assert_eq!(settled_head(&opsflow.url(), 3, Duration::from_secs(30)).await?.len(), 3);
@@ -344,12 +360,7 @@ async fn on_a_work_queue_stream_what_was_read_back_is_removed() -> anyhow::Resul
 /// after 300 it delivered were lost (0 or 4 of 5), with /readyz ready.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_the_consumer_went_past_last_is_read_back_too() -> anyhow::Result<()> {
-    let (_nats, js, _dir, opsflow) = opsflow_with_stream(jetstream::stream::Config {
-        name: "OPS_EVENTS".into(),
-        subjects: vec!["ops.events.>".into(), "other.>".into()],
-        ..Default::default()
-    })
-    .await?;
+    let (_nats, js, _dir, opsflow) = opsflow_with_stream(wider_stream()).await?;
     wait_ready(&opsflow.url()).await?;
     // After opsflow's first look has seen the consumer whole.
     tokio::time::sleep(Duration::from_secs(6)).await;
@@ -368,13 +379,7 @@ async fn what_the_consumer_went_past_last_is_read_back_too() -> anyhow::Result<(
 /// events were lost for good in a review, with /readyz ready).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_back_cut_short_on_a_wider_stream_is_finished_after_a_restart() -> anyhow::Result<()> {
-    let (nats, js) = nats_with_stream(jetstream::stream::Config {
-        name: "OPS_EVENTS".into(),
-        subjects: vec!["ops.events.>".into(), "other.>".into()],
-        ..Default::default()
-    })
-    .await
-    .map(|(nats, _, js)| (nats, js))?;
+    let (nats, _, js) = nats_with_stream(wider_stream()).await?;
     let dir = tempfile::tempdir()?;
     let mut opsflow = opsflow_on(&nats, dir.path(), &[]).await?;
     narrow(&js, "ops.events.kept.>").await?;
@@ -395,39 +400,28 @@ async fn a_read_back_cut_short_on_a_wider_stream_is_finished_after_a_restart() -
 /// before the consumer delivered 1..=300, breaking the producer's order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_was_kept_of_a_stream_made_again_is_not_used() -> anyhow::Result<()> {
-    let config = jetstream::stream::Config {
-        name: "OPS_EVENTS".into(),
-        subjects: vec!["ops.events.>".into(), "other.>".into()],
-        ..Default::default()
-    };
-    let (nats, _, js) = nats_with_stream(config.clone()).await?;
+    let (nats, _, js) = nats_with_stream(wider_stream()).await?;
     let dir = tempfile::tempdir()?;
-    let alternating = |producer: &str, count: u64| -> Vec<_> {
-        items(&[producer], count, false)
-            .into_iter()
-            .enumerate()
-            .map(|(i, (_, headers, body))| (format!("ops.events.{}.x", ["a", "b"][i % 2]), headers, body))
-            .collect()
-    };
     let mut opsflow = opsflow_on(&nats, dir.path(), &[]).await?;
-    publish_all(&js, alternating("first", 300), 128).await?;
+    publish_all(
+        &js,
+        alternating("first", 300, ["ops.events.a.x", "ops.events.b.x"]),
+        128,
+    )
+    .await?;
     settled_head(&opsflow.url(), 300, Duration::from_secs(30)).await?;
     // A look keeps where the consumer was whole (300); a clean stop makes it durable.
     tokio::time::sleep(Duration::from_secs(6)).await;
     anyhow::ensure!(opsflow.terminate(Duration::from_secs(20))?, "opsflow did not stop");
     js.delete_stream("OPS_EVENTS").await?;
-    js.create_stream(config).await?;
-    consumer_of_ops_events(
+    js.create_stream(wider_stream()).await?;
+    consumer_of_ops_events(&js, ingest_consumer_filtered("ops.events.a.x")).await?;
+    publish_all(
         &js,
-        jetstream::consumer::pull::Config {
-            durable_name: Some("opsflow-ingest".into()),
-            filter_subject: "ops.events.a.x".into(),
-            ack_policy: jetstream::consumer::AckPolicy::All,
-            ..Default::default()
-        },
+        alternating("second", 400, ["ops.events.a.x", "ops.events.b.x"]),
+        128,
     )
     .await?;
-    publish_all(&js, alternating("second", 400), 128).await?;
     let opsflow = opsflow_on(&nats, dir.path(), &[]).await?;
     let events = settled_head(&opsflow.url(), 700, Duration::from_secs(60)).await?;
     each_once_in_order(&events, &[("first", 300), ("second", 400)]);
@@ -445,19 +439,8 @@ async fn what_is_read_back_keeps_a_producers_order() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let opsflow = opsflow_on(&nats, dir.path(), &[]).await?;
     narrow(&js, "ops.events.kept.>").await?;
-    let alternating: Vec<_> = items(&["mixed"], 400, false)
-        .into_iter()
-        .enumerate()
-        .map(|(i, (_, headers, body))| {
-            let subject = if i % 2 == 0 {
-                "ops.events.kept.x"
-            } else {
-                "ops.events.order.placed"
-            };
-            (subject.to_owned(), headers, body)
-        })
-        .collect();
-    publish_all(&js, alternating, 128).await?;
+    let mixed = alternating("mixed", 400, ["ops.events.kept.x", "ops.events.order.placed"]);
+    publish_all(&js, mixed, 128).await?;
     let events = settled_head(&opsflow.url(), 400, Duration::from_secs(60)).await?;
     each_once_in_order(&events, &[("mixed", 400)]);
     Ok(())

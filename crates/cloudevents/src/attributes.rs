@@ -259,9 +259,7 @@ fn rfc3339_shaped(text: &str) -> bool {
         }
     }
     // time-numoffset: hours 00 to 23, minutes 00 to 59 (RFC 3339 §5.6).
-    let below = |from: usize, limit: u8| {
-        b[from] - b'0' < limit / 10 || (b[from] - b'0' == limit / 10 && b[from + 1] - b'0' < limit % 10)
-    };
+    let two_digits = |from: usize| (b[from] - b'0') * 10 + (b[from + 1] - b'0');
     match &b[i..] {
         [b'Z' | b'z'] => true,
         [b'+' | b'-', ..] => {
@@ -269,8 +267,8 @@ fn rfc3339_shaped(text: &str) -> bool {
                 && digits(i + 1, i + 3)
                 && at(i + 3, b":")
                 && digits(i + 4, i + 6)
-                && below(i + 1, 24)
-                && below(i + 4, 60)
+                && two_digits(i + 1) < 24
+                && two_digits(i + 4) < 60
         }
         _ => false,
     }

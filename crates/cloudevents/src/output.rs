@@ -57,7 +57,7 @@ pub fn recorded_to_json(event: &RecordedEvent) -> Box<RawValue> {
         "prev_hash": hex(&event.prev_hash),
         "hash": hex(&event.hash),
     }));
-    let data = (!event.data.is_empty()).then(|| json_text(event)).flatten();
+    let data = json_text(event);
     if data.is_none() && !event.data.is_empty() {
         members.insert("data_base64".into(), base64(&event.data));
     }
@@ -300,7 +300,8 @@ fn push_compact(out: &mut String, json: &str) {
 /// The data as JSON text, when its content type is JSON and a strict parser reads
 /// it (no lone surrogates, numbers in range).
 fn json_text(event: &RecordedEvent) -> Option<&str> {
-    if !media::is_json(effective_content_type(event)) || !opsflow_catalog::is_json(&event.data) {
+    if event.data.is_empty() || !media::is_json(effective_content_type(event)) || !opsflow_catalog::is_json(&event.data)
+    {
         return None;
     }
     std::str::from_utf8(&event.data).ok()

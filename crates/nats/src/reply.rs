@@ -426,18 +426,6 @@ pub(crate) async fn handle(log: &EventLog, headers: Option<&HeaderMap>, payload:
             let nothing = json!({ "results": [], "duplicate": false });
             return recorded(headers, nothing.to_string().into());
         }
-        Err(e @ opsflow_cloudevents::CloudEventError::UnsupportedContentMode { .. }) => {
-            // Here an AppendRequest is a form too: what a sender without a content
-            // type most likely meant.
-            let message = format!("{e}, or an opsflow.v1.AppendRequest with Content-Type: application/protobuf");
-            return error_reply(
-                400,
-                "invalid_argument",
-                message,
-                e.detail_fields(),
-                Some(DeadReason::of_cloudevent(&e)),
-            );
-        }
         Err(e) => return cloudevent_error_reply(&e),
     };
     let single = incoming.len() == 1;
@@ -478,10 +466,16 @@ fn recorded(headers: HeaderMap, body: Bytes) -> Answer {
 /// A request that is not a CloudEvent opsflow can take: 400 naming the attribute
 /// (or header).
 fn cloudevent_error_reply(e: &opsflow_cloudevents::CloudEventError) -> Answer {
+    let mut message = e.to_string();
+    if matches!(e, opsflow_cloudevents::CloudEventError::UnsupportedContentMode { .. }) {
+        // Here an AppendRequest is a form too: what a sender without a content
+        // type most likely meant.
+        message.push_str(", or an opsflow.v1.AppendRequest with Content-Type: application/protobuf");
+    }
     error_reply(
         400,
         "invalid_argument",
-        e.to_string(),
+        message,
         e.detail_fields(),
         Some(DeadReason::of_cloudevent(e)),
     )
